@@ -1,0 +1,210 @@
+//! The remap user: name rules, lookup (NSS on the host, /etc/passwd under --root), checks,
+//! and creation with the distribution's `useradd`.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::exit::Conflict;
+use crate::login_defs::LoginDefs;
+use crate::root::Root;
+
+/// A user account as far as this tool cares.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Account {
+    /// Login name.
+    pub name: String,
+    /// Numeric uid.
+    pub uid: u32,
+    /// Primary gid.
+    pub gid: u32,
+    /// Login shell.
+    pub shell: String,
+}
+
+/// Checks a user name against the portable POSIX rule shadow's useradd also accepts:
+/// a lower-case letter or `_` first, then lower-case letters, digits, `_` and `-`, at most 32.
+pub fn validate_name(name: &str) -> Result<(), Conflict> {
+    let ok_first = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let ok_rest = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if name.is_empty() || name.len() > 32 || !ok_first || !ok_rest {
+        return Err(Conflict::new(format!(
+            "{name:?} is not a valid user name: use a lower-case letter or '_' first, then lower-case letters, digits, '_' or '-', at most 32 characters"
+        )));
+    }
+    if name == "default" || name == "root" {
+        return Err(Conflict::new(format!(
+            "{name:?} cannot be the remap user: {}",
+            if name == "root" {
+                "mapping containers to root defeats the purpose"
+            } else {
+                "dockerd reads \"default\" as dockremap; pass --user dockremap"
+            }
+        )));
+    }
+    Ok(())
+}
+
+/// Finds `name` in a passwd file's text.
+pub fn find_in_passwd(text: &str, name: &str) -> Option<Account> {
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.len() < 7 || f[0] != name {
+            return None;
+        }
+        Some(Account {
+            name: name.to_string(),
+            uid: f[2].parse().ok()?,
+            gid: f[3].parse().ok()?,
+            shell: f[6].to_string(),
+        })
+    })
+}
+
+/// Looks the user up: through NSS on the live host (so LDAP/SSSD users count), in the tree's
+/// /etc/passwd under `--root`.
+pub fn lookup(root: &Root, name: &str) -> Result<Option<Account>> {
+    if root.is_host() {
+        use uzers::os::unix::UserExt;
+        return Ok(uzers::get_user_by_name(name).map(|u| Account {
+            name: name.to_string(),
+            uid: u.uid(),
+            gid: u.primary_group_id(),
+            shell: u.shell().to_string_lossy().into_owned(),
+        }));
+    }
+    let text = root.read_optional("/etc/passwd")?.unwrap_or_default();
+    Ok(find_in_passwd(&String::from_utf8_lossy(&text), name))
+}
+
+/// An existing remap user must be a system account (below UID_MIN, not root) with no login shell.
+pub fn validate_existing(acct: &Account, defs: &LoginDefs) -> Result<(), Conflict> {
+    if acct.uid == 0 {
+        return Err(Conflict::new(format!(
+            "user {} has uid 0; choose another remap user",
+            acct.name
+        )));
+    }
+    if u64::from(acct.uid) >= defs.uid_min {
+        return Err(Conflict::new(format!(
+            "user {} exists with uid {}, which is not a system uid (UID_MIN is {}); a person's account must not own containers' ids: pass --user with another name",
+            acct.name, acct.uid, defs.uid_min
+        )));
+    }
+    let nologin = ["/nologin", "/false"]
+        .iter()
+        .any(|s| acct.shell.ends_with(s));
+    if !nologin {
+        return Err(Conflict::new(format!(
+            "user {} exists with login shell {:?}; give it /usr/sbin/nologin (usermod -s /usr/sbin/nologin {}) or pass --user with another name",
+            acct.name, acct.shell, acct.name
+        )));
+    }
+    Ok(())
+}
+
+/// The `useradd` invocation that creates the remap user.
+pub fn useradd_command(root: &Root, name: &str) -> Command {
+    let mut cmd = Command::new("useradd");
+    if !root.is_host() {
+        cmd.arg("--prefix").arg(root.base());
+    }
+    cmd.args([
+        "--system",
+        "--user-group",
+        "--no-create-home",
+        "--home-dir",
+        "/nonexistent",
+        "--shell",
+        "/usr/sbin/nologin",
+        "--comment",
+        "docker user-namespace remapping",
+        name,
+    ]);
+    cmd
+}
+
+/// Creates the remap user with `useradd` and returns it as created.
+pub fn create(root: &Root, name: &str) -> Result<Account> {
+    let mut cmd = useradd_command(root, name);
+    let out = cmd
+        .output()
+        .context("cannot run useradd (package passwd): is it installed and on PATH?")?;
+    if !out.status.success() {
+        bail!(
+            "useradd failed ({}) creating user {name}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    lookup(root, name)?
+        .with_context(|| format!("useradd succeeded, but user {name} cannot be found afterwards"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["dockremap", "_remap", "remap-1", "a"] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "Dock",
+            "1abc",
+            "a b",
+            "a:b",
+            "x/../y",
+            "default",
+            "root",
+            &"a".repeat(33),
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn passwd_lookup() {
+        let text = "root:x:0:0:root:/root:/bin/bash\ndockremap:x:101:101::/nonexistent:/usr/sbin/nologin\nbad:line\n";
+        let a = find_in_passwd(text, "dockremap").unwrap();
+        assert_eq!(
+            (a.uid, a.gid, a.shell.as_str()),
+            (101, 101, "/usr/sbin/nologin")
+        );
+        assert!(find_in_passwd(text, "bob").is_none());
+    }
+
+    #[test]
+    fn existing_user_checks() {
+        let defs = LoginDefs::default();
+        let mut a = Account {
+            name: "dockremap".into(),
+            uid: 101,
+            gid: 101,
+            shell: "/bin/false".into(),
+        };
+        assert!(validate_existing(&a, &defs).is_ok());
+        a.shell = "/bin/bash".into();
+        assert!(
+            validate_existing(&a, &defs)
+                .unwrap_err()
+                .to_string()
+                .contains("login shell")
+        );
+        a.shell = "/usr/sbin/nologin".into();
+        a.uid = 1000;
+        assert!(
+            validate_existing(&a, &defs)
+                .unwrap_err()
+                .to_string()
+                .contains("not a system uid")
+        );
+    }
+}

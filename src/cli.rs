@@ -1,0 +1,97 @@
+//! The command line: options, subcommands and their help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::exit::EXIT_CODES_HELP;
+
+/// Turn on Docker's user-namespace remapping safely.
+///
+/// With userns-remap, root inside a container is an unprivileged user on the host. This tool
+/// creates the remap user (dockremap), gives it subordinate uid/gid ranges that overlap no one
+/// else's, and sets "userns-remap" in /etc/docker/daemon.json without touching your other
+/// settings. Run `plan` first to see exactly what `enable` would do.
+#[derive(Debug, Parser)]
+#[command(name = "docker-userns", version, after_long_help = EXIT_CODES_HELP, after_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    /// Work on the tree under DIR instead of the live host: every path (/etc/subuid,
+    /// /etc/docker/daemon.json, unit files) is taken relative to DIR, and no service or name
+    /// service (NSS) is touched. The user is created with `useradd --prefix DIR`.
+    #[arg(long, global = true, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+
+    /// Print exactly one JSON document on stdout (also for errors) instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More log output on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Print nothing but errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by `plan` and `enable`.
+#[derive(Debug, Clone, Args)]
+pub struct UserArgs {
+    /// The remap user; created as a system user with no login and its own group if missing.
+    /// dockremap is written to daemon.json as "default" (what the CIS Docker benchmark checks).
+    #[arg(long, value_name = "NAME", default_value = "dockremap")]
+    pub user: String,
+
+    /// Size of the subordinate uid and gid ranges to allocate
+    /// [default: SUB_UID_COUNT / SUB_GID_COUNT from /etc/login.defs, else 65536].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=4_294_967_296))]
+    pub count: Option<u64>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what `enable` would change, and change nothing.
+    #[command(after_help = "Example: docker-userns plan --json")]
+    Plan(UserArgs),
+
+    /// Create the remap user, allocate its ranges, set "userns-remap" in daemon.json.
+    ///
+    /// Idempotent: on a converged host it changes nothing and says so. Existing ranges of the
+    /// user are kept. Nothing is written when any input is invalid or conflicting.
+    Enable {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        user: UserArgs,
+        /// Change the files only; do not restart docker. (This version never restarts docker:
+        /// restart it yourself to apply, e.g. `systemctl restart docker`.)
+        #[arg(long)]
+        no_restart: bool,
+    },
+
+    /// Remove "userns-remap" from daemon.json; the user and its ranges are kept.
+    Disable {
+        /// Change the file only; do not restart docker. (This version never restarts docker.)
+        #[arg(long)]
+        no_restart: bool,
+    },
+
+    /// Lint /etc/subuid and /etc/subgid for the whole host: malformed lines, overlapping
+    /// ranges between any owners, ranges outside the login.defs bounds. Exit 3 on problems.
+    Check,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,374 @@
+//! The effective docker.service as systemd would load it, read from files, to find settings
+//! that clash with daemon.json (a `--userns-remap` flag) before docker refuses to start.
+
+use anyhow::Result;
+
+use crate::root::Root;
+
+/// The unit this tool manages.
+pub const UNIT: &str = "docker.service";
+
+/// Unit directories by priority, highest first (systemd's system unit search path).
+pub const UNIT_DIRS: &[&str] = &[
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/usr/local/lib/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
+];
+
+/// Debian's environment file for dockerd flags.
+pub const DEFAULT_FILE: &str = "/etc/default/docker";
+
+/// A place in a file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Origin {
+    /// Path inside the root.
+    pub file: String,
+    /// 1-based line (of the first line of a continued setting).
+    pub line: usize,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// What was learnt about docker.service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitScan {
+    /// The unit file in use, if any (None: docker is not installed, as far as files tell).
+    pub unit_file: Option<String>,
+    /// The unit is linked to /dev/null.
+    pub masked: bool,
+    /// Drop-ins applied, in order.
+    pub dropins: Vec<String>,
+    /// Every place that passes `--userns-remap` to dockerd.
+    pub remap_flags: Vec<Origin>,
+}
+
+/// A `Key=value` setting from a unit file, continuation lines joined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Setting {
+    section: String,
+    key: String,
+    value: String,
+    line: usize,
+}
+
+fn parse_unit(text: &str) -> Vec<Setting> {
+    let mut out = Vec::new();
+    let mut section = String::new();
+    let mut lines = text.lines().enumerate();
+    while let Some((i, raw)) = lines.next() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if line.starts_with('[') && line.ends_with(']') {
+            section = line[1..line.len() - 1].to_string();
+            continue;
+        }
+        let mut joined = line.to_string();
+        while joined.ends_with('\\') {
+            joined.pop();
+            joined.push(' ');
+            match lines.next() {
+                Some((_, next)) => {
+                    let next = next.trim();
+                    if next.starts_with('#') || next.starts_with(';') {
+                        continue;
+                    }
+                    joined.push_str(next);
+                }
+                None => break,
+            }
+        }
+        if let Some((k, v)) = joined.split_once('=') {
+            out.push(Setting {
+                section: section.clone(),
+                key: k.trim().to_string(),
+                value: v.trim().to_string(),
+                line: i + 1,
+            });
+        }
+    }
+    out
+}
+
+/// Splits a command line into words, honouring single and double quotes.
+pub fn split_words(s: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut in_word = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), '\\') => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            (Some(_), c) => cur.push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    words
+}
+
+fn is_remap_flag(word: &str) -> bool {
+    word == "--userns-remap" || word.starts_with("--userns-remap=")
+}
+
+/// Names of variables a command line expands: `$NAME` and `${NAME}`.
+fn referenced_vars(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'$' {
+            let (start, braced) = if b.get(i + 1) == Some(&b'{') {
+                (i + 2, true)
+            } else {
+                (i + 1, false)
+            };
+            let mut j = start;
+            while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
+                j += 1;
+            }
+            if j > start {
+                out.push(s[start..j].to_string());
+            }
+            i = if braced { j + 1 } else { j };
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// `KEY=value` lines of an environment file (systemd's EnvironmentFile= syntax, simplified:
+/// comments, `export`, quotes, continuation lines).
+pub fn parse_env_file(text: &str) -> Vec<(String, String, usize)> {
+    let mut out = Vec::new();
+    let mut lines = text.lines().enumerate();
+    while let Some((i, raw)) = lines.next() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        let mut joined = line.to_string();
+        while joined.ends_with('\\') {
+            joined.pop();
+            match lines.next() {
+                Some((_, next)) => joined.push_str(next.trim()),
+                None => break,
+            }
+        }
+        let body = joined.strip_prefix("export ").unwrap_or(&joined);
+        if let Some((k, v)) = body.split_once('=') {
+            let v = v.trim();
+            let v = if v.len() >= 2
+                && ((v.starts_with('"') && v.ends_with('"'))
+                    || (v.starts_with('\'') && v.ends_with('\'')))
+            {
+                &v[1..v.len() - 1]
+            } else {
+                v
+            };
+            out.push((k.trim().to_string(), v.to_string(), i + 1));
+        }
+    }
+    out
+}
+
+/// Reads docker.service, its drop-ins and the environment files it loads, and finds every
+/// `--userns-remap` dockerd would get. `/etc/default/docker` is also checked when no unit is
+/// found, since an init script may read it.
+pub fn scan(root: &Root) -> Result<UnitScan> {
+    let mut scan = UnitScan::default();
+    let mut settings: Vec<(String, Setting)> = Vec::new();
+
+    for dir in UNIT_DIRS {
+        let abs = format!("{dir}/{UNIT}");
+        let Some(meta) = root.symlink_metadata(&abs)? else {
+            continue;
+        };
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(root.path(&abs)).unwrap_or_default();
+            if target.as_os_str() == "/dev/null" {
+                scan.masked = true;
+                scan.unit_file = Some(abs);
+                break;
+            }
+        }
+        if let Some(bytes) = root.read_optional(&abs)? {
+            let text = String::from_utf8_lossy(&bytes);
+            settings.extend(parse_unit(&text).into_iter().map(|s| (abs.clone(), s)));
+            scan.unit_file = Some(abs);
+            break;
+        }
+    }
+
+    // Drop-ins: one per file name, the highest-priority directory wins; applied by name.
+    let mut dropins: std::collections::BTreeMap<String, String> = Default::default();
+    for dir in UNIT_DIRS.iter().rev() {
+        let d = root.path(&format!("{dir}/{UNIT}.d"));
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".conf") {
+                dropins.insert(name.clone(), format!("{dir}/{UNIT}.d/{name}"));
+            }
+        }
+    }
+    if scan.unit_file.is_some() && !scan.masked {
+        for abs in dropins.values() {
+            if let Some(bytes) = root.read_optional(abs)? {
+                let text = String::from_utf8_lossy(&bytes);
+                settings.extend(parse_unit(&text).into_iter().map(|s| (abs.clone(), s)));
+                scan.dropins.push(abs.clone());
+            }
+        }
+    }
+
+    let mut exec: Vec<(String, Setting)> = Vec::new();
+    let mut env: Vec<(String, String, Origin)> = Vec::new();
+    let mut env_files: Vec<String> = Vec::new();
+    for (file, s) in settings.into_iter().filter(|(_, s)| s.section == "Service") {
+        match s.key.as_str() {
+            "ExecStart" if s.value.is_empty() => exec.clear(),
+            "ExecStart" => exec.push((file, s)),
+            "Environment" if s.value.is_empty() => env.clear(),
+            "Environment" => {
+                for w in split_words(&s.value) {
+                    if let Some((k, v)) = w.split_once('=') {
+                        let origin = Origin {
+                            file: file.clone(),
+                            line: s.line,
+                        };
+                        env.push((k.to_string(), v.to_string(), origin));
+                    }
+                }
+            }
+            "EnvironmentFile" if s.value.is_empty() => env_files.clear(),
+            "EnvironmentFile" => env_files.push(s.value.trim_start_matches('-').to_string()),
+            _ => {}
+        }
+    }
+    if scan.unit_file.is_none() {
+        env_files.push(DEFAULT_FILE.to_string());
+    }
+    // EnvironmentFile= values override Environment= ones, later files override earlier.
+    for f in &env_files {
+        if !f.starts_with('/') {
+            continue;
+        }
+        if let Some(bytes) = root.read_optional(f)? {
+            for (k, v, line) in parse_env_file(&String::from_utf8_lossy(&bytes)) {
+                env.push((
+                    k,
+                    v,
+                    Origin {
+                        file: f.clone(),
+                        line,
+                    },
+                ));
+            }
+        }
+    }
+    let lookup = |name: &str| env.iter().rev().find(|(k, _, _)| k == name);
+
+    let mut refs: Vec<String> = Vec::new();
+    for (file, s) in &exec {
+        if split_words(&s.value).iter().any(|w| is_remap_flag(w)) {
+            scan.remap_flags.push(Origin {
+                file: file.clone(),
+                line: s.line,
+            });
+        }
+        refs.extend(referenced_vars(&s.value));
+    }
+    if scan.unit_file.is_none() {
+        refs.push("DOCKER_OPTS".into());
+    }
+    refs.sort();
+    refs.dedup();
+    for var in refs {
+        if let Some((_, value, origin)) = lookup(&var)
+            && split_words(value).iter().any(|w| is_remap_flag(w))
+        {
+            scan.remap_flags.push(origin.clone());
+        }
+    }
+    Ok(scan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_and_quotes() {
+        assert_eq!(
+            split_words(r#"/usr/sbin/dockerd -H fd:// "--label=a b" '--x=y'"#),
+            ["/usr/sbin/dockerd", "-H", "fd://", "--label=a b", "--x=y"]
+        );
+    }
+
+    #[test]
+    fn variables_are_found_plain_and_braced() {
+        assert_eq!(
+            referenced_vars("dockerd $DOCKER_OPTS ${EXTRA} $$"),
+            ["DOCKER_OPTS", "EXTRA"]
+        );
+    }
+
+    #[test]
+    fn unit_parsing_joins_continuations_and_tracks_sections() {
+        let s = parse_unit(
+            "[Unit]\nDescription=x\n[Service]\nExecStart=/a \\\n  --b \\\n  --c\nType=notify\n",
+        );
+        assert_eq!(s[1].value, "/a  --b  --c");
+        assert_eq!(s[1].line, 4);
+        assert_eq!(s[1].section, "Service");
+        assert_eq!(s[2].key, "Type");
+    }
+
+    #[test]
+    fn env_files() {
+        let e = parse_env_file(
+            "# c\nDOCKER_OPTS=\"--userns-remap=default --dns 8.8.8.8\"\nexport A='b'\n",
+        );
+        assert_eq!(
+            e[0],
+            (
+                "DOCKER_OPTS".into(),
+                "--userns-remap=default --dns 8.8.8.8".into(),
+                2
+            )
+        );
+        assert_eq!(e[1], ("A".into(), "b".into(), 3));
+    }
+}

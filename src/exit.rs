@@ -1,0 +1,89 @@
+//! Errors that decide the exit code, and the exit codes themselves.
+
+use std::fmt;
+
+/// The documented exit codes of `docker-userns`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// 0: done; the system is converged (changed or not), or `check` found no problem.
+    Ok = 0,
+    /// 1: an unexpected failure (I/O error, a command that failed); see the message.
+    Failure = 1,
+    /// 2: the command line is wrong (unknown option, bad value, missing `--root` dir).
+    Usage = 2,
+    /// 3: the host's files conflict or are invalid; nothing was changed. `check`: problems found.
+    Conflict = 3,
+    /// 4: not run as root on the live host.
+    NotRoot = 4,
+    /// 5: a change failed and was rolled back; the system is as it was.
+    RolledBack = 5,
+    /// 6: a change failed and the rollback did not complete; manual action is needed.
+    RollbackIncomplete = 6,
+}
+
+impl Code {
+    /// Short machine-readable name used in `--json` error documents.
+    pub fn name(self) -> &'static str {
+        match self {
+            Code::Ok => "ok",
+            Code::Failure => "failure",
+            Code::Usage => "usage",
+            Code::Conflict => "conflict",
+            Code::NotRoot => "not-root",
+            Code::RolledBack => "rolled-back",
+            Code::RollbackIncomplete => "rollback-incomplete",
+        }
+    }
+}
+
+/// The text for `--help`: exit codes.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  done: converged (changed or not); check found no problem
+  1  unexpected failure (I/O error, a helper command failed)
+  2  usage error (bad option or value, --root directory missing)
+  3  conflict or invalid input in the host's files; nothing was changed
+     (check: problems were found)
+  4  not root: changing the live host needs root
+  5  failed and rolled back: the system is as it was
+  6  failed and the rollback did not complete: see the message";
+
+/// The host's files conflict with the change or cannot be trusted; nothing was changed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Conflict(pub String);
+
+impl Conflict {
+    /// A conflict with the given explanation.
+    pub fn new(msg: impl fmt::Display) -> Conflict {
+        Conflict(msg.to_string())
+    }
+}
+
+/// The command needs root on the live host.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "`docker-userns {0}` changes the live host and must run as root (try sudo), or use --root DIR to work on a copy"
+)]
+pub struct NotRoot(pub &'static str);
+
+/// A problem with the command line detected after parsing.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+/// The exit code for an error: taken from the first cause in the chain that carries one.
+pub fn code_of(err: &anyhow::Error) -> Code {
+    for cause in err.chain() {
+        if cause.is::<Conflict>() {
+            return Code::Conflict;
+        }
+        if cause.is::<NotRoot>() {
+            return Code::NotRoot;
+        }
+        if cause.is::<Usage>() {
+            return Code::Usage;
+        }
+    }
+    Code::Failure
+}

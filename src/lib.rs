@@ -1,0 +1,134 @@
+//! docker-userns: turn on Docker's user-namespace remapping safely.
+//!
+//! The flow of every changing command: [`preflight`] reads the root's files, [`plan`] decides
+//! (pure), [`apply`] writes. `plan` stops after deciding.
+
+#![deny(missing_docs)]
+
+pub mod account;
+pub mod apply;
+pub mod cli;
+pub mod daemon_config;
+pub mod docker_unit;
+pub mod exit;
+pub mod login_defs;
+pub mod plan;
+pub mod preflight;
+pub mod report;
+pub mod root;
+pub mod shadow_lock;
+pub mod subid;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command};
+use crate::exit::{Code, NotRoot};
+use crate::report::CheckReport;
+use crate::root::Root;
+
+/// What a command produced: the exit code, the `--json` document and the human text.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Exit code.
+    pub code: Code,
+    /// The `--json` document.
+    pub json: serde_json::Value,
+    /// The text for a terminal.
+    pub text: String,
+}
+
+impl Command {
+    /// The subcommand's name, as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Plan(_) => "plan",
+            Command::Enable { .. } => "enable",
+            Command::Disable { .. } => "disable",
+            Command::Check => "check",
+        }
+    }
+}
+
+fn require_root(root: &Root, command: &'static str) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if root.is_host() && unsafe { libc::geteuid() } != 0 {
+        return Err(NotRoot(command).into());
+    }
+    Ok(())
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: &Cli) -> Result<Outcome> {
+    let root = Root::new(&cli.root).map_err(|e| exit::Usage(format!("--root: {e:#}")))?;
+    let root_text = root.base().display().to_string();
+    let name = cli.command.name();
+    match &cli.command {
+        Command::Plan(args) => {
+            let inputs = preflight::gather(&root, &args.user)?;
+            let p = plan::enable(&inputs, args.count)?;
+            Ok(Outcome {
+                code: Code::Ok,
+                text: report::enable_text(&root_text, &p, false),
+                json: report::json_doc(name, &p),
+            })
+        }
+        Command::Enable {
+            user,
+            no_restart: _,
+        } => {
+            require_root(&root, name)?;
+            let inputs = preflight::gather(&root, &user.user)?;
+            let p = plan::enable(&inputs, user.count)?;
+            let done = apply::enable(&root, &inputs, p, user.count)?;
+            Ok(Outcome {
+                code: Code::Ok,
+                text: report::enable_text(&root_text, &done, true),
+                json: report::json_doc(name, &done),
+            })
+        }
+        Command::Disable { no_restart: _ } => {
+            require_root(&root, name)?;
+            let inputs = preflight::gather(&root, daemon_config::DEFAULT_USER)?;
+            let p = plan::disable(&inputs)?;
+            let done = apply::disable(&root, &inputs, p)?;
+            Ok(Outcome {
+                code: Code::Ok,
+                text: report::disable_text(&root_text, &done),
+                json: report::json_doc(name, &done),
+            })
+        }
+        Command::Check => {
+            let r = check(&root)?;
+            Ok(Outcome {
+                code: if r.ok { Code::Ok } else { Code::Conflict },
+                text: report::check_text(&root_text, &r),
+                json: report::json_doc(name, &r),
+            })
+        }
+    }
+}
+
+/// Lints both subordinate-id files against login.defs.
+pub fn check(root: &Root) -> Result<CheckReport> {
+    let mut problems = Vec::new();
+    let defs = match preflight::read_login_defs(root) {
+        Ok(d) => d,
+        Err(e) => {
+            problems.push(subid::Problem {
+                file: preflight::LOGIN_DEFS.into(),
+                line: 0,
+                kind: "malformed",
+                message: format!("{e:#}"),
+            });
+            login_defs::LoginDefs::default()
+        }
+    };
+    for (abs, bounds) in [("/etc/subuid", defs.subuid), ("/etc/subgid", defs.subgid)] {
+        let f = preflight::read_id_file(root, abs)?;
+        problems.extend(subid::lint(&f.file, abs, bounds));
+    }
+    Ok(CheckReport {
+        ok: problems.is_empty(),
+        problems,
+    })
+}

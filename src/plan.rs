@@ -1,0 +1,285 @@
+//! Planning: pure functions from [`Inputs`] to a [`Plan`]. Nothing here reads or writes files.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::account;
+use crate::daemon_config::{self, DaemonConfig};
+use crate::exit::Conflict;
+use crate::login_defs::SubIdBounds;
+use crate::preflight::{DAEMON_JSON, Inputs};
+use crate::subid::{self, Decision, Which};
+
+/// The remap user in a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserPlan {
+    /// Login name.
+    pub name: String,
+    /// Its uid; null until it exists.
+    pub uid: Option<u32>,
+    /// True when `enable` creates it.
+    pub create: bool,
+}
+
+/// The user's range in one subordinate-id file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RangePlan {
+    /// The file, as a path inside the root.
+    pub file: &'static str,
+    /// First id (container root maps to it).
+    pub start: u64,
+    /// Number of ids.
+    pub count: u64,
+    /// True when a line `user:start:count` is appended; false when existing ranges are kept.
+    pub add: bool,
+}
+
+impl RangePlan {
+    fn new(which: Which, d: &Decision) -> RangePlan {
+        RangePlan {
+            file: which.path(),
+            start: d.start(),
+            count: d.count(),
+            add: d.is_add(),
+        }
+    }
+}
+
+/// What happens to daemon.json.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileChange {
+    /// Left as it is.
+    None,
+    /// Created.
+    Create,
+    /// Rewritten.
+    Update,
+}
+
+/// Facts about docker itself that shape the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DockerFacts {
+    /// docker.service's unit file, if any.
+    pub unit_file: Option<String>,
+    /// docker.service is masked.
+    pub masked: bool,
+}
+
+/// The outcome of planning `enable`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    /// True when anything would be (or was) changed.
+    pub changed: bool,
+    /// The remap user.
+    pub user: UserPlan,
+    /// Its /etc/subuid range.
+    pub subuid: RangePlan,
+    /// Its /etc/subgid range.
+    pub subgid: RangePlan,
+    /// The complete resulting daemon.json.
+    pub daemon_json: Value,
+    /// What happens to the daemon.json file.
+    pub daemon_json_change: FileChange,
+    /// True when docker must restart for the change to take effect.
+    pub restart: bool,
+    /// Docker facts.
+    pub docker: DockerFacts,
+    /// Remarks for the operator.
+    pub notes: Vec<String>,
+    /// The bytes to write to daemon.json (when it changes).
+    #[serde(skip)]
+    pub daemon_bytes: Option<Vec<u8>>,
+}
+
+/// The outcome of planning `disable`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DisablePlan {
+    /// True when daemon.json changes.
+    pub changed: bool,
+    /// The `userns-remap` value being removed, if any.
+    pub removed: Option<String>,
+    /// The complete resulting daemon.json.
+    pub daemon_json: Value,
+    /// What happens to the daemon.json file.
+    pub daemon_json_change: FileChange,
+    /// True when docker must restart for the change to take effect.
+    pub restart: bool,
+    /// Docker facts.
+    pub docker: DockerFacts,
+    /// Remarks for the operator.
+    pub notes: Vec<String>,
+    /// The bytes to write to daemon.json (when it changes).
+    #[serde(skip)]
+    pub daemon_bytes: Option<Vec<u8>>,
+}
+
+fn docker_facts(inputs: &Inputs, notes: &mut Vec<String>) -> DockerFacts {
+    let unit = &inputs.unit;
+    if unit.unit_file.is_none() {
+        notes.push("docker.service was not found: docker does not seem to be installed; the files are prepared for when it is".into());
+    } else if unit.masked {
+        notes.push("docker.service is masked: docker will not start until it is unmasked".into());
+    }
+    DockerFacts {
+        unit_file: unit.unit_file.clone(),
+        masked: unit.masked,
+    }
+}
+
+fn flag_conflict(inputs: &Inputs, action: &str) -> Result<(), Conflict> {
+    if inputs.unit.remap_flags.is_empty() {
+        return Ok(());
+    }
+    let places: Vec<String> = inputs
+        .unit
+        .remap_flags
+        .iter()
+        .map(|o| o.to_string())
+        .collect();
+    Err(Conflict::new(format!(
+        "dockerd already gets --userns-remap as a command-line flag ({}); {action}: remove the flag there so daemon.json alone controls remapping (dockerd refuses to start when both set it)",
+        places.join(", ")
+    )))
+}
+
+fn first_malformed(inputs: &Inputs) -> Option<String> {
+    [(&inputs.subuid, "/etc/subuid"), (&inputs.subgid, "/etc/subgid")]
+        .into_iter()
+        .find_map(|(f, path)| {
+            f.file.malformed.first().map(|m| {
+                format!(
+                    "{path}:{}: {}; fix or remove that line first (with a line this tool cannot read, the free ranges cannot be known; `docker-userns check` lists every problem)",
+                    m.line, m.reason
+                )
+            })
+        })
+}
+
+/// Plans `enable` for `count` ids (None: login.defs' SUB_UID_COUNT / SUB_GID_COUNT, at least 1).
+pub fn enable(inputs: &Inputs, count: Option<u64>) -> Result<Plan, Conflict> {
+    let mut notes = Vec::new();
+    let docker = docker_facts(inputs, &mut notes);
+    flag_conflict(inputs, "cannot set it in daemon.json as well")?;
+    if let Some(msg) = first_malformed(inputs) {
+        return Err(Conflict::new(msg));
+    }
+    let (uid, gid) = match &inputs.account {
+        Some(a) => {
+            account::validate_existing(a, &inputs.defs)?;
+            (Some(a.uid), Some(a.gid))
+        }
+        None => (None, None),
+    };
+    let user = &inputs.user;
+
+    // daemon.json first: a different remap user there is a conflict, not something to overwrite.
+    let value = daemon_config::value_for(user);
+    let current = inputs
+        .daemon
+        .config
+        .remap()
+        .map_err(|e| Conflict::new(format!("{DAEMON_JSON}: {e}")))?;
+    let new_config: DaemonConfig = match current {
+        Some(v) if daemon_config::names_user(v, user, uid, gid) => inputs.daemon.config.clone(),
+        Some(v) => {
+            return Err(Conflict::new(format!(
+                "{DAEMON_JSON} already has \"userns-remap\": {v:?}, which is not user {user}; run `docker-userns disable` first, or pass --user to match it"
+            )));
+        }
+        None => inputs.daemon.config.with_remap(&value),
+    };
+    let daemon_json_change = if inputs.daemon.raw.is_none() {
+        FileChange::Create
+    } else if new_config != inputs.daemon.config {
+        FileChange::Update
+    } else {
+        FileChange::None
+    };
+
+    let defs = &inputs.defs;
+    let want_u = count.unwrap_or(defs.subuid.count).max(1);
+    let want_g = count.unwrap_or(defs.subgid.count).max(1);
+    let (du, dg) = decide(inputs, uid, want_u, want_g)?;
+    if want_u < 65536 || want_g < 65536 {
+        notes.push("fewer than 65536 ids: images with files owned by high ids (e.g. nobody, 65534) will fail to unpack".into());
+    }
+
+    let create = inputs.account.is_none();
+    let changed = create || du.is_add() || dg.is_add() || daemon_json_change != FileChange::None;
+    let restart = changed && docker.unit_file.is_some() && !docker.masked;
+    Ok(Plan {
+        changed,
+        user: UserPlan {
+            name: user.clone(),
+            uid,
+            create,
+        },
+        subuid: RangePlan::new(Which::SubUid, &du),
+        subgid: RangePlan::new(Which::SubGid, &dg),
+        daemon_json: Value::Object(new_config.map.clone()),
+        daemon_bytes: (daemon_json_change != FileChange::None).then(|| new_config.render()),
+        daemon_json_change,
+        restart,
+        docker,
+        notes,
+    })
+}
+
+/// Decides both ranges, turning allocation failures into conflicts that name the file.
+pub fn decide(
+    inputs: &Inputs,
+    uid: Option<u32>,
+    want_u: u64,
+    want_g: u64,
+) -> Result<(Decision, Decision), Conflict> {
+    let defs = &inputs.defs;
+    let bu = SubIdBounds {
+        count: want_u,
+        ..defs.subuid
+    };
+    let bg = SubIdBounds {
+        count: want_g,
+        ..defs.subgid
+    };
+    subid::decide(
+        (&inputs.subuid.file, bu),
+        (&inputs.subgid.file, bg),
+        &inputs.user,
+        uid,
+    )
+    .map_err(|(which, e)| Conflict::new(format!("{}: {e}", which.path())))
+}
+
+/// Plans `disable`: remove `userns-remap` from daemon.json; the user and its ranges stay.
+pub fn disable(inputs: &Inputs) -> Result<DisablePlan, Conflict> {
+    let mut notes = Vec::new();
+    let docker = docker_facts(inputs, &mut notes);
+    flag_conflict(inputs, "disabling it in daemon.json would not turn it off")?;
+    let current = inputs
+        .daemon
+        .config
+        .remap()
+        .map_err(|e| Conflict::new(format!("{DAEMON_JSON}: {e}")))?;
+    let has_key = inputs.daemon.config.map.contains_key(daemon_config::KEY);
+    let new_config = inputs.daemon.config.without_remap();
+    let changed = has_key;
+    let removed = current.map(str::to_string);
+    if removed.is_some() {
+        notes.push("images, containers and volumes created while remapping was on stay in the remapped data root and are not visible after this; switching back and forth is best avoided".into());
+    }
+    Ok(DisablePlan {
+        changed,
+        restart: removed.is_some() && docker.unit_file.is_some() && !docker.masked,
+        removed,
+        daemon_json: Value::Object(new_config.map.clone()),
+        daemon_bytes: changed.then(|| new_config.render()),
+        daemon_json_change: if changed {
+            FileChange::Update
+        } else {
+            FileChange::None
+        },
+        docker,
+        notes,
+    })
+}

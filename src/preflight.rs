@@ -1,0 +1,148 @@
+//! Preflight: read everything a plan depends on from the root, refusing inputs that cannot be
+//! trusted. Reads only; never writes.
+
+use anyhow::{Context, Result};
+
+use crate::account::{self, Account};
+use crate::daemon_config::{ConfigError, DaemonConfig};
+use crate::docker_unit::{self, UnitScan};
+use crate::exit::Conflict;
+use crate::login_defs::LoginDefs;
+use crate::root::{Perms, Root};
+use crate::subid::SubIdFile;
+
+/// Where daemon.json lives.
+pub const DAEMON_JSON: &str = "/etc/docker/daemon.json";
+/// Where login.defs lives.
+pub const LOGIN_DEFS: &str = "/etc/login.defs";
+
+/// daemon.json as found.
+#[derive(Debug, Clone)]
+pub struct DaemonFile {
+    /// The exact bytes, or None when the file does not exist.
+    pub raw: Option<Vec<u8>>,
+    /// The parsed document (empty when missing).
+    pub config: DaemonConfig,
+    /// Mode and owner to keep (0644 root when new).
+    pub perms: Perms,
+}
+
+/// A subordinate-id file as found.
+#[derive(Debug, Clone)]
+pub struct IdFile {
+    /// Parsed content (empty when missing).
+    pub file: SubIdFile,
+    /// True when the file exists.
+    pub exists: bool,
+    /// Mode and owner to keep (0644 root when new).
+    pub perms: Perms,
+}
+
+/// Everything planning needs, read from one root.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// The remap user asked for.
+    pub user: String,
+    /// That user, if it exists.
+    pub account: Option<Account>,
+    /// login.defs settings.
+    pub defs: LoginDefs,
+    /// /etc/subuid.
+    pub subuid: IdFile,
+    /// /etc/subgid.
+    pub subgid: IdFile,
+    /// /etc/docker/daemon.json.
+    pub daemon: DaemonFile,
+    /// docker.service as systemd would see it.
+    pub unit: UnitScan,
+}
+
+/// Reads login.defs; a bad number is a conflict naming the file and line.
+pub fn read_login_defs(root: &Root) -> Result<LoginDefs> {
+    let Some(bytes) = root.read_optional(LOGIN_DEFS)? else {
+        return Ok(LoginDefs::default());
+    };
+    LoginDefs::parse(&String::from_utf8_lossy(&bytes)).map_err(|e| {
+        Conflict::new(format!(
+            "{}:{}: {} has value {:?}, which is not a number; fix it so the id bounds are known",
+            root.path(LOGIN_DEFS).display(),
+            e.line,
+            e.key,
+            e.value
+        ))
+        .into()
+    })
+}
+
+/// Reads /etc/subuid or /etc/subgid (missing is empty).
+pub fn read_id_file(root: &Root, abs: &str) -> Result<IdFile> {
+    let meta = root.symlink_metadata(abs)?;
+    if meta.as_ref().is_some_and(|m| m.file_type().is_symlink()) {
+        return Err(Conflict::new(format!(
+            "{} is a symbolic link; shadow's tools replace it with a file on their next write, so this tool refuses to edit it: make it a regular file",
+            root.path(abs).display()
+        ))
+        .into());
+    }
+    let raw = root.read_optional(abs)?;
+    Ok(IdFile {
+        exists: raw.is_some(),
+        file: SubIdFile::parse(raw.unwrap_or_default()),
+        perms: meta.as_ref().map_or(Perms::root_owned(0o644), Perms::of),
+    })
+}
+
+/// Reads daemon.json, refusing a symlink, invalid JSON or a non-object.
+pub fn read_daemon_json(root: &Root) -> Result<DaemonFile> {
+    let path = root.path(DAEMON_JSON);
+    let meta = root.symlink_metadata(DAEMON_JSON)?;
+    if let Some(m) = &meta {
+        if m.file_type().is_symlink() {
+            let target = std::fs::read_link(&path).unwrap_or_default();
+            return Err(Conflict::new(format!(
+                "{} is a symbolic link (to {}): an atomic rewrite would replace the link with a file and detach it from whatever manages the target; edit the target yourself or replace the link with a regular file",
+                path.display(),
+                target.display()
+            ))
+            .into());
+        }
+        if !m.is_file() {
+            return Err(Conflict::new(format!("{} is not a regular file", path.display())).into());
+        }
+    }
+    let raw = root.read_optional(DAEMON_JSON)?;
+    let config = match &raw {
+        None => DaemonConfig::default(),
+        Some(bytes) => DaemonConfig::parse(bytes).map_err(|e| {
+            let hint = match e {
+                ConfigError::Invalid { .. } => {
+                    "fix the file (dockerd would not start with it either)"
+                }
+                _ => "fix the file",
+            };
+            Conflict::new(format!("{}: {e}; {hint}", path.display()))
+        })?,
+    };
+    Ok(DaemonFile {
+        raw,
+        config,
+        perms: meta.as_ref().map_or(Perms::root_owned(0o644), Perms::of),
+    })
+}
+
+/// Reads every input for `user`.
+pub fn gather(root: &Root, user: &str) -> Result<Inputs> {
+    account::validate_name(user)?;
+    let defs = read_login_defs(root)?;
+    let account =
+        account::lookup(root, user).with_context(|| format!("cannot look up user {user}"))?;
+    Ok(Inputs {
+        user: user.to_string(),
+        account,
+        defs,
+        subuid: read_id_file(root, "/etc/subuid")?,
+        subgid: read_id_file(root, "/etc/subgid")?,
+        daemon: read_daemon_json(root)?,
+        unit: docker_unit::scan(root)?,
+    })
+}
