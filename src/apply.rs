@@ -61,6 +61,7 @@ pub fn enable(root: &Root, inputs: &Inputs, planned: Plan, count: Option<u64>) -
     let mut inputs = inputs.clone();
     let mut done = planned;
     if done.user.create {
+        root.ensure_dir("/etc", 0o755)?;
         let acct = account::create(root, &inputs.user)?;
         done.user.uid = Some(acct.uid);
         inputs.account = Some(acct);

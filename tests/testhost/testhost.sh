@@ -206,8 +206,14 @@ DPKG
   rm -rf "$tmp/var/lib/apt/lists/"* "$tmp/var/cache/apt/"*.bin
   rootfs_stamp "$suite" >"$tmp/.testhost-stamp"
 
-  [ -e "$dest" ] && rm -rf --one-file-system "$dest"
-  mv -T "$tmp" "$dest"
+  # Replace a stale tree: rename it away first so $dest is never half removed.
+  if [ -e "$dest" ]; then
+    mv -T "$dest" "$tmp.old"
+    mv -T "$tmp" "$dest"
+    rm -rf --one-file-system "$tmp.old"
+  else
+    mv -T "$tmp" "$dest"
+  fi
 }
 
 cmd_rootfs() {
