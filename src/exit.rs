@@ -72,18 +72,48 @@ pub struct NotRoot(pub &'static str);
 #[error("{0}")]
 pub struct Usage(pub String);
 
-/// The exit code for an error: taken from the first cause in the chain that carries one.
+/// A change failed and every file it had written was restored.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RolledBack(pub String);
+
+/// A change failed and restoring the previous state failed too.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RollbackIncomplete(pub String);
+
+/// The exit code for an error: the most serious marker type anywhere in it (as the error
+/// itself, a cause, or a context layer) decides; plain errors are [`Code::Failure`].
 pub fn code_of(err: &anyhow::Error) -> Code {
-    for cause in err.chain() {
-        if cause.is::<Conflict>() {
-            return Code::Conflict;
-        }
-        if cause.is::<NotRoot>() {
-            return Code::NotRoot;
-        }
-        if cause.is::<Usage>() {
-            return Code::Usage;
-        }
+    if err.downcast_ref::<RollbackIncomplete>().is_some() {
+        Code::RollbackIncomplete
+    } else if err.downcast_ref::<RolledBack>().is_some() {
+        Code::RolledBack
+    } else if err.downcast_ref::<NotRoot>().is_some() {
+        Code::NotRoot
+    } else if err.downcast_ref::<Usage>().is_some() {
+        Code::Usage
+    } else if err.downcast_ref::<Conflict>().is_some() {
+        Code::Conflict
+    } else {
+        Code::Failure
     }
-    Code::Failure
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn codes_are_found_through_context_layers() {
+        let conflict: anyhow::Error = Conflict::new("x").into();
+        assert_eq!(code_of(&conflict), Code::Conflict);
+        let wrapped = Err::<(), _>(conflict).context("reading").unwrap_err();
+        assert_eq!(code_of(&wrapped), Code::Conflict);
+        let rolled = wrapped.context(RolledBack("restored".into()));
+        assert_eq!(code_of(&rolled), Code::RolledBack);
+        assert_eq!(code_of(&rolled.context("outer")), Code::RolledBack);
+        assert_eq!(code_of(&anyhow::anyhow!("io")), Code::Failure);
+    }
 }

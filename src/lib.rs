@@ -11,6 +11,7 @@ pub mod cli;
 pub mod daemon_config;
 pub mod docker_unit;
 pub mod exit;
+pub mod failpoint;
 pub mod login_defs;
 pub mod plan;
 pub mod preflight;
@@ -79,7 +80,7 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
             require_root(&root, name)?;
             let inputs = preflight::gather(&root, &user.user)?;
             let p = plan::enable(&inputs, user.count)?;
-            let done = apply::enable(&root, &inputs, p, user.count)?;
+            let done = apply::enable(&root, inputs, p, user.count)?;
             Ok(Outcome {
                 code: Code::Ok,
                 text: report::enable_text(&root_text, &done, true),

@@ -28,7 +28,7 @@ pub struct DaemonFile {
 }
 
 /// A subordinate-id file as found.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct IdFile {
     /// Parsed content (empty when missing).
     pub file: SubIdFile,

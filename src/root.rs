@@ -25,6 +25,12 @@ pub struct Perms {
     pub gid: u32,
 }
 
+impl Default for Perms {
+    fn default() -> Self {
+        Perms::root_owned(0o644)
+    }
+}
+
 impl Perms {
     /// Root-owned file with the given mode.
     pub fn root_owned(mode: u32) -> Perms {

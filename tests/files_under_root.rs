@@ -15,7 +15,11 @@ fn ok(r: &Run) -> serde_json::Value {
 
 fn range(v: &serde_json::Value, file: &str) -> (u64, u64, bool) {
     let r = &v[file];
-    (r["start"].as_u64().unwrap(), r["count"].as_u64().unwrap(), r["add"].as_bool().unwrap())
+    (
+        r["start"].as_u64().unwrap(),
+        r["count"].as_u64().unwrap(),
+        r["add"].as_bool().unwrap(),
+    )
 }
 
 /// Asserts the command failed with `code`, named `needle` on stderr and in the JSON error, and
@@ -30,7 +34,11 @@ fn refused(t: &Tree, args: &[&str], code: i32, needle: &str) -> Run {
     let doc = r.json();
     assert_eq!(doc["error"]["code"], code);
     assert!(doc["error"]["message"].as_str().unwrap().contains(needle));
-    assert_eq!(before, t.snapshot(), "the tree changed although the command was refused");
+    assert_eq!(
+        before,
+        t.snapshot(),
+        "the tree changed although the command was refused"
+    );
     r
 }
 
@@ -42,28 +50,66 @@ fn plan_changes_nothing_and_enable_then_converges() {
     assert_eq!(before, t.snapshot(), "plan wrote something");
     assert_eq!(plan["schema_version"], 1);
     assert_eq!(plan["changed"], true);
-    assert_eq!(plan["user"], json!({"name": "dockremap", "uid": null, "create": true}));
+    assert_eq!(
+        plan["user"],
+        json!({"name": "dockremap", "uid": null, "create": true})
+    );
     assert_eq!(range(&plan, "subuid"), (165536, 65536, true));
     assert_eq!(range(&plan, "subgid"), (165536, 65536, true));
     assert_eq!(plan["daemon_json"], json!({"userns-remap": "default"}));
     assert_eq!(plan["restart"], true);
-    assert_eq!(plan["docker"]["unit_file"], "/lib/systemd/system/docker.service");
+    assert_eq!(
+        plan["docker"]["unit_file"],
+        "/lib/systemd/system/docker.service"
+    );
 
     let done = ok(&t.run(&["enable", "--json"]));
     assert_eq!(done["changed"], true);
     assert_eq!(done["user"]["create"], true);
-    let uid = done["user"]["uid"].as_u64().expect("uid known after creation");
+    let uid = done["user"]["uid"]
+        .as_u64()
+        .expect("uid known after creation");
     assert!((100..1000).contains(&uid), "system uid, got {uid}");
-    assert_eq!(t.read("etc/subuid"), "alice:100000:65536\ndockremap:165536:65536\n");
-    assert_eq!(t.read("etc/subgid"), "alice:100000:65536\ndockremap:165536:65536\n");
-    assert_eq!(t.read("etc/subuid-"), "alice:100000:65536\n", "shadow-style backup");
-    assert_eq!(t.read("etc/docker/daemon.json"), "{\n  \"userns-remap\": \"default\"\n}\n");
+    assert_eq!(
+        t.read("etc/subuid"),
+        "alice:100000:65536\ndockremap:165536:65536\n"
+    );
+    assert_eq!(
+        t.read("etc/subgid"),
+        "alice:100000:65536\ndockremap:165536:65536\n"
+    );
+    assert_eq!(
+        t.read("etc/subuid-"),
+        "alice:100000:65536\n",
+        "shadow-style backup"
+    );
+    assert_eq!(
+        t.read("etc/docker/daemon.json"),
+        "{\n  \"userns-remap\": \"default\"\n}\n"
+    );
     let passwd = t.read("etc/passwd");
-    let line = passwd.lines().find(|l| l.starts_with("dockremap:")).expect("user created");
+    let line = passwd
+        .lines()
+        .find(|l| l.starts_with("dockremap:"))
+        .expect("user created");
     assert!(line.ends_with(":/nonexistent:/usr/sbin/nologin"), "{line}");
-    assert!(t.read("etc/group").lines().any(|l| l.starts_with("dockremap:")), "own group");
-    assert_eq!(fs::metadata(t.path("etc/docker/daemon.json")).unwrap().mode() & 0o777, 0o644);
-    assert_eq!(fs::metadata(t.path("etc/docker")).unwrap().mode() & 0o777, 0o755);
+    assert!(
+        t.read("etc/group")
+            .lines()
+            .any(|l| l.starts_with("dockremap:")),
+        "own group"
+    );
+    assert_eq!(
+        fs::metadata(t.path("etc/docker/daemon.json"))
+            .unwrap()
+            .mode()
+            & 0o777,
+        0o644
+    );
+    assert_eq!(
+        fs::metadata(t.path("etc/docker")).unwrap().mode() & 0o777,
+        0o755
+    );
     for lock in ["etc/subuid.lock", "etc/subgid.lock"] {
         assert!(!t.exists(lock), "{lock} left behind");
     }
@@ -73,9 +119,16 @@ fn plan_changes_nothing_and_enable_then_converges() {
     let again = ok(&t.run(&["enable", "--json"]));
     assert_eq!(again["changed"], false);
     assert_eq!(again["restart"], false);
-    assert_eq!(again["user"], json!({"name": "dockremap", "uid": uid, "create": false}));
+    assert_eq!(
+        again["user"],
+        json!({"name": "dockremap", "uid": uid, "create": false})
+    );
     assert_eq!(range(&again, "subuid"), (165536, 65536, false));
-    assert_eq!(converged, t.snapshot(), "a converged enable wrote something");
+    assert_eq!(
+        converged,
+        t.snapshot(),
+        "a converged enable wrote something"
+    );
     let text = t.run(&["enable"]);
     assert!(text.stdout.starts_with("Already converged"), "{text:?}");
 }
@@ -86,13 +139,24 @@ fn empty_tree_gets_everything_created() {
     let plan = ok(&t.run(&["plan", "--json"]));
     assert_eq!(range(&plan, "subuid"), (100000, 65536, true));
     assert_eq!(plan["restart"], false, "no docker.service in the tree");
-    assert!(plan["notes"][0].as_str().unwrap().contains("docker does not seem to be installed"));
+    assert!(
+        plan["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("docker does not seem to be installed")
+    );
     let done = ok(&t.run(&["enable", "--json"]));
     assert_eq!(done["changed"], true);
     assert_eq!(t.read("etc/subuid"), "dockremap:100000:65536\n");
     assert_eq!(t.read("etc/subgid"), "dockremap:100000:65536\n");
-    assert!(!t.exists("etc/subuid-"), "no backup of a file that did not exist");
-    assert_eq!(fs::metadata(t.path("etc/subuid")).unwrap().mode() & 0o777, 0o644);
+    assert!(
+        !t.exists("etc/subuid-"),
+        "no backup of a file that did not exist"
+    );
+    assert_eq!(
+        fs::metadata(t.path("etc/subuid")).unwrap().mode() & 0o777,
+        0o644
+    );
     assert_eq!(ok(&t.run(&["enable", "--json"]))["changed"], false);
 }
 
@@ -101,13 +165,20 @@ fn other_owners_before_after_and_around_the_gap() {
     let t = Tree::fixture("debian12");
     t.write("etc/subuid", "alice:100000:65536\ncarol:231072:65536\n");
     t.write("etc/subgid", "alice:100000:65536\ncarol:231072:65536\n");
-    assert_eq!(range(&ok(&t.run(&["plan", "--json"])), "subuid"), (165536, 65536, true));
+    assert_eq!(
+        range(&ok(&t.run(&["plan", "--json"])), "subuid"),
+        (165536, 65536, true)
+    );
     // One id too few in the subuid gap: the range goes after carol, at the first start that
     // is free in both files (carol's subgid range ends one id later than her subuid range).
     t.write("etc/subuid", "alice:100000:65536\ncarol:231071:65536\n");
     let p = ok(&t.run(&["plan", "--json"]));
     assert_eq!(range(&p, "subuid"), (296608, 65536, true));
-    assert_eq!(range(&p, "subgid"), (296608, 65536, true), "same start in both files");
+    assert_eq!(
+        range(&p, "subgid"),
+        (296608, 65536, true),
+        "same start in both files"
+    );
 }
 
 #[test]
@@ -139,17 +210,29 @@ fn existing_ranges_in_one_file_are_kept_and_mirrored() {
     );
     t.write("etc/subuid", "alice:100000:65536\ndockremap:300000:65536\n");
     let p = ok(&t.run(&["enable", "--json"]));
-    assert_eq!(p["user"], json!({"name": "dockremap", "uid": 101, "create": false}));
+    assert_eq!(
+        p["user"],
+        json!({"name": "dockremap", "uid": 101, "create": false})
+    );
     assert_eq!(range(&p, "subuid"), (300000, 65536, false));
     assert_eq!(range(&p, "subgid"), (300000, 65536, true));
-    assert_eq!(t.read("etc/subuid"), "alice:100000:65536\ndockremap:300000:65536\n");
-    assert_eq!(t.read("etc/subgid"), "alice:100000:65536\ndockremap:300000:65536\n");
+    assert_eq!(
+        t.read("etc/subuid"),
+        "alice:100000:65536\ndockremap:300000:65536\n"
+    );
+    assert_eq!(
+        t.read("etc/subgid"),
+        "alice:100000:65536\ndockremap:300000:65536\n"
+    );
 }
 
 #[test]
 fn ranges_owned_by_the_users_numeric_uid_are_kept() {
     let t = Tree::fixture("debian12");
-    t.write("etc/passwd", &(t.read("etc/passwd") + "dockremap:x:101:102::/nonexistent:/usr/sbin/nologin\n"));
+    t.write(
+        "etc/passwd",
+        &(t.read("etc/passwd") + "dockremap:x:101:102::/nonexistent:/usr/sbin/nologin\n"),
+    );
     t.write("etc/subuid", "101:400000:65536\n");
     t.write("etc/subgid", "101:400000:65536\n");
     let p = ok(&t.run(&["plan", "--json"]));
@@ -176,23 +259,37 @@ fn login_defs_bounds_and_count_are_honoured() {
 fn no_room_left_is_refused() {
     let t = Tree::fixture("debian12");
     t.write("etc/login.defs", "SUB_UID_MIN 100000\nSUB_UID_MAX 200000\n");
-    refused(&t, &["enable"], 3, "no free range of 65536 ids between 100000 and 200000");
+    refused(
+        &t,
+        &["enable"],
+        3,
+        "no free range of 65536 ids between 100000 and 200000",
+    );
 }
 
 #[test]
 fn comments_blank_lines_and_no_final_newline_are_preserved() {
     let t = Tree::fixture("debian12");
-    let original = "# managed by hand\n\nalice:100000:65536\n   # indented comment\t\nbob:165536:65536";
+    let original =
+        "# managed by hand\n\nalice:100000:65536\n   # indented comment\t\nbob:165536:65536";
     t.write("etc/subuid", original);
     ok(&t.run(&["enable", "--json"]));
-    assert_eq!(t.read("etc/subuid"), format!("{original}\ndockremap:231072:65536\n"));
+    assert_eq!(
+        t.read("etc/subuid"),
+        format!("{original}\ndockremap:231072:65536\n")
+    );
 }
 
 #[test]
 fn a_malformed_line_stops_enable_with_file_and_line() {
     let t = Tree::fixture("debian12");
     t.write("etc/subuid", "alice:100000:65536\n# fine\nbob:1e5:65536\n");
-    refused(&t, &["enable"], 3, "/etc/subuid:3: start \"1e5\" is not a decimal number");
+    refused(
+        &t,
+        &["enable"],
+        3,
+        "/etc/subuid:3: start \"1e5\" is not a decimal number",
+    );
     refused(&t, &["plan"], 3, "/etc/subuid:3");
 }
 
@@ -201,26 +298,65 @@ fn daemon_json_keys_keep_their_order() {
     let t = Tree::fixture("debian12");
     let original = "{\n    \"log-driver\": \"journald\",\n    \"data-root\": \"/srv/docker\",\n    \"default-address-pools\": [{\"base\": \"10.10.0.0/16\", \"size\": 24}],\n    \"debug\": false\n}\n";
     t.write("etc/docker/daemon.json", original);
-    fs::set_permissions(t.path("etc/docker/daemon.json"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    fs::set_permissions(
+        t.path("etc/docker/daemon.json"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let p = ok(&t.run(&["enable", "--json"]));
     assert_eq!(p["daemon_json_change"], "update");
     let written = t.read("etc/docker/daemon.json");
-    let keys: Vec<String> = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&written)
-        .unwrap()
-        .keys()
-        .cloned()
-        .collect();
-    assert_eq!(keys, ["log-driver", "data-root", "default-address-pools", "debug", "userns-remap"]);
-    assert!(written.starts_with("{\n    \"log-driver\""), "indentation kept: {written}");
-    assert_eq!(fs::metadata(t.path("etc/docker/daemon.json")).unwrap().mode() & 0o777, 0o600, "mode kept");
-    assert_eq!(t.read("etc/docker/daemon.json.docker-userns-backup"), original);
+    let keys: Vec<String> =
+        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&written)
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+    assert_eq!(
+        keys,
+        [
+            "log-driver",
+            "data-root",
+            "default-address-pools",
+            "debug",
+            "userns-remap"
+        ]
+    );
+    assert!(
+        written.starts_with("{\n    \"log-driver\""),
+        "indentation kept: {written}"
+    );
+    assert_eq!(
+        fs::metadata(t.path("etc/docker/daemon.json"))
+            .unwrap()
+            .mode()
+            & 0o777,
+        0o600,
+        "mode kept"
+    );
+    assert_eq!(
+        t.read("etc/docker/daemon.json.docker-userns-backup"),
+        original
+    );
 
     let d = ok(&t.run(&["disable", "--json"]));
     assert_eq!(d["changed"], true);
     assert_eq!(d["removed"], "default");
-    let keys: Vec<String> = d["daemon_json"].as_object().unwrap().keys().cloned().collect();
-    assert_eq!(keys, ["log-driver", "data-root", "default-address-pools", "debug"]);
-    assert_eq!(t.read("etc/subuid").lines().count(), 2, "disable keeps the ranges");
+    let keys: Vec<String> = d["daemon_json"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(
+        keys,
+        ["log-driver", "data-root", "default-address-pools", "debug"]
+    );
+    assert_eq!(
+        t.read("etc/subuid").lines().count(),
+        2,
+        "disable keeps the ranges"
+    );
     let again = ok(&t.run(&["disable", "--json"]));
     assert_eq!(again["changed"], false);
 }
@@ -229,7 +365,12 @@ fn daemon_json_keys_keep_their_order() {
 fn invalid_daemon_json_is_refused() {
     let t = Tree::fixture("debian12");
     t.write("etc/docker/daemon.json", "{\n  \"debug\": true,\n}\n");
-    refused(&t, &["enable"], 3, "daemon.json: invalid JSON at line 3, column 1");
+    refused(
+        &t,
+        &["enable"],
+        3,
+        "daemon.json: invalid JSON at line 3, column 1",
+    );
     t.write("etc/docker/daemon.json", "[\"debug\"]\n");
     refused(&t, &["enable"], 3, "top level is an array");
     t.write("etc/docker/daemon.json", "{\"userns-remap\": 1}\n");
@@ -240,7 +381,12 @@ fn invalid_daemon_json_is_refused() {
 fn a_different_remap_user_in_daemon_json_is_refused() {
     let t = Tree::fixture("debian12");
     t.write("etc/docker/daemon.json", "{\"userns-remap\": \"alice\"}\n");
-    refused(&t, &["enable"], 3, "already has \"userns-remap\": \"alice\"");
+    refused(
+        &t,
+        &["enable"],
+        3,
+        "already has \"userns-remap\": \"alice\"",
+    );
 }
 
 #[test]
@@ -259,29 +405,46 @@ fn a_remap_flag_in_a_dropin_is_refused() {
         "etc/systemd/system/docker.service.d/override.conf",
         "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd \\\n  -H fd:// --userns-remap=default\n",
     );
-    refused(&t, &["enable"], 3, "/etc/systemd/system/docker.service.d/override.conf:3");
+    refused(
+        &t,
+        &["enable"],
+        3,
+        "/etc/systemd/system/docker.service.d/override.conf:3",
+    );
     refused(&t, &["disable"], 3, "override.conf:3");
 }
 
 #[test]
 fn a_flag_reset_by_a_later_dropin_is_no_conflict() {
     let t = Tree::fixture("debian12");
-    t.write("usr/lib/systemd/system/docker.service.d/10-remap.conf", "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd --userns-remap=default\n");
-    t.write("etc/systemd/system/docker.service.d/20-plain.conf", "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd -H fd://\n");
+    t.write(
+        "usr/lib/systemd/system/docker.service.d/10-remap.conf",
+        "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd --userns-remap=default\n",
+    );
+    t.write(
+        "etc/systemd/system/docker.service.d/20-plain.conf",
+        "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd -H fd://\n",
+    );
     ok(&t.run(&["plan", "--json"]));
 }
 
 #[test]
 fn a_remap_flag_in_etc_default_docker_is_refused() {
     let t = Tree::fixture("debian12");
-    t.write("etc/default/docker", "# options\nDOCKER_OPTS=\"--dns 10.0.0.1 --userns-remap=default\"\n");
+    t.write(
+        "etc/default/docker",
+        "# options\nDOCKER_OPTS=\"--dns 10.0.0.1 --userns-remap=default\"\n",
+    );
     refused(&t, &["enable"], 3, "/etc/default/docker:2");
 }
 
 #[test]
 fn an_existing_user_with_a_login_shell_is_refused() {
     let t = Tree::fixture("debian12");
-    t.write("etc/passwd", &(t.read("etc/passwd") + "dockremap:x:101:102::/home/d:/bin/bash\n"));
+    t.write(
+        "etc/passwd",
+        &(t.read("etc/passwd") + "dockremap:x:101:102::/home/d:/bin/bash\n"),
+    );
     refused(&t, &["enable"], 3, "login shell");
     refused(&t, &["enable", "--user", "alice"], 3, "not a system uid");
 }
@@ -300,7 +463,10 @@ fn a_named_user_gets_its_name_in_daemon_json() {
     let p = ok(&t.run(&["enable", "--json", "--user", "remapper"]));
     assert_eq!(p["daemon_json"]["userns-remap"], "remapper");
     assert!(t.read("etc/subuid").contains("remapper:165536:65536"));
-    assert_eq!(ok(&t.run(&["enable", "--json", "--user", "remapper"]))["changed"], false);
+    assert_eq!(
+        ok(&t.run(&["enable", "--json", "--user", "remapper"]))["changed"],
+        false
+    );
     refused(&t, &["enable"], 3, "which is not user dockremap");
 }
 
@@ -314,7 +480,13 @@ fn a_stale_lock_of_a_dead_process_is_cleared() {
 
 #[test]
 fn the_host_is_untouched_under_root() {
-    let host_files = ["/etc/subuid", "/etc/subgid", "/etc/passwd", "/etc/group", "/etc/docker/daemon.json"];
+    let host_files = [
+        "/etc/subuid",
+        "/etc/subgid",
+        "/etc/passwd",
+        "/etc/group",
+        "/etc/docker/daemon.json",
+    ];
     let state = || host_files.map(|f| fs::read(f).ok());
     let before = state();
     let t = Tree::fixture("debian12");
@@ -326,7 +498,10 @@ fn the_host_is_untouched_under_root() {
 #[test]
 fn check_reports_problems_with_lines() {
     let t = Tree::fixture("debian12");
-    t.write("etc/subuid", "alice:100000:65536\nbob:110000:100\n#x\nodd\ncarol:50:10\n");
+    t.write(
+        "etc/subuid",
+        "alice:100000:65536\nbob:110000:100\n#x\nodd\ncarol:50:10\n",
+    );
     t.write("etc/subgid", "alice:100000:65536\n");
     let r = t.run(&["check", "--json"]);
     assert_eq!(r.code, 3, "{r:?}");
@@ -336,7 +511,13 @@ fn check_reports_problems_with_lines() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| (p["file"].as_str().unwrap().into(), p["line"].as_u64().unwrap(), p["kind"].as_str().unwrap().into()))
+        .map(|p| {
+            (
+                p["file"].as_str().unwrap().into(),
+                p["line"].as_u64().unwrap(),
+                p["kind"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     assert_eq!(
         found,
@@ -347,7 +528,12 @@ fn check_reports_problems_with_lines() {
         ]
     );
     let text = t.run(&["check"]);
-    assert!(text.stdout.contains("/etc/subuid:2: overlap: bob:110000:100 overlaps alice:100000:65536 on line 1"), "{text:?}");
+    assert!(
+        text.stdout.contains(
+            "/etc/subuid:2: overlap: bob:110000:100 overlaps alice:100000:65536 on line 1"
+        ),
+        "{text:?}"
+    );
     t.write("etc/subuid", "alice:100000:65536\n");
     let clean = t.run(&["check", "--json"]);
     assert_eq!(clean.code, 0);
@@ -356,12 +542,18 @@ fn check_reports_problems_with_lines() {
 
 #[test]
 fn usage_errors_exit_2() {
-    let r = common::run_cmd(std::process::Command::new(common::bin()).args(["--root", "/nonexistent/dir", "plan"]));
+    let r = common::run_cmd(std::process::Command::new(common::bin()).args([
+        "--root",
+        "/nonexistent/dir",
+        "plan",
+    ]));
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("/nonexistent/dir"));
-    let r = common::run_cmd(std::process::Command::new(common::bin()).args(["enable", "--count", "0"]));
+    let r =
+        common::run_cmd(std::process::Command::new(common::bin()).args(["enable", "--count", "0"]));
     assert_eq!(r.code, 2, "{r:?}");
-    let r = common::run_cmd(std::process::Command::new(common::bin()).args(["--json", "frobnicate"]));
+    let r =
+        common::run_cmd(std::process::Command::new(common::bin()).args(["--json", "frobnicate"]));
     assert_eq!(r.code, 2);
     assert_eq!(r.json()["error"]["kind"], "usage");
 }
@@ -371,7 +563,8 @@ fn changing_the_live_host_needs_root() {
     // As root (CI), drop to nobody for this run; as a normal user, run as is.
     let mut cmd = if unsafe_geteuid() == 0 {
         let mut c = std::process::Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(common::bin());
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(common::bin());
         c
     } else {
         std::process::Command::new(common::bin())
@@ -384,4 +577,39 @@ fn changing_the_live_host_needs_root() {
 
 fn unsafe_geteuid() -> u32 {
     fs::metadata("/proc/self").map(|m| m.uid()).unwrap()
+}
+
+fn run_with_failpoint(t: &Tree, point: &str, args: &[&str]) -> Run {
+    common::run_cmd(
+        std::process::Command::new(common::bin())
+            .env("DOCKER_USERNS_FAILPOINTS", point)
+            .arg("--root")
+            .arg(t.dir.path())
+            .args(args),
+    )
+}
+
+#[test]
+fn a_failure_after_writing_restores_the_files() {
+    // Needs the debug binary (failpoints are compiled out of release builds).
+    for point in ["apply:after-subuid", "apply:before-daemon-json"] {
+        let t = Tree::fixture("debian12");
+        t.write("etc/docker/daemon.json", "{\"debug\": true}\n");
+        let files = ["etc/subuid", "etc/subgid", "etc/docker/daemon.json"];
+        let before: Vec<String> = files.iter().map(|f| t.read(f)).collect();
+        let r = run_with_failpoint(&t, point, &["--json", "enable"]);
+        assert_eq!(r.code, 5, "{point}: {r:?}");
+        assert_eq!(r.json()["error"]["kind"], "rolled-back");
+        assert!(r.stderr.contains("failed, rolled back: restored"), "{r:?}");
+        assert!(r.stderr.contains("injected failure"), "{r:?}");
+        assert!(
+            r.stderr
+                .contains("user dockremap, created by this run, was kept"),
+            "{r:?}"
+        );
+        let after: Vec<String> = files.iter().map(|f| t.read(f)).collect();
+        assert_eq!(before, after, "{point}: files not restored");
+        // The next run converges.
+        assert_eq!(ok(&t.run(&["enable", "--json"]))["changed"], true);
+    }
 }
