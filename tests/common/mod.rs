@@ -29,7 +29,8 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {self:?}"))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {self:?}"))
     }
 }
 
@@ -51,13 +52,17 @@ fn copy_tree(from: &Path, to: &Path) {
 
 impl Tree {
     pub fn empty() -> Tree {
-        Tree { dir: tempfile::tempdir().unwrap() }
+        Tree {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     /// A copy of `tests/fixtures/NAME`.
     pub fn fixture(name: &str) -> Tree {
         let t = Tree::empty();
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
         assert!(src.is_dir(), "missing fixture {}", src.display());
         copy_tree(&src, t.dir.path());
         t
@@ -82,7 +87,12 @@ impl Tree {
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
-        run_cmd(Command::new(bin()).arg("--root").arg(self.dir.path()).args(args))
+        run_cmd(
+            Command::new(bin())
+                .arg("--root")
+                .arg(self.dir.path())
+                .args(args),
+        )
     }
 
     /// Every file under the tree with its content, mode and mtime.
@@ -104,7 +114,11 @@ fn snap(base: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, (Vec<u8>, u32, i64,
             snap(base, &p, out);
         } else {
             let content = if m.file_type().is_symlink() {
-                fs::read_link(&p).unwrap().to_string_lossy().as_bytes().to_vec()
+                fs::read_link(&p)
+                    .unwrap()
+                    .to_string_lossy()
+                    .as_bytes()
+                    .to_vec()
             } else {
                 fs::read(&p).unwrap()
             };

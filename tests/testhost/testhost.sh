@@ -20,7 +20,7 @@
 set -euo pipefail
 
 # Bump when the rootfs recipe changes: cached trees with another stamp are rebuilt.
-RECIPE_VERSION=2
+RECIPE_VERSION=3
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
@@ -34,6 +34,7 @@ MASK_UNITS=(
   apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer
   fstrim.timer systemd-tmpfiles-clean.timer console-getty.service
   e2scrub_reap.service systemd-networkd-wait-online.service
+  systemd-modules-load.service # fails on trixie (CAP_SYS_MODULE but no modules): "degraded"
 )
 # A clean, predictable environment for commands run inside the container.
 INNER_ENV=(env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -130,15 +131,20 @@ rootfs_ok() {
 
 # Install packages with apt inside the (not booted) tree.
 chroot_apt_install() {
-  local dir=$1
-  shift
+  local dir=$1 aptlog=$2
+  shift 2
   # policy-rc.d keeps maintainer scripts from starting services in the chroot.
   printf '#!/bin/sh\nexit 101\n' >"$dir/usr/sbin/policy-rc.d"
   chmod 755 "$dir/usr/sbin/policy-rc.d"
-  chroot "$dir" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive LANG=C \
-    apt-get update -qq
-  chroot "$dir" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive LANG=C \
-    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  if ! {
+    chroot "$dir" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive LANG=C \
+      apt-get update -q &&
+      chroot "$dir" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive LANG=C \
+        apt-get install -y -q -o Dpkg::Use-Pty=0 --no-install-recommends "$@"
+  } >"$aptlog" 2>&1; then
+    tail -n 30 "$aptlog" >&2
+    die "apt-get install $* inside the tree failed (full log: $aptlog)"
+  fi
   chroot "$dir" apt-get clean
   rm -f "$dir/usr/sbin/policy-rc.d"
 }
@@ -193,7 +199,7 @@ DPKG
   fi
   if [ ${#extra[@]} -gt 0 ]; then
     log "apt-get install inside the tree: ${extra[*]}"
-    chroot_apt_install "$tmp" "${extra[@]}"
+    chroot_apt_install "$tmp" "$CACHE/apt-inside-$suite.log" "${extra[@]}"
   fi
 
   local unit
@@ -327,6 +333,7 @@ stop_container() {
   fi
   rm -f "$CACHE/run-$name.pid" "$CACHE/run-$name.nspawn.pid"
   remove_cgroups "$name"
+  STOPPED_MS=$(now_ms)
   if [ -e "$dir" ]; then
     rm -rf --one-file-system "$dir"
   fi
@@ -503,8 +510,10 @@ cmd_shutdown() {
   check_name "$name"
   local t0
   t0=$(now_ms)
+  STOPPED_MS=$t0
   stop_container "$name"
-  log "container $name shut down in $(($(now_ms) - t0)) ms"
+  log "container $name shut down in $(($(now_ms) - t0)) ms:" \
+    "poweroff $((STOPPED_MS - t0)), remove tree $(($(now_ms) - STOPPED_MS))"
 }
 
 main() {
