@@ -52,6 +52,22 @@ pub struct UserArgs {
     pub count: Option<u64>,
 }
 
+/// Options of the commands that restart docker.
+#[derive(Debug, Clone, Args)]
+pub struct RestartArgs {
+    /// Change the files only; do not restart docker (the change applies at its next start).
+    #[arg(long)]
+    pub no_restart: bool,
+
+    /// Restart docker even though containers are running (the restart stops them).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// Seconds to wait for each stop/start job and for docker to pass the health gate.
+    #[arg(long, value_name = "SECS", default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: u64,
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -59,25 +75,27 @@ pub enum Command {
     #[command(after_help = "Example: docker-userns plan --json")]
     Plan(UserArgs),
 
-    /// Create the remap user, allocate its ranges, set "userns-remap" in daemon.json.
+    /// Create the remap user, allocate its ranges, set "userns-remap" in daemon.json, restart
+    /// docker and check it came back remapped; roll back if it did not.
     ///
-    /// Idempotent: on a converged host it changes nothing and says so. Existing ranges of the
-    /// user are kept. Nothing is written when any input is invalid or conflicting.
+    /// Idempotent: on a converged host it changes nothing, does not restart docker, and says
+    /// so. Existing ranges of the user are kept. Nothing is written when any input is invalid
+    /// or conflicting. Refuses to restart docker while containers run, unless --yes.
     Enable {
         #[command(flatten)]
         #[allow(missing_docs)]
         user: UserArgs,
-        /// Change the files only; do not restart docker. (This version never restarts docker:
-        /// restart it yourself to apply, e.g. `systemctl restart docker`.)
-        #[arg(long)]
-        no_restart: bool,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        restart: RestartArgs,
     },
 
-    /// Remove "userns-remap" from daemon.json; the user and its ranges are kept.
+    /// Remove "userns-remap" from daemon.json and restart docker; the user and its ranges
+    /// are kept. Images and containers made while remapping was on are not visible after it.
     Disable {
-        /// Change the file only; do not restart docker. (This version never restarts docker.)
-        #[arg(long)]
-        no_restart: bool,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        restart: RestartArgs,
     },
 
     /// Lint /etc/subuid and /etc/subgid for the whole host: malformed lines, overlapping

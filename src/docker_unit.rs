@@ -46,6 +46,8 @@ pub struct UnitScan {
     pub dropins: Vec<String>,
     /// Every place that passes `--userns-remap` to dockerd.
     pub remap_flags: Vec<Origin>,
+    /// The effective ExecStart as words, variables expanded (empty when unknown).
+    pub exec_start: Vec<String>,
 }
 
 /// A `Key=value` setting from a unit file, continuation lines joined.
@@ -162,6 +164,32 @@ fn referenced_vars(s: &str) -> Vec<String> {
         } else {
             i += 1;
         }
+    }
+    out
+}
+
+/// Splits an ExecStart value into words the way systemd does for the parts that matter here:
+/// a word that is exactly `$NAME` becomes the variable's words, `${NAME}` inside a word is
+/// replaced in place; the first word loses its `-@:+!` prefixes.
+pub fn expand(value: &str, var: &dyn Fn(&str) -> String) -> Vec<String> {
+    let mut out = Vec::new();
+    for w in split_words(value) {
+        if let Some(name) = w.strip_prefix('$').filter(|n| !n.starts_with('{'))
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            out.extend(split_words(&var(name)));
+            continue;
+        }
+        let mut word = w.clone();
+        for name in referenced_vars(&w) {
+            word = word.replace(&format!("${{{name}}}"), &var(&name));
+        }
+        out.push(word);
+    }
+    if let Some(first) = out.first_mut() {
+        *first = first
+            .trim_start_matches(['-', '@', ':', '+', '!'])
+            .to_string();
     }
     out
 }
@@ -299,6 +327,10 @@ pub fn scan(root: &Root) -> Result<UnitScan> {
         }
     }
     let lookup = |name: &str| env.iter().rev().find(|(k, _, _)| k == name);
+    if let Some((_, s)) = exec.last() {
+        let value = |name: &str| lookup(name).map(|(_, v, _)| v.clone()).unwrap_or_default();
+        scan.exec_start = expand(&s.value, &value);
+    }
 
     let mut refs: Vec<String> = Vec::new();
     for (file, s) in &exec {
@@ -354,6 +386,32 @@ mod tests {
         assert_eq!(s[1].line, 4);
         assert_eq!(s[1].section, "Service");
         assert_eq!(s[2].key, "Type");
+    }
+
+    #[test]
+    fn exec_start_expansion() {
+        let var = |n: &str| {
+            if n == "DOCKER_OPTS" {
+                "--dns 1.1.1.1 --debug".to_string()
+            } else {
+                String::new()
+            }
+        };
+        assert_eq!(
+            expand(
+                "-/usr/sbin/dockerd -H fd:// $DOCKER_OPTS --x=${EMPTY}y $UNSET",
+                &var
+            ),
+            [
+                "/usr/sbin/dockerd",
+                "-H",
+                "fd://",
+                "--dns",
+                "1.1.1.1",
+                "--debug",
+                "--x=y"
+            ]
+        );
     }
 
     #[test]

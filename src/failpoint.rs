@@ -1,18 +1,29 @@
-//! Fault injection for tests: named points that fail on demand, in debug builds only.
+//! Fault injection for tests: named points that fail or stall on demand, in debug builds only.
 //!
-//! `DOCKER_USERNS_FAILPOINTS=a,b` makes [`hit`] fail at points `a` and `b`. Release builds
+//! `DOCKER_USERNS_FAILPOINTS=a,b=sleep` makes [`hit`] fail at point `a` and sleep (for five
+//! minutes, long enough for a test to kill the process there) at point `b`. Release builds
 //! compile the check out, so the shipped binary has no such seam.
 
-/// The environment variable listing the points to fail.
+/// The environment variable listing the points.
 pub const ENV: &str = "DOCKER_USERNS_FAILPOINTS";
 
-/// Fails when `name` is listed in [`ENV`] (debug builds only).
+/// Fails or stalls when `name` is listed in [`ENV`] (debug builds only).
 pub fn hit(name: &str) -> anyhow::Result<()> {
-    if cfg!(debug_assertions)
-        && let Ok(list) = std::env::var(ENV)
-        && list.split(',').any(|n| n.trim() == name)
-    {
-        anyhow::bail!("injected failure at {name} ({ENV})");
+    if !cfg!(debug_assertions) {
+        return Ok(());
+    }
+    let Ok(list) = std::env::var(ENV) else {
+        return Ok(());
+    };
+    for item in list.split(',').map(str::trim) {
+        match item.split_once('=') {
+            Some((n, "sleep")) if n == name => {
+                tracing::warn!("failpoint {name}: sleeping");
+                std::thread::sleep(std::time::Duration::from_secs(300));
+            }
+            None if item == name => anyhow::bail!("injected failure at {name} ({ENV})"),
+            _ => {}
+        }
     }
     Ok(())
 }

@@ -1,24 +1,31 @@
 //! docker-userns: turn on Docker's user-namespace remapping safely.
 //!
-//! The flow of every changing command: [`preflight`] reads the root's files, [`plan`] decides
-//! (pure), [`apply`] writes. `plan` stops after deciding.
+//! The flow of every changing command ([`converge`]): [`preflight`] reads the root's files,
+//! [`plan`] decides (pure), [`apply`] writes the files, [`restart`] restarts docker over
+//! [`systemd`] and health-gates it through the [`engine`] API, or rolls back from the
+//! [`transaction`]'s saved files. `plan` stops after deciding.
 
 #![deny(missing_docs)]
 
 pub mod account;
 pub mod apply;
 pub mod cli;
+pub mod converge;
 pub mod daemon_config;
 pub mod docker_unit;
+pub mod engine;
 pub mod exit;
 pub mod failpoint;
 pub mod login_defs;
 pub mod plan;
 pub mod preflight;
 pub mod report;
+pub mod restart;
 pub mod root;
 pub mod shadow_lock;
 pub mod subid;
+pub mod systemd;
+pub mod transaction;
 
 use anyhow::Result;
 
@@ -73,25 +80,18 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
                 json: report::json_doc(name, &p),
             })
         }
-        Command::Enable {
-            user,
-            no_restart: _,
-        } => {
+        Command::Enable { user, restart } => {
             require_root(&root, name)?;
-            let inputs = preflight::gather(&root, &user.user)?;
-            let p = plan::enable(&inputs, user.count)?;
-            let done = apply::enable(&root, inputs, p, user.count)?;
+            let done = converge::enable(&root, user, restart)?;
             Ok(Outcome {
                 code: Code::Ok,
                 text: report::enable_text(&root_text, &done, true),
                 json: report::json_doc(name, &done),
             })
         }
-        Command::Disable { no_restart: _ } => {
+        Command::Disable { restart } => {
             require_root(&root, name)?;
-            let inputs = preflight::gather(&root, daemon_config::DEFAULT_USER)?;
-            let p = plan::disable(&inputs)?;
-            let done = apply::disable(&root, &inputs, p)?;
+            let done = converge::disable(&root, restart)?;
             Ok(Outcome {
                 code: Code::Ok,
                 text: report::disable_text(&root_text, &done),

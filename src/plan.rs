@@ -83,6 +83,10 @@ pub struct Plan {
     pub daemon_json_change: FileChange,
     /// True when docker must restart for the change to take effect.
     pub restart: bool,
+    /// True when docker was restarted (and passed the health gate).
+    pub restarted: bool,
+    /// Engine downtime of that restart in milliseconds.
+    pub downtime_ms: Option<u64>,
     /// Docker facts.
     pub docker: DockerFacts,
     /// Remarks for the operator.
@@ -105,6 +109,10 @@ pub struct DisablePlan {
     pub daemon_json_change: FileChange,
     /// True when docker must restart for the change to take effect.
     pub restart: bool,
+    /// True when docker was restarted (and passed the health gate).
+    pub restarted: bool,
+    /// Engine downtime of that restart in milliseconds.
+    pub downtime_ms: Option<u64>,
     /// Docker facts.
     pub docker: DockerFacts,
     /// Remarks for the operator.
@@ -221,6 +229,8 @@ pub fn enable(inputs: &Inputs, count: Option<u64>) -> Result<Plan, Conflict> {
         daemon_bytes: (daemon_json_change != FileChange::None).then(|| new_config.render()),
         daemon_json_change,
         restart,
+        restarted: false,
+        downtime_ms: None,
         docker,
         notes,
     })
@@ -279,6 +289,8 @@ pub fn disable(inputs: &Inputs) -> Result<DisablePlan, Conflict> {
         } else {
             FileChange::None
         },
+        restarted: false,
+        downtime_ms: None,
         docker,
         notes,
     })

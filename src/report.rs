@@ -51,6 +51,20 @@ fn change_word(c: &FileChange, applied: bool) -> &'static str {
     }
 }
 
+fn restart_word(needed: bool, restarted: bool, downtime_ms: Option<u64>, applied: bool) -> String {
+    match (needed, restarted, applied) {
+        (false, _, _) => "not needed".into(),
+        (true, true, _) => format!(
+            "done: docker restarted and passed the health gate (engine down for {} ms)",
+            downtime_ms.unwrap_or_default()
+        ),
+        (true, false, true) => "needed: docker was not restarted (see note)".into(),
+        (true, false, false) => {
+            "needed: `enable` restarts docker and checks it comes back remapped".into()
+        }
+    }
+}
+
 /// Text for `plan` (applied = false) and `enable` (applied = true).
 pub fn enable_text(root: &str, p: &Plan, applied: bool) -> String {
     let mut s = String::new();
@@ -91,14 +105,7 @@ pub fn enable_text(root: &str, p: &Plan, applied: bool) -> String {
         "  daemon     /etc/docker/daemon.json: \"userns-remap\": {remap:?} ({})",
         change_word(&p.daemon_json_change, applied)
     );
-    let restart = if !p.restart {
-        "not needed".to_string()
-    } else if applied {
-        "needed: run `systemctl restart docker` to apply (this version does not restart docker)"
-            .to_string()
-    } else {
-        "needed".to_string()
-    };
+    let restart = restart_word(p.restart, p.restarted, p.downtime_ms, applied);
     let _ = writeln!(s, "  restart    {restart}");
     for n in &p.notes {
         let _ = writeln!(s, "  note: {n}");
@@ -109,33 +116,27 @@ pub fn enable_text(root: &str, p: &Plan, applied: bool) -> String {
 /// Text for `disable`.
 pub fn disable_text(root: &str, p: &DisablePlan) -> String {
     let mut s = String::new();
-    match &p.removed {
-        Some(v) if p.changed => {
-            let _ = writeln!(
-                s,
-                "Removed \"userns-remap\": {v:?} from /etc/docker/daemon.json."
-            );
+    let head = match (&p.removed, &p.daemon_json_change, p.changed) {
+        (Some(v), FileChange::Update, _) => {
+            format!("Removed \"userns-remap\": {v:?} from /etc/docker/daemon.json.")
         }
-        _ if p.changed => {
-            let _ = writeln!(
-                s,
-                "Removed an empty \"userns-remap\" from /etc/docker/daemon.json."
-            );
+        (None, FileChange::Update, _) => {
+            "Removed an empty \"userns-remap\" from /etc/docker/daemon.json.".into()
         }
-        _ => {
-            let _ = writeln!(
-                s,
-                "Already disabled: daemon.json has no \"userns-remap\"; nothing to change."
-            );
+        (_, _, true) => {
+            "daemon.json has no \"userns-remap\", but docker still ran remapped:".into()
         }
-    }
+        _ => "Already disabled: daemon.json has no \"userns-remap\"; nothing to change.".into(),
+    };
+    let _ = writeln!(s, "{head}");
     if root != "/" {
         let _ = writeln!(s, "  root       {root}");
     }
     if p.restart {
         let _ = writeln!(
             s,
-            "  restart    needed: run `systemctl restart docker` to apply (this version does not restart docker)"
+            "  restart    {}",
+            restart_word(true, p.restarted, p.downtime_ms, true)
         );
     }
     for n in &p.notes {

@@ -98,22 +98,45 @@ mirror() {
 }
 
 # ---------------------------------------------------------------- deps
+deps_missing() {
+  command -v systemd-nspawn >/dev/null 2>&1 || printf '%s\n' systemd-container
+  command -v debootstrap >/dev/null 2>&1 || printf '%s\n' debootstrap
+  command -v nsenter >/dev/null 2>&1 || printf '%s\n' util-linux
+  command -v flock >/dev/null 2>&1 || printf '%s\n' util-linux
+  return 0
+}
+
 cmd_deps() {
   need_root
   local missing=()
-  command -v systemd-nspawn >/dev/null 2>&1 || missing+=(systemd-container)
-  command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
-  command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
-  command -v flock >/dev/null 2>&1 || missing+=(util-linux)
+  mapfile -t missing < <(deps_missing | sort -u)
   if [ ${#missing[@]} -eq 0 ]; then
     log "deps present"
     return
   fi
-  log "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  # stdout goes to stderr: `boot` captures the stdout of `rootfs`.
-  apt-get update -qq >&2
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  # Serialize installers (parallel test processes): apt's own lock fails instead of waiting.
+  # flock is in util-linux, which is Essential in Debian; do without it if it is missing.
+  local locked=""
+  if command -v flock >/dev/null 2>&1; then
+    mkdir -p "$CACHE"
+    exec 7>"$CACHE/deps.lock"
+    flock 7
+    locked=1
+    mapfile -t missing < <(deps_missing | sort -u)
+  fi
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    # stdout goes to stderr: `boot` captures the stdout of `rootfs`.
+    apt-get update -qq >&2
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  else
+    log "deps present (installed by another process)"
+  fi
+  if [ -n "$locked" ]; then
+    flock -u 7
+    exec 7>&-
+  fi
 }
 
 # ---------------------------------------------------------------- rootfs

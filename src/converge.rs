@@ -1,0 +1,206 @@
+//! The whole change on the live host: lock, recover, preflight, plan, apply files, validate,
+//! restart, health gate, and rollback when docker does not come back. Under `--root` or with
+//! `--no-restart` only the files are converged.
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::apply;
+use crate::cli::{RestartArgs, UserArgs};
+use crate::exit::{Conflict, RolledBack};
+use crate::plan::{self, DisablePlan, Plan};
+use crate::preflight::{self, DAEMON_JSON};
+use crate::restart::{self, Docker, Expect, Observed, Validation};
+use crate::root::Root;
+use crate::transaction::{self, Phase, Transaction};
+
+/// How long a run waits for another one to finish.
+pub const LOCK_WAIT: Duration = Duration::from_secs(120);
+
+/// The files a run may change, saved before it starts.
+const FILES: [&str; 3] = ["/etc/subuid", "/etc/subgid", DAEMON_JSON];
+
+fn restart_needed(seen: &Observed, files_changed: bool, want_userns: bool) -> bool {
+    seen.active()
+        && (files_changed || seen.engine.as_ref().map(|i| i.userns()) != Some(want_userns))
+}
+
+fn guard_running(seen: &Observed, restart: bool, yes: bool) -> Result<(), Conflict> {
+    if !restart || yes || seen.running.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = seen.running.iter().map(|c| c.name()).collect();
+    Err(Conflict::new(format!(
+        "{} running container(s) would be stopped by the docker restart: {}; stop them first, or pass --yes to restart anyway",
+        names.len(),
+        names.join(", ")
+    )))
+}
+
+fn not_restarted_note(root: &Root) -> String {
+    if root.is_host() {
+        "docker was not restarted (--no-restart): the change applies at its next start".into()
+    } else {
+        "--root: services are never touched; docker there applies the change at its next start"
+            .into()
+    }
+}
+
+fn abort_files(root: &Root, txn: Transaction, err: anyhow::Error) -> anyhow::Error {
+    match txn.restore_files(root).and_then(|()| txn.finish(root)) {
+        Ok(()) => err,
+        Err(e) => err.context(format!("restoring the saved files failed too: {e:#}")),
+    }
+}
+
+/// Validates the written daemon.json with dockerd where it can; on rejection restores files.
+fn validate(
+    root: &Root,
+    txn: Transaction,
+    exec_start: &[String],
+    timeout: Duration,
+    notes: &mut Vec<String>,
+) -> Result<Transaction> {
+    match restart::validate(exec_start, timeout) {
+        Ok(Validation::Ok) => {
+            notes.push("dockerd --validate accepted the new configuration".into());
+            Ok(txn)
+        }
+        Ok(Validation::Unsupported) => {
+            notes.push("this dockerd has no --validate (before 23.0): the health gate after the restart decides".into());
+            Ok(txn)
+        }
+        Err(e) => {
+            let files = txn
+                .record
+                .files
+                .iter()
+                .map(|f| f.path.clone())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let err = abort_files(root, txn, e);
+            Err(err.context(RolledBack(format!(
+                "failed, rolled back: {files} restored; docker was not restarted"
+            ))))
+        }
+    }
+}
+
+/// Connects to docker, takes the run lock and rolls back an interrupted run.
+fn begin(
+    root: &Root,
+    opts: &RestartArgs,
+) -> Result<(transaction::RunLock, Docker, Observed, Option<String>)> {
+    let lock = transaction::lock(root, LOCK_WAIT)?;
+    let mut docker = Docker::connect(Duration::from_secs(opts.timeout))?;
+    let recovered = restart::recover(root, &mut docker)?;
+    let seen = docker.observe()?;
+    Ok((lock, docker, seen, recovered))
+}
+
+/// `enable`.
+pub fn enable(root: &Root, user: &UserArgs, opts: &RestartArgs) -> Result<Plan> {
+    if !root.is_host() || opts.no_restart {
+        let inputs = preflight::gather(root, &user.user)?;
+        let p = plan::enable(&inputs, user.count)?;
+        let mut done = apply::enable(root, inputs, p, user.count)?;
+        if done.restart {
+            done.notes.push(not_restarted_note(root));
+        }
+        return Ok(done);
+    }
+    let (_lock, mut docker, seen, recovered) = begin(root, opts)?;
+    let inputs = preflight::gather(root, &user.user)?;
+    let mut p = plan::enable(&inputs, user.count)?;
+    p.notes.extend(recovered);
+    let need = restart_needed(&seen, p.changed, true);
+    p.restart = need;
+    p.changed |= need;
+    guard_running(&seen, need, opts.yes)?;
+    if !seen.active() {
+        p.notes.push("docker.service is not running and is left stopped: the change applies at its next start".into());
+    }
+    if !p.changed {
+        return Ok(p);
+    }
+    let exec_start = inputs.unit.exec_start.clone();
+    let userns_before = seen.engine.as_ref().map(|i| i.userns());
+    let txn = Transaction::begin(root, "enable", &FILES, seen.active(), userns_before)?;
+    let mut done = match apply::enable(root, inputs, p, user.count) {
+        Ok(d) => d,
+        Err(e) => return Err(abort_files(root, txn, e)),
+    };
+    if !need {
+        txn.finish(root)?;
+        return Ok(done);
+    }
+    let timeout = Duration::from_secs(opts.timeout);
+    let mut txn = validate(root, txn, &exec_start, timeout, &mut done.notes)?;
+    txn.set_phase(root, Phase::Restarting)?;
+    let expect = Expect {
+        userns: true,
+        ranges: Some((done.subuid.start, done.subgid.start)),
+    };
+    match docker.restart(&expect) {
+        Ok(r) => {
+            txn.finish(root)?;
+            done.restarted = true;
+            done.downtime_ms = Some(r.downtime_ms);
+            Ok(done)
+        }
+        Err(e) => Err(restart::rollback(root, &mut docker, txn, e)),
+    }
+}
+
+/// `disable`.
+pub fn disable(root: &Root, opts: &RestartArgs) -> Result<DisablePlan> {
+    let user = crate::daemon_config::DEFAULT_USER;
+    if !root.is_host() || opts.no_restart {
+        let inputs = preflight::gather(root, user)?;
+        let p = plan::disable(&inputs)?;
+        let mut done = apply::disable(root, &inputs, p)?;
+        if done.restart {
+            done.notes.push(not_restarted_note(root));
+        }
+        return Ok(done);
+    }
+    let (_lock, mut docker, seen, recovered) = begin(root, opts)?;
+    let inputs = preflight::gather(root, user)?;
+    let mut p = plan::disable(&inputs)?;
+    p.notes.extend(recovered);
+    let need = restart_needed(&seen, p.changed, false);
+    p.restart = need;
+    p.changed |= need;
+    guard_running(&seen, need, opts.yes)?;
+    if !p.changed {
+        return Ok(p);
+    }
+    let exec_start = inputs.unit.exec_start.clone();
+    let userns_before = seen.engine.as_ref().map(|i| i.userns());
+    let txn = Transaction::begin(root, "disable", &FILES, seen.active(), userns_before)?;
+    let mut done = match apply::disable(root, &inputs, p) {
+        Ok(d) => d,
+        Err(e) => return Err(abort_files(root, txn, e)),
+    };
+    if !need {
+        txn.finish(root)?;
+        return Ok(done);
+    }
+    let timeout = Duration::from_secs(opts.timeout);
+    let mut txn = validate(root, txn, &exec_start, timeout, &mut done.notes)?;
+    txn.set_phase(root, Phase::Restarting)?;
+    let expect = Expect {
+        userns: false,
+        ranges: None,
+    };
+    match docker.restart(&expect) {
+        Ok(r) => {
+            txn.finish(root)?;
+            done.restarted = true;
+            done.downtime_ms = Some(r.downtime_ms);
+            Ok(done)
+        }
+        Err(e) => Err(restart::rollback(root, &mut docker, txn, e)),
+    }
+}

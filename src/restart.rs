@@ -1,0 +1,412 @@
+//! Restarting docker with the new files: validate, stop docker.socket and docker.service,
+//! start them, health-gate the result; on failure restore the saved files and bring the old
+//! docker back; and recover a run that was interrupted.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Serialize;
+
+use crate::engine::{Container, Engine, Info};
+use crate::exit::{Conflict, RollbackIncomplete, RolledBack};
+use crate::failpoint;
+use crate::root::Root;
+use crate::systemd::{Op, Systemd, SystemdError, UnitState};
+use crate::transaction::{Phase, Transaction};
+
+/// The service.
+pub const SERVICE: &str = "docker.service";
+/// The socket that activates it.
+pub const SOCKET: &str = "docker.socket";
+/// How long the service must stay up, same invocation and no restarts, to count as healthy.
+pub const SETTLE: Duration = Duration::from_secs(2);
+
+/// What docker should look like after the restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expect {
+    /// `name=userns` in the engine's security options.
+    pub userns: bool,
+    /// With remapping, the data root ends in `/<uid>.<gid>` of these range starts.
+    pub ranges: Option<(u64, u64)>,
+}
+
+/// Docker as found before the change.
+#[derive(Debug, Clone, Serialize)]
+pub struct Observed {
+    /// docker.service.
+    pub unit: UnitState,
+    /// docker.socket exists.
+    pub socket: bool,
+    /// `/info`, when the engine answers.
+    pub engine: Option<Info>,
+    /// Running containers (empty when the engine does not answer).
+    pub running: Vec<Container>,
+}
+
+impl Observed {
+    /// docker.service is active.
+    pub fn active(&self) -> bool {
+        self.unit.active_state == "active"
+    }
+}
+
+/// What a restart measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Restarted {
+    /// From the stop request to the first `/_ping` answer after the start, in milliseconds.
+    pub downtime_ms: u64,
+    /// The engine's data root afterwards.
+    pub docker_root_dir: String,
+}
+
+/// docker as systemd and the Engine API see it.
+pub struct Docker {
+    /// The systemd connection.
+    pub sd: Systemd,
+    /// The Engine API client.
+    pub engine: Engine,
+    /// Bound on each stop/start job and on the health gate.
+    pub timeout: Duration,
+    /// When the last restart began (journal lines are taken from then on).
+    pub began: Option<std::time::SystemTime>,
+}
+
+fn units(socket: bool) -> Vec<&'static str> {
+    if socket {
+        vec![SOCKET, SERVICE]
+    } else {
+        vec![SERVICE]
+    }
+}
+
+impl Docker {
+    /// Connects to systemd and prepares the Engine API client.
+    pub fn connect(timeout: Duration) -> Result<Docker> {
+        let sd = Systemd::connect()?;
+        Ok(Docker {
+            sd,
+            engine: Engine::new(Engine::default_socket(), Duration::from_secs(5)),
+            timeout,
+            began: None,
+        })
+    }
+
+    /// Checks docker.service is known and not masked, and reads the engine's state.
+    pub fn observe(&self) -> Result<Observed> {
+        let unit = self.sd.require_loaded(SERVICE).map_err(|e| match e {
+            SystemdError::NoSuchUnit(_) | SystemdError::Masked(_) => {
+                anyhow::Error::new(Conflict::new(e.to_string()))
+            }
+            e => e.into(),
+        })?;
+        let socket = self
+            .sd
+            .unit_state(SOCKET)
+            .map(|s| s.load_state == "loaded")
+            .unwrap_or(false);
+        let (engine, running) = if unit.active_state == "active" {
+            match self.engine.info() {
+                Ok(info) => (
+                    Some(info),
+                    self.engine.running_containers().unwrap_or_default(),
+                ),
+                Err(e) => {
+                    tracing::warn!("docker.service is active but the engine does not answer: {e}");
+                    (None, Vec::new())
+                }
+            }
+        } else {
+            (None, Vec::new())
+        };
+        Ok(Observed {
+            unit,
+            socket,
+            engine,
+            running,
+        })
+    }
+
+    fn socket_known(&self) -> bool {
+        self.sd
+            .unit_state(SOCKET)
+            .map(|s| s.load_state == "loaded")
+            .unwrap_or(false)
+    }
+
+    /// Stops docker.socket and docker.service, clears any failed state, starts both, and
+    /// health-gates the result against `expect`.
+    pub fn restart(&mut self, expect: &Expect) -> Result<Restarted> {
+        let units = units(self.socket_known());
+        let t0 = Instant::now();
+        self.began = Some(std::time::SystemTime::now());
+        self.sd.run(Op::Stop, &units, self.timeout)?;
+        failpoint::hit("restart:after-stop")?;
+        self.start(&units)?;
+        let info = self.gate(expect, Instant::now() + self.timeout, Some(t0))?;
+        Ok(Restarted {
+            downtime_ms: info.1.as_millis() as u64,
+            docker_root_dir: info.0.docker_root_dir,
+        })
+    }
+
+    fn start(&mut self, units: &[&str]) -> Result<()> {
+        // A start after failed starts hits StartLimitBurst; clearing it first is always safe.
+        for u in units {
+            let _ = self.sd.reset_failed(u);
+        }
+        failpoint::hit("restart:before-start")?;
+        self.sd.run(Op::Start, units, self.timeout)?;
+        Ok(())
+    }
+
+    /// The health gate: the service is active/running, `/_ping` answers, `/info` shows the
+    /// expected remapping and data root, and the service stays the same invocation with no
+    /// restarts for [`SETTLE`]. Returns the info and the time since `since` to the first ping.
+    pub fn gate(
+        &self,
+        expect: &Expect,
+        deadline: Instant,
+        since: Option<Instant>,
+    ) -> Result<(Info, Duration)> {
+        let since = since.unwrap_or_else(Instant::now);
+        let st = self.sd.unit_state(SERVICE)?;
+        if !st.is_running() {
+            bail!(
+                "docker.service is {}/{} after the start",
+                st.active_state,
+                st.sub_state
+            );
+        }
+        self.engine
+            .wait_ping(deadline)
+            .context("the engine did not answer /_ping")?;
+        let downtime = since.elapsed();
+        let info = self.engine.info()?;
+        if info.userns() != expect.userns {
+            bail!(
+                "the engine reports user namespaces {} (SecurityOptions {:?}), expected {}",
+                if info.userns() { "on" } else { "off" },
+                info.security_options,
+                if expect.userns { "on" } else { "off" }
+            );
+        }
+        if let Some((u, g)) = expect.ranges
+            && !info.docker_root_dir.ends_with(&format!("/{u}.{g}"))
+        {
+            bail!(
+                "the engine's DockerRootDir is {}, expected it to end in /{u}.{g}",
+                info.docker_root_dir
+            );
+        }
+        std::thread::sleep(SETTLE);
+        let after = self.sd.unit_state(SERVICE)?;
+        if after.invocation_id != st.invocation_id
+            || after.n_restarts != st.n_restarts
+            || !after.is_running()
+        {
+            bail!(
+                "docker.service did not stay up: within {} s it went from invocation {} ({} restarts) to {} ({} restarts, {}/{})",
+                SETTLE.as_secs(),
+                st.invocation_id,
+                st.n_restarts,
+                after.invocation_id,
+                after.n_restarts,
+                after.active_state,
+                after.sub_state
+            );
+        }
+        self.engine
+            .ping()
+            .context("the engine stopped answering during the settle window")?;
+        Ok((info, downtime))
+    }
+
+    /// The unit's Result/ExecMainStatus and its last journal lines since the restart began.
+    pub fn diagnostics(&self) -> String {
+        let Ok(st) = self.sd.unit_state(SERVICE) else {
+            return String::new();
+        };
+        let mut s = format!(
+            "docker.service: {}/{}, Result={}, ExecMainStatus={}, NRestarts={}",
+            st.active_state, st.sub_state, st.result, st.exec_main_status, st.n_restarts
+        );
+        // journald may not have written the failure yet: ask it to catch up first.
+        let _ = Command::new("journalctl")
+            .arg("--sync")
+            .stderr(Stdio::null())
+            .status();
+        let mut cmd = Command::new("journalctl");
+        cmd.args(["--no-pager", "-o", "cat", "-n", "15", "-u", SERVICE]);
+        if let Some(t) = self
+            .began
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        {
+            cmd.arg(format!("--since=@{}", t.as_secs()));
+        }
+        if let Ok(out) = cmd.stderr(Stdio::null()).output() {
+            let text = String::from_utf8_lossy(&out.stdout);
+            if !text.trim().is_empty() {
+                s.push_str("\nlast journal lines of docker.service:\n");
+                for l in text.lines() {
+                    s.push_str("  ");
+                    s.push_str(l);
+                    s.push('\n');
+                }
+            }
+        }
+        s
+    }
+
+    /// Brings docker back as it was: stop (it may be crash-looping), clear the failed state,
+    /// start, and gate for the old remapping state.
+    pub fn bring_back(&mut self, userns_before: Option<bool>) -> Result<()> {
+        let units = units(self.socket_known());
+        let _ = self.sd.run(Op::Stop, &units, self.timeout);
+        self.start(&units)?;
+        let expect = Expect {
+            userns: userns_before.unwrap_or(false),
+            ranges: None,
+        };
+        self.gate(&expect, Instant::now() + self.timeout, None)?;
+        Ok(())
+    }
+}
+
+/// Result of `dockerd --validate`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Validation {
+    /// The new configuration was accepted.
+    Ok,
+    /// This dockerd has no `--validate` (before 23.0).
+    Unsupported,
+}
+
+/// Runs `dockerd --validate --config-file /etc/docker/daemon.json` with the unit's own flags
+/// (docker 23.0 and later); an older dockerd without the flag is detected and skipped.
+pub fn validate(exec_start: &[String], timeout: Duration) -> Result<Validation> {
+    let dockerd = exec_start
+        .first()
+        .map_or("/usr/sbin/dockerd", String::as_str);
+    let mut cmd = Command::new(dockerd);
+    cmd.args(["--validate", "--config-file", "/etc/docker/daemon.json"]);
+    cmd.args(
+        exec_start
+            .iter()
+            .skip(1)
+            .filter(|a| !a.starts_with("--config-file")),
+    );
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {dockerd} --validate"))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            bail!(
+                "{dockerd} --validate did not finish within {} s",
+                timeout.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if text.contains("unknown flag: --validate") {
+        return Ok(Validation::Unsupported);
+    }
+    if out.status.success() {
+        Ok(Validation::Ok)
+    } else {
+        Err(anyhow!(
+            "dockerd rejected the new configuration ({dockerd} --validate): {}",
+            text.trim()
+        ))
+    }
+}
+
+/// Restores the saved files and brings the old docker back after `cause`; the error says
+/// whether that worked (exit 5) or not (exit 6), with docker's own diagnostics.
+pub fn rollback(
+    root: &Root,
+    docker: &mut Docker,
+    txn: Transaction,
+    cause: anyhow::Error,
+) -> anyhow::Error {
+    let diag = docker.diagnostics();
+    let files: Vec<String> = txn.record.files.iter().map(|f| f.path.clone()).collect();
+    let result = txn.restore_files(root).and_then(|()| {
+        if txn.record.docker_was_active {
+            docker.bring_back(txn.record.userns_before)
+        } else {
+            Ok(())
+        }
+    });
+    let diag = if diag.is_empty() {
+        String::new()
+    } else {
+        format!("\n{}", diag.trim_end())
+    };
+    match result {
+        Ok(()) => {
+            let _ = txn.finish(root);
+            cause.context(RolledBack(format!(
+                "failed, rolled back: {} restored byte for byte; docker runs with the previous settings{diag}",
+                files.join(", ")
+            )))
+        }
+        Err(e) => cause.context(RollbackIncomplete(format!(
+            "failed, and the rollback did not complete ({e:#}); the saved files and the record are kept in {}: the next docker-userns run retries the rollback{diag}",
+            crate::transaction::DIR
+        ))),
+    }
+}
+
+/// Finishes an interrupted run: restores its saved files and, if it got as far as touching
+/// docker, brings docker back up with them. Returns a note when there was one.
+pub fn recover(root: &Root, docker: &mut Docker) -> Result<Option<String>> {
+    let Some(txn) = Transaction::load(root)? else {
+        return Ok(None);
+    };
+    tracing::warn!(
+        "found an interrupted run ({}, {}, phase {:?}): rolling it back",
+        txn.record.id,
+        txn.record.action,
+        txn.record.phase
+    );
+    txn.restore_files(root)?;
+    let running = docker
+        .sd
+        .unit_state(SERVICE)
+        .map(|s| s.is_running())
+        .unwrap_or(false);
+    if txn.record.docker_was_active && (txn.record.phase == Phase::Restarting || !running) {
+        docker.bring_back(txn.record.userns_before).map_err(|e| {
+            e.context(RollbackIncomplete(format!(
+                "recovering the interrupted run {} failed",
+                txn.record.id
+            )))
+        })?;
+    }
+    let note = format!(
+        "an interrupted run ({} {}, stopped while {}) was rolled back first",
+        txn.record.action,
+        txn.record.id,
+        match txn.record.phase {
+            Phase::Writing => "writing files",
+            Phase::Restarting => "restarting docker",
+        }
+    );
+    txn.finish(root)?;
+    Ok(Some(note))
+}

@@ -1,0 +1,295 @@
+//! `enable` and `disable` against a real systemd + D-Bus + dockerd (a Debian 12 container
+//! booted with systemd-nspawn, see tests/testhost/): restart, health gate, idempotence, the
+//! start limit, rollback, crash recovery, concurrency, and refusals that change nothing.
+//! Needs root; fails, never skips, when the host cannot be booted.
+
+#[path = "testhost/mod.rs"]
+mod testhost;
+
+use serde_json::Value;
+use testhost::{Host, Output};
+
+const FILES: &str = "/etc/subuid /etc/subgid /etc/docker/daemon.json";
+
+fn json(out: &Output) -> Value {
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {out}"))
+}
+
+fn run(host: &Host, args: &str) -> Output {
+    host.sh(&format!("docker-userns {args}"))
+}
+
+fn ok_json(host: &Host, args: &str) -> Value {
+    let out = run(host, args);
+    assert_eq!(out.code, 0, "docker-userns {args}: {out}");
+    json(&out)
+}
+
+/// Content of the three files (missing ones marked), to compare before and after.
+fn files(host: &Host) -> String {
+    host.ok(&format!(
+        "for f in {FILES}; do echo \"== $f\"; cat \"$f\" 2>/dev/null || echo MISSING; done"
+    ))
+}
+
+fn invocation(host: &Host) -> String {
+    host.ok("systemctl show -p InvocationID --value docker.service")
+        .trim()
+        .to_string()
+}
+
+fn assert_active(host: &Host) {
+    assert_eq!(
+        host.sh("systemctl is-active docker.service").stdout.trim(),
+        "active"
+    );
+    host.ok("docker version >/dev/null");
+}
+
+fn security_options(host: &Host) -> String {
+    host.ok("docker info --format '{{json .SecurityOptions}}'")
+}
+
+/// Host uid of a container's main process.
+fn host_uid_of(host: &Host, container: &str) -> String {
+    let pid = host.ok(&format!(
+        "docker inspect -f '{{{{.State.Pid}}}}' {container}"
+    ));
+    host.ok(&format!("stat -c %u /proc/{}", pid.trim()))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn enable_remaps_is_idempotent_and_survives_the_start_limit() {
+    let host = Host::boot("flow");
+    // Before: root in the container is root on the host.
+    assert_eq!(
+        host.ok("docker run --rm --pull=never busybox:local id -u")
+            .trim(),
+        "0"
+    );
+    host.ok("docker run -d --name before --pull=never busybox:local sleep 600");
+    assert_eq!(host_uid_of(&host, "before"), "0");
+    assert!(!security_options(&host).contains("userns"));
+
+    // A running container blocks the restart unless --yes; nothing changes.
+    let (files0, inv0) = (files(&host), invocation(&host));
+    let refused = run(&host, "enable --json");
+    assert_eq!(refused.code, 3, "{refused}");
+    assert!(
+        refused
+            .stderr
+            .contains("running container(s) would be stopped")
+            && refused.stderr.contains("before"),
+        "{refused}"
+    );
+    assert_eq!(
+        (files(&host), invocation(&host)),
+        (files0, inv0),
+        "refused enable changed something"
+    );
+    assert!(
+        host.sh("getent passwd dockremap").code != 0,
+        "user created by a refused run"
+    );
+
+    // With --yes: files, restart, health gate.
+    let done = ok_json(&host, "enable --yes --json");
+    assert_eq!(done["changed"], true);
+    assert_eq!(done["restarted"], true, "{done}");
+    assert!(done["downtime_ms"].as_u64().unwrap() > 0);
+    let start = done["subuid"]["start"].as_u64().unwrap();
+    assert_eq!(start, 100000);
+    assert!(security_options(&host).contains("name=userns"));
+    assert_eq!(
+        host.ok("docker info --format '{{.DockerRootDir}}'").trim(),
+        format!("/var/lib/docker/{start}.{}", done["subgid"]["start"])
+    );
+    assert_eq!(
+        host.sh("docker ps -q").stdout.trim(),
+        "",
+        "the restart stopped the container"
+    );
+    // Images of the old data root are not visible any more.
+    assert!(host.sh("docker image inspect busybox:local").code != 0);
+    host.reimport_image();
+
+    // After: still root inside, the range start outside; host root's files are off limits.
+    assert_eq!(
+        host.ok("docker run --rm --pull=never busybox:local id -u")
+            .trim(),
+        "0"
+    );
+    host.ok("docker run -d --name after --pull=never busybox:local sleep 600");
+    assert_eq!(host_uid_of(&host, "after"), start.to_string());
+    host.ok("docker rm -f after >/dev/null");
+    let bind = host.sh("docker run --rm -v /root:/r --pull=never busybox:local touch /r/x");
+    assert!(
+        bind.code != 0 && bind.stderr.contains("Permission denied"),
+        "{bind}"
+    );
+    let privileged = host.sh("docker run --rm --privileged --pull=never busybox:local true");
+    assert!(
+        privileged
+            .stderr
+            .contains("privileged mode is incompatible with user namespaces"),
+        "{privileged}"
+    );
+
+    // Idempotent: no change, no restart (same invocation).
+    let inv = invocation(&host);
+    let again = ok_json(&host, "enable --json");
+    assert_eq!(again["changed"], false, "{again}");
+    assert_eq!(again["restarted"], false);
+    assert_eq!(
+        invocation(&host),
+        inv,
+        "a converged enable restarted docker"
+    );
+
+    // Six restarts within a minute: well past StartLimitBurst=3.
+    for round in 0..3 {
+        let d = ok_json(&host, "disable --json");
+        assert_eq!(
+            (d["changed"].clone(), d["restarted"].clone()),
+            (Value::Bool(true), Value::Bool(true)),
+            "round {round}: {d}"
+        );
+        assert!(!security_options(&host).contains("userns"));
+        let e = ok_json(&host, "enable --json");
+        assert_eq!(e["restarted"], true, "round {round}: {e}");
+        assert!(security_options(&host).contains("name=userns"));
+    }
+    assert_active(&host);
+}
+
+#[test]
+fn docker_refusing_the_new_config_is_rolled_back() {
+    let host = Host::boot("refuse");
+    host.write(
+        "/etc/systemd/system/docker.service.d/refuse-remap.conf",
+        "[Service]\nExecStartPre=/bin/sh -c '! grep -q userns-remap /etc/docker/daemon.json'\n",
+    );
+    host.ok("systemctl daemon-reload");
+    let before = files(&host);
+    let out = run(&host, "enable --json");
+    assert_eq!(out.code, 5, "{out}");
+    let doc = json(&out);
+    assert_eq!(doc["error"]["kind"], "rolled-back");
+    let msg = doc["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("restored byte for byte"), "{msg}");
+    assert!(msg.contains("Result=exit-code"), "{msg}");
+    assert!(
+        msg.contains("Control process exited"),
+        "journal lines expected: {msg}"
+    );
+    assert_eq!(files(&host), before, "files not restored");
+    assert_active(&host);
+    assert!(!security_options(&host).contains("userns"));
+    assert!(
+        host.read("/var/lib/docker-userns/transaction.json")
+            .is_none(),
+        "record left behind"
+    );
+}
+
+#[test]
+fn a_killed_run_is_recovered_and_concurrent_runs_serialize() {
+    let host = Host::boot("crash");
+    let before = files(&host);
+    // Stall right after docker was stopped, then kill -9 the tool there.
+    host.ok(
+        "DOCKER_USERNS_FAILPOINTS=restart:after-stop=sleep setsid docker-userns enable >/tmp/killed.log 2>&1 &
+         for i in $(seq 300); do systemctl is-active -q docker.service || break; sleep 0.05; done
+         test -e /var/lib/docker-userns/transaction.json",
+    );
+    assert_eq!(
+        host.sh("systemctl is-active docker.service").stdout.trim(),
+        "inactive"
+    );
+    host.ok("pkill -9 -x docker-userns");
+    assert!(
+        host.read("/var/lib/docker-userns/transaction.json")
+            .is_some()
+    );
+
+    // The next run rolls the interrupted one back, then does its own work.
+    let done = ok_json(&host, "enable --json");
+    let notes = done["notes"].to_string();
+    assert!(notes.contains("interrupted run"), "{done}");
+    assert_eq!(done["restarted"], true);
+    assert_active(&host);
+    assert!(security_options(&host).contains("name=userns"));
+    assert!(
+        host.read("/var/lib/docker-userns/transaction.json")
+            .is_none()
+    );
+    assert_ne!(files(&host), before);
+
+    // Two runs at once: one restarts, the other waits for it and finds nothing to do.
+    let both = host.ok(
+        "(docker-userns disable --json >/tmp/a.json 2>/tmp/a.err; echo $? >/tmp/a.rc) &
+         (docker-userns disable --json >/tmp/b.json 2>/tmp/b.err; echo $? >/tmp/b.rc) &
+         wait; cat /tmp/a.rc /tmp/b.rc",
+    );
+    assert_eq!(
+        both.split_whitespace().collect::<Vec<_>>(),
+        ["0", "0"],
+        "{both}"
+    );
+    let a: Value = serde_json::from_slice(&host.read("/tmp/a.json").unwrap()).unwrap();
+    let b: Value = serde_json::from_slice(&host.read("/tmp/b.json").unwrap()).unwrap();
+    let restarted = [&a, &b].iter().filter(|d| d["restarted"] == true).count();
+    assert_eq!(restarted, 1, "exactly one run restarts: {a} {b}");
+    let errs = format!(
+        "{}{}",
+        host.read_string("/tmp/a.err").unwrap(),
+        host.read_string("/tmp/b.err").unwrap()
+    );
+    assert!(
+        errs.contains("another docker-userns run is in progress"),
+        "{errs}"
+    );
+    assert_active(&host);
+    assert!(!security_options(&host).contains("userns"));
+}
+
+#[test]
+fn no_bus_masked_or_missing_docker_changes_nothing() {
+    let host = Host::boot("refusals");
+    let before = files(&host);
+    let unchanged = |what: &str| {
+        assert_eq!(files(&host), before, "{what}: files changed");
+        assert!(
+            host.sh("getent passwd dockremap").code != 0,
+            "{what}: user created"
+        );
+    };
+
+    let nobus =
+        host.sh("DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent docker-userns --json enable");
+    assert_eq!(nobus.code, 1, "{nobus}");
+    assert!(
+        nobus.stderr.contains("cannot connect to the system D-Bus"),
+        "{nobus}"
+    );
+    unchanged("no bus");
+
+    host.ok("systemctl mask docker.service >/dev/null 2>&1");
+    let masked = run(&host, "--json enable");
+    assert_eq!(masked.code, 3, "{masked}");
+    assert!(
+        masked.stderr.contains("docker.service is masked"),
+        "{masked}"
+    );
+    unchanged("masked");
+    host.ok("systemctl unmask docker.service >/dev/null 2>&1");
+
+    host.ok("systemctl stop docker.socket docker.service && mv /lib/systemd/system/docker.service /etc/init.d/docker /root/ && systemctl daemon-reload");
+    let missing = run(&host, "--json enable");
+    assert_eq!(missing.code, 3, "{missing}");
+    assert!(missing.stderr.contains("not known to systemd"), "{missing}");
+    unchanged("missing unit");
+}
