@@ -231,31 +231,59 @@ impl Docker {
             "docker.service: {}/{}, Result={}, ExecMainStatus={}, NRestarts={}",
             st.active_state, st.sub_state, st.result, st.exec_main_status, st.n_restarts
         );
-        // journald may not have written the failure yet: ask it to catch up first.
-        let _ = Command::new("journalctl")
-            .arg("--sync")
-            .stderr(Stdio::null())
-            .status();
-        let mut cmd = Command::new("journalctl");
-        cmd.args(["--no-pager", "-o", "cat", "-n", "15", "-u", SERVICE]);
-        if let Some(t) = self
-            .began
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        {
-            cmd.arg(format!("--since=@{}", t.as_secs()));
-        }
-        if let Ok(out) = cmd.stderr(Stdio::null()).output() {
-            let text = String::from_utf8_lossy(&out.stdout);
-            if !text.trim().is_empty() {
-                s.push_str("\nlast journal lines of docker.service:\n");
-                for l in text.lines() {
-                    s.push_str("  ");
-                    s.push_str(l);
-                    s.push('\n');
-                }
+        let text = self.journal_tail();
+        if !text.trim().is_empty() {
+            s.push_str("\nlast journal lines of docker.service:\n");
+            for l in text.lines() {
+                s.push_str("  ");
+                s.push_str(l);
+                s.push('\n');
             }
         }
         s
+    }
+
+    /// docker.service's last journal lines since the restart began. journald can lag behind by
+    /// seconds under load, so read until systemd's own entry for the start job is there (it
+    /// carries `JOB_TYPE=start`), for at most 5 s.
+    fn journal_tail(&self) -> String {
+        let since = self
+            .began
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        let read = || -> Vec<serde_json::Value> {
+            let _ = Command::new("journalctl")
+                .arg("--sync")
+                .stderr(Stdio::null())
+                .status();
+            let mut cmd = Command::new("journalctl");
+            cmd.args(["--no-pager", "-o", "json", "-n", "60", "-u", SERVICE]);
+            if let Some(t) = since {
+                cmd.arg(format!("--since=@{}", t.as_secs()));
+            }
+            let out = cmd
+                .stderr(Stdio::null())
+                .output()
+                .map(|o| o.stdout)
+                .unwrap_or_default();
+            out.split(|b| *b == b'\n')
+                .filter_map(|l| serde_json::from_slice(l).ok())
+                .collect()
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut entries = read();
+        while !entries
+            .iter()
+            .any(|e| e.get("JOB_TYPE").is_some_and(|t| t == "start"))
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(200));
+            entries = read();
+        }
+        let lines: Vec<&str> = entries
+            .iter()
+            .filter_map(|e| e.get("MESSAGE").and_then(|m| m.as_str()))
+            .collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
     }
 
     /// Brings docker back as it was: stop (it may be crash-looping), clear the failed state,

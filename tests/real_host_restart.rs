@@ -168,6 +168,9 @@ fn enable_remaps_is_idempotent_and_survives_the_start_limit() {
 #[test]
 fn docker_refusing_the_new_config_is_rolled_back() {
     let host = Host::boot("refuse");
+    // Let boot finish (journald's flush to /var/log/journal included) so the journal lines of
+    // the failure below are all in one place.
+    host.sh("systemctl is-system-running --wait");
     host.write(
         "/etc/systemd/system/docker.service.d/refuse-remap.conf",
         "[Service]\nExecStartPre=/bin/sh -c '! grep -q userns-remap /etc/docker/daemon.json'\n",
