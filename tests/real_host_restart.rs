@@ -296,3 +296,23 @@ fn no_bus_masked_or_missing_docker_changes_nothing() {
     assert!(missing.stderr.contains("not known to systemd"), "{missing}");
     unchanged("missing unit");
 }
+
+#[test]
+fn debian_13_validates_with_dockerd_before_restarting() {
+    // Debian 13: systemd 257, docker 26.1 (has `dockerd --validate`).
+    let host = Host::boot_suite("trixie", "trixie");
+    let done = ok_json(&host, "enable --json");
+    assert_eq!(done["restarted"], true, "{done}");
+    assert!(
+        done["notes"]
+            .to_string()
+            .contains("dockerd --validate accepted"),
+        "{done}"
+    );
+    assert!(security_options(&host).contains("name=userns"));
+    let again = ok_json(&host, "enable --json");
+    assert_eq!(again["changed"], false, "{again}");
+    let d = ok_json(&host, "disable --json");
+    assert_eq!(d["restarted"], true, "{d}");
+    assert!(!security_options(&host).contains("userns"));
+}
