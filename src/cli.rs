@@ -98,6 +98,21 @@ pub enum Command {
         restart: RestartArgs,
     },
 
+    /// Show docker's state: the user dockerd runs as, whether remapping is configured and in
+    /// effect, the remap user's ranges, the data root, kernel support, an unfinished run, and
+    /// running containers that are root on the host.
+    Status,
+
+    /// Prove remapping is in effect: run containers from a local image (never pulled) and
+    /// check root inside is uid 0, is the range start on the host, cannot write a root-owned
+    /// host directory, and that --privileged is refused. Exit 7 when it is not in effect.
+    Verify {
+        /// A local image with `id`, `sleep` and `touch` [default: the first local busybox,
+        /// alpine or debian image; without one only the engine's /info is checked].
+        #[arg(long, value_name = "IMAGE")]
+        image: Option<String>,
+    },
+
     /// Lint /etc/subuid and /etc/subgid for the whole host: malformed lines, overlapping
     /// ranges between any owners, ranges outside the login.defs bounds. Exit 3 on problems.
     Check,

@@ -9,6 +9,7 @@ use anyhow::Result;
 use crate::apply;
 use crate::cli::{RestartArgs, UserArgs};
 use crate::exit::{Conflict, RolledBack};
+use crate::inspect::{self, Impact};
 use crate::plan::{self, DisablePlan, Plan};
 use crate::preflight::{self, DAEMON_JSON};
 use crate::restart::{self, Docker, Expect, Observed, Validation};
@@ -99,6 +100,49 @@ fn begin(
     Ok((lock, docker, seen, recovered))
 }
 
+/// The impact report from the engine, or a note saying why there is none.
+fn impact(
+    docker: &Docker,
+    seen: &Observed,
+    enabling: bool,
+    notes: &mut Vec<String>,
+) -> Option<Impact> {
+    if !seen.active() {
+        return None;
+    }
+    match inspect::impact(&docker.engine, enabling) {
+        Ok(i) => Some(i),
+        Err(e) => {
+            notes.push(format!("no impact report: {e:#}"));
+            None
+        }
+    }
+}
+
+/// `plan`: what `enable` would do. On the live host it also asks systemd and the engine
+/// (read-only) whether docker would restart and what the switch would hide.
+pub fn plan(root: &Root, user: &UserArgs) -> Result<Plan> {
+    let inputs = preflight::gather(root, &user.user)?;
+    let mut p = plan::enable(&inputs, user.count)?;
+    if !root.is_host() {
+        return Ok(p);
+    }
+    match Docker::connect(Duration::from_secs(30)).and_then(|d| d.observe().map(|seen| (d, seen))) {
+        Ok((docker, seen)) => {
+            let need = restart_needed(&seen, p.changed, true);
+            p.restart = need;
+            p.changed |= need;
+            if need {
+                p.impact = impact(&docker, &seen, true, &mut p.notes);
+            }
+        }
+        Err(e) => p.notes.push(format!(
+            "docker's running state is unknown ({e:#}); the plan covers the files only"
+        )),
+    }
+    Ok(p)
+}
+
 /// `enable`.
 pub fn enable(root: &Root, user: &UserArgs, opts: &RestartArgs) -> Result<Plan> {
     if !root.is_host() || opts.no_restart {
@@ -117,6 +161,9 @@ pub fn enable(root: &Root, user: &UserArgs, opts: &RestartArgs) -> Result<Plan> 
     let need = restart_needed(&seen, p.changed, true);
     p.restart = need;
     p.changed |= need;
+    if need {
+        p.impact = impact(&docker, &seen, true, &mut p.notes);
+    }
     guard_running(&seen, need, opts.yes)?;
     if !seen.active() {
         p.notes.push("docker.service is not running and is left stopped: the change applies at its next start".into());
@@ -172,6 +219,9 @@ pub fn disable(root: &Root, opts: &RestartArgs) -> Result<DisablePlan> {
     let need = restart_needed(&seen, p.changed, false);
     p.restart = need;
     p.changed |= need;
+    if need {
+        p.impact = impact(&docker, &seen, false, &mut p.notes);
+    }
     guard_running(&seen, need, opts.yes)?;
     if !p.changed {
         return Ok(p);

@@ -44,7 +44,7 @@ pub enum EngineError {
         reason: String,
     },
     /// The engine answered with a non-2xx status.
-    #[error("the docker engine at {} answered GET {path} with HTTP {status}: {message}", socket.display())]
+    #[error("the docker engine at {} answered {path} with HTTP {status}: {message}", socket.display())]
     Status {
         /// The socket path.
         socket: PathBuf,
@@ -178,7 +178,7 @@ impl Engine {
     pub fn get_json(&self, path: &str) -> Result<Value, EngineError> {
         let r = self.get(path)?;
         if !(200..300).contains(&r.status) {
-            return Err(self.status_error(path, &r));
+            return Err(self.status_error(&format!("GET {path}"), &r));
         }
         serde_json::from_slice(&r.body).map_err(|e| self.json_error(path, e))
     }
@@ -219,7 +219,7 @@ impl Engine {
     fn ping_within(&self, timeout: Duration) -> Result<(), EngineError> {
         let r = self.request("/_ping", timeout)?;
         if r.status != 200 {
-            return Err(self.status_error("/_ping", &r));
+            return Err(self.status_error("GET /_ping", &r));
         }
         if r.body.trim_ascii() != b"OK" {
             return Err(self.malformed(format!(
@@ -235,6 +235,55 @@ impl Engine {
     }
 
     fn request(&self, path: &str, timeout: Duration) -> Result<Response, EngineError> {
+        self.send("GET", path, None, timeout)
+    }
+
+    /// `POST path` with a JSON body (or none); the answer as JSON (`null` when empty). A
+    /// non-2xx status is an [`EngineError::Status`].
+    pub fn post_json(&self, path: &str, body: Option<&Value>) -> Result<Value, EngineError> {
+        let bytes = body.map(|b| serde_json::to_vec(b).expect("JSON serializes"));
+        self.json_answer(
+            &format!("POST {path}"),
+            self.send("POST", path, bytes, self.timeout)?,
+        )
+    }
+
+    /// `DELETE path`; a non-2xx status is an [`EngineError::Status`].
+    pub fn delete(&self, path: &str) -> Result<(), EngineError> {
+        self.json_answer(path, self.send("DELETE", path, None, self.timeout)?)
+            .map(drop)
+    }
+
+    /// `GET path` with its own timeout, for long calls such as a container wait.
+    pub fn get_within(&self, path: &str, timeout: Duration) -> Result<Response, EngineError> {
+        self.send("GET", path, None, timeout)
+    }
+
+    /// `POST path` with its own timeout, for long calls such as `/containers/{id}/wait`.
+    pub fn post_json_within(&self, path: &str, timeout: Duration) -> Result<Value, EngineError> {
+        self.json_answer(
+            &format!("POST {path}"),
+            self.send("POST", path, None, timeout)?,
+        )
+    }
+
+    fn json_answer(&self, path: &str, r: Response) -> Result<Value, EngineError> {
+        if !(200..300).contains(&r.status) {
+            return Err(self.status_error(path, &r));
+        }
+        if r.body.trim_ascii().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&r.body).map_err(|e| self.json_error(path, e))
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<Response, EngineError> {
         let io_err = |e: io::Error| EngineError::Io {
             socket: self.socket.clone(),
             source: match e.kind() {
@@ -252,11 +301,21 @@ impl Engine {
         let deadline = Instant::now() + timeout;
         let left = || deadline.saturating_duration_since(Instant::now());
         let mut stream = self.connect(timeout)?;
-        let request =
-            format!("GET {path} HTTP/1.0\r\nHost: docker\r\nUser-Agent: docker-userns\r\n\r\n");
+        let mut request =
+            format!("{method} {path} HTTP/1.0\r\nHost: docker\r\nUser-Agent: docker-userns\r\n");
+        match &body {
+            Some(b) => request.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                b.len()
+            )),
+            None if method == "GET" => request.push_str("\r\n"),
+            None => request.push_str("Content-Length: 0\r\n\r\n"),
+        }
+        let mut bytes = request.into_bytes();
+        bytes.extend_from_slice(body.as_deref().unwrap_or_default());
         stream
             .set_write_timeout(Some(left().max(Duration::from_millis(1))))
-            .and_then(|()| stream.write_all(request.as_bytes()))
+            .and_then(|()| stream.write_all(&bytes))
             .map_err(io_err)?;
         let (mut buf, mut chunk) = (Vec::new(), [0u8; 16 << 10]);
         loop {

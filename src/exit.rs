@@ -19,6 +19,8 @@ pub enum Code {
     RolledBack = 5,
     /// 6: a change failed and the rollback did not complete; manual action is needed.
     RollbackIncomplete = 6,
+    /// 7: `verify` found remapping not in effect.
+    NotEffective = 7,
 }
 
 impl Code {
@@ -32,6 +34,7 @@ impl Code {
             Code::NotRoot => "not-root",
             Code::RolledBack => "rolled-back",
             Code::RollbackIncomplete => "rollback-incomplete",
+            Code::NotEffective => "not-effective",
         }
     }
 }
@@ -46,7 +49,8 @@ Exit codes:
      (check: problems were found)
   4  not root: changing the live host needs root
   5  failed and rolled back: the system is as it was
-  6  failed and the rollback did not complete: see the message";
+  6  failed and the rollback did not complete: see the message
+  7  verify: remapping is not in effect";
 
 /// The host's files conflict with the change or cannot be trusted; nothing was changed.
 #[derive(Debug, thiserror::Error)]

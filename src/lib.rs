@@ -16,6 +16,7 @@ pub mod docker_unit;
 pub mod engine;
 pub mod exit;
 pub mod failpoint;
+pub mod inspect;
 pub mod login_defs;
 pub mod plan;
 pub mod preflight;
@@ -23,9 +24,11 @@ pub mod report;
 pub mod restart;
 pub mod root;
 pub mod shadow_lock;
+pub mod status;
 pub mod subid;
 pub mod systemd;
 pub mod transaction;
+pub mod verify;
 
 use anyhow::Result;
 
@@ -53,6 +56,8 @@ impl Command {
             Command::Enable { .. } => "enable",
             Command::Disable { .. } => "disable",
             Command::Check => "check",
+            Command::Status => "status",
+            Command::Verify { .. } => "verify",
         }
     }
 }
@@ -72,8 +77,7 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
     let name = cli.command.name();
     match &cli.command {
         Command::Plan(args) => {
-            let inputs = preflight::gather(&root, &args.user)?;
-            let p = plan::enable(&inputs, args.count)?;
+            let p = converge::plan(&root, args)?;
             Ok(Outcome {
                 code: Code::Ok,
                 text: report::enable_text(&root_text, &p, false),
@@ -96,6 +100,47 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
                 code: Code::Ok,
                 text: report::disable_text(&root_text, &done),
                 json: report::json_doc(name, &done),
+            })
+        }
+        Command::Status => {
+            // SAFETY: geteuid has no preconditions.
+            let st = status::status(&root, unsafe { libc::geteuid() } == 0)?;
+            Ok(Outcome {
+                code: Code::Ok,
+                text: report::status_text(&root_text, &st),
+                json: report::json_doc(name, &st),
+            })
+        }
+        Command::Verify { image } => {
+            if !root.is_host() {
+                return Err(exit::Usage(
+                    "verify runs containers on the live host: it cannot be used with --root".into(),
+                )
+                .into());
+            }
+            require_root(&root, name)?;
+            let ranges = status::status(&root, false)
+                .ok()
+                .and_then(|s| Some((s.subuid?.start, s.subgid?.start)));
+            root.ensure_dir(transaction::DIR, 0o700)?;
+            let engine = engine::Engine::new(
+                engine::Engine::default_socket(),
+                std::time::Duration::from_secs(30),
+            );
+            let v = verify::verify(
+                &engine,
+                image.as_deref(),
+                ranges,
+                &root.path(transaction::DIR),
+            )?;
+            Ok(Outcome {
+                code: if v.effective {
+                    Code::Ok
+                } else {
+                    Code::NotEffective
+                },
+                text: report::verify_text(&v),
+                json: report::json_doc(name, &v),
             })
         }
         Command::Check => {

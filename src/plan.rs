@@ -87,6 +87,8 @@ pub struct Plan {
     pub restarted: bool,
     /// Engine downtime of that restart in milliseconds.
     pub downtime_ms: Option<u64>,
+    /// What the switch does to what docker holds (null: the engine was not asked).
+    pub impact: Option<crate::inspect::Impact>,
     /// Docker facts.
     pub docker: DockerFacts,
     /// Remarks for the operator.
@@ -113,6 +115,8 @@ pub struct DisablePlan {
     pub restarted: bool,
     /// Engine downtime of that restart in milliseconds.
     pub downtime_ms: Option<u64>,
+    /// What the switch does to what docker holds (null: the engine was not asked).
+    pub impact: Option<crate::inspect::Impact>,
     /// Docker facts.
     pub docker: DockerFacts,
     /// Remarks for the operator.
@@ -171,6 +175,16 @@ pub fn enable(inputs: &Inputs, count: Option<u64>) -> Result<Plan, Conflict> {
     flag_conflict(inputs, "cannot set it in daemon.json as well")?;
     if let Some(msg) = first_malformed(inputs) {
         return Err(Conflict::new(msg));
+    }
+    if inputs.max_user_namespaces == Some(0) {
+        return Err(Conflict::new(
+            "user namespaces are disabled in the kernel (/proc/sys/user/max_user_namespaces is 0): set user.max_user_namespaces to a positive value (sysctl) first",
+        ));
+    }
+    if let Some(dir) = inputs.blocked_dirs.first() {
+        return Err(Conflict::new(format!(
+            "{dir} does not let other users traverse it (no o+x): the remapped root could not reach docker's data root below it (dockerd: \"a subdirectory in your graphroot path restricts access\"); run `chmod o+x {dir}` first"
+        )));
     }
     let (uid, gid) = match &inputs.account {
         Some(a) => {
@@ -231,6 +245,7 @@ pub fn enable(inputs: &Inputs, count: Option<u64>) -> Result<Plan, Conflict> {
         restart,
         restarted: false,
         downtime_ms: None,
+        impact: None,
         docker,
         notes,
     })
@@ -291,6 +306,7 @@ pub fn disable(inputs: &Inputs) -> Result<DisablePlan, Conflict> {
         },
         restarted: false,
         downtime_ms: None,
+        impact: None,
         docker,
         notes,
     })

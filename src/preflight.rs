@@ -55,6 +55,10 @@ pub struct Inputs {
     pub daemon: DaemonFile,
     /// docker.service as systemd would see it.
     pub unit: UnitScan,
+    /// Directories above docker's data root that other users cannot traverse.
+    pub blocked_dirs: Vec<String>,
+    /// /proc/sys/user/max_user_namespaces on the live host (None under --root or unknown).
+    pub max_user_namespaces: Option<u64>,
 }
 
 /// Reads login.defs; a bad number is a conflict naming the file and line.
@@ -130,19 +134,55 @@ pub fn read_daemon_json(root: &Root) -> Result<DaemonFile> {
     })
 }
 
+/// docker's data root: daemon.json's `data-root`, else /var/lib/docker.
+pub fn data_root(config: &DaemonConfig) -> String {
+    config
+        .map
+        .get("data-root")
+        .and_then(|v| v.as_str())
+        .filter(|s| s.starts_with('/'))
+        .unwrap_or("/var/lib/docker")
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// The existing directories above `data_root` without the search bit for others (dockerd
+/// refuses to remap then). Under `--root` the tree's own top directory is not checked.
+pub fn blocked_dirs(root: &Root, data_root: &str) -> Result<Vec<String>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut p = std::path::Path::new(data_root).parent();
+    while let Some(dir) = p {
+        let abs = dir.to_string_lossy();
+        if (abs != "/" || root.is_host())
+            && let Ok(m) = std::fs::metadata(root.path(&abs))
+            && m.is_dir()
+            && m.mode() & 0o001 == 0
+        {
+            out.push(abs.to_string());
+        }
+        p = dir.parent();
+    }
+    out.reverse();
+    Ok(out)
+}
+
 /// Reads every input for `user`.
 pub fn gather(root: &Root, user: &str) -> Result<Inputs> {
     account::validate_name(user)?;
     let defs = read_login_defs(root)?;
     let account =
         account::lookup(root, user).with_context(|| format!("cannot look up user {user}"))?;
+    let daemon = read_daemon_json(root)?;
     Ok(Inputs {
         user: user.to_string(),
         account,
         defs,
         subuid: read_id_file(root, "/etc/subuid")?,
         subgid: read_id_file(root, "/etc/subgid")?,
-        daemon: read_daemon_json(root)?,
+        blocked_dirs: blocked_dirs(root, &data_root(&daemon.config))?,
+        daemon,
         unit: docker_unit::scan(root)?,
+        max_user_namespaces: crate::status::max_user_namespaces(root),
     })
 }

@@ -5,8 +5,11 @@ use std::fmt::Write;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::inspect::Impact;
 use crate::plan::{DisablePlan, FileChange, Plan, RangePlan};
+use crate::status::Status;
 use crate::subid::Problem;
+use crate::verify::Verification;
 
 /// Version of the `--json` documents; bumped on incompatible changes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -107,6 +110,9 @@ pub fn enable_text(root: &str, p: &Plan, applied: bool) -> String {
     );
     let restart = restart_word(p.restart, p.restarted, p.downtime_ms, applied);
     let _ = writeln!(s, "  restart    {restart}");
+    if let Some(i) = &p.impact {
+        s.push_str(&impact_text(i, true));
+    }
     for n in &p.notes {
         let _ = writeln!(s, "  note: {n}");
     }
@@ -139,6 +145,9 @@ pub fn disable_text(root: &str, p: &DisablePlan) -> String {
             restart_word(true, p.restarted, p.downtime_ms, true)
         );
     }
+    if let Some(i) = &p.impact {
+        s.push_str(&impact_text(i, false));
+    }
     for n in &p.notes {
         let _ = writeln!(s, "  note: {n}");
     }
@@ -169,6 +178,161 @@ pub fn check_text(root: &str, r: &CheckReport) -> String {
         let _ = writeln!(s, "/etc/subuid and /etc/subgid: no problems found{where_}.");
     } else {
         let _ = writeln!(s, "{} problem(s) found{where_}.", r.problems.len());
+    }
+    s
+}
+
+fn list(s: &mut String, label: &str, items: &[String]) {
+    if items.is_empty() {
+        return;
+    }
+    let shown: Vec<&str> = items.iter().take(10).map(String::as_str).collect();
+    let more = if items.len() > 10 {
+        format!(", … ({} more)", items.len() - 10)
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        s,
+        "    {label} ({}): {}{more}",
+        items.len(),
+        shown.join(", ")
+    );
+}
+
+/// The impact report as text.
+pub fn impact_text(i: &Impact, enabling: bool) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "  impact     what docker holds in {} will not be visible after the switch:",
+        i.data_root
+    );
+    if i.images.is_empty() && i.containers.is_empty() && i.volumes.is_empty() {
+        let _ = writeln!(s, "    nothing (no images, containers or volumes)");
+    }
+    list(&mut s, "images", &i.images);
+    list(&mut s, "containers", &i.containers);
+    list(&mut s, "volumes", &i.volumes);
+    list(&mut s, "stopped by the restart", &i.stopped_by_restart);
+    if enabling {
+        list(
+            &mut s,
+            "bind mounts root will no longer write",
+            &i.unwritable_binds,
+        );
+        list(
+            &mut s,
+            "need --userns=host (privileged or host namespaces)",
+            &i.need_userns_host,
+        );
+    }
+    let _ = writeln!(
+        s,
+        "    they are kept, not deleted, and come back if remapping is switched {}; switching back and forth is best avoided",
+        if enabling { "off" } else { "on" }
+    );
+    s
+}
+
+/// Text for `status`.
+pub fn status_text(root: &str, st: &Status) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{}", crate::status::headline(st));
+    if root != "/" {
+        let _ = writeln!(s, "  root       {root}");
+    }
+    if let Some(svc) = &st.service {
+        let _ = writeln!(
+            s,
+            "  docker     docker.service {}/{}{}",
+            svc.active_state,
+            svc.sub_state,
+            match (&svc.main_pid_user, svc.main_pid) {
+                (Some(u), pid) => format!(", dockerd (pid {pid}) runs as {u}"),
+                _ => String::new(),
+            }
+        );
+    }
+    if let Some(v) = &st.docker_version {
+        let _ = writeln!(
+            s,
+            "  engine     {v}, data root {}",
+            st.docker_root_dir.as_deref().unwrap_or("?")
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  config     \"userns-remap\": {}",
+        st.remapping_configured
+            .as_ref()
+            .map_or("not set".to_string(), |v| format!(
+                "{v:?} (user {})",
+                st.remap_user.as_deref().unwrap_or("?")
+            ))
+    );
+    for (label, r) in [("subuid", &st.subuid), ("subgid", &st.subgid)] {
+        if let Some(r) = r {
+            let _ = writeln!(
+                s,
+                "  {label}     {}..{} ({} ids)",
+                r.start,
+                r.start + r.count - 1,
+                r.count
+            );
+        }
+    }
+    if let Some(n) = st.max_user_namespaces {
+        let _ = writeln!(
+            s,
+            "  kernel     user.max_user_namespaces = {n}{}",
+            if n == 0 { " (disabled!)" } else { "" }
+        );
+    }
+    if let Some(u) = &st.unfinished {
+        let _ = writeln!(s, "  unfinished {u}");
+    }
+    for c in &st.host_root_containers {
+        let _ = writeln!(
+            s,
+            "  host root  container {} ({}): {}",
+            c.name,
+            c.reasons.join(", "),
+            c.advice
+        );
+    }
+    for n in &st.notes {
+        let _ = writeln!(s, "  note: {n}");
+    }
+    s
+}
+
+/// Text for `verify`.
+pub fn verify_text(v: &Verification) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{}",
+        if v.effective {
+            "Remapping is in effect."
+        } else {
+            "Remapping is NOT in effect (or could not be proven):"
+        }
+    );
+    if let Some(img) = &v.image {
+        let _ = writeln!(s, "  image: {img}");
+    }
+    for c in &v.checks {
+        let _ = writeln!(
+            s,
+            "  [{}] {}: {}",
+            if c.ok { " ok " } else { "FAIL" },
+            c.name,
+            c.detail
+        );
+    }
+    for n in &v.notes {
+        let _ = writeln!(s, "  note: {n}");
     }
     s
 }

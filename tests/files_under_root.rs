@@ -613,3 +613,51 @@ fn a_failure_after_writing_restores_the_files() {
         assert_eq!(ok(&t.run(&["enable", "--json"]))["changed"], true);
     }
 }
+
+#[test]
+fn an_untraversable_parent_of_the_data_root_is_refused() {
+    let t = Tree::fixture("debian12");
+    fs::create_dir_all(t.path("var/lib/docker")).unwrap();
+    fs::set_permissions(
+        t.path("var/lib"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    refused(
+        &t,
+        &["enable"],
+        3,
+        "/var/lib does not let other users traverse it",
+    );
+    // A data-root elsewhere is checked instead.
+    t.write(
+        "etc/docker/daemon.json",
+        "{\"data-root\": \"/srv/docker\"}\n",
+    );
+    fs::create_dir_all(t.path("srv")).unwrap();
+    ok(&t.run(&["plan", "--json"]));
+}
+
+#[test]
+fn status_under_root_reads_the_files_only() {
+    let t = Tree::fixture("debian12");
+    let before = ok(&t.run(&["status", "--json"]));
+    assert_eq!(before["remapping_configured"], serde_json::Value::Null);
+    assert_eq!(before["service"], serde_json::Value::Null);
+    ok(&t.run(&["enable", "--json"]));
+    let after = ok(&t.run(&["status", "--json"]));
+    assert_eq!(after["remapping_configured"], "default");
+    assert_eq!(after["remap_user"], "dockremap");
+    assert_eq!(after["subuid"], json!({"start": 165536, "count": 65536}));
+    assert!(
+        after["notes"]
+            .to_string()
+            .contains("--root: services and the engine are not inspected")
+    );
+    let text = t.run(&["status"]);
+    assert!(
+        text.stdout
+            .contains("\"userns-remap\": \"default\" (user dockremap)"),
+        "{text:?}"
+    );
+}

@@ -1,0 +1,260 @@
+//! What the engine holds and how its containers run: the impact report shown before a switch,
+//! and the containers that run as host root.
+
+use std::os::unix::fs::MetadataExt;
+
+use anyhow::Result;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::engine::Engine;
+
+/// A container as far as the impact report and `status` care.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerInfo {
+    /// Name without the leading `/`.
+    pub name: String,
+    /// Image it was created from.
+    pub image: String,
+    /// Running now.
+    pub running: bool,
+    /// `Config.User` (empty: the image's default, usually root).
+    pub user: String,
+    /// `--privileged`.
+    pub privileged: bool,
+    /// `--userns` mode (`host` or empty).
+    pub userns_mode: String,
+    /// `--pid` mode.
+    pub pid_mode: String,
+    /// `--network` mode.
+    pub network_mode: String,
+    /// Host paths bind-mounted read-write, with their mount point.
+    pub rw_binds: Vec<(String, String)>,
+}
+
+impl ContainerInfo {
+    /// Why this container needs the host's namespaces (and so `--userns=host` once remapping
+    /// is on): privileged, or sharing the host's user, pid or network namespace.
+    pub fn host_namespaces(&self) -> Vec<&'static str> {
+        let mut why = Vec::new();
+        if self.privileged {
+            why.push("--privileged");
+        }
+        if self.userns_mode == "host" {
+            why.push("--userns=host");
+        }
+        if self.pid_mode == "host" {
+            why.push("--pid=host");
+        }
+        if self.network_mode == "host" {
+            why.push("--net=host");
+        }
+        why
+    }
+
+    /// The container's processes run as uid 0 inside (no `--user`, or root named).
+    pub fn root_inside(&self) -> bool {
+        let u = self.user.split(':').next().unwrap_or("");
+        u.is_empty() || u == "0" || u == "root"
+    }
+}
+
+fn s(v: &Value, ptr: &str) -> String {
+    v.pointer(ptr)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Every container (running or not), inspected.
+pub fn containers(engine: &Engine) -> Result<Vec<ContainerInfo>> {
+    let list = engine.get_json("/containers/json?all=1")?;
+    let mut out = Vec::new();
+    for c in list.as_array().into_iter().flatten() {
+        let id = s(c, "/Id");
+        let v = engine.get_json(&format!("/containers/{id}/json"))?;
+        let rw_binds = v
+            .pointer("/Mounts")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|m| {
+                m.get("Type").and_then(Value::as_str) == Some("bind")
+                    && m.get("RW").and_then(Value::as_bool) == Some(true)
+            })
+            .map(|m| (s(m, "/Source"), s(m, "/Destination")))
+            .collect();
+        out.push(ContainerInfo {
+            name: s(&v, "/Name").trim_start_matches('/').to_string(),
+            image: s(&v, "/Config/Image"),
+            running: v
+                .pointer("/State/Running")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            user: s(&v, "/Config/User"),
+            privileged: v
+                .pointer("/HostConfig/Privileged")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            userns_mode: s(&v, "/HostConfig/UsernsMode"),
+            pid_mode: s(&v, "/HostConfig/PidMode"),
+            network_mode: s(&v, "/HostConfig/NetworkMode"),
+            rw_binds,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Every image, by its tags (or short id when untagged).
+pub fn images(engine: &Engine) -> Result<Vec<String>> {
+    let list = engine.get_json("/images/json")?;
+    let mut out: Vec<String> = Vec::new();
+    for i in list.as_array().into_iter().flatten() {
+        let tags: Vec<String> = i
+            .get("RepoTags")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter(|t| *t != "<none>:<none>")
+            .map(str::to_string)
+            .collect();
+        if tags.is_empty() {
+            let id = s(i, "/Id");
+            out.push(id.trim_start_matches("sha256:").chars().take(12).collect());
+        } else {
+            out.extend(tags);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Every volume, by name.
+pub fn volumes(engine: &Engine) -> Result<Vec<String>> {
+    let v = engine.get_json("/volumes")?;
+    let mut out: Vec<String> = v
+        .get("Volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|x| s(x, "/Name"))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// What a switch (remapping on, or off with `enabling` false) will do to what docker holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Impact {
+    /// The current data root (DockerRootDir), whose content will not be visible afterwards.
+    pub data_root: String,
+    /// Images that will not be visible after the switch.
+    pub images: Vec<String>,
+    /// Containers (all states) that will not be visible after the switch.
+    pub containers: Vec<String>,
+    /// Volumes that will not be visible after the switch.
+    pub volumes: Vec<String>,
+    /// Running containers the restart will stop.
+    pub stopped_by_restart: Vec<String>,
+    /// Running containers with read-write bind mounts of root-owned host paths that the
+    /// remapped root will not be able to write (`name: /host/path -> /mount`).
+    pub unwritable_binds: Vec<String>,
+    /// Containers that use host namespaces and will need `--userns=host` (`name (flags)`).
+    pub need_userns_host: Vec<String>,
+}
+
+/// Builds the impact report from the engine as it runs now.
+pub fn impact(engine: &Engine, enabling: bool) -> Result<Impact> {
+    let info = engine.info()?;
+    let all = containers(engine)?;
+    let mut r = Impact {
+        data_root: info.docker_root_dir,
+        images: images(engine)?,
+        containers: all.iter().map(|c| c.name.clone()).collect(),
+        volumes: volumes(engine)?,
+        stopped_by_restart: all
+            .iter()
+            .filter(|c| c.running)
+            .map(|c| c.name.clone())
+            .collect(),
+        ..Impact::default()
+    };
+    if enabling {
+        for c in &all {
+            for (src, dst) in &c.rw_binds {
+                if let Ok(m) = std::fs::metadata(src)
+                    && m.uid() == 0
+                    && m.mode() & 0o002 == 0
+                    && c.root_inside()
+                {
+                    r.unwritable_binds
+                        .push(format!("{}: {src} -> {dst}", c.name));
+                }
+            }
+            let why = c.host_namespaces();
+            if !why.is_empty() {
+                r.need_userns_host
+                    .push(format!("{} ({})", c.name, why.join(" ")));
+            }
+        }
+    }
+    Ok(r)
+}
+
+/// Running containers whose processes are root on the host: privileged or host-namespace
+/// ones always, and any running as root inside while remapping is off.
+pub fn host_root(all: &[ContainerInfo], remapping: bool) -> Vec<(String, Vec<String>)> {
+    all.iter()
+        .filter(|c| c.running)
+        .filter_map(|c| {
+            let mut why: Vec<String> = c.host_namespaces().iter().map(|s| s.to_string()).collect();
+            if !remapping && c.root_inside() && c.userns_mode != "host" {
+                why.push(if c.user.is_empty() {
+                    "no --user".into()
+                } else {
+                    format!("--user {}", c.user)
+                });
+            }
+            (!why.is_empty()).then(|| (c.name.clone(), why))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(name: &str) -> ContainerInfo {
+        ContainerInfo {
+            name: name.into(),
+            image: "img".into(),
+            running: true,
+            user: String::new(),
+            privileged: false,
+            userns_mode: String::new(),
+            pid_mode: String::new(),
+            network_mode: "bridge".into(),
+            rw_binds: vec![],
+        }
+    }
+
+    #[test]
+    fn host_root_findings() {
+        let plain = c("plain");
+        let mut user = c("user");
+        user.user = "1000:1000".into();
+        let mut privileged = c("priv");
+        privileged.privileged = true;
+        privileged.user = "1000".into();
+        let mut stopped = c("stopped");
+        stopped.running = false;
+        let all = [plain, user, privileged, stopped];
+        let off: Vec<String> = host_root(&all, false).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(off, ["plain", "priv"]);
+        let on = host_root(&all, true);
+        assert_eq!(on, [("priv".to_string(), vec!["--privileged".to_string()])]);
+        assert!(c("x").root_inside());
+    }
+}

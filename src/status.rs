@@ -1,0 +1,248 @@
+//! `status`: what docker runs as, whether remapping is configured and in effect, kernel
+//! support, unfinished runs, and running containers that are root on the host.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::daemon_config::DEFAULT_USER;
+use crate::engine::Engine;
+use crate::inspect;
+use crate::preflight;
+use crate::restart::{self, Docker, SERVICE};
+use crate::root::Root;
+use crate::systemd::Systemd;
+use crate::transaction::Transaction;
+
+/// A range of the remap user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Range {
+    /// First id.
+    pub start: u64,
+    /// Total ids owned.
+    pub count: u64,
+}
+
+/// docker.service as systemd sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Service {
+    /// ActiveState.
+    pub active_state: String,
+    /// SubState.
+    pub sub_state: String,
+    /// MainPID (0: none).
+    pub main_pid: u32,
+    /// The user dockerd's main process runs as (from /proc/MainPID/status).
+    pub main_pid_user: Option<String>,
+}
+
+/// A running container whose processes are root on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostRoot {
+    /// Container name.
+    pub name: String,
+    /// Why: `--privileged`, `--userns=host`, `--pid=host`, `--net=host`, `no --user`, ...
+    pub reasons: Vec<String>,
+    /// What to do about it.
+    pub advice: String,
+}
+
+/// The result of `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Status {
+    /// docker.service (null under --root or without a system bus).
+    pub service: Option<Service>,
+    /// The engine reports `name=userns` (null when it does not answer).
+    pub remapping_active: Option<bool>,
+    /// `userns-remap` in daemon.json (null: not set).
+    pub remapping_configured: Option<String>,
+    /// The remap user that value names.
+    pub remap_user: Option<String>,
+    /// Its /etc/subuid ranges.
+    pub subuid: Option<Range>,
+    /// Its /etc/subgid ranges.
+    pub subgid: Option<Range>,
+    /// The engine's DockerRootDir.
+    pub docker_root_dir: Option<String>,
+    /// The engine's version.
+    pub docker_version: Option<String>,
+    /// /proc/sys/user/max_user_namespaces (null under --root or when absent).
+    pub max_user_namespaces: Option<u64>,
+    /// An unfinished run found (id, action, phase), if any.
+    pub unfinished: Option<String>,
+    /// Running containers that are root on the host.
+    pub host_root_containers: Vec<HostRoot>,
+    /// Remarks.
+    pub notes: Vec<String>,
+}
+
+/// Reads /proc/sys/user/max_user_namespaces on the live host.
+pub fn max_user_namespaces(root: &Root) -> Option<u64> {
+    if !root.is_host() {
+        return None;
+    }
+    std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn uid_of_pid(pid: u32) -> Option<u32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines().find_map(|l| {
+        l.strip_prefix("Uid:")?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
+fn user_name(uid: u32) -> String {
+    uzers::get_user_by_uid(uid).map_or_else(
+        || uid.to_string(),
+        |u| u.name().to_string_lossy().into_owned(),
+    )
+}
+
+fn range(file: &preflight::IdFile, name: &str, uid: Option<u32>) -> Option<Range> {
+    let owned: Vec<_> = file.file.owned_by(name, uid).collect();
+    (!owned.is_empty()).then(|| Range {
+        start: owned.iter().map(|e| e.start).min().unwrap_or_default(),
+        count: owned.iter().map(|e| e.count).sum(),
+    })
+}
+
+/// Gathers the status. As root on the live host an unfinished run is rolled back first.
+pub fn status(root: &Root, is_root: bool) -> Result<Status> {
+    let mut notes = Vec::new();
+    let daemon = preflight::read_daemon_json(root)?;
+    let configured = daemon.config.remap().ok().flatten().map(str::to_string);
+    let remap_user = configured
+        .as_deref()
+        .map(|v| v.split(':').next().unwrap_or(v))
+        .map(|u| {
+            if u == "default" {
+                DEFAULT_USER.to_string()
+            } else {
+                u.to_string()
+            }
+        });
+    let lookup_name = remap_user
+        .clone()
+        .unwrap_or_else(|| DEFAULT_USER.to_string());
+    let account = crate::account::lookup(root, &lookup_name).ok().flatten();
+    let uid = account.as_ref().map(|a| a.uid);
+    let subuid = preflight::read_id_file(root, "/etc/subuid").ok();
+    let subgid = preflight::read_id_file(root, "/etc/subgid").ok();
+    let mut st = Status {
+        service: None,
+        remapping_active: None,
+        remap_user: remap_user.clone(),
+        remapping_configured: configured,
+        subuid: subuid.as_ref().and_then(|f| range(f, &lookup_name, uid)),
+        subgid: subgid.as_ref().and_then(|f| range(f, &lookup_name, uid)),
+        docker_root_dir: None,
+        docker_version: None,
+        max_user_namespaces: max_user_namespaces(root),
+        unfinished: Transaction::load(root).ok().flatten().map(|t| {
+            format!(
+                "{} {} (phase {:?})",
+                t.record.action, t.record.id, t.record.phase
+            )
+        }),
+        host_root_containers: Vec::new(),
+        notes: Vec::new(),
+    };
+    if st.max_user_namespaces == Some(0) {
+        notes.push("user namespaces are disabled in the kernel (user.max_user_namespaces = 0): remapping cannot work".into());
+    }
+    if !root.is_host() {
+        notes.push("--root: services and the engine are not inspected".into());
+        st.notes = notes;
+        return Ok(st);
+    }
+    if st.unfinished.is_some() && is_root {
+        let _lock = crate::transaction::lock(root, crate::converge::LOCK_WAIT)?;
+        let mut docker = Docker::connect(std::time::Duration::from_secs(90))?;
+        if let Some(note) = restart::recover(root, &mut docker)? {
+            notes.push(note);
+            st.unfinished = None;
+        }
+    } else if st.unfinished.is_some() {
+        notes.push("an interrupted run left its record in /var/lib/docker-userns: run `docker-userns enable` or `disable` as root to roll it back".into());
+    }
+    match Systemd::connect().and_then(|sd| sd.unit_state(SERVICE)) {
+        Ok(u) if u.load_state == "loaded" => {
+            st.service = Some(Service {
+                main_pid_user: (u.main_pid != 0)
+                    .then(|| uid_of_pid(u.main_pid).map(user_name))
+                    .flatten(),
+                active_state: u.active_state,
+                sub_state: u.sub_state,
+                main_pid: u.main_pid,
+            });
+        }
+        Ok(u) => notes.push(format!("docker.service is {} to systemd", u.load_state)),
+        Err(e) => notes.push(format!("systemd: {e}")),
+    }
+    let engine = Engine::new(Engine::default_socket(), std::time::Duration::from_secs(5));
+    match engine.info() {
+        Ok(info) => {
+            let on = info.userns();
+            st.remapping_active = Some(on);
+            st.docker_root_dir = Some(info.docker_root_dir.clone());
+            st.docker_version = Some(info.server_version.clone());
+            match inspect::containers(&engine) {
+                Ok(all) => {
+                    st.host_root_containers = inspect::host_root(&all, on)
+                        .into_iter()
+                        .map(|(name, reasons)| {
+                            let ns = reasons.iter().any(|r| r.starts_with("--"));
+                            HostRoot {
+                                advice: if ns {
+                                    "uses the host's namespaces: root inside is root on the host even with remapping; drop those flags if it does not need them".into()
+                                } else {
+                                    "runs as root without remapping: run it with --user UID:GID, or turn remapping on (docker-userns enable)".into()
+                                },
+                                name,
+                                reasons,
+                            }
+                        })
+                        .collect();
+                }
+                Err(e) => notes.push(format!("cannot list containers: {e:#}")),
+            }
+            if configured_differs(&st, on) {
+                notes.push("daemon.json and the running engine disagree: docker has not been restarted since daemon.json changed".into());
+            }
+        }
+        Err(e) => notes.push(format!("{e}")),
+    }
+    st.notes = notes;
+    Ok(st)
+}
+
+fn configured_differs(st: &Status, active: bool) -> bool {
+    st.remapping_configured.is_some() != active
+}
+
+/// A one-word answer for the human summary.
+pub fn headline(st: &Status) -> String {
+    match (st.remapping_active, &st.remapping_configured) {
+        (Some(true), _) => format!(
+            "remapping is ON (container root = host uid {})",
+            st.subuid
+                .as_ref()
+                .map_or("?".into(), |r| r.start.to_string())
+        ),
+        (Some(false), Some(_)) => {
+            "remapping is configured but NOT in effect (restart docker)".into()
+        }
+        (Some(false), None) => "remapping is OFF: root in a container is root on the host".into(),
+        (None, Some(v)) => {
+            format!("remapping is configured (\"userns-remap\": {v:?}); the engine was not asked")
+        }
+        (None, None) => "remapping is not configured".into(),
+    }
+}

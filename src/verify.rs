@@ -1,0 +1,281 @@
+//! `verify`: prove remapping is in effect by running the workshop's checks for real with a
+//! local image (never pulled), through the Engine API.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::engine::Engine;
+
+/// One check and its outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// What is checked.
+    pub name: &'static str,
+    /// Passed.
+    pub ok: bool,
+    /// What was seen.
+    pub detail: String,
+}
+
+/// The result of `verify`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verification {
+    /// Every check passed: remapping is in effect.
+    pub effective: bool,
+    /// The image used for the container checks (null: none available; only /info checked).
+    pub image: Option<String>,
+    /// The checks, in order.
+    pub checks: Vec<Check>,
+    /// Remarks.
+    pub notes: Vec<String>,
+}
+
+/// Images tried, in order, when `--image` is not given.
+pub const DEFAULT_IMAGES: &[&str] = &["busybox", "alpine", "debian"];
+
+/// Splits docker's multiplexed log stream (8-byte frame headers) into its text.
+pub fn demux(raw: &[u8]) -> String {
+    let mut out = Vec::new();
+    let mut rest = raw;
+    while rest.len() >= 8 && rest[0] <= 2 && rest[1..4] == [0, 0, 0] {
+        let len = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
+        let end = (8 + len).min(rest.len());
+        out.extend_from_slice(&rest[8..end]);
+        rest = &rest[end..];
+    }
+    if out.is_empty() && !raw.is_empty() && rest.len() == raw.len() {
+        return String::from_utf8_lossy(raw).into_owned();
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A throwaway container, removed when dropped.
+struct Probe<'a> {
+    engine: &'a Engine,
+    id: String,
+}
+
+impl Drop for Probe<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .engine
+            .delete(&format!("/containers/{}?force=1&v=1", self.id));
+    }
+}
+
+fn create<'a>(
+    engine: &'a Engine,
+    image: &str,
+    cmd: &[&str],
+    host_config: Value,
+) -> Result<Probe<'a>> {
+    let body = json!({
+        "Image": image,
+        "Cmd": cmd,
+        "NetworkDisabled": true,
+        "Labels": {"docker-userns.verify": "1"},
+        "HostConfig": host_config,
+    });
+    let v = engine.post_json("/containers/create", Some(&body))?;
+    let id = v
+        .get("Id")
+        .and_then(Value::as_str)
+        .context("create answered no Id")?
+        .to_string();
+    Ok(Probe { engine, id })
+}
+
+/// Runs `cmd` to completion; returns its exit code and output.
+fn run(engine: &Engine, image: &str, cmd: &[&str], host_config: Value) -> Result<(i64, String)> {
+    let p = create(engine, image, cmd, host_config)?;
+    engine.post_json(&format!("/containers/{}/start", p.id), None)?;
+    let w = engine.post_json_within(
+        &format!("/containers/{}/wait", p.id),
+        Duration::from_secs(60),
+    )?;
+    let code = w.get("StatusCode").and_then(Value::as_i64).unwrap_or(-1);
+    let logs = engine.get_within(
+        &format!("/containers/{}/logs?stdout=1&stderr=1", p.id),
+        Duration::from_secs(10),
+    )?;
+    Ok((code, demux(&logs.body)))
+}
+
+/// Finds a usable local image: `requested` if given (must exist), else the first of
+/// [`DEFAULT_IMAGES`] present under any tag.
+pub fn find_image(engine: &Engine, requested: Option<&str>) -> Result<Option<String>> {
+    if let Some(img) = requested {
+        return match engine.get_json(&format!("/images/{img}/json")) {
+            Ok(_) => Ok(Some(img.to_string())),
+            Err(e) => bail!(
+                "image {img} is not available locally ({e}); verify never pulls: load or import it first"
+            ),
+        };
+    }
+    let tags = crate::inspect::images(engine)?;
+    Ok(DEFAULT_IMAGES.iter().find_map(|want| {
+        tags.iter()
+            .find(|t| {
+                t.rsplit_once(':')
+                    .map_or(t.as_str(), |(r, _)| r)
+                    .rsplit('/')
+                    .next()
+                    == Some(want)
+            })
+            .cloned()
+    }))
+}
+
+fn check(name: &'static str, ok: bool, detail: impl Into<String>) -> Check {
+    Check {
+        name,
+        ok,
+        detail: detail.into(),
+    }
+}
+
+/// Runs the checks. `ranges` are the remap user's subuid/subgid starts when known.
+pub fn verify(
+    engine: &Engine,
+    image: Option<&str>,
+    ranges: Option<(u64, u64)>,
+    scratch: &std::path::Path,
+) -> Result<Verification> {
+    let info = engine.info()?;
+    let mut checks = vec![check(
+        "the engine reports user namespaces",
+        info.userns(),
+        format!("SecurityOptions {:?}", info.security_options),
+    )];
+    let expected_root = ranges.map(|(u, g)| format!("/{u}.{g}"));
+    checks.push(match &expected_root {
+        Some(suffix) => check(
+            "the data root is the remapped one",
+            info.docker_root_dir.ends_with(suffix.as_str()),
+            format!(
+                "DockerRootDir {} (expected …{suffix})",
+                info.docker_root_dir
+            ),
+        ),
+        None => check(
+            "the data root is the remapped one",
+            false,
+            format!(
+                "DockerRootDir {}; no remap user ranges found",
+                info.docker_root_dir
+            ),
+        ),
+    });
+    let mut notes = Vec::new();
+    let image = find_image(engine, image)?;
+    let Some(img) = image.clone() else {
+        notes.push(format!(
+            "no local image to run checks with (looked for {}): pass --image IMG with a local image that has id, sleep and touch; only /info was checked",
+            DEFAULT_IMAGES.join(", ")
+        ));
+        return Ok(Verification {
+            effective: false,
+            image: None,
+            checks,
+            notes,
+        });
+    };
+
+    // 1. Root inside is still uid 0.
+    let (code, out) = run(engine, &img, &["id", "-u"], json!({}))?;
+    checks.push(check(
+        "root inside the container is uid 0",
+        code == 0 && out.trim() == "0",
+        format!("`id -u` printed {:?} (exit {code})", out.trim()),
+    ));
+
+    // 2. On the host, that root is the range start.
+    let sleeper = create(engine, &img, &["sleep", "30"], json!({}))?;
+    engine.post_json(&format!("/containers/{}/start", sleeper.id), None)?;
+    let pid = engine
+        .get_json(&format!("/containers/{}/json", sleeper.id))?
+        .pointer("/State/Pid")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let host_uid = std::fs::metadata(format!("/proc/{pid}"))
+        .map(|m| m.uid())
+        .ok();
+    let want = ranges.map(|(u, _)| u);
+    checks.push(check(
+        "the container's root is the range start on the host",
+        host_uid.is_some() && host_uid.map(u64::from) == want,
+        format!(
+            "process {pid} runs as host uid {} (expected {})",
+            host_uid.map_or("?".into(), |u| u.to_string()),
+            want.map_or("?".into(), |u| u.to_string())
+        ),
+    ));
+    drop(sleeper);
+
+    // 3. A root-owned host directory, bind-mounted, is not writable.
+    let dir = tempfile::Builder::new()
+        .prefix("verify.")
+        .tempdir_in(scratch)
+        .context("cannot create a scratch directory")?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    let bind = format!("{}:/probe", dir.path().display());
+    let (code, out) = run(
+        engine,
+        &img,
+        &["touch", "/probe/written"],
+        json!({ "Binds": [bind] }),
+    )?;
+    let written = dir.path().join("written").exists();
+    checks.push(check(
+        "a root-owned host directory is not writable from the container",
+        code != 0 && !written,
+        format!(
+            "`touch` exited {code}{}: {}",
+            if written { " and the file exists" } else { "" },
+            out.trim()
+        ),
+    ));
+
+    // 4. --privileged is refused.
+    let refused = match create(engine, &img, &["true"], json!({ "Privileged": true })) {
+        Ok(p) => match engine.post_json(&format!("/containers/{}/start", p.id), None) {
+            Ok(_) => Err("a privileged container was created and started".to_string()),
+            Err(e) => Ok(e.to_string()),
+        },
+        Err(e) => Ok(e.to_string()),
+    };
+    checks.push(match refused {
+        Ok(msg) => check(
+            "--privileged is refused",
+            msg.contains("privileged mode is incompatible with user namespaces"),
+            msg,
+        ),
+        Err(msg) => check("--privileged is refused", false, msg),
+    });
+
+    Ok(Verification {
+        effective: checks.iter().all(|c| c.ok),
+        image,
+        checks,
+        notes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demultiplexes_log_frames() {
+        let mut raw = vec![1, 0, 0, 0, 0, 0, 0, 2];
+        raw.extend_from_slice(b"0\n");
+        raw.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0, 3]);
+        raw.extend_from_slice(b"err");
+        assert_eq!(demux(&raw), "0\nerr");
+        assert_eq!(demux(b"plain tty output"), "plain tty output");
+    }
+}
