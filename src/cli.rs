@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::exit::EXIT_CODES_HELP;
+use crate::exit::{EXIT_CODES_HELP, LONG_HELP};
 
 /// Turn on Docker's user-namespace remapping safely.
 ///
@@ -13,7 +13,7 @@ use crate::exit::EXIT_CODES_HELP;
 /// else's, and sets "userns-remap" in /etc/docker/daemon.json without touching your other
 /// settings. Run `plan` first to see exactly what `enable` would do.
 #[derive(Debug, Parser)]
-#[command(name = "docker-userns", version, after_long_help = EXIT_CODES_HELP, after_help = EXIT_CODES_HELP)]
+#[command(name = "docker-userns", version, after_long_help = LONG_HELP, after_help = EXIT_CODES_HELP)]
 pub struct Cli {
     /// Work on the tree under DIR instead of the live host: every path (/etc/subuid,
     /// /etc/docker/daemon.json, unit files) is taken relative to DIR, and no service or name

@@ -88,6 +88,34 @@ fn validate(
     }
 }
 
+/// Validates the written files, restarts docker and health-gates it for `expect`; on any
+/// failure restores the saved files and brings the old docker back. Returns the downtime (ms).
+fn restart_step(
+    root: &Root,
+    docker: &mut Docker,
+    txn: Transaction,
+    exec_start: &[String],
+    opts: &RestartArgs,
+    expect: Expect,
+    notes: &mut Vec<String>,
+) -> Result<u64> {
+    let mut txn = validate(
+        root,
+        txn,
+        exec_start,
+        Duration::from_secs(opts.timeout),
+        notes,
+    )?;
+    txn.set_phase(root, Phase::Restarting)?;
+    match docker.restart(&expect) {
+        Ok(r) => {
+            txn.finish(root)?;
+            Ok(r.downtime_ms)
+        }
+        Err(e) => Err(restart::rollback(root, docker, txn, e)),
+    }
+}
+
 /// Connects to docker, takes the run lock and rolls back an interrupted run.
 fn begin(
     root: &Root,
@@ -182,22 +210,21 @@ pub fn enable(root: &Root, user: &UserArgs, opts: &RestartArgs) -> Result<Plan> 
         txn.finish(root)?;
         return Ok(done);
     }
-    let timeout = Duration::from_secs(opts.timeout);
-    let mut txn = validate(root, txn, &exec_start, timeout, &mut done.notes)?;
-    txn.set_phase(root, Phase::Restarting)?;
     let expect = Expect {
         userns: true,
         ranges: Some((done.subuid.start, done.subgid.start)),
     };
-    match docker.restart(&expect) {
-        Ok(r) => {
-            txn.finish(root)?;
-            done.restarted = true;
-            done.downtime_ms = Some(r.downtime_ms);
-            Ok(done)
-        }
-        Err(e) => Err(restart::rollback(root, &mut docker, txn, e)),
-    }
+    done.downtime_ms = Some(restart_step(
+        root,
+        &mut docker,
+        txn,
+        &exec_start,
+        opts,
+        expect,
+        &mut done.notes,
+    )?);
+    done.restarted = true;
+    Ok(done)
 }
 
 /// `disable`.
@@ -237,20 +264,19 @@ pub fn disable(root: &Root, opts: &RestartArgs) -> Result<DisablePlan> {
         txn.finish(root)?;
         return Ok(done);
     }
-    let timeout = Duration::from_secs(opts.timeout);
-    let mut txn = validate(root, txn, &exec_start, timeout, &mut done.notes)?;
-    txn.set_phase(root, Phase::Restarting)?;
     let expect = Expect {
         userns: false,
         ranges: None,
     };
-    match docker.restart(&expect) {
-        Ok(r) => {
-            txn.finish(root)?;
-            done.restarted = true;
-            done.downtime_ms = Some(r.downtime_ms);
-            Ok(done)
-        }
-        Err(e) => Err(restart::rollback(root, &mut docker, txn, e)),
-    }
+    done.downtime_ms = Some(restart_step(
+        root,
+        &mut docker,
+        txn,
+        &exec_start,
+        opts,
+        expect,
+        &mut done.notes,
+    )?);
+    done.restarted = true;
+    Ok(done)
 }

@@ -39,9 +39,10 @@ impl Code {
     }
 }
 
-/// The text for `--help`: exit codes.
-pub const EXIT_CODES_HELP: &str = "\
-Exit codes:
+/// The exit-code table as a string literal, for `concat!`.
+macro_rules! exit_codes_text {
+    () => {
+        "Exit codes:
   0  done: converged (changed or not); check found no problem
   1  unexpected failure (I/O error, a helper command failed)
   2  usage error (bad option or value, --root directory missing)
@@ -50,7 +51,22 @@ Exit codes:
   4  not root: changing the live host needs root
   5  failed and rolled back: the system is as it was
   6  failed and the rollback did not complete: see the message
-  7  verify: remapping is not in effect";
+  7  verify: remapping is not in effect"
+    };
+}
+
+/// The text for `--help`: exit codes.
+pub const EXIT_CODES_HELP: &str = exit_codes_text!();
+
+/// The text for `--help` (long): the contract for automation, then the exit codes.
+pub const LONG_HELP: &str = concat!(
+    "For automation: no command prompts or needs a terminal; whatever would need consent\n",
+    "fails (exit 3) unless its flag is given (--yes). With --json every command prints\n",
+    "exactly one JSON document on stdout, errors included (schema_version 1; the schema is\n",
+    "schema/docker-userns.schema.json in the source). \"changed\" is true only when something\n",
+    "changed. Check mode is `plan`. Runs on one host are serialized by a lock.\n\n",
+    exit_codes_text!()
+);
 
 /// The host's files conflict with the change or cannot be trusted; nothing was changed.
 #[derive(Debug, thiserror::Error)]

@@ -8,6 +8,8 @@ use docker_userns::cli::Cli;
 use docker_userns::exit::{self, Code};
 use docker_userns::report;
 
+/// Log output: to the journal, with priorities, when systemd connected stderr to it
+/// (`JOURNAL_STREAM`); otherwise text on stderr (coloured on a terminal).
 fn init_logging(cli: &Cli) {
     let level = if cli.quiet {
         tracing::Level::ERROR
@@ -19,6 +21,19 @@ fn init_logging(cli: &Cli) {
             _ => tracing::Level::TRACE,
         }
     };
+    if stderr_is_journal() {
+        // Priorities: error 3, warn 4, info 5 (notice), debug 6, trace 7. If the journal's
+        // socket cannot be opened, the text below still reaches the journal through stderr.
+        if let Ok(journal) = tracing_journald::layer() {
+            use tracing_subscriber::layer::SubscriberExt;
+            use tracing_subscriber::util::SubscriberInitExt;
+            tracing_subscriber::registry()
+                .with(tracing_subscriber::filter::LevelFilter::from_level(level))
+                .with(journal.with_syslog_identifier("docker-userns".to_string()))
+                .init();
+            return;
+        }
+    }
     tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
@@ -26,6 +41,28 @@ fn init_logging(cli: &Cli) {
         .with_target(false)
         .without_time()
         .init();
+}
+
+/// True when stderr is the journal stream systemd set up: `JOURNAL_STREAM` is `DEV:INODE` of
+/// it (systemd.exec(5)); a child that inherited the variable but not the stream gets false.
+fn stderr_is_journal() -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Some(value) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = value.to_str().and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    std::fs::File::from(fd)
+        .metadata()
+        .is_ok_and(|m| m.dev() == dev && m.ino() == ino)
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -64,10 +101,18 @@ fn main() -> ExitCode {
             if cli.json {
                 print_json(&report::json_error(name, code, &message));
             }
+            // In the journal each line is its own entry: mark them all priority 3 (err).
+            let prefix = if stderr_is_journal() { "<3>" } else { "" };
             let mut stderr = std::io::stderr().lock();
-            let _ = writeln!(stderr, "docker-userns: error: {err}");
+            let text = format!("docker-userns: error: {err}");
+            for line in text.lines() {
+                let _ = writeln!(stderr, "{prefix}{line}");
+            }
             for cause in err.chain().skip(1) {
-                let _ = writeln!(stderr, "  caused by: {cause}");
+                for (i, line) in cause.to_string().lines().enumerate() {
+                    let lead = if i == 0 { "  caused by: " } else { "    " };
+                    let _ = writeln!(stderr, "{prefix}{lead}{line}");
+                }
             }
             ExitCode::from(code as u8)
         }

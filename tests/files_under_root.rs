@@ -661,3 +661,34 @@ fn status_under_root_reads_the_files_only() {
         "{text:?}"
     );
 }
+
+#[test]
+fn every_command_json_matches_the_schema() {
+    // Run::json() validates every document against schema/docker-userns.schema.json; this test
+    // runs each command once, and checks the schema rejects a drifted document.
+    let t = Tree::fixture("debian12");
+    for args in [
+        &["plan", "--json"][..],
+        &["check", "--json"],
+        &["status", "--json"],
+        &["enable", "--json"],
+        &["disable", "--json"],
+        &["--json", "verify"],
+        &["--json", "plan", "--user", "Bad"],
+    ] {
+        let r = t.run(args);
+        r.json();
+    }
+    let mut doc = ok(&t.run(&["plan", "--json"]));
+    doc["surprise"] = json!(1);
+    assert!(
+        !common::schema().is_valid(&doc),
+        "additional fields must be rejected"
+    );
+    let mut doc = ok(&t.run(&["status", "--json"]));
+    doc["remapping_active"] = json!("yes");
+    assert!(
+        !common::schema().is_valid(&doc),
+        "wrong types must be rejected"
+    );
+}

@@ -3,6 +3,7 @@
 //! start limit, rollback, crash recovery, concurrency, and refusals that change nothing.
 //! Needs root; fails, never skips, when the host cannot be booted.
 
+mod common;
 #[path = "testhost/mod.rs"]
 mod testhost;
 
@@ -12,8 +13,10 @@ use testhost::{Host, Output};
 const FILES: &str = "/etc/subuid /etc/subgid /etc/docker/daemon.json";
 
 fn json(out: &Output) -> Value {
-    serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {out}"))
+    let v: Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {out}"));
+    common::assert_schema(&v);
+    v
 }
 
 fn run(host: &Host, args: &str) -> Output {

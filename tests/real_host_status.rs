@@ -1,6 +1,7 @@
 //! `status`, the impact report of `plan`/`enable`/`disable`, the preflight checks and `verify`
 //! on a real systemd + dockerd host (tests/testhost/). Needs root; fails, never skips.
 
+mod common;
 #[path = "testhost/mod.rs"]
 mod testhost;
 
@@ -8,8 +9,10 @@ use serde_json::{Value, json};
 use testhost::{Host, Output};
 
 fn json(out: &Output) -> Value {
-    serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {out}"))
+    let v: Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {out}"));
+    common::assert_schema(&v);
+    v
 }
 
 fn ok_json(host: &Host, args: &str) -> Value {

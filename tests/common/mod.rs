@@ -9,6 +9,30 @@ use std::process::Command;
 
 use serde_json::Value;
 
+/// The `--json` schema of every command (schema/docker-userns.schema.json).
+pub fn schema() -> &'static jsonschema::Validator {
+    static V: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    V.get_or_init(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/docker-userns.schema.json");
+        let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let schema: Value = serde_json::from_str(&text).expect("the schema is JSON");
+        jsonschema::validator_for(&schema).expect("the schema is a valid JSON Schema")
+    })
+}
+
+/// Panics unless `doc` validates against the schema.
+pub fn assert_schema(doc: &Value) {
+    let errors: Vec<String> = schema()
+        .iter_errors(doc)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "output does not match schema/docker-userns.schema.json:\n{}\n{doc:#}",
+        errors.join("\n")
+    );
+}
+
 /// The binary under test.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_docker-userns"))
@@ -28,9 +52,12 @@ pub struct Run {
 }
 
 impl Run {
+    /// stdout as the one JSON document, checked against the schema.
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {self:?}"))
+        let v: Value = serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {self:?}"));
+        assert_schema(&v);
+        v
     }
 }
 

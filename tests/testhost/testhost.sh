@@ -20,7 +20,7 @@
 set -euo pipefail
 
 # Bump when the rootfs recipe changes: cached trees with another stamp are rebuilt.
-RECIPE_VERSION=3
+RECIPE_VERSION=4
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
@@ -215,6 +215,8 @@ DPKG
 
   local extra=()
   [ "$suite" = trixie ] && extra+=(docker-cli)
+  # The fleet tests run Ansible playbooks inside the bookworm host (local connection).
+  [ "$suite" = bookworm ] && extra+=(ansible-core)
   if [ -n "${TESTHOST_EXTRA_PACKAGES:-}" ]; then
     local -a words
     read -r -a words <<<"$TESTHOST_EXTRA_PACKAGES"

@@ -1,0 +1,409 @@
+//! The Debian package: built with `cargo deb` (cargo-deb, `[package.metadata.deb]` in
+//! Cargo.toml), checked with lintian, then installed, used and removed on a real systemd +
+//! D-Bus + dockerd host (tests/testhost). Must run as root with cargo-deb, lintian and man-db
+//! installed (.ci/run installs them); fails, never skips, without them.
+//!
+//! The .deb is built by the test itself in its own target dir (target/deb-build: the outer
+//! `cargo test` keeps target/debug locked), once per test process; cargo rebuilds only what
+//! changed, so it is never stale.
+
+#[path = "testhost/mod.rs"]
+mod testhost;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use testhost::Host;
+
+const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The exposure score that README's "Packaging" section states for docker-userns.service.
+const MAX_EXPOSURE: f64 = 1.2;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(cmd: &mut Command) -> Run {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+static DEB: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Builds the .deb (once per process) exactly as README documents it and returns its path.
+fn deb() -> PathBuf {
+    let mut guard = DEB.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(path) = guard.as_ref() {
+        return path.clone();
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let target_dir = Path::new(MANIFEST_DIR).join("target/deb-build");
+    let t0 = Instant::now();
+    let r = run(Command::new(&cargo)
+        .args(["deb", "--locked"])
+        .current_dir(MANIFEST_DIR)
+        .env("CARGO_TARGET_DIR", &target_dir));
+    assert_eq!(
+        r.code,
+        0,
+        "`CARGO_TARGET_DIR={} cargo deb --locked` failed (is cargo-deb installed? \
+         .ci/run installs it: cargo install cargo-deb --version 3.8.0 --locked)\n\
+         --- stdout ---\n{}\n--- stderr ---\n{}",
+        target_dir.display(),
+        r.stdout,
+        r.stderr
+    );
+    // cargo-deb prints the path of the package as its last line.
+    let path = PathBuf::from(r.stdout.lines().last().unwrap_or_default().trim());
+    assert!(
+        path.is_file() && path.extension().is_some_and(|e| e == "deb"),
+        "cargo deb printed no .deb path: {}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    eprintln!(
+        "package: built {} in {} ms",
+        path.display(),
+        t0.elapsed().as_millis()
+    );
+    *guard = Some(path.clone());
+    path
+}
+
+fn field(deb: &Path, name: &str) -> String {
+    let r = run(Command::new("dpkg-deb").arg("--field").arg(deb).arg(name));
+    assert_eq!(r.code, 0, "dpkg-deb --field {name}: {}", r.stderr);
+    r.stdout.trim().to_string()
+}
+
+#[test]
+fn deb_has_the_expected_contents_and_is_lintian_clean() {
+    let deb = deb();
+
+    assert_eq!(field(&deb, "Package"), "docker-userns");
+    assert_eq!(field(&deb, "Version"), format!("{VERSION}-1"));
+    assert_eq!(field(&deb, "Section"), "admin");
+    let depends = field(&deb, "Depends");
+    assert!(
+        depends.contains("libc6") && depends.split(", ").any(|d| d == "passwd"),
+        "Depends: {depends}"
+    );
+    assert_eq!(field(&deb, "Recommends"), "docker.io | docker-ce");
+
+    let contents = run(Command::new("dpkg-deb").arg("--contents").arg(&deb));
+    assert_eq!(contents.code, 0, "{}", contents.stderr);
+    for path in [
+        "./usr/sbin/docker-userns",
+        "./usr/lib/systemd/system/docker-userns.service",
+        "./usr/share/man/man8/docker-userns.8.gz",
+        "./usr/share/man/man8/docker-userns-enable.8.gz",
+        "./usr/share/bash-completion/completions/docker-userns",
+        "./usr/share/zsh/vendor-completions/_docker-userns",
+        "./usr/share/fish/vendor_completions.d/docker-userns.fish",
+        "./usr/share/doc/docker-userns/copyright",
+        "./usr/share/doc/docker-userns/changelog.Debian.gz",
+        "./usr/share/lintian/overrides/docker-userns",
+    ] {
+        assert!(
+            contents.stdout.lines().any(|l| l.ends_with(path)),
+            "{path} missing from the package:\n{}",
+            contents.stdout
+        );
+    }
+    assert!(
+        !contents.stdout.contains("/usr/bin/"),
+        "nothing goes to /usr/bin:\n{}",
+        contents.stdout
+    );
+
+    // No maintainer scripts: installing, upgrading or removing never touches a service.
+    let control = tempfile::tempdir().expect("tempdir");
+    let r = run(Command::new("dpkg-deb")
+        .arg("--control")
+        .arg(&deb)
+        .arg(control.path()));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for script in ["preinst", "postinst", "prerm", "postrm"] {
+        assert!(
+            !control.path().join(script).exists(),
+            "the package has a {script}"
+        );
+    }
+
+    // lintian: no error, no warning (info tags are shown). The one override, in
+    // packaging/lintian-overrides, carries its reason (`--show-overrides` would make lintian
+    // count the overridden tag for --fail-on).
+    let t0 = Instant::now();
+    let r = run(Command::new("lintian")
+        .args([
+            "--fail-on",
+            "error,warning",
+            "--display-info",
+            "--tag-display-limit",
+            "0",
+        ])
+        .arg(&deb));
+    eprintln!(
+        "lintian ({} ms, exit {}):\n{}{}",
+        t0.elapsed().as_millis(),
+        r.code,
+        r.stdout,
+        r.stderr
+    );
+    let bad: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("E: ") || l.starts_with("W: "))
+        .collect();
+    assert!(
+        r.code == 0 && bad.is_empty(),
+        "lintian found errors or warnings (exit {}):\n{}\n{}",
+        r.code,
+        r.stdout,
+        r.stderr
+    );
+}
+
+/// `systemctl show -p PROP --value UNIT` inside.
+fn prop(host: &Host, unit: &str, prop: &str) -> String {
+    host.ok(&format!("systemctl show -p {prop} --value {unit}"))
+        .trim()
+        .to_string()
+}
+
+fn docker_invocation(host: &Host) -> String {
+    assert_eq!(prop(host, "docker.service", "ActiveState"), "active");
+    let id = prop(host, "docker.service", "InvocationID");
+    assert!(!id.is_empty(), "docker.service has no InvocationID");
+    id
+}
+
+fn security_options(host: &Host) -> String {
+    host.ok("docker info --format '{{json .SecurityOptions}}'")
+        .trim()
+        .to_string()
+}
+
+/// The journal of docker-userns.service as JSON entries (polled briefly: journald may lag).
+fn journal_until(host: &Host, what: &str, found: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let t0 = Instant::now();
+    loop {
+        let out = host.ok("journalctl -u docker-userns.service -o json --no-pager");
+        let entries: Vec<Value> = out
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if found(&entries) {
+            return entries;
+        }
+        if t0.elapsed() > Duration::from_secs(10) {
+            let text = host.ok("journalctl -u docker-userns.service -o verbose --no-pager");
+            panic!("{}: no {what} in the unit's journal:\n{text}", host.name());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn entry_is(e: &Value, transport: &str, priority: &str, message_part: &str) -> bool {
+    e["SYSLOG_IDENTIFIER"] == "docker-userns"
+        && e["_TRANSPORT"] == transport
+        && e["PRIORITY"] == priority
+        && e["MESSAGE"]
+            .as_str()
+            .is_some_and(|m| m.contains(message_part))
+}
+
+#[test]
+fn deb_installs_converges_with_its_unit_and_removes_cleanly() {
+    let deb = deb();
+    let host = Host::boot("package");
+    // The package's binary, not the harness's copy in /usr/local/sbin, must answer. The test
+    // tree excludes man pages and docs from dpkg installs (to stay small); a real host does not.
+    host.ok(&format!(
+        "rm -f {} /etc/dpkg/dpkg.cfg.d/01testhost-nodoc",
+        testhost::PRODUCT_INSIDE
+    ));
+    let docker_before = docker_invocation(&host);
+
+    // Install: nothing starts, docker is not touched, no file is converged.
+    host.cp_in(&deb, "/tmp/docker-userns.deb");
+    let t0 = Instant::now();
+    host.ok("dpkg -i /tmp/docker-userns.deb");
+    eprintln!("package: dpkg -i in {} ms", t0.elapsed().as_millis());
+    assert_eq!(
+        host.ok("command -v docker-userns").trim(),
+        "/usr/sbin/docker-userns"
+    );
+    assert_eq!(
+        host.ok("docker-userns --version").trim(),
+        format!("docker-userns {VERSION}")
+    );
+    assert_eq!(prop(&host, "docker-userns.service", "LoadState"), "loaded");
+    assert_eq!(
+        prop(&host, "docker-userns.service", "ActiveState"),
+        "inactive"
+    );
+    assert_eq!(
+        prop(&host, "docker-userns.service", "UnitFileState"),
+        "static",
+        "the unit has no [Install] section and is not enabled"
+    );
+    assert_eq!(
+        docker_invocation(&host),
+        docker_before,
+        "dpkg -i touched docker"
+    );
+    assert_eq!(host.read("/etc/docker/daemon.json"), None);
+    assert!(
+        !host
+            .read_string("/etc/subuid")
+            .unwrap_or_default()
+            .contains("dockremap"),
+        "dpkg -i converged the host"
+    );
+
+    // The man pages resolve through man-db's search path: the test host has no man-db, so
+    // the host's `man -w` searches the container's installed /usr/share/man.
+    let manpath = format!("/proc/{}/root/usr/share/man", host.pid());
+    for (page, file) in [
+        ("docker-userns", "man8/docker-userns.8.gz"),
+        ("docker-userns-enable", "man8/docker-userns-enable.8.gz"),
+    ] {
+        let r = run(Command::new("man")
+            .args(["-w", "8", page])
+            .env("MANPATH", &manpath));
+        assert_eq!(
+            (r.code, r.stdout.trim()),
+            (0, format!("{manpath}/{file}").as_str()),
+            "man -w {page}: {}",
+            r.stderr
+        );
+    }
+    assert!(
+        host.ok("dpkg -L docker-userns")
+            .contains("/usr/share/man/man8/docker-userns.8.gz")
+    );
+    // The bash completion loads and registers the command.
+    let complete = host.ok(
+        "bash -c '. /usr/share/bash-completion/completions/docker-userns && complete -p docker-userns'",
+    );
+    assert!(complete.contains("docker-userns"), "{complete}");
+
+    // Hardening, measured by systemd itself.
+    let security = host.ok("systemd-analyze security --no-pager docker-userns.service");
+    let overall = security
+        .lines()
+        .find_map(|l| l.split_once("Overall exposure level for docker-userns.service: "))
+        .map(|(_, rest)| rest.trim().to_string())
+        .unwrap_or_else(|| panic!("no overall exposure in:\n{security}"));
+    eprintln!("package: systemd-analyze security docker-userns.service: {overall}");
+    let score: f64 = overall
+        .split_whitespace()
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("unparsable exposure {overall:?}"));
+    assert!(
+        score <= MAX_EXPOSURE,
+        "exposure {score} > {MAX_EXPOSURE} (README):\n{security}"
+    );
+
+    // `systemctl start docker-userns` converges the host and logs to the journal.
+    let t0 = Instant::now();
+    host.ok("systemctl start docker-userns.service");
+    eprintln!(
+        "package: systemctl start docker-userns in {} ms",
+        t0.elapsed().as_millis()
+    );
+    assert_eq!(prop(&host, "docker-userns.service", "Result"), "success");
+    assert_eq!(
+        prop(&host, "docker-userns.service", "ActiveState"),
+        "inactive"
+    );
+    assert!(
+        security_options(&host).contains("name=userns"),
+        "{}",
+        security_options(&host)
+    );
+    let daemon_json = host
+        .read_string("/etc/docker/daemon.json")
+        .unwrap_or_default();
+    assert!(
+        daemon_json.contains(r#""userns-remap": "default""#),
+        "{daemon_json}"
+    );
+    // Log events arrive natively with priorities (info -> 5, notice); the report via stdout.
+    journal_until(&host, "log event at priority 5 and report", |entries| {
+        entries
+            .iter()
+            .any(|e| entry_is(e, "journal", "5", "/etc/docker/daemon.json"))
+            && entries.iter().any(|e| {
+                entry_is(
+                    e,
+                    "stdout",
+                    "6",
+                    "docker restarted and passed the health gate",
+                )
+            })
+    });
+    // UMask=0077 in the unit must not leak into the files written.
+    let modes = host.ok(
+        "stat -c '%n %a' /etc/passwd /etc/group /etc/shadow /etc/subuid /etc/subgid /etc/docker/daemon.json",
+    );
+    assert_eq!(
+        modes.trim(),
+        "/etc/passwd 644\n/etc/group 644\n/etc/shadow 640\n/etc/subuid 644\n\
+         /etc/subgid 644\n/etc/docker/daemon.json 644",
+        "modes after the unit ran"
+    );
+
+    // Starting it again on the converged host changes nothing and leaves docker alone.
+    let docker_converged = docker_invocation(&host);
+    host.ok("systemctl start docker-userns.service");
+    assert_eq!(prop(&host, "docker-userns.service", "Result"), "success");
+    assert_eq!(docker_invocation(&host), docker_converged);
+
+    // Remove, then purge: docker keeps running untouched, the configuration stays.
+    for (step, cmd) in [
+        ("dpkg -r", "dpkg -r docker-userns"),
+        ("dpkg -P", "dpkg -P docker-userns"),
+    ] {
+        host.ok(cmd);
+        assert_eq!(
+            docker_invocation(&host),
+            docker_converged,
+            "{step} touched docker"
+        );
+        assert!(
+            security_options(&host).contains("name=userns"),
+            "{step}: remapping is off"
+        );
+        let daemon = host
+            .read_string("/etc/docker/daemon.json")
+            .unwrap_or_default();
+        assert_eq!(daemon, daemon_json, "{step} changed daemon.json");
+        assert!(
+            host.read_string("/etc/subuid")
+                .unwrap_or_default()
+                .contains("dockremap:"),
+            "{step} changed /etc/subuid"
+        );
+        assert_eq!(host.read("/usr/sbin/docker-userns"), None, "{step}");
+    }
+    let status = host.ok(
+        "dpkg-query -W -f='${db:Status-Status}' docker-userns 2>/dev/null || echo not-installed",
+    );
+    assert_eq!(status.trim(), "not-installed", "purged");
+}
