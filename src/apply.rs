@@ -2,6 +2,8 @@
 //! re-decided on the locked content), daemon.json last, since that is what turns remapping on.
 //! If a write fails, every file written so far is restored from memory.
 
+use std::io::Read;
+
 use anyhow::{Context, Result};
 
 use crate::account;
@@ -11,6 +13,7 @@ use crate::plan::{self, DisablePlan, FileChange, Plan, RangePlan};
 use crate::preflight::{self, DAEMON_JSON, DaemonFile, IdFile, Inputs};
 use crate::root::{Perms, Root};
 use crate::shadow_lock;
+use crate::subid;
 
 /// Where the previous daemon.json is kept before each rewrite.
 pub const DAEMON_JSON_BACKUP: &str = "/etc/docker/daemon.json.docker-userns-backup";
@@ -23,8 +26,11 @@ struct Undo {
 
 impl Undo {
     fn record(&mut self, abs: &str, before: Option<&[u8]>, perms: Perms) {
-        self.written
-            .push((abs.to_string(), before.map(<[u8]>::to_vec), perms));
+        self.record_owned(abs, before.map(<[u8]>::to_vec), perms);
+    }
+
+    fn record_owned(&mut self, abs: &str, before: Option<Vec<u8>>, perms: Perms) {
+        self.written.push((abs.to_string(), before, perms));
     }
 
     fn restore(&self, root: &Root) -> Result<()> {
@@ -64,10 +70,56 @@ impl Undo {
     }
 }
 
+/// Reads /etc/subuid or /etc/subgid again under the lock. When it still holds exactly the
+/// bytes read before (the usual case), the earlier parse is kept: the file is compared, not
+/// parsed again, which matters for files with a million lines.
+fn reread_id_file(root: &Root, abs: &str, before: IdFile) -> Result<IdFile> {
+    if before.exists
+        && let Some(meta) = root.symlink_metadata(abs)?
+        && meta.is_file()
+        && meta.len() == before.file.raw.len() as u64
+        && same_content(&root.path(abs), &before.file.raw)?
+    {
+        return Ok(IdFile {
+            perms: Perms::of(&meta),
+            ..before
+        });
+    }
+    // Drop the unlocked copy before reading the locked one.
+    drop(before);
+    preflight::read_id_file(root, abs)
+}
+
+/// True when the file at `path` holds exactly `bytes` (read in chunks, nothing kept).
+fn same_content(path: &std::path::Path, bytes: &[u8]) -> Result<bool> {
+    let ctx = || format!("cannot read {}", path.display());
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).with_context(ctx),
+    };
+    let mut buf = vec![0u8; 1 << 18];
+    let mut at = 0;
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).with_context(ctx),
+        };
+        if n == 0 {
+            return Ok(at == bytes.len());
+        }
+        if bytes.get(at..at + n) != Some(&buf[..n]) {
+            return Ok(false);
+        }
+        at += n;
+    }
+}
+
 fn write_id_file(
     root: &Root,
     abs: &str,
-    found: &IdFile,
+    found: &mut IdFile,
     user: &str,
     r: &RangePlan,
     undo: &mut Undo,
@@ -78,14 +130,17 @@ fn write_id_file(
     if found.exists {
         root.backup(abs, &format!("{abs}-"), &found.file.raw, found.perms)?;
     }
-    let bytes = found.file.with_appended(user, r.start, r.count);
-    undo.record(
-        abs,
-        found.exists.then_some(found.file.raw.as_slice()),
-        found.perms,
-    );
-    root.write_atomic(abs, &bytes, found.perms)
-        .with_context(|| format!("cannot write {}", root.path(abs).display()))?;
+    // The new content is the old one plus a line: appended in place (no copy of a file that
+    // may have a million lines), written, and cut back to the old content for the undo record.
+    let mut bytes = std::mem::take(&mut found.file.raw);
+    let len = bytes.len();
+    subid::append_line(&mut bytes, user, r.start, r.count);
+    let written = root
+        .write_atomic(abs, &bytes, found.perms)
+        .with_context(|| format!("cannot write {}", root.path(abs).display()));
+    bytes.truncate(len);
+    undo.record_owned(abs, found.exists.then_some(bytes), found.perms);
+    written?;
     tracing::info!(
         "added {user}:{}:{} to {}",
         r.start,
@@ -140,16 +195,20 @@ pub fn enable(root: &Root, mut inputs: Inputs, planned: Plan, count: Option<u64>
                 &["/etc/subuid", "/etc/subgid"],
                 shadow_lock::DEFAULT_TIMEOUT,
             )?;
-            // Drop the unlocked copies before reading the locked ones.
-            inputs.subuid = Default::default();
-            inputs.subgid = Default::default();
-            inputs.subuid = preflight::read_id_file(root, "/etc/subuid")?;
-            inputs.subgid = preflight::read_id_file(root, "/etc/subgid")?;
+            inputs.subuid =
+                reread_id_file(root, "/etc/subuid", std::mem::take(&mut inputs.subuid))?;
+            inputs.subgid =
+                reread_id_file(root, "/etc/subgid", std::mem::take(&mut inputs.subgid))?;
             let replanned = plan::enable(&inputs, count)?;
+            // Only the bytes are needed from here on.
+            for f in [&mut inputs.subuid, &mut inputs.subgid] {
+                f.file.entries = Vec::new();
+                f.file.malformed = Vec::new();
+            }
             write_id_file(
                 root,
                 "/etc/subuid",
-                &inputs.subuid,
+                &mut inputs.subuid,
                 &inputs.user,
                 &replanned.subuid,
                 &mut undo,
@@ -158,7 +217,7 @@ pub fn enable(root: &Root, mut inputs: Inputs, planned: Plan, count: Option<u64>
             write_id_file(
                 root,
                 "/etc/subgid",
-                &inputs.subgid,
+                &mut inputs.subgid,
                 &inputs.user,
                 &replanned.subgid,
                 &mut undo,
@@ -188,4 +247,66 @@ pub fn disable(root: &Root, inputs: &Inputs, planned: DisablePlan) -> Result<Dis
             .map_err(|e| undo.fail(root, e, None))?;
     }
     Ok(planned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A root with the remap user and the given /etc/subuid and /etc/subgid.
+    fn tree(subid: &str) -> (tempfile::TempDir, Root) {
+        let dir = tempfile::tempdir().unwrap();
+        let etc = dir.path().join("etc");
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::write(
+            etc.join("passwd"),
+            "root:x:0:0:root:/root:/bin/bash\ndockremap:x:999:999::/nonexistent:/usr/sbin/nologin\n",
+        )
+        .unwrap();
+        std::fs::write(etc.join("subuid"), subid).unwrap();
+        std::fs::write(etc.join("subgid"), subid).unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        (dir, root)
+    }
+
+    /// Plans on the files as they are, lets `between` change them (another program, before
+    /// the lock), then applies; returns the files afterwards.
+    fn run(subid: &str, between: impl FnOnce(&Root)) -> (String, String) {
+        let (_dir, root) = tree(subid);
+        let inputs = preflight::gather(&root, "dockremap").unwrap();
+        let planned = plan::enable(&inputs, None).unwrap();
+        between(&root);
+        enable(&root, inputs, planned, None).unwrap();
+        let read = |f: &str| std::fs::read_to_string(root.path(f)).unwrap();
+        (read("/etc/subuid"), read("/etc/subgid"))
+    }
+
+    #[test]
+    fn unchanged_files_get_the_planned_line() {
+        let (u, g) = run("a:100000:65536\n", |_| {});
+        assert_eq!(u, "a:100000:65536\ndockremap:165536:65536\n");
+        assert_eq!(g, u);
+    }
+
+    #[test]
+    fn a_change_before_the_lock_is_honoured_even_at_the_same_length() {
+        // Same length, different bytes: only a comparison of the content notices.
+        let (u, g) = run("a:100000:65536\n", |root| {
+            std::fs::write(root.path("/etc/subuid"), "a:165536:65536\n").unwrap();
+        });
+        assert_eq!(u, "a:165536:65536\ndockremap:231072:65536\n");
+        assert_eq!(g, "a:100000:65536\ndockremap:231072:65536\n");
+        // Longer: a useradd appended a range where the planned one was.
+        let (u, _) = run("a:100000:65536\n", |root| {
+            std::fs::write(
+                root.path("/etc/subuid"),
+                "a:100000:65536\nbob:165536:65536\n",
+            )
+            .unwrap();
+        });
+        assert_eq!(
+            u,
+            "a:100000:65536\nbob:165536:65536\ndockremap:231072:65536\n"
+        );
+    }
 }
