@@ -23,15 +23,18 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(120);
 const FILES: [&str; 3] = ["/etc/subuid", "/etc/subgid", DAEMON_JSON];
 
 fn restart_needed(seen: &Observed, files_changed: bool, want_userns: bool) -> bool {
-    seen.active()
-        && (files_changed || seen.engine.as_ref().map(|i| i.userns()) != Some(want_userns))
+    seen.active() && (files_changed || seen.userns != Some(want_userns))
 }
 
-fn guard_running(seen: &Observed, restart: bool, yes: bool) -> Result<(), Conflict> {
-    if !restart || yes || seen.running.is_empty() {
+fn guard_running(docker: &Docker, restart: bool, yes: bool) -> Result<(), Conflict> {
+    if !restart || yes {
         return Ok(());
     }
-    let names: Vec<&str> = seen.running.iter().map(|c| c.name()).collect();
+    let running = docker.running();
+    if running.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = running.iter().map(|c| c.name()).collect();
     Err(Conflict::new(format!(
         "{} running container(s) would be stopped by the docker restart: {}; stop them first, or pass --yes to restart anyway",
         names.len(),
@@ -122,7 +125,7 @@ fn begin(
     opts: &RestartArgs,
 ) -> Result<(transaction::RunLock, Docker, Observed, Option<String>)> {
     let lock = transaction::lock(root, LOCK_WAIT)?;
-    let mut docker = Docker::connect(Duration::from_secs(opts.timeout))?;
+    let mut docker = Docker::connect(root, Duration::from_secs(opts.timeout))?;
     let recovered = restart::recover(root, &mut docker)?;
     let seen = docker.observe()?;
     Ok((lock, docker, seen, recovered))
@@ -155,7 +158,9 @@ pub fn plan(root: &Root, user: &UserArgs) -> Result<Plan> {
     if !root.is_host() {
         return Ok(p);
     }
-    match Docker::connect(Duration::from_secs(30)).and_then(|d| d.observe().map(|seen| (d, seen))) {
+    match Docker::connect(root, Duration::from_secs(30))
+        .and_then(|d| d.observe().map(|seen| (d, seen)))
+    {
         Ok((docker, seen)) => {
             let need = restart_needed(&seen, p.changed, true);
             p.restart = need;
@@ -192,7 +197,7 @@ pub fn enable(root: &Root, user: &UserArgs, opts: &RestartArgs) -> Result<Plan> 
     if need {
         p.impact = impact(&docker, &seen, true, &mut p.notes);
     }
-    guard_running(&seen, need, opts.yes)?;
+    guard_running(&docker, need, opts.yes)?;
     if !seen.active() {
         p.notes.push("docker.service is not running and is left stopped: the change applies at its next start".into());
     }
@@ -200,7 +205,7 @@ pub fn enable(root: &Root, user: &UserArgs, opts: &RestartArgs) -> Result<Plan> 
         return Ok(p);
     }
     let exec_start = inputs.unit.exec_start.clone();
-    let userns_before = seen.engine.as_ref().map(|i| i.userns());
+    let userns_before = seen.userns;
     let txn = Transaction::begin(root, "enable", &FILES, seen.active(), userns_before)?;
     let mut done = match apply::enable(root, inputs, p, user.count) {
         Ok(d) => d,
@@ -249,12 +254,12 @@ pub fn disable(root: &Root, opts: &RestartArgs) -> Result<DisablePlan> {
     if need {
         p.impact = impact(&docker, &seen, false, &mut p.notes);
     }
-    guard_running(&seen, need, opts.yes)?;
+    guard_running(&docker, need, opts.yes)?;
     if !p.changed {
         return Ok(p);
     }
     let exec_start = inputs.unit.exec_start.clone();
-    let userns_before = seen.engine.as_ref().map(|i| i.userns());
+    let userns_before = seen.userns;
     let txn = Transaction::begin(root, "disable", &FILES, seen.active(), userns_before)?;
     let mut done = match apply::disable(root, &inputs, p) {
         Ok(d) => d,

@@ -36,13 +36,23 @@ pub struct Expect {
 pub struct Observed {
     /// docker.service.
     pub unit: UnitState,
-    /// docker.socket exists.
-    pub socket: bool,
-    /// `/info`, when the engine answers.
-    pub engine: Option<Info>,
-    /// Running containers (empty when the engine does not answer).
-    pub running: Vec<Container>,
+    /// Whether the running engine remaps (None: not running or not answering). Taken from
+    /// `/info`, or from the record of the last verified state when docker.service is still the
+    /// same invocation (same dockerd process, same configuration).
+    pub userns: Option<bool>,
 }
+
+/// The engine state last verified, keyed by docker.service's InvocationID.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Verified {
+    /// docker.service's InvocationID when it was verified.
+    pub invocation_id: String,
+    /// The engine remapped then.
+    pub userns: bool,
+}
+
+/// Where [`Verified`] is kept.
+pub const VERIFIED: &str = "/var/lib/docker-userns/verified.json";
 
 impl Observed {
     /// docker.service is active.
@@ -68,6 +78,8 @@ pub struct Docker {
     pub engine: Engine,
     /// Bound on each stop/start job and on the health gate.
     pub timeout: Duration,
+    /// The file recording the last verified engine state ([`VERIFIED`] in the root).
+    pub verified_file: std::path::PathBuf,
     /// When the last restart began (journal lines are taken from then on).
     pub began: Option<std::time::SystemTime>,
 }
@@ -82,17 +94,18 @@ fn units(socket: bool) -> Vec<&'static str> {
 
 impl Docker {
     /// Connects to systemd and prepares the Engine API client.
-    pub fn connect(timeout: Duration) -> Result<Docker> {
+    pub fn connect(root: &Root, timeout: Duration) -> Result<Docker> {
         let sd = Systemd::connect()?;
         Ok(Docker {
             sd,
             engine: Engine::new(Engine::default_socket(), Duration::from_secs(5)),
             timeout,
+            verified_file: root.path(VERIFIED),
             began: None,
         })
     }
 
-    /// Checks docker.service is known and not masked, and reads the engine's state.
+    /// Checks docker.service is known and not masked, and learns whether the engine remaps.
     pub fn observe(&self) -> Result<Observed> {
         let unit = self.sd.require_loaded(SERVICE).map_err(|e| match e {
             SystemdError::NoSuchUnit(_) | SystemdError::Masked(_) => {
@@ -100,38 +113,60 @@ impl Docker {
             }
             e => e.into(),
         })?;
-        let socket = self
-            .sd
-            .unit_state(SOCKET)
-            .map(|s| s.load_state == "loaded")
-            .unwrap_or(false);
-        let (engine, running) = if unit.active_state == "active" {
-            match self.engine.info() {
-                Ok(info) => (
-                    Some(info),
-                    self.engine.running_containers().unwrap_or_default(),
-                ),
-                Err(e) => {
-                    tracing::warn!("docker.service is active but the engine does not answer: {e}");
-                    (None, Vec::new())
-                }
+        if unit.active_state != "active" {
+            return Ok(Observed { unit, userns: None });
+        }
+        if let Some(v) = self.verified()
+            && v.invocation_id == unit.invocation_id
+            && !v.invocation_id.is_empty()
+        {
+            return Ok(Observed {
+                userns: Some(v.userns),
+                unit,
+            });
+        }
+        let userns = match self.engine.info() {
+            Ok(info) => {
+                self.remember(&unit.invocation_id, info.userns());
+                Some(info.userns())
             }
-        } else {
-            (None, Vec::new())
+            Err(e) => {
+                tracing::warn!("docker.service is active but the engine does not answer: {e}");
+                None
+            }
         };
-        Ok(Observed {
-            unit,
-            socket,
-            engine,
-            running,
-        })
+        Ok(Observed { unit, userns })
+    }
+
+    /// The running containers (asked only when a restart would stop them).
+    pub fn running(&self) -> Vec<Container> {
+        self.engine.running_containers().unwrap_or_default()
+    }
+
+    fn verified(&self) -> Option<Verified> {
+        serde_json::from_slice(&std::fs::read(&self.verified_file).ok()?).ok()
+    }
+
+    /// Records the engine state verified for this invocation of docker.service (best effort:
+    /// without the record the next run simply asks the engine).
+    fn remember(&self, invocation_id: &str, userns: bool) {
+        if invocation_id.is_empty() || self.verified_file.parent().is_none_or(|d| !d.is_dir()) {
+            return;
+        }
+        let v = Verified {
+            invocation_id: invocation_id.to_string(),
+            userns,
+        };
+        let bytes = serde_json::to_vec(&v).expect("serializes");
+        let _ = crate::root::write_atomic_path(
+            &self.verified_file,
+            &bytes,
+            crate::root::Perms::root_owned(0o600),
+        );
     }
 
     fn socket_known(&self) -> bool {
-        self.sd
-            .unit_state(SOCKET)
-            .map(|s| s.load_state == "loaded")
-            .unwrap_or(false)
+        self.sd.load_state(SOCKET).is_ok_and(|s| s == "loaded")
     }
 
     /// Stops docker.socket and docker.service, clears any failed state, starts both, and
@@ -219,6 +254,7 @@ impl Docker {
         self.engine
             .ping()
             .context("the engine stopped answering during the settle window")?;
+        self.remember(&after.invocation_id, info.userns());
         Ok((info, downtime))
     }
 

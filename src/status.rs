@@ -164,7 +164,7 @@ pub fn status(root: &Root, is_root: bool) -> Result<Status> {
     }
     if st.unfinished.is_some() && is_root {
         let _lock = crate::transaction::lock(root, crate::converge::LOCK_WAIT)?;
-        let mut docker = Docker::connect(std::time::Duration::from_secs(90))?;
+        let mut docker = Docker::connect(root, std::time::Duration::from_secs(90))?;
         if let Some(note) = restart::recover(root, &mut docker)? {
             notes.push(note);
             st.unfinished = None;

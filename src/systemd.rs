@@ -178,7 +178,7 @@ type JobEvent = (String, String, String);
 pub struct Systemd {
     conn: Connection,
     manager: ManagerProxyBlocking<'static>,
-    jobs: Receiver<JobEvent>,
+    jobs: Option<Receiver<JobEvent>>,
     finished: HashMap<String, (String, String)>,
 }
 
@@ -190,11 +190,27 @@ impl Systemd {
             .cache_properties(CacheProperties::No)
             .build()
             .map_err(|e| map_err("connect", e))?;
-        // The match rule is registered here, before any job is queued, so no JobRemoved is missed.
-        let signals = manager
+        Ok(Systemd {
+            conn,
+            manager,
+            jobs: None,
+            finished: HashMap::new(),
+        })
+    }
+
+    /// Subscribes to job signals and starts the `JobRemoved` listener, once, before the first
+    /// job is queued (so no JobRemoved is missed). Runs that queue no job never pay for it.
+    fn listen(&mut self) -> Result<(), SystemdError> {
+        if self.jobs.is_some() {
+            return Ok(());
+        }
+        let signals = self
+            .manager
             .receive_job_removed()
             .map_err(|e| map_err("JobRemoved", e))?;
-        manager.subscribe().map_err(|e| map_err("Subscribe", e))?;
+        self.manager
+            .subscribe()
+            .map_err(|e| map_err("Subscribe", e))?;
         let (tx, rx) = channel();
         std::thread::spawn(move || {
             for sig in signals {
@@ -207,12 +223,18 @@ impl Systemd {
                 }
             }
         });
-        Ok(Systemd {
-            conn,
-            manager,
-            jobs: rx,
-            finished: HashMap::new(),
-        })
+        self.jobs = Some(rx);
+        Ok(())
+    }
+
+    /// A unit's LoadState only (loaded, not-found, masked, ...).
+    pub fn load_state(&self, name: &str) -> Result<String, SystemdError> {
+        let path = self.manager.load_unit(name).map_err(|e| map_err(name, e))?;
+        UnitProxyBlocking::builder(&self.conn)
+            .path(path)
+            .and_then(|b| b.cache_properties(CacheProperties::No).build())
+            .and_then(|u| u.load_state())
+            .map_err(|e| map_err(name, e))
     }
 
     /// Loads a unit and reads its state.
@@ -273,6 +295,7 @@ impl Systemd {
     /// Queues `op` for each unit (mode "replace") and waits until every job is removed.
     /// Only the result "done" counts as success; the first failure is returned.
     pub fn run(&mut self, op: Op, units: &[&str], timeout: Duration) -> Result<(), SystemdError> {
+        self.listen()?;
         let mut pending: Vec<(String, String)> = Vec::new();
         for u in units {
             let job = match op {
@@ -308,7 +331,7 @@ impl Systemd {
                 return Some(result);
             }
             let left = deadline.checked_duration_since(Instant::now())?;
-            match self.jobs.recv_timeout(left) {
+            match self.jobs.as_ref()?.recv_timeout(left) {
                 Ok((j, unit, result)) => {
                     self.finished.insert(j, (unit, result));
                 }
