@@ -47,7 +47,7 @@ pub struct UserArgs {
     pub user: String,
 
     /// Size of the subordinate uid and gid ranges to allocate
-    /// [default: SUB_UID_COUNT / SUB_GID_COUNT from /etc/login.defs, else 65536].
+    /// [default: SUB_UID_COUNT / SUB_GID_COUNT from /etc/login.defs, 65536 when unset or 0].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=4_294_967_296))]
     pub count: Option<u64>,
 }

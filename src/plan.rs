@@ -168,7 +168,8 @@ fn first_malformed(inputs: &Inputs) -> Option<String> {
         })
 }
 
-/// Plans `enable` for `count` ids (None: login.defs' SUB_UID_COUNT / SUB_GID_COUNT, at least 1).
+/// Plans `enable` for `count` ids (None: login.defs' SUB_UID_COUNT / SUB_GID_COUNT; 65536 when
+/// they are 0, shadow's way of turning useradd's own allocation off).
 pub fn enable(inputs: &Inputs, count: Option<u64>) -> Result<Plan, Conflict> {
     let mut notes = Vec::new();
     let docker = docker_facts(inputs, &mut notes);
@@ -220,8 +221,16 @@ pub fn enable(inputs: &Inputs, count: Option<u64>) -> Result<Plan, Conflict> {
     };
 
     let defs = &inputs.defs;
-    let want_u = count.unwrap_or(defs.subuid.count).max(1);
-    let want_g = count.unwrap_or(defs.subgid.count).max(1);
+    // SUB_*_COUNT 0 means "useradd allocates nothing", not "a range of no ids": use the default.
+    let or_default = |c: u64| {
+        if c == 0 {
+            crate::login_defs::DEFAULT_SUB_COUNT
+        } else {
+            c
+        }
+    };
+    let want_u = count.unwrap_or(or_default(defs.subuid.count));
+    let want_g = count.unwrap_or(or_default(defs.subgid.count));
     let (du, dg) = decide(inputs, uid, want_u, want_g)?;
     if want_u < 65536 || want_g < 65536 {
         notes.push("fewer than 65536 ids: images with files owned by high ids (e.g. nobody, 65534) will fail to unpack".into());

@@ -256,6 +256,15 @@ fn login_defs_bounds_and_count_are_honoured() {
 }
 
 #[test]
+fn a_zero_count_in_login_defs_means_the_default() {
+    let t = Tree::fixture("debian12");
+    t.write("etc/login.defs", "SUB_UID_COUNT 0\nSUB_GID_COUNT 0\n");
+    let p = ok(&t.run(&["plan", "--json"]));
+    assert_eq!(range(&p, "subuid"), (165536, 65536, true));
+    assert_eq!(range(&p, "subgid"), (165536, 65536, true));
+}
+
+#[test]
 fn no_room_left_is_refused() {
     let t = Tree::fixture("debian12");
     t.write("etc/login.defs", "SUB_UID_MIN 100000\nSUB_UID_MAX 200000\n");
