@@ -22,8 +22,18 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(120);
 /// The files a run may change, saved before it starts.
 const FILES: [&str; 3] = ["/etc/subuid", "/etc/subgid", DAEMON_JSON];
 
+/// docker must restart when it runs and either a file changed or the engine is known to
+/// remap otherwise than wanted. An engine that does not answer (e.g. `plan` without access to
+/// the socket) decides nothing by itself.
 fn restart_needed(seen: &Observed, files_changed: bool, want_userns: bool) -> bool {
-    seen.active() && (files_changed || seen.userns != Some(want_userns))
+    seen.active() && (files_changed || seen.userns.is_some_and(|u| u != want_userns))
+}
+
+/// Says so when docker runs but its engine could not be asked.
+fn note_unknown_engine(seen: &Observed, notes: &mut Vec<String>) {
+    if seen.active() && seen.userns.is_none() {
+        notes.push("docker.service runs but its engine did not answer on /run/docker.sock (no access?): whether it remaps now is unknown, so only file changes decide the restart".into());
+    }
 }
 
 fn guard_running(docker: &Docker, restart: bool, yes: bool) -> Result<(), Conflict> {
@@ -165,6 +175,7 @@ pub fn plan(root: &Root, user: &UserArgs) -> Result<Plan> {
             let need = restart_needed(&seen, p.changed, true);
             p.restart = need;
             p.changed |= need;
+            note_unknown_engine(&seen, &mut p.notes);
             if need {
                 p.impact = impact(&docker, &seen, true, &mut p.notes);
             }
@@ -194,6 +205,7 @@ pub fn enable(root: &Root, user: &UserArgs, opts: &RestartArgs) -> Result<Plan> 
     let need = restart_needed(&seen, p.changed, true);
     p.restart = need;
     p.changed |= need;
+    note_unknown_engine(&seen, &mut p.notes);
     if need {
         p.impact = impact(&docker, &seen, true, &mut p.notes);
     }
@@ -251,6 +263,7 @@ pub fn disable(root: &Root, opts: &RestartArgs) -> Result<DisablePlan> {
     let need = restart_needed(&seen, p.changed, false);
     p.restart = need;
     p.changed |= need;
+    note_unknown_engine(&seen, &mut p.notes);
     if need {
         p.impact = impact(&docker, &seen, false, &mut p.notes);
     }

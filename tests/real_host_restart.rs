@@ -151,6 +151,16 @@ fn enable_remaps_is_idempotent_and_survives_the_start_limit() {
         inv,
         "a converged enable restarted docker"
     );
+    // `plan` without access to the engine socket decides from the files alone, and says so.
+    let nobody =
+        host.sh("setpriv --reuid=65534 --regid=65534 --clear-groups docker-userns plan --json");
+    assert_eq!(nobody.code, 0, "{nobody}");
+    let p = json(&nobody);
+    assert_eq!(p["changed"], false, "{p}");
+    assert!(
+        p["notes"].to_string().contains("engine did not answer"),
+        "{p}"
+    );
 
     // Six restarts within a minute: well past StartLimitBurst=3.
     for round in 0..3 {
