@@ -8,7 +8,7 @@ use anyhow::Result;
 
 use crate::apply;
 use crate::cli::{RestartArgs, UserArgs};
-use crate::exit::{Conflict, RolledBack};
+use crate::exit::{Conflict, RollbackIncomplete, RolledBack};
 use crate::inspect::{self, Impact};
 use crate::plan::{self, DisablePlan, Plan};
 use crate::preflight::{self, DAEMON_JSON};
@@ -61,10 +61,24 @@ fn not_restarted_note(root: &Root) -> String {
     }
 }
 
-fn abort_files(root: &Root, txn: Transaction, err: anyhow::Error) -> anyhow::Error {
+/// Puts the saved files back after `err` (docker untouched). `rolled_back` is the message when
+/// that worked (None: keep `err` as it is); when restoring fails the error says so (exit 6) and
+/// the record stays for the next run.
+fn abort_files(
+    root: &Root,
+    txn: Transaction,
+    err: anyhow::Error,
+    rolled_back: Option<String>,
+) -> anyhow::Error {
     match txn.restore_files(root).and_then(|()| txn.finish(root)) {
-        Ok(()) => err,
-        Err(e) => err.context(format!("restoring the saved files failed too: {e:#}")),
+        Ok(()) => match rolled_back {
+            Some(msg) => err.context(RolledBack(msg)),
+            None => err,
+        },
+        Err(e) => err.context(RollbackIncomplete(format!(
+            "failed, and restoring the saved files failed too ({e:#}); they and the record stay in {}: the next docker-userns run retries",
+            transaction::DIR
+        ))),
     }
 }
 
@@ -93,10 +107,14 @@ fn validate(
                 .map(|f| f.path.clone())
                 .collect::<Vec<_>>()
                 .join(", ");
-            let err = abort_files(root, txn, e);
-            Err(err.context(RolledBack(format!(
-                "failed, rolled back: {files} restored; docker was not restarted"
-            ))))
+            Err(abort_files(
+                root,
+                txn,
+                e,
+                Some(format!(
+                    "failed, rolled back: {files} restored; docker was not restarted"
+                )),
+            ))
         }
     }
 }
@@ -119,7 +137,15 @@ fn restart_step(
         Duration::from_secs(opts.timeout),
         notes,
     )?;
-    txn.set_phase(root, Phase::Restarting)?;
+    if let Err(e) = txn.set_phase(root, Phase::Restarting) {
+        // Without a durable record docker must not be touched: put the files back instead.
+        return Err(abort_files(
+            root,
+            txn,
+            e,
+            Some("failed, rolled back: the files were restored; docker was not restarted".into()),
+        ));
+    }
     match docker.restart(&expect) {
         Ok(r) => {
             txn.finish(root)?;
@@ -221,7 +247,7 @@ pub fn enable(root: &Root, user: &UserArgs, opts: &RestartArgs) -> Result<Plan> 
     let txn = Transaction::begin(root, "enable", &FILES, seen.active(), userns_before)?;
     let mut done = match apply::enable(root, inputs, p, user.count) {
         Ok(d) => d,
-        Err(e) => return Err(abort_files(root, txn, e)),
+        Err(e) => return Err(abort_files(root, txn, e, None)),
     };
     if !need {
         txn.finish(root)?;
@@ -276,7 +302,7 @@ pub fn disable(root: &Root, opts: &RestartArgs) -> Result<DisablePlan> {
     let txn = Transaction::begin(root, "disable", &FILES, seen.active(), userns_before)?;
     let mut done = match apply::disable(root, &inputs, p) {
         Ok(d) => d,
-        Err(e) => return Err(abort_files(root, txn, e)),
+        Err(e) => return Err(abort_files(root, txn, e, None)),
     };
     if !need {
         txn.finish(root)?;
