@@ -33,15 +33,23 @@ impl Undo {
         self.written.push((abs.to_string(), before, perms));
     }
 
+    /// Restores every file, going on past a failure; the first failure is returned.
     fn restore(&self, root: &Root) -> Result<()> {
+        let mut first: Option<anyhow::Error> = None;
         for (abs, before, perms) in self.written.iter().rev() {
-            match before {
-                Some(bytes) => root.write_atomic(abs, bytes, *perms)?,
-                None => std::fs::remove_file(root.path(abs))
-                    .with_context(|| format!("cannot remove {}", root.path(abs).display()))?,
+            let r = match before {
+                Some(bytes) => root.write_atomic(abs, bytes, *perms),
+                None => match std::fs::remove_file(root.path(abs)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e)
+                        .with_context(|| format!("cannot remove {}", root.path(abs).display())),
+                    _ => Ok(()),
+                },
+            };
+            if let Err(e) = r {
+                first.get_or_insert(e);
             }
         }
-        Ok(())
+        first.map_or(Ok(()), Err)
     }
 
     /// Turns a failure after writes into "rolled back" or "rollback incomplete".

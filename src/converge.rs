@@ -9,6 +9,7 @@ use anyhow::Result;
 use crate::apply;
 use crate::cli::{RestartArgs, UserArgs};
 use crate::exit::{Conflict, RollbackIncomplete, RolledBack};
+use crate::failpoint;
 use crate::inspect::{self, Impact};
 use crate::plan::{self, DisablePlan, Plan};
 use crate::preflight::{self, DAEMON_JSON};
@@ -40,7 +41,11 @@ fn guard_running(docker: &Docker, restart: bool, yes: bool) -> Result<(), Confli
     if !restart || yes {
         return Ok(());
     }
-    let running = docker.running();
+    let running = docker.running().map_err(|e| {
+        Conflict::new(format!(
+            "cannot tell whether containers run, which the docker restart would stop ({e}); pass --yes to restart anyway"
+        ))
+    })?;
     if running.is_empty() {
         return Ok(());
     }
@@ -70,15 +75,27 @@ fn abort_files(
     err: anyhow::Error,
     rolled_back: Option<String>,
 ) -> anyhow::Error {
-    match txn.restore_files(root).and_then(|()| txn.finish(root)) {
-        Ok(()) => match rolled_back {
-            Some(msg) => err.context(RolledBack(msg)),
+    match txn.restore_files(root).and_then(|left| txn.finish(root).map(|()| left)) {
+        Ok(left) => match rolled_back {
+            Some(msg) => err.context(RolledBack(format!("{msg}{}", left_note(&left)))),
             None => err,
         },
         Err(e) => err.context(RollbackIncomplete(format!(
             "failed, and restoring the saved files failed too ({e:#}); they and the record stay in {}: the next docker-userns run retries",
             transaction::DIR
         ))),
+    }
+}
+
+/// The part of a rollback message about files someone else changed meanwhile.
+pub fn left_note(left: &[String]) -> String {
+    if left.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} changed after this run wrote it and was left as found (compare it with its saved copy)",
+            left.join(", ")
+        )
     }
 }
 
@@ -137,7 +154,7 @@ fn restart_step(
         Duration::from_secs(opts.timeout),
         notes,
     )?;
-    if let Err(e) = txn.set_phase(root, Phase::Restarting) {
+    if let Err(e) = txn.written(root, Phase::Restarting) {
         // Without a durable record docker must not be touched: put the files back instead.
         return Err(abort_files(
             root,
@@ -148,11 +165,29 @@ fn restart_step(
     }
     match docker.restart(&expect) {
         Ok(r) => {
+            failpoint::hit("converge:before-finish")?;
             txn.finish(root)?;
             Ok(r.downtime_ms)
         }
         Err(e) => Err(restart::rollback(root, docker, txn, e)),
     }
+}
+
+/// On the live host with `--no-restart`: the run lock too, and no converging on top of an
+/// interrupted run (its rollback would undo this run's files later). Under `--root`, nothing.
+fn files_only_lock(root: &Root) -> Result<Option<transaction::RunLock>> {
+    if !root.is_host() {
+        return Ok(None);
+    }
+    let lock = transaction::lock(root, LOCK_WAIT)?;
+    if let Some(t) = Transaction::load(root)? {
+        return Err(Conflict::new(format!(
+            "an interrupted run ({} {}) must be rolled back first: run the command once without --no-restart",
+            t.record.action, t.record.id
+        ))
+        .into());
+    }
+    Ok(Some(lock))
 }
 
 /// Connects to docker, takes the run lock and rolls back an interrupted run.
@@ -216,6 +251,7 @@ pub fn plan(root: &Root, user: &UserArgs) -> Result<Plan> {
 /// `enable`.
 pub fn enable(root: &Root, user: &UserArgs, opts: &RestartArgs) -> Result<Plan> {
     if !root.is_host() || opts.no_restart {
+        let _lock = files_only_lock(root)?;
         let inputs = preflight::gather(root, &user.user)?;
         let p = plan::enable(&inputs, user.count)?;
         let mut done = apply::enable(root, inputs, p, user.count)?;
@@ -244,6 +280,7 @@ pub fn enable(root: &Root, user: &UserArgs, opts: &RestartArgs) -> Result<Plan> 
     }
     let exec_start = inputs.unit.exec_start.clone();
     let userns_before = seen.userns;
+    let _critical = crate::signals::Critical::enter();
     let txn = Transaction::begin(root, "enable", &FILES, seen.active(), userns_before)?;
     let mut done = match apply::enable(root, inputs, p, user.count) {
         Ok(d) => d,
@@ -254,7 +291,7 @@ pub fn enable(root: &Root, user: &UserArgs, opts: &RestartArgs) -> Result<Plan> 
         return Ok(done);
     }
     let expect = Expect {
-        userns: true,
+        userns: Some(true),
         ranges: Some((done.subuid.start, done.subgid.start)),
     };
     done.downtime_ms = Some(restart_step(
@@ -274,6 +311,7 @@ pub fn enable(root: &Root, user: &UserArgs, opts: &RestartArgs) -> Result<Plan> 
 pub fn disable(root: &Root, opts: &RestartArgs) -> Result<DisablePlan> {
     let user = crate::daemon_config::DEFAULT_USER;
     if !root.is_host() || opts.no_restart {
+        let _lock = files_only_lock(root)?;
         let inputs = preflight::gather(root, user)?;
         let p = plan::disable(&inputs)?;
         let mut done = apply::disable(root, &inputs, p)?;
@@ -299,6 +337,7 @@ pub fn disable(root: &Root, opts: &RestartArgs) -> Result<DisablePlan> {
     }
     let exec_start = inputs.unit.exec_start.clone();
     let userns_before = seen.userns;
+    let _critical = crate::signals::Critical::enter();
     let txn = Transaction::begin(root, "disable", &FILES, seen.active(), userns_before)?;
     let mut done = match apply::disable(root, &inputs, p) {
         Ok(d) => d,
@@ -309,7 +348,7 @@ pub fn disable(root: &Root, opts: &RestartArgs) -> Result<DisablePlan> {
         return Ok(done);
     }
     let expect = Expect {
-        userns: false,
+        userns: Some(false),
         ranges: None,
     };
     done.downtime_ms = Some(restart_step(

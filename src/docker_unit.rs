@@ -48,6 +48,8 @@ pub struct UnitScan {
     pub remap_flags: Vec<Origin>,
     /// The effective ExecStart as words, variables expanded (empty when unknown).
     pub exec_start: Vec<String>,
+    /// A `--config-file` given to dockerd there, and where the ExecStart line is.
+    pub config_file: Option<(String, Origin)>,
 }
 
 /// A `Key=value` setting from a unit file, continuation lines joined.
@@ -327,9 +329,26 @@ pub fn scan(root: &Root) -> Result<UnitScan> {
         }
     }
     let lookup = |name: &str| env.iter().rev().find(|(k, _, _)| k == name);
-    if let Some((_, s)) = exec.last() {
+    if let Some((file, s)) = exec.last() {
         let value = |name: &str| lookup(name).map(|(_, v, _)| v.clone()).unwrap_or_default();
         scan.exec_start = expand(&s.value, &value);
+        let words = &scan.exec_start;
+        let flag = words.iter().enumerate().find_map(|(i, w)| {
+            w.strip_prefix("--config-file=")
+                .map(str::to_string)
+                .or_else(|| {
+                    (w == "--config-file").then(|| words.get(i + 1).cloned().unwrap_or_default())
+                })
+        });
+        scan.config_file = flag.map(|f| {
+            (
+                f,
+                Origin {
+                    file: file.clone(),
+                    line: s.line,
+                },
+            )
+        });
     }
 
     let mut refs: Vec<String> = Vec::new();

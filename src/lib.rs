@@ -24,6 +24,7 @@ pub mod report;
 pub mod restart;
 pub mod root;
 pub mod shadow_lock;
+pub mod signals;
 pub mod status;
 pub mod subid;
 pub mod systemd;

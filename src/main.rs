@@ -72,6 +72,8 @@ fn print_json(v: &serde_json::Value) {
 }
 
 fn main() -> ExitCode {
+    // First, before any thread exists: every thread inherits the blocked signals.
+    docker_userns::signals::install();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -86,7 +88,13 @@ fn main() -> ExitCode {
     };
     init_logging(&cli);
     let name = cli.command.name();
-    match docker_userns::run(&cli) {
+    let result = docker_userns::run(&cli);
+    if let Some(sig) = docker_userns::signals::deferred() {
+        tracing::warn!(
+            "signal {sig} was held back until the change had finished or was rolled back"
+        );
+    }
+    match result {
         Ok(outcome) => {
             if cli.json {
                 print_json(&outcome.json);

@@ -155,6 +155,16 @@ fn flag_conflict(inputs: &Inputs, action: &str) -> Result<(), Conflict> {
     )))
 }
 
+/// dockerd told to read another configuration file: editing daemon.json would change nothing.
+fn config_file_conflict(inputs: &Inputs) -> Result<(), Conflict> {
+    match &inputs.unit.config_file {
+        Some((f, origin)) if f != DAEMON_JSON => Err(Conflict::new(format!(
+            "dockerd reads its configuration from {f} (--config-file, {origin}), not {DAEMON_JSON}: point it back at {DAEMON_JSON} or drop the flag, then run again"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn first_malformed(inputs: &Inputs) -> Option<String> {
     [(&inputs.subuid, "/etc/subuid"), (&inputs.subgid, "/etc/subgid")]
         .into_iter()
@@ -174,6 +184,7 @@ pub fn enable(inputs: &Inputs, count: Option<u64>) -> Result<Plan, Conflict> {
     let mut notes = Vec::new();
     let docker = docker_facts(inputs, &mut notes);
     flag_conflict(inputs, "cannot set it in daemon.json as well")?;
+    config_file_conflict(inputs)?;
     if let Some(msg) = first_malformed(inputs) {
         return Err(Conflict::new(msg));
     }
@@ -290,6 +301,7 @@ pub fn disable(inputs: &Inputs) -> Result<DisablePlan, Conflict> {
     let mut notes = Vec::new();
     let docker = docker_facts(inputs, &mut notes);
     flag_conflict(inputs, "disabling it in daemon.json would not turn it off")?;
+    config_file_conflict(inputs)?;
     let current = inputs
         .daemon
         .config

@@ -25,8 +25,9 @@ pub const SETTLE: Duration = Duration::from_secs(2);
 /// What docker should look like after the restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Expect {
-    /// `name=userns` in the engine's security options.
-    pub userns: bool,
+    /// `name=userns` in the engine's security options (None: not checked, the old state was
+    /// not known).
+    pub userns: Option<bool>,
     /// With remapping, the data root ends in `/<uid>.<gid>` of these range starts.
     pub ranges: Option<(u64, u64)>,
 }
@@ -82,6 +83,8 @@ pub struct Docker {
     pub verified_file: std::path::PathBuf,
     /// When the last restart began (journal lines are taken from then on).
     pub began: Option<std::time::SystemTime>,
+    /// A start job was queued since (only then is its journal entry worth waiting for).
+    pub start_queued: bool,
 }
 
 fn units(socket: bool) -> Vec<&'static str> {
@@ -102,6 +105,7 @@ impl Docker {
             timeout,
             verified_file: root.path(VERIFIED),
             began: None,
+            start_queued: false,
         })
     }
 
@@ -139,8 +143,8 @@ impl Docker {
     }
 
     /// The running containers (asked only when a restart would stop them).
-    pub fn running(&self) -> Vec<Container> {
-        self.engine.running_containers().unwrap_or_default()
+    pub fn running(&self) -> Result<Vec<Container>, crate::engine::EngineError> {
+        self.engine.running_containers()
     }
 
     fn verified(&self) -> Option<Verified> {
@@ -191,6 +195,7 @@ impl Docker {
             let _ = self.sd.reset_failed(u);
         }
         failpoint::hit("restart:before-start")?;
+        self.start_queued = true;
         self.sd.run(Op::Start, units, self.timeout)?;
         Ok(())
     }
@@ -218,12 +223,14 @@ impl Docker {
             .context("the engine did not answer /_ping")?;
         let downtime = since.elapsed();
         let info = self.engine.info()?;
-        if info.userns() != expect.userns {
+        if let Some(want) = expect.userns
+            && info.userns() != want
+        {
             bail!(
                 "the engine reports user namespaces {} (SecurityOptions {:?}), expected {}",
                 if info.userns() { "on" } else { "off" },
                 info.security_options,
-                if expect.userns { "on" } else { "off" }
+                if want { "on" } else { "off" }
             );
         }
         if let Some((u, g)) = expect.ranges
@@ -307,9 +314,10 @@ impl Docker {
         };
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut entries = read();
-        while !entries
-            .iter()
-            .any(|e| e.get("JOB_TYPE").is_some_and(|t| t == "start"))
+        while self.start_queued
+            && !entries
+                .iter()
+                .any(|e| e.get("JOB_TYPE").is_some_and(|t| t == "start"))
             && Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(200));
@@ -329,7 +337,7 @@ impl Docker {
         let _ = self.sd.run(Op::Stop, &units, self.timeout);
         self.start(&units)?;
         let expect = Expect {
-            userns: userns_before.unwrap_or(false),
+            userns: userns_before,
             ranges: None,
         };
         self.gate(&expect, Instant::now() + self.timeout, None)?;
@@ -354,12 +362,15 @@ pub fn validate(exec_start: &[String], timeout: Duration) -> Result<Validation> 
         .map_or("/usr/sbin/dockerd", String::as_str);
     let mut cmd = Command::new(dockerd);
     cmd.args(["--validate", "--config-file", "/etc/docker/daemon.json"]);
-    cmd.args(
-        exec_start
-            .iter()
-            .skip(1)
-            .filter(|a| !a.starts_with("--config-file")),
-    );
+    // The unit's own flags, minus a --config-file (and its value): the file is given above.
+    let mut skip_next = false;
+    cmd.args(exec_start.iter().skip(1).filter(|a| {
+        if std::mem::take(&mut skip_next) {
+            return false;
+        }
+        skip_next = *a == "--config-file";
+        !a.starts_with("--config-file")
+    }));
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -409,12 +420,11 @@ pub fn rollback(
 ) -> anyhow::Error {
     let diag = docker.diagnostics();
     let files: Vec<String> = txn.record.files.iter().map(|f| f.path.clone()).collect();
-    let result = txn.restore_files(root).and_then(|()| {
+    let result = txn.restore_files(root).and_then(|left| {
         if txn.record.docker_was_active {
-            docker.bring_back(txn.record.userns_before)
-        } else {
-            Ok(())
+            docker.bring_back(txn.record.userns_before)?;
         }
+        Ok(left)
     });
     let diag = if diag.is_empty() {
         String::new()
@@ -422,11 +432,12 @@ pub fn rollback(
         format!("\n{}", diag.trim_end())
     };
     match result {
-        Ok(()) => {
+        Ok(left) => {
             let _ = txn.finish(root);
             cause.context(RolledBack(format!(
-                "failed, rolled back: {} restored byte for byte; docker runs with the previous settings{diag}",
-                files.join(", ")
+                "failed, rolled back: {} restored byte for byte{}; docker runs with the previous settings{diag}",
+                files.join(", "),
+                crate::converge::left_note(&left)
             )))
         }
         Err(e) => cause.context(RollbackIncomplete(format!(
@@ -442,13 +453,37 @@ pub fn recover(root: &Root, docker: &mut Docker) -> Result<Option<String>> {
     let Some(txn) = Transaction::load(root)? else {
         return Ok(None);
     };
+    let _critical = crate::signals::Critical::enter();
+    // It may have finished everything but removing its record: then docker already runs the
+    // files it wrote, as it wanted. Keep that rather than restarting docker twice.
+    if txn.record.phase == Phase::Restarting
+        && txn.files_as_written(root)?
+        && docker.sd.unit_state(SERVICE).is_ok_and(|s| s.is_running())
+        && docker
+            .engine
+            .info()
+            .is_ok_and(|i| i.userns() == (txn.record.action == "enable"))
+    {
+        let note = format!(
+            "an interrupted run ({} {}) had already restarted docker as intended; its record was cleared",
+            txn.record.action, txn.record.id
+        );
+        txn.finish(root)?;
+        return Ok(Some(note));
+    }
     tracing::warn!(
         "found an interrupted run ({}, {}, phase {:?}): rolling it back",
         txn.record.id,
         txn.record.action,
         txn.record.phase
     );
-    txn.restore_files(root)?;
+    let left = txn.restore_files(root).map_err(|e| {
+        e.context(RollbackIncomplete(format!(
+            "rolling back the interrupted run {} failed: its saved files and record stay in {}",
+            txn.record.id,
+            crate::transaction::DIR
+        )))
+    })?;
     let running = docker
         .sd
         .unit_state(SERVICE)
@@ -463,13 +498,14 @@ pub fn recover(root: &Root, docker: &mut Docker) -> Result<Option<String>> {
         })?;
     }
     let note = format!(
-        "an interrupted run ({} {}, stopped while {}) was rolled back first",
+        "an interrupted run ({} {}, stopped while {}) was rolled back first{}",
         txn.record.action,
         txn.record.id,
         match txn.record.phase {
             Phase::Writing => "writing files",
             Phase::Restarting => "restarting docker",
-        }
+        },
+        crate::converge::left_note(&left)
     );
     txn.finish(root)?;
     Ok(Some(note))

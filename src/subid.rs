@@ -333,6 +333,20 @@ pub enum AllocError {
         /// Lines holding them.
         lines: Vec<usize>,
     },
+    /// The user's existing range overlaps another owner's: keeping it would share ids.
+    #[error(
+        "{owner}'s existing range on line {line} overlaps {other}'s range on line {other_line}: containers would share those ids with {other}; fix the file first (`docker-userns check` lists every overlap)"
+    )]
+    KeptOverlaps {
+        /// The remap user.
+        owner: String,
+        /// Its line.
+        line: usize,
+        /// The other owner.
+        other: String,
+        /// The other owner's line.
+        other_line: usize,
+    },
     /// No gap of the requested size is left inside the bounds.
     #[error(
         "no free range of {count} ids between {min} and {max} (SUB_*_MIN/MAX in /etc/login.defs): every gap is taken by other owners; free a range or widen the bounds"
@@ -376,6 +390,22 @@ fn existing(
             wanted: count,
             lines,
         });
+    }
+    // Ranges dockerd (20.10) allocated itself may overlap someone else's: never keep those.
+    for mine in &owned {
+        if let Some(theirs) = file.entries.iter().find(|e| {
+            e.count > 0
+                && e.start < mine.end()
+                && mine.start < e.end()
+                && !owned.iter().any(|o| o.line == e.line)
+        }) {
+            return Err(AllocError::KeptOverlaps {
+                owner: name.to_string(),
+                line: mine.line,
+                other: file.owner(theirs).to_string(),
+                other_line: theirs.line,
+            });
+        }
     }
     let start = owned.iter().map(|e| e.start).min().unwrap_or_default();
     Ok(Some(Decision::Keep {

@@ -48,6 +48,18 @@ pub struct SavedFile {
     pub gid: u32,
     /// Where the copy is kept (inside the root).
     pub backup: String,
+    /// What this run left in the file, once its writes are done (None before that).
+    #[serde(default)]
+    pub written: Option<Written>,
+}
+
+/// The content a run wrote, kept so that a rollback only undoes its own change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Written {
+    /// The run left the file in place (false: it did not exist afterwards).
+    pub exists: bool,
+    /// Where a copy of that content is kept (inside the root).
+    pub copy: String,
 }
 
 /// The on-disk record.
@@ -113,6 +125,7 @@ impl Transaction {
                 uid: perms.uid,
                 gid: perms.gid,
                 backup,
+                written: None,
             });
         }
         let record = Record {
@@ -147,9 +160,60 @@ impl Transaction {
         Ok(Some(Transaction { record }))
     }
 
-    /// Puts every saved file back byte for byte (or removes it if it did not exist).
-    pub fn restore_files(&self, root: &Root) -> Result<()> {
+    /// Records what the run wrote (copies of the files as they are now) together with `phase`,
+    /// in one durable update of the record.
+    pub fn written(&mut self, root: &Root, phase: Phase) -> Result<()> {
+        for (i, f) in self.record.files.iter_mut().enumerate() {
+            let copy = format!("{DIR}/written.{i}");
+            let now = root.read_optional(&f.path)?;
+            if let Some(bytes) = &now {
+                root.write_atomic(&copy, bytes, Perms::root_owned(0o600))?;
+            }
+            f.written = Some(Written {
+                exists: now.is_some(),
+                copy,
+            });
+        }
+        self.set_phase(root, phase)
+    }
+
+    /// True when every file still holds exactly what the run wrote.
+    pub fn files_as_written(&self, root: &Root) -> Result<bool> {
         for f in &self.record.files {
+            if !self.untouched_since(root, f)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The file holds what the run wrote (or the run's writes were not recorded yet).
+    fn untouched_since(&self, root: &Root, f: &SavedFile) -> Result<bool> {
+        let Some(w) = &f.written else { return Ok(true) };
+        let now = root.read_optional(&f.path)?;
+        Ok(match (&now, w.exists) {
+            (None, false) => true,
+            (Some(bytes), true) => {
+                root.read_optional(&w.copy)?.as_deref() == Some(bytes.as_slice())
+            }
+            _ => false,
+        })
+    }
+
+    /// Puts every saved file back byte for byte (or removes it if it did not exist), except a
+    /// file someone else changed after this run wrote it: that one is left as found (a
+    /// `useradd` or an admin's edit is never undone) and its path is returned.
+    pub fn restore_files(&self, root: &Root) -> Result<Vec<String>> {
+        let mut left = Vec::new();
+        for f in &self.record.files {
+            if !self.untouched_since(root, f)? {
+                tracing::warn!(
+                    "{} changed after this run wrote it: left as it is",
+                    root.path(&f.path).display()
+                );
+                left.push(f.path.clone());
+                continue;
+            }
             let perms = Perms {
                 mode: f.mode,
                 uid: f.uid,
@@ -173,7 +237,7 @@ impl Transaction {
                     .with_context(|| format!("cannot remove {}", root.path(&f.path).display()))?;
             }
         }
-        Ok(())
+        Ok(left)
     }
 
     /// Ends the transaction: removes the record, then the backups.
@@ -182,6 +246,9 @@ impl Transaction {
         crate::root::sync_dir(&root.path(DIR))?;
         for f in &self.record.files {
             let _ = std::fs::remove_file(root.path(&f.backup));
+            if let Some(w) = &f.written {
+                let _ = std::fs::remove_file(root.path(&w.copy));
+            }
         }
         Ok(())
     }

@@ -701,3 +701,41 @@ fn every_command_json_matches_the_schema() {
         "wrong types must be rejected"
     );
 }
+
+#[test]
+fn an_existing_range_overlapping_another_owner_is_refused() {
+    // What dockerd 20.10 itself writes next to bob:110000:100.
+    let t = Tree::fixture("debian12");
+    t.write(
+        "etc/passwd",
+        &(t.read("etc/passwd") + "dockremap:x:101:102::/nonexistent:/bin/false\n"),
+    );
+    t.write("etc/subuid", "dockremap:100000:65536\nbob:110000:100\n");
+    t.write("etc/subgid", "dockremap:100000:65536\n");
+    refused(
+        &t,
+        &["enable"],
+        3,
+        "dockremap's existing range on line 1 overlaps bob's range on line 2",
+    );
+}
+
+#[test]
+fn a_config_file_flag_in_the_unit_is_refused() {
+    let t = Tree::fixture("debian12");
+    t.write(
+        "etc/systemd/system/docker.service.d/conf.conf",
+        "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd --config-file /etc/docker/custom.json\n",
+    );
+    refused(
+        &t,
+        &["enable"],
+        3,
+        "dockerd reads its configuration from /etc/docker/custom.json",
+    );
+    t.write(
+        "etc/systemd/system/docker.service.d/conf.conf",
+        "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd --config-file=/etc/docker/daemon.json\n",
+    );
+    ok(&t.run(&["plan", "--json"]));
+}

@@ -329,3 +329,76 @@ fn debian_13_validates_with_dockerd_before_restarting() {
     assert_eq!(d["restarted"], true, "{d}");
     assert!(!security_options(&host).contains("userns"));
 }
+
+#[test]
+fn signals_wait_for_the_restart_and_rollbacks_undo_only_their_own_changes() {
+    let host = Host::boot("undo");
+    host.sh("systemctl is-system-running --wait");
+
+    // A rollback restores only what this run wrote: a line someone adds to /etc/subuid while
+    // docker restarts is kept, and the message says the file was left as found.
+    host.write(
+        "/etc/systemd/system/docker.service.d/refuse-remap.conf",
+        "[Service]\nExecStartPre=/bin/sh -c '! grep -q userns-remap /etc/docker/daemon.json'\n",
+    );
+    host.ok("systemctl daemon-reload");
+    let out = host.sh(
+        "DOCKER_USERNS_FAILPOINTS=restart:after-stop=sleep3 docker-userns enable --json >/tmp/e.json 2>/tmp/e.err &
+         pid=$!
+         for i in $(seq 300); do systemctl is-active -q docker.service || break; sleep 0.05; done
+         echo carol:900000:65536 >> /etc/subuid
+         wait $pid; echo rc=$?; cat /tmp/e.err",
+    );
+    assert!(out.stdout.contains("rc=5"), "{out}");
+    assert!(
+        out.stdout
+            .contains("/etc/subuid changed after this run wrote it and was left as found"),
+        "{out}"
+    );
+    let subuid = host.read_string("/etc/subuid").unwrap();
+    assert!(
+        subuid.contains("carol:900000:65536") && subuid.contains("dockremap:"),
+        "{subuid}"
+    );
+    assert!(
+        host.read("/etc/docker/daemon.json").is_none(),
+        "daemon.json restored (absent)"
+    );
+    assert_active(&host);
+    host.ok("rm /etc/systemd/system/docker.service.d/refuse-remap.conf && systemctl daemon-reload");
+
+    // SIGTERM while docker is stopped is held back until the restart is done.
+    let out = host.sh(
+        "DOCKER_USERNS_FAILPOINTS=restart:after-stop=sleep3 docker-userns enable >/dev/null 2>/tmp/t.err &
+         pid=$!
+         for i in $(seq 300); do systemctl is-active -q docker.service || break; sleep 0.05; done
+         kill -TERM $pid; wait $pid; echo rc=$?; cat /tmp/t.err",
+    );
+    assert!(out.stdout.contains("rc=0"), "{out}");
+    assert!(out.stdout.contains("held back"), "{out}");
+    assert_active(&host);
+    assert!(security_options(&host).contains("name=userns"));
+
+    // A run killed after its restart succeeded is recognised as done, not restarted again.
+    ok_json(&host, "disable --json");
+    host.ok(
+        "DOCKER_USERNS_FAILPOINTS=converge:before-finish=sleep setsid docker-userns enable >/dev/null 2>&1 &
+         for i in $(seq 600); do docker info 2>/dev/null | grep -q userns && break; sleep 0.05; done
+         sleep 0.5; pkill -9 -x docker-userns; sleep 0.2
+         test -e /var/lib/docker-userns/transaction.json",
+    );
+    let inv = invocation(&host);
+    let done = ok_json(&host, "enable --json");
+    assert!(
+        done["notes"]
+            .to_string()
+            .contains("had already restarted docker as intended"),
+        "{done}"
+    );
+    assert_eq!(done["restarted"], false, "{done}");
+    assert_eq!(invocation(&host), inv, "docker was restarted again");
+    assert!(
+        host.read("/var/lib/docker-userns/transaction.json")
+            .is_none()
+    );
+}
