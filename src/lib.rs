@@ -120,9 +120,9 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
                 .into());
             }
             require_root(&root, name)?;
-            let ranges = status::status(&root, false)
+            let ranges = status::configured(&root)
                 .ok()
-                .and_then(|s| Some((s.subuid?.start, s.subgid?.start)));
+                .and_then(|c| Some((c.subuid?.start, c.subgid?.start)));
             root.ensure_dir(transaction::DIR, 0o700)?;
             let engine = engine::Engine::new(
                 engine::Engine::default_socket(),

@@ -113,12 +113,25 @@ fn range(file: &preflight::IdFile, name: &str, uid: Option<u32>) -> Option<Range
     })
 }
 
-/// Gathers the status. As root on the live host an unfinished run is rolled back first.
-pub fn status(root: &Root, is_root: bool) -> Result<Status> {
-    let mut notes = Vec::new();
+/// The remapping as the files configure it: daemon.json's value, the user it names, and that
+/// user's ranges. Reads files only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Configured {
+    /// `userns-remap` in daemon.json (None: not set).
+    pub value: Option<String>,
+    /// The user that value names (None: not set).
+    pub user: Option<String>,
+    /// Its /etc/subuid ranges (of dockremap when nothing is set).
+    pub subuid: Option<Range>,
+    /// Its /etc/subgid ranges.
+    pub subgid: Option<Range>,
+}
+
+/// Reads [`Configured`] from the root.
+pub fn configured(root: &Root) -> Result<Configured> {
     let daemon = preflight::read_daemon_json(root)?;
-    let configured = daemon.config.remap().ok().flatten().map(str::to_string);
-    let remap_user = configured
+    let value = daemon.config.remap().ok().flatten().map(str::to_string);
+    let user = value
         .as_deref()
         .map(|v| v.split(':').next().unwrap_or(v))
         .map(|u| {
@@ -128,20 +141,33 @@ pub fn status(root: &Root, is_root: bool) -> Result<Status> {
                 u.to_string()
             }
         });
-    let lookup_name = remap_user
-        .clone()
-        .unwrap_or_else(|| DEFAULT_USER.to_string());
+    let lookup_name = user.clone().unwrap_or_else(|| DEFAULT_USER.to_string());
     let account = crate::account::lookup(root, &lookup_name).ok().flatten();
     let uid = account.as_ref().map(|a| a.uid);
-    let subuid = preflight::read_id_file(root, "/etc/subuid").ok();
-    let subgid = preflight::read_id_file(root, "/etc/subgid").ok();
+    let ranges = |abs: &str| {
+        preflight::read_id_file(root, abs)
+            .ok()
+            .and_then(|f| range(&f, &lookup_name, uid))
+    };
+    Ok(Configured {
+        subuid: ranges("/etc/subuid"),
+        subgid: ranges("/etc/subgid"),
+        value,
+        user,
+    })
+}
+
+/// Gathers the status. As root on the live host an unfinished run is rolled back first.
+pub fn status(root: &Root, is_root: bool) -> Result<Status> {
+    let mut notes = Vec::new();
+    let conf = configured(root)?;
     let mut st = Status {
         service: None,
         remapping_active: None,
-        remap_user: remap_user.clone(),
-        remapping_configured: configured,
-        subuid: subuid.as_ref().and_then(|f| range(f, &lookup_name, uid)),
-        subgid: subgid.as_ref().and_then(|f| range(f, &lookup_name, uid)),
+        remap_user: conf.user,
+        remapping_configured: conf.value,
+        subuid: conf.subuid,
+        subgid: conf.subgid,
         docker_root_dir: None,
         docker_version: None,
         max_user_namespaces: max_user_namespaces(root),
