@@ -11,7 +11,7 @@ use crate::cli::{RestartArgs, UserArgs};
 use crate::exit::{Conflict, RollbackIncomplete, RolledBack};
 use crate::failpoint;
 use crate::inspect::{self, Impact};
-use crate::plan::{self, DisablePlan, Plan};
+use crate::plan::{self, Converging, DisablePlan, Plan};
 use crate::preflight::{self, DAEMON_JSON};
 use crate::restart::{self, Docker, Expect, Observed, Validation};
 use crate::root::Root;
@@ -221,6 +221,23 @@ fn impact(
     }
 }
 
+/// Decides whether docker restarts for `p` and, if so, adds the impact report.
+fn decide_restart<P: Converging>(
+    docker: &Docker,
+    seen: &Observed,
+    p: &mut P,
+    want_userns: bool,
+) -> bool {
+    let need = restart_needed(seen, p.changed(), want_userns);
+    p.set_restart(need);
+    note_unknown_engine(seen, p.notes());
+    if need {
+        let i = impact(docker, seen, want_userns, p.notes());
+        p.set_impact(i);
+    }
+    need
+}
+
 /// `plan`: what `enable` would do. On the live host it also asks systemd and the engine
 /// (read-only) whether docker would restart and what the switch would hide.
 pub fn plan(root: &Root, user: &UserArgs) -> Result<Plan> {
@@ -233,13 +250,7 @@ pub fn plan(root: &Root, user: &UserArgs) -> Result<Plan> {
         .and_then(|d| d.observe().map(|seen| (d, seen)))
     {
         Ok((docker, seen)) => {
-            let need = restart_needed(&seen, p.changed, true);
-            p.restart = need;
-            p.changed |= need;
-            note_unknown_engine(&seen, &mut p.notes);
-            if need {
-                p.impact = impact(&docker, &seen, true, &mut p.notes);
-            }
+            decide_restart(&docker, &seen, &mut p, true);
         }
         Err(e) => p.notes.push(format!(
             "docker's running state is unknown ({e:#}); the plan covers the files only"
@@ -248,98 +259,46 @@ pub fn plan(root: &Root, user: &UserArgs) -> Result<Plan> {
     Ok(p)
 }
 
-/// `enable`.
-pub fn enable(root: &Root, user: &UserArgs, opts: &RestartArgs) -> Result<Plan> {
-    if !root.is_host() || opts.no_restart {
-        let _lock = files_only_lock(root)?;
-        let inputs = preflight::gather(root, &user.user)?;
-        let p = plan::enable(&inputs, user.count)?;
-        let mut done = apply::enable(root, inputs, p, user.count)?;
-        if done.restart {
-            done.notes.push(not_restarted_note(root));
-        }
-        return Ok(done);
-    }
-    let (_lock, mut docker, seen, recovered) = begin(root, opts)?;
-    let inputs = preflight::gather(root, &user.user)?;
-    let mut p = plan::enable(&inputs, user.count)?;
-    p.notes.extend(recovered);
-    let need = restart_needed(&seen, p.changed, true);
-    p.restart = need;
-    p.changed |= need;
-    note_unknown_engine(&seen, &mut p.notes);
-    if need {
-        p.impact = impact(&docker, &seen, true, &mut p.notes);
-    }
-    guard_running(&docker, need, opts.yes)?;
-    if !seen.active() {
-        p.notes.push("docker.service is not running and is left stopped: the change applies at its next start".into());
-    }
-    if !p.changed {
-        return Ok(p);
-    }
-    let exec_start = inputs.unit.exec_start.clone();
-    let userns_before = seen.userns;
-    let _critical = crate::signals::Critical::enter();
-    let txn = Transaction::begin(root, "enable", &FILES, seen.active(), userns_before)?;
-    let mut done = match apply::enable(root, inputs, p, user.count) {
-        Ok(d) => d,
-        Err(e) => return Err(abort_files(root, txn, e, None)),
-    };
-    if !need {
-        txn.finish(root)?;
-        return Ok(done);
-    }
-    let expect = Expect {
-        userns: Some(true),
-        ranges: Some((done.subuid.start, done.subgid.start)),
-    };
-    done.downtime_ms = Some(restart_step(
-        root,
-        &mut docker,
-        txn,
-        &exec_start,
-        opts,
-        expect,
-        &mut done.notes,
-    )?);
-    done.restarted = true;
-    Ok(done)
-}
-
-/// `disable`.
-pub fn disable(root: &Root, opts: &RestartArgs) -> Result<DisablePlan> {
-    let user = crate::daemon_config::DEFAULT_USER;
+/// The change `enable` or `disable` makes, end to end: files only under `--root` or with
+/// `--no-restart`; on the live host lock, recover, preflight, plan, save, apply, validate,
+/// restart, gate, and roll back on failure. `want_userns` is the engine state it leads to.
+#[allow(clippy::too_many_arguments)]
+fn converge<P: Converging>(
+    root: &Root,
+    opts: &RestartArgs,
+    user: &str,
+    action: &str,
+    want_userns: bool,
+    plan: impl FnOnce(&preflight::Inputs) -> Result<P, Conflict>,
+    apply: impl FnOnce(&Root, preflight::Inputs, P) -> Result<P>,
+    expect: impl FnOnce(&P) -> Expect,
+) -> Result<P> {
     if !root.is_host() || opts.no_restart {
         let _lock = files_only_lock(root)?;
         let inputs = preflight::gather(root, user)?;
-        let p = plan::disable(&inputs)?;
-        let mut done = apply::disable(root, &inputs, p)?;
-        if done.restart {
-            done.notes.push(not_restarted_note(root));
+        let p = plan(&inputs)?;
+        let mut done = apply(root, inputs, p)?;
+        if done.restart() {
+            done.notes().push(not_restarted_note(root));
         }
         return Ok(done);
     }
     let (_lock, mut docker, seen, recovered) = begin(root, opts)?;
     let inputs = preflight::gather(root, user)?;
-    let mut p = plan::disable(&inputs)?;
-    p.notes.extend(recovered);
-    let need = restart_needed(&seen, p.changed, false);
-    p.restart = need;
-    p.changed |= need;
-    note_unknown_engine(&seen, &mut p.notes);
-    if need {
-        p.impact = impact(&docker, &seen, false, &mut p.notes);
-    }
+    let mut p = plan(&inputs)?;
+    p.notes().extend(recovered);
+    let need = decide_restart(&docker, &seen, &mut p, want_userns);
     guard_running(&docker, need, opts.yes)?;
-    if !p.changed {
+    if !seen.active() {
+        p.notes().push("docker.service is not running and is left stopped: the change applies at its next start".into());
+    }
+    if !p.changed() {
         return Ok(p);
     }
     let exec_start = inputs.unit.exec_start.clone();
-    let userns_before = seen.userns;
     let _critical = crate::signals::Critical::enter();
-    let txn = Transaction::begin(root, "disable", &FILES, seen.active(), userns_before)?;
-    let mut done = match apply::disable(root, &inputs, p) {
+    let txn = Transaction::begin(root, action, &FILES, seen.active(), seen.userns)?;
+    let mut done = match apply(root, inputs, p) {
         Ok(d) => d,
         Err(e) => return Err(abort_files(root, txn, e, None)),
     };
@@ -347,19 +306,50 @@ pub fn disable(root: &Root, opts: &RestartArgs) -> Result<DisablePlan> {
         txn.finish(root)?;
         return Ok(done);
     }
-    let expect = Expect {
-        userns: Some(false),
-        ranges: None,
-    };
-    done.downtime_ms = Some(restart_step(
+    let expect = expect(&done);
+    let downtime = restart_step(
         root,
         &mut docker,
         txn,
         &exec_start,
         opts,
         expect,
-        &mut done.notes,
-    )?);
-    done.restarted = true;
+        done.notes(),
+    )?;
+    done.set_restarted(downtime);
     Ok(done)
+}
+
+/// `enable`.
+pub fn enable(root: &Root, user: &UserArgs, opts: &RestartArgs) -> Result<Plan> {
+    converge(
+        root,
+        opts,
+        &user.user,
+        "enable",
+        true,
+        |inputs| plan::enable(inputs, user.count),
+        |root, inputs, p| apply::enable(root, inputs, p, user.count),
+        |done: &Plan| Expect {
+            userns: Some(true),
+            ranges: Some((done.subuid.start, done.subgid.start)),
+        },
+    )
+}
+
+/// `disable`.
+pub fn disable(root: &Root, opts: &RestartArgs) -> Result<DisablePlan> {
+    converge(
+        root,
+        opts,
+        crate::daemon_config::DEFAULT_USER,
+        "disable",
+        false,
+        plan::disable,
+        |root, inputs, p| apply::disable(root, &inputs, p),
+        |_| Expect {
+            userns: Some(false),
+            ranges: None,
+        },
+    )
 }

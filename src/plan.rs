@@ -332,3 +332,49 @@ pub fn disable(inputs: &Inputs) -> Result<DisablePlan, Conflict> {
         notes,
     })
 }
+
+/// What the live flow (`converge`) needs from both kinds of plan.
+pub trait Converging {
+    /// True when anything changes.
+    fn changed(&self) -> bool;
+    /// True when docker must restart.
+    fn restart(&self) -> bool;
+    /// Records whether docker must restart; a restart is itself a change.
+    fn set_restart(&mut self, need: bool);
+    /// Records the impact report.
+    fn set_impact(&mut self, impact: Option<crate::inspect::Impact>);
+    /// Records a restart that passed the health gate.
+    fn set_restarted(&mut self, downtime_ms: u64);
+    /// Remarks for the operator.
+    fn notes(&mut self) -> &mut Vec<String>;
+}
+
+macro_rules! converging {
+    ($t:ty) => {
+        impl Converging for $t {
+            fn changed(&self) -> bool {
+                self.changed
+            }
+            fn restart(&self) -> bool {
+                self.restart
+            }
+            fn set_restart(&mut self, need: bool) {
+                self.restart = need;
+                self.changed |= need;
+            }
+            fn set_impact(&mut self, impact: Option<crate::inspect::Impact>) {
+                self.impact = impact;
+            }
+            fn set_restarted(&mut self, downtime_ms: u64) {
+                self.restarted = true;
+                self.downtime_ms = Some(downtime_ms);
+            }
+            fn notes(&mut self) -> &mut Vec<String> {
+                &mut self.notes
+            }
+        }
+    };
+}
+
+converging!(Plan);
+converging!(DisablePlan);
