@@ -26,6 +26,8 @@
 //! ROUNDS OUT [--trace] CMD... [--- CMD...]` and `perf --engine-latency N`. `PERF_BIN=PATH`
 //! measures another build of docker-userns in the files-only parts (P1 `--root`, P3, P4).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "../tests/testhost/mod.rs"]
 mod testhost;
 
@@ -239,29 +241,13 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let (src, dst) = (e.path(), to.join(e.file_name()));
-        let ft = e.file_type().unwrap();
-        if ft.is_dir() {
-            copy_tree(&src, &dst);
-        } else if ft.is_symlink() {
-            std::os::unix::fs::symlink(fs::read_link(&src).unwrap(), &dst).unwrap();
-        } else {
-            fs::copy(&src, &dst).unwrap();
-        }
-    }
-}
-
 /// A fresh copy of the fixture in `dir/name`.
 fn fixture_tree(dir: &Path, name: &str) -> PathBuf {
     let t = dir.join(name);
     if t.exists() {
         fs::remove_dir_all(&t).unwrap();
     }
-    copy_tree(Path::new(FIXTURE), &t);
+    common::copy_tree(Path::new(FIXTURE), &t);
     t
 }
 

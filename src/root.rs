@@ -182,6 +182,18 @@ fn tmp_display(path: &Path) -> String {
     format!("the new content of {}", path.display())
 }
 
+/// Opens (creating it 0600 if missing, never truncating) a file used only to hold a lock on.
+pub fn open_lock_file(path: &Path) -> Result<fs::File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
 /// fsync a directory so that a rename or unlink in it is durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     let f = OpenOptions::new()

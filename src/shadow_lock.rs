@@ -61,14 +61,7 @@ pub fn lock(root: &Root, files: &[&str], timeout: Duration) -> Result<ShadowLock
 
 fn lock_pwd(root: &Root, deadline: Instant) -> Result<File> {
     let path = root.path("/etc/.pwd.lock");
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+    let file = crate::root::open_lock_file(&path)?;
     loop {
         // SAFETY: a zeroed flock is a valid value; fcntl only reads it.
         let mut fl: libc::flock = unsafe { std::mem::zeroed() };

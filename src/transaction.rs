@@ -5,10 +5,9 @@
 //! are written and fsynced. The record's phase is updated (and fsynced) before each step. If the
 //! process dies at any point, the next run finds the record and rolls back to the saved files.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
@@ -262,14 +261,7 @@ pub struct RunLock(#[allow(dead_code)] File);
 pub fn lock(root: &Root, wait: Duration) -> Result<RunLock> {
     root.ensure_dir(DIR, 0o700)?;
     let path = root.path(LOCK);
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+    let file = crate::root::open_lock_file(&path)?;
     let deadline = Instant::now() + wait;
     let mut told = false;
     loop {

@@ -61,7 +61,8 @@ impl Run {
     }
 }
 
-fn copy_tree(from: &Path, to: &Path) {
+/// Copies a directory tree (files, directories, symlinks as links).
+pub fn copy_tree(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
     for e in fs::read_dir(from).unwrap() {
         let e = e.unwrap();
