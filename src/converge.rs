@@ -164,10 +164,10 @@ fn restart_step(
         ));
     }
     match docker.restart(&expect) {
-        Ok(r) => {
+        Ok(downtime_ms) => {
             failpoint::hit("converge:before-finish")?;
             txn.finish(root)?;
-            Ok(r.downtime_ms)
+            Ok(downtime_ms)
         }
         Err(e) => Err(restart::rollback(root, docker, txn, e)),
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 
-use crate::engine::{Container, Engine, Info};
+use crate::engine::{Container, Engine};
 use crate::exit::{Conflict, RollbackIncomplete, RolledBack};
 use crate::failpoint;
 use crate::root::Root;
@@ -60,15 +60,6 @@ impl Observed {
     pub fn active(&self) -> bool {
         self.unit.active_state == "active"
     }
-}
-
-/// What a restart measured.
-#[derive(Debug, Clone, Serialize)]
-pub struct Restarted {
-    /// From the stop request to the first `/_ping` answer after the start, in milliseconds.
-    pub downtime_ms: u64,
-    /// The engine's data root afterwards.
-    pub docker_root_dir: String,
 }
 
 /// docker as systemd and the Engine API see it.
@@ -174,19 +165,17 @@ impl Docker {
     }
 
     /// Stops docker.socket and docker.service, clears any failed state, starts both, and
-    /// health-gates the result against `expect`.
-    pub fn restart(&mut self, expect: &Expect) -> Result<Restarted> {
+    /// health-gates the result against `expect`. Returns the engine's downtime: from the stop
+    /// request to the first `/_ping` answer after the start, in milliseconds.
+    pub fn restart(&mut self, expect: &Expect) -> Result<u64> {
         let units = units(self.socket_known());
         let t0 = Instant::now();
         self.began = Some(std::time::SystemTime::now());
         self.sd.run(Op::Stop, &units, self.timeout)?;
         failpoint::hit("restart:after-stop")?;
         self.start(&units)?;
-        let info = self.gate(expect, Instant::now() + self.timeout, Some(t0))?;
-        Ok(Restarted {
-            downtime_ms: info.1.as_millis() as u64,
-            docker_root_dir: info.0.docker_root_dir,
-        })
+        let downtime = self.gate(expect, Instant::now() + self.timeout, Some(t0))?;
+        Ok(downtime.as_millis() as u64)
     }
 
     fn start(&mut self, units: &[&str]) -> Result<()> {
@@ -202,13 +191,13 @@ impl Docker {
 
     /// The health gate: the service is active/running, `/_ping` answers, `/info` shows the
     /// expected remapping and data root, and the service stays the same invocation with no
-    /// restarts for [`SETTLE`]. Returns the info and the time since `since` to the first ping.
+    /// restarts for [`SETTLE`]. Returns the time from `since` to the first ping.
     pub fn gate(
         &self,
         expect: &Expect,
         deadline: Instant,
         since: Option<Instant>,
-    ) -> Result<(Info, Duration)> {
+    ) -> Result<Duration> {
         let since = since.unwrap_or_else(Instant::now);
         let st = self.sd.unit_state(SERVICE)?;
         if !st.is_running() {
@@ -262,7 +251,7 @@ impl Docker {
             .ping()
             .context("the engine stopped answering during the settle window")?;
         self.remember(&after.invocation_id, info.userns());
-        Ok((info, downtime))
+        Ok(downtime)
     }
 
     /// The unit's Result/ExecMainStatus and its last journal lines since the restart began.
