@@ -210,7 +210,9 @@ impl SubIdFile {
         })
     }
 
-    /// Every id used by any owner, as sorted, merged half-open intervals.
+    /// Every id used by any owner, as sorted, merged half-open intervals (the reference
+    /// allocator the tests compare the packed-span one against).
+    #[cfg(test)]
     pub fn busy(&self) -> Vec<(u64, u64)> {
         merge(self.entries.iter().map(|e| (e.start, e.end())).collect())
     }
@@ -234,6 +236,8 @@ pub fn append_line(bytes: &mut Vec<u8>, owner: &str, start: u64, count: u64) {
 }
 
 /// Sorts and merges half-open intervals; empty ones are dropped, touching ones joined.
+/// Test reference only.
+#[cfg(test)]
 pub fn merge(mut iv: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
     iv.retain(|(s, e)| e > s);
     iv.sort_unstable();
@@ -248,7 +252,8 @@ pub fn merge(mut iv: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
 }
 
 /// Lowest start of a `count`-id range inside `bounds` (min ..= max) that touches no interval
-/// in `busy` (sorted, merged).
+/// in `busy` (sorted, merged). Test reference only.
+#[cfg(test)]
 pub fn first_fit(busy: &[(u64, u64)], bounds: SubIdBounds, count: u64) -> Option<u64> {
     if count == 0 || bounds.min > bounds.max || bounds.max - bounds.min + 1 < count {
         return None;
@@ -268,6 +273,8 @@ pub fn first_fit(busy: &[(u64, u64)], bounds: SubIdBounds, count: u64) -> Option
 }
 
 /// True when `start .. start+count` lies inside `bounds` and touches nothing in `busy`.
+/// Test reference only.
+#[cfg(test)]
 pub fn is_free(busy: &[(u64, u64)], bounds: SubIdBounds, start: u64, count: u64) -> bool {
     if count == 0 || start < bounds.min || start + count - 1 > bounds.max {
         return false;
