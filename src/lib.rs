@@ -1,42 +1,39 @@
 //! docker-userns: turn on Docker's user-namespace remapping safely.
 //!
-//! The flow of every changing command ([`converge`]): [`preflight`] reads the root's files,
-//! [`plan`] decides (pure), [`apply`] writes the files, [`restart`] restarts docker over
-//! [`systemd`] and health-gates it through the [`engine`] API, or rolls back from the
-//! [`transaction`]'s saved files. `plan` stops after deciding.
+//! The crate is four layers, each importing only from the ones below it:
+//!
+//! - [`cli`], [`report`] and [`run`](fn@run): the command line, the output, and the dispatch
+//!   from one to the other. Nothing below sees a clap type.
+//! - [`commands`]: `status`, `verify` and `check`, the commands that read rather than change.
+//! - [`mod@run`]: a changing run, `preflight → plan → apply → restart → verify | rollback`, and
+//!   the [`run::journal`] that records every step before it happens and owns undo and recovery.
+//! - [`host`]: the root-relative file layer and the services (accounts, systemd, the engine).
+//! - [`formats`]: pure parsers and writers of the files (subuid, login.defs, daemon.json).
+//!
+//! [`exit`] holds the error kinds and exit codes that every layer may return.
 
 #![deny(missing_docs)]
 
-pub mod account;
-pub mod apply;
 pub mod cli;
-pub mod converge;
-pub mod daemon_config;
-pub mod docker_unit;
-pub mod engine;
+pub mod commands;
 pub mod exit;
-pub mod failpoint;
-pub mod inspect;
-pub mod login_defs;
-pub mod plan;
-pub mod preflight;
+pub mod formats;
+pub mod host;
 pub mod report;
-pub mod restart;
-pub mod root;
-pub mod shadow_lock;
-pub mod signals;
-pub mod status;
-pub mod subid;
-pub mod systemd;
-pub mod transaction;
-pub mod verify;
+pub mod run;
+
+use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, RestartArgs, UserArgs};
+use crate::commands::{check, status, verify};
 use crate::exit::{Code, NotRoot};
-use crate::report::CheckReport;
-use crate::root::Root;
+use crate::host::engine::Engine;
+use crate::host::kernel;
+use crate::host::root::Root;
+use crate::run::converge::{self, RestartPolicy, Want};
+use crate::run::journal;
 
 /// What a command produced: the exit code, the `--json` document and the human text.
 #[derive(Debug)]
@@ -63,9 +60,27 @@ impl Command {
     }
 }
 
+impl From<&UserArgs> for Want {
+    fn from(a: &UserArgs) -> Want {
+        Want {
+            user: a.user.clone(),
+            count: a.count,
+        }
+    }
+}
+
+impl From<&RestartArgs> for RestartPolicy {
+    fn from(a: &RestartArgs) -> RestartPolicy {
+        RestartPolicy {
+            restart: !a.no_restart,
+            stop_running_containers: a.yes,
+            timeout: Duration::from_secs(a.timeout),
+        }
+    }
+}
+
 fn require_root(root: &Root, command: &'static str) -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if root.is_host() && unsafe { libc::geteuid() } != 0 {
+    if root.is_host() && !kernel::is_root() {
         return Err(NotRoot(command).into());
     }
     Ok(())
@@ -78,7 +93,7 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
     let name = cli.command.name();
     match &cli.command {
         Command::Plan(args) => {
-            let p = converge::plan(&root, args)?;
+            let p = converge::plan(&root, &args.into())?;
             Ok(Outcome {
                 code: Code::Ok,
                 text: report::enable_text(&root_text, &p, false),
@@ -87,7 +102,7 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         }
         Command::Enable { user, restart } => {
             require_root(&root, name)?;
-            let done = converge::enable(&root, user, restart)?;
+            let done = converge::enable(&root, &user.into(), &restart.into())?;
             Ok(Outcome {
                 code: Code::Ok,
                 text: report::enable_text(&root_text, &done, true),
@@ -96,7 +111,7 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         }
         Command::Disable { restart } => {
             require_root(&root, name)?;
-            let done = converge::disable(&root, restart)?;
+            let done = converge::disable(&root, &restart.into())?;
             Ok(Outcome {
                 code: Code::Ok,
                 text: report::disable_text(&root_text, &done),
@@ -104,8 +119,7 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
             })
         }
         Command::Status => {
-            // SAFETY: geteuid has no preconditions.
-            let st = status::status(&root, unsafe { libc::geteuid() } == 0)?;
+            let st = status::status(&root, kernel::is_root())?;
             Ok(Outcome {
                 code: Code::Ok,
                 text: report::status_text(&root_text, &st),
@@ -123,17 +137,9 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
             let ranges = status::configured(&root)
                 .ok()
                 .and_then(|c| Some((c.subuid?.start, c.subgid?.start)));
-            root.ensure_dir(transaction::DIR, 0o700)?;
-            let engine = engine::Engine::new(
-                engine::Engine::default_socket(),
-                std::time::Duration::from_secs(30),
-            );
-            let v = verify::verify(
-                &engine,
-                image.as_deref(),
-                ranges,
-                &root.path(transaction::DIR),
-            )?;
+            root.ensure_dir(journal::DIR, 0o700)?;
+            let engine = Engine::new(Engine::default_socket(), Duration::from_secs(30));
+            let v = verify::verify(&engine, image.as_deref(), ranges, &root.path(journal::DIR))?;
             Ok(Outcome {
                 code: if v.effective {
                     Code::Ok
@@ -145,7 +151,7 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
             })
         }
         Command::Check => {
-            let r = check(&root)?;
+            let r = check::check(&root)?;
             Ok(Outcome {
                 code: if r.ok { Code::Ok } else { Code::Conflict },
                 text: report::check_text(&root_text, &r),
@@ -153,29 +159,4 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
             })
         }
     }
-}
-
-/// Lints both subordinate-id files against login.defs.
-pub fn check(root: &Root) -> Result<CheckReport> {
-    let mut problems = Vec::new();
-    let defs = match preflight::read_login_defs(root) {
-        Ok(d) => d,
-        Err(e) => {
-            problems.push(subid::Problem {
-                file: preflight::LOGIN_DEFS.into(),
-                line: 0,
-                kind: "malformed",
-                message: format!("{e:#}"),
-            });
-            login_defs::LoginDefs::default()
-        }
-    };
-    for (abs, bounds) in [("/etc/subuid", defs.subuid), ("/etc/subgid", defs.subgid)] {
-        let f = preflight::read_id_file(root, abs)?;
-        problems.extend(subid::lint(&f.file, abs, bounds));
-    }
-    Ok(CheckReport {
-        ok: problems.is_empty(),
-        problems,
-    })
 }

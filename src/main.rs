@@ -73,7 +73,7 @@ fn print_json(v: &serde_json::Value) {
 
 fn main() -> ExitCode {
     // First, before any thread exists: every thread inherits the blocked signals.
-    docker_userns::signals::install();
+    docker_userns::run::signals::install();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -89,7 +89,7 @@ fn main() -> ExitCode {
     init_logging(&cli);
     let name = cli.command.name();
     let result = docker_userns::run(&cli);
-    if let Some(sig) = docker_userns::signals::deferred() {
+    if let Some(sig) = docker_userns::run::signals::deferred() {
         tracing::warn!(
             "signal {sig} was held back until the change had finished or was rolled back"
         );

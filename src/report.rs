@@ -5,11 +5,12 @@ use std::fmt::Write;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::inspect::Impact;
-use crate::plan::{DisablePlan, FileChange, Plan, RangePlan};
-use crate::status::Status;
-use crate::subid::Problem;
-use crate::verify::Verification;
+use crate::commands::check::CheckReport;
+use crate::commands::status::Status;
+use crate::commands::verify::Verification;
+use crate::host::inspect::Impact;
+use crate::run::converge::Outcome;
+use crate::run::plan::{DisablePlan, FileChange, Plan, RangePlan};
 
 /// Version of the `--json` documents; bumped on incompatible changes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -69,9 +70,10 @@ fn restart_word(needed: bool, restarted: bool, downtime_ms: Option<u64>, applied
 }
 
 /// Text for `plan` (applied = false) and `enable` (applied = true).
-pub fn enable_text(root: &str, p: &Plan, applied: bool) -> String {
+pub fn enable_text(root: &str, o: &Outcome<Plan>, applied: bool) -> String {
+    let p = &o.plan;
     let mut s = String::new();
-    let head = match (applied, p.changed) {
+    let head = match (applied, o.changed) {
         (_, false) => "Already converged: nothing to change.",
         (false, true) => "Plan: `docker-userns enable` would make these changes:",
         (true, true) => "Changed:",
@@ -108,21 +110,22 @@ pub fn enable_text(root: &str, p: &Plan, applied: bool) -> String {
         "  daemon     /etc/docker/daemon.json: \"userns-remap\": {remap:?} ({})",
         change_word(&p.daemon_json_change, applied)
     );
-    let restart = restart_word(p.restart, p.restarted, p.downtime_ms, applied);
+    let restart = restart_word(o.restart, o.restarted, o.downtime_ms, applied);
     let _ = writeln!(s, "  restart    {restart}");
-    if let Some(i) = &p.impact {
+    if let Some(i) = &o.impact {
         s.push_str(&impact_text(i, true));
     }
-    for n in &p.notes {
+    for n in &o.notes {
         let _ = writeln!(s, "  note: {n}");
     }
     s
 }
 
 /// Text for `disable`.
-pub fn disable_text(root: &str, p: &DisablePlan) -> String {
+pub fn disable_text(root: &str, o: &Outcome<DisablePlan>) -> String {
+    let p = &o.plan;
     let mut s = String::new();
-    let head = match (&p.removed, &p.daemon_json_change, p.changed) {
+    let head = match (&p.removed, &p.daemon_json_change, o.changed) {
         (Some(v), FileChange::Update, _) => {
             format!("Removed \"userns-remap\": {v:?} from /etc/docker/daemon.json.")
         }
@@ -138,29 +141,20 @@ pub fn disable_text(root: &str, p: &DisablePlan) -> String {
     if root != "/" {
         let _ = writeln!(s, "  root       {root}");
     }
-    if p.restart {
+    if o.restart {
         let _ = writeln!(
             s,
             "  restart    {}",
-            restart_word(true, p.restarted, p.downtime_ms, true)
+            restart_word(true, o.restarted, o.downtime_ms, true)
         );
     }
-    if let Some(i) = &p.impact {
+    if let Some(i) = &o.impact {
         s.push_str(&impact_text(i, false));
     }
-    for n in &p.notes {
+    for n in &o.notes {
         let _ = writeln!(s, "  note: {n}");
     }
     s
-}
-
-/// The result of `check`.
-#[derive(Debug, Serialize)]
-pub struct CheckReport {
-    /// True when no problem was found.
-    pub ok: bool,
-    /// Every problem, by file and line.
-    pub problems: Vec<Problem>,
 }
 
 /// Text for `check`.
@@ -238,7 +232,7 @@ pub fn impact_text(i: &Impact, enabling: bool) -> String {
 /// Text for `status`.
 pub fn status_text(root: &str, st: &Status) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "{}", crate::status::headline(st));
+    let _ = writeln!(s, "{}", crate::commands::status::headline(st));
     if root != "/" {
         let _ = writeln!(s, "  root       {root}");
     }

@@ -1,7 +1,7 @@
 //! Fuzz the daemon.json merge: never panic; set-then-remove gives back the other keys in order.
 #![no_main]
 
-use docker_userns::daemon_config::DaemonConfig;
+use docker_userns::formats::daemon_config::DaemonConfig;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! Fuzz the login.defs parser: never panic.
 #![no_main]
 
-use docker_userns::login_defs::LoginDefs;
+use docker_userns::formats::login_defs::LoginDefs;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

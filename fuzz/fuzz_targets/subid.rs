@@ -1,8 +1,8 @@
 //! Fuzz the subuid/subgid parser, linter and allocator: never panic, never overlap.
 #![no_main]
 
-use docker_userns::login_defs::SubIdBounds;
-use docker_userns::subid::{SubIdFile, decide, lint};
+use docker_userns::formats::login_defs::SubIdBounds;
+use docker_userns::formats::subid::{SubIdFile, decide, lint};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -7,7 +7,7 @@ use anyhow::Result;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::engine::Engine;
+use crate::host::engine::Engine;
 
 /// A container as far as the impact report and `status` care.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -1,6 +1,6 @@
 //! Restarting docker with the new files: validate, stop docker.socket and docker.service,
-//! start them, health-gate the result; on failure restore the saved files and bring the old
-//! docker back; and recover a run that was interrupted.
+//! start them, and health-gate the result; and bring the old docker back when the journal's
+//! undo asks for it.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 
-use crate::engine::{Container, Engine};
-use crate::exit::{Conflict, RollbackIncomplete, RolledBack};
-use crate::failpoint;
-use crate::root::Root;
-use crate::systemd::{Op, Systemd, SystemdError, UnitState};
-use crate::transaction::{Phase, Transaction};
+use crate::exit::Conflict;
+use crate::host::engine::{Container, Engine, EngineError};
+use crate::host::root::{self, Perms, Root};
+use crate::host::systemd::{ActiveState, LoadState, Op, Systemd, SystemdError, UnitState};
+use crate::run::failpoint;
+use crate::run::journal;
 
 /// The service.
 pub const SERVICE: &str = "docker.service";
@@ -58,24 +58,24 @@ pub const VERIFIED: &str = "/var/lib/docker-userns/verified.json";
 impl Observed {
     /// docker.service is active.
     pub fn active(&self) -> bool {
-        self.unit.active_state == "active"
+        self.unit.active_state == ActiveState::Active
     }
 }
 
 /// docker as systemd and the Engine API see it.
 pub struct Docker {
     /// The systemd connection.
-    pub sd: Systemd,
+    sd: Systemd,
     /// The Engine API client.
-    pub engine: Engine,
+    engine: Engine,
     /// Bound on each stop/start job and on the health gate.
-    pub timeout: Duration,
+    timeout: Duration,
     /// The file recording the last verified engine state ([`VERIFIED`] in the root).
-    pub verified_file: std::path::PathBuf,
+    verified_file: std::path::PathBuf,
     /// When the last restart began (journal lines are taken from then on).
-    pub began: Option<std::time::SystemTime>,
+    began: Option<std::time::SystemTime>,
     /// A start job was queued since (only then is its journal entry worth waiting for).
-    pub start_queued: bool,
+    start_queued: bool,
 }
 
 fn units(socket: bool) -> Vec<&'static str> {
@@ -108,7 +108,7 @@ impl Docker {
             }
             e => e.into(),
         })?;
-        if unit.active_state != "active" {
+        if unit.active_state != ActiveState::Active {
             return Ok(Observed { unit, userns: None });
         }
         if let Some(v) = self.verified()
@@ -133,8 +133,13 @@ impl Docker {
         Ok(Observed { unit, userns })
     }
 
+    /// The Engine API client.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// The running containers (asked only when a restart would stop them).
-    pub fn running(&self) -> Result<Vec<Container>, crate::engine::EngineError> {
+    pub fn running(&self) -> Result<Vec<Container>, EngineError> {
         self.engine.running_containers()
     }
 
@@ -153,15 +158,13 @@ impl Docker {
             userns,
         };
         let bytes = serde_json::to_vec(&v).expect("serializes");
-        let _ = crate::root::write_atomic_path(
-            &self.verified_file,
-            &bytes,
-            crate::root::Perms::root_owned(0o600),
-        );
+        let _ = root::write_atomic_path(&self.verified_file, &bytes, Perms::root_owned(0o600));
     }
 
     fn socket_known(&self) -> bool {
-        self.sd.load_state(SOCKET).is_ok_and(|s| s == "loaded")
+        self.sd
+            .load_state(SOCKET)
+            .is_ok_and(|s| s == LoadState::Loaded)
     }
 
     /// Stops docker.socket and docker.service, clears any failed state, starts both, and
@@ -255,7 +258,7 @@ impl Docker {
     }
 
     /// The unit's Result/ExecMainStatus and its last journal lines since the restart began.
-    pub fn diagnostics(&self) -> String {
+    fn diagnostics(&self) -> String {
         let Ok(st) = self.sd.unit_state(SERVICE) else {
             return String::new();
         };
@@ -321,7 +324,7 @@ impl Docker {
 
     /// Brings docker back as it was: stop (it may be crash-looping), clear the failed state,
     /// start, and gate for the old remapping state.
-    pub fn bring_back(&mut self, userns_before: Option<bool>) -> Result<()> {
+    fn bring_back(&mut self, userns_before: Option<bool>) -> Result<()> {
         let units = units(self.socket_known());
         let _ = self.sd.run(Op::Stop, &units, self.timeout);
         self.start(&units)?;
@@ -399,103 +402,20 @@ pub fn validate(exec_start: &[String], timeout: Duration) -> Result<Validation> 
     }
 }
 
-/// Restores the saved files and brings the old docker back after `cause`; the error says
-/// whether that worked (exit 5) or not (exit 6), with docker's own diagnostics.
-pub fn rollback(
-    root: &Root,
-    docker: &mut Docker,
-    txn: Transaction,
-    cause: anyhow::Error,
-) -> anyhow::Error {
-    let diag = docker.diagnostics();
-    let files: Vec<String> = txn.record.files.iter().map(|f| f.path.clone()).collect();
-    let result = txn.restore_files(root).and_then(|left| {
-        if txn.record.docker_was_active {
-            docker.bring_back(txn.record.userns_before)?;
-        }
-        Ok(left)
-    });
-    let diag = if diag.is_empty() {
-        String::new()
-    } else {
-        format!("\n{}", diag.trim_end())
-    };
-    match result {
-        Ok(left) => {
-            let _ = txn.finish(root);
-            cause.context(RolledBack(format!(
-                "failed, rolled back: {} restored byte for byte{}; docker runs with the previous settings{diag}",
-                files.join(", "),
-                crate::converge::left_note(&left)
-            )))
-        }
-        Err(e) => cause.context(RollbackIncomplete(format!(
-            "failed, and the rollback did not complete ({e:#}); the saved files and the record are kept in {}: the next docker-userns run retries the rollback{diag}",
-            crate::transaction::DIR
-        ))),
+impl journal::Docker for Docker {
+    fn now(&self, ask_engine: bool) -> (bool, Option<bool>) {
+        let running = self.sd.unit_state(SERVICE).is_ok_and(|s| s.is_running());
+        let userns = (running && ask_engine)
+            .then(|| self.engine.info().ok().map(|i| i.userns()))
+            .flatten();
+        (running, userns)
     }
-}
 
-/// Finishes an interrupted run: restores its saved files and, if it got as far as touching
-/// docker, brings docker back up with them. Returns a note when there was one.
-pub fn recover(root: &Root, docker: &mut Docker) -> Result<Option<String>> {
-    let Some(txn) = Transaction::load(root)? else {
-        return Ok(None);
-    };
-    let _critical = crate::signals::Critical::enter();
-    // It may have finished everything but removing its record: then docker already runs the
-    // files it wrote, as it wanted. Keep that rather than restarting docker twice.
-    if txn.record.phase == Phase::Restarting
-        && txn.files_as_written(root)?
-        && docker.sd.unit_state(SERVICE).is_ok_and(|s| s.is_running())
-        && docker
-            .engine
-            .info()
-            .is_ok_and(|i| i.userns() == (txn.record.action == "enable"))
-    {
-        let note = format!(
-            "an interrupted run ({} {}) had already restarted docker as intended; its record was cleared",
-            txn.record.action, txn.record.id
-        );
-        txn.finish(root)?;
-        return Ok(Some(note));
+    fn bring_back(&mut self, userns: Option<bool>) -> Result<()> {
+        Docker::bring_back(self, userns)
     }
-    tracing::warn!(
-        "found an interrupted run ({}, {}, phase {:?}): rolling it back",
-        txn.record.id,
-        txn.record.action,
-        txn.record.phase
-    );
-    let left = txn.restore_files(root).map_err(|e| {
-        e.context(RollbackIncomplete(format!(
-            "rolling back the interrupted run {} failed: its saved files and record stay in {}",
-            txn.record.id,
-            crate::transaction::DIR
-        )))
-    })?;
-    let running = docker
-        .sd
-        .unit_state(SERVICE)
-        .map(|s| s.is_running())
-        .unwrap_or(false);
-    if txn.record.docker_was_active && (txn.record.phase == Phase::Restarting || !running) {
-        docker.bring_back(txn.record.userns_before).map_err(|e| {
-            e.context(RollbackIncomplete(format!(
-                "recovering the interrupted run {} failed",
-                txn.record.id
-            )))
-        })?;
+
+    fn diagnostics(&self) -> String {
+        Docker::diagnostics(self)
     }
-    let note = format!(
-        "an interrupted run ({} {}, stopped while {}) was rolled back first{}",
-        txn.record.action,
-        txn.record.id,
-        match txn.record.phase {
-            Phase::Writing => "writing files",
-            Phase::Restarting => "restarting docker",
-        },
-        crate::converge::left_note(&left)
-    );
-    txn.finish(root)?;
-    Ok(Some(note))
 }

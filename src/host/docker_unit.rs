@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use crate::root::Root;
+use crate::host::root::Root;
 
 /// The unit this tool manages.
 pub const UNIT: &str = "docker.service";

@@ -3,12 +3,12 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::account;
-use crate::daemon_config::{self, DaemonConfig};
 use crate::exit::Conflict;
-use crate::login_defs::SubIdBounds;
-use crate::preflight::{DAEMON_JSON, Inputs};
-use crate::subid::{self, Decision, Which};
+use crate::formats::daemon_config::{self, DaemonConfig};
+use crate::formats::login_defs::SubIdBounds;
+use crate::formats::subid::{self, Decision, Which};
+use crate::host::account;
+use crate::run::preflight::{DAEMON_JSON, Inputs};
 
 /// The remap user in a plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -66,10 +66,12 @@ pub struct DockerFacts {
     pub masked: bool,
 }
 
-/// The outcome of planning `enable`.
+/// What `enable` will do: the decision only (what happened is the run's
+/// [`Outcome`](crate::run::converge::Outcome)).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Plan {
-    /// True when anything would be (or was) changed.
+    /// True when a file or the user changes.
+    #[serde(skip)]
     pub changed: bool,
     /// The remap user.
     pub user: UserPlan,
@@ -81,27 +83,25 @@ pub struct Plan {
     pub daemon_json: Value,
     /// What happens to the daemon.json file.
     pub daemon_json_change: FileChange,
-    /// True when docker must restart for the change to take effect.
+    /// True when docker must restart, as the files alone decide (the run's
+    /// [`Outcome`](crate::run::converge::Outcome) has the final word).
+    #[serde(skip)]
     pub restart: bool,
-    /// True when docker was restarted (and passed the health gate).
-    pub restarted: bool,
-    /// Engine downtime of that restart in milliseconds.
-    pub downtime_ms: Option<u64>,
-    /// What the switch does to what docker holds (null: the engine was not asked).
-    pub impact: Option<crate::inspect::Impact>,
     /// Docker facts.
     pub docker: DockerFacts,
-    /// Remarks for the operator.
+    /// The planner's remarks (moved into the run's outcome).
+    #[serde(skip)]
     pub notes: Vec<String>,
     /// The bytes to write to daemon.json (when it changes).
     #[serde(skip)]
     pub daemon_bytes: Option<Vec<u8>>,
 }
 
-/// The outcome of planning `disable`.
+/// What `disable` will do.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DisablePlan {
     /// True when daemon.json changes.
+    #[serde(skip)]
     pub changed: bool,
     /// The `userns-remap` value being removed, if any.
     pub removed: Option<String>,
@@ -109,17 +109,14 @@ pub struct DisablePlan {
     pub daemon_json: Value,
     /// What happens to the daemon.json file.
     pub daemon_json_change: FileChange,
-    /// True when docker must restart for the change to take effect.
+    /// True when docker must restart, as the files alone decide (the run's
+    /// [`Outcome`](crate::run::converge::Outcome) has the final word).
+    #[serde(skip)]
     pub restart: bool,
-    /// True when docker was restarted (and passed the health gate).
-    pub restarted: bool,
-    /// Engine downtime of that restart in milliseconds.
-    pub downtime_ms: Option<u64>,
-    /// What the switch does to what docker holds (null: the engine was not asked).
-    pub impact: Option<crate::inspect::Impact>,
     /// Docker facts.
     pub docker: DockerFacts,
-    /// Remarks for the operator.
+    /// The planner's remarks (moved into the run's outcome).
+    #[serde(skip)]
     pub notes: Vec<String>,
     /// The bytes to write to daemon.json (when it changes).
     #[serde(skip)]
@@ -235,7 +232,7 @@ pub fn enable(inputs: &Inputs, count: Option<u64>) -> Result<Plan, Conflict> {
     // SUB_*_COUNT 0 means "useradd allocates nothing", not "a range of no ids": use the default.
     let or_default = |c: u64| {
         if c == 0 {
-            crate::login_defs::DEFAULT_SUB_COUNT
+            crate::formats::login_defs::DEFAULT_SUB_COUNT
         } else {
             c
         }
@@ -263,9 +260,6 @@ pub fn enable(inputs: &Inputs, count: Option<u64>) -> Result<Plan, Conflict> {
         daemon_bytes: (daemon_json_change != FileChange::None).then(|| new_config.render()),
         daemon_json_change,
         restart,
-        restarted: false,
-        downtime_ms: None,
-        impact: None,
         docker,
         notes,
     })
@@ -325,56 +319,41 @@ pub fn disable(inputs: &Inputs) -> Result<DisablePlan, Conflict> {
         } else {
             FileChange::None
         },
-        restarted: false,
-        downtime_ms: None,
-        impact: None,
         docker,
         notes,
     })
 }
 
-/// What the live flow (`converge`) needs from both kinds of plan.
-pub trait Converging {
-    /// True when anything changes.
-    fn changed(&self) -> bool;
-    /// True when docker must restart.
-    fn restart(&self) -> bool;
-    /// Records whether docker must restart; a restart is itself a change.
-    fn set_restart(&mut self, need: bool);
-    /// Records the impact report.
-    fn set_impact(&mut self, impact: Option<crate::inspect::Impact>);
-    /// Records a restart that passed the health gate.
-    fn set_restarted(&mut self, downtime_ms: u64);
-    /// Remarks for the operator.
-    fn notes(&mut self) -> &mut Vec<String>;
+/// What a run needs to know of a plan, before anything happens.
+pub trait Decided {
+    /// A file or the user changes.
+    fn changes_files(&self) -> bool;
+    /// docker must restart, as the files alone decide (the live run also asks the engine).
+    fn restart_for_files(&self) -> bool;
+    /// The planner's remarks for the operator (taken once).
+    fn take_notes(&mut self) -> Vec<String>;
 }
 
-macro_rules! converging {
-    ($t:ty) => {
-        impl Converging for $t {
-            fn changed(&self) -> bool {
-                self.changed
-            }
-            fn restart(&self) -> bool {
-                self.restart
-            }
-            fn set_restart(&mut self, need: bool) {
-                self.restart = need;
-                self.changed |= need;
-            }
-            fn set_impact(&mut self, impact: Option<crate::inspect::Impact>) {
-                self.impact = impact;
-            }
-            fn set_restarted(&mut self, downtime_ms: u64) {
-                self.restarted = true;
-                self.downtime_ms = Some(downtime_ms);
-            }
-            fn notes(&mut self) -> &mut Vec<String> {
-                &mut self.notes
-            }
-        }
-    };
+impl Decided for Plan {
+    fn changes_files(&self) -> bool {
+        self.changed
+    }
+    fn restart_for_files(&self) -> bool {
+        self.restart
+    }
+    fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
+    }
 }
 
-converging!(Plan);
-converging!(DisablePlan);
+impl Decided for DisablePlan {
+    fn changes_files(&self) -> bool {
+        self.changed
+    }
+    fn restart_for_files(&self) -> bool {
+        self.restart
+    }
+    fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
+    }
+}

@@ -3,13 +3,13 @@
 
 use anyhow::{Context, Result};
 
-use crate::account::{self, Account};
-use crate::daemon_config::{ConfigError, DaemonConfig};
-use crate::docker_unit::{self, UnitScan};
 use crate::exit::Conflict;
-use crate::login_defs::LoginDefs;
-use crate::root::{Perms, Root};
-use crate::subid::SubIdFile;
+use crate::formats::daemon_config::{ConfigError, DaemonConfig};
+use crate::formats::login_defs::LoginDefs;
+use crate::formats::subid::SubIdFile;
+use crate::host::account::{self, Account};
+use crate::host::docker_unit::{self, UnitScan};
+use crate::host::root::{Perms, Root};
 
 /// Where daemon.json lives.
 pub const DAEMON_JSON: &str = "/etc/docker/daemon.json";
@@ -183,6 +183,6 @@ pub fn gather(root: &Root, user: &str) -> Result<Inputs> {
         blocked_dirs: blocked_dirs(root, &data_root(&daemon.config))?,
         daemon,
         unit: docker_unit::scan(root)?,
-        max_user_namespaces: crate::status::max_user_namespaces(root),
+        max_user_namespaces: crate::host::kernel::max_user_namespaces(root),
     })
 }

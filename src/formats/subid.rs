@@ -1,6 +1,6 @@
 //! /etc/subuid and /etc/subgid: parsing that keeps every byte, the allocator, and the linter.
 
-use crate::login_defs::SubIdBounds;
+use crate::formats::login_defs::SubIdBounds;
 
 /// The size of the 32-bit id space: no range may reach past it.
 pub const ID_SPACE: u64 = 1 << 32;

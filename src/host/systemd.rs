@@ -124,16 +124,91 @@ fn map_err(what: &str, e: zbus::Error) -> SystemdError {
     SystemdError::Other(format!("{what}: {e}"))
 }
 
+/// Defines a unit-state enum: systemd's words as variants, anything else kept as it was said.
+macro_rules! unit_state_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $word:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Default)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)*
+            /// A word this tool does not know (kept as systemd said it).
+            Other(String),
+            /// Not read (the default).
+            #[default]
+            Unknown,
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = std::convert::Infallible;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Ok(match s {
+                    $($word => $name::$variant,)*
+                    "" => $name::Unknown,
+                    other => $name::Other(other.to_string()),
+                })
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(match self {
+                    $($name::$variant => $word,)*
+                    $name::Other(s) => s,
+                    $name::Unknown => "",
+                })
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+    };
+}
+
+unit_state_enum! {
+    /// A unit's LoadState.
+    LoadState {
+        /// Its unit file was found and loaded.
+        Loaded = "loaded",
+        /// No such unit.
+        NotFound = "not-found",
+        /// Masked: it cannot be started.
+        Masked = "masked",
+        /// Its unit file could not be parsed.
+        Error = "error",
+    }
+}
+
+unit_state_enum! {
+    /// A unit's ActiveState.
+    ActiveState {
+        /// Started and running (or exited, for oneshots).
+        Active = "active",
+        /// Reloading its configuration.
+        Reloading = "reloading",
+        /// Stopped.
+        Inactive = "inactive",
+        /// Stopped after a failure.
+        Failed = "failed",
+        /// Starting.
+        Activating = "activating",
+        /// Stopping.
+        Deactivating = "deactivating",
+    }
+}
+
 /// A snapshot of a unit's state.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct UnitState {
     /// The unit name.
     pub name: String,
-    /// LoadState: loaded, not-found, masked, error, ...
-    pub load_state: String,
-    /// ActiveState: active, inactive, failed, activating, deactivating, ...
-    pub active_state: String,
-    /// SubState: running, dead, exited, auto-restart, ...
+    /// LoadState.
+    pub load_state: LoadState,
+    /// ActiveState.
+    pub active_state: ActiveState,
+    /// SubState: running, dead, exited, auto-restart, ... (type-specific, so kept as a word).
     pub sub_state: String,
     /// The current invocation, hex (empty when never started).
     pub invocation_id: String,
@@ -150,7 +225,7 @@ pub struct UnitState {
 impl UnitState {
     /// active/running.
     pub fn is_running(&self) -> bool {
-        self.active_state == "active" && self.sub_state == "running"
+        self.active_state == ActiveState::Active && self.sub_state == "running"
     }
 }
 
@@ -227,13 +302,14 @@ impl Systemd {
         Ok(())
     }
 
-    /// A unit's LoadState only (loaded, not-found, masked, ...).
-    pub fn load_state(&self, name: &str) -> Result<String, SystemdError> {
+    /// A unit's LoadState only.
+    pub fn load_state(&self, name: &str) -> Result<LoadState, SystemdError> {
         let path = self.manager.load_unit(name).map_err(|e| map_err(name, e))?;
         UnitProxyBlocking::builder(&self.conn)
             .path(path)
             .and_then(|b| b.cache_properties(CacheProperties::No).build())
             .and_then(|u| u.load_state())
+            .map(|w| w.parse().unwrap_or_default())
             .map_err(|e| map_err(name, e))
     }
 
@@ -247,8 +323,8 @@ impl Systemd {
         let get = |r: zbus::Result<String>| r.map_err(|e| map_err(name, e));
         let mut st = UnitState {
             name: name.to_string(),
-            load_state: get(unit.load_state())?,
-            active_state: get(unit.active_state())?,
+            load_state: get(unit.load_state())?.parse().unwrap_or_default(),
+            active_state: get(unit.active_state())?.parse().unwrap_or_default(),
             sub_state: get(unit.sub_state())?,
             invocation_id: unit
                 .invocation_id()
@@ -259,7 +335,7 @@ impl Systemd {
             exec_main_status: 0,
             main_pid: 0,
         };
-        if name.ends_with(".service") && st.load_state == "loaded" {
+        if name.ends_with(".service") && st.load_state == LoadState::Loaded {
             let svc = ServiceProxyBlocking::builder(&self.conn)
                 .path(path)
                 .and_then(|b| b.cache_properties(CacheProperties::No).build())
@@ -275,12 +351,13 @@ impl Systemd {
     /// Checks that a unit exists and is not masked.
     pub fn require_loaded(&self, name: &str) -> Result<UnitState, SystemdError> {
         let st = self.unit_state(name)?;
-        match st.load_state.as_str() {
-            "loaded" => Ok(st),
-            "masked" => Err(SystemdError::Masked(name.to_string())),
-            "not-found" => Err(SystemdError::NoSuchUnit(name.to_string())),
+        match &st.load_state {
+            LoadState::Loaded => Ok(st),
+            LoadState::Masked => Err(SystemdError::Masked(name.to_string())),
+            LoadState::NotFound => Err(SystemdError::NoSuchUnit(name.to_string())),
             other => Err(SystemdError::Other(format!(
-                "{name} has load state {other:?}"
+                "{name} has load state {:?}",
+                other.to_string()
             ))),
         }
     }

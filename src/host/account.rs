@@ -6,8 +6,8 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::exit::Conflict;
-use crate::login_defs::LoginDefs;
-use crate::root::Root;
+use crate::formats::login_defs::LoginDefs;
+use crate::host::root::Root;
 
 /// A user account as far as this tool cares.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

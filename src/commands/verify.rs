@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::engine::Engine;
+use crate::host::engine::Engine;
 
 /// One check and its outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -116,7 +116,7 @@ pub fn find_image(engine: &Engine, requested: Option<&str>) -> Result<Option<Str
             ),
         };
     }
-    let tags = crate::inspect::images(engine)?;
+    let tags = crate::host::inspect::images(engine)?;
     Ok(DEFAULT_IMAGES.iter().find_map(|want| {
         tags.iter()
             .find(|t| {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::root::Root;
+use crate::host::root::Root;
 
 /// How long shadow's tools wait for a lock (15 tries, one second apart).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -61,7 +61,7 @@ pub fn lock(root: &Root, files: &[&str], timeout: Duration) -> Result<ShadowLock
 
 fn lock_pwd(root: &Root, deadline: Instant) -> Result<File> {
     let path = root.path("/etc/.pwd.lock");
-    let file = crate::root::open_lock_file(&path)?;
+    let file = crate::host::root::open_lock_file(&path)?;
     loop {
         // SAFETY: a zeroed flock is a valid value; fcntl only reads it.
         let mut fl: libc::flock = unsafe { std::mem::zeroed() };

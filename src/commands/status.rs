@@ -1,17 +1,21 @@
 //! `status`: what docker runs as, whether remapping is configured and in effect, kernel
 //! support, unfinished runs, and running containers that are root on the host.
 
+use std::time::Duration;
+
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::daemon_config::DEFAULT_USER;
-use crate::engine::Engine;
-use crate::inspect;
-use crate::preflight;
-use crate::restart::{self, Docker, SERVICE};
-use crate::root::Root;
-use crate::systemd::Systemd;
-use crate::transaction::Transaction;
+use crate::formats::daemon_config::DEFAULT_USER;
+use crate::host::engine::Engine;
+use crate::host::inspect;
+use crate::host::kernel;
+use crate::host::root::Root;
+use crate::host::systemd::{LoadState, Systemd};
+use crate::run::converge;
+use crate::run::journal::Journal;
+use crate::run::preflight;
+use crate::run::restart::SERVICE;
 
 /// A range of the remap user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -75,29 +79,6 @@ pub struct Status {
     pub notes: Vec<String>,
 }
 
-/// Reads /proc/sys/user/max_user_namespaces on the live host.
-pub fn max_user_namespaces(root: &Root) -> Option<u64> {
-    if !root.is_host() {
-        return None;
-    }
-    std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-fn uid_of_pid(pid: u32) -> Option<u32> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines().find_map(|l| {
-        l.strip_prefix("Uid:")?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    })
-}
-
 fn user_name(uid: u32) -> String {
     uzers::get_user_by_uid(uid).map_or_else(
         || uid.to_string(),
@@ -142,7 +123,9 @@ pub fn configured(root: &Root) -> Result<Configured> {
             }
         });
     let lookup_name = user.clone().unwrap_or_else(|| DEFAULT_USER.to_string());
-    let account = crate::account::lookup(root, &lookup_name).ok().flatten();
+    let account = crate::host::account::lookup(root, &lookup_name)
+        .ok()
+        .flatten();
     let uid = account.as_ref().map(|a| a.uid);
     let ranges = |abs: &str| {
         preflight::read_id_file(root, abs)
@@ -170,12 +153,10 @@ pub fn status(root: &Root, is_root: bool) -> Result<Status> {
         subgid: conf.subgid,
         docker_root_dir: None,
         docker_version: None,
-        max_user_namespaces: max_user_namespaces(root),
-        unfinished: Transaction::load(root).ok().flatten().map(|t| {
-            format!(
-                "{} {} (phase {:?})",
-                t.record.action, t.record.id, t.record.phase
-            )
+        max_user_namespaces: kernel::max_user_namespaces(root),
+        unfinished: Journal::load(root).ok().flatten().map(|j| {
+            let r = j.record();
+            format!("{} {} (phase {:?})", r.action.name(), r.id, r.phase())
         }),
         host_root_containers: Vec::new(),
         notes: Vec::new(),
@@ -189,9 +170,7 @@ pub fn status(root: &Root, is_root: bool) -> Result<Status> {
         return Ok(st);
     }
     if st.unfinished.is_some() && is_root {
-        let _lock = crate::transaction::lock(root, crate::converge::LOCK_WAIT)?;
-        let mut docker = Docker::connect(root, std::time::Duration::from_secs(90))?;
-        if let Some(note) = restart::recover(root, &mut docker)? {
+        if let Some(note) = converge::recover_interrupted(root, Duration::from_secs(90))? {
             notes.push(note);
             st.unfinished = None;
         }
@@ -199,12 +178,12 @@ pub fn status(root: &Root, is_root: bool) -> Result<Status> {
         notes.push("an interrupted run left its record in /var/lib/docker-userns: run `docker-userns enable` or `disable` as root to roll it back".into());
     }
     match Systemd::connect().and_then(|sd| sd.unit_state(SERVICE)) {
-        Ok(u) if u.load_state == "loaded" => {
+        Ok(u) if u.load_state == LoadState::Loaded => {
             st.service = Some(Service {
                 main_pid_user: (u.main_pid != 0)
-                    .then(|| uid_of_pid(u.main_pid).map(user_name))
+                    .then(|| kernel::uid_of_pid(u.main_pid).map(user_name))
                     .flatten(),
-                active_state: u.active_state,
+                active_state: u.active_state.to_string(),
                 sub_state: u.sub_state,
                 main_pid: u.main_pid,
             });
@@ -212,7 +191,7 @@ pub fn status(root: &Root, is_root: bool) -> Result<Status> {
         Ok(u) => notes.push(format!("docker.service is {} to systemd", u.load_state)),
         Err(e) => notes.push(format!("systemd: {e}")),
     }
-    let engine = Engine::new(Engine::default_socket(), std::time::Duration::from_secs(5));
+    let engine = Engine::new(Engine::default_socket(), Duration::from_secs(5));
     match engine.info() {
         Ok(info) => {
             let on = info.userns();

@@ -1,0 +1,6 @@
+//! The commands that are not a change: `status`, `verify` and `check`. Each reads the host
+//! through the layers below and returns a value for the output layer; none calls another.
+
+pub mod check;
+pub mod status;
+pub mod verify;

@@ -1,0 +1,264 @@
+//! Applying a plan: the only module that writes the host's files, each write through the
+//! [`Journal`] (recorded before it happens, undone by the journal). Order: user, ranges (under
+//! shadow's locks, re-decided on the locked content), daemon.json last, since that is what
+//! turns remapping on.
+
+use std::io::Read;
+
+use anyhow::{Context, Result};
+
+use crate::exit::Conflict;
+use crate::formats::subid;
+use crate::host::account;
+use crate::host::root::{Perms, Root};
+use crate::host::shadow_lock;
+use crate::run::failpoint;
+use crate::run::journal::Journal;
+use crate::run::plan::{self, DisablePlan, FileChange, Plan, RangePlan};
+use crate::run::preflight::{self, DAEMON_JSON, DaemonFile, IdFile, Inputs};
+
+/// Where the previous daemon.json is kept before each rewrite.
+pub const DAEMON_JSON_BACKUP: &str = "/etc/docker/daemon.json.docker-userns-backup";
+
+/// Reads /etc/subuid or /etc/subgid again under the lock. When it still holds exactly the
+/// bytes read before (the usual case), the earlier parse is kept: the file is compared, not
+/// parsed again, which matters for files with a million lines.
+fn reread_id_file(root: &Root, abs: &str, before: IdFile) -> Result<IdFile> {
+    if before.exists
+        && let Some(meta) = root.symlink_metadata(abs)?
+        && meta.is_file()
+        && meta.len() == before.file.raw.len() as u64
+        && same_content(&root.path(abs), &before.file.raw)?
+    {
+        return Ok(IdFile {
+            perms: Perms::of(&meta),
+            ..before
+        });
+    }
+    // Drop the unlocked copy before reading the locked one.
+    drop(before);
+    preflight::read_id_file(root, abs)
+}
+
+/// True when the file at `path` holds exactly `bytes` (read in chunks, nothing kept).
+fn same_content(path: &std::path::Path, bytes: &[u8]) -> Result<bool> {
+    let ctx = || format!("cannot read {}", path.display());
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).with_context(ctx),
+    };
+    let mut buf = vec![0u8; 1 << 18];
+    let mut at = 0;
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).with_context(ctx),
+        };
+        if n == 0 {
+            return Ok(at == bytes.len());
+        }
+        if bytes.get(at..at + n) != Some(&buf[..n]) {
+            return Ok(false);
+        }
+        at += n;
+    }
+}
+
+fn write_id_file(
+    root: &Root,
+    journal: &mut Journal,
+    abs: &str,
+    found: &mut IdFile,
+    user: &str,
+    r: &RangePlan,
+) -> Result<()> {
+    if !r.add {
+        return Ok(());
+    }
+    if found.exists {
+        root.backup(abs, &format!("{abs}-"), &found.file.raw, found.perms)?;
+    }
+    // The new content is the old one plus a line, appended in place: no second copy of a file
+    // that may have a million lines.
+    let mut bytes = std::mem::take(&mut found.file.raw);
+    let len = bytes.len();
+    subid::append_line(&mut bytes, user, r.start, r.count);
+    let before = found.exists.then_some(&bytes[..len]);
+    journal.write_file(root, abs, before, &bytes, found.perms)?;
+    tracing::info!(
+        "added {user}:{}:{} to {}",
+        r.start,
+        r.count,
+        root.path(abs).display()
+    );
+    Ok(())
+}
+
+fn write_daemon_json(
+    root: &Root,
+    journal: &mut Journal,
+    found: &DaemonFile,
+    bytes: &[u8],
+) -> Result<()> {
+    // Someone may have edited the file since it was read: never overwrite their change.
+    let now = root.read_optional(DAEMON_JSON)?;
+    if now != found.raw {
+        return Err(Conflict::new(format!(
+            "{} changed while docker-userns was running; nothing was written to it: run the command again",
+            root.path(DAEMON_JSON).display()
+        ))
+        .into());
+    }
+    root.ensure_dir("/etc/docker", 0o755)?;
+    if let Some(raw) = &found.raw {
+        root.backup(DAEMON_JSON, DAEMON_JSON_BACKUP, raw, found.perms)?;
+    }
+    journal.write_file(root, DAEMON_JSON, found.raw.as_deref(), bytes, found.perms)?;
+    tracing::info!("wrote {}", root.path(DAEMON_JSON).display());
+    Ok(())
+}
+
+/// Applies an `enable` plan and updates it to what was done (ranges may differ from the
+/// preview when another program changed the files in between, or the new user's uid already
+/// owned ranges). On failure the journal holds what to undo.
+pub fn enable(
+    root: &Root,
+    journal: &mut Journal,
+    mut inputs: Inputs,
+    done: &mut Plan,
+    count: Option<u64>,
+) -> Result<()> {
+    if !done.changed {
+        return Ok(());
+    }
+    if done.user.create {
+        root.ensure_dir("/etc", 0o755)?;
+        journal.create_user(root, &inputs.user)?;
+        let acct = account::create(root, &inputs.user)?;
+        done.user.uid = Some(acct.uid);
+        inputs.account = Some(acct);
+    }
+    if done.subuid.add || done.subgid.add || done.user.create {
+        root.ensure_dir("/etc", 0o755)?;
+        let _lock = shadow_lock::lock(
+            root,
+            &["/etc/subuid", "/etc/subgid"],
+            shadow_lock::DEFAULT_TIMEOUT,
+        )?;
+        inputs.subuid = reread_id_file(root, "/etc/subuid", std::mem::take(&mut inputs.subuid))?;
+        inputs.subgid = reread_id_file(root, "/etc/subgid", std::mem::take(&mut inputs.subgid))?;
+        let replanned = plan::enable(&inputs, count)?;
+        // Only the bytes are needed from here on.
+        for f in [&mut inputs.subuid, &mut inputs.subgid] {
+            f.file.entries = Vec::new();
+            f.file.malformed = Vec::new();
+        }
+        let user = inputs.user.clone();
+        write_id_file(
+            root,
+            journal,
+            "/etc/subuid",
+            &mut inputs.subuid,
+            &user,
+            &replanned.subuid,
+        )?;
+        failpoint::hit("apply:after-subuid")?;
+        write_id_file(
+            root,
+            journal,
+            "/etc/subgid",
+            &mut inputs.subgid,
+            &user,
+            &replanned.subgid,
+        )?;
+        done.subuid = replanned.subuid;
+        done.subgid = replanned.subgid;
+    }
+    failpoint::hit("apply:before-daemon-json")?;
+    if done.daemon_json_change != FileChange::None
+        && let Some(bytes) = &done.daemon_bytes
+    {
+        write_daemon_json(root, journal, &inputs.daemon, bytes)?;
+    }
+    Ok(())
+}
+
+/// Applies a `disable` plan.
+pub fn disable(
+    root: &Root,
+    journal: &mut Journal,
+    inputs: &Inputs,
+    planned: &DisablePlan,
+) -> Result<()> {
+    if let Some(bytes) = &planned.daemon_bytes {
+        write_daemon_json(root, journal, &inputs.daemon, bytes)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::journal::Action;
+
+    /// A root with the remap user and the given /etc/subuid and /etc/subgid.
+    fn tree(subid: &str) -> (tempfile::TempDir, Root) {
+        let dir = tempfile::tempdir().unwrap();
+        let etc = dir.path().join("etc");
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::write(
+            etc.join("passwd"),
+            "root:x:0:0:root:/root:/bin/bash\ndockremap:x:999:999::/nonexistent:/usr/sbin/nologin\n",
+        )
+        .unwrap();
+        std::fs::write(etc.join("subuid"), subid).unwrap();
+        std::fs::write(etc.join("subgid"), subid).unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        (dir, root)
+    }
+
+    /// Plans on the files as they are, lets `between` change them (another program, before
+    /// the lock), then applies; returns the files afterwards.
+    fn run(subid: &str, between: impl FnOnce(&Root)) -> (String, String) {
+        let (_dir, root) = tree(subid);
+        let inputs = preflight::gather(&root, "dockremap").unwrap();
+        let mut planned = plan::enable(&inputs, None).unwrap();
+        between(&root);
+        let mut journal = Journal::begin(&root, Action::Enable, false, None).unwrap();
+        enable(&root, &mut journal, inputs, &mut planned, None).unwrap();
+        journal.finish(&root).unwrap();
+        let read = |f: &str| std::fs::read_to_string(root.path(f)).unwrap();
+        (read("/etc/subuid"), read("/etc/subgid"))
+    }
+
+    #[test]
+    fn unchanged_files_get_the_planned_line() {
+        let (u, g) = run("a:100000:65536\n", |_| {});
+        assert_eq!(u, "a:100000:65536\ndockremap:165536:65536\n");
+        assert_eq!(g, u);
+    }
+
+    #[test]
+    fn a_change_before_the_lock_is_honoured_even_at_the_same_length() {
+        // Same length, different bytes: only a comparison of the content notices.
+        let (u, g) = run("a:100000:65536\n", |root| {
+            std::fs::write(root.path("/etc/subuid"), "a:165536:65536\n").unwrap();
+        });
+        assert_eq!(u, "a:165536:65536\ndockremap:231072:65536\n");
+        assert_eq!(g, "a:100000:65536\ndockremap:231072:65536\n");
+        // Longer: a useradd appended a range where the planned one was.
+        let (u, _) = run("a:100000:65536\n", |root| {
+            std::fs::write(
+                root.path("/etc/subuid"),
+                "a:100000:65536\nbob:165536:65536\n",
+            )
+            .unwrap();
+        });
+        assert_eq!(
+            u,
+            "a:100000:65536\nbob:165536:65536\ndockremap:231072:65536\n"
+        );
+    }
+}

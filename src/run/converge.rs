@@ -1,0 +1,365 @@
+//! A changing run from start to end: lock, recover an interrupted run, preflight, plan, apply
+//! through the journal, validate, restart, health gate; on any failure the journal rolls back.
+//! Under `--root` or with `--no-restart` only the files are converged (still journaled).
+
+use std::time::Duration;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::exit::Conflict;
+use crate::formats::daemon_config::DEFAULT_USER;
+use crate::host::inspect::{self, Impact};
+use crate::host::root::Root;
+use crate::run::apply;
+use crate::run::failpoint;
+use crate::run::journal::{self, Action, Journal};
+use crate::run::plan::{self, Decided, DisablePlan, Plan};
+use crate::run::preflight::{self, Inputs};
+use crate::run::restart::{self, Docker, Expect, Observed, Validation};
+use crate::run::signals::Critical;
+
+/// What `enable` (and `plan`) are asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Want {
+    /// The remap user.
+    pub user: String,
+    /// Ids per range (None: login.defs' SUB_*_COUNT, 65536 when unset or 0).
+    pub count: Option<u64>,
+}
+
+/// How a changing run may treat docker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartPolicy {
+    /// Restart docker when the change needs it (false: files only, `--no-restart`).
+    pub restart: bool,
+    /// Restart even though containers run, which stops them (`--yes`).
+    pub stop_running_containers: bool,
+    /// Bound on each stop/start job and on the health gate.
+    pub timeout: Duration,
+}
+
+/// What a run did (or, for `plan`, would do): the plan, and what happened around it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome<P> {
+    /// The decision.
+    #[serde(flatten)]
+    pub plan: P,
+    /// Anything changed (or would): a file, the user, or a docker restart.
+    pub changed: bool,
+    /// docker must restart for the change to take effect.
+    pub restart: bool,
+    /// docker was restarted and passed the health gate.
+    pub restarted: bool,
+    /// Engine downtime of that restart in milliseconds.
+    pub downtime_ms: Option<u64>,
+    /// What the switch does to what docker holds (None: the engine was not asked).
+    pub impact: Option<Impact>,
+    /// Remarks for the operator.
+    pub notes: Vec<String>,
+}
+
+impl<P: Decided> Outcome<P> {
+    /// Before anything happens: as the files alone decide.
+    fn new(mut plan: P) -> Outcome<P> {
+        Outcome {
+            changed: plan.changes_files(),
+            restart: plan.restart_for_files(),
+            restarted: false,
+            downtime_ms: None,
+            impact: None,
+            notes: plan.take_notes(),
+            plan,
+        }
+    }
+}
+
+/// A change a run converges the host to: `enable` or `disable`.
+pub trait Change {
+    /// Its plan.
+    type Plan: Decided;
+    /// What the journal records.
+    const ACTION: Action;
+    /// The remap user the inputs are gathered for.
+    fn user(&self) -> &str;
+    /// Decides, without I/O.
+    fn plan(&self, inputs: &Inputs) -> Result<Self::Plan, Conflict>;
+    /// Writes the plan's files through the journal (and updates the plan to what was done).
+    fn apply(
+        &self,
+        root: &Root,
+        journal: &mut Journal,
+        inputs: Inputs,
+        plan: &mut Self::Plan,
+    ) -> Result<()>;
+    /// What docker must look like after the restart.
+    fn expect(&self, done: &Self::Plan) -> Expect;
+}
+
+/// `enable`.
+pub struct Enable<'a>(pub &'a Want);
+
+impl Change for Enable<'_> {
+    type Plan = Plan;
+    const ACTION: Action = Action::Enable;
+    fn user(&self) -> &str {
+        &self.0.user
+    }
+    fn plan(&self, inputs: &Inputs) -> Result<Plan, Conflict> {
+        plan::enable(inputs, self.0.count)
+    }
+    fn apply(&self, root: &Root, j: &mut Journal, inputs: Inputs, p: &mut Plan) -> Result<()> {
+        apply::enable(root, j, inputs, p, self.0.count)
+    }
+    fn expect(&self, done: &Plan) -> Expect {
+        Expect {
+            userns: Some(true),
+            ranges: Some((done.subuid.start, done.subgid.start)),
+        }
+    }
+}
+
+/// `disable`.
+pub struct Disable;
+
+impl Change for Disable {
+    type Plan = DisablePlan;
+    const ACTION: Action = Action::Disable;
+    fn user(&self) -> &str {
+        DEFAULT_USER
+    }
+    fn plan(&self, inputs: &Inputs) -> Result<DisablePlan, Conflict> {
+        plan::disable(inputs)
+    }
+    fn apply(
+        &self,
+        root: &Root,
+        j: &mut Journal,
+        inputs: Inputs,
+        p: &mut DisablePlan,
+    ) -> Result<()> {
+        apply::disable(root, j, &inputs, p)
+    }
+    fn expect(&self, _: &DisablePlan) -> Expect {
+        Expect {
+            userns: Some(false),
+            ranges: None,
+        }
+    }
+}
+
+/// docker must restart when it runs and either a file changes or the engine is known to
+/// remap otherwise than wanted. An engine that does not answer (e.g. `plan` without access to
+/// the socket) decides nothing by itself.
+pub fn restart_needed(seen: &Observed, files_changed: bool, want_userns: bool) -> bool {
+    seen.active() && (files_changed || seen.userns.is_some_and(|u| u != want_userns))
+}
+
+fn guard_running(docker: &Docker, restart: bool, yes: bool) -> Result<(), Conflict> {
+    if !restart || yes {
+        return Ok(());
+    }
+    let running = docker.running().map_err(|e| {
+        Conflict::new(format!(
+            "cannot tell whether containers run, which the docker restart would stop ({e}); pass --yes to restart anyway"
+        ))
+    })?;
+    if running.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = running.iter().map(|c| c.name()).collect();
+    Err(Conflict::new(format!(
+        "{} running container(s) would be stopped by the docker restart: {}; stop them first, or pass --yes to restart anyway",
+        names.len(),
+        names.join(", ")
+    )))
+}
+
+fn not_restarted_note(root: &Root) -> String {
+    if root.is_host() {
+        "docker was not restarted (--no-restart): the change applies at its next start".into()
+    } else {
+        "--root: services are never touched; docker there applies the change at its next start"
+            .into()
+    }
+}
+
+/// Decides whether docker restarts for `out` and, if so, adds the impact report.
+fn decide_restart<P>(docker: &Docker, seen: &Observed, out: &mut Outcome<P>, want_userns: bool) {
+    let need = restart_needed(seen, out.changed, want_userns);
+    out.restart = need;
+    out.changed |= need;
+    if seen.active() && seen.userns.is_none() {
+        out.notes.push("docker.service runs but its engine did not answer on /run/docker.sock (no access?): whether it remaps now is unknown, so only file changes decide the restart".into());
+    }
+    if need {
+        match inspect::impact(docker.engine(), want_userns) {
+            Ok(i) => out.impact = Some(i),
+            Err(e) => out.notes.push(format!("no impact report: {e:#}")),
+        }
+    }
+}
+
+/// `plan`: what `enable` would do. On the live host it also asks systemd and the engine
+/// (read-only) whether docker would restart and what the switch would hide.
+pub fn plan(root: &Root, want: &Want) -> Result<Outcome<Plan>> {
+    let inputs = preflight::gather(root, &want.user)?;
+    let mut out = Outcome::new(plan::enable(&inputs, want.count)?);
+    if !root.is_host() {
+        return Ok(out);
+    }
+    match Docker::connect(root, Duration::from_secs(30))
+        .and_then(|d| d.observe().map(|seen| (d, seen)))
+    {
+        Ok((docker, seen)) => decide_restart(&docker, &seen, &mut out, true),
+        Err(e) => out.notes.push(format!(
+            "docker's running state is unknown ({e:#}); the plan covers the files only"
+        )),
+    }
+    Ok(out)
+}
+
+/// `enable`.
+pub fn enable(root: &Root, want: &Want, policy: &RestartPolicy) -> Result<Outcome<Plan>> {
+    converge(root, policy, &Enable(want))
+}
+
+/// `disable`.
+pub fn disable(root: &Root, policy: &RestartPolicy) -> Result<Outcome<DisablePlan>> {
+    converge(root, policy, &Disable)
+}
+
+/// Rolls back (or finishes) an interrupted run on the live host, under the run lock; the
+/// note says what was found. For `status`.
+pub fn recover_interrupted(root: &Root, timeout: Duration) -> Result<Option<String>> {
+    let _lock = journal::lock(root, journal::LOCK_WAIT)?;
+    let mut docker = Docker::connect(root, timeout)?;
+    journal::recover(root, Some(&mut docker))
+}
+
+/// The change, end to end.
+fn converge<C: Change>(
+    root: &Root,
+    policy: &RestartPolicy,
+    change: &C,
+) -> Result<Outcome<C::Plan>> {
+    if !root.is_host() || !policy.restart {
+        return converge_files(root, change);
+    }
+    // One run at a time; an interrupted one is rolled back before anything is read.
+    let _lock = journal::lock(root, journal::LOCK_WAIT)?;
+    let mut docker = Docker::connect(root, policy.timeout)?;
+    let recovered = journal::recover(root, Some(&mut docker))?;
+    let seen = docker.observe()?;
+
+    // preflight → plan.
+    let inputs = preflight::gather(root, change.user())?;
+    let mut out = Outcome::new(change.plan(&inputs)?);
+    out.notes.extend(recovered);
+    decide_restart(&docker, &seen, &mut out, C::ACTION.wants_userns());
+    let need = out.restart;
+    guard_running(&docker, need, policy.stop_running_containers)?;
+    if !seen.active() {
+        out.notes.push("docker.service is not running and is left stopped: the change applies at its next start".into());
+    }
+    if !out.changed {
+        return Ok(out);
+    }
+
+    // apply → validate → restart, every step journaled first; any failure rolls back.
+    let exec_start = inputs.unit.exec_start.clone();
+    let _critical = Critical::enter();
+    let mut journal = Journal::begin(root, C::ACTION, seen.active(), seen.userns)?;
+    let steps = (|| -> Result<Option<u64>> {
+        change.apply(root, &mut journal, inputs, &mut out.plan)?;
+        if !need {
+            return Ok(None);
+        }
+        validate(&exec_start, policy.timeout, &mut out.notes)?;
+        journal.restart_docker(root)?;
+        let downtime = docker.restart(&change.expect(&out.plan))?;
+        failpoint::hit("converge:before-finish")?;
+        Ok(Some(downtime))
+    })();
+    match steps {
+        Ok(downtime) => {
+            journal.finish(root)?;
+            out.restarted = downtime.is_some();
+            out.downtime_ms = downtime;
+            Ok(out)
+        }
+        Err(e) => Err(journal.rollback(root, Some(&mut docker), e)),
+    }
+}
+
+/// Files only (`--root`, `--no-restart`): the same journal, no services. On the live host the
+/// run lock is taken too, and an interrupted run that touched docker must be rolled back by a
+/// full run first.
+fn converge_files<C: Change>(root: &Root, change: &C) -> Result<Outcome<C::Plan>> {
+    let _lock = if root.is_host() {
+        Some(journal::lock(root, journal::LOCK_WAIT)?)
+    } else {
+        None
+    };
+    let recovered = journal::recover(root, None)?;
+    let inputs = preflight::gather(root, change.user())?;
+    let mut out = Outcome::new(change.plan(&inputs)?);
+    out.notes.extend(recovered);
+    if !out.changed {
+        return Ok(out);
+    }
+    let mut journal = Journal::begin(root, C::ACTION, false, None)?;
+    if let Err(e) = change.apply(root, &mut journal, inputs, &mut out.plan) {
+        return Err(journal.rollback(root, None, e));
+    }
+    journal.finish(root)?;
+    if out.restart {
+        out.notes.push(not_restarted_note(root));
+    }
+    Ok(out)
+}
+
+/// `dockerd --validate` on the written files, where this dockerd has it.
+fn validate(exec_start: &[String], timeout: Duration, notes: &mut Vec<String>) -> Result<()> {
+    match restart::validate(exec_start, timeout)? {
+        Validation::Ok => notes.push("dockerd --validate accepted the new configuration".into()),
+        Validation::Unsupported => notes.push(
+            "this dockerd has no --validate (before 23.0): the health gate after the restart decides"
+                .into(),
+        ),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::systemd::UnitState;
+
+    fn seen(active: bool, userns: Option<bool>) -> Observed {
+        Observed {
+            unit: UnitState {
+                active_state: if active { "active" } else { "inactive" }.parse().unwrap(),
+                ..UnitState::default()
+            },
+            userns,
+        }
+    }
+
+    #[test]
+    fn docker_restarts_only_when_it_runs_and_files_or_the_engine_differ() {
+        // Files changed, docker running: restart.
+        assert!(restart_needed(&seen(true, Some(false)), true, true));
+        // Converged files, engine already remaps: nothing to do.
+        assert!(!restart_needed(&seen(true, Some(true)), false, true));
+        // Converged files but the engine still runs the old state (after --no-restart).
+        assert!(restart_needed(&seen(true, Some(false)), false, true));
+        assert!(restart_needed(&seen(true, Some(true)), false, false));
+        // The engine did not answer: only file changes decide.
+        assert!(!restart_needed(&seen(true, None), false, true));
+        assert!(restart_needed(&seen(true, None), true, true));
+        // docker not running: never restarted, whatever changed.
+        assert!(!restart_needed(&seen(false, None), true, true));
+        assert!(!restart_needed(&seen(false, Some(false)), false, true));
+    }
+}

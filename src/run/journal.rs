@@ -1,0 +1,1057 @@
+//! The journal: every step of a run that changes the host, recorded durably before it happens,
+//! each with its inverse. Rollback after a failure and recovery after a crash are one code path:
+//! [`undo_plan`] (pure) decides from the record and the host as it is now what must be undone,
+//! and [`Journal::undo`] carries that out.
+//!
+//! The record lives in /var/lib/docker-userns (inside the root, in every mode: live host,
+//! `--no-restart` and `--root`), with the saved copies of every file it names. Steps:
+//!
+//! | step | recorded | inverse |
+//! |---|---|---|
+//! | [`Step::WriteFile`] | before the write, with a copy of the old content; completed with a copy of what was written | put the old content back (or remove a file that did not exist), unless someone changed the file since: then it is left as found |
+//! | [`Step::CreateUser`] | before `useradd` runs | none: the user is kept (harmless, and it may own files by then), and the message says so |
+//! | [`Step::RestartDocker`] | before docker is stopped | bring docker back with the old files and gate it for its old remapping state |
+//!
+//! A new kind of step (moving a data root, copying volumes) adds a variant here, its inverse in
+//! [`undo_plan`] and its execution in [`Journal::undo`]; every failure path and crash recovery
+//! then undo it without further code.
+
+use std::fs::{File, TryLockError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::exit::{Conflict, RollbackIncomplete, RolledBack};
+use crate::host::root::{self, Perms, Root};
+
+/// The state directory.
+pub const DIR: &str = "/var/lib/docker-userns";
+/// The journal of the run in progress.
+pub const RECORD: &str = "/var/lib/docker-userns/transaction.json";
+/// The lock file held for a whole run.
+pub const LOCK: &str = "/var/lib/docker-userns/lock";
+/// How long a run waits for another one to finish.
+pub const LOCK_WAIT: Duration = Duration::from_secs(120);
+
+/// What a run converges to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Remapping on.
+    Enable,
+    /// Remapping off.
+    Disable,
+}
+
+impl Action {
+    /// The command's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Enable => "enable",
+            Action::Disable => "disable",
+        }
+    }
+
+    /// Whether the engine remaps once the action is done.
+    pub fn wants_userns(self) -> bool {
+        self == Action::Enable
+    }
+}
+
+/// How far a run got, as derived from its steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Files are being written; docker has not been touched.
+    Writing,
+    /// docker is being stopped and started with the new files.
+    Restarting,
+}
+
+impl Phase {
+    /// For messages: "stopped while ...".
+    pub fn doing(self) -> &'static str {
+        match self {
+            Phase::Writing => "writing files",
+            Phase::Restarting => "restarting docker",
+        }
+    }
+}
+
+/// A file the run writes, and what it held before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStep {
+    /// Path inside the root.
+    pub path: String,
+    /// False when the file did not exist (undo removes it).
+    pub existed: bool,
+    /// Mode bits before.
+    pub mode: u32,
+    /// Owner before.
+    pub uid: u32,
+    /// Group before.
+    pub gid: u32,
+    /// Where the old content is kept (inside the root).
+    pub backup: String,
+    /// What the run left in the file, once written (None: the write may not have happened).
+    #[serde(default)]
+    pub written: Option<Written>,
+}
+
+impl FileStep {
+    fn perms(&self) -> Perms {
+        Perms {
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+        }
+    }
+}
+
+/// The content a run wrote, kept so that undo only reverts the run's own change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Written {
+    /// The run left the file in place (false: it did not exist afterwards).
+    pub exists: bool,
+    /// Where a copy of that content is kept (inside the root).
+    pub copy: String,
+}
+
+/// One change to the host, recorded before it happens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "kebab-case")]
+pub enum Step {
+    /// A file is (about to be) replaced.
+    WriteFile(FileStep),
+    /// The remap user is (about to be) created with `useradd`.
+    CreateUser {
+        /// Its name.
+        name: String,
+    },
+    /// docker.socket and docker.service are (about to be) stopped and started.
+    RestartDocker,
+}
+
+/// The on-disk record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Unique id of the run (start time and pid).
+    pub id: String,
+    /// What the run converges to.
+    pub action: Action,
+    /// Whether docker.service was active before (false when services are not touched).
+    pub docker_was_active: bool,
+    /// Whether the engine reported user namespaces before (None: not running or not asked).
+    pub userns_before: Option<bool>,
+    /// The steps taken, in order; the last one may not have completed.
+    pub steps: Vec<Step>,
+}
+
+impl Record {
+    /// How far the run got.
+    pub fn phase(&self) -> Phase {
+        if self.steps.contains(&Step::RestartDocker) {
+            Phase::Restarting
+        } else {
+            Phase::Writing
+        }
+    }
+
+    /// The file steps, in order.
+    pub fn files(&self) -> impl Iterator<Item = &FileStep> {
+        self.steps.iter().filter_map(|s| match s {
+            Step::WriteFile(f) => Some(f),
+            _ => None,
+        })
+    }
+}
+
+/// Why undo runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// A step of this run failed: undo what it did.
+    Failed,
+    /// An earlier run died with its record on disk: finish or undo it.
+    Interrupted,
+}
+
+/// The host as it is now, as far as undo is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostNow {
+    /// For each file step, in order: the file still holds what the run wrote (true too when
+    /// the write was never completed, so there is nothing to tell it by).
+    pub files_as_written: Vec<bool>,
+    /// docker.service is active/running.
+    pub docker_running: bool,
+    /// Whether the engine remaps now (None: not asked or not answering).
+    pub engine_userns: Option<bool>,
+}
+
+/// One undo action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inverse {
+    /// Put the file of this step back (by its index in the record's steps).
+    RestoreFile(usize),
+    /// The file of this step changed after the run wrote it: leave it as found.
+    LeaveFile(usize),
+    /// The user the run created stays.
+    KeepUser(String),
+    /// Bring docker back with the old files, gated for this remapping state.
+    BringBackDocker(Option<bool>),
+}
+
+/// What to do with a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The interrupted run had done everything it set out to do: clear the record.
+    Finished,
+    /// Carry out these, in order.
+    Undo(Vec<Inverse>),
+}
+
+/// Decides, without I/O, what must happen to `record` given the host as it is `now`.
+///
+/// Files are put back in the reverse order they were written, except files changed since;
+/// a created user is kept; docker is brought back when the run touched it, or when it ran
+/// before and does not now. An interrupted run whose restart had already succeeded (files as
+/// written, docker running, the engine in the wanted state) is finished, not undone.
+pub fn undo_plan(record: &Record, now: &HostNow, why: Why) -> Verdict {
+    let restarted = record.phase() == Phase::Restarting;
+    let all_written = record.files().all(|f| f.written.is_some());
+    if why == Why::Interrupted
+        && restarted
+        && all_written
+        && now.files_as_written.iter().all(|w| *w)
+        && now.docker_running
+        && now.engine_userns == Some(record.action.wants_userns())
+    {
+        return Verdict::Finished;
+    }
+    let mut undo = Vec::new();
+    let mut file_no = record.files().count();
+    for (i, step) in record.steps.iter().enumerate().rev() {
+        match step {
+            Step::WriteFile(_) => {
+                file_no -= 1;
+                if now.files_as_written.get(file_no).copied().unwrap_or(true) {
+                    undo.push(Inverse::RestoreFile(i));
+                } else {
+                    undo.push(Inverse::LeaveFile(i));
+                }
+            }
+            Step::CreateUser { name } => undo.push(Inverse::KeepUser(name.clone())),
+            Step::RestartDocker => {}
+        }
+    }
+    if record.docker_was_active && (restarted || !now.docker_running) {
+        undo.push(Inverse::BringBackDocker(record.userns_before));
+    }
+    Verdict::Undo(undo)
+}
+
+/// docker, as undo needs it. Implemented by the restart layer; tests use a fake.
+pub trait Docker {
+    /// docker.service is active/running; with `ask_engine`, whether the engine remaps too.
+    fn now(&self, ask_engine: bool) -> (bool, Option<bool>);
+    /// Stops what is left, clears the failed state, starts docker, and gates it for `userns`.
+    fn bring_back(&mut self, userns: Option<bool>) -> Result<()>;
+    /// The unit's result and its journal lines since the restart began ("" when none).
+    fn diagnostics(&self) -> String;
+}
+
+/// What an undo did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Undone {
+    /// Files put back (paths inside the root).
+    pub restored: Vec<String>,
+    /// Files left as found because someone changed them after the run wrote them.
+    pub left: Vec<String>,
+    /// The user the run created, kept.
+    pub kept_user: Option<String>,
+    /// docker was brought back.
+    pub docker_back: bool,
+}
+
+impl Undone {
+    /// The message of a rollback that worked.
+    fn message(&self, root: &Root) -> String {
+        let shown = |v: &[String]| {
+            v.iter()
+                .map(|p| root.path(p).display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut s = if self.restored.is_empty() {
+            "failed, rolled back: restored nothing (no file was written yet)".to_string()
+        } else {
+            format!(
+                "failed, rolled back: restored byte for byte: {}",
+                shown(&self.restored)
+            )
+        };
+        if !self.left.is_empty() {
+            s.push_str(&format!(
+                "; {} changed after this run wrote it and was left as found (compare it with its saved copy)",
+                shown(&self.left)
+            ));
+        }
+        if let Some(u) = &self.kept_user {
+            s.push_str(&format!(
+                "; user {u}, created by this run, was kept (harmless; remove it with userdel if unwanted)"
+            ));
+        }
+        s.push_str(if self.docker_back {
+            "; docker runs with the previous settings"
+        } else {
+            "; docker was not restarted"
+        });
+        s
+    }
+}
+
+/// A run in progress: its record, as last written to disk.
+#[derive(Debug)]
+pub struct Journal {
+    record: Record,
+}
+
+fn write_record(root: &Root, record: &Record) -> Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(record).expect("record serializes");
+    bytes.push(b'\n');
+    root.write_atomic(RECORD, &bytes, Perms::root_owned(0o600))
+        .context("cannot write the journal of this run")
+}
+
+impl Journal {
+    /// Starts the journal of a run, durably, before any change. Refuses when an unfinished
+    /// record is there (it must be recovered first).
+    pub fn begin(
+        root: &Root,
+        action: Action,
+        docker_was_active: bool,
+        userns_before: Option<bool>,
+    ) -> Result<Journal> {
+        root.ensure_dir(DIR, 0o700)?;
+        if root.symlink_metadata(RECORD)?.is_some() {
+            bail!(
+                "{} is there already: an interrupted run must be rolled back first",
+                root.path(RECORD).display()
+            );
+        }
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let record = Record {
+            id: format!("{}-{}", since.as_secs(), std::process::id()),
+            action,
+            docker_was_active,
+            userns_before,
+            steps: Vec::new(),
+        };
+        write_record(root, &record)?;
+        Ok(Journal { record })
+    }
+
+    /// The unfinished journal left by an earlier run, if any.
+    pub fn load(root: &Root) -> Result<Option<Journal>> {
+        let Some(bytes) = root.read_optional(RECORD)? else {
+            return Ok(None);
+        };
+        let record: Record = serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "{} is not a valid journal; compare the files it protects with their copies in {DIR}, then remove it",
+                root.path(RECORD).display()
+            )
+        })?;
+        Ok(Some(Journal { record }))
+    }
+
+    /// The record.
+    pub fn record(&self) -> &Record {
+        &self.record
+    }
+
+    /// Records `step` durably; only then may it happen.
+    fn push(&mut self, root: &Root, step: Step) -> Result<()> {
+        self.record.steps.push(step);
+        if let Err(e) = write_record(root, &self.record) {
+            // Not on disk, so not to be undone from it either.
+            self.record.steps.pop();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Writes `bytes` to `abs` (durably, with `perms`), journaled: the old content `before`
+    /// (None: the file does not exist) is saved and recorded first, and what was written is
+    /// recorded after.
+    pub fn write_file(
+        &mut self,
+        root: &Root,
+        abs: &str,
+        before: Option<&[u8]>,
+        bytes: &[u8],
+        perms: Perms,
+    ) -> Result<()> {
+        let n = self.record.files().count();
+        let backup = format!("{DIR}/backup.{n}");
+        match before {
+            Some(old) => root.write_atomic(&backup, old, Perms::root_owned(0o600))?,
+            None => remove_if_there(root, &backup)?,
+        }
+        self.push(
+            root,
+            Step::WriteFile(FileStep {
+                path: abs.to_string(),
+                existed: before.is_some(),
+                mode: perms.mode,
+                uid: perms.uid,
+                gid: perms.gid,
+                backup,
+                written: None,
+            }),
+        )?;
+        root.write_atomic(abs, bytes, perms)
+            .with_context(|| format!("cannot write {}", root.path(abs).display()))?;
+        let copy = format!("{DIR}/written.{n}");
+        root.write_atomic(&copy, bytes, Perms::root_owned(0o600))?;
+        if let Some(Step::WriteFile(f)) = self.record.steps.last_mut() {
+            f.written = Some(Written { exists: true, copy });
+        }
+        write_record(root, &self.record)
+    }
+
+    /// Records that the remap user is about to be created.
+    pub fn create_user(&mut self, root: &Root, name: &str) -> Result<()> {
+        self.push(
+            root,
+            Step::CreateUser {
+                name: name.to_string(),
+            },
+        )
+    }
+
+    /// Records that docker is about to be restarted.
+    pub fn restart_docker(&mut self, root: &Root) -> Result<()> {
+        self.push(root, Step::RestartDocker)
+    }
+
+    /// True when the run wrote at least one file or created the user.
+    pub fn changed_anything(&self) -> bool {
+        !self.record.steps.is_empty()
+    }
+
+    /// Ends the run: removes the record, then the saved copies.
+    pub fn finish(self, root: &Root) -> Result<()> {
+        std::fs::remove_file(root.path(RECORD)).context("cannot remove the journal")?;
+        root::sync_dir(&root.path(DIR))?;
+        for f in self.record.files() {
+            let _ = std::fs::remove_file(root.path(&f.backup));
+            if let Some(w) = &f.written {
+                let _ = std::fs::remove_file(root.path(&w.copy));
+            }
+        }
+        Ok(())
+    }
+
+    /// The host as undo sees it: which files still hold what the run wrote, and docker's state
+    /// (`docker` None: services are not touched in this mode).
+    fn host_now(&self, root: &Root, docker: Option<&dyn Docker>, why: Why) -> Result<HostNow> {
+        let mut files_as_written = Vec::new();
+        for f in self.record.files() {
+            files_as_written.push(untouched_since(root, f)?);
+        }
+        let (docker_running, engine_userns) =
+            docker.map_or((false, None), |d| d.now(why == Why::Interrupted));
+        Ok(HostNow {
+            files_as_written,
+            docker_running,
+            engine_userns,
+        })
+    }
+
+    /// Carries out `undo`, going on past a failure (the first one is returned, with what was
+    /// done before it).
+    pub fn undo(
+        &self,
+        root: &Root,
+        docker: Option<&mut dyn Docker>,
+        undo: &[Inverse],
+    ) -> Result<Undone, (anyhow::Error, Undone)> {
+        let mut done = Undone::default();
+        let mut first: Option<anyhow::Error> = None;
+        let mut docker = docker;
+        for inv in undo {
+            let r = match inv {
+                Inverse::RestoreFile(i) => {
+                    let Step::WriteFile(f) = &self.record.steps[*i] else {
+                        unreachable!("undo_plan restores file steps only")
+                    };
+                    restore(root, f).map(|()| done.restored.push(f.path.clone()))
+                }
+                Inverse::LeaveFile(i) => {
+                    if let Step::WriteFile(f) = &self.record.steps[*i] {
+                        tracing::warn!(
+                            "{} changed after this run wrote it: left as it is",
+                            root.path(&f.path).display()
+                        );
+                        done.left.push(f.path.clone());
+                    }
+                    Ok(())
+                }
+                Inverse::KeepUser(name) => {
+                    done.kept_user = Some(name.clone());
+                    Ok(())
+                }
+                Inverse::BringBackDocker(userns) => match docker.as_deref_mut() {
+                    // Never with files still wrong underneath: only after they were restored.
+                    Some(_) if first.is_some() => Err(anyhow::anyhow!(
+                        "docker was not brought back, since restoring the files failed"
+                    )),
+                    Some(d) => d.bring_back(*userns).map(|()| done.docker_back = true),
+                    None => Err(anyhow::anyhow!(
+                        "docker must be brought back, which this mode does not do"
+                    )),
+                },
+            };
+            if let Err(e) = r {
+                first.get_or_insert(e);
+            }
+        }
+        match first {
+            None => Ok(done),
+            Some(e) => Err((e, done)),
+        }
+    }
+
+    /// Rolls this run back after `cause`: decides the undo from the journal, carries it out,
+    /// and says whether that worked (exit 5, record cleared) or not (exit 6, record kept for
+    /// the next run). `docker` is None when services are not touched (`--root`,
+    /// `--no-restart`).
+    pub fn rollback(
+        self,
+        root: &Root,
+        docker: Option<&mut dyn Docker>,
+        cause: anyhow::Error,
+    ) -> anyhow::Error {
+        if !self.changed_anything() {
+            // Nothing happened yet: no rollback to speak of.
+            return match self.finish(root) {
+                Ok(()) => cause,
+                Err(e) => cause.context(RollbackIncomplete(format!(
+                    "failed, and the empty journal could not be removed ({e:#})"
+                ))),
+            };
+        }
+        let diag = match (&docker, self.record.phase()) {
+            (Some(d), Phase::Restarting) => d.diagnostics(),
+            _ => String::new(),
+        };
+        let diag = if diag.trim().is_empty() {
+            String::new()
+        } else {
+            format!("\n{}", diag.trim_end())
+        };
+        let result = self
+            .host_now(root, docker.as_deref(), Why::Failed)
+            .map_err(|e| (e, Undone::default()))
+            .and_then(|now| match undo_plan(&self.record, &now, Why::Failed) {
+                Verdict::Undo(list) => self.undo(root, docker, &list),
+                Verdict::Finished => Ok(Undone::default()),
+            });
+        match result {
+            Ok(done) => {
+                let msg = done.message(root);
+                match self.finish(root) {
+                    Ok(()) => cause.context(RolledBack(format!("{msg}{diag}"))),
+                    Err(e) => cause.context(RollbackIncomplete(format!(
+                        "{msg}, but the journal could not be removed ({e:#}){diag}"
+                    ))),
+                }
+            }
+            Err((e, _)) => cause.context(RollbackIncomplete(format!(
+                "failed, and the rollback did not complete ({e:#}); the saved files and the journal are kept in {DIR}: the next docker-userns run retries the rollback{diag}"
+            ))),
+        }
+    }
+}
+
+/// Finishes or undoes a run that died with its journal on disk; returns a note when there
+/// was one. With `docker` None (services not touched), a journal that needs docker brought
+/// back is refused before anything is undone.
+pub fn recover(root: &Root, docker: Option<&mut dyn Docker>) -> Result<Option<String>> {
+    let Some(journal) = Journal::load(root)? else {
+        return Ok(None);
+    };
+    let _critical = crate::run::signals::Critical::enter();
+    let r = &journal.record;
+    let now = journal.host_now(root, docker.as_deref(), Why::Interrupted)?;
+    let list = match undo_plan(r, &now, Why::Interrupted) {
+        Verdict::Finished => {
+            let note = format!(
+                "an interrupted run ({} {}) had already restarted docker as intended; its record was cleared",
+                r.action.name(),
+                r.id
+            );
+            journal.finish(root)?;
+            return Ok(Some(note));
+        }
+        Verdict::Undo(list) => list,
+    };
+    if docker.is_none()
+        && list
+            .iter()
+            .any(|i| matches!(i, Inverse::BringBackDocker(_)))
+    {
+        return Err(Conflict::new(format!(
+            "an interrupted run ({} {}) touched docker and must be rolled back on the live host first: run the command once without --no-restart (or without --root)",
+            r.action.name(),
+            r.id
+        ))
+        .into());
+    }
+    tracing::warn!(
+        "found an interrupted run ({}, {}, {}): rolling it back",
+        r.id,
+        r.action.name(),
+        r.phase().doing()
+    );
+    let done = journal.undo(root, docker, &list).map_err(|(e, _)| {
+        e.context(RollbackIncomplete(format!(
+            "rolling back the interrupted run {} failed: its saved files and journal stay in {DIR}",
+            r.id
+        )))
+    })?;
+    let note = format!(
+        "an interrupted run ({} {}, stopped while {}) was rolled back first{}",
+        r.action.name(),
+        r.id,
+        r.phase().doing(),
+        left_note(root, &done.left)
+    );
+    journal.finish(root)?;
+    Ok(Some(note))
+}
+
+/// The part of a message about files someone else changed meanwhile.
+fn left_note(root: &Root, left: &[String]) -> String {
+    if left.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<String> = left
+        .iter()
+        .map(|p| root.path(p).display().to_string())
+        .collect();
+    format!(
+        "; {} changed after this run wrote it and was left as found (compare it with its saved copy)",
+        shown.join(", ")
+    )
+}
+
+fn remove_if_there(root: &Root, abs: &str) -> Result<()> {
+    match std::fs::remove_file(root.path(abs)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", root.path(abs).display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The file holds what the run wrote (or the write was not recorded as done).
+fn untouched_since(root: &Root, f: &FileStep) -> Result<bool> {
+    let Some(w) = &f.written else { return Ok(true) };
+    let now = root.read_optional(&f.path)?;
+    Ok(match (&now, w.exists) {
+        (None, false) => true,
+        (Some(bytes), true) => root.read_optional(&w.copy)?.as_deref() == Some(bytes.as_slice()),
+        _ => false,
+    })
+}
+
+/// Puts one file back byte for byte, with its old mode and owner (or removes it).
+fn restore(root: &Root, f: &FileStep) -> Result<()> {
+    if f.existed {
+        let bytes = root.read_optional(&f.backup)?.with_context(|| {
+            format!(
+                "the saved copy {} of {} is missing",
+                root.path(&f.backup).display(),
+                f.path
+            )
+        })?;
+        if root.read_optional(&f.path)?.as_deref() != Some(bytes.as_slice()) {
+            root.write_atomic(&f.path, &bytes, f.perms())
+                .with_context(|| format!("cannot restore {}", root.path(&f.path).display()))?;
+        }
+        Ok(())
+    } else {
+        remove_if_there(root, &f.path)
+    }
+}
+
+/// The run lock: held (flock) for the life of the value.
+#[derive(Debug)]
+pub struct RunLock(#[allow(dead_code)] File);
+
+/// Takes the run lock, waiting up to `wait` for another run to finish.
+pub fn lock(root: &Root, wait: Duration) -> Result<RunLock> {
+    root.ensure_dir(DIR, 0o700)?;
+    let path = root.path(LOCK);
+    let file = root::open_lock_file(&path)?;
+    let deadline = Instant::now() + wait;
+    let mut told = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(RunLock(file)),
+            Err(TryLockError::WouldBlock) => {}
+            Err(TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+            }
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "another docker-userns run holds {} and did not finish within {} s; try again when it is done",
+                path.display(),
+                wait.as_secs()
+            );
+        }
+        if !told {
+            tracing::warn!(
+                "another docker-userns run is in progress; waiting up to {} s",
+                wait.as_secs()
+            );
+            told = true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn record(action: Action, was_active: bool, steps: Vec<Step>) -> Record {
+        Record {
+            id: "1-1".into(),
+            action,
+            docker_was_active: was_active,
+            userns_before: Some(false),
+            steps,
+        }
+    }
+
+    fn file(path: &str, written: bool) -> Step {
+        Step::WriteFile(FileStep {
+            path: path.into(),
+            existed: true,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            backup: format!("{DIR}/backup.x"),
+            written: written.then(|| Written {
+                exists: true,
+                copy: format!("{DIR}/written.x"),
+            }),
+        })
+    }
+
+    fn now(files: &[bool], running: bool, userns: Option<bool>) -> HostNow {
+        HostNow {
+            files_as_written: files.to_vec(),
+            docker_running: running,
+            engine_userns: userns,
+        }
+    }
+
+    #[test]
+    fn undo_reverses_the_steps_and_keeps_the_user() {
+        let r = record(
+            Action::Enable,
+            true,
+            vec![
+                Step::CreateUser {
+                    name: "dockremap".into(),
+                },
+                file("/etc/subuid", true),
+                file("/etc/subgid", false),
+            ],
+        );
+        // Failed while writing, docker untouched and still running: files only.
+        assert_eq!(
+            undo_plan(&r, &now(&[true, true], true, None), Why::Failed),
+            Verdict::Undo(vec![
+                Inverse::RestoreFile(2),
+                Inverse::RestoreFile(1),
+                Inverse::KeepUser("dockremap".into()),
+            ])
+        );
+        // A file someone changed after the run wrote it is left as found.
+        assert_eq!(
+            undo_plan(&r, &now(&[false, true], true, None), Why::Failed),
+            Verdict::Undo(vec![
+                Inverse::RestoreFile(2),
+                Inverse::LeaveFile(1),
+                Inverse::KeepUser("dockremap".into()),
+            ])
+        );
+        // docker ran before and does not now: it is brought back too.
+        assert_eq!(
+            undo_plan(&r, &now(&[true, true], false, None), Why::Interrupted),
+            Verdict::Undo(vec![
+                Inverse::RestoreFile(2),
+                Inverse::RestoreFile(1),
+                Inverse::KeepUser("dockremap".into()),
+                Inverse::BringBackDocker(Some(false)),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_restart_is_undone_by_bringing_docker_back_last() {
+        let r = record(
+            Action::Enable,
+            true,
+            vec![file("/etc/docker/daemon.json", true), Step::RestartDocker],
+        );
+        assert_eq!(r.phase(), Phase::Restarting);
+        let v = undo_plan(&r, &now(&[true], true, Some(true)), Why::Failed);
+        assert_eq!(
+            v,
+            Verdict::Undo(vec![
+                Inverse::RestoreFile(0),
+                Inverse::BringBackDocker(Some(false)),
+            ])
+        );
+        // docker was not running before: nothing to bring back.
+        let r = record(Action::Enable, false, r.steps);
+        assert_eq!(
+            undo_plan(&r, &now(&[true], false, None), Why::Failed),
+            Verdict::Undo(vec![Inverse::RestoreFile(0)])
+        );
+    }
+
+    #[test]
+    fn an_interrupted_run_that_had_finished_is_finished_not_undone() {
+        let steps = vec![file("/etc/docker/daemon.json", true), Step::RestartDocker];
+        let r = record(Action::Enable, true, steps.clone());
+        let done = now(&[true], true, Some(true));
+        assert_eq!(undo_plan(&r, &done, Why::Interrupted), Verdict::Finished);
+        // Never for a failure of this run: its cause is known.
+        assert_ne!(undo_plan(&r, &done, Why::Failed), Verdict::Finished);
+        // Not when the engine is in the other state, a file changed, docker is down, or the
+        // restart was not reached.
+        for other in [
+            now(&[true], true, Some(false)),
+            now(&[true], true, None),
+            now(&[false], true, Some(true)),
+            now(&[true], false, None),
+        ] {
+            assert_ne!(undo_plan(&r, &other, Why::Interrupted), Verdict::Finished);
+        }
+        let r = record(Action::Enable, true, vec![steps[0].clone()]);
+        assert_ne!(undo_plan(&r, &done, Why::Interrupted), Verdict::Finished);
+        let r = record(Action::Disable, true, steps);
+        assert_ne!(undo_plan(&r, &done, Why::Interrupted), Verdict::Finished);
+    }
+
+    /// docker as undo sees it, counting what is asked of it.
+    #[derive(Default)]
+    struct FakeDocker {
+        running: bool,
+        brought_back: Vec<Option<bool>>,
+        fail: bool,
+    }
+
+    impl Docker for FakeDocker {
+        fn now(&self, _: bool) -> (bool, Option<bool>) {
+            (self.running, None)
+        }
+        fn bring_back(&mut self, userns: Option<bool>) -> Result<()> {
+            self.brought_back.push(userns);
+            if self.fail {
+                bail!("docker did not come back");
+            }
+            self.running = true;
+            Ok(())
+        }
+        fn diagnostics(&self) -> String {
+            "docker.service: failed".into()
+        }
+    }
+
+    fn tree() -> (tempfile::TempDir, Root) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        root.ensure_dir("/etc/docker", 0o755).unwrap();
+        root.write_atomic("/etc/subuid", b"a:1:2\n# odd", Perms::root_owned(0o640))
+            .unwrap();
+        (dir, root)
+    }
+
+    /// The step kinds of a run, in order; the run stops after `steps` of them.
+    fn run_until(root: &Root, steps: usize) -> Journal {
+        let mut j = Journal::begin(root, Action::Enable, true, Some(false)).unwrap();
+        let all: [&dyn Fn(&mut Journal); 4] = [
+            &|j| j.create_user(root, "dockremap").unwrap(),
+            &|j| {
+                j.write_file(
+                    root,
+                    "/etc/subuid",
+                    Some(b"a:1:2\n# odd"),
+                    b"a:1:2\n# odd\ndockremap:100000:65536\n",
+                    Perms::root_owned(0o640),
+                )
+                .unwrap()
+            },
+            &|j| {
+                j.write_file(
+                    root,
+                    "/etc/docker/daemon.json",
+                    None,
+                    b"{}\n",
+                    Perms::root_owned(0o644),
+                )
+                .unwrap()
+            },
+            &|j| j.restart_docker(root).unwrap(),
+        ];
+        for step in &all[..steps] {
+            step(&mut j);
+        }
+        j
+    }
+
+    fn assert_restored(root: &Root) {
+        assert_eq!(
+            std::fs::read(root.path("/etc/subuid")).unwrap(),
+            b"a:1:2\n# odd"
+        );
+        assert_eq!(
+            std::fs::metadata(root.path("/etc/subuid")).unwrap().mode() & 0o777,
+            0o640
+        );
+        assert!(!root.path("/etc/docker/daemon.json").exists());
+        assert!(Journal::load(root).unwrap().is_none(), "journal left");
+        assert!(!root.path(&format!("{DIR}/backup.0")).exists());
+    }
+
+    #[test]
+    fn a_failure_after_each_step_kind_and_a_crash_there_take_the_same_undo() {
+        for steps in 0..=4 {
+            // A failure: this run rolls back.
+            let (_d, root) = tree();
+            let j = run_until(&root, steps);
+            // docker runs while files are written; the restart step may have left it down.
+            let mut docker = FakeDocker {
+                running: steps < 4,
+                ..FakeDocker::default()
+            };
+            let err = j.rollback(&root, Some(&mut docker), anyhow::anyhow!("injected"));
+            assert_restored(&root);
+            let code = crate::exit::code_of(&err);
+            let msg = format!("{err:#}");
+            if steps == 0 {
+                assert_eq!(code, crate::exit::Code::Failure, "{msg}");
+            } else {
+                assert_eq!(code, crate::exit::Code::RolledBack, "{msg}");
+                assert!(msg.contains("user dockremap, created by this run, was kept"));
+            }
+            let restarted = steps == 4;
+            assert_eq!(
+                docker.brought_back,
+                restarted
+                    .then_some(Some(false))
+                    .into_iter()
+                    .collect::<Vec<_>>(),
+                "{steps}"
+            );
+            assert_eq!(msg.contains("docker.service: failed"), restarted, "{msg}");
+
+            // A crash at the same point: the next run recovers through the same undo.
+            let (_d, root) = tree();
+            drop(run_until(&root, steps));
+            let mut docker = FakeDocker {
+                running: !restarted,
+                ..FakeDocker::default()
+            };
+            let note = recover(&root, Some(&mut docker)).unwrap().unwrap();
+            assert!(note.contains("was rolled back first"), "{note}");
+            assert_restored(&root);
+            assert_eq!(
+                docker.brought_back,
+                restarted
+                    .then_some(Some(false))
+                    .into_iter()
+                    .collect::<Vec<_>>(),
+                "{steps}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_undo_that_fails_keeps_the_journal_for_the_next_run() {
+        let (_d, root) = tree();
+        let j = run_until(&root, 4);
+        let mut docker = FakeDocker {
+            fail: true,
+            ..FakeDocker::default()
+        };
+        let err = j.rollback(&root, Some(&mut docker), anyhow::anyhow!("injected"));
+        assert_eq!(
+            crate::exit::code_of(&err),
+            crate::exit::Code::RollbackIncomplete
+        );
+        // The files were put back all the same; the journal stays for a retry.
+        assert_eq!(
+            std::fs::read(root.path("/etc/subuid")).unwrap(),
+            b"a:1:2\n# odd"
+        );
+        assert!(Journal::load(&root).unwrap().is_some());
+        // Without docker (--root, --no-restart) that journal is refused, nothing undone twice.
+        let err = recover(&root, None).unwrap_err();
+        assert!(format!("{err:#}").contains("touched docker"), "{err:#}");
+        let mut docker = FakeDocker::default();
+        assert!(recover(&root, Some(&mut docker)).unwrap().is_some());
+        assert_restored(&root);
+    }
+
+    #[test]
+    fn a_file_changed_after_the_run_wrote_it_is_left_as_found() {
+        let (_d, root) = tree();
+        let j = run_until(&root, 2);
+        root.write_atomic(
+            "/etc/subuid",
+            b"useradd was here\n",
+            Perms::root_owned(0o640),
+        )
+        .unwrap();
+        let mut docker = FakeDocker {
+            running: true,
+            ..FakeDocker::default()
+        };
+        let err = j.rollback(&root, Some(&mut docker), anyhow::anyhow!("injected"));
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("changed after this run wrote it and was left as found"),
+            "{msg}"
+        );
+        assert_eq!(
+            std::fs::read(root.path("/etc/subuid")).unwrap(),
+            b"useradd was here\n"
+        );
+    }
+
+    #[test]
+    fn the_run_lock_excludes_a_second_holder_in_another_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        let _held = lock(&root, Duration::from_millis(10)).unwrap();
+        // flock locks belong to the open file description: a second open conflicts.
+        let err = lock(&root, Duration::from_millis(300)).unwrap_err();
+        assert!(
+            err.to_string().contains("another docker-userns run"),
+            "{err}"
+        );
+    }
+}

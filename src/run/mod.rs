@@ -1,0 +1,15 @@
+//! The run: `preflight → plan → apply → restart → verify | rollback`, with the journal that
+//! records every step before it happens and owns undo and crash recovery.
+//!
+//! [`converge`] drives a changing run: [`preflight`] reads every input, [`plan`] decides (pure),
+//! [`apply`] writes through the [`journal`], [`restart`] restarts docker and health-gates it;
+//! on any failure, or after a crash, the journal's undo puts the host back.
+
+pub mod apply;
+pub mod converge;
+pub mod failpoint;
+pub mod journal;
+pub mod plan;
+pub mod preflight;
+pub mod restart;
+pub mod signals;
