@@ -258,9 +258,9 @@ fn enable(root: &Path) -> Command {
 }
 
 fn sync() {
-    // SAFETY: sync has no preconditions. Earlier writes are flushed before a timed run, so
-    // writeback of the generated files does not land in it.
-    unsafe { libc::sync() };
+    // Earlier writes are flushed before a timed run, so writeback of the generated files does
+    // not land in it.
+    rustix::fs::sync();
 }
 
 fn load() -> String {

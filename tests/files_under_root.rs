@@ -601,7 +601,12 @@ fn run_with_failpoint(t: &Tree, point: &str, args: &[&str]) -> Run {
 #[test]
 fn a_failure_after_writing_restores_the_files() {
     // Needs the debug binary (failpoints are compiled out of release builds).
-    for point in ["apply:after-subuid", "apply:before-daemon-json"] {
+    // One point after each kind of step the journal records under --root (user, file).
+    for point in [
+        "apply:after-user",
+        "apply:after-subuid",
+        "apply:before-daemon-json",
+    ] {
         let t = Tree::fixture("debian12");
         t.write("etc/docker/daemon.json", "{\"debug\": true}\n");
         let files = ["etc/subuid", "etc/subgid", "etc/docker/daemon.json"];

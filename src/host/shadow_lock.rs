@@ -8,13 +8,15 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use rustix::fs::{FlockOperation, fcntl_lock};
+use rustix::io::Errno;
+use rustix::process::{Pid, test_kill_process};
 
 use crate::host::root::Root;
 
@@ -63,19 +65,14 @@ fn lock_pwd(root: &Root, deadline: Instant) -> Result<File> {
     let path = root.path("/etc/.pwd.lock");
     let file = crate::host::root::open_lock_file(&path)?;
     loop {
-        // SAFETY: a zeroed flock is a valid value; fcntl only reads it.
-        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-        fl.l_type = libc::F_WRLCK as _;
-        fl.l_whence = libc::SEEK_SET as _;
-        // SAFETY: the fd is open for the duration of the call and fl is a valid flock.
-        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &fl) };
-        if rc == 0 {
-            return Ok(file);
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EACCES) | Some(libc::EAGAIN) | Some(libc::EINTR) => {}
-            _ => return Err(err).with_context(|| format!("cannot lock {}", path.display())),
+        // lckpwdf(3): a process-associated fcntl write lock on the whole file (F_SETLK).
+        match fcntl_lock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(file),
+            Err(Errno::ACCESS | Errno::AGAIN | Errno::INTR) => {}
+            Err(e) => {
+                return Err(io::Error::from(e))
+                    .with_context(|| format!("cannot lock {}", path.display()));
+            }
         }
         if Instant::now() >= deadline {
             bail!(
@@ -88,9 +85,11 @@ fn lock_pwd(root: &Root, deadline: Instant) -> Result<File> {
 }
 
 fn pid_alive(pid: i32) -> bool {
-    // SAFETY: kill with signal 0 only checks for existence.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    // kill(pid, 0): only ESRCH says the process is gone (EPERM: alive, someone else's).
+    match Pid::from_raw(pid) {
+        Some(pid) => !matches!(test_kill_process(pid), Err(Errno::SRCH)),
+        None => false,
+    }
 }
 
 fn link_lock(tmp: &PathBuf, lock: &PathBuf, deadline: Instant) -> Result<()> {

@@ -140,6 +140,7 @@ pub fn enable(
         done.user.uid = Some(acct.uid);
         inputs.account = Some(acct);
     }
+    failpoint::hit("apply:after-user")?;
     if done.subuid.add || done.subgid.add || done.user.create {
         root.ensure_dir("/etc", 0o755)?;
         let _lock = shadow_lock::lock(

@@ -23,6 +23,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::exit::{Conflict, RollbackIncomplete, RolledBack};
+use crate::host::account;
 use crate::host::root::{self, Perms, Root};
 
 /// The state directory.
@@ -289,12 +290,7 @@ impl Undone {
                 shown(&self.restored)
             )
         };
-        if !self.left.is_empty() {
-            s.push_str(&format!(
-                "; {} changed after this run wrote it and was left as found (compare it with its saved copy)",
-                shown(&self.left)
-            ));
-        }
+        s.push_str(&left_note(root, &self.left));
         if let Some(u) = &self.kept_user {
             s.push_str(&format!(
                 "; user {u}, created by this run, was kept (harmless; remove it with userdel if unwanted)"
@@ -500,7 +496,10 @@ impl Journal {
                     Ok(())
                 }
                 Inverse::KeepUser(name) => {
-                    done.kept_user = Some(name.clone());
+                    // Only said when useradd got as far as creating it.
+                    if account::lookup(root, name).is_ok_and(|a| a.is_some()) {
+                        done.kept_user = Some(name.clone());
+                    }
                     Ok(())
                 }
                 Inverse::BringBackDocker(userns) => match docker.as_deref_mut() {
@@ -560,6 +559,15 @@ impl Journal {
                 Verdict::Finished => Ok(Undone::default()),
             });
         match result {
+            Ok(done) if done == Undone::default() => {
+                // Nothing had taken effect (e.g. useradd failed before creating the user).
+                match self.finish(root) {
+                    Ok(()) => cause,
+                    Err(e) => cause.context(RollbackIncomplete(format!(
+                        "failed, and the journal could not be removed ({e:#})"
+                    ))),
+                }
+            }
             Ok(done) => {
                 let msg = done.message(root);
                 match self.finish(root) {
@@ -726,7 +734,6 @@ pub fn lock(root: &Root, wait: Duration) -> Result<RunLock> {
 }
 
 #[cfg(test)]
-
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
@@ -893,7 +900,15 @@ mod tests {
     fn run_until(root: &Root, steps: usize) -> Journal {
         let mut j = Journal::begin(root, Action::Enable, true, Some(false)).unwrap();
         let all: [&dyn Fn(&mut Journal); 4] = [
-            &|j| j.create_user(root, "dockremap").unwrap(),
+            &|j| {
+                j.create_user(root, "dockremap").unwrap();
+                // What useradd would add.
+                std::fs::write(
+                    root.path("/etc/passwd"),
+                    "dockremap:x:999:999::/nonexistent:/usr/sbin/nologin\n",
+                )
+                .unwrap();
+            },
             &|j| {
                 j.write_file(
                     root,
@@ -987,6 +1002,19 @@ mod tests {
                 "{steps}"
             );
         }
+    }
+
+    #[test]
+    fn a_user_that_useradd_did_not_create_is_not_said_to_be_kept() {
+        let (_d, root) = tree();
+        let mut j = Journal::begin(&root, Action::Enable, false, None).unwrap();
+        j.create_user(&root, "dockremap").unwrap();
+        let err = j.rollback(&root, None, anyhow::anyhow!("useradd failed"));
+        let msg = format!("{err:#}");
+        // Nothing took effect: the error stays what it was (exit 1), no rollback claimed.
+        assert_eq!(msg, "useradd failed");
+        assert_eq!(crate::exit::code_of(&err), crate::exit::Code::Failure);
+        assert!(Journal::load(&root).unwrap().is_none());
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub struct DockerFacts {
 }
 
 /// What `enable` will do: the decision only (what happened is the run's
-/// [`Outcome`](crate::run::converge::Outcome)).
+/// `converge::Outcome`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Plan {
     /// True when a file or the user changes.
@@ -84,7 +84,7 @@ pub struct Plan {
     /// What happens to the daemon.json file.
     pub daemon_json_change: FileChange,
     /// True when docker must restart, as the files alone decide (the run's
-    /// [`Outcome`](crate::run::converge::Outcome) has the final word).
+    /// `converge::Outcome` has the final word).
     #[serde(skip)]
     pub restart: bool,
     /// Docker facts.
@@ -110,7 +110,7 @@ pub struct DisablePlan {
     /// What happens to the daemon.json file.
     pub daemon_json_change: FileChange,
     /// True when docker must restart, as the files alone decide (the run's
-    /// [`Outcome`](crate::run::converge::Outcome) has the final word).
+    /// `converge::Outcome` has the final word).
     #[serde(skip)]
     pub restart: bool,
     /// Docker facts.
@@ -355,5 +355,140 @@ impl Decided for DisablePlan {
     }
     fn take_notes(&mut self) -> Vec<String> {
         std::mem::take(&mut self.notes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::login_defs::LoginDefs;
+    use crate::formats::subid::SubIdFile;
+    use crate::host::account::Account;
+    use crate::host::docker_unit::UnitScan;
+    use crate::host::root::Perms;
+    use crate::run::preflight::{DaemonFile, IdFile};
+
+    /// Inputs as preflight would read them, without a file system.
+    fn inputs(subid: &str, daemon_json: Option<&str>, account: Option<Account>) -> Inputs {
+        let id = |text: &str| IdFile {
+            file: SubIdFile::parse(text.as_bytes().to_vec()),
+            exists: true,
+            perms: Perms::root_owned(0o644),
+        };
+        Inputs {
+            user: "dockremap".into(),
+            account,
+            defs: LoginDefs::default(),
+            subuid: id(subid),
+            subgid: id(subid),
+            daemon: DaemonFile {
+                raw: daemon_json.map(|t| t.as_bytes().to_vec()),
+                config: daemon_json
+                    .map(|t| DaemonConfig::parse(t.as_bytes()).unwrap())
+                    .unwrap_or_default(),
+                perms: Perms::root_owned(0o644),
+            },
+            unit: UnitScan {
+                unit_file: Some("/lib/systemd/system/docker.service".into()),
+                ..UnitScan::default()
+            },
+            blocked_dirs: Vec::new(),
+            max_user_namespaces: Some(100),
+        }
+    }
+
+    fn dockremap() -> Option<Account> {
+        Some(Account {
+            name: "dockremap".into(),
+            uid: 999,
+            gid: 999,
+            shell: "/usr/sbin/nologin".into(),
+        })
+    }
+
+    #[test]
+    fn a_fresh_host_gets_user_ranges_and_the_key() {
+        let p = enable(&inputs("alice:100000:65536\n", None, None), None).unwrap();
+        assert!(p.changed && p.restart && p.user.create);
+        assert_eq!(
+            (p.subuid.start, p.subuid.count, p.subuid.add),
+            (165536, 65536, true)
+        );
+        assert_eq!(p.subgid.start, 165536);
+        assert_eq!(p.daemon_json_change, FileChange::Create);
+        assert_eq!(
+            p.daemon_bytes.as_deref(),
+            Some(&b"{\n  \"userns-remap\": \"default\"\n}\n"[..])
+        );
+    }
+
+    #[test]
+    fn a_converged_host_changes_nothing() {
+        let i = inputs(
+            "dockremap:100000:65536\n",
+            Some("{\"userns-remap\": \"default\"}\n"),
+            dockremap(),
+        );
+        let p = enable(&i, None).unwrap();
+        assert!(!p.changed && !p.restart && !p.subuid.add && !p.user.create);
+        assert_eq!(p.daemon_json_change, FileChange::None);
+        assert!(p.daemon_bytes.is_none());
+        // disable then removes exactly the key, keeping the rest.
+        let i = inputs(
+            "dockremap:100000:65536\n",
+            Some("{\"debug\": true, \"userns-remap\": \"default\"}\n"),
+            dockremap(),
+        );
+        let d = disable(&i).unwrap();
+        assert!(d.changed && d.restart);
+        assert_eq!(d.removed.as_deref(), Some("default"));
+        assert_eq!(d.daemon_json, serde_json::json!({"debug": true}));
+    }
+
+    #[test]
+    fn conflicts_are_refused_before_anything_is_decided() {
+        let other = inputs("", Some("{\"userns-remap\": \"bob\"}\n"), None);
+        assert!(
+            enable(&other, None)
+                .unwrap_err()
+                .to_string()
+                .contains("not user dockremap")
+        );
+        let mut kernel_off = inputs("", None, None);
+        kernel_off.max_user_namespaces = Some(0);
+        assert!(
+            enable(&kernel_off, None)
+                .unwrap_err()
+                .to_string()
+                .contains("disabled in the kernel")
+        );
+        let malformed = inputs("alice:x:1\n", None, None);
+        assert!(
+            enable(&malformed, None)
+                .unwrap_err()
+                .to_string()
+                .contains("/etc/subuid:1")
+        );
+        let mut blocked = inputs("", None, None);
+        blocked.blocked_dirs = vec!["/var/lib".into()];
+        assert!(
+            enable(&blocked, None)
+                .unwrap_err()
+                .to_string()
+                .contains("chmod o+x /var/lib")
+        );
+    }
+
+    #[test]
+    fn without_docker_installed_the_files_are_prepared_and_no_restart_is_planned() {
+        let mut i = inputs("", None, None);
+        i.unit = UnitScan::default();
+        let p = enable(&i, None).unwrap();
+        assert!(p.changed && !p.restart);
+        assert!(
+            p.notes.iter().any(|n| n.contains("not found")),
+            "{:?}",
+            p.notes
+        );
     }
 }
