@@ -2,10 +2,10 @@
 //!
 //! The crate is four layers, each importing only from the ones below it:
 //!
-//! - [`cli`], [`report`] and [`run`](fn@run): the command line, the output, and the dispatch
+//! - [`cli`], [`report`] and [`dispatch`]: the command line, the output, and the dispatch
 //!   from one to the other. Nothing below sees a clap type.
 //! - [`commands`]: `status`, `verify` and `check`, the commands that read rather than change.
-//! - [`mod@run`]: a changing run, `preflight → plan → apply → restart → verify | rollback`, and
+//! - [`run`]: a changing run, `preflight → plan → apply → restart → verify | rollback`, and
 //!   the [`run::journal`] that records every step before it happens and owns undo and recovery.
 //! - [`host`]: the root-relative file layer and the services (accounts, systemd, the engine).
 //! - [`formats`]: pure parsers and writers of the files (subuid, login.defs, daemon.json).
@@ -35,9 +35,9 @@ use crate::host::root::Root;
 use crate::run::converge::{self, RestartPolicy, Want};
 use crate::run::journal;
 
-/// What a command produced: the exit code, the `--json` document and the human text.
+/// What a command prints and returns: the exit code, the `--json` document and the human text.
 #[derive(Debug)]
-pub struct Outcome {
+pub struct Output {
     /// Exit code.
     pub code: Code,
     /// The `--json` document.
@@ -87,14 +87,14 @@ fn require_root(root: &Root, command: &'static str) -> Result<()> {
 }
 
 /// Runs a parsed command line.
-pub fn run(cli: &Cli) -> Result<Outcome> {
+pub fn dispatch(cli: &Cli) -> Result<Output> {
     let root = Root::new(&cli.root).map_err(|e| exit::Usage(format!("--root: {e:#}")))?;
     let root_text = root.base().display().to_string();
     let name = cli.command.name();
     match &cli.command {
         Command::Plan(args) => {
             let p = converge::plan(&root, &args.into())?;
-            Ok(Outcome {
+            Ok(Output {
                 code: Code::Ok,
                 text: report::enable_text(&root_text, &p, false),
                 json: report::json_doc(name, &p),
@@ -103,7 +103,7 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         Command::Enable { user, restart } => {
             require_root(&root, name)?;
             let done = converge::enable(&root, &user.into(), &restart.into())?;
-            Ok(Outcome {
+            Ok(Output {
                 code: Code::Ok,
                 text: report::enable_text(&root_text, &done, true),
                 json: report::json_doc(name, &done),
@@ -112,7 +112,7 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         Command::Disable { restart } => {
             require_root(&root, name)?;
             let done = converge::disable(&root, &restart.into())?;
-            Ok(Outcome {
+            Ok(Output {
                 code: Code::Ok,
                 text: report::disable_text(&root_text, &done),
                 json: report::json_doc(name, &done),
@@ -120,7 +120,7 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         }
         Command::Status => {
             let st = status::status(&root, kernel::is_root())?;
-            Ok(Outcome {
+            Ok(Output {
                 code: Code::Ok,
                 text: report::status_text(&root_text, &st),
                 json: report::json_doc(name, &st),
@@ -140,7 +140,7 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
             root.ensure_dir(journal::DIR, 0o700)?;
             let engine = Engine::new(Engine::default_socket(), Duration::from_secs(30));
             let v = verify::verify(&engine, image.as_deref(), ranges, &root.path(journal::DIR))?;
-            Ok(Outcome {
+            Ok(Output {
                 code: if v.effective {
                     Code::Ok
                 } else {
@@ -152,7 +152,7 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         }
         Command::Check => {
             let r = check::check(&root)?;
-            Ok(Outcome {
+            Ok(Output {
                 code: if r.ok { Code::Ok } else { Code::Conflict },
                 text: report::check_text(&root_text, &r),
                 json: report::json_doc(name, &r),

@@ -88,20 +88,20 @@ fn main() -> ExitCode {
     };
     init_logging(&cli);
     let name = cli.command.name();
-    let result = docker_userns::run(&cli);
+    let result = docker_userns::dispatch(&cli);
     if let Some(sig) = docker_userns::run::signals::deferred() {
         tracing::warn!(
             "signal {sig} was held back until the change had finished or was rolled back"
         );
     }
     match result {
-        Ok(outcome) => {
+        Ok(output) => {
             if cli.json {
-                print_json(&outcome.json);
-            } else if !cli.quiet || outcome.code != Code::Ok {
-                print!("{}", outcome.text);
+                print_json(&output.json);
+            } else if !cli.quiet || output.code != Code::Ok {
+                print!("{}", output.text);
             }
-            ExitCode::from(outcome.code as u8)
+            ExitCode::from(output.code as u8)
         }
         Err(err) => {
             let code = exit::code_of(&err);

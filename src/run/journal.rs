@@ -8,7 +8,7 @@
 //!
 //! | step | recorded | inverse |
 //! |---|---|---|
-//! | [`Step::WriteFile`] | before the write, with a copy of the old content; completed with a copy of what was written | put the old content back (or remove a file that did not exist), unless someone changed the file since: then it is left as found |
+//! | [`Step::WriteFile`] | before the write, with a copy of the old content; completed with the size and hash of what was written | put the old content back (or remove a file that did not exist), unless someone changed the file since: then it is left as found |
 //! | [`Step::CreateUser`] | before `useradd` runs | none: the user is kept (harmless, and it may own files by then), and the message says so |
 //! | [`Step::RestartDocker`] | before docker is stopped | bring docker back with the old files and gate it for its old remapping state |
 //!
@@ -109,13 +109,45 @@ impl FileStep {
     }
 }
 
-/// The content a run wrote, kept so that undo only reverts the run's own change.
+/// What a run wrote, kept so that undo only reverts the run's own change: a file that no
+/// longer has this size and hash was changed by someone else since.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Written {
     /// The run left the file in place (false: it did not exist afterwards).
     pub exists: bool,
-    /// Where a copy of that content is kept (inside the root).
-    pub copy: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its FNV-1a 64-bit hash, hex ([`fingerprint`]).
+    pub fnv1a: String,
+}
+
+impl Written {
+    fn of(bytes: &[u8]) -> Written {
+        Written {
+            exists: true,
+            size: bytes.len() as u64,
+            fnv1a: fingerprint(bytes),
+        }
+    }
+
+    fn matches(&self, now: Option<&[u8]>) -> bool {
+        match now {
+            None => !self.exists,
+            Some(b) => self.exists && b.len() as u64 == self.size && fingerprint(b) == self.fnv1a,
+        }
+    }
+}
+
+/// FNV-1a, 64 bits, as hex: stable across versions and machines (a record may be read by the
+/// next version after an upgrade). It tells an edit by someone else from the run's own write;
+/// whoever could forge a collision can write /etc already.
+pub fn fingerprint(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 /// One change to the host, recorded before it happens.
@@ -389,8 +421,7 @@ impl Journal {
         bytes: &[u8],
         perms: Perms,
     ) -> Result<()> {
-        let n = self.record.files().count();
-        let backup = format!("{DIR}/backup.{n}");
+        let backup = format!("{DIR}/backup.{}", self.record.files().count());
         match before {
             Some(old) => root.write_atomic(&backup, old, Perms::root_owned(0o600))?,
             None => remove_if_there(root, &backup)?,
@@ -409,10 +440,8 @@ impl Journal {
         )?;
         root.write_atomic(abs, bytes, perms)
             .with_context(|| format!("cannot write {}", root.path(abs).display()))?;
-        let copy = format!("{DIR}/written.{n}");
-        root.write_atomic(&copy, bytes, Perms::root_owned(0o600))?;
         if let Some(Step::WriteFile(f)) = self.record.steps.last_mut() {
-            f.written = Some(Written { exists: true, copy });
+            f.written = Some(Written::of(bytes));
         }
         write_record(root, &self.record)
     }
@@ -443,9 +472,6 @@ impl Journal {
         root::sync_dir(&root.path(DIR))?;
         for f in self.record.files() {
             let _ = std::fs::remove_file(root.path(&f.backup));
-            if let Some(w) = &f.written {
-                let _ = std::fs::remove_file(root.path(&w.copy));
-            }
         }
         Ok(())
     }
@@ -668,12 +694,7 @@ fn remove_if_there(root: &Root, abs: &str) -> Result<()> {
 /// The file holds what the run wrote (or the write was not recorded as done).
 fn untouched_since(root: &Root, f: &FileStep) -> Result<bool> {
     let Some(w) = &f.written else { return Ok(true) };
-    let now = root.read_optional(&f.path)?;
-    Ok(match (&now, w.exists) {
-        (None, false) => true,
-        (Some(bytes), true) => root.read_optional(&w.copy)?.as_deref() == Some(bytes.as_slice()),
-        _ => false,
-    })
+    Ok(w.matches(root.read_optional(&f.path)?.as_deref()))
 }
 
 /// Puts one file back byte for byte, with its old mode and owner (or removes it).
@@ -756,10 +777,7 @@ mod tests {
             uid: 0,
             gid: 0,
             backup: format!("{DIR}/backup.x"),
-            written: written.then(|| Written {
-                exists: true,
-                copy: format!("{DIR}/written.x"),
-            }),
+            written: written.then(|| Written::of(b"new")),
         })
     }
 
@@ -1068,6 +1086,18 @@ mod tests {
             std::fs::read(root.path("/etc/subuid")).unwrap(),
             b"useradd was here\n"
         );
+    }
+
+    #[test]
+    fn the_fingerprint_is_fnv1a_64_and_tells_changes_apart() {
+        // Published FNV-1a test vectors: records stay readable by later versions.
+        assert_eq!(fingerprint(b""), "cbf29ce484222325");
+        assert_eq!(fingerprint(b"a"), "af63dc4c8601ec8c");
+        assert_eq!(fingerprint(b"foobar"), "85944171f73967e8");
+        let w = Written::of(b"a:1:2\n");
+        assert!(w.matches(Some(b"a:1:2\n")));
+        assert!(!w.matches(Some(b"a:1:3\n")));
+        assert!(!w.matches(None));
     }
 
     #[test]
