@@ -1,11 +1,14 @@
 //! The Debian package: built with `cargo deb` (cargo-deb, `[package.metadata.deb]` in
 //! Cargo.toml), checked with lintian, then installed, used and removed on a real systemd +
-//! D-Bus + dockerd host (tests/testhost). Must run as root with cargo-deb, lintian and man-db
-//! installed (.ci/run installs them); fails, never skips, without them.
+//! D-Bus + dockerd host (tests/testhost). Must run as root. What it needs on the host is
+//! installed by the test itself when missing (`testhost.sh pkgdeps`, once per process:
+//! dpkg-dev, binutils, lintian and man-db with apt; cargo-deb 3.8.0 with `cargo install` into
+//! target/tools); it fails, never skips, when that fails.
 //!
 //! The .deb is built by the test itself in its own target dir (target/deb-build: the outer
-//! `cargo test` keeps target/debug locked), once per test process; cargo rebuilds only what
-//! changed, so it is never stale.
+//! `cargo test` keeps target/debug locked), once per test process, after the man pages and
+//! completions (`cargo xtask generate target/assets`); cargo rebuilds only what changed, so it
+//! is never stale.
 
 #[path = "testhost/mod.rs"]
 mod testhost;
@@ -49,20 +52,49 @@ fn deb() -> PathBuf {
     if let Some(path) = guard.as_ref() {
         return path.clone();
     }
+    let cargo_deb = testhost::package_tools();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let target_dir = Path::new(MANIFEST_DIR).join("target/deb-build");
+
+    // `cargo xtask generate target/assets` (the alias spelled out, with --locked): the man
+    // pages and completions that the package's assets name. In release: the library and its
+    // dependencies built for it are the ones `cargo deb` then reuses (118 s -> 83 s cold).
+    let assets = Path::new(MANIFEST_DIR).join("target/assets");
     let t0 = Instant::now();
     let r = run(Command::new(&cargo)
-        .args(["deb", "--locked"])
+        .args("run --locked --release -p xtask -- generate".split(' '))
+        .arg(&assets)
         .current_dir(MANIFEST_DIR)
         .env("CARGO_TARGET_DIR", &target_dir));
     assert_eq!(
         r.code,
         0,
-        "`CARGO_TARGET_DIR={} cargo deb --locked` failed (is cargo-deb installed? \
-         .ci/run installs it: cargo install cargo-deb --version 3.8.0 --locked)\n\
-         --- stdout ---\n{}\n--- stderr ---\n{}",
+        "`CARGO_TARGET_DIR={} cargo run --locked --release -p xtask -- generate {}` failed\n--- stdout ---\n{}\n--- stderr ---\n{}",
         target_dir.display(),
+        assets.display(),
+        r.stdout,
+        r.stderr
+    );
+    eprintln!(
+        "package: generated man pages and completions in {} ms",
+        t0.elapsed().as_millis()
+    );
+
+    // `cargo deb --locked`, run the way cargo runs it (argv `deb --locked`, CARGO set), with
+    // the pinned cargo-deb in target/tools: `cargo deb` would run whichever one PATH or
+    // ~/.cargo/bin holds.
+    let t0 = Instant::now();
+    let r = run(Command::new(&cargo_deb)
+        .args(["deb", "--locked"])
+        .current_dir(MANIFEST_DIR)
+        .env("CARGO", &cargo)
+        .env("CARGO_TARGET_DIR", &target_dir));
+    assert_eq!(
+        r.code,
+        0,
+        "`CARGO_TARGET_DIR={} cargo deb --locked` ({}) failed\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        target_dir.display(),
+        cargo_deb.display(),
         r.stdout,
         r.stderr
     );

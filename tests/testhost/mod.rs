@@ -201,6 +201,30 @@ fn prepare(suite: &str) -> PathBuf {
     result.unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// `testhost.sh pkgdeps`, once per process: what building and checking the .deb needs on the
+/// host (dpkg-dev, binutils, lintian and man-db with apt when missing; cargo-deb, pinned, with
+/// `cargo install` into `<repo>/target/tools` when missing; the script serializes processes
+/// with flocks). Returns the path of that cargo-deb. Panics (never skips) when an install fails.
+pub fn package_tools() -> PathBuf {
+    static TOOLS: Mutex<Option<Result<PathBuf, String>>> = Mutex::new(None);
+    require_root();
+    let mut guard = lock(&TOOLS);
+    let result = guard
+        .get_or_insert_with(|| {
+            let t0 = Instant::now();
+            let cargo_deb = PathBuf::from(step("pkgdeps", &["pkgdeps"])?);
+            eprintln!(
+                "testhost: pkgdeps ready in {} ms ({})",
+                t0.elapsed().as_millis(),
+                cargo_deb.display()
+            );
+            Ok(cargo_deb)
+        })
+        .clone();
+    drop(guard);
+    result.unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// Containers whose test process is gone (killed test run, Ctrl-C: nspawn runs in its own
 /// session and survives) are shut down, so they do not pile up.
 fn reap_orphans(cache: &Path) {

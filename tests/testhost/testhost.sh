@@ -3,6 +3,7 @@
 # Debian root filesystem with systemd-nspawn. See README.md beside this file.
 #
 #   testhost.sh deps                      install systemd-container + debootstrap
+#   testhost.sh pkgdeps                   install what the .deb test needs; print cargo-deb's path
 #   testhost.sh rootfs [SUITE]            build/reuse the pristine cached tree
 #   testhost.sh boot NAME [SUITE]         boot a fresh copy, wait for docker, print init PID
 #   testhost.sh exec NAME CMD...          run CMD inside (exit code propagated)
@@ -43,7 +44,7 @@ INNER_ENV=(env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
 log() { printf 'testhost: %s\n' "$*" >&2; }
 now_ms() { date +%s%3N; }
 die() { log "error: $*"; exit 1; }
-usage() { sed -n '2,20s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+usage() { sed -n '2,/^set -euo/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 
 need_root() { [ "$(id -u)" -eq 0 ] || die "must run as root"; }
 
@@ -106,12 +107,14 @@ deps_missing() {
   return 0
 }
 
-cmd_deps() {
-  need_root
+# apt_ensure WHAT MISSING_FN: apt-get installs the packages that MISSING_FN (prints names)
+# reports missing.
+apt_ensure() {
+  local what=$1 missing_fn=$2
   local missing=()
-  mapfile -t missing < <(deps_missing | sort -u)
+  mapfile -t missing < <("$missing_fn" | sort -u)
   if [ ${#missing[@]} -eq 0 ]; then
-    log "deps present"
+    log "$what present"
     return
   fi
   # Serialize installers (parallel test processes): apt's own lock fails instead of waiting.
@@ -122,7 +125,7 @@ cmd_deps() {
     exec 7>"$CACHE/deps.lock"
     flock 7
     locked=1
-    mapfile -t missing < <(deps_missing | sort -u)
+    mapfile -t missing < <("$missing_fn" | sort -u)
   fi
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
@@ -131,12 +134,70 @@ cmd_deps() {
     apt-get update -qq >&2
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
   else
-    log "deps present (installed by another process)"
+    log "$what present (installed by another process)"
   fi
   if [ -n "$locked" ]; then
     flock -u 7
     exec 7>&-
   fi
+}
+
+cmd_deps() {
+  need_root
+  apt_ensure deps deps_missing
+}
+
+# ---------------------------------------------------------------- pkgdeps
+# What tests/real_host_package.rs (and README "Packaging") needs on the host to build and check
+# the .deb: cargo-deb builds it (the pinned version, installed in <repo>/target/tools; any other
+# cargo-deb on PATH is not used), with dpkg-shlibdeps (dpkg-dev) for Depends and strip (binutils); lintian checks it; man-db's
+# `man -w` resolves its man pages.
+CARGO_DEB_VERSION=3.8.0
+TOOLS=$REPO_ROOT/target/tools
+
+pkgdeps_missing() {
+  command -v dpkg-shlibdeps >/dev/null 2>&1 || printf '%s\n' dpkg-dev
+  command -v strip >/dev/null 2>&1 || printf '%s\n' binutils
+  command -v lintian >/dev/null 2>&1 || printf '%s\n' lintian
+  command -v man >/dev/null 2>&1 || printf '%s\n' man-db
+  return 0
+}
+
+cargo_deb_ok() {
+  [ -x "$TOOLS/bin/cargo-deb" ] &&
+    [ "$("$TOOLS/bin/cargo-deb" --version 2>/dev/null)" = "cargo-deb $CARGO_DEB_VERSION" ]
+}
+
+cmd_pkgdeps() {
+  need_root
+  apt_ensure pkgdeps pkgdeps_missing
+  if cargo_deb_ok; then
+    log "cargo-deb $CARGO_DEB_VERSION present"
+  else
+    # Serialized like apt: two `cargo install`s into one root would race.
+    mkdir -p "$TOOLS"
+    exec 8>"$TOOLS/cargo-deb.lock"
+    flock 8
+    if cargo_deb_ok; then
+      log "cargo-deb $CARGO_DEB_VERSION present (installed by another process)"
+    else
+      local t0
+      t0=$(now_ms)
+      log "installing cargo-deb $CARGO_DEB_VERSION into $TOOLS (cargo install, a few minutes)"
+      # Its own target dir: the running `cargo test` may hold the repo's (or CARGO_TARGET_DIR's).
+      rm -rf "$TOOLS/build"
+      if ! "${CARGO:-cargo}" install cargo-deb --version "$CARGO_DEB_VERSION" --locked --force \
+        --quiet --root "$TOOLS" --target-dir "$TOOLS/build" >&2; then
+        die "cargo install cargo-deb --version $CARGO_DEB_VERSION --locked --root $TOOLS failed"
+      fi
+      rm -rf "$TOOLS/build"
+      cargo_deb_ok || die "$TOOLS/bin/cargo-deb does not report version $CARGO_DEB_VERSION"
+      log "cargo-deb $CARGO_DEB_VERSION installed in $(($(now_ms) - t0)) ms"
+    fi
+    flock -u 8
+    exec 8>&-
+  fi
+  printf '%s\n' "$TOOLS/bin/cargo-deb"
 }
 
 # ---------------------------------------------------------------- rootfs
@@ -546,6 +607,7 @@ main() {
   [ $# -gt 0 ] && shift
   case $cmd in
   deps) cmd_deps "$@" ;;
+  pkgdeps) cmd_pkgdeps "$@" ;;
   rootfs) cmd_rootfs "$@" ;;
   boot) cmd_boot "$@" ;;
   exec) cmd_exec "$@" ;;
