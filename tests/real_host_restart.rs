@@ -402,3 +402,48 @@ fn signals_wait_for_the_restart_and_rollbacks_undo_only_their_own_changes() {
             .is_none()
     );
 }
+
+#[test]
+fn recovery_matches_the_engine_to_the_restored_files_and_status_reads_after_it() {
+    let host = Host::boot("behind");
+    let before = files(&host);
+    // Killed after writing the files, before touching docker; then docker is restarted behind
+    // the tool's back (a reboot, an admin) and comes up remapped from the half-done change.
+    host.ok(
+        "DOCKER_USERNS_FAILPOINTS=converge:after-apply=sleep setsid docker-userns enable >/tmp/k.log 2>&1 &
+         for i in $(seq 300); do grep -q userns-remap /etc/docker/daemon.json 2>/dev/null && break; sleep 0.05; done
+         sleep 0.5; pkill -9 -x docker-userns; sleep 0.2
+         test -e /var/lib/docker-userns/transaction.json
+         systemctl restart docker.service",
+    );
+    assert!(security_options(&host).contains("name=userns"));
+
+    // status as root rolls the run back first, brings the engine back in line with the
+    // restored files, and reports what is there afterwards.
+    let st = ok_json(&host, "status --json");
+    assert!(
+        st["notes"].to_string().contains("was rolled back first"),
+        "{st}"
+    );
+    assert_eq!(st["remapping_configured"], Value::Null, "{st}");
+    assert_eq!(st["remapping_active"], false, "{st}");
+    assert_eq!(st["unfinished"], Value::Null, "{st}");
+    assert_eq!(files(&host), before, "files not restored");
+    assert_active(&host);
+    assert!(!security_options(&host).contains("userns"));
+
+    // status while an enable is restarting docker waits for it, then reports its result, not
+    // a stale unfinished run.
+    let out = host.sh(
+        "DOCKER_USERNS_FAILPOINTS=restart:after-stop=sleep3 docker-userns enable >/dev/null 2>&1 &
+         pid=$!
+         for i in $(seq 300); do systemctl is-active -q docker.service || break; sleep 0.05; done
+         docker-userns status --json; wait $pid; echo \"rc=$?\" >&2",
+    );
+    assert!(out.stderr.contains("rc=0"), "{out}");
+    let st: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
+    common::assert_schema(&st);
+    assert_eq!(st["unfinished"], Value::Null, "{st}");
+    assert_eq!(st["remapping_configured"], "default", "{st}");
+    assert_eq!(st["remapping_active"], true, "{st}");
+}

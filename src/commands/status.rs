@@ -140,9 +140,24 @@ pub fn configured(root: &Root) -> Result<Configured> {
     })
 }
 
-/// Gathers the status. As root on the live host an unfinished run is rolled back first.
+/// Gathers the status. As root on the live host an unfinished run is rolled back first (under
+/// the run lock, so a run in progress is waited for, not reported), and everything is read
+/// after that.
 pub fn status(root: &Root, is_root: bool) -> Result<Status> {
     let mut notes = Vec::new();
+    let unfinished = |root: &Root| {
+        Journal::load(root).ok().flatten().map(|j| {
+            let r = j.record();
+            format!("{} {} (phase {:?})", r.action.name(), r.id, r.phase())
+        })
+    };
+    if root.is_host() && is_root && unfinished(root).is_some() {
+        // The record may belong to a run still in progress: recover_interrupted waits for
+        // its lock and finds nothing left to do when it finished.
+        if let Some(note) = converge::recover_interrupted(root, Duration::from_secs(90))? {
+            notes.push(note);
+        }
+    }
     let conf = configured(root)?;
     let mut st = Status {
         service: None,
@@ -154,10 +169,7 @@ pub fn status(root: &Root, is_root: bool) -> Result<Status> {
         docker_root_dir: None,
         docker_version: None,
         max_user_namespaces: kernel::max_user_namespaces(root),
-        unfinished: Journal::load(root).ok().flatten().map(|j| {
-            let r = j.record();
-            format!("{} {} (phase {:?})", r.action.name(), r.id, r.phase())
-        }),
+        unfinished: unfinished(root),
         host_root_containers: Vec::new(),
         notes: Vec::new(),
     };
@@ -169,12 +181,7 @@ pub fn status(root: &Root, is_root: bool) -> Result<Status> {
         st.notes = notes;
         return Ok(st);
     }
-    if st.unfinished.is_some() && is_root {
-        if let Some(note) = converge::recover_interrupted(root, Duration::from_secs(90))? {
-            notes.push(note);
-            st.unfinished = None;
-        }
-    } else if st.unfinished.is_some() {
+    if st.unfinished.is_some() {
         notes.push("an interrupted run left its record in /var/lib/docker-userns: run `docker-userns enable` or `disable` as root to roll it back".into());
     }
     match Systemd::connect().and_then(|sd| sd.unit_state(SERVICE)) {

@@ -202,7 +202,7 @@ pub fn disable(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::journal::Action;
+    use crate::run::journal::{Action, Before};
 
     /// A root with the remap user and the given /etc/subuid and /etc/subgid.
     fn tree(subid: &str) -> (tempfile::TempDir, Root) {
@@ -227,7 +227,7 @@ mod tests {
         let inputs = preflight::gather(&root, "dockremap").unwrap();
         let mut planned = plan::enable(&inputs, None).unwrap();
         between(&root);
-        let mut journal = Journal::begin(&root, Action::Enable, false, None).unwrap();
+        let mut journal = Journal::begin(&root, Action::Enable, Before::default()).unwrap();
         enable(&root, &mut journal, inputs, &mut planned, None).unwrap();
         journal.finish(&root).unwrap();
         let read = |f: &str| std::fs::read_to_string(root.path(f)).unwrap();

@@ -13,7 +13,7 @@ use crate::host::inspect::{self, Impact};
 use crate::host::root::Root;
 use crate::run::apply;
 use crate::run::failpoint;
-use crate::run::journal::{self, Action, Journal};
+use crate::run::journal::{self, Action, Before, Journal};
 use crate::run::plan::{self, Decided, DisablePlan, Plan};
 use crate::run::preflight::{self, Inputs};
 use crate::run::restart::{self, Docker, Expect, Observed, Validation};
@@ -268,10 +268,17 @@ fn converge<C: Change>(
 
     // apply → validate → restart, every step journaled first; any failure rolls back.
     let exec_start = inputs.unit.exec_start.clone();
+    let remap_configured = inputs.daemon.config.remap().ok().map(|v| v.is_some());
     let _critical = Critical::enter();
-    let mut journal = Journal::begin(root, C::ACTION, seen.active(), seen.userns)?;
+    let before = Before {
+        docker_active: seen.active(),
+        userns: seen.userns,
+        remap_configured,
+    };
+    let mut journal = Journal::begin(root, C::ACTION, before)?;
     let steps = (|| -> Result<Option<u64>> {
         change.apply(root, &mut journal, inputs, &mut out.plan)?;
+        failpoint::hit("converge:after-apply")?;
         if !need {
             return Ok(None);
         }
@@ -308,7 +315,7 @@ fn converge_files<C: Change>(root: &Root, change: &C) -> Result<Outcome<C::Plan>
     if !out.changed {
         return Ok(out);
     }
-    let mut journal = Journal::begin(root, C::ACTION, false, None)?;
+    let mut journal = Journal::begin(root, C::ACTION, Before::default())?;
     if let Err(e) = change.apply(root, &mut journal, inputs, &mut out.plan) {
         return Err(journal.rollback(root, None, e));
     }

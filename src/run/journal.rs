@@ -176,6 +176,9 @@ pub struct Record {
     pub docker_was_active: bool,
     /// Whether the engine reported user namespaces before (None: not running or not asked).
     pub userns_before: Option<bool>,
+    /// Whether daemon.json set "userns-remap" before (None: not known).
+    #[serde(default)]
+    pub remap_configured_before: Option<bool>,
     /// The steps taken, in order; the last one may not have completed.
     pub steps: Vec<Step>,
 }
@@ -208,12 +211,24 @@ pub enum Why {
     Interrupted,
 }
 
+/// A file the run wrote, as undo finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileNow {
+    /// It holds what the run wrote (or the write was not recorded as done and the file is not
+    /// as before either).
+    AsWritten,
+    /// It holds what it held before the run (an earlier undo got this far, or the write never
+    /// happened).
+    AsBefore,
+    /// Someone else changed it since the run wrote it.
+    Changed,
+}
+
 /// The host as it is now, as far as undo is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostNow {
-    /// For each file step, in order: the file still holds what the run wrote (true too when
-    /// the write was never completed, so there is nothing to tell it by).
-    pub files_as_written: Vec<bool>,
+    /// Each file step's file, in order.
+    pub files: Vec<FileNow>,
     /// docker.service is active/running.
     pub docker_running: bool,
     /// Whether the engine remaps now (None: not asked or not answering).
@@ -254,7 +269,7 @@ pub fn undo_plan(record: &Record, now: &HostNow, why: Why) -> Verdict {
     if why == Why::Interrupted
         && restarted
         && all_written
-        && now.files_as_written.iter().all(|w| *w)
+        && now.files.iter().all(|f| *f == FileNow::AsWritten)
         && now.docker_running
         && now.engine_userns == Some(record.action.wants_userns())
     {
@@ -266,17 +281,22 @@ pub fn undo_plan(record: &Record, now: &HostNow, why: Why) -> Verdict {
         match step {
             Step::WriteFile(_) => {
                 file_no -= 1;
-                if now.files_as_written.get(file_no).copied().unwrap_or(true) {
-                    undo.push(Inverse::RestoreFile(i));
-                } else {
-                    undo.push(Inverse::LeaveFile(i));
+                // Restoring a file that is already as before writes nothing.
+                match now.files.get(file_no) {
+                    Some(FileNow::Changed) => undo.push(Inverse::LeaveFile(i)),
+                    _ => undo.push(Inverse::RestoreFile(i)),
                 }
             }
             Step::CreateUser { name } => undo.push(Inverse::KeepUser(name.clone())),
             Step::RestartDocker => {}
         }
     }
-    if record.docker_was_active && (restarted || !now.docker_running) {
+    // Once the files are as before, the engine must be too: whatever started it meanwhile (a
+    // reboot, an admin) may have started it with the half-written files.
+    let wanted = record.userns_before.or(record.remap_configured_before);
+    let engine_disagrees = now.docker_running
+        && matches!((now.engine_userns, wanted), (Some(is), Some(want)) if is != want);
+    if (record.docker_was_active && (restarted || !now.docker_running)) || engine_disagrees {
         undo.push(Inverse::BringBackDocker(record.userns_before));
     }
     Verdict::Undo(undo)
@@ -284,8 +304,9 @@ pub fn undo_plan(record: &Record, now: &HostNow, why: Why) -> Verdict {
 
 /// docker, as undo needs it. Implemented by the restart layer; tests use a fake.
 pub trait Docker {
-    /// docker.service is active/running; with `ask_engine`, whether the engine remaps too.
-    fn now(&self, ask_engine: bool) -> (bool, Option<bool>);
+    /// docker.service is active/running, and whether its engine remaps (None: not asked or
+    /// not answering).
+    fn now(&self) -> (bool, Option<bool>);
     /// Stops what is left, clears the failed state, starts docker, and gates it for `userns`.
     fn bring_back(&mut self, userns: Option<bool>) -> Result<()>;
     /// The unit's result and its journal lines since the restart began ("" when none).
@@ -337,6 +358,17 @@ impl Undone {
     }
 }
 
+/// The host as a run found it, before its first step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Before {
+    /// docker.service was active (false when services are not touched).
+    pub docker_active: bool,
+    /// The engine remapped (None: not running, not answering, or not asked).
+    pub userns: Option<bool>,
+    /// daemon.json set "userns-remap" (None: not known).
+    pub remap_configured: Option<bool>,
+}
+
 /// A run in progress: its record, as last written to disk.
 #[derive(Debug)]
 pub struct Journal {
@@ -353,12 +385,7 @@ fn write_record(root: &Root, record: &Record) -> Result<()> {
 impl Journal {
     /// Starts the journal of a run, durably, before any change. Refuses when an unfinished
     /// record is there (it must be recovered first).
-    pub fn begin(
-        root: &Root,
-        action: Action,
-        docker_was_active: bool,
-        userns_before: Option<bool>,
-    ) -> Result<Journal> {
+    pub fn begin(root: &Root, action: Action, before: Before) -> Result<Journal> {
         root.ensure_dir(DIR, 0o700)?;
         if root.symlink_metadata(RECORD)?.is_some() {
             bail!(
@@ -372,8 +399,9 @@ impl Journal {
         let record = Record {
             id: format!("{}-{}", since.as_secs(), std::process::id()),
             action,
-            docker_was_active,
-            userns_before,
+            docker_was_active: before.docker_active,
+            userns_before: before.userns,
+            remap_configured_before: before.remap_configured,
             steps: Vec::new(),
         };
         write_record(root, &record)?;
@@ -476,17 +504,16 @@ impl Journal {
         Ok(())
     }
 
-    /// The host as undo sees it: which files still hold what the run wrote, and docker's state
-    /// (`docker` None: services are not touched in this mode).
-    fn host_now(&self, root: &Root, docker: Option<&dyn Docker>, why: Why) -> Result<HostNow> {
-        let mut files_as_written = Vec::new();
+    /// The host as undo sees it: each file's state, and docker's (`docker` None: services
+    /// are not touched in this mode).
+    fn host_now(&self, root: &Root, docker: Option<&dyn Docker>) -> Result<HostNow> {
+        let mut files = Vec::new();
         for f in self.record.files() {
-            files_as_written.push(untouched_since(root, f)?);
+            files.push(file_now(root, f)?);
         }
-        let (docker_running, engine_userns) =
-            docker.map_or((false, None), |d| d.now(why == Why::Interrupted));
+        let (docker_running, engine_userns) = docker.map_or((false, None), |d| d.now());
         Ok(HostNow {
-            files_as_written,
+            files,
             docker_running,
             engine_userns,
         })
@@ -578,7 +605,7 @@ impl Journal {
             format!("\n{}", diag.trim_end())
         };
         let result = self
-            .host_now(root, docker.as_deref(), Why::Failed)
+            .host_now(root, docker.as_deref())
             .map_err(|e| (e, Undone::default()))
             .and_then(|now| match undo_plan(&self.record, &now, Why::Failed) {
                 Verdict::Undo(list) => self.undo(root, docker, &list),
@@ -619,7 +646,7 @@ pub fn recover(root: &Root, docker: Option<&mut dyn Docker>) -> Result<Option<St
     };
     let _critical = crate::run::signals::Critical::enter();
     let r = &journal.record;
-    let now = journal.host_now(root, docker.as_deref(), Why::Interrupted)?;
+    let now = journal.host_now(root, docker.as_deref())?;
     let list = match undo_plan(r, &now, Why::Interrupted) {
         Verdict::Finished => {
             let note = format!(
@@ -691,10 +718,30 @@ fn remove_if_there(root: &Root, abs: &str) -> Result<()> {
     }
 }
 
-/// The file holds what the run wrote (or the write was not recorded as done).
-fn untouched_since(root: &Root, f: &FileStep) -> Result<bool> {
-    let Some(w) = &f.written else { return Ok(true) };
-    Ok(w.matches(root.read_optional(&f.path)?.as_deref()))
+/// What a written file holds now: what the run wrote, what it held before, or neither.
+fn file_now(root: &Root, f: &FileStep) -> Result<FileNow> {
+    let now = root.read_optional(&f.path)?;
+    if f.written
+        .as_ref()
+        .is_some_and(|w| w.matches(now.as_deref()))
+    {
+        return Ok(FileNow::AsWritten);
+    }
+    let before = if f.existed {
+        root.read_optional(&f.backup)?
+    } else {
+        None
+    };
+    if now == before && (f.existed == now.is_some()) {
+        return Ok(FileNow::AsBefore);
+    }
+    // Not as written and not as before: someone else's change, unless the run's write was
+    // never recorded as done (then it is the run's own, and undone).
+    Ok(if f.written.is_some() {
+        FileNow::Changed
+    } else {
+        FileNow::AsWritten
+    })
 }
 
 /// Puts one file back byte for byte, with its old mode and owner (or removes it).
@@ -765,6 +812,7 @@ mod tests {
             action,
             docker_was_active: was_active,
             userns_before: Some(false),
+            remap_configured_before: Some(false),
             steps,
         }
     }
@@ -781,9 +829,26 @@ mod tests {
         })
     }
 
+    fn before(docker_active: bool) -> Before {
+        Before {
+            docker_active,
+            userns: Some(false),
+            remap_configured: Some(false),
+        }
+    }
+
     fn now(files: &[bool], running: bool, userns: Option<bool>) -> HostNow {
         HostNow {
-            files_as_written: files.to_vec(),
+            files: files
+                .iter()
+                .map(|w| {
+                    if *w {
+                        FileNow::AsWritten
+                    } else {
+                        FileNow::Changed
+                    }
+                })
+                .collect(),
             docker_running: running,
             engine_userns: userns,
         }
@@ -884,13 +949,14 @@ mod tests {
     #[derive(Default)]
     struct FakeDocker {
         running: bool,
+        userns: Option<bool>,
         brought_back: Vec<Option<bool>>,
         fail: bool,
     }
 
     impl Docker for FakeDocker {
-        fn now(&self, _: bool) -> (bool, Option<bool>) {
-            (self.running, None)
+        fn now(&self) -> (bool, Option<bool>) {
+            (self.running, self.userns)
         }
         fn bring_back(&mut self, userns: Option<bool>) -> Result<()> {
             self.brought_back.push(userns);
@@ -916,7 +982,7 @@ mod tests {
 
     /// The step kinds of a run, in order; the run stops after `steps` of them.
     fn run_until(root: &Root, steps: usize) -> Journal {
-        let mut j = Journal::begin(root, Action::Enable, true, Some(false)).unwrap();
+        let mut j = Journal::begin(root, Action::Enable, before(true)).unwrap();
         let all: [&dyn Fn(&mut Journal); 4] = [
             &|j| {
                 j.create_user(root, "dockremap").unwrap();
@@ -1025,7 +1091,7 @@ mod tests {
     #[test]
     fn a_user_that_useradd_did_not_create_is_not_said_to_be_kept() {
         let (_d, root) = tree();
-        let mut j = Journal::begin(&root, Action::Enable, false, None).unwrap();
+        let mut j = Journal::begin(&root, Action::Enable, Before::default()).unwrap();
         j.create_user(&root, "dockremap").unwrap();
         let err = j.rollback(&root, None, anyhow::anyhow!("useradd failed"));
         let msg = format!("{err:#}");
@@ -1058,8 +1124,57 @@ mod tests {
         let err = recover(&root, None).unwrap_err();
         assert!(format!("{err:#}").contains("touched docker"), "{err:#}");
         let mut docker = FakeDocker::default();
-        assert!(recover(&root, Some(&mut docker)).unwrap().is_some());
+        let note = recover(&root, Some(&mut docker)).unwrap().unwrap();
+        // The files the first attempt had restored are not "changed by someone else".
+        assert!(!note.contains("left as found"), "{note}");
         assert_restored(&root);
+    }
+
+    #[test]
+    fn an_engine_started_behind_the_runs_back_with_half_written_files_is_brought_back() {
+        let r = record(
+            Action::Enable,
+            true,
+            vec![file("/etc/docker/daemon.json", true)],
+        );
+        // Crashed while writing; a reboot then started docker remapped from those files.
+        assert_eq!(
+            undo_plan(&r, &now(&[true], true, Some(true)), Why::Interrupted),
+            Verdict::Undo(vec![
+                Inverse::RestoreFile(0),
+                Inverse::BringBackDocker(Some(false)),
+            ])
+        );
+        // Engine as before: nothing to do for docker.
+        assert_eq!(
+            undo_plan(&r, &now(&[true], true, Some(false)), Why::Interrupted),
+            Verdict::Undo(vec![Inverse::RestoreFile(0)])
+        );
+        // End to end with a fake docker that runs remapped.
+        let (_d, root) = tree();
+        drop(run_until(&root, 3));
+        let mut docker = FakeDocker {
+            running: true,
+            userns: Some(true),
+            ..FakeDocker::default()
+        };
+        recover(&root, Some(&mut docker)).unwrap().unwrap();
+        assert_restored(&root);
+        assert_eq!(docker.brought_back, vec![Some(false)]);
+    }
+
+    #[test]
+    fn a_file_already_as_before_is_restored_not_left() {
+        let r = record(Action::Enable, false, vec![file("/etc/subuid", true)]);
+        let now = HostNow {
+            files: vec![FileNow::AsBefore],
+            docker_running: false,
+            engine_userns: None,
+        };
+        assert_eq!(
+            undo_plan(&r, &now, Why::Interrupted),
+            Verdict::Undo(vec![Inverse::RestoreFile(0)])
+        );
     }
 
     #[test]

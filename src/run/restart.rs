@@ -403,9 +403,9 @@ pub fn validate(exec_start: &[String], timeout: Duration) -> Result<Validation> 
 }
 
 impl journal::Docker for Docker {
-    fn now(&self, ask_engine: bool) -> (bool, Option<bool>) {
+    fn now(&self) -> (bool, Option<bool>) {
         let running = self.sd.unit_state(SERVICE).is_ok_and(|s| s.is_running());
-        let userns = (running && ask_engine)
+        let userns = running
             .then(|| self.engine.info().ok().map(|i| i.userns()))
             .flatten();
         (running, userns)
