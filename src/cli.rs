@@ -66,6 +66,11 @@ pub struct RestartArgs {
     /// Seconds to wait for each stop/start job and for docker to pass the health gate.
     #[arg(long, value_name = "SECS", default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout: u64,
+
+    /// Seconds docker must stay up after its restart, the same process with no restarts, to
+    /// pass the health gate (a dockerd that dies a few seconds after starting is rolled back).
+    #[arg(long, value_name = "SECS", default_value_t = crate::run::restart::DEFAULT_SETTLE.as_secs(), value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub settle: u64,
 }
 
 /// The subcommands.

@@ -75,6 +75,7 @@ impl From<&RestartArgs> for RestartPolicy {
             restart: !a.no_restart,
             stop_running_containers: a.yes,
             timeout: Duration::from_secs(a.timeout),
+            settle: Duration::from_secs(a.settle),
         }
     }
 }

@@ -447,3 +447,26 @@ fn recovery_matches_the_engine_to_the_restored_files_and_status_reads_after_it()
     assert_eq!(st["remapping_configured"], "default", "{st}");
     assert_eq!(st["remapping_active"], true, "{st}");
 }
+
+#[test]
+fn a_docker_that_dies_seconds_after_a_remapped_start_is_rolled_back() {
+    let host = Host::boot("late");
+    host.sh("systemctl is-system-running --wait");
+    let before = files(&host);
+    // dockerd says it is ready, then dies 4 s later whenever remapping is configured: after
+    // the old fixed 2 s settle window, well within the default one.
+    host.write(
+        "/etc/systemd/system/docker.service.d/late-death.conf",
+        "[Service]\nExecStartPost=/bin/sh -c 'grep -q userns-remap /etc/docker/daemon.json && { (sleep 4; kill -9 $MAINPID) >/dev/null 2>&1 & } ; true'\n",
+    );
+    host.ok("systemctl daemon-reload");
+    let out = run(&host, "enable --json");
+    assert_eq!(out.code, 5, "{out}");
+    let msg = json(&out)["error"]["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("did not stay up"), "{msg}");
+    assert!(msg.contains("settle window"), "{msg}");
+    assert_eq!(files(&host), before, "files not restored");
+    host.ok("sleep 5");
+    assert_active(&host);
+    assert!(!security_options(&host).contains("userns"));
+}

@@ -37,6 +37,8 @@ pub struct RestartPolicy {
     pub stop_running_containers: bool,
     /// Bound on each stop/start job and on the health gate.
     pub timeout: Duration,
+    /// How long docker must stay up after its restart to pass the health gate.
+    pub settle: Duration,
 }
 
 /// What a run did (or, for `plan`, would do): the plan, and what happened around it.
@@ -208,7 +210,7 @@ pub fn plan(root: &Root, want: &Want) -> Result<Outcome<Plan>> {
     if !root.is_host() {
         return Ok(out);
     }
-    match Docker::connect(root, Duration::from_secs(30))
+    match Docker::connect(root, Duration::from_secs(30), restart::DEFAULT_SETTLE)
         .and_then(|d| d.observe().map(|seen| (d, seen)))
     {
         Ok((docker, seen)) => decide_restart(&docker, &seen, &mut out, true),
@@ -233,7 +235,7 @@ pub fn disable(root: &Root, policy: &RestartPolicy) -> Result<Outcome<DisablePla
 /// note says what was found. For `status`.
 pub fn recover_interrupted(root: &Root, timeout: Duration) -> Result<Option<String>> {
     let _lock = journal::lock(root, journal::LOCK_WAIT)?;
-    let mut docker = Docker::connect(root, timeout)?;
+    let mut docker = Docker::connect(root, timeout, restart::DEFAULT_SETTLE)?;
     journal::recover(root, Some(&mut docker))
 }
 
@@ -248,7 +250,7 @@ fn converge<C: Change>(
     }
     // One run at a time; an interrupted one is rolled back before anything is read.
     let _lock = journal::lock(root, journal::LOCK_WAIT)?;
-    let mut docker = Docker::connect(root, policy.timeout)?;
+    let mut docker = Docker::connect(root, policy.timeout, policy.settle)?;
     let recovered = journal::recover(root, Some(&mut docker))?;
     let seen = docker.observe()?;
 

@@ -19,8 +19,12 @@ use crate::run::journal;
 pub const SERVICE: &str = "docker.service";
 /// The socket that activates it.
 pub const SOCKET: &str = "docker.socket";
-/// How long the service must stay up, same invocation and no restarts, to count as healthy.
-pub const SETTLE: Duration = Duration::from_secs(2);
+/// How long the service must stay up, same invocation and no restarts, to count as healthy,
+/// unless `--settle` says otherwise: long enough to see a dockerd that dies a few seconds
+/// after it said it was ready (and systemd's `Restart=`/`RestartSec=` loop that follows).
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(10);
+/// How often the unit is looked at during the settle window.
+const SETTLE_POLL: Duration = Duration::from_millis(250);
 
 /// What docker should look like after the restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +74,8 @@ pub struct Docker {
     engine: Engine,
     /// Bound on each stop/start job and on the health gate.
     timeout: Duration,
+    /// How long docker must stay up after the restart.
+    settle: Duration,
     /// The file recording the last verified engine state ([`VERIFIED`] in the root).
     verified_file: std::path::PathBuf,
     /// When the last restart began (journal lines are taken from then on).
@@ -88,12 +94,13 @@ fn units(socket: bool) -> Vec<&'static str> {
 
 impl Docker {
     /// Connects to systemd and prepares the Engine API client.
-    pub fn connect(root: &Root, timeout: Duration) -> Result<Docker> {
+    pub fn connect(root: &Root, timeout: Duration, settle: Duration) -> Result<Docker> {
         let sd = Systemd::connect()?;
         Ok(Docker {
             sd,
             engine: Engine::new(Engine::default_socket(), Duration::from_secs(5)),
             timeout,
+            settle,
             verified_file: root.path(VERIFIED),
             began: None,
             start_queued: false,
@@ -194,7 +201,7 @@ impl Docker {
 
     /// The health gate: the service is active/running, `/_ping` answers, `/info` shows the
     /// expected remapping and data root, and the service stays the same invocation with no
-    /// restarts for [`SETTLE`]. Returns the time from `since` to the first ping.
+    /// restarts for the settle window. Returns the time from `since` to the first ping.
     pub fn gate(
         &self,
         expect: &Expect,
@@ -233,23 +240,32 @@ impl Docker {
                 info.docker_root_dir
             );
         }
-        std::thread::sleep(SETTLE);
-        let after = self.sd.unit_state(SERVICE)?;
-        if after.invocation_id != st.invocation_id
-            || after.n_restarts != st.n_restarts
-            || !after.is_running()
-        {
-            bail!(
-                "docker.service did not stay up: within {} s it went from invocation {} ({} restarts) to {} ({} restarts, {}/{})",
-                SETTLE.as_secs(),
-                st.invocation_id,
-                st.n_restarts,
-                after.invocation_id,
-                after.n_restarts,
-                after.active_state,
-                after.sub_state
-            );
-        }
+        // The settle window: the same invocation, no restarts, running, all along (looked at
+        // every SETTLE_POLL, so a death fails the gate as soon as it is seen).
+        let settle_end = Instant::now() + self.settle;
+        let after = loop {
+            let after = self.sd.unit_state(SERVICE)?;
+            if after.invocation_id != st.invocation_id
+                || after.n_restarts != st.n_restarts
+                || !after.is_running()
+            {
+                bail!(
+                    "docker.service did not stay up: within the {} s settle window (--settle) it went from invocation {} ({} restarts) to {} ({} restarts, {}/{})",
+                    self.settle.as_secs(),
+                    st.invocation_id,
+                    st.n_restarts,
+                    after.invocation_id,
+                    after.n_restarts,
+                    after.active_state,
+                    after.sub_state
+                );
+            }
+            let left = settle_end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break after;
+            }
+            std::thread::sleep(left.min(SETTLE_POLL));
+        };
         self.engine
             .ping()
             .context("the engine stopped answering during the settle window")?;
