@@ -129,8 +129,39 @@ pub fn useradd_command(root: &Root, name: &str) -> Command {
     cmd
 }
 
+/// The files `useradd --prefix` opens in a tree, by plain path.
+const USERADD_FILES: [&str; 8] = [
+    "/etc",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/shadow",
+    "/etc/gshadow",
+    "/etc/login.defs",
+    "/etc/subuid",
+    "/etc/subgid",
+];
+
+/// Under `--root`, refuses when `useradd --prefix` would reach a file outside the tree: it
+/// follows links the way the host sees them, while this tool resolves them inside the tree.
+pub fn check_useradd_confined(root: &Root) -> Result<(), Conflict> {
+    if root.is_host() {
+        return Ok(());
+    }
+    for abs in USERADD_FILES {
+        if !root.resolves_inside(abs).unwrap_or(false) {
+            return Err(Conflict::new(format!(
+                "{} is, or lies behind, a symbolic link that leads out of the tree for a program that opens it by path, as useradd --prefix does: it would change the host's accounts instead; replace the link with the file it points to inside the tree, or create user accounts there yourself",
+                root.path(abs).display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Creates the remap user with `useradd` and returns it as created.
 pub fn create(root: &Root, name: &str) -> Result<Account> {
+    // Checked when planning too; checked again here, just before useradd runs.
+    check_useradd_confined(root)?;
     let mut cmd = useradd_command(root, name);
     let out = cmd
         .output()

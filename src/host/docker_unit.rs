@@ -244,7 +244,7 @@ pub fn scan(root: &Root) -> Result<UnitScan> {
             continue;
         };
         if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(root.path(&abs)).unwrap_or_default();
+            let target = root.read_link(&abs).unwrap_or_default();
             if target.as_os_str() == "/dev/null" {
                 scan.masked = true;
                 scan.unit_file = Some(abs);
@@ -262,12 +262,10 @@ pub fn scan(root: &Root) -> Result<UnitScan> {
     // Drop-ins: one per file name, the highest-priority directory wins; applied by name.
     let mut dropins: std::collections::BTreeMap<String, String> = Default::default();
     for dir in UNIT_DIRS.iter().rev() {
-        let d = root.path(&format!("{dir}/{UNIT}.d"));
-        let Ok(entries) = std::fs::read_dir(&d) else {
+        let Ok(names) = root.read_dir_names(&format!("{dir}/{UNIT}.d")) else {
             continue;
         };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
+        for name in names {
             if name.ends_with(".conf") {
                 dropins.insert(name.clone(), format!("{dir}/{UNIT}.d/{name}"));
             }

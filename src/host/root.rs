@@ -1,17 +1,28 @@
-//! The root-relative file layer: every path the tool touches goes through a [`Root`].
+//! The root-relative file layer: every file the tool touches goes through a [`Root`], which
+//! resolves each path beneath the root (openat2 `RESOLVE_IN_ROOT`), so no symlink or `..`
+//! in a tree given with `--root` leads out of it.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
+use rustix::fs::{self as rfs, AtFlags, Gid, Mode, OFlags, ResolveFlags, Uid};
+use rustix::io::Errno;
 
 /// A directory that stands for `/`: the host itself, or a tree given with `--root`.
 #[derive(Debug, Clone)]
 pub struct Root {
     base: PathBuf,
     host: bool,
+    /// The root directory, opened once (O_PATH): every path is resolved from it.
+    dir: Arc<OwnedFd>,
 }
 
 /// Mode and ownership a file is written with.
@@ -60,7 +71,25 @@ impl Root {
             anyhow::bail!("{} is not a directory", base.display());
         }
         let host = base == Path::new("/");
-        Ok(Root { base, host })
+        let dir = rfs::open(
+            &base,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("cannot open {}", base.display()))?;
+        let root = Root {
+            base,
+            host,
+            dir: Arc::new(dir),
+        };
+        // Refuse up front where the kernel cannot keep paths inside a tree (Linux < 5.6).
+        if !host {
+            root.open_in("/", OFlags::PATH | OFlags::DIRECTORY)
+                .with_context(|| {
+                    format!("cannot open {} as root directory", root.base.display())
+                })?;
+        }
+        Ok(root)
     }
 
     /// True when this root is the running host (`--root /`): services and NSS may be used.
@@ -73,7 +102,9 @@ impl Root {
         &self.base
     }
 
-    /// The real path of `abs`, an absolute path as seen inside the root.
+    /// How `abs`, an absolute path as seen inside the root, is named on the host: for
+    /// messages, and for the live host's own state files. Files of a tree are reached through
+    /// the methods below, which resolve every link beneath the root; this path does not.
     pub fn path(&self, abs: &str) -> PathBuf {
         debug_assert!(
             abs.starts_with('/'),
@@ -86,30 +117,118 @@ impl Root {
         }
     }
 
-    /// Reads a file; `Ok(None)` when it does not exist.
-    pub fn read_optional(&self, abs: &str) -> Result<Option<Vec<u8>>> {
-        let path = self.path(abs);
-        match fs::read(&path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    /// Opens `abs` with every component resolved beneath the root (openat2
+    /// `RESOLVE_IN_ROOT`): `..` stops at the root and absolute symlinks start from it, as
+    /// they would after a chroot. On the live host the root is `/`, so this is plain
+    /// resolution (and plain `open` on a kernel without openat2).
+    fn open_in(&self, abs: &str, flags: OFlags) -> io::Result<OwnedFd> {
+        self.open_in_mode(abs, flags, Mode::empty())
+    }
+
+    fn open_in_mode(&self, abs: &str, flags: OFlags, mode: Mode) -> io::Result<OwnedFd> {
+        let rel = match abs.trim_start_matches('/') {
+            "" => ".",
+            r => r,
+        };
+        let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+        match rfs::openat2(&*self.dir, rel, flags | OFlags::CLOEXEC, mode, how) {
+            Err(Errno::NOSYS) if self.host => Ok(rfs::open(abs, flags | OFlags::CLOEXEC, mode)?),
+            Err(Errno::NOSYS) => Err(io::Error::other(
+                "this kernel has no openat2 (Linux 5.6 and later), which --root needs to keep every path inside the tree",
+            )),
+            r => Ok(r?),
         }
     }
 
-    /// `lstat` of a path; `Ok(None)` when it does not exist.
-    pub fn symlink_metadata(&self, abs: &str) -> Result<Option<fs::Metadata>> {
-        let path = self.path(abs);
-        match fs::symlink_metadata(&path) {
-            Ok(m) => Ok(Some(m)),
+    /// The directory holding `abs`, opened beneath the root, and the last component's name.
+    fn parent(&self, abs: &str) -> Result<(OwnedFd, String)> {
+        let p = Path::new(abs);
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| n != "." && n != "..")
+            .with_context(|| format!("{} names no file", self.path(abs).display()))?;
+        let parent = p.parent().map_or("/".into(), |d| d.to_string_lossy());
+        let fd = self
+            .open_in(&parent, OFlags::RDONLY | OFlags::DIRECTORY)
+            .with_context(|| format!("cannot open directory {}", self.path(&parent).display()))?;
+        Ok((fd, name))
+    }
+
+    /// Opens a file for reading; `Ok(None)` when it does not exist.
+    pub fn open_read(&self, abs: &str) -> Result<Option<fs::File>> {
+        match self.open_in(abs, OFlags::RDONLY) {
+            Ok(fd) => Ok(Some(fs::File::from(fd))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("cannot stat {}", path.display())),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", self.path(abs).display())),
         }
+    }
+
+    /// Reads a file; `Ok(None)` when it does not exist.
+    pub fn read_optional(&self, abs: &str) -> Result<Option<Vec<u8>>> {
+        let Some(mut f) = self.open_read(abs)? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read {}", self.path(abs).display()))?;
+        Ok(Some(bytes))
+    }
+
+    /// `lstat` of a path (the last component not followed); `Ok(None)` when it does not exist.
+    pub fn symlink_metadata(&self, abs: &str) -> Result<Option<fs::Metadata>> {
+        self.stat(abs, OFlags::PATH | OFlags::NOFOLLOW)
+    }
+
+    /// `stat` of a path, links followed beneath the root; `Ok(None)` when it does not exist.
+    pub fn metadata(&self, abs: &str) -> Result<Option<fs::Metadata>> {
+        self.stat(abs, OFlags::PATH)
+    }
+
+    fn stat(&self, abs: &str, flags: OFlags) -> Result<Option<fs::Metadata>> {
+        let ctx = || format!("cannot stat {}", self.path(abs).display());
+        match self.open_in(abs, flags) {
+            Ok(fd) => Ok(Some(fs::File::from(fd).metadata().with_context(ctx)?)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(ctx),
+        }
+    }
+
+    /// The target of symlink `abs` (its parent resolved beneath the root).
+    pub fn read_link(&self, abs: &str) -> Result<PathBuf> {
+        let (dir, name) = self.parent(abs)?;
+        let target = rfs::readlinkat(&dir, name.as_str(), Vec::new())
+            .with_context(|| format!("cannot read the link {}", self.path(abs).display()))?;
+        Ok(PathBuf::from(std::ffi::OsString::from_vec(
+            target.into_bytes(),
+        )))
+    }
+
+    /// The names in directory `abs` (none when it does not exist).
+    pub fn read_dir_names(&self, abs: &str) -> Result<Vec<String>> {
+        let ctx = || format!("cannot list {}", self.path(abs).display());
+        let fd = match self.open_in(abs, OFlags::RDONLY | OFlags::DIRECTORY) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(ctx),
+        };
+        let mut names = Vec::new();
+        for entry in rfs::Dir::read_from(&fd).with_context(ctx)? {
+            let name = entry
+                .with_context(ctx)?
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            if name != "." && name != ".." {
+                names.push(name);
+            }
+        }
+        Ok(names)
     }
 
     /// Creates directory `abs` (and missing parents) with `mode`, owned by root, if it is missing.
     pub fn ensure_dir(&self, abs: &str, mode: u32) -> Result<()> {
-        let path = self.path(abs);
-        if path.is_dir() {
+        if self.open_in(abs, OFlags::PATH | OFlags::DIRECTORY).is_ok() {
             return Ok(());
         }
         if let Some(parent) = Path::new(abs).parent()
@@ -117,25 +236,136 @@ impl Root {
         {
             self.ensure_dir(&parent.to_string_lossy(), 0o755)?;
         }
-        match fs::create_dir(&path) {
+        let (dir, name) = self.parent(abs)?;
+        let ctx = || format!("cannot create {}", self.path(abs).display());
+        match rfs::mkdirat(&dir, name.as_str(), Mode::from_raw_mode(0o700)) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
-            Err(e) => return Err(e).with_context(|| format!("cannot create {}", path.display())),
+            // Someone else made it meanwhile, or it is a link: it must lead to a directory.
+            Err(Errno::EXIST) => {
+                return match self.open_in(abs, OFlags::PATH | OFlags::DIRECTORY) {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e).with_context(|| {
+                        format!("{} exists but is not a directory", self.path(abs).display())
+                    }),
+                };
+            }
+            Err(e) => return Err(io::Error::from(e)).with_context(ctx),
         }
-        fs::set_permissions(&path, fs::Permissions::from_mode(mode))
-            .with_context(|| format!("cannot set mode of {}", path.display()))?;
-        if let Some(parent) = path.parent() {
-            sync_dir(parent)?;
-        }
-        Ok(())
+        let new = rfs::openat(
+            &dir,
+            name.as_str(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(ctx)?;
+        rfs::fchmod(&new, Mode::from_raw_mode(mode))
+            .with_context(|| format!("cannot set mode of {}", self.path(abs).display()))?;
+        rfs::fsync(&dir).with_context(ctx)
     }
 
     /// Durable replace of `abs`: temp file in the same directory, write, set mode and owner,
     /// fsync, rename over the target, fsync the directory. Readers see the old or the new
-    /// content, never a mix.
+    /// content, never a mix. The directory is resolved beneath the root; the last component
+    /// is replaced, never followed.
     pub fn write_atomic(&self, abs: &str, bytes: &[u8], perms: Perms) -> Result<()> {
+        let (dir, name) = self.parent(abs)?;
         let path = self.path(abs);
-        write_atomic_path(&path, bytes, perms)
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let tmp = format!(
+            ".{name}.{}.{}.{nanos}.docker-userns",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let written = (|| -> Result<()> {
+            let fd = rfs::openat(
+                &dir,
+                tmp.as_str(),
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+            .with_context(|| format!("cannot create a temporary file beside {}", path.display()))?;
+            let mut f = fs::File::from(fd);
+            let ctx = || format!("cannot write the new content of {}", path.display());
+            f.write_all(bytes).with_context(ctx)?;
+            rfs::fchmod(&f, Mode::from_raw_mode(perms.mode)).with_context(ctx)?;
+            rfs::fchown(
+                &f,
+                Some(Uid::from_raw(perms.uid)),
+                Some(Gid::from_raw(perms.gid)),
+            )
+            .with_context(|| format!("cannot set the owner of the new {}", path.display()))?;
+            f.sync_all().with_context(ctx)?;
+            rfs::renameat(&dir, tmp.as_str(), &dir, name.as_str())
+                .with_context(|| format!("cannot replace {}", path.display()))?;
+            Ok(())
+        })();
+        if written.is_err() {
+            let _ = rfs::unlinkat(&dir, tmp.as_str(), AtFlags::empty());
+            return written;
+        }
+        rfs::fsync(&dir).with_context(|| format!("cannot sync the directory of {}", path.display()))
+    }
+
+    /// Removes file `abs` (not following a link there); a missing file is fine.
+    pub fn remove_file(&self, abs: &str) -> Result<()> {
+        let (dir, name) = self.parent(abs)?;
+        match rfs::unlinkat(&dir, name.as_str(), AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(io::Error::from(e))
+                .with_context(|| format!("cannot remove {}", self.path(abs).display())),
+        }
+    }
+
+    /// fsync directory `abs`, so that a rename or unlink in it is durable.
+    pub fn sync_dir(&self, abs: &str) -> Result<()> {
+        let ctx = || format!("cannot sync directory {}", self.path(abs).display());
+        let fd = self
+            .open_in(abs, OFlags::RDONLY | OFlags::DIRECTORY)
+            .with_context(ctx)?;
+        rfs::fsync(&fd).with_context(ctx)
+    }
+
+    /// Opens (creating it 0600 if missing, never truncating, never following a link there) a
+    /// file used only to hold a lock on.
+    pub fn open_lock_file(&self, abs: &str) -> Result<fs::File> {
+        let (dir, name) = self.parent(abs)?;
+        let fd = rfs::openat(
+            &dir,
+            name.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .with_context(|| format!("cannot open {}", self.path(abs).display()))?;
+        Ok(fs::File::from(fd))
+    }
+
+    /// True when `abs` names the same file resolved beneath the root and resolved the way any
+    /// other program would (following links out of the tree): what `useradd --prefix` needs,
+    /// since it opens the tree's files by plain path.
+    pub fn resolves_inside(&self, abs: &str) -> Result<bool> {
+        let inside = self.metadata(abs)?;
+        let plain = match fs::metadata(self.path(abs)) {
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot stat {}", self.path(abs).display()));
+            }
+        };
+        Ok(match (inside, plain) {
+            (Some(a), Some(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            (None, None) => self.host || self.resolves_inside_parent(abs)?,
+            _ => false,
+        })
+    }
+
+    fn resolves_inside_parent(&self, abs: &str) -> Result<bool> {
+        match Path::new(abs).parent() {
+            Some(p) if p != Path::new("/") => self.resolves_inside(&p.to_string_lossy()),
+            _ => Ok(true),
+        }
     }
 
     /// Copies `abs` to `backup_abs` durably, keeping its mode and owner (shadow's `file-`).
@@ -148,61 +378,6 @@ impl Root {
                 )
             })
     }
-}
-
-/// See [`Root::write_atomic`].
-pub fn write_atomic_path(path: &Path, bytes: &[u8], perms: Perms) -> Result<()> {
-    let dir = path
-        .parent()
-        .with_context(|| format!("{} has no parent directory", path.display()))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".docker-userns")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    let ctx = || format!("cannot write {}", tmp_display(path));
-    tmp.as_file_mut().write_all(bytes).with_context(ctx)?;
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(perms.mode))
-        .with_context(ctx)?;
-    std::os::unix::fs::fchown(tmp.as_file(), Some(perms.uid), Some(perms.gid))
-        .with_context(|| format!("cannot set the owner of the new {}", path.display()))?;
-    tmp.as_file().sync_all().with_context(ctx)?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot replace {}", path.display()))?;
-    sync_dir(dir)
-}
-
-fn tmp_display(path: &Path) -> String {
-    format!("the new content of {}", path.display())
-}
-
-/// Opens (creating it 0600 if missing, never truncating) a file used only to hold a lock on.
-pub fn open_lock_file(path: &Path) -> Result<fs::File> {
-    OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-        .with_context(|| format!("cannot open {}", path.display()))
-}
-
-/// fsync a directory so that a rename or unlink in it is durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    let f = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY)
-        .open(dir)
-        .with_context(|| format!("cannot open directory {}", dir.display()))?;
-    f.sync_all()
-        .with_context(|| format!("cannot sync directory {}", dir.display()))
 }
 
 #[cfg(test)]

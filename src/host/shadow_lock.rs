@@ -63,7 +63,7 @@ pub fn lock(root: &Root, files: &[&str], timeout: Duration) -> Result<ShadowLock
 
 fn lock_pwd(root: &Root, deadline: Instant) -> Result<File> {
     let path = root.path("/etc/.pwd.lock");
-    let file = crate::host::root::open_lock_file(&path)?;
+    let file = root.open_lock_file("/etc/.pwd.lock")?;
     loop {
         // lckpwdf(3): a process-associated fcntl write lock on the whole file (F_SETLK).
         match fcntl_lock(&file, FlockOperation::NonBlockingLockExclusive) {

@@ -28,7 +28,7 @@ fn reread_id_file(root: &Root, abs: &str, before: IdFile) -> Result<IdFile> {
         && let Some(meta) = root.symlink_metadata(abs)?
         && meta.is_file()
         && meta.len() == before.file.raw.len() as u64
-        && same_content(&root.path(abs), &before.file.raw)?
+        && same_content(root, abs, &before.file.raw)?
     {
         return Ok(IdFile {
             perms: Perms::of(&meta),
@@ -40,13 +40,11 @@ fn reread_id_file(root: &Root, abs: &str, before: IdFile) -> Result<IdFile> {
     preflight::read_id_file(root, abs)
 }
 
-/// True when the file at `path` holds exactly `bytes` (read in chunks, nothing kept).
-fn same_content(path: &std::path::Path, bytes: &[u8]) -> Result<bool> {
-    let ctx = || format!("cannot read {}", path.display());
-    let mut f = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e).with_context(ctx),
+/// True when the file at `abs` holds exactly `bytes` (read in chunks, nothing kept).
+fn same_content(root: &Root, abs: &str, bytes: &[u8]) -> Result<bool> {
+    let ctx = || format!("cannot read {}", root.path(abs).display());
+    let Some(mut f) = root.open_read(abs)? else {
+        return Ok(false);
     };
     let mut buf = vec![0u8; 1 << 18];
     let mut at = 0;

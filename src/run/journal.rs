@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::exit::{Conflict, RollbackIncomplete, RolledBack};
 use crate::host::account;
-use crate::host::root::{self, Perms, Root};
+use crate::host::root::{Perms, Root};
 
 /// The state directory.
 pub const DIR: &str = "/var/lib/docker-userns";
@@ -496,10 +496,11 @@ impl Journal {
 
     /// Ends the run: removes the record, then the saved copies.
     pub fn finish(self, root: &Root) -> Result<()> {
-        std::fs::remove_file(root.path(RECORD)).context("cannot remove the journal")?;
-        root::sync_dir(&root.path(DIR))?;
+        root.remove_file(RECORD)
+            .context("cannot remove the journal")?;
+        root.sync_dir(DIR)?;
         for f in self.record.files() {
-            let _ = std::fs::remove_file(root.path(&f.backup));
+            let _ = root.remove_file(&f.backup);
         }
         Ok(())
     }
@@ -710,12 +711,7 @@ fn left_note(root: &Root, left: &[String]) -> String {
 }
 
 fn remove_if_there(root: &Root, abs: &str) -> Result<()> {
-    match std::fs::remove_file(root.path(abs)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("cannot remove {}", root.path(abs).display()))
-        }
-        _ => Ok(()),
-    }
+    root.remove_file(abs)
 }
 
 /// What a written file holds now: what the run wrote, what it held before, or neither.
@@ -772,7 +768,7 @@ pub struct RunLock(#[allow(dead_code)] File);
 pub fn lock(root: &Root, wait: Duration) -> Result<RunLock> {
     root.ensure_dir(DIR, 0o700)?;
     let path = root.path(LOCK);
-    let file = root::open_lock_file(&path)?;
+    let file = root.open_lock_file(LOCK)?;
     let deadline = Instant::now() + wait;
     let mut told = false;
     loop {

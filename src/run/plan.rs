@@ -203,6 +203,11 @@ pub fn enable(inputs: &Inputs, count: Option<u64>) -> Result<Plan, Conflict> {
         None => (None, None),
     };
     let user = &inputs.user;
+    if inputs.account.is_none()
+        && let Some(why) = &inputs.useradd_escapes
+    {
+        return Err(Conflict::new(format!("cannot create user {user}: {why}")));
+    }
 
     // daemon.json first: a different remap user there is a conflict, not something to overwrite.
     let value = daemon_config::value_for(user);
@@ -394,6 +399,7 @@ mod tests {
             },
             blocked_dirs: Vec::new(),
             max_user_namespaces: Some(100),
+            useradd_escapes: None,
         }
     }
 

@@ -59,6 +59,9 @@ pub struct Inputs {
     pub blocked_dirs: Vec<String>,
     /// /proc/sys/user/max_user_namespaces on the live host (None under --root or unknown).
     pub max_user_namespaces: Option<u64>,
+    /// Under `--root`: why `useradd --prefix` could not create the user inside the tree
+    /// (None: it can).
+    pub useradd_escapes: Option<String>,
 }
 
 /// Reads login.defs; a bad number is a conflict naming the file and line.
@@ -102,7 +105,7 @@ pub fn read_daemon_json(root: &Root) -> Result<DaemonFile> {
     let meta = root.symlink_metadata(DAEMON_JSON)?;
     if let Some(m) = &meta {
         if m.file_type().is_symlink() {
-            let target = std::fs::read_link(&path).unwrap_or_default();
+            let target = root.read_link(DAEMON_JSON).unwrap_or_default();
             return Err(Conflict::new(format!(
                 "{} is a symbolic link (to {}): an atomic rewrite would replace the link with a file and detach it from whatever manages the target; edit the target yourself or replace the link with a regular file",
                 path.display(),
@@ -155,7 +158,7 @@ pub fn blocked_dirs(root: &Root, data_root: &str) -> Result<Vec<String>> {
     while let Some(dir) = p {
         let abs = dir.to_string_lossy();
         if (abs != "/" || root.is_host())
-            && let Ok(m) = std::fs::metadata(root.path(&abs))
+            && let Ok(Some(m)) = root.metadata(&abs)
             && m.is_dir()
             && m.mode() & 0o001 == 0
         {
@@ -184,5 +187,8 @@ pub fn gather(root: &Root, user: &str) -> Result<Inputs> {
         daemon,
         unit: docker_unit::scan(root)?,
         max_user_namespaces: crate::host::kernel::max_user_namespaces(root),
+        useradd_escapes: account::check_useradd_confined(root)
+            .err()
+            .map(|e| e.to_string()),
     })
 }

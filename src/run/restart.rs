@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::exit::Conflict;
 use crate::host::engine::{Container, Engine, EngineError};
-use crate::host::root::{self, Perms, Root};
+use crate::host::root::{Perms, Root};
 use crate::host::systemd::{ActiveState, LoadState, Op, Systemd, SystemdError, UnitState};
 use crate::run::failpoint;
 use crate::run::journal;
@@ -76,8 +76,8 @@ pub struct Docker {
     timeout: Duration,
     /// How long docker must stay up after the restart.
     settle: Duration,
-    /// The file recording the last verified engine state ([`VERIFIED`] in the root).
-    verified_file: std::path::PathBuf,
+    /// The root, for the record of the last verified engine state ([`VERIFIED`]).
+    root: Root,
     /// When the last restart began (journal lines are taken from then on).
     began: Option<std::time::SystemTime>,
     /// A start job was queued since (only then is its journal entry worth waiting for).
@@ -101,7 +101,7 @@ impl Docker {
             engine: Engine::new(Engine::default_socket(), Duration::from_secs(5)),
             timeout,
             settle,
-            verified_file: root.path(VERIFIED),
+            root: root.clone(),
             began: None,
             start_queued: false,
         })
@@ -151,13 +151,18 @@ impl Docker {
     }
 
     fn verified(&self) -> Option<Verified> {
-        serde_json::from_slice(&std::fs::read(&self.verified_file).ok()?).ok()
+        serde_json::from_slice(&self.root.read_optional(VERIFIED).ok()??).ok()
     }
 
     /// Records the engine state verified for this invocation of docker.service (best effort:
     /// without the record the next run simply asks the engine).
     fn remember(&self, invocation_id: &str, userns: bool) {
-        if invocation_id.is_empty() || self.verified_file.parent().is_none_or(|d| !d.is_dir()) {
+        if invocation_id.is_empty()
+            || !self
+                .root
+                .metadata(journal::DIR)
+                .is_ok_and(|m| m.is_some_and(|m| m.is_dir()))
+        {
             return;
         }
         let v = Verified {
@@ -165,7 +170,9 @@ impl Docker {
             userns,
         };
         let bytes = serde_json::to_vec(&v).expect("serializes");
-        let _ = root::write_atomic_path(&self.verified_file, &bytes, Perms::root_owned(0o600));
+        let _ = self
+            .root
+            .write_atomic(VERIFIED, &bytes, Perms::root_owned(0o600));
     }
 
     fn socket_known(&self) -> bool {
