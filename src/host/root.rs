@@ -132,7 +132,11 @@ impl Root {
         };
         let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
         match rfs::openat2(&*self.dir, rel, flags | OFlags::CLOEXEC, mode, how) {
-            Err(Errno::NOSYS) if self.host => Ok(rfs::open(abs, flags | OFlags::CLOEXEC, mode)?),
+            // No openat2 (before Linux 5.6), or a seccomp filter that does not know it: on
+            // the live host plain resolution is the same thing.
+            Err(Errno::NOSYS | Errno::PERM) if self.host => {
+                Ok(rfs::open(abs, flags | OFlags::CLOEXEC, mode)?)
+            }
             Err(Errno::NOSYS) => Err(io::Error::other(
                 "this kernel has no openat2 (Linux 5.6 and later), which --root needs to keep every path inside the tree",
             )),
