@@ -119,7 +119,8 @@ pub enum Command {
     },
 
     /// Lint /etc/subuid and /etc/subgid for the whole host: malformed lines, overlapping
-    /// ranges between any owners, ranges outside the login.defs bounds. Exit 3 on problems.
+    /// ranges between any owners, empty ranges, ranges outside the login.defs bounds, ranges
+    /// covering an account's id or lying at or below UID_MAX/GID_MAX. Exit 3 on problems.
     Check,
 }
 

@@ -533,7 +533,9 @@ fn check_reports_problems_with_lines() {
         [
             ("/etc/subuid".into(), 2, "overlap".into()),
             ("/etc/subuid".into(), 4, "malformed".into()),
-            ("/etc/subuid".into(), 5, "out-of-bounds".into())
+            ("/etc/subuid".into(), 5, "out-of-bounds".into()),
+            // carol:50:10 also lies in the ordinary accounts' ids (at or below UID_MAX).
+            ("/etc/subuid".into(), 5, "covers-account".into())
         ]
     );
     let text = t.run(&["check"]);

@@ -1,10 +1,11 @@
-//! `check`: lints /etc/subuid and /etc/subgid for the whole host against login.defs.
+//! `check`: lints /etc/subuid and /etc/subgid for the whole host against login.defs and the
+//! accounts in /etc/passwd and /etc/group.
 
 use anyhow::Result;
 use serde::Serialize;
 
 use crate::formats::login_defs::LoginDefs;
-use crate::formats::subid::{self, Problem};
+use crate::formats::subid::{self, Problem, Reserved, Which};
 use crate::host::root::Root;
 use crate::run::preflight;
 
@@ -32,9 +33,26 @@ pub fn check(root: &Root) -> Result<CheckReport> {
             LoginDefs::default()
         }
     };
-    for (abs, bounds) in [("/etc/subuid", defs.subuid), ("/etc/subgid", defs.subgid)] {
+    let ids = preflight::read_account_ids(root)?;
+    let files = [
+        (Which::SubUid, defs.subuid, defs.uid_max, &ids.uids),
+        (Which::SubGid, defs.subgid, defs.gid_max, &ids.gids),
+    ];
+    for (which, bounds, user_max, accounts) in files {
+        let abs = which.path();
         let f = preflight::read_id_file(root, abs)?;
-        problems.extend(subid::lint(&f.file, abs, bounds));
+        let mut found = subid::lint(&f.file, abs, bounds);
+        found.extend(subid::covers_accounts(
+            &f.file,
+            abs,
+            Reserved {
+                which,
+                user_max: Some(user_max),
+                accounts,
+            },
+        ));
+        found.sort_by_key(|p| p.line);
+        problems.extend(found);
     }
     Ok(CheckReport {
         ok: problems.is_empty(),

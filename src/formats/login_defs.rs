@@ -1,4 +1,4 @@
-//! Parser for /etc/login.defs: the subordinate-id and system-uid bounds shadow uses.
+//! Parser for /etc/login.defs: the subordinate-id, user and system-uid bounds shadow uses.
 
 use std::collections::HashMap;
 
@@ -34,6 +34,15 @@ pub struct LoginDefs {
     pub subgid: SubIdBounds,
     /// Lowest uid of a regular (non-system) user (`UID_MIN`).
     pub uid_min: u64,
+    /// Highest uid of a regular user (`UID_MAX`): ids at or below it belong to accounts, never
+    /// to a subordinate range.
+    pub uid_max: u64,
+    /// Highest gid of a regular group (`GID_MAX`), the same for /etc/subgid.
+    pub gid_max: u64,
+    /// Lowest uid `useradd --system` gives (`SYS_UID_MIN`, default 101).
+    pub sys_uid_min: u64,
+    /// Highest uid `useradd --system` gives (`SYS_UID_MAX`, default `UID_MIN` - 1).
+    pub sys_uid_max: u64,
 }
 
 /// Debian's compiled-in defaults (shadow 4.13), used for every key that is absent.
@@ -44,6 +53,10 @@ pub const DEFAULT_SUB_MAX: u64 = 600_100_000;
 pub const DEFAULT_SUB_COUNT: u64 = 65_536;
 /// See [`DEFAULT_SUB_MIN`].
 pub const DEFAULT_UID_MIN: u64 = 1000;
+/// See [`DEFAULT_SUB_MIN`] (`UID_MAX` and `GID_MAX`).
+pub const DEFAULT_UID_MAX: u64 = 60_000;
+/// See [`DEFAULT_SUB_MIN`]; `SYS_UID_MAX` defaults to `UID_MIN` - 1.
+pub const DEFAULT_SYS_UID_MIN: u64 = 101;
 
 impl Default for LoginDefs {
     fn default() -> Self {
@@ -56,6 +69,10 @@ impl Default for LoginDefs {
             subuid: b,
             subgid: b,
             uid_min: DEFAULT_UID_MIN,
+            uid_max: DEFAULT_UID_MAX,
+            gid_max: DEFAULT_UID_MAX,
+            sys_uid_min: DEFAULT_SYS_UID_MIN,
+            sys_uid_max: DEFAULT_UID_MIN - 1,
         }
     }
 }
@@ -99,6 +116,7 @@ impl LoginDefs {
                 }),
             }
         };
+        let uid_min = get("UID_MIN", DEFAULT_UID_MIN)?;
         Ok(LoginDefs {
             subuid: SubIdBounds {
                 min: get("SUB_UID_MIN", DEFAULT_SUB_MIN)?,
@@ -110,7 +128,12 @@ impl LoginDefs {
                 max: get("SUB_GID_MAX", DEFAULT_SUB_MAX)?,
                 count: get("SUB_GID_COUNT", DEFAULT_SUB_COUNT)?,
             },
-            uid_min: get("UID_MIN", DEFAULT_UID_MIN)?,
+            uid_min,
+            uid_max: get("UID_MAX", DEFAULT_UID_MAX)?,
+            gid_max: get("GID_MAX", DEFAULT_UID_MAX)?,
+            sys_uid_min: get("SYS_UID_MIN", DEFAULT_SYS_UID_MIN)?,
+            // shadow's find_new_uid: SYS_UID_MAX defaults to UID_MIN - 1.
+            sys_uid_max: get("SYS_UID_MAX", uid_min.saturating_sub(1))?,
         })
     }
 }
@@ -141,6 +164,14 @@ mod tests {
         assert_eq!(d.subgid.min, 400000);
         assert_eq!(d.subgid.max, DEFAULT_SUB_MAX);
         assert_eq!(d.uid_min, 5000);
+        // SYS_UID_MAX follows UID_MIN when unset, as in useradd.
+        assert_eq!((d.sys_uid_min, d.sys_uid_max), (101, 4999));
+        assert_eq!((d.uid_max, d.gid_max), (60000, 60000));
+        let d =
+            LoginDefs::parse("UID_MAX 70000\nGID_MAX 80000\nSYS_UID_MIN 200\nSYS_UID_MAX 5000\n")
+                .unwrap();
+        assert_eq!((d.uid_max, d.gid_max), (70000, 80000));
+        assert_eq!((d.sys_uid_min, d.sys_uid_max), (200, 5000));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! File formats: pure parsers, linters and writers of the host's configuration files. No I/O.
 
+pub mod accounts;
 pub mod daemon_config;
 pub mod login_defs;
 pub mod subid;

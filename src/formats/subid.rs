@@ -1,5 +1,6 @@
 //! /etc/subuid and /etc/subgid: parsing that keeps every byte, the allocator, and the linter.
 
+use crate::formats::accounts::{self, IdUse};
 use crate::formats::login_defs::SubIdBounds;
 
 /// The size of the 32-bit id space: no range may reach past it.
@@ -325,6 +326,51 @@ impl Decision {
     }
 }
 
+/// Ids no range in one file may contain: the ordinary accounts' space (at or below
+/// `UID_MAX` / `GID_MAX`) and every id an account uses.
+#[derive(Debug, Clone, Copy)]
+pub struct Reserved<'a> {
+    /// Which file this is for (names the keys and files in messages).
+    pub which: Which,
+    /// `UID_MAX` (`GID_MAX`) from login.defs; None: no such limit.
+    pub user_max: Option<u64>,
+    /// The ids accounts use, sorted by id.
+    pub accounts: &'a [IdUse],
+}
+
+impl Reserved<'_> {
+    /// Nothing reserved (every id in the bounds may be allocated).
+    pub fn none(which: Which) -> Reserved<'static> {
+        Reserved {
+            which,
+            user_max: None,
+            accounts: &[],
+        }
+    }
+
+    /// Why `start..end` must not be a subordinate range, in words; None when it may be.
+    pub fn covered(&self, start: u64, end: u64) -> Option<String> {
+        let w = self.which;
+        if let Some(a) = accounts::first_in(self.accounts, start, end) {
+            return Some(format!(
+                "covers {} {} ({}, {}): containers would get that account's files and processes",
+                w.id_word(),
+                a.id,
+                a.who,
+                w.accounts_file()
+            ));
+        }
+        match self.user_max {
+            Some(max) if start <= max => Some(format!(
+                "lies at or below {} {max} (/etc/login.defs), where ordinary accounts get their {}s",
+                w.user_max_key(),
+                w.id_word()
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// Why no range could be decided for a file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AllocError {
@@ -354,11 +400,83 @@ pub enum AllocError {
         /// The other owner's line.
         other_line: usize,
     },
+    /// A line of the user gives it no ids: dockerd would map nothing and no container starts.
+    #[error(
+        "{owner}:{start}:0 gives {owner} no ids, so no container could start (dockerd would map nothing); remove that line and run again"
+    )]
+    EmptyLine {
+        /// The remap user.
+        owner: String,
+        /// The line.
+        line: usize,
+        /// Its start.
+        start: u64,
+    },
+    /// A kept range of the user covers ids that belong to accounts.
+    #[error(
+        "{owner}'s existing range {owner}:{start}:{count} {why}; remove that line (a new range is then allocated above the accounts' ids) and run again"
+    )]
+    KeptCovers {
+        /// The remap user.
+        owner: String,
+        /// The line.
+        line: usize,
+        /// Its start.
+        start: u64,
+        /// Its size.
+        count: u64,
+        /// What it covers, in words.
+        why: String,
+    },
+    /// `SUB_*_MIN` is above `SUB_*_MAX`: no id at all can be allocated.
+    #[error(
+        "{key}_MIN {min} is above {key}_MAX {max} in /etc/login.defs (the bounds are inverted): no range can be allocated; fix the two values", key = .which.sub_key()
+    )]
+    BoundsInverted {
+        /// Which file.
+        which: Which,
+        /// `SUB_*_MIN`.
+        min: u64,
+        /// `SUB_*_MAX`.
+        max: u64,
+    },
+    /// More ids were asked for than the bounds hold in all.
+    #[error(
+        "a range of {count} ids cannot fit between {key}_MIN {min} and {key}_MAX {max} (/etc/login.defs), which hold {space} ids in all; ask for fewer (--count, {key}_COUNT) or widen the bounds", key = .which.sub_key(), space = .max - .min + 1
+    )]
+    CountTooLarge {
+        /// Which file.
+        which: Which,
+        /// Ids wanted.
+        count: u64,
+        /// `SUB_*_MIN`.
+        min: u64,
+        /// `SUB_*_MAX`.
+        max: u64,
+    },
+    /// `SUB_*_MIN` lets ranges into the ordinary accounts' ids.
+    #[error(
+        "{key}_MIN {min} in /etc/login.defs is at or below {max_key} {user_max}: a range there would cover ordinary accounts' {word}s{example}; set {key}_MIN above {max_key} (Debian: 100000) and run again",
+        key = .which.sub_key(), max_key = .which.user_max_key(), word = .which.id_word(),
+        example = .account.as_ref().map(|a| format!(", e.g. {} {} ({})", .which.id_word(), a.id, a.who)).unwrap_or_default()
+    )]
+    InUserSpace {
+        /// Which file.
+        which: Which,
+        /// `SUB_*_MIN`.
+        min: u64,
+        /// `UID_MAX` / `GID_MAX`.
+        user_max: u64,
+        /// An account whose id lies between them.
+        account: Option<IdUse>,
+    },
     /// No gap of the requested size is left inside the bounds.
     #[error(
-        "no free range of {count} ids between {min} and {max} (SUB_*_MIN/MAX in /etc/login.defs): every gap is taken by other owners; free a range or widen the bounds"
+        "no free range of {count} ids between {min} and {max} ({key}_MIN/MAX in /etc/login.defs): every gap is taken by other owners' ranges or accounts' ids; free a range or widen the bounds", key = .which.sub_key()
     )]
     NoRoom {
+        /// Which file.
+        which: Which,
         /// Ids wanted.
         count: u64,
         /// Lower bound.
@@ -366,6 +484,16 @@ pub enum AllocError {
         /// Upper bound.
         max: u64,
     },
+}
+
+impl AllocError {
+    /// The line of the file the error is about, when it is one line.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            AllocError::EmptyLine { line, .. } | AllocError::KeptCovers { line, .. } => Some(*line),
+            _ => None,
+        }
+    }
 }
 
 fn join_lines(lines: &[usize]) -> String {
@@ -383,8 +511,16 @@ fn existing(
     name: &str,
     uid: Option<u32>,
     count: u64,
+    reserved: Reserved,
 ) -> Result<Option<Decision>, AllocError> {
-    let owned: Vec<&Entry> = file.owned_by(name, uid).filter(|e| e.count > 0).collect();
+    if let Some(e) = file.owned_by(name, uid).find(|e| e.count == 0) {
+        return Err(AllocError::EmptyLine {
+            owner: file.owner(e).to_string(),
+            line: e.line,
+            start: e.start,
+        });
+    }
+    let owned: Vec<&Entry> = file.owned_by(name, uid).collect();
     if owned.is_empty() {
         return Ok(None);
     }
@@ -414,6 +550,18 @@ fn existing(
             });
         }
     }
+    // Nor those that cover accounts' ids (SUB_UID_MIN 1 lets useradd and dockerd make them).
+    for mine in &owned {
+        if let Some(why) = reserved.covered(mine.start, mine.end()) {
+            return Err(AllocError::KeptCovers {
+                owner: file.owner(mine).to_string(),
+                line: mine.line,
+                start: mine.start,
+                count: mine.count,
+                why,
+            });
+        }
+    }
     let start = owned.iter().map(|e| e.start).min().unwrap_or_default();
     Ok(Some(Decision::Keep {
         start,
@@ -439,15 +587,52 @@ impl Which {
             Which::SubGid => "/etc/subgid",
         }
     }
+
+    /// `SUB_UID` or `SUB_GID`: the login.defs key prefix of its bounds.
+    pub fn sub_key(self) -> &'static str {
+        match self {
+            Which::SubUid => "SUB_UID",
+            Which::SubGid => "SUB_GID",
+        }
+    }
+
+    /// `UID_MAX` or `GID_MAX`: the top of the ordinary accounts' ids.
+    pub fn user_max_key(self) -> &'static str {
+        match self {
+            Which::SubUid => "UID_MAX",
+            Which::SubGid => "GID_MAX",
+        }
+    }
+
+    /// `uid` or `gid`.
+    pub fn id_word(self) -> &'static str {
+        match self {
+            Which::SubUid => "uid",
+            Which::SubGid => "gid",
+        }
+    }
+
+    /// Where the accounts' ids are: /etc/passwd or /etc/group.
+    pub fn accounts_file(self) -> &'static str {
+        match self {
+            Which::SubUid => "/etc/passwd",
+            Which::SubGid => "/etc/group",
+        }
+    }
 }
 
 /// The non-empty ranges of `files`, sorted by start, packed into one `u64` each as
 /// `start << 32 | (count - 1)` (both fit in 32 bits): half the memory of `(start, end)` pairs
 /// and a sort several times faster, which is what allocation costs on files with a million
 /// lines.
-fn spans(files: &[&SubIdFile]) -> Vec<u64> {
-    let n = files.iter().map(|f| f.entries.len()).sum();
+fn spans(files: &[&SubIdFile], reserved: &[&[IdUse]]) -> Vec<u64> {
+    let n = files.iter().map(|f| f.entries.len()).sum::<usize>()
+        + reserved.iter().map(|r| r.len()).sum::<usize>();
     let mut v = Vec::with_capacity(n);
+    // Each account's id is a busy span of one id.
+    for r in reserved {
+        v.extend(r.iter().map(|a| u64::from(a.id) << 32));
+    }
     for f in files {
         v.extend(
             f.entries
@@ -498,19 +683,84 @@ fn is_free_spans(spans: &[u64], bounds: SubIdBounds, start: u64, count: u64) -> 
     spans[..below].iter().all(|k| unpack(*k).1 <= start)
 }
 
-/// Decides the remap user's ranges in both files, `bounds.count` ids each. Existing ranges of
-/// the user (by name or numeric uid) are kept; otherwise a range is chosen that overlaps no range
-/// of any owner, lies within the bounds, and starts at the same id in both files where possible.
+/// Decides the remap user's ranges in both files, `bounds.count` ids each, with nothing
+/// reserved beyond other owners' ranges (see [`decide_reserving`]).
 pub fn decide(
     subuid: (&SubIdFile, SubIdBounds),
     subgid: (&SubIdFile, SubIdBounds),
     name: &str,
     uid: Option<u32>,
 ) -> Result<(Decision, Decision), (Which, AllocError)> {
-    let keep_u = existing(subuid.0, name, uid, subuid.1.count).map_err(|e| (Which::SubUid, e))?;
-    let keep_g = existing(subgid.0, name, uid, subgid.1.count).map_err(|e| (Which::SubGid, e))?;
-    let alone = |which: Which, (file, b): (&SubIdFile, SubIdBounds), prefer: Option<u64>| {
-        let busy = spans(&[file]);
+    decide_reserving(
+        subuid,
+        subgid,
+        name,
+        uid,
+        (Reserved::none(Which::SubUid), Reserved::none(Which::SubGid)),
+    )
+}
+
+/// Why no range of `b.count` ids can be allocated in `b` at all, before looking at any file:
+/// inverted bounds, a count larger than the bounds, or bounds reaching into the accounts' ids.
+fn check_bounds(b: SubIdBounds, r: Reserved) -> Result<(), (Which, AllocError)> {
+    let which = r.which;
+    if b.min > b.max {
+        return Err((
+            which,
+            AllocError::BoundsInverted {
+                which,
+                min: b.min,
+                max: b.max,
+            },
+        ));
+    }
+    if b.count > b.max - b.min + 1 {
+        return Err((
+            which,
+            AllocError::CountTooLarge {
+                which,
+                count: b.count,
+                min: b.min,
+                max: b.max,
+            },
+        ));
+    }
+    if let Some(user_max) = r.user_max.filter(|m| b.min <= *m) {
+        let account =
+            accounts::first_in(r.accounts, b.min, user_max.min(b.max).saturating_add(1)).cloned();
+        return Err((
+            which,
+            AllocError::InUserSpace {
+                which,
+                min: b.min,
+                user_max,
+                account,
+            },
+        ));
+    }
+    Ok(())
+}
+
+/// Decides the remap user's ranges in both files, `bounds.count` ids each. Existing ranges of
+/// the user (by name or numeric uid) are kept unless one is empty, overlaps another owner's or
+/// covers a reserved id; otherwise a range is chosen that overlaps no range of any owner and no
+/// account's id, lies within the bounds (which must lie above the accounts' space), and starts at
+/// the same id in both files where possible.
+pub fn decide_reserving(
+    subuid: (&SubIdFile, SubIdBounds),
+    subgid: (&SubIdFile, SubIdBounds),
+    name: &str,
+    uid: Option<u32>,
+    reserved: (Reserved, Reserved),
+) -> Result<(Decision, Decision), (Which, AllocError)> {
+    let (ru, rg) = reserved;
+    let keep_u =
+        existing(subuid.0, name, uid, subuid.1.count, ru).map_err(|e| (Which::SubUid, e))?;
+    let keep_g =
+        existing(subgid.0, name, uid, subgid.1.count, rg).map_err(|e| (Which::SubGid, e))?;
+    let alone = |(file, b): (&SubIdFile, SubIdBounds), r: Reserved, prefer: Option<u64>| {
+        check_bounds(b, r)?;
+        let busy = spans(&[file], &[r.accounts]);
         if let Some(p) = prefer.filter(|p| is_free_spans(&busy, b, *p, b.count)) {
             return Ok(Decision::Add {
                 start: p,
@@ -523,8 +773,9 @@ pub fn decide(
                 count: b.count,
             })
             .ok_or((
-                which,
+                r.which,
                 AllocError::NoRoom {
+                    which: r.which,
                     count: b.count,
                     min: b.min,
                     max: b.max,
@@ -534,17 +785,19 @@ pub fn decide(
     match (keep_u, keep_g) {
         (Some(u), Some(g)) => Ok((u, g)),
         (Some(u), None) => {
-            let g = alone(Which::SubGid, subgid, Some(u.start()))?;
+            let g = alone(subgid, rg, Some(u.start()))?;
             Ok((u, g))
         }
         (None, Some(g)) => {
-            let u = alone(Which::SubUid, subuid, Some(g.start()))?;
+            let u = alone(subuid, ru, Some(g.start()))?;
             Ok((u, g))
         }
         (None, None) => {
+            check_bounds(subuid.1, ru)?;
+            check_bounds(subgid.1, rg)?;
             // Same start in both files: a gap free in the union of both, inside both bounds,
             // large enough for the larger of the two counts.
-            let all = spans(&[subuid.0, subgid.0]);
+            let all = spans(&[subuid.0, subgid.0], &[ru.accounts, rg.accounts]);
             let both = SubIdBounds {
                 min: subuid.1.min.max(subgid.1.min),
                 max: subuid.1.max.min(subgid.1.max),
@@ -564,8 +817,8 @@ pub fn decide(
                     },
                 ));
             }
-            let u = alone(Which::SubUid, subuid, None)?;
-            let g = alone(Which::SubGid, subgid, Some(u.start()))?;
+            let u = alone(subuid, ru, None)?;
+            let g = alone(subgid, rg, Some(u.start()))?;
             Ok((u, g))
         }
     }
@@ -578,10 +831,27 @@ pub struct Problem {
     pub file: String,
     /// 1-based line number.
     pub line: usize,
-    /// `malformed`, `overlap`, `out-of-bounds` or `empty`.
+    /// `malformed`, `overlap`, `out-of-bounds`, `empty` or `covers-account`.
     pub kind: &'static str,
     /// What is wrong, in words.
     pub message: String,
+}
+
+/// The ranges of any owner in one file that cover an account's id or lie at or below
+/// `UID_MAX` / `GID_MAX` (kind `covers-account`).
+pub fn covers_accounts(file: &SubIdFile, path: &str, reserved: Reserved) -> Vec<Problem> {
+    file.entries
+        .iter()
+        .filter(|e| e.count > 0)
+        .filter_map(|e| {
+            reserved.covered(e.start, e.end()).map(|why| Problem {
+                file: path.to_string(),
+                line: e.line,
+                kind: "covers-account",
+                message: format!("{}:{}:{} {why}", file.owner(e), e.start, e.count),
+            })
+        })
+        .collect()
 }
 
 /// Lints one file: malformed lines, empty ranges, ranges outside the bounds, and overlaps
@@ -820,6 +1090,136 @@ mod tests {
         assert_eq!(u.start(), 100000);
     }
 
+    fn accounts() -> crate::formats::accounts::AccountIds {
+        crate::formats::accounts::AccountIds::parse(
+            "root:x:0:0::/:/bin/sh\nalice:x:1000:1000::/:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\nbig:x:120000:120000::/:/bin/sh\n",
+            "root:x:0:\nalice:x:1000:\nbiggroup:x:130000:\n",
+        )
+    }
+
+    fn decide_reserved(
+        u: &str,
+        b: SubIdBounds,
+        ids: &crate::formats::accounts::AccountIds,
+    ) -> Result<(Decision, Decision), (Which, AllocError)> {
+        let r = (
+            Reserved {
+                which: Which::SubUid,
+                user_max: Some(60000),
+                accounts: &ids.uids,
+            },
+            Reserved {
+                which: Which::SubGid,
+                user_max: Some(60000),
+                accounts: &ids.gids,
+            },
+        );
+        decide_reserving((&file(u), b), (&file(u), b), "dockremap", Some(999), r)
+    }
+
+    #[test]
+    fn new_ranges_avoid_accounts_ids_and_bounds_in_the_accounts_space_are_refused() {
+        let ids = accounts();
+        // uid 120000 and gid 130000 are accounts' ids: the range goes above both.
+        let (u, g) = decide_reserved("", B, &ids).unwrap();
+        assert_eq!((u.start(), g.start()), (130001, 130001));
+        // SUB_UID_MIN 1 reaches into the ordinary accounts' ids: refused, naming an account.
+        let low = SubIdBounds { min: 1, ..B };
+        let (which, err) = decide_reserved("", low, &ids).unwrap_err();
+        assert_eq!(which, Which::SubUid);
+        let msg = err.to_string();
+        assert!(
+            msg.contains("SUB_UID_MIN 1 in /etc/login.defs is at or below UID_MAX 60000"),
+            "{msg}"
+        );
+        assert!(msg.contains("uid 1000 (user alice)"), "{msg}");
+        // Without a reserved space the old allocator would have given 1..65536.
+        assert_eq!(decide1("", "", None).unwrap().0.start(), 100000);
+    }
+
+    #[test]
+    fn kept_ranges_covering_accounts_or_empty_are_refused_naming_the_line() {
+        let ids = accounts();
+        let (which, err) = decide_reserved("# x\ndockremap:1:65536\n", B, &ids).unwrap_err();
+        assert_eq!(which, Which::SubUid);
+        assert_eq!(err.line(), Some(2));
+        let msg = err.to_string();
+        assert!(
+            msg.contains("dockremap:1:65536 covers uid 1000 (user alice, /etc/passwd)"),
+            "{msg}"
+        );
+        let (_, err) = decide_reserved("dockremap:10000:65536\n", B, &ids).unwrap_err();
+        assert!(err.to_string().contains("uid 65534 (user nobody"), "{err}");
+        let (_, err) = decide_reserved(
+            "dockremap:2000:100\n",
+            SubIdBounds { count: 100, ..B },
+            &ids,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("at or below UID_MAX 60000"),
+            "{err}"
+        );
+        // Empty: refused even with nothing reserved, and even next to a good line.
+        let (_, err) = decide1("dockremap:100000:0\n", "", None).unwrap_err();
+        assert_eq!(err.line(), Some(1));
+        assert!(err.to_string().contains("remove that line"), "{err}");
+        let (_, err) =
+            decide1("dockremap:300000:65536\ndockremap:100000:0\n", "", None).unwrap_err();
+        assert_eq!(err.line(), Some(2));
+    }
+
+    #[test]
+    fn impossible_bounds_say_what_is_wrong() {
+        let inverted = SubIdBounds {
+            min: 700_000,
+            max: 600_000,
+            count: 65536,
+        };
+        let (which, err) = decide((&file(""), B), (&file(""), inverted), "d", None).unwrap_err();
+        assert_eq!(which, Which::SubGid);
+        let msg = err.to_string();
+        assert!(
+            msg.contains("SUB_GID_MIN 700000 is above SUB_GID_MAX 600000 in /etc/login.defs"),
+            "{msg}"
+        );
+        assert!(!msg.contains("every gap"), "{msg}");
+        let huge = SubIdBounds {
+            count: ID_SPACE,
+            ..B
+        };
+        let (which, err) = decide((&file(""), huge), (&file(""), B), "d", None).unwrap_err();
+        assert_eq!(which, Which::SubUid);
+        let msg = err.to_string();
+        assert!(msg.contains("a range of 4294967296 ids cannot fit between SUB_UID_MIN 100000 and SUB_UID_MAX 600100000"), "{msg}");
+        assert!(!msg.contains("every gap"), "{msg}");
+    }
+
+    #[test]
+    fn lint_reports_ranges_covering_accounts_for_every_owner() {
+        let ids = accounts();
+        let f = file("alice:200000:65536\nbob:1:65536\nc:65000:1000\n");
+        let r = Reserved {
+            which: Which::SubUid,
+            user_max: Some(60000),
+            accounts: &ids.uids,
+        };
+        let p = covers_accounts(&f, "/etc/subuid", r);
+        let found: Vec<(usize, &str)> = p.iter().map(|p| (p.line, p.kind)).collect();
+        assert_eq!(found, [(2, "covers-account"), (3, "covers-account")]);
+        assert!(
+            p[0].message
+                .contains("bob:1:65536 covers uid 1000 (user alice"),
+            "{}",
+            p[0].message
+        );
+        assert!(
+            p[1].message.contains("uid 65534 (user nobody"),
+            "{}",
+            p[1].message
+        );
+    }
+
     #[test]
     fn lint_finds_overlaps_bounds_and_bad_lines() {
         let f = file("a:100000:65536\nb:110000:100\n#c\nc:50:5\nd:200000:0\nzz\ne:165535:2\n");
@@ -888,10 +1288,22 @@ mod tests {
         name: &str,
         uid: Option<u32>,
     ) -> Result<(Decision, Decision), (Which, AllocError)> {
-        let keep_u =
-            existing(subuid.0, name, uid, subuid.1.count).map_err(|e| (Which::SubUid, e))?;
-        let keep_g =
-            existing(subgid.0, name, uid, subgid.1.count).map_err(|e| (Which::SubGid, e))?;
+        let keep_u = existing(
+            subuid.0,
+            name,
+            uid,
+            subuid.1.count,
+            Reserved::none(Which::SubUid),
+        )
+        .map_err(|e| (Which::SubUid, e))?;
+        let keep_g = existing(
+            subgid.0,
+            name,
+            uid,
+            subgid.1.count,
+            Reserved::none(Which::SubGid),
+        )
+        .map_err(|e| (Which::SubGid, e))?;
         let alone = |which: Which, (file, b): (&SubIdFile, SubIdBounds), prefer: Option<u64>| {
             let busy = file.busy();
             if let Some(p) = prefer.filter(|p| is_free(&busy, b, *p, b.count)) {
@@ -908,6 +1320,7 @@ mod tests {
                 .ok_or((
                     which,
                     AllocError::NoRoom {
+                        which,
                         count: b.count,
                         min: b.min,
                         max: b.max,

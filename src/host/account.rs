@@ -6,6 +6,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::exit::Conflict;
+use crate::formats::accounts::AccountIds;
 use crate::formats::login_defs::LoginDefs;
 use crate::host::root::Root;
 
@@ -82,7 +83,8 @@ pub fn lookup(root: &Root, name: &str) -> Result<Option<Account>> {
     Ok(find_in_passwd(&String::from_utf8_lossy(&text), name))
 }
 
-/// An existing remap user must be a system account (below UID_MIN, not root) with no login shell.
+/// An existing remap user must be a system account as useradd defines one (uid in
+/// `SYS_UID_MIN..=SYS_UID_MAX`, not root) with no login shell.
 pub fn validate_existing(acct: &Account, defs: &LoginDefs) -> Result<(), Conflict> {
     if acct.uid == 0 {
         return Err(Conflict::new(format!(
@@ -90,10 +92,10 @@ pub fn validate_existing(acct: &Account, defs: &LoginDefs) -> Result<(), Conflic
             acct.name
         )));
     }
-    if u64::from(acct.uid) >= defs.uid_min {
+    if !(defs.sys_uid_min..=defs.sys_uid_max).contains(&u64::from(acct.uid)) {
         return Err(Conflict::new(format!(
-            "user {} exists with uid {}, which is not a system uid (UID_MIN is {}); a person's account must not own containers' ids: pass --user with another name",
-            acct.name, acct.uid, defs.uid_min
+            "user {} exists with uid {}, which is not a system uid (SYS_UID_MIN..SYS_UID_MAX is {}..={}, /etc/login.defs); a person's account must not own containers' ids: pass --user with another name",
+            acct.name, acct.uid, defs.sys_uid_min, defs.sys_uid_max
         )));
     }
     let nologin = ["/nologin", "/false"]
@@ -103,6 +105,31 @@ pub fn validate_existing(acct: &Account, defs: &LoginDefs) -> Result<(), Conflic
         return Err(Conflict::new(format!(
             "user {} exists with login shell {:?}; give it /usr/sbin/nologin (usermod -s /usr/sbin/nologin {}) or pass --user with another name",
             acct.name, acct.shell, acct.name
+        )));
+    }
+    Ok(())
+}
+
+/// Before `useradd --system` runs: a system uid (`SYS_UID_MIN..=SYS_UID_MAX`, as useradd
+/// allocates it) must be possible at all and still free in /etc/passwd.
+pub fn check_can_create(defs: &LoginDefs, ids: &AccountIds) -> Result<(), Conflict> {
+    let (min, max) = (defs.sys_uid_min.max(1), defs.sys_uid_max);
+    if min > max {
+        return Err(Conflict::new(format!(
+            "SYS_UID_MIN {} is above SYS_UID_MAX {} in /etc/login.defs: useradd --system has no uid to give the remap user; fix the two values (SYS_UID_MAX defaults to UID_MIN - 1)",
+            defs.sys_uid_min, defs.sys_uid_max
+        )));
+    }
+    let mut taken: Vec<u32> = ids
+        .uids
+        .iter()
+        .map(|u| u.id)
+        .filter(|u| (min..=max).contains(&u64::from(*u)))
+        .collect();
+    taken.dedup();
+    if taken.len() as u64 > max - min {
+        return Err(Conflict::new(format!(
+            "every system uid from {min} to SYS_UID_MAX {max} (/etc/login.defs) is taken in /etc/passwd: useradd --system cannot create the remap user; free one, widen the range, or pass --user with an existing system user"
         )));
     }
     Ok(())
@@ -237,5 +264,31 @@ mod tests {
                 .to_string()
                 .contains("not a system uid")
         );
+        // useradd's own definition: SYS_UID_MIN..=SYS_UID_MAX, even above UID_MIN.
+        let wide = LoginDefs::parse("UID_MIN 1000\nSYS_UID_MAX 5000\n").unwrap();
+        a.uid = 5000;
+        assert!(validate_existing(&a, &wide).is_ok());
+        a.uid = 5001;
+        assert!(validate_existing(&a, &wide).is_err());
+        a.uid = 100;
+        assert!(
+            validate_existing(&a, &wide).is_err(),
+            "below SYS_UID_MIN 101"
+        );
+    }
+
+    #[test]
+    fn a_system_uid_must_be_possible_before_useradd_runs() {
+        let ids = AccountIds::parse("root:x:0:0::/:/bin/sh\nd:x:101:101::/:/bin/sh\n", "");
+        assert!(check_can_create(&LoginDefs::default(), &ids).is_ok());
+        let inverted = LoginDefs::parse("SYS_UID_MIN 500\nSYS_UID_MAX 400\n").unwrap();
+        let msg = check_can_create(&inverted, &ids).unwrap_err().to_string();
+        assert!(
+            msg.contains("SYS_UID_MIN 500 is above SYS_UID_MAX 400"),
+            "{msg}"
+        );
+        let full = LoginDefs::parse("SYS_UID_MIN 101\nSYS_UID_MAX 101\n").unwrap();
+        let msg = check_can_create(&full, &ids).unwrap_err().to_string();
+        assert!(msg.contains("every system uid"), "{msg}");
     }
 }

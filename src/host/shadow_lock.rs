@@ -7,9 +7,9 @@
 //! relative to the [`Root`], so a `--root` tree is locked, not the host.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use rustix::fs::{FlockOperation, fcntl_lock};
 use rustix::io::Errno;
 use rustix::process::{Pid, test_kill_process};
 
+use crate::exit::Conflict;
 use crate::host::root::Root;
 
 /// How long shadow's tools wait for a lock (15 tries, one second apart).
@@ -40,6 +41,15 @@ impl Drop for ShadowLock {
 
 /// Takes the `lckpwdf` lock and the link lock of each of `files` (paths inside the root).
 pub fn lock(root: &Root, files: &[&str], timeout: Duration) -> Result<ShadowLock> {
+    lock_with(root, files, timeout, write_pid)
+}
+
+fn lock_with(
+    root: &Root,
+    files: &[&str],
+    timeout: Duration,
+    write: WritePid,
+) -> Result<ShadowLock> {
     let deadline = Instant::now() + timeout;
     let pwd = lock_pwd(root, deadline)?;
     let mut held = ShadowLock {
@@ -49,14 +59,17 @@ pub fn lock(root: &Root, files: &[&str], timeout: Duration) -> Result<ShadowLock
     for f in files {
         let lock = root.path(&format!("{f}.lock"));
         let tmp = root.path(&format!("{f}.{}", std::process::id()));
-        link_lock(&tmp, &lock, deadline).with_context(|| {
-            format!(
-                "cannot lock {}: another program (useradd, usermod, docker-userns) holds {}",
+        match link_lock(&tmp, &lock, deadline, write) {
+            Ok(()) => held.links.push(lock),
+            Err(LinkError::Busy) => bail!(
+                "cannot lock {}: another program (useradd, usermod, docker-userns) holds {}; try again later",
                 root.path(f).display(),
                 lock.display()
-            )
-        })?;
-        held.links.push(lock);
+            ),
+            Err(LinkError::Other(e)) => {
+                return Err(e.context(format!("cannot lock {}", root.path(f).display())));
+            }
+        }
     }
     Ok(held)
 }
@@ -92,60 +105,183 @@ fn pid_alive(pid: i32) -> bool {
     }
 }
 
-fn link_lock(tmp: &PathBuf, lock: &PathBuf, deadline: Instant) -> Result<()> {
-    let pid = std::process::id();
-    {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(pid.to_string().as_bytes())
-            .and_then(|()| f.sync_all())
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
+/// Why a lock could not be taken: held by someone else, or something else went wrong.
+#[derive(Debug)]
+enum LinkError {
+    /// Another live process held the lock until the deadline.
+    Busy,
+    /// Anything else, with what happened and the path.
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for LinkError {
+    fn from(e: anyhow::Error) -> Self {
+        LinkError::Other(e)
     }
-    let result = (|| loop {
-        match fs::hard_link(tmp, lock) {
-            Ok(()) => {
-                let nlink = fs::metadata(tmp).map(|m| m.nlink()).unwrap_or(0);
-                if nlink == 2 {
-                    return Ok(());
-                }
-                bail!("{} has an unexpected link count {nlink}", tmp.display());
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let text = fs::read_to_string(lock).unwrap_or_default();
-                match text.trim().parse::<i32>() {
-                    Ok(other) if other > 0 && !pid_alive(other) => {
-                        tracing::info!(
-                            "removing stale lock {} of dead process {other}",
-                            lock.display()
-                        );
-                        let _ = fs::remove_file(lock);
-                        continue;
+}
+
+/// Writes the pid into the freshly created `FILE.PID` (a seam for tests that inject errors).
+type WritePid = fn(&mut File, &[u8]) -> io::Result<()>;
+
+fn write_pid(f: &mut File, pid: &[u8]) -> io::Result<()> {
+    f.write_all(pid)?;
+    f.sync_all()
+}
+
+/// Creates `FILE.PID` as a new regular file of ours: `O_CREAT|O_EXCL|O_NOFOLLOW`, mode 0600.
+/// A regular file already there can only be left by a dead process that had our pid (no live
+/// process but us has it), so it is removed first; anything else there (a symbolic link, a
+/// directory, ...) is refused and left alone: it is never followed, its target never touched.
+fn create_pid_file(tmp: &Path) -> Result<File> {
+    let open = || {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(tmp)
+    };
+    match open() {
+        Ok(f) => return Ok(f),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot create {}", tmp.display())),
+    }
+    let meta = fs::symlink_metadata(tmp)
+        .with_context(|| format!("cannot create {}: it exists", tmp.display()))?;
+    if !meta.file_type().is_file() {
+        return Err(Conflict::new(format!(
+            "{} exists and is {}, not a lock file left by this tool: refusing to write through it; remove it and run again",
+            tmp.display(),
+            kind_of(&meta)
+        ))
+        .into());
+    }
+    tracing::info!("removing {}, left by a dead process", tmp.display());
+    fs::remove_file(tmp).with_context(|| format!("cannot remove stale {}", tmp.display()))?;
+    open().with_context(|| format!("cannot create {}", tmp.display()))
+}
+
+fn kind_of(meta: &fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// The pid text in an existing `FILE.lock`, read without following a link. A lock that is not
+/// a regular file was not made by shadow's protocol (which links a regular file) and is
+/// refused, never taken for a valid lock.
+fn read_lock(lock: &Path) -> Result<Option<String>> {
+    let meta = match fs::symlink_metadata(lock) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot stat {}", lock.display())),
+    };
+    if !meta.file_type().is_file() {
+        return Err(Conflict::new(format!(
+            "{} is {}, not a lock file (shadow's tools make a regular file holding a process id): remove it if no useradd/usermod is running, then run again",
+            lock.display(),
+            kind_of(&meta)
+        ))
+        .into());
+    }
+    let mut f = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(lock)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", lock.display())),
+    };
+    let mut text = String::new();
+    f.read_to_string(&mut text)
+        .with_context(|| format!("cannot read {}", lock.display()))?;
+    Ok(Some(text))
+}
+
+fn link_lock(tmp: &Path, lock: &Path, deadline: Instant, write: WritePid) -> Result<(), LinkError> {
+    let pid = std::process::id().to_string();
+    let mut file = create_pid_file(tmp)?;
+    // From here on FILE.PID is ours: it is removed whatever happens.
+    let result = (|| {
+        write(&mut file, pid.as_bytes())
+            .with_context(|| format!("cannot write the process id to {}", tmp.display()))?;
+        let ours = file
+            .metadata()
+            .with_context(|| format!("cannot stat {}", tmp.display()))?;
+        loop {
+            match fs::hard_link(tmp, lock) {
+                Ok(()) => {
+                    // Linked: the lock must be our file (the inode we wrote), with two links.
+                    let now = file
+                        .metadata()
+                        .with_context(|| format!("cannot stat {}", tmp.display()))?;
+                    let lock_meta = fs::symlink_metadata(lock)
+                        .with_context(|| format!("cannot stat {}", lock.display()))?;
+                    if now.nlink() == 2
+                        && lock_meta.file_type().is_file()
+                        && lock_meta.ino() == ours.ino()
+                        && lock_meta.dev() == ours.dev()
+                    {
+                        return Ok(());
                     }
-                    Ok(_) => {}
-                    Err(_) if text.is_empty() => {}
-                    Err(_) => bail!(
-                        "{} does not hold a process id ({:?}); remove it if no useradd/usermod is running",
-                        lock.display(),
-                        text.trim()
-                    ),
+                    if lock_meta.ino() == ours.ino() && lock_meta.dev() == ours.dev() {
+                        let _ = fs::remove_file(lock);
+                    }
+                    return Err(LinkError::Other(anyhow::anyhow!(
+                        "{} has an unexpected link count {} after linking it to {}",
+                        tmp.display(),
+                        now.nlink(),
+                        lock.display()
+                    )));
                 }
-                if Instant::now() >= deadline {
-                    bail!("still locked after waiting");
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let text = read_lock(lock)?;
+                    match text.as_deref().map(|t| t.trim().parse::<i32>()) {
+                        // Gone between the link and the read: try again at once.
+                        None => continue,
+                        Some(Ok(other)) if other > 0 && !pid_alive(other) => {
+                            tracing::info!(
+                                "removing stale lock {} of dead process {other}",
+                                lock.display()
+                            );
+                            let _ = fs::remove_file(lock);
+                            continue;
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(_)) if text.as_deref().is_some_and(str::is_empty) => {}
+                        Some(Err(_)) => {
+                            return Err(LinkError::Other(
+                                Conflict::new(format!(
+                                    "{} does not hold a process id ({:?}); remove it if no useradd/usermod is running",
+                                    lock.display(),
+                                    text.unwrap_or_default().trim()
+                                ))
+                                .into(),
+                            ));
+                        }
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(LinkError::Busy);
+                    }
+                    sleep(Duration::from_millis(200));
                 }
-                sleep(Duration::from_millis(200));
-            }
-            Err(e) => {
-                return Err(e).with_context(|| {
-                    format!("cannot link {} to {}", tmp.display(), lock.display())
-                });
+                Err(e) => {
+                    return Err(LinkError::Other(anyhow::Error::from(e).context(format!(
+                        "cannot link {} to {}",
+                        tmp.display(),
+                        lock.display()
+                    ))));
+                }
             }
         }
     })();
+    drop(file);
     let _ = fs::remove_file(tmp);
     result
 }
@@ -214,5 +350,106 @@ mod tests {
             !dir.path().join("etc/subuid.lock").exists(),
             "the first lock was released"
         );
+    }
+
+    /// The names in the tree's /etc, sorted.
+    fn etc_names(dir: &tempfile::TempDir) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir.path().join("etc"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_symlink_at_the_pid_path_is_refused_and_not_followed() {
+        let (dir, root) = tree();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "precious\n").unwrap();
+        let tmp = dir
+            .path()
+            .join(format!("etc/subuid.{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+
+        // The opener itself: refused, the link left as it is, its target untouched.
+        let err = create_pid_file(&tmp).unwrap_err();
+        assert!(format!("{err:#}").contains("symbolic link"), "{err:#}");
+        assert_eq!(crate::exit::code_of(&err), crate::exit::Code::Conflict);
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert!(fs::symlink_metadata(&tmp).unwrap().file_type().is_symlink());
+
+        // Through the lock: no lock taken, none left behind (least of all a symlink).
+        let err = lock(&root, &["/etc/subuid"], Duration::from_millis(300)).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains(&tmp.display().to_string()), "{msg}");
+        assert!(!msg.contains("another program"), "{msg}");
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert!(fs::symlink_metadata(dir.path().join("etc/subuid.lock")).is_err());
+    }
+
+    #[test]
+    fn a_regular_file_left_at_the_pid_path_is_replaced() {
+        let (dir, root) = tree();
+        let tmp = dir
+            .path()
+            .join(format!("etc/subuid.{}", std::process::id()));
+        fs::write(&tmp, "left by a dead process with our pid").unwrap();
+        {
+            let _l = lock(&root, &["/etc/subuid"], Duration::from_secs(1)).unwrap();
+            let held = fs::read_to_string(dir.path().join("etc/subuid.lock")).unwrap();
+            assert_eq!(held, std::process::id().to_string());
+        }
+        assert_eq!(etc_names(&dir), vec![".pwd.lock"]);
+    }
+
+    #[test]
+    fn a_symlink_lock_is_not_a_valid_lock() {
+        let (dir, root) = tree();
+        // The link points at a file holding a live pid: read through the link, it would look
+        // like a lock held by that process.
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let target = dir.path().join("pidfile");
+        fs::write(&target, child.id().to_string()).unwrap();
+        let link = dir.path().join("etc/subuid.lock");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = lock(&root, &["/etc/subuid"], Duration::from_millis(500)).unwrap_err();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("symbolic link"), "{msg}");
+        assert!(!msg.contains("another program"), "{msg}");
+        assert_eq!(crate::exit::code_of(&err), crate::exit::Code::Conflict);
+        assert_eq!(fs::read_to_string(&target).unwrap(), child.id().to_string());
+        // A dangling link is no lock either.
+        fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &link).unwrap();
+        let err = lock(&root, &["/etc/subuid"], Duration::from_millis(500)).unwrap_err();
+        assert!(format!("{err:#}").contains("symbolic link"), "{err:#}");
+        assert_eq!(etc_names(&dir), vec![".pwd.lock", "subuid.lock"]);
+    }
+
+    #[test]
+    fn a_write_error_says_what_happened_and_leaves_nothing_behind() {
+        let (dir, root) = tree();
+        fn no_space(_: &mut File, _: &[u8]) -> io::Result<()> {
+            Err(io::Error::from_raw_os_error(libc::ENOSPC))
+        }
+        let err = lock_with(
+            &root,
+            &["/etc/subuid", "/etc/subgid"],
+            Duration::from_secs(1),
+            no_space,
+        )
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        let tmp = root.path(&format!("/etc/subuid.{}", std::process::id()));
+        assert!(msg.contains("No space left on device"), "{msg}");
+        assert!(msg.contains(&tmp.display().to_string()), "{msg}");
+        assert!(!msg.contains("another program"), "{msg}");
+        assert_eq!(etc_names(&dir), vec![".pwd.lock"]);
     }
 }

@@ -148,6 +148,8 @@ pub fn enable(
         )?;
         inputs.subuid = reread_id_file(root, "/etc/subuid", std::mem::take(&mut inputs.subuid))?;
         inputs.subgid = reread_id_file(root, "/etc/subgid", std::mem::take(&mut inputs.subgid))?;
+        // The accounts too: a user created meanwhile (ours included) must not be covered.
+        inputs.ids = preflight::read_account_ids(root)?;
         let replanned = plan::enable(&inputs, count)?;
         // Only the bytes are needed from here on.
         for f in [&mut inputs.subuid, &mut inputs.subgid] {

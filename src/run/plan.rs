@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::exit::Conflict;
 use crate::formats::daemon_config::{self, DaemonConfig};
 use crate::formats::login_defs::SubIdBounds;
-use crate::formats::subid::{self, Decision, Which};
+use crate::formats::subid::{self, Decision, Reserved, Which};
 use crate::host::account;
 use crate::run::preflight::{DAEMON_JSON, Inputs};
 
@@ -200,7 +200,10 @@ pub fn enable(inputs: &Inputs, count: Option<u64>) -> Result<Plan, Conflict> {
             account::validate_existing(a, &inputs.defs)?;
             (Some(a.uid), Some(a.gid))
         }
-        None => (None, None),
+        None => {
+            account::check_can_create(&inputs.defs, &inputs.ids)?;
+            (None, None)
+        }
     };
     let user = &inputs.user;
     if inputs.account.is_none()
@@ -286,13 +289,30 @@ pub fn decide(
         count: want_g,
         ..defs.subgid
     };
-    subid::decide(
+    // No range may hold an account's id, nor lie in the ordinary accounts' space.
+    let reserved = (
+        Reserved {
+            which: Which::SubUid,
+            user_max: Some(defs.uid_max),
+            accounts: &inputs.ids.uids,
+        },
+        Reserved {
+            which: Which::SubGid,
+            user_max: Some(defs.gid_max),
+            accounts: &inputs.ids.gids,
+        },
+    );
+    subid::decide_reserving(
         (&inputs.subuid.file, bu),
         (&inputs.subgid.file, bg),
         &inputs.user,
         uid,
+        reserved,
     )
-    .map_err(|(which, e)| Conflict::new(format!("{}: {e}", which.path())))
+    .map_err(|(which, e)| match e.line() {
+        Some(line) => Conflict::new(format!("{}:{line}: {e}", which.path())),
+        None => Conflict::new(format!("{}: {e}", which.path())),
+    })
 }
 
 /// Plans `disable`: remove `userns-remap` from daemon.json; the user and its ranges stay.
@@ -366,6 +386,7 @@ impl Decided for DisablePlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::formats::accounts::AccountIds;
     use crate::formats::login_defs::LoginDefs;
     use crate::formats::subid::SubIdFile;
     use crate::host::account::Account;
@@ -384,6 +405,10 @@ mod tests {
             user: "dockremap".into(),
             account,
             defs: LoginDefs::default(),
+            ids: AccountIds::parse(
+                "root:x:0:0::/root:/bin/bash\nnobody:x:65534:65534::/:/usr/sbin/nologin\nalice:x:1000:1000::/home/alice:/bin/bash\n",
+                "root:x:0:\nalice:x:1000:\n",
+            ),
             subuid: id(subid),
             subgid: id(subid),
             daemon: DaemonFile {
@@ -483,6 +508,40 @@ mod tests {
                 .to_string()
                 .contains("chmod o+x /var/lib")
         );
+    }
+
+    #[test]
+    fn range_refusals_name_the_file_and_line() {
+        let empty = inputs("dockremap:100000:0\n", None, dockremap());
+        let msg = enable(&empty, None).unwrap_err().to_string();
+        assert!(
+            msg.starts_with("/etc/subuid:1: dockremap:100000:0"),
+            "{msg}"
+        );
+        let covering = inputs("a:100000:65536\ndockremap:1:65536\n", None, dockremap());
+        let msg = enable(&covering, None).unwrap_err().to_string();
+        assert!(msg.starts_with("/etc/subuid:2: "), "{msg}");
+        assert!(msg.contains("uid 1000 (user alice"), "{msg}");
+        let mut low = inputs("", None, None);
+        low.defs = LoginDefs::parse("SUB_UID_MIN 1\nSUB_GID_MIN 1\n").unwrap();
+        let msg = enable(&low, None).unwrap_err().to_string();
+        assert!(msg.contains("SUB_UID_MIN 1 in /etc/login.defs"), "{msg}");
+    }
+
+    #[test]
+    fn a_remap_user_useradd_cannot_create_is_refused_before_it_runs() {
+        let mut i = inputs("", None, None);
+        i.defs = LoginDefs::parse("SYS_UID_MIN 900\nSYS_UID_MAX 800\n").unwrap();
+        let msg = enable(&i, None).unwrap_err().to_string();
+        assert!(
+            msg.contains("SYS_UID_MIN 900 is above SYS_UID_MAX 800"),
+            "{msg}"
+        );
+        // An existing user with a uid useradd --system gives (SYS_UID_MAX above UID_MIN).
+        let mut i = inputs("", None, dockremap());
+        i.defs = LoginDefs::parse("UID_MIN 1000\nSYS_UID_MAX 5000\n").unwrap();
+        i.account.as_mut().unwrap().uid = 5000;
+        assert!(enable(&i, None).is_ok());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use anyhow::{Context, Result};
 
 use crate::exit::Conflict;
+use crate::formats::accounts::AccountIds;
 use crate::formats::daemon_config::{ConfigError, DaemonConfig};
 use crate::formats::login_defs::LoginDefs;
 use crate::formats::subid::SubIdFile;
@@ -47,6 +48,8 @@ pub struct Inputs {
     pub account: Option<Account>,
     /// login.defs settings.
     pub defs: LoginDefs,
+    /// The uids in /etc/passwd and gids in /etc/group (no subordinate range may hold one).
+    pub ids: AccountIds,
     /// /etc/subuid.
     pub subuid: IdFile,
     /// /etc/subgid.
@@ -79,6 +82,17 @@ pub fn read_login_defs(root: &Root) -> Result<LoginDefs> {
         ))
         .into()
     })
+}
+
+/// Reads the ids of every account in the root's /etc/passwd and /etc/group (the files, also on
+/// the live host: they are what useradd allocates from; missing files name no id).
+pub fn read_account_ids(root: &Root) -> Result<AccountIds> {
+    let passwd = root.read_optional("/etc/passwd")?.unwrap_or_default();
+    let group = root.read_optional("/etc/group")?.unwrap_or_default();
+    Ok(AccountIds::parse(
+        &String::from_utf8_lossy(&passwd),
+        &String::from_utf8_lossy(&group),
+    ))
 }
 
 /// Reads /etc/subuid or /etc/subgid (missing is empty).
@@ -181,6 +195,7 @@ pub fn gather(root: &Root, user: &str) -> Result<Inputs> {
         user: user.to_string(),
         account,
         defs,
+        ids: read_account_ids(root)?,
         subuid: read_id_file(root, "/etc/subuid")?,
         subgid: read_id_file(root, "/etc/subgid")?,
         blocked_dirs: blocked_dirs(root, &data_root(&daemon.config))?,
