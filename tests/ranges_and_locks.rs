@@ -213,17 +213,19 @@ fn a_system_uid_above_uid_min_as_useradd_gives_it_is_accepted() {
     let again = t.run(&["--json", "enable"]);
     assert_eq!(again.code, 0, "{again:?}");
     assert_eq!(again.json()["changed"], false);
-    // An existing user outside that range is not a system account.
-    let t = with_login_defs("SYS_UID_MIN 200\n");
+    // An existing user neither below UID_MIN nor in that range is not a system account.
+    let t = with_login_defs("UID_MIN 1000\nSYS_UID_MAX 5000\n");
     t.write(
         "etc/passwd",
-        &(t.read("etc/passwd") + "dockremap:x:150:150::/nonexistent:/usr/sbin/nologin\n"),
+        &(t.read("etc/passwd") + "dockremap:x:6000:6000::/nonexistent:/usr/sbin/nologin\n"),
     );
     refused(
         &t,
         &["enable"],
         3,
-        &["uid 150, which is not a system uid (SYS_UID_MIN..SYS_UID_MAX is 200..=999"],
+        &[
+            "uid 6000, which is not a system uid (below UID_MIN 1000, or in SYS_UID_MIN..SYS_UID_MAX 100..=5000",
+        ],
         &[],
     );
 }

@@ -83,8 +83,9 @@ pub fn lookup(root: &Root, name: &str) -> Result<Option<Account>> {
     Ok(find_in_passwd(&String::from_utf8_lossy(&text), name))
 }
 
-/// An existing remap user must be a system account as useradd defines one (uid in
-/// `SYS_UID_MIN..=SYS_UID_MAX`, not root) with no login shell.
+/// An existing remap user must be a system account (not root) with no login shell. A system
+/// account is what useradd makes one (uid in `SYS_UID_MIN..=SYS_UID_MAX`), or any uid below
+/// `UID_MIN`, where people's accounts start (Debian's adduser gives system users uid 100).
 pub fn validate_existing(acct: &Account, defs: &LoginDefs) -> Result<(), Conflict> {
     if acct.uid == 0 {
         return Err(Conflict::new(format!(
@@ -92,10 +93,11 @@ pub fn validate_existing(acct: &Account, defs: &LoginDefs) -> Result<(), Conflic
             acct.name
         )));
     }
-    if !(defs.sys_uid_min..=defs.sys_uid_max).contains(&u64::from(acct.uid)) {
+    let uid = u64::from(acct.uid);
+    if !(defs.sys_uid_min..=defs.sys_uid_max).contains(&uid) && uid >= defs.uid_min {
         return Err(Conflict::new(format!(
-            "user {} exists with uid {}, which is not a system uid (SYS_UID_MIN..SYS_UID_MAX is {}..={}, /etc/login.defs); a person's account must not own containers' ids: pass --user with another name",
-            acct.name, acct.uid, defs.sys_uid_min, defs.sys_uid_max
+            "user {} exists with uid {}, which is not a system uid (below UID_MIN {}, or in SYS_UID_MIN..SYS_UID_MAX {}..={}, /etc/login.defs); a person's account must not own containers' ids: pass --user with another name",
+            acct.name, acct.uid, defs.uid_min, defs.sys_uid_min, defs.sys_uid_max
         )));
     }
     let nologin = ["/nologin", "/false"]
@@ -270,11 +272,9 @@ mod tests {
         assert!(validate_existing(&a, &wide).is_ok());
         a.uid = 5001;
         assert!(validate_existing(&a, &wide).is_err());
+        // Below UID_MIN is a system uid too (Debian's adduser gives system users uid 100).
         a.uid = 100;
-        assert!(
-            validate_existing(&a, &wide).is_err(),
-            "below SYS_UID_MIN 101"
-        );
+        assert!(validate_existing(&a, &wide).is_ok());
     }
 
     #[test]

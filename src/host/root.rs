@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -330,6 +330,27 @@ impl Root {
             .open_in(abs, OFlags::RDONLY | OFlags::DIRECTORY)
             .with_context(ctx)?;
         rfs::fsync(&fd).with_context(ctx)
+    }
+
+    /// The host path of directory `abs`, resolved beneath the root (through
+    /// /proc/self/fd): for the few operations that need a plain path in that directory, such
+    /// as shadow's `link()` lock protocol.
+    pub fn real_dir(&self, abs: &str) -> Result<PathBuf> {
+        let ctx = || format!("cannot open directory {}", self.path(abs).display());
+        let fd = self
+            .open_in(abs, OFlags::PATH | OFlags::DIRECTORY)
+            .with_context(ctx)?;
+        let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        let real = fs::read_link(&link)
+            .with_context(|| format!("{}: cannot read {link} (is /proc mounted?)", ctx()))?;
+        if !self.host && !real.starts_with(&self.base) {
+            anyhow::bail!(
+                "{} resolves to {}, outside the root",
+                self.path(abs).display(),
+                real.display()
+            );
+        }
+        Ok(real)
     }
 
     /// Opens (creating it 0600 if missing, never truncating, never following a link there) a

@@ -57,8 +57,15 @@ fn lock_with(
         _pwd: pwd,
     };
     for f in files {
-        let lock = root.path(&format!("{f}.lock"));
-        let tmp = root.path(&format!("{f}.{}", std::process::id()));
+        // The directory resolved beneath the root; shadow's protocol then works by name in it.
+        let abs = Path::new(f);
+        let dir = root.real_dir(&abs.parent().map_or("/".into(), |d| d.to_string_lossy()))?;
+        let name = abs
+            .file_name()
+            .with_context(|| format!("{f} names no file"))?
+            .to_string_lossy();
+        let lock = dir.join(format!("{name}.lock"));
+        let tmp = dir.join(format!("{name}.{}", std::process::id()));
         match link_lock(&tmp, &lock, deadline, write) {
             Ok(()) => held.links.push(lock),
             Err(LinkError::Busy) => bail!(
