@@ -1,0 +1,197 @@
+//! The fault matrix, on one real systemd + D-Bus + dockerd host (tests/testhost/): a table of
+//! faults (kill -9 at each step of a run, a docker that refuses the new configuration, one that
+//! dies seconds after starting, a full state directory, a read-only /etc, malformed input),
+//! each followed by the one invariant that matters: the host is whole. Either the three files
+//! are byte for byte as before the fault and docker runs in its old mode, or the change is
+//! complete and docker runs remapped and health-gated; never a half state, never docker left
+//! down, and a failed command says why. Needs root; fails, never skips.
+
+mod common;
+#[path = "testhost/mod.rs"]
+mod testhost;
+
+use serde_json::Value;
+use testhost::{Host, Output};
+
+const FILES: &str = "/etc/subuid /etc/subgid /etc/docker/daemon.json";
+
+fn files(host: &Host) -> String {
+    host.ok(&format!(
+        "for f in {FILES}; do echo \"== $f\"; cat \"$f\" 2>/dev/null || echo MISSING; done"
+    ))
+}
+
+fn remapped(host: &Host) -> bool {
+    host.ok("docker info --format '{{json .SecurityOptions}}'")
+        .contains("name=userns")
+}
+
+fn json(out: &Output) -> Value {
+    let v: Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {out}"));
+    common::assert_schema(&v);
+    v
+}
+
+/// The invariant after a fault (and the recovery that the next run does): docker is up and
+/// answers, no journal is left, and either nothing changed or everything did.
+fn assert_whole(host: &Host, case: &str, before: &str, was_remapped: bool) -> bool {
+    // The next run (here `status`, as root) recovers what a killed run left.
+    let st = host.sh("docker-userns status --json");
+    assert_eq!(st.code, 0, "{case}: status after the fault: {st}");
+    assert_eq!(json(&st)["unfinished"], Value::Null, "{case}: {st}");
+    assert!(
+        host.read("/var/lib/docker-userns/transaction.json")
+            .is_none(),
+        "{case}: journal left behind"
+    );
+    assert_eq!(
+        host.sh("systemctl is-active docker.service").stdout.trim(),
+        "active",
+        "{case}: docker left down"
+    );
+    host.ok("docker version >/dev/null");
+    let now = files(host);
+    if now == before {
+        assert_eq!(
+            remapped(host),
+            was_remapped,
+            "{case}: files as before, but the engine is not in its old mode"
+        );
+        false
+    } else {
+        let daemon = host
+            .read_string("/etc/docker/daemon.json")
+            .unwrap_or_default();
+        assert!(
+            daemon.contains("userns-remap") && remapped(host),
+            "{case}: files changed but the change is not complete: {now}"
+        );
+        let subuid = host.read_string("/etc/subuid").unwrap_or_default();
+        assert!(subuid.contains("dockremap:"), "{case}: {subuid}");
+        true
+    }
+}
+
+/// Back to remapping off, for the next case.
+fn reset(host: &Host) {
+    let out = host.sh("docker-userns disable --yes --json");
+    assert_eq!(out.code, 0, "reset: {out}");
+    assert!(!remapped(host));
+}
+
+/// `enable` stopped at `point` (a debug-build failpoint that sleeps) and killed with SIGKILL.
+fn kill_at(host: &Host, point: &str) {
+    host.ok(&format!(
+        "rm -f /tmp/k.log
+         DOCKER_USERNS_FAILPOINTS={point}=sleep setsid docker-userns enable --yes >/tmp/k.log 2>&1 &
+         for i in $(seq 600); do grep -q 'failpoint {point}' /tmp/k.log && break; sleep 0.05; done
+         grep -q 'failpoint {point}' /tmp/k.log || {{ cat /tmp/k.log; exit 1; }}
+         pkill -9 -x docker-userns; sleep 0.2"
+    ));
+}
+
+#[test]
+fn every_fault_leaves_the_host_whole() {
+    let host = Host::boot("faults");
+    host.sh("systemctl is-system-running --wait");
+    let mut converged_cases = Vec::new();
+
+    // kill -9 at each step of a run, in the order a run takes them. The user is created by
+    // the first one and kept (as a rollback keeps it); every later run writes the ranges and
+    // daemon.json again.
+    for point in [
+        "apply:after-user",
+        "apply:after-subuid",
+        "apply:before-daemon-json",
+        "converge:after-apply",
+        "restart:after-stop",
+        "restart:before-start",
+        "converge:before-finish",
+    ] {
+        let before = files(&host);
+        let was = remapped(&host);
+        kill_at(&host, point);
+        if assert_whole(&host, &format!("kill -9 at {point}"), &before, was) {
+            converged_cases.push(point);
+            reset(&host);
+        }
+    }
+    // Only a run killed after its restart had passed the health gate may count as done.
+    assert_eq!(converged_cases, ["converge:before-finish"]);
+
+    // docker refuses the new configuration: rolled back (exit 5), with docker's words.
+    let before = files(&host);
+    host.write(
+        "/etc/systemd/system/docker.service.d/refuse.conf",
+        "[Service]\nExecStartPre=/bin/sh -c '! grep -q userns-remap /etc/docker/daemon.json'\n",
+    );
+    host.ok("systemctl daemon-reload");
+    let out = host.sh("docker-userns enable --yes --json");
+    assert_eq!(out.code, 5, "{out}");
+    assert!(
+        json(&out)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("docker.service"),
+        "{out}"
+    );
+    assert!(!assert_whole(&host, "failing start", &before, false));
+    host.ok("rm /etc/systemd/system/docker.service.d/refuse.conf && systemctl daemon-reload");
+
+    // docker dies 4 s after a remapped start: rolled back within the settle window.
+    let before = files(&host);
+    host.write(
+        "/etc/systemd/system/docker.service.d/late.conf",
+        "[Service]\nExecStartPost=/bin/sh -c 'grep -q userns-remap /etc/docker/daemon.json && { (sleep 4; kill -9 $MAINPID) >/dev/null 2>&1 & } ; true'\n",
+    );
+    host.ok("systemctl daemon-reload");
+    let out = host.sh("docker-userns enable --yes --json");
+    assert_eq!(out.code, 5, "{out}");
+    assert!(out.stderr.contains("did not stay up"), "{out}");
+    host.ok("sleep 5");
+    assert!(!assert_whole(&host, "late death", &before, false));
+    host.ok("rm /etc/systemd/system/docker.service.d/late.conf && systemctl daemon-reload");
+
+    // No room for the journal: nothing is changed, and the message says why.
+    let before = files(&host);
+    host.ok("mount -t tmpfs -o size=64k tmpfs /var/lib/docker-userns
+         dd if=/dev/zero of=/var/lib/docker-userns/fill bs=4k count=100 2>/dev/null || true");
+    let out = host.sh("docker-userns enable --yes --json");
+    host.ok("umount -l /var/lib/docker-userns");
+    assert_ne!(out.code, 0, "{out}");
+    assert!(
+        out.stderr.contains("No space left") || out.stderr.contains("space"),
+        "{out}"
+    );
+    assert!(!assert_whole(&host, "full state directory", &before, false));
+
+    // A read-only /etc: nothing is changed, and the message names the file.
+    let before = files(&host);
+    host.ok("mount --bind /etc /etc && mount -o remount,bind,ro /etc");
+    let out = host.sh("docker-userns enable --yes --json");
+    host.ok("umount -l /etc");
+    assert_ne!(out.code, 0, "{out}");
+    assert!(
+        out.stderr.contains("/etc/") && out.stderr.contains("Read-only"),
+        "{out}"
+    );
+    assert!(!assert_whole(&host, "read-only /etc", &before, false));
+
+    // Malformed input: refused before anything happens (exit 3), naming the file.
+    host.write("/etc/docker/daemon.json", "{\"debug\": true,,}\n");
+    let before = files(&host);
+    let out = host.sh("docker-userns enable --yes --json");
+    assert_eq!(out.code, 3, "{out}");
+    assert!(out.stderr.contains("/etc/docker/daemon.json"), "{out}");
+    // (status refuses an unreadable daemon.json too, so the invariant is checked directly.)
+    assert_eq!(files(&host), before, "malformed daemon.json: files changed");
+    host.ok("systemctl is-active -q docker.service && docker version >/dev/null");
+    assert!(!remapped(&host));
+    host.ok("rm /etc/docker/daemon.json");
+
+    // And after all of it, the change goes through.
+    let out = host.sh("docker-userns enable --yes --json");
+    assert_eq!(out.code, 0, "{out}");
+    assert!(remapped(&host));
+}
