@@ -327,6 +327,7 @@ fn validate(exec_start: &[String], timeout: Duration, notes: &mut Vec<String>) -
             "this dockerd has no --validate (before 23.0): the health gate after the restart decides"
                 .into(),
         ),
+        Validation::Skipped(why) => notes.push(why),
     }
     Ok(())
 }
