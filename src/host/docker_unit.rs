@@ -54,14 +54,21 @@ pub struct UnitScan {
 
 /// A `Key=value` setting from a unit file, continuation lines joined.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Setting {
-    section: String,
-    key: String,
-    value: String,
-    line: usize,
+pub struct Setting {
+    /// The section it is in, without brackets (empty before the first section).
+    pub section: String,
+    /// The key, trimmed.
+    pub key: String,
+    /// The value, trimmed, continuation lines joined with a space.
+    pub value: String,
+    /// 1-based line of its first line.
+    pub line: usize,
 }
 
-fn parse_unit(text: &str) -> Vec<Setting> {
+/// Parses a unit file or drop-in into its settings, in order (systemd's syntax as far as it
+/// matters here: sections, `#`/`;` comments, `\` continuation lines, comments inside a
+/// continued setting skipped). Never fails: a line that is not `Key=value` is ignored.
+pub fn parse_unit(text: &str) -> Vec<Setting> {
     let mut out = Vec::new();
     let mut section = String::new();
     let mut lines = text.lines().enumerate();
@@ -231,8 +238,9 @@ pub fn parse_env_file(text: &str) -> Vec<(String, String, usize)> {
     out
 }
 
-/// Reads docker.service, its drop-ins and the environment files it loads, and finds every
-/// `--userns-remap` dockerd would get. `/etc/default/docker` is also checked when no unit is
+/// Reads docker.service, its drop-ins (also when no unit file exists yet: a drop-in prepared
+/// before docker is installed applies once it is) and the environment files it loads, and finds
+/// every `--userns-remap` dockerd would get. `/etc/default/docker` is also checked when no unit is
 /// found, since an init script may read it.
 pub fn scan(root: &Root) -> Result<UnitScan> {
     let mut scan = UnitScan::default();
@@ -273,7 +281,9 @@ pub fn scan(root: &Root) -> Result<UnitScan> {
             }
         }
     }
-    if scan.unit_file.is_some() && !scan.masked {
+    // Drop-ins apply whenever the unit is not masked, also when no unit file exists yet: a
+    // drop-in prepared before docker is installed takes effect once it is.
+    if !scan.masked {
         for abs in dropins.values() {
             if let Some(bytes) = root.read_optional(abs)? {
                 let text = String::from_utf8_lossy(&bytes);
