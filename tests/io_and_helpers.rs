@@ -100,3 +100,77 @@ fn verify_with_an_image_name_holding_a_space_does_not_panic() {
     assert_eq!(doc["command"], "verify", "{doc:#}");
     assert!([1, 7].contains(&r.code), "{r:?}");
 }
+
+fn bin_run(args: &[&str]) -> Run {
+    common::run_cmd(Command::new(common::bin()).args(args))
+}
+
+#[test]
+fn json_usage_errors_name_the_argument_and_value() {
+    let r = bin_run(&["--json", "enable", "--count", "0"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    let doc = r.json();
+    let msg = doc["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("--count") && msg.contains("'0'") && !msg.contains('\u{1b}'),
+        "{msg}"
+    );
+    let r = bin_run(&["--json", "plan", "--user"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("--user"), "{msg}");
+    // clap's text still goes to stderr.
+    assert!(r.stderr.contains("--user"), "{r:?}");
+}
+
+#[test]
+fn help_and_version_with_json_are_one_json_document() {
+    for args in [
+        &["--json", "--help"][..],
+        &["--help", "--json"],
+        &["--json", "help"],
+    ] {
+        let r = bin_run(args);
+        assert_eq!(r.code, 0, "{args:?}: {r:?}");
+        let doc = r.json();
+        assert_eq!(doc["command"], "");
+        let help = doc["help"].as_str().unwrap();
+        assert!(help.contains("Usage: docker-userns"), "{help}");
+        assert!(!help.contains('\u{1b}'));
+    }
+    let r = bin_run(&["--version", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()["version"], env!("CARGO_PKG_VERSION"));
+    // Without --json: text, as before.
+    let r = bin_run(&["--version"]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.starts_with("docker-userns "), "{r:?}");
+}
+
+#[test]
+fn status_reads_a_symlinked_daemon_json_and_says_so() {
+    let t = Tree::fixture("debian12");
+    t.write("srv/daemon.json", "{\"userns-remap\": \"default\"}\n");
+    fs::create_dir_all(t.path("etc/docker")).unwrap();
+    std::os::unix::fs::symlink("/srv/daemon.json", t.path("etc/docker/daemon.json")).unwrap();
+    let before = t.snapshot();
+    let r = t.run(&["--json", "status"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc = r.json();
+    assert_eq!(doc["remapping_configured"], "default", "{doc:#}");
+    let notes = doc["notes"].to_string();
+    assert!(
+        notes.contains("is a symbolic link (to /srv/daemon.json)") && notes.contains("refuse"),
+        "{notes}"
+    );
+    assert_eq!(before, t.snapshot(), "status changed the tree");
+    // A relative link to a missing target: still exit 0, with a note.
+    fs::remove_file(t.path("etc/docker/daemon.json")).unwrap();
+    std::os::unix::fs::symlink("gone.json", t.path("etc/docker/daemon.json")).unwrap();
+    let r = t.run(&["--json", "status"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.json()["notes"].to_string().contains("does not exist"),
+        "{r:?}"
+    );
+}
