@@ -78,11 +78,16 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let usage = e.use_stderr();
-            if usage && std::env::args().any(|a| a == "--json") {
-                let msg = e.kind().to_string();
-                print_json(&report::json_error("", Code::Usage, &msg));
+            let json = std::env::args().any(|a| a == "--json");
+            // Plain text (clap's rendering without ANSI styles).
+            let text = e.render().to_string();
+            if json {
+                print_json(&report::clap_json(e.kind(), &text));
             }
-            let _ = e.print();
+            // With --json, help and version are the document above; errors also go to stderr.
+            if usage || !json {
+                let _ = e.print();
+            }
             return ExitCode::from(if usage { Code::Usage as u8 } else { 0 });
         }
     };

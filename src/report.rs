@@ -27,6 +27,35 @@ pub fn json_doc<T: Serialize>(command: &str, body: &T) -> Value {
     doc
 }
 
+/// The `--json` document for what clap answered instead of parsing (`text`: its rendering,
+/// without ANSI styles): `{"help": text}` for `--help`, `{"version": "X.Y.Z"}` for
+/// `--version`, and otherwise a usage error whose message is the rendering's first line
+/// without `error: `, which names the argument and the value (`invalid value '0' for
+/// '--count <N>': …`). `command` is "" (the command line was not understood as a command).
+pub fn clap_json(kind: clap::error::ErrorKind, text: &str) -> Value {
+    use clap::error::ErrorKind;
+    match kind {
+        ErrorKind::DisplayHelp => {
+            json!({ "schema_version": SCHEMA_VERSION, "command": "", "help": text })
+        }
+        ErrorKind::DisplayVersion => json!({
+            "schema_version": SCHEMA_VERSION,
+            "command": "",
+            "version": env!("CARGO_PKG_VERSION"),
+        }),
+        _ => {
+            let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+            let msg = first.strip_prefix("error: ").unwrap_or(first).trim();
+            let msg = if msg.is_empty() {
+                kind.to_string()
+            } else {
+                msg.to_string()
+            };
+            json_error("", crate::exit::Code::Usage, &msg)
+        }
+    }
+}
+
 /// The `--json` document for an error.
 pub fn json_error(command: &str, code: crate::exit::Code, message: &str) -> Value {
     json!({

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::formats::daemon_config::DEFAULT_USER;
+use crate::formats::daemon_config::{DEFAULT_USER, DaemonConfig};
 use crate::host::engine::Engine;
 use crate::host::inspect;
 use crate::host::kernel;
@@ -106,12 +106,62 @@ pub struct Configured {
     pub subuid: Option<Range>,
     /// Its /etc/subgid ranges.
     pub subgid: Option<Range>,
+    /// Remarks on the files (a symlinked daemon.json).
+    pub notes: Vec<String>,
+}
+
+/// `userns-remap` in daemon.json, for reading only. A symlinked daemon.json (which `enable`
+/// and `disable` refuse to rewrite) is read through the link, resolved inside the root, with
+/// a note saying so; other problems with the file are errors as for `enable`.
+fn daemon_remap(root: &Root) -> Result<(Option<String>, Vec<String>)> {
+    let is_link = root
+        .symlink_metadata(preflight::DAEMON_JSON)?
+        .is_some_and(|m| m.file_type().is_symlink());
+    if !is_link {
+        let daemon = preflight::read_daemon_json(root)?;
+        return Ok((
+            daemon.config.remap().ok().flatten().map(str::to_string),
+            Vec::new(),
+        ));
+    }
+    let path = root.path(preflight::DAEMON_JSON);
+    let target = std::fs::read_link(&path).unwrap_or_default();
+    let target_text = target.display().to_string();
+    let resolved = if target.is_absolute() {
+        target_text.clone()
+    } else {
+        format!("/etc/docker/{target_text}")
+    };
+    let mut notes = vec![format!(
+        "{} is a symbolic link (to {target_text}): read through the link; enable and disable refuse to edit it (an atomic rewrite would replace the link with a file): edit the target yourself or replace the link with a regular file",
+        path.display()
+    )];
+    let value = match root.read_optional(&resolved) {
+        Ok(Some(bytes)) => match DaemonConfig::parse(&bytes) {
+            Ok(c) => c.remap().ok().flatten().map(str::to_string),
+            Err(e) => {
+                notes.push(format!("{}: {e}", root.path(&resolved).display()));
+                None
+            }
+        },
+        Ok(None) => {
+            notes.push(format!(
+                "the link's target {} does not exist: docker reads no daemon.json",
+                root.path(&resolved).display()
+            ));
+            None
+        }
+        Err(e) => {
+            notes.push(format!("cannot read the link's target: {e:#}"));
+            None
+        }
+    };
+    Ok((value, notes))
 }
 
 /// Reads [`Configured`] from the root.
 pub fn configured(root: &Root) -> Result<Configured> {
-    let daemon = preflight::read_daemon_json(root)?;
-    let value = daemon.config.remap().ok().flatten().map(str::to_string);
+    let (value, notes) = daemon_remap(root)?;
     let user = value
         .as_deref()
         .map(|v| v.split(':').next().unwrap_or(v))
@@ -137,6 +187,7 @@ pub fn configured(root: &Root) -> Result<Configured> {
         subgid: ranges("/etc/subgid"),
         value,
         user,
+        notes,
     })
 }
 
@@ -144,7 +195,7 @@ pub fn configured(root: &Root) -> Result<Configured> {
 /// the run lock, so a run in progress is waited for, not reported), and everything is read
 /// after that.
 pub fn status(root: &Root, is_root: bool) -> Result<Status> {
-    let mut notes = Vec::new();
+    let mut recovered = Vec::new();
     let unfinished = |root: &Root| {
         Journal::load(root).ok().flatten().map(|j| {
             let r = j.record();
@@ -155,10 +206,12 @@ pub fn status(root: &Root, is_root: bool) -> Result<Status> {
         // The record may belong to a run still in progress: recover_interrupted waits for
         // its lock and finds nothing left to do when it finished.
         if let Some(note) = converge::recover_interrupted(root, Duration::from_secs(90))? {
-            notes.push(note);
+            recovered.push(note);
         }
     }
     let conf = configured(root)?;
+    let mut notes = recovered;
+    notes.extend(conf.notes);
     let mut st = Status {
         service: None,
         remapping_active: None,

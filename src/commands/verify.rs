@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::host::engine::Engine;
+use crate::host::engine::{Engine, encode};
 
 /// One check and its outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -63,7 +63,7 @@ impl Drop for Probe<'_> {
     fn drop(&mut self) {
         let _ = self
             .engine
-            .delete(&format!("/containers/{}?force=1&v=1", self.id));
+            .delete(&format!("/containers/{}?force=1&v=1", encode(&self.id)));
     }
 }
 
@@ -92,14 +92,14 @@ fn create<'a>(
 /// Runs `cmd` to completion; returns its exit code and output.
 fn run(engine: &Engine, image: &str, cmd: &[&str], host_config: Value) -> Result<(i64, String)> {
     let p = create(engine, image, cmd, host_config)?;
-    engine.post_json(&format!("/containers/{}/start", p.id), None)?;
+    engine.post_json(&format!("/containers/{}/start", encode(&p.id)), None)?;
     let w = engine.post_json_within(
-        &format!("/containers/{}/wait", p.id),
+        &format!("/containers/{}/wait", encode(&p.id)),
         Duration::from_secs(60),
     )?;
     let code = w.get("StatusCode").and_then(Value::as_i64).unwrap_or(-1);
     let logs = engine.get_within(
-        &format!("/containers/{}/logs?stdout=1&stderr=1", p.id),
+        &format!("/containers/{}/logs?stdout=1&stderr=1", encode(&p.id)),
         Duration::from_secs(10),
     )?;
     Ok((code, demux(&logs.body)))
@@ -109,7 +109,7 @@ fn run(engine: &Engine, image: &str, cmd: &[&str], host_config: Value) -> Result
 /// [`DEFAULT_IMAGES`] present under any tag.
 pub fn find_image(engine: &Engine, requested: Option<&str>) -> Result<Option<String>> {
     if let Some(img) = requested {
-        return match engine.get_json(&format!("/images/{img}/json")) {
+        return match engine.get_json(&format!("/images/{}/json", encode(img))) {
             Ok(_) => Ok(Some(img.to_string())),
             Err(e) => bail!(
                 "image {img} is not available locally ({e}); verify never pulls: load or import it first"
@@ -195,9 +195,9 @@ pub fn verify(
 
     // 2. On the host, that root is the range start.
     let sleeper = create(engine, &img, &["sleep", "30"], json!({}))?;
-    engine.post_json(&format!("/containers/{}/start", sleeper.id), None)?;
+    engine.post_json(&format!("/containers/{}/start", encode(&sleeper.id)), None)?;
     let pid = engine
-        .get_json(&format!("/containers/{}/json", sleeper.id))?
+        .get_json(&format!("/containers/{}/json", encode(&sleeper.id)))?
         .pointer("/State/Pid")
         .and_then(Value::as_u64)
         .unwrap_or(0);
@@ -242,7 +242,7 @@ pub fn verify(
 
     // 4. --privileged is refused.
     let refused = match create(engine, &img, &["true"], json!({ "Privileged": true })) {
-        Ok(p) => match engine.post_json(&format!("/containers/{}/start", p.id), None) {
+        Ok(p) => match engine.post_json(&format!("/containers/{}/start", encode(&p.id)), None) {
             Ok(_) => Err("a privileged container was created and started".to_string()),
             Err(e) => Ok(e.to_string()),
         },
@@ -268,6 +268,35 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_requested_image_name_is_percent_encoded_not_a_panic() {
+        use std::io::{Read, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docker.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let (mut req, mut b) = (Vec::new(), [0u8; 1]);
+            while !req.ends_with(b"\r\n\r\n") && s.read(&mut b).unwrap() == 1 {
+                req.push(b[0]);
+            }
+            s.write_all(b"HTTP/1.1 404 Not Found\r\n\r\n{\"message\":\"No such image\"}")
+                .unwrap();
+            String::from_utf8(req).unwrap()
+        });
+        let engine = Engine::new(&path, Duration::from_secs(5));
+        let err = find_image(&engine, Some("a b")).unwrap_err().to_string();
+        assert!(
+            err.contains("image a b is not available locally") && err.contains("No such image"),
+            "{err}"
+        );
+        let request = server.join().unwrap();
+        assert!(
+            request.starts_with("GET /images/a%20b/json HTTP/1.0\r\n"),
+            "{request}"
+        );
+    }
 
     #[test]
     fn demultiplexes_log_frames() {

@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use crate::exit::Conflict;
 use crate::formats::accounts::AccountIds;
 use crate::formats::login_defs::LoginDefs;
+use crate::host::programs;
 use crate::host::root::Root;
 
 /// A user account as far as this tool cares.
@@ -137,9 +138,11 @@ pub fn check_can_create(defs: &LoginDefs, ids: &AccountIds) -> Result<(), Confli
     Ok(())
 }
 
-/// The `useradd` invocation that creates the remap user.
-pub fn useradd_command(root: &Root, name: &str) -> Command {
-    let mut cmd = Command::new("useradd");
+/// The `useradd` invocation that creates the remap user; `useradd` is found on the fixed
+/// system PATH ([`programs::SECURE_PATH`]), never through the caller's `PATH`.
+pub fn useradd_command(root: &Root, name: &str) -> Result<Command> {
+    let mut cmd = programs::command("useradd")
+        .context("cannot create the remap user (useradd is in package passwd)")?;
     if !root.is_host() {
         cmd.arg("--prefix").arg(root.base());
     }
@@ -155,7 +158,7 @@ pub fn useradd_command(root: &Root, name: &str) -> Command {
         "docker user-namespace remapping",
         name,
     ]);
-    cmd
+    Ok(cmd)
 }
 
 /// The files `useradd --prefix` opens in a tree, by plain path.
@@ -191,10 +194,10 @@ pub fn check_useradd_confined(root: &Root) -> Result<(), Conflict> {
 pub fn create(root: &Root, name: &str) -> Result<Account> {
     // Checked when planning too; checked again here, just before useradd runs.
     check_useradd_confined(root)?;
-    let mut cmd = useradd_command(root, name);
+    let mut cmd = useradd_command(root, name)?;
     let out = cmd
         .output()
-        .context("cannot run useradd (package passwd): is it installed and on PATH?")?;
+        .with_context(|| format!("cannot run {}", cmd.get_program().to_string_lossy()))?;
     if !out.status.success() {
         bail!(
             "useradd failed ({}) creating user {name}: {}",

@@ -55,6 +55,17 @@ pub enum EngineError {
         /// The engine's `message`, else the start of the body.
         message: String,
     },
+    /// The request itself cannot be sent: its path holds whitespace or control characters
+    /// (callers percent-encode what they put in a path with [`encode`]).
+    #[error("invalid request to the docker engine: {method} {path:?}: {reason}")]
+    Request {
+        /// The method.
+        method: String,
+        /// The request path as given.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The body is not the JSON expected.
     #[error("invalid JSON from the docker engine at {} for GET {path}: {source}", socket.display())]
     Json {
@@ -169,7 +180,8 @@ impl Engine {
         &self.socket
     }
 
-    /// `GET path` (e.g. `/info`; no whitespace, or it panics), whatever the status.
+    /// `GET path` (e.g. `/info`), whatever the status. A path with whitespace or control
+    /// characters is an [`EngineError::Request`]; put names in paths with [`encode`].
     pub fn get(&self, path: &str) -> Result<Response, EngineError> {
         self.request(path, self.timeout)
     }
@@ -241,7 +253,16 @@ impl Engine {
     /// `POST path` with a JSON body (or none); the answer as JSON (`null` when empty). A
     /// non-2xx status is an [`EngineError::Status`].
     pub fn post_json(&self, path: &str, body: Option<&Value>) -> Result<Value, EngineError> {
-        let bytes = body.map(|b| serde_json::to_vec(b).expect("JSON serializes"));
+        let bytes = match body.map(serde_json::to_vec).transpose() {
+            Ok(b) => b,
+            Err(e) => {
+                return Err(EngineError::Request {
+                    method: "POST".into(),
+                    path: path.into(),
+                    reason: format!("the body does not serialize: {e}"),
+                });
+            }
+        };
         self.json_answer(
             &format!("POST {path}"),
             self.send("POST", path, bytes, self.timeout)?,
@@ -294,12 +315,18 @@ impl Engine {
                 _ => e,
             },
         };
-        assert!(
-            !path.contains(char::is_whitespace),
-            "bad request path {path:?}"
-        );
-        let deadline = Instant::now() + timeout;
-        let left = || deadline.saturating_duration_since(Instant::now());
+        check_path(path).map_err(|reason| EngineError::Request {
+            method: method.into(),
+            path: path.into(),
+            reason,
+        })?;
+        // A timeout too large for the clock means no deadline to speak of.
+        let deadline = Instant::now().checked_add(timeout);
+        let left = || {
+            deadline.map_or(Duration::MAX, |d| {
+                d.saturating_duration_since(Instant::now())
+            })
+        };
         let mut stream = self.connect(timeout)?;
         let mut request =
             format!("{method} {path} HTTP/1.0\r\nHost: docker\r\nUser-Agent: docker-userns\r\n");
@@ -386,8 +413,44 @@ impl Engine {
     }
 }
 
-/// Parses a whole response from `buf`; `Ok(None)` while more is needed and may come (`!eof`).
-fn parse_response(buf: &[u8], eof: bool) -> Result<Option<Response>, String> {
+/// Percent-encodes `s` for use inside a request path or query value: ASCII letters, digits
+/// and `-._~` stay, and so do `/`, `:` and `@` (image references such as
+/// `registry:5000/team/app:1.0@sha256:…` are addressed by their plain name); every other byte
+/// (space, `%`, `?`, `#`, `&`, `=`, control characters, non-ASCII) becomes `%XX`.
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/:@".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A request path must start with `/` and hold no whitespace or control characters (it goes
+/// into the request line verbatim).
+fn check_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err("the path does not start with /".into());
+    }
+    match path.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        Some(c) => Err(format!(
+            "the path holds {c:?}; names in a path must be percent-encoded"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Parses a whole HTTP/1.x response from `buf`, as read so far from the engine's socket.
+///
+/// Returns `Ok(Some(response))` once it is complete (body delimited by `Content-Length`, by
+/// `Transfer-Encoding: chunked`, which is decoded, or by the end of the connection),
+/// `Ok(None)` while more is needed and may come (`eof` false), and `Err(reason)` for a
+/// malformed answer or one cut short by `eof`. Never panics, whatever `buf` holds (fuzzed:
+/// `fuzz/fuzz_targets/engine_response.rs`).
+pub fn parse_response(buf: &[u8], eof: bool) -> Result<Option<Response>, String> {
     let Some(end) = find(buf, b"\r\n\r\n") else {
         return if eof {
             Err("connection closed before the end of the headers".into())
@@ -475,10 +538,11 @@ fn parse_head(head: &str) -> Result<(u16, Vec<(String, String)>), String> {
     let mut parts = status_line.splitn(3, ' ');
     let version = parts.next().unwrap_or("");
     let code = parts.next().unwrap_or("");
-    let status = code
-        .parse()
-        .ok()
-        .filter(|_| code.len() == 3 && version.starts_with("HTTP/1."));
+    let status = code.parse().ok().filter(|_| {
+        code.len() == 3
+            && code.bytes().all(|b| b.is_ascii_digit())
+            && version.starts_with("HTTP/1.")
+    });
     let status = status.ok_or_else(|| format!("bad status line {status_line:?}"))?;
     let headers = lines
         .map(|l| match l.split_once(':') {
@@ -730,6 +794,74 @@ mod tests {
             "{took:?}"
         );
         assert!(server.join().unwrap().starts_with("GET /_ping "));
+    }
+
+    #[test]
+    fn names_in_paths_are_percent_encoded() {
+        assert_eq!(encode("a b"), "a%20b");
+        assert_eq!(
+            encode("registry:5000/team/app:1.0@sha256:ab"),
+            "registry:5000/team/app:1.0@sha256:ab"
+        );
+        assert_eq!(encode("x?y#z&w=%\n\u{e9}"), "x%3Fy%23z%26w%3D%25%0A%C3%A9");
+    }
+
+    #[test]
+    fn a_bad_path_is_an_error_not_a_panic_and_nothing_is_sent() {
+        // No listener at all: a request that got as far as connecting would be a Connect error.
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::new(dir.path().join("none.sock"), Duration::from_secs(1));
+        for path in ["/images/a b/json", "/x\r\nHost: evil", "/\t", "info", ""] {
+            let err = engine.get(path).unwrap_err();
+            assert!(
+                matches!(err, EngineError::Request { .. }),
+                "{path:?}: {err}"
+            );
+            assert!(err.to_string().contains("invalid request"), "{err}");
+        }
+        assert!(matches!(
+            engine.post_json("/a b", None),
+            Err(EngineError::Request { .. })
+        ));
+        assert!(matches!(
+            engine.delete("/a\u{0}b"),
+            Err(EngineError::Request { .. })
+        ));
+    }
+
+    #[test]
+    fn a_huge_timeout_does_not_overflow_the_clock() {
+        let (_dir, engine, _server) = serve(vec![close("HTTP/1.1 200 OK\r\n\r\nOK")]);
+        let engine = Engine::new(engine.socket(), Duration::MAX);
+        engine.ping().unwrap();
+    }
+
+    #[test]
+    fn parse_response_never_panics_on_odd_input() {
+        let odd: &[&[u8]] = &[
+            b"",
+            b"\r\n\r\n",
+            b"HTTP/1.1 +12 x\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffffff\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: ,\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\n\xff: x\r\n\r\n",
+        ];
+        for buf in odd {
+            for eof in [false, true] {
+                let _ = parse_response(buf, eof);
+            }
+        }
+        assert!(parse_response(b"HTTP/1.1 +12 x\r\n\r\n", true).is_err());
+        let r = parse_response(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.body, b"hi");
     }
 
     #[test]

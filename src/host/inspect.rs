@@ -7,7 +7,7 @@ use anyhow::Result;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::host::engine::Engine;
+use crate::host::engine::{Engine, encode};
 
 /// A container as far as the impact report and `status` care.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -72,7 +72,7 @@ pub fn containers(engine: &Engine) -> Result<Vec<ContainerInfo>> {
     let mut out = Vec::new();
     for c in list.as_array().into_iter().flatten() {
         let id = s(c, "/Id");
-        let v = engine.get_json(&format!("/containers/{id}/json"))?;
+        let v = engine.get_json(&format!("/containers/{}/json", encode(&id)))?;
         let rw_binds = v
             .pointer("/Mounts")
             .and_then(Value::as_array)

@@ -1,11 +1,12 @@
 //! Host access: the root-relative file layer and the services a run talks to (accounts,
-//! shadow's lock, docker's unit files, systemd over D-Bus, the Docker Engine API, the kernel).
+//! the helper programs it runs, shadow's lock, docker's unit files, systemd over D-Bus, the Docker Engine API, the kernel).
 
 pub mod account;
 pub mod docker_unit;
 pub mod engine;
 pub mod inspect;
 pub mod kernel;
+pub mod programs;
 pub mod root;
 pub mod shadow_lock;
 pub mod systemd;

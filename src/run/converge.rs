@@ -285,8 +285,11 @@ fn converge<C: Change>(
             return Ok(None);
         }
         validate(&exec_start, policy.timeout, &mut out.notes)?;
+        let running = running_names(&docker, out.impact.as_ref());
         journal.restart_docker(root)?;
-        let downtime = docker.restart(&change.expect(&out.plan))?;
+        let downtime = docker
+            .restart(&change.expect(&out.plan))
+            .map_err(|e| containers_stopped(e, &running))?;
         failpoint::hit("converge:before-finish")?;
         Ok(Some(downtime))
     })();
@@ -328,6 +331,32 @@ fn converge_files<C: Change>(root: &Root, change: &C) -> Result<Outcome<C::Plan>
     Ok(out)
 }
 
+/// The containers running before the restart (from the impact report, else asked now; empty
+/// when unknown).
+fn running_names(docker: &Docker, impact: Option<&Impact>) -> Vec<String> {
+    match impact {
+        Some(i) => i.stopped_by_restart.clone(),
+        None => docker
+            .running()
+            .map(|cs| cs.iter().map(|c| c.name().to_string()).collect())
+            .unwrap_or_default(),
+    }
+}
+
+/// A failed restart's error, saying which running containers it stopped (stopping docker
+/// stops them, and the rollback's start of docker brings back only those whose restart policy
+/// says so).
+fn containers_stopped(err: anyhow::Error, running: &[String]) -> anyhow::Error {
+    if running.is_empty() {
+        return err;
+    }
+    err.context(format!(
+        "the docker restart failed after it had begun stopping docker, which stops the {} running container(s): {}; docker starts them again only by their restart policy (else `docker start NAME`)",
+        running.len(),
+        running.join(", ")
+    ))
+}
+
 /// `dockerd --validate` on the written files, where this dockerd has it.
 fn validate(exec_start: &[String], timeout: Duration, notes: &mut Vec<String>) -> Result<()> {
     match restart::validate(exec_start, timeout)? {
@@ -336,6 +365,7 @@ fn validate(exec_start: &[String], timeout: Duration, notes: &mut Vec<String>) -
             "this dockerd has no --validate (before 23.0): the health gate after the restart decides"
                 .into(),
         ),
+        Validation::Skipped(why) => notes.push(why),
     }
     Ok(())
 }
@@ -353,6 +383,20 @@ mod tests {
             },
             userns,
         }
+    }
+
+    #[test]
+    fn a_failed_restart_names_the_containers_it_stopped() {
+        let cause = anyhow::anyhow!("timed out after 90 s waiting for stop of docker.service");
+        let e = containers_stopped(cause, &["web".into(), "db".into()]);
+        let msg = format!("{e:#}");
+        assert!(
+            msg.contains("stops the 2 running container(s): web, db")
+                && msg.contains("timed out after 90 s"),
+            "{msg}"
+        );
+        let plain = containers_stopped(anyhow::anyhow!("timed out"), &[]);
+        assert_eq!(format!("{plain:#}"), "timed out");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::exit::Conflict;
 use crate::host::engine::{Container, Engine, EngineError};
+use crate::host::programs;
 use crate::host::root::{Perms, Root};
 use crate::host::systemd::{ActiveState, LoadState, Op, Systemd, SystemdError, UnitState};
 use crate::run::failpoint;
@@ -309,11 +310,14 @@ impl Docker {
             .began
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
         let read = || -> Vec<serde_json::Value> {
-            let _ = Command::new("journalctl")
+            let Ok(journalctl) = programs::find("journalctl") else {
+                return Vec::new();
+            };
+            let _ = Command::new(&journalctl)
                 .arg("--sync")
                 .stderr(Stdio::null())
                 .status();
-            let mut cmd = Command::new("journalctl");
+            let mut cmd = Command::new(&journalctl);
             cmd.args(["--no-pager", "-o", "json", "-n", "60", "-u", SERVICE]);
             if let Some(t) = since {
                 cmd.arg(format!("--since=@{}", t.as_secs()));
@@ -367,31 +371,86 @@ pub enum Validation {
     Ok,
     /// This dockerd has no `--validate` (before 23.0).
     Unsupported,
+    /// Not validated, for the reason given (e.g. ExecStart runs a wrapper, not dockerd).
+    Skipped(String),
+}
+
+/// How to validate the new configuration, decided from the unit's ExecStart words alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValidatePlan {
+    /// Run `program` (a dockerd: an absolute path, or a bare name looked up on the fixed
+    /// system PATH) with `args`.
+    Run {
+        /// The dockerd to run.
+        program: String,
+        /// `--validate --config-file /etc/docker/daemon.json` and the unit's own flags.
+        args: Vec<String>,
+    },
+    /// Do not validate: why.
+    Skip(String),
+}
+
+/// Decides how to run `dockerd --validate` for a unit whose effective ExecStart is
+/// `exec_start` (words, variables expanded). Only a real dockerd is asked: ExecStart's first
+/// word must have the file name `dockerd`; anything else (a shell wrapper such as
+/// `/bin/sh -c 'exec dockerd …'`, a script) is skipped with the reason, since its flags are
+/// not dockerd's. No ExecStart known: the distribution's dockerd with no unit flags.
+pub fn validate_plan(exec_start: &[String]) -> ValidatePlan {
+    let mut args: Vec<String> = ["--validate", "--config-file", "/etc/docker/daemon.json"]
+        .map(String::from)
+        .into();
+    let Some(first) = exec_start.first() else {
+        return ValidatePlan::Run {
+            program: "dockerd".into(),
+            args,
+        };
+    };
+    let file_name = first.rsplit('/').next().unwrap_or(first);
+    if file_name != "dockerd" {
+        return ValidatePlan::Skip(format!(
+            "not validated with dockerd --validate: docker.service starts {first:?}, not dockerd itself, so its arguments are not dockerd's flags; the health gate after the restart decides"
+        ));
+    }
+    // The unit's own flags, minus a --config-file (and its value): the file is given above.
+    let mut skip_next = false;
+    args.extend(
+        exec_start
+            .iter()
+            .skip(1)
+            .filter(|a| {
+                if std::mem::take(&mut skip_next) {
+                    return false;
+                }
+                skip_next = *a == "--config-file";
+                !a.starts_with("--config-file")
+            })
+            .cloned(),
+    );
+    ValidatePlan::Run {
+        program: first.clone(),
+        args,
+    }
 }
 
 /// Runs `dockerd --validate --config-file /etc/docker/daemon.json` with the unit's own flags
-/// (docker 23.0 and later); an older dockerd without the flag is detected and skipped.
+/// (docker 23.0 and later), as [`validate_plan`] decides; an older dockerd without the flag is
+/// detected and skipped. dockerd is run by absolute path (a bare name is looked up on the
+/// fixed system PATH, see [`programs`]).
 pub fn validate(exec_start: &[String], timeout: Duration) -> Result<Validation> {
-    let dockerd = exec_start
-        .first()
-        .map_or("/usr/sbin/dockerd", String::as_str);
-    let mut cmd = Command::new(dockerd);
-    cmd.args(["--validate", "--config-file", "/etc/docker/daemon.json"]);
-    // The unit's own flags, minus a --config-file (and its value): the file is given above.
-    let mut skip_next = false;
-    cmd.args(exec_start.iter().skip(1).filter(|a| {
-        if std::mem::take(&mut skip_next) {
-            return false;
-        }
-        skip_next = *a == "--config-file";
-        !a.starts_with("--config-file")
-    }));
-    let mut child = cmd
+    let (program, args) = match validate_plan(exec_start) {
+        ValidatePlan::Skip(why) => return Ok(Validation::Skipped(why)),
+        ValidatePlan::Run { program, args } => (program, args),
+    };
+    let dockerd = programs::find(&program)
+        .with_context(|| format!("cannot validate the new configuration with {program}"))?;
+    let shown = dockerd.display().to_string();
+    let mut child = Command::new(&dockerd)
+        .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .with_context(|| format!("cannot run {dockerd} --validate"))?;
+        .with_context(|| format!("cannot run {shown} --validate"))?;
     let deadline = Instant::now() + timeout;
     loop {
         if child.try_wait()?.is_some() {
@@ -400,7 +459,7 @@ pub fn validate(exec_start: &[String], timeout: Duration) -> Result<Validation> 
         if Instant::now() >= deadline {
             let _ = child.kill();
             bail!(
-                "{dockerd} --validate did not finish within {} s",
+                "{shown} --validate did not finish within {} s",
                 timeout.as_secs()
             );
         }
@@ -419,7 +478,7 @@ pub fn validate(exec_start: &[String], timeout: Duration) -> Result<Validation> 
         Ok(Validation::Ok)
     } else {
         Err(anyhow!(
-            "dockerd rejected the new configuration ({dockerd} --validate): {}",
+            "dockerd rejected the new configuration ({shown} --validate): {}",
             text.trim()
         ))
     }
@@ -440,5 +499,60 @@ impl journal::Docker for Docker {
 
     fn diagnostics(&self) -> String {
         Docker::diagnostics(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        crate::host::docker_unit::split_words(s)
+    }
+
+    fn run(program: &str, extra: &[&str]) -> ValidatePlan {
+        let mut args: Vec<String> = ["--validate", "--config-file", "/etc/docker/daemon.json"]
+            .map(String::from)
+            .into();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        ValidatePlan::Run {
+            program: program.into(),
+            args,
+        }
+    }
+
+    #[test]
+    fn dockerd_is_validated_with_the_units_flags_minus_config_file() {
+        assert_eq!(
+            validate_plan(&words(
+                "/usr/sbin/dockerd -H fd:// --config-file /etc/docker/daemon.json --dns 1.1.1.1 --config-file=/x"
+            )),
+            run("/usr/sbin/dockerd", &["-H", "fd://", "--dns", "1.1.1.1"])
+        );
+        assert_eq!(
+            validate_plan(&words("dockerd --debug")),
+            run("dockerd", &["--debug"])
+        );
+        // No ExecStart known: the distribution's dockerd, no unit flags.
+        assert_eq!(validate_plan(&[]), run("dockerd", &[]));
+    }
+
+    #[test]
+    fn a_wrapper_is_not_validated_and_says_why() {
+        for exec in [
+            "/bin/sh -c 'exec /usr/sbin/dockerd -H fd://'",
+            "/usr/local/bin/start-docker.sh --foo",
+            "/usr/bin/env dockerd",
+            "/usr/sbin/dockerd-wrapper",
+        ] {
+            let ValidatePlan::Skip(why) = validate_plan(&words(exec)) else {
+                panic!("{exec}: validated");
+            };
+            let first = &words(exec)[0];
+            assert!(
+                why.contains(first.as_str()) && why.contains("not dockerd"),
+                "{exec}: {why}"
+            );
+        }
     }
 }

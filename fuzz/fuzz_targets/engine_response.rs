@@ -1,0 +1,26 @@
+//! Fuzz the Engine API response parser (`parse_response`, chunked bodies included): never
+//! panic on a prefix (the client parses after every read) or the whole; what is complete
+//! before the connection ends is complete at its end with the same status; at the end there
+//! is no "need more".
+#![no_main]
+
+use docker_userns::host::engine::parse_response;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    // The first byte picks a split point: the client sees a prefix, then the whole.
+    let Some((&cut, buf)) = data.split_first() else {
+        return;
+    };
+    let at = usize::from(cut) * buf.len() / 256;
+    let _ = parse_response(&buf[..at], false);
+    let whole = parse_response(buf, false);
+    let closed = parse_response(buf, true);
+    if let Ok(Some(r)) = &whole {
+        let c = closed.as_ref().ok().and_then(|x| x.as_ref());
+        assert_eq!(c.map(|x| x.status), Some(r.status));
+        assert!(r.body.len() <= buf.len());
+    }
+    // At eof there is no "need more".
+    assert!(!matches!(closed, Ok(None)));
+});

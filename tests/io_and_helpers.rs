@@ -1,0 +1,176 @@
+//! Helper programs, unit-file scanning, the Engine API client's input handling and the CLI's
+//! messages, through the binary (`--root` on fixture trees; run as root, as CI does).
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use common::{Run, Tree};
+
+fn euid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self").map(|m| m.uid()).unwrap()
+}
+
+/// The binary with `args`, `PATH` put first as given.
+fn run_with_path(path_first: &std::path::Path, args: &[&str]) -> Run {
+    let path = format!(
+        "{}:{}",
+        path_first.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    common::run_cmd(Command::new(common::bin()).env("PATH", path).args(args))
+}
+
+#[test]
+fn a_fake_useradd_first_on_path_is_not_run() {
+    assert_eq!(
+        euid(),
+        0,
+        "this test creates a user with useradd: run it as root"
+    );
+    let evil = tempfile::tempdir().unwrap();
+    let marker = evil.path().join("ran");
+    let fake = evil.path().join("useradd");
+    fs::write(
+        &fake,
+        format!("#!/bin/sh\ntouch '{}'\nexit 0\n", marker.display()),
+    )
+    .unwrap();
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+    let t = Tree::fixture("debian12");
+    let root = t.dir.path().to_str().unwrap().to_string();
+    let r = run_with_path(
+        evil.path(),
+        &["--root", &root, "--json", "enable", "--no-restart"],
+    );
+    assert!(
+        !marker.exists(),
+        "the fake useradd on the caller's PATH ran: {r:?}"
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc = r.json();
+    assert_eq!(doc["user"]["create"], true, "{doc:#}");
+    // The real useradd created it in the tree.
+    assert!(t.read("etc/passwd").contains("\ndockremap:"), "{r:?}");
+}
+
+#[test]
+fn a_remap_flag_in_a_dropin_counts_before_docker_is_installed() {
+    let t = Tree::fixture("debian12");
+    // docker not installed yet: no unit file anywhere.
+    fs::remove_file(t.path("lib/systemd/system/docker.service")).unwrap();
+    t.write(
+        "etc/systemd/system/docker.service.d/override.conf",
+        "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd -H fd:// --userns-remap=default\n",
+    );
+    let before = t.snapshot();
+    let r = t.run(&["--json", "enable"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    let doc = r.json();
+    let msg = doc["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("/etc/systemd/system/docker.service.d/override.conf:3"),
+        "{msg}"
+    );
+    assert_eq!(before, t.snapshot(), "the tree changed although refused");
+    // The same drop-in without the flag is no conflict.
+    t.write(
+        "etc/systemd/system/docker.service.d/override.conf",
+        "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd -H fd://\n",
+    );
+    assert_eq!(t.run(&["--json", "plan"]).code, 0);
+}
+
+/// Where no engine answers on /run/docker.sock, `verify` stops at `/info` before the image is
+/// looked up, so on such a machine this passes on the old code too; the unit tests
+/// `engine::tests::a_bad_path_is_an_error_not_a_panic_and_nothing_is_sent` and
+/// `verify::tests::a_requested_image_name_is_percent_encoded_not_a_panic` fail on it anywhere.
+#[test]
+fn verify_with_an_image_name_holding_a_space_does_not_panic() {
+    assert_eq!(euid(), 0, "verify needs root: run this test as root");
+    let r =
+        common::run_cmd(Command::new(common::bin()).args(["--json", "verify", "--image", "a b"]));
+    assert_ne!(r.code, 101, "{r:?}");
+    assert!(!r.stderr.contains("panicked"), "{r:?}");
+    // Not in effect (7) when an engine answers, or an error document when none does.
+    let doc = r.json();
+    assert_eq!(doc["command"], "verify", "{doc:#}");
+    assert!([1, 7].contains(&r.code), "{r:?}");
+}
+
+fn bin_run(args: &[&str]) -> Run {
+    common::run_cmd(Command::new(common::bin()).args(args))
+}
+
+#[test]
+fn json_usage_errors_name_the_argument_and_value() {
+    let r = bin_run(&["--json", "enable", "--count", "0"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    let doc = r.json();
+    let msg = doc["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("--count") && msg.contains("'0'") && !msg.contains('\u{1b}'),
+        "{msg}"
+    );
+    let r = bin_run(&["--json", "plan", "--user"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("--user"), "{msg}");
+    // clap's text still goes to stderr.
+    assert!(r.stderr.contains("--user"), "{r:?}");
+}
+
+#[test]
+fn help_and_version_with_json_are_one_json_document() {
+    for args in [
+        &["--json", "--help"][..],
+        &["--help", "--json"],
+        &["--json", "help"],
+    ] {
+        let r = bin_run(args);
+        assert_eq!(r.code, 0, "{args:?}: {r:?}");
+        let doc = r.json();
+        assert_eq!(doc["command"], "");
+        let help = doc["help"].as_str().unwrap();
+        assert!(help.contains("Usage: docker-userns"), "{help}");
+        assert!(!help.contains('\u{1b}'));
+    }
+    let r = bin_run(&["--version", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()["version"], env!("CARGO_PKG_VERSION"));
+    // Without --json: text, as before.
+    let r = bin_run(&["--version"]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.starts_with("docker-userns "), "{r:?}");
+}
+
+#[test]
+fn status_reads_a_symlinked_daemon_json_and_says_so() {
+    let t = Tree::fixture("debian12");
+    t.write("srv/daemon.json", "{\"userns-remap\": \"default\"}\n");
+    fs::create_dir_all(t.path("etc/docker")).unwrap();
+    std::os::unix::fs::symlink("/srv/daemon.json", t.path("etc/docker/daemon.json")).unwrap();
+    let before = t.snapshot();
+    let r = t.run(&["--json", "status"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc = r.json();
+    assert_eq!(doc["remapping_configured"], "default", "{doc:#}");
+    let notes = doc["notes"].to_string();
+    assert!(
+        notes.contains("is a symbolic link (to /srv/daemon.json)") && notes.contains("refuse"),
+        "{notes}"
+    );
+    assert_eq!(before, t.snapshot(), "status changed the tree");
+    // A relative link to a missing target: still exit 0, with a note.
+    fs::remove_file(t.path("etc/docker/daemon.json")).unwrap();
+    std::os::unix::fs::symlink("gone.json", t.path("etc/docker/daemon.json")).unwrap();
+    let r = t.run(&["--json", "status"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.json()["notes"].to_string().contains("does not exist"),
+        "{r:?}"
+    );
+}
