@@ -328,6 +328,22 @@ fn debian_13_validates_with_dockerd_before_restarting() {
     let d = ok_json(&host, "disable --json");
     assert_eq!(d["restarted"], true, "{d}");
     assert!(!security_options(&host).contains("userns"));
+
+    // An ExecStart that wraps dockerd in a shell: its words are not dockerd's flags, so it is
+    // not validated (and sh is not blamed); the health gate decides, and the change works.
+    host.write(
+        "/etc/systemd/system/docker.service.d/wrapper.conf",
+        "[Service]\nExecStart=\nExecStart=/bin/sh -c 'exec /usr/sbin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock'\n",
+    );
+    host.ok("systemctl daemon-reload && systemctl restart docker.service");
+    let done = ok_json(&host, "enable --json");
+    assert_eq!(done["restarted"], true, "{done}");
+    let notes = done["notes"].to_string();
+    assert!(
+        notes.contains("not validated with dockerd --validate"),
+        "{done}"
+    );
+    assert!(security_options(&host).contains("name=userns"));
 }
 
 #[test]
