@@ -179,6 +179,31 @@ impl Root {
         Ok(Some(bytes))
     }
 
+    /// True when the file at `abs` holds exactly `bytes` (read in chunks, nothing kept: a
+    /// million-line /etc/subuid is compared, not loaded twice).
+    pub fn holds(&self, abs: &str, bytes: &[u8]) -> Result<bool> {
+        let ctx = || format!("cannot read {}", self.path(abs).display());
+        let Some(mut f) = self.open_read(abs)? else {
+            return Ok(false);
+        };
+        let mut buf = vec![0u8; 1 << 16];
+        let mut at = 0;
+        loop {
+            let n = match f.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).with_context(ctx),
+            };
+            if n == 0 {
+                return Ok(at == bytes.len());
+            }
+            if bytes.get(at..at + n) != Some(&buf[..n]) {
+                return Ok(false);
+            }
+            at += n;
+        }
+    }
+
     /// `lstat` of a path (the last component not followed); `Ok(None)` when it does not exist.
     pub fn symlink_metadata(&self, abs: &str) -> Result<Option<fs::Metadata>> {
         self.stat(abs, OFlags::PATH | OFlags::NOFOLLOW)
@@ -321,6 +346,28 @@ impl Root {
             Err(e) => Err(io::Error::from(e))
                 .with_context(|| format!("cannot remove {}", self.path(abs).display())),
         }
+    }
+
+    /// Makes `dst` a second name (hard link) of the file at `src`, neither last component
+    /// followed; fails across file systems (EXDEV) and wherever links are not allowed.
+    pub fn hard_link(&self, src: &str, dst: &str) -> Result<()> {
+        let (sdir, sname) = self.parent(src)?;
+        let (ddir, dname) = self.parent(dst)?;
+        rfs::linkat(
+            &sdir,
+            sname.as_str(),
+            &ddir,
+            dname.as_str(),
+            AtFlags::empty(),
+        )
+        .map_err(io::Error::from)
+        .with_context(|| {
+            format!(
+                "cannot link {} to {}",
+                self.path(dst).display(),
+                self.path(src).display()
+            )
+        })
     }
 
     /// fsync directory `abs`, so that a rename or unlink in it is durable.

@@ -3,9 +3,7 @@
 //! shadow's locks, re-decided on the locked content), daemon.json last, since that is what
 //! turns remapping on.
 
-use std::io::Read;
-
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::exit::Conflict;
 use crate::formats::subid;
@@ -28,7 +26,7 @@ fn reread_id_file(root: &Root, abs: &str, before: IdFile) -> Result<IdFile> {
         && let Some(meta) = root.symlink_metadata(abs)?
         && meta.is_file()
         && meta.len() == before.file.raw.len() as u64
-        && same_content(root, abs, &before.file.raw)?
+        && root.holds(abs, &before.file.raw)?
     {
         return Ok(IdFile {
             perms: Perms::of(&meta),
@@ -38,30 +36,6 @@ fn reread_id_file(root: &Root, abs: &str, before: IdFile) -> Result<IdFile> {
     // Drop the unlocked copy before reading the locked one.
     drop(before);
     preflight::read_id_file(root, abs)
-}
-
-/// True when the file at `abs` holds exactly `bytes` (read in chunks, nothing kept).
-fn same_content(root: &Root, abs: &str, bytes: &[u8]) -> Result<bool> {
-    let ctx = || format!("cannot read {}", root.path(abs).display());
-    let Some(mut f) = root.open_read(abs)? else {
-        return Ok(false);
-    };
-    let mut buf = vec![0u8; 1 << 18];
-    let mut at = 0;
-    loop {
-        let n = match f.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e).with_context(ctx),
-        };
-        if n == 0 {
-            return Ok(at == bytes.len());
-        }
-        if bytes.get(at..at + n) != Some(&buf[..n]) {
-            return Ok(false);
-        }
-        at += n;
-    }
 }
 
 fn write_id_file(

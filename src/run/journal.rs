@@ -450,9 +450,9 @@ impl Journal {
         perms: Perms,
     ) -> Result<()> {
         let backup = format!("{DIR}/backup.{}", self.record.files().count());
-        match before {
-            Some(old) => root.write_atomic(&backup, old, Perms::root_owned(0o600))?,
-            None => remove_if_there(root, &backup)?,
+        remove_if_there(root, &backup)?;
+        if let Some(old) = before {
+            save_old(root, abs, &backup, old)?;
         }
         self.push(
             root,
@@ -693,6 +693,24 @@ pub fn recover(root: &Root, docker: Option<&mut dyn Docker>) -> Result<Option<St
     );
     journal.finish(root)?;
     Ok(Some(note))
+}
+
+/// Keeps the old content of `abs` at `backup`. Where it can, without a copy: a hard link to
+/// the file as it is, which the atomic replace that follows leaves untouched (it renames a new
+/// file over the name; the old one lives on under the backup's name), kept only when it holds
+/// exactly `old` (compared in chunks). A million-line /etc/subuid is then saved without
+/// writing it again. Otherwise, or across file systems, a durable copy of `old` is written.
+fn save_old(root: &Root, abs: &str, backup: &str, old: &[u8]) -> Result<()> {
+    let linkable = root
+        .symlink_metadata(abs)?
+        .is_some_and(|m| m.is_file() && m.len() == old.len() as u64);
+    if linkable && root.hard_link(abs, backup).is_ok() {
+        if root.holds(backup, old)? {
+            return root.sync_dir(DIR);
+        }
+        root.remove_file(backup)?;
+    }
+    root.write_atomic(backup, old, Perms::root_owned(0o600))
 }
 
 /// The part of a message about files someone else changed meanwhile.
