@@ -4,7 +4,8 @@
 #
 #   testhost.sh deps                      install systemd-container + debootstrap
 #   testhost.sh pkgdeps                   install what the .deb test needs; print cargo-deb's path
-#   testhost.sh rootfs [SUITE]            build/reuse the pristine cached tree
+#   testhost.sh rootfs [SUITE]            build/reuse the pristine cached tree (SUITE: bookworm,
+#                                         trixie or forky)
 #   testhost.sh boot NAME [SUITE]         boot a fresh copy, wait for docker, print init PID
 #   testhost.sh exec NAME CMD...          run CMD inside (exit code propagated)
 #   testhost.sh cp NAME SRC DEST          copy a host file/dir to DEST (path inside)
@@ -53,7 +54,7 @@ check_name() {
 }
 
 check_suite() {
-  case ${1:-} in bookworm | trixie) ;; *) die "unsupported SUITE '${1:-}' (bookworm or trixie)" ;; esac
+  case ${1:-} in bookworm | trixie | forky) ;; *) die "unsupported SUITE '${1:-}' (bookworm, trixie or forky)" ;; esac
 }
 
 run_dir() { printf '%s/run-%s' "$CACHE" "$1"; }
@@ -253,8 +254,11 @@ build_rootfs() {
   mirror_uri=$(mirror)
   log "debootstrap $suite from $mirror_uri into $tmp"
   # debootstrap wants a fresh directory; its log ends up in $tmp/debootstrap/debootstrap.log on failure.
+  # bookworm's debootstrap has no script for forky (Debian testing): sid's works for it.
+  local script=()
+  [ "$suite" = forky ] && script=(/usr/share/debootstrap/scripts/sid)
   if ! debootstrap --variant=minbase --include="$BASE_PACKAGES" "$suite" "$tmp" "$mirror_uri" \
-    >"$CACHE/debootstrap-$suite.log" 2>&1; then
+    "${script[@]}" >"$CACHE/debootstrap-$suite.log" 2>&1; then
     tail -n 30 "$CACHE/debootstrap-$suite.log" >&2 || true
     [ -f "$tmp/debootstrap/debootstrap.log" ] && tail -n 30 "$tmp/debootstrap/debootstrap.log" >&2
     die "debootstrap failed (full log: $CACHE/debootstrap-$suite.log)"
@@ -275,7 +279,8 @@ path-exclude=/usr/share/locale/*
 DPKG
 
   local extra=()
-  [ "$suite" = trixie ] && extra+=(docker-cli)
+  # trixie and forky ship the docker CLI as a package of its own.
+  case $suite in trixie | forky) extra+=(docker-cli) ;; esac
   # The fleet tests run Ansible playbooks inside the bookworm host (local connection).
   [ "$suite" = bookworm ] && extra+=(ansible-core)
   if [ -n "${TESTHOST_EXTRA_PACKAGES:-}" ]; then
@@ -459,12 +464,20 @@ cmd_boot() {
   cp -a --reflink=auto "$src" "$dir"
   t_cp=$(now_ms)
 
+  # systemd >= 256 (forky: 262) refuses cgroup v1: boot it on the unified hierarchy, where
+  # docker 28 needs bpf (device cgroup programs) and no v1 controller is bound in.
+  local unified=""
+  [ "$suite" = forky ] && unified=1
+  local filter='keyctl add_key request_key'
+  [ -n "$unified" ] && filter+=' bpf'
   local args=(--register=no --keep-unit -D "$dir" -b --private-network --capability=all
-    --system-call-filter='keyctl add_key request_key' --console=read-only -M "$name")
+    "--system-call-filter=$filter" --console=read-only -M "$name")
   local c
-  for c in "${CGROUP_CONTROLLERS[@]}"; do
-    [ -d "/sys/fs/cgroup/$c" ] && args+=("--bind=/sys/fs/cgroup/$c:/run/hostcg/$c")
-  done
+  if [ -z "$unified" ]; then
+    for c in "${CGROUP_CONTROLLERS[@]}"; do
+      [ -d "/sys/fs/cgroup/$c" ] && args+=("--bind=/sys/fs/cgroup/$c:/run/hostcg/$c")
+    done
+  fi
 
   local cg
   for cg in $(cgroup_dirs "$name"); do mkdir -p "$cg"; done
@@ -473,6 +486,7 @@ cmd_boot() {
   # stdin /dev/null and output to the log: no TTY needed, and $(testhost.sh boot) returns.
   (
     for cg in $(cgroup_dirs "$name"); do printf '%s\n' "$BASHPID" >"$cg/cgroup.procs"; done
+    if [ -n "$unified" ]; then export SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1; fi
     exec setsid systemd-nspawn "${args[@]}"
   ) </dev/null >"$logf" 2>&1 &
   local npid=$!
@@ -504,9 +518,11 @@ cmd_boot() {
 
   # nspawn mounts the v1 controllers read-only: put the host's writable ones over them.
   local mounts=""
-  for c in "${CGROUP_CONTROLLERS[@]}"; do
-    [ -d "/sys/fs/cgroup/$c" ] && mounts+="mount --bind /run/hostcg/$c /sys/fs/cgroup/$c && "
-  done
+  if [ -z "$unified" ]; then
+    for c in "${CGROUP_CONTROLLERS[@]}"; do
+      [ -d "/sys/fs/cgroup/$c" ] && mounts+="mount --bind /run/hostcg/$c /sys/fs/cgroup/$c && "
+    done
+  fi
   nsenter -t "$init" -m -- sh -c "${mounts}true" || boot_fail "$name" "cgroup bind mounts failed"
 
   local deadline=$((SECONDS + BOOT_TIMEOUT)) state=""
