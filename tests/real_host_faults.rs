@@ -27,10 +27,7 @@ fn remapped(host: &Host) -> bool {
 }
 
 fn json(out: &Output) -> Value {
-    let v: Value = serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {out}"));
-    common::assert_schema(&v);
-    v
+    common::json_doc(&out.stdout, out)
 }
 
 /// The invariant after a fault (and the recovery that the next run does): docker is up and

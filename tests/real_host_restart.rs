@@ -13,10 +13,7 @@ use testhost::{Host, Output};
 const FILES: &str = "/etc/subuid /etc/subgid /etc/docker/daemon.json";
 
 fn json(out: &Output) -> Value {
-    let v: Value = serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {out}"));
-    common::assert_schema(&v);
-    v
+    common::json_doc(&out.stdout, out)
 }
 
 fn run(host: &Host, args: &str) -> Output {
@@ -457,8 +454,7 @@ fn recovery_matches_the_engine_to_the_restored_files_and_status_reads_after_it()
          docker-userns status --json; wait $pid; echo \"rc=$?\" >&2",
     );
     assert!(out.stderr.contains("rc=0"), "{out}");
-    let st: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
-    common::assert_schema(&st);
+    let st = json(&out);
     assert_eq!(st["unfinished"], Value::Null, "{st}");
     assert_eq!(st["remapping_configured"], "default", "{st}");
     assert_eq!(st["remapping_active"], true, "{st}");

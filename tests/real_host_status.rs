@@ -9,10 +9,7 @@ use serde_json::{Value, json};
 use testhost::{Host, Output};
 
 fn json(out: &Output) -> Value {
-    let v: Value = serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {out}"));
-    common::assert_schema(&v);
-    v
+    common::json_doc(&out.stdout, out)
 }
 
 fn ok_json(host: &Host, args: &str) -> Value {

@@ -195,19 +195,21 @@ pub fn configured(root: &Root) -> Result<Configured> {
 /// the run lock, so a run in progress is waited for, not reported), and everything is read
 /// after that.
 pub fn status(root: &Root, is_root: bool) -> Result<Status> {
-    let mut recovered = Vec::new();
     let unfinished = |root: &Root| {
         Journal::load(root).ok().flatten().map(|j| {
             let r = j.record();
             format!("{} {} (phase {:?})", r.action.name(), r.id, r.phase())
         })
     };
-    if root.is_host() && is_root && unfinished(root).is_some() {
+    let mut recovered = Vec::new();
+    let mut found = unfinished(root);
+    if root.is_host() && is_root && found.is_some() {
         // The record may belong to a run still in progress: recover_interrupted waits for
-        // its lock and finds nothing left to do when it finished.
+        // its lock and finds nothing left to do when it finished. Read again afterwards.
         if let Some(note) = converge::recover_interrupted(root, Duration::from_secs(90))? {
             recovered.push(note);
         }
+        found = unfinished(root);
     }
     let conf = configured(root)?;
     let mut notes = recovered;
@@ -222,7 +224,7 @@ pub fn status(root: &Root, is_root: bool) -> Result<Status> {
         docker_root_dir: None,
         docker_version: None,
         max_user_namespaces: kernel::max_user_namespaces(root),
-        unfinished: unfinished(root),
+        unfinished: found,
         host_root_containers: Vec::new(),
         notes: Vec::new(),
     };

@@ -329,18 +329,12 @@ pub struct Undone {
 impl Undone {
     /// The message of a rollback that worked.
     fn message(&self, root: &Root) -> String {
-        let shown = |v: &[String]| {
-            v.iter()
-                .map(|p| root.path(p).display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let mut s = if self.restored.is_empty() {
             "failed, rolled back: restored nothing (no file was written yet)".to_string()
         } else {
             format!(
                 "failed, rolled back: restored byte for byte: {}",
-                shown(&self.restored)
+                shown(root, &self.restored)
             )
         };
         s.push_str(&left_note(root, &self.left));
@@ -450,7 +444,7 @@ impl Journal {
         perms: Perms,
     ) -> Result<()> {
         let backup = format!("{DIR}/backup.{}", self.record.files().count());
-        remove_if_there(root, &backup)?;
+        root.remove_file(&backup)?;
         if let Some(old) = before {
             save_old(root, abs, &backup, old)?;
         }
@@ -487,11 +481,6 @@ impl Journal {
     /// Records that docker is about to be restarted.
     pub fn restart_docker(&mut self, root: &Root) -> Result<()> {
         self.push(root, Step::RestartDocker)
-    }
-
-    /// True when the run wrote at least one file or created the user.
-    pub fn changed_anything(&self) -> bool {
-        !self.record.steps.is_empty()
     }
 
     /// Ends the run: removes the record, then the saved copies.
@@ -587,15 +576,6 @@ impl Journal {
         docker: Option<&mut dyn Docker>,
         cause: anyhow::Error,
     ) -> anyhow::Error {
-        if !self.changed_anything() {
-            // Nothing happened yet: no rollback to speak of.
-            return match self.finish(root) {
-                Ok(()) => cause,
-                Err(e) => cause.context(RollbackIncomplete(format!(
-                    "failed, and the empty journal could not be removed ({e:#})"
-                ))),
-            };
-        }
         let diag = match (&docker, self.record.phase()) {
             (Some(d), Phase::Restarting) => d.diagnostics(),
             _ => String::new(),
@@ -605,16 +585,21 @@ impl Journal {
         } else {
             format!("\n{}", diag.trim_end())
         };
-        let result = self
-            .host_now(root, docker.as_deref())
-            .map_err(|e| (e, Undone::default()))
-            .and_then(|now| match undo_plan(&self.record, &now, Why::Failed) {
-                Verdict::Undo(list) => self.undo(root, docker, &list),
-                Verdict::Finished => Ok(Undone::default()),
-            });
+        let result = if self.record.steps.is_empty() {
+            // Nothing was recorded, so nothing happened: nothing to undo, docker included.
+            Ok(Undone::default())
+        } else {
+            self.host_now(root, docker.as_deref())
+                .map_err(|e| (e, Undone::default()))
+                .and_then(|now| match undo_plan(&self.record, &now, Why::Failed) {
+                    Verdict::Undo(list) => self.undo(root, docker, &list),
+                    Verdict::Finished => Ok(Undone::default()),
+                })
+        };
         match result {
             Ok(done) if done == Undone::default() => {
-                // Nothing had taken effect (e.g. useradd failed before creating the user).
+                // Nothing had taken effect (nothing recorded, or useradd failed before creating
+                // the user): no rollback to speak of.
                 match self.finish(root) {
                     Ok(()) => cause,
                     Err(e) => cause.context(RollbackIncomplete(format!(
@@ -718,18 +703,19 @@ fn left_note(root: &Root, left: &[String]) -> String {
     if left.is_empty() {
         return String::new();
     }
-    let shown: Vec<String> = left
-        .iter()
-        .map(|p| root.path(p).display().to_string())
-        .collect();
     format!(
         "; {} changed after this run wrote it and was left as found (compare it with its saved copy)",
-        shown.join(", ")
+        shown(root, left)
     )
 }
 
-fn remove_if_there(root: &Root, abs: &str) -> Result<()> {
-    root.remove_file(abs)
+/// Paths inside the root as the host names them, for messages.
+fn shown(root: &Root, paths: &[String]) -> String {
+    paths
+        .iter()
+        .map(|p| root.path(p).display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What a written file holds now: what the run wrote, what it held before, or neither.
@@ -774,7 +760,7 @@ fn restore(root: &Root, f: &FileStep) -> Result<()> {
         }
         Ok(())
     } else {
-        remove_if_there(root, &f.path)
+        root.remove_file(&f.path)
     }
 }
 

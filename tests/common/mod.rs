@@ -54,11 +54,17 @@ pub struct Run {
 impl Run {
     /// stdout as the one JSON document, checked against the schema.
     pub fn json(&self) -> Value {
-        let v: Value = serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {self:?}"));
-        assert_schema(&v);
-        v
+        json_doc(&self.stdout, format_args!("{self:?}"))
     }
+}
+
+/// `stdout` as the one JSON document a `--json` run prints, checked against the schema;
+/// `run` (the whole run, shown when it is not) names where it came from.
+pub fn json_doc(stdout: &str, run: impl std::fmt::Display) -> Value {
+    let v: Value = serde_json::from_str(stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {run}"));
+    assert_schema(&v);
+    v
 }
 
 /// Copies a directory tree (files, directories, symlinks as links).
