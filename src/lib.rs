@@ -29,7 +29,6 @@ use anyhow::Result;
 use crate::cli::{Cli, Command, RestartArgs, UserArgs};
 use crate::commands::{check, status, verify};
 use crate::exit::{Code, NotRoot};
-use crate::host::engine::Engine;
 use crate::host::kernel;
 use crate::host::root::Root;
 use crate::run::converge::{self, RestartPolicy, Want};
@@ -139,7 +138,7 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
                 .ok()
                 .and_then(|c| Some((c.subuid?.start, c.subgid?.start)));
             root.ensure_dir(journal::DIR, 0o700)?;
-            let engine = Engine::new(Engine::default_socket(), Duration::from_secs(30));
+            let engine = verify::engine(&root)?;
             let v = verify::verify(&engine, image.as_deref(), ranges, &root.path(journal::DIR))?;
             Ok(Output {
                 code: if v.effective {

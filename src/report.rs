@@ -9,6 +9,7 @@ use crate::commands::check::CheckReport;
 use crate::commands::status::Status;
 use crate::commands::verify::Verification;
 use crate::host::inspect::Impact;
+use crate::host::setup::Setup;
 use crate::run::converge::Outcome;
 use crate::run::plan::{DisablePlan, FileChange, Plan, RangePlan};
 
@@ -141,8 +142,11 @@ pub fn enable_text(root: &str, o: &Outcome<Plan>, applied: bool) -> String {
     );
     let restart = restart_word(o.restart, o.restarted, o.downtime_ms, applied);
     let _ = writeln!(s, "  restart    {restart}");
+    if let Some(st) = &o.setup {
+        s.push_str(&setup_text(st));
+    }
     if let Some(i) = &o.impact {
-        s.push_str(&impact_text(i, true));
+        s.push_str(&impact_text(i, true, live_restore(o.setup.as_ref())));
     }
     for n in &o.notes {
         let _ = writeln!(s, "  note: {n}");
@@ -177,8 +181,11 @@ pub fn disable_text(root: &str, o: &Outcome<DisablePlan>) -> String {
             restart_word(true, o.restarted, o.downtime_ms, true)
         );
     }
+    if let Some(st) = &o.setup {
+        s.push_str(&setup_text(st));
+    }
     if let Some(i) = &o.impact {
-        s.push_str(&impact_text(i, false));
+        s.push_str(&impact_text(i, false, live_restore(o.setup.as_ref())));
     }
     for n in &o.notes {
         let _ = writeln!(s, "  note: {n}");
@@ -223,8 +230,64 @@ fn list(s: &mut String, label: &str, items: &[String]) {
     );
 }
 
+fn live_restore(setup: Option<&Setup>) -> bool {
+    setup.is_some_and(|s| s.live_restore == Some(true))
+}
+
+/// How docker is set up, as text: where the engine listens, the data root, live-restore and
+/// swarm, each with where it comes from.
+pub fn setup_text(st: &Setup) -> String {
+    let mut s = String::new();
+    match (&st.engine_socket, &st.engine_problem) {
+        (Some(sock), _) => {
+            let _ = writeln!(
+                s,
+                "  engine     {sock} (from {}){}",
+                st.engine_socket_from,
+                if st.socket_activation {
+                    "; socket-activated: a connection to it starts docker.service"
+                } else {
+                    ""
+                }
+            );
+        }
+        (None, Some(why)) => {
+            let _ = writeln!(s, "  engine     {why}");
+        }
+        (None, None) => {}
+    }
+    let _ = writeln!(
+        s,
+        "  data root  {} (from {})",
+        st.data_root, st.data_root_from
+    );
+    if let Some(on) = st.live_restore {
+        let _ = writeln!(
+            s,
+            "  live-restore {}",
+            if on {
+                "on: containers outlive a docker stop, so a switch stops them through the engine API first"
+            } else {
+                "off"
+            }
+        );
+    }
+    if let Some(state) = &st.swarm {
+        let _ = writeln!(
+            s,
+            "  swarm      {state}{}",
+            match st.swarm_manager {
+                Some(true) => " (manager)",
+                Some(false) => " (worker)",
+                None => "",
+            }
+        );
+    }
+    s
+}
+
 /// The impact report as text.
-pub fn impact_text(i: &Impact, enabling: bool) -> String {
+pub fn impact_text(i: &Impact, enabling: bool, live_restore: bool) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -237,7 +300,15 @@ pub fn impact_text(i: &Impact, enabling: bool) -> String {
     list(&mut s, "images", &i.images);
     list(&mut s, "containers", &i.containers);
     list(&mut s, "volumes", &i.volumes);
-    list(&mut s, "stopped by the restart", &i.stopped_by_restart);
+    list(
+        &mut s,
+        if live_restore {
+            "stopped through the engine API before docker stops (live-restore would keep them running out of sight)"
+        } else {
+            "stopped by the restart"
+        },
+        &i.stopped_by_restart,
+    );
     if enabling {
         list(
             &mut s,
@@ -315,6 +386,7 @@ pub fn status_text(root: &str, st: &Status) -> String {
     if let Some(u) = &st.unfinished {
         let _ = writeln!(s, "  unfinished {u}");
     }
+    s.push_str(&setup_text(&st.setup));
     for c in &st.host_root_containers {
         let _ = writeln!(
             s,

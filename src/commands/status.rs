@@ -11,6 +11,7 @@ use crate::host::engine::Engine;
 use crate::host::inspect;
 use crate::host::kernel;
 use crate::host::root::Root;
+use crate::host::setup::{self, Setup};
 use crate::host::systemd::{LoadState, Systemd};
 use crate::run::converge;
 use crate::run::journal::Journal;
@@ -75,6 +76,9 @@ pub struct Status {
     pub unfinished: Option<String>,
     /// Running containers that are root on the host.
     pub host_root_containers: Vec<HostRoot>,
+    /// How docker is set up: where the engine listens, socket activation, the data root and
+    /// where it is set, live-restore, swarm state.
+    pub setup: Setup,
     /// Remarks.
     pub notes: Vec<String>,
 }
@@ -226,12 +230,14 @@ pub fn status(root: &Root, is_root: bool) -> Result<Status> {
         max_user_namespaces: kernel::max_user_namespaces(root),
         unfinished: found,
         host_root_containers: Vec::new(),
+        setup: Setup::default(),
         notes: Vec::new(),
     };
     if st.max_user_namespaces == Some(0) {
         notes.push("user namespaces are disabled in the kernel (user.max_user_namespaces = 0): remapping cannot work".into());
     }
     if !root.is_host() {
+        st.setup = setup::read(root, None)?;
         notes.push("--root: services and the engine are not inspected".into());
         st.notes = notes;
         return Ok(st);
@@ -239,8 +245,17 @@ pub fn status(root: &Root, is_root: bool) -> Result<Status> {
     if st.unfinished.is_some() {
         notes.push("an interrupted run left its record in /var/lib/docker-userns: run `docker-userns enable` or `disable` as root to roll it back".into());
     }
-    match Systemd::connect().and_then(|sd| sd.unit_state(SERVICE)) {
+    let sd = Systemd::connect();
+    let mut service_down = None;
+    let unit = match &sd {
+        Ok(sd) => sd.unit_state(SERVICE).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match unit {
         Ok(u) if u.load_state == LoadState::Loaded => {
+            if !u.is_running() {
+                service_down = Some(format!("{}/{}", u.active_state, u.sub_state));
+            }
             st.service = Some(Service {
                 main_pid_user: (u.main_pid != 0)
                     .then(|| kernel::uid_of_pid(u.main_pid).map(user_name))
@@ -253,41 +268,80 @@ pub fn status(root: &Root, is_root: bool) -> Result<Status> {
         Ok(u) => notes.push(format!("docker.service is {} to systemd", u.load_state)),
         Err(e) => notes.push(format!("systemd: {e}")),
     }
-    let engine = Engine::new(Engine::default_socket(), Duration::from_secs(5));
-    match engine.info() {
-        Ok(info) => {
-            let on = info.userns();
-            st.remapping_active = Some(on);
-            st.docker_root_dir = Some(info.docker_root_dir.clone());
-            st.docker_version = Some(info.server_version.clone());
-            match inspect::containers(&engine) {
-                Ok(all) => {
-                    st.host_root_containers = inspect::host_root(&all, on)
-                        .into_iter()
-                        .map(|(name, reasons)| {
-                            let ns = reasons.iter().any(|r| r.starts_with("--"));
-                            HostRoot {
-                                advice: if ns {
-                                    "uses the host's namespaces: root inside is root on the host even with remapping; drop those flags if it does not need them".into()
-                                } else {
-                                    "runs as root without remapping: run it with --user UID:GID, or turn remapping on (docker-userns enable)".into()
-                                },
-                                name,
-                                reasons,
-                            }
-                        })
-                        .collect();
-                }
-                Err(e) => notes.push(format!("cannot list containers: {e:#}")),
+    st.setup = setup::read(root, sd.as_ref().ok())?;
+    // Read-only means services too: with docker.service down, a connection to the socket
+    // would start it (socket activation), so the engine is not asked.
+    if let Some(state) = service_down {
+        notes.push(format!(
+            "the engine was not asked: docker.service is {state}{}",
+            if st.setup.socket_activation {
+                format!(
+                    ", and a connection to {} would start it ({} listens there); status changes nothing, services included",
+                    st.setup.engine_socket.as_deref().unwrap_or("its socket"),
+                    setup::SOCKET_UNIT
+                )
+            } else {
+                String::new()
             }
-            if configured_differs(&st, on) {
-                notes.push("daemon.json and the running engine disagree: docker has not been restarted since daemon.json changed".into());
-            }
-        }
-        Err(e) => notes.push(format!("{e}")),
+        ));
+    } else if let Some(socket) = st.setup.engine_socket.clone() {
+        ask_engine(&mut st, &socket, &mut notes);
+    } else if let Some(why) = &st.setup.engine_problem {
+        notes.push(format!("the engine was not asked: {why}"));
     }
     st.notes = notes;
     Ok(st)
+}
+
+/// Fills in what the engine says: remapping, data root, version, setup facts, and the
+/// containers that run as host root.
+fn ask_engine(st: &mut Status, socket: &str, notes: &mut Vec<String>) {
+    let engine = Engine::new(socket, Duration::from_secs(5));
+    let info = match engine.info() {
+        Ok(info) => info,
+        Err(e) => {
+            notes.push(format!("{e}"));
+            return;
+        }
+    };
+    let on = info.userns();
+    st.setup.learn(&info);
+    st.remapping_active = Some(on);
+    st.docker_root_dir = Some(info.docker_root_dir.clone());
+    st.docker_version = Some(info.server_version.clone());
+    match inspect::containers(&engine) {
+        Ok(all) => {
+            st.host_root_containers = inspect::host_root(&all, on)
+                .into_iter()
+                .map(|(name, reasons)| {
+                    let ns = reasons.iter().any(|r| r.starts_with("--"));
+                    HostRoot {
+                        advice: if ns {
+                            "uses the host's namespaces: root inside is root on the host even with remapping; drop those flags if it does not need them".into()
+                        } else {
+                            "runs as root without remapping: run it with --user UID:GID, or turn remapping on (docker-userns enable)".into()
+                        },
+                        name,
+                        reasons,
+                    }
+                })
+                .collect();
+        }
+        Err(e) => notes.push(format!("cannot list containers: {e:#}")),
+    }
+    if configured_differs(st, on) {
+        notes.push("daemon.json and the running engine disagree: docker has not been restarted since daemon.json changed".into());
+    }
+    if info.swarm.member() {
+        notes.push(format!(
+            "this node is in a swarm (Swarm.LocalNodeState {}{}): enable and disable refuse to switch remapping here, since the switch moves the swarm state with the data root (moby#39722); leave the swarm first",
+            info.swarm.local_node_state,
+            if info.swarm.control_available { ", a manager" } else { "" }
+        ));
+    }
+    if let Some(note) = setup::swarm_left_behind(&info) {
+        notes.push(note);
+    }
 }
 
 fn configured_differs(st: &Status, active: bool) -> bool {

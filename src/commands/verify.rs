@@ -8,7 +8,12 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::exit::Conflict;
 use crate::host::engine::{Engine, encode};
+use crate::host::root::Root;
+use crate::host::setup;
+use crate::host::systemd::{LoadState, Systemd};
+use crate::run::restart::SERVICE;
 
 /// One check and its outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -32,6 +37,27 @@ pub struct Verification {
     pub checks: Vec<Check>,
     /// Remarks.
     pub notes: Vec<String>,
+}
+
+/// The engine to verify, where docker listens ([`setup`]). A docker.service that is not
+/// running is not started through its socket: verify says so and changes nothing.
+pub fn engine(root: &Root) -> Result<Engine> {
+    let sd = Systemd::connect().ok();
+    let found = setup::read(root, sd.as_ref())?;
+    if let Some(u) = sd.as_ref().and_then(|sd| sd.unit_state(SERVICE).ok())
+        && u.load_state == LoadState::Loaded
+        && !u.is_running()
+    {
+        return Err(Conflict::new(format!(
+            "docker.service is {}/{}: verify does not start it (a connection to its socket would): start docker (`systemctl start docker`) and run verify again",
+            u.active_state, u.sub_state
+        ))
+        .into());
+    }
+    let socket = found
+        .engine_socket
+        .ok_or_else(|| Conflict::new(found.engine_problem.unwrap_or_default()))?;
+    Ok(Engine::new(socket, Duration::from_secs(30)))
 }
 
 /// Images tried, in order, when `--image` is not given.
@@ -146,6 +172,14 @@ pub fn verify(
     scratch: &std::path::Path,
 ) -> Result<Verification> {
     let info = engine.info()?;
+    let mut notes = Vec::new();
+    if info.swarm.member() {
+        notes.push(format!(
+            "this node is in a swarm (Swarm.LocalNodeState {}): enable and disable refuse to switch remapping while it is (moby#39722)",
+            info.swarm.local_node_state
+        ));
+    }
+    notes.extend(crate::host::setup::swarm_left_behind(&info));
     let mut checks = vec![check(
         "the engine reports user namespaces",
         info.userns(),
@@ -170,7 +204,6 @@ pub fn verify(
             ),
         ),
     });
-    let mut notes = Vec::new();
     let image = find_image(engine, image)?;
     let Some(img) = image.clone() else {
         notes.push(format!(

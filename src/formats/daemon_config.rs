@@ -2,6 +2,9 @@
 
 use serde_json::{Map, Value};
 
+/// Where daemon.json lives.
+pub const PATH: &str = "/etc/docker/daemon.json";
+
 /// The daemon.json key this tool owns.
 pub const KEY: &str = "userns-remap";
 
@@ -104,6 +107,28 @@ impl DaemonConfig {
             Some(Value::String(s)) => Ok(Some(s)),
             Some(other) => Err(ConfigError::RemapNotString(kind(other))),
         }
+    }
+
+    /// A string setting (e.g. `data-root`); None when absent or not a string.
+    pub fn string(&self, key: &str) -> Option<&str> {
+        self.map.get(key).and_then(Value::as_str)
+    }
+
+    /// `hosts`: the addresses dockerd listens on (empty when not set).
+    pub fn hosts(&self) -> Vec<String> {
+        self.map
+            .get("hosts")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// `live-restore` (None: not set).
+    pub fn live_restore(&self) -> Option<bool> {
+        self.map.get("live-restore").and_then(Value::as_bool)
     }
 
     /// A copy with `userns-remap` set to `value`: in place if the key exists, else appended.

@@ -21,7 +21,7 @@ pub const UNIT_DIRS: &[&str] = &[
 pub const DEFAULT_FILE: &str = "/etc/default/docker";
 
 /// A place in a file.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Origin {
     /// Path inside the root.
     pub file: String,
@@ -50,6 +50,43 @@ pub struct UnitScan {
     pub exec_start: Vec<String>,
     /// A `--config-file` given to dockerd there, and where the ExecStart line is.
     pub config_file: Option<(String, Origin)>,
+    /// Where each word of `exec_start` comes from: the ExecStart line, or the line that sets
+    /// the variable it was expanded from (e.g. `DOCKER_OPTS` in /etc/default/docker).
+    pub word_origins: Vec<Origin>,
+}
+
+impl UnitScan {
+    /// Every value dockerd gets for the flag named `names` (long `--x`, short `-x`, or an
+    /// alias), in order, with where it was set: `--x v`, `--x=v`, `-x v`, `-x=v`, `-xv`.
+    pub fn flag_values(&self, names: &[&str]) -> Vec<(String, Origin)> {
+        let words = &self.exec_start;
+        let mut out = Vec::new();
+        let mut i = 1;
+        while i < words.len() {
+            let w = &words[i];
+            let origin = || self.word_origins.get(i).cloned().unwrap_or_default();
+            for name in names {
+                let Some(rest) = w.strip_prefix(name) else {
+                    continue;
+                };
+                if rest.is_empty() {
+                    if let Some(v) = words.get(i + 1) {
+                        out.push((v.clone(), origin()));
+                        i += 1;
+                    }
+                } else if let Some(v) = rest.strip_prefix('=') {
+                    out.push((v.to_string(), origin()));
+                } else if !name.starts_with("--") && name.len() == 2 {
+                    out.push((rest.to_string(), origin()));
+                } else {
+                    continue;
+                }
+                break;
+            }
+            i += 1;
+        }
+        out
+    }
 }
 
 /// A `Key=value` setting from a unit file, continuation lines joined.
@@ -361,6 +398,22 @@ pub fn scan(root: &Root) -> Result<UnitScan> {
     if let Some((file, s)) = exec.last() {
         let value = |name: &str| lookup(name).map(|(_, v, _)| v.clone()).unwrap_or_default();
         scan.exec_start = expand(&s.value, &value);
+        let line = Origin {
+            file: file.clone(),
+            line: s.line,
+        };
+        for w in split_words(&s.value) {
+            match w.strip_prefix('$').filter(|n| {
+                !n.starts_with('{') && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            }) {
+                Some(name) => {
+                    let n = split_words(&value(name)).len();
+                    let from = lookup(name).map_or(line.clone(), |(_, _, o)| o.clone());
+                    scan.word_origins.extend(std::iter::repeat_n(from, n));
+                }
+                None => scan.word_origins.push(line.clone()),
+            }
+        }
         let words = &scan.exec_start;
         let flag = words.iter().enumerate().find_map(|(i, w)| {
             w.strip_prefix("--config-file=")
@@ -508,5 +561,41 @@ mod tests {
             )
         );
         assert_eq!(e[1], ("A".into(), "b".into(), 3));
+    }
+
+    #[test]
+    fn flags_are_found_with_the_line_that_sets_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        let put = |abs: &str, text: &str| {
+            let p = root.path(abs);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        put(
+            "/lib/systemd/system/docker.service",
+            "[Service]\nEnvironmentFile=-/etc/default/docker\nExecStart=/usr/sbin/dockerd -H fd:// $DOCKER_OPTS --live-restore\n",
+        );
+        put(
+            "/etc/default/docker",
+            "# flags\nDOCKER_OPTS=\"--dns 1.1.1.1 --data-root /srv/dk/root\"\n",
+        );
+        let scan = scan(&root).unwrap();
+        assert_eq!(scan.word_origins.len(), scan.exec_start.len());
+        let data = scan.flag_values(&["--data-root"]);
+        assert_eq!(
+            data,
+            [(
+                "/srv/dk/root".to_string(),
+                Origin {
+                    file: "/etc/default/docker".into(),
+                    line: 2
+                }
+            )]
+        );
+        let hosts = scan.flag_values(&["-H", "--host"]);
+        assert_eq!(hosts[0].0, "fd://");
+        assert_eq!(hosts[0].1.file, "/lib/systemd/system/docker.service");
+        assert_eq!(hosts[0].1.line, 3);
     }
 }

@@ -113,6 +113,31 @@ pub struct Info {
     pub server_version: String,
     /// How many containers run.
     pub containers_running: u64,
+    /// `live-restore` is on: containers keep running while dockerd is stopped.
+    pub live_restore_enabled: bool,
+    /// The node's swarm membership.
+    #[serde(deserialize_with = "nullable")]
+    pub swarm: SwarmInfo,
+}
+
+/// `Swarm` in `GET /info`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, rename_all(deserialize = "PascalCase"))]
+pub struct SwarmInfo {
+    /// `inactive`, `pending`, `active`, `error` or `locked` (empty: not reported).
+    pub local_node_state: String,
+    /// The node is a manager.
+    pub control_available: bool,
+    /// The node's id in the swarm.
+    #[serde(rename(deserialize = "NodeID"))]
+    pub node_id: String,
+}
+
+impl SwarmInfo {
+    /// The node is in a swarm or joining one (anything but `inactive` or unreported).
+    pub fn member(&self) -> bool {
+        !matches!(self.local_node_state.as_str(), "" | "inactive")
+    }
 }
 
 impl Info {
@@ -168,11 +193,6 @@ impl Engine {
             socket: socket.into(),
             timeout,
         }
-    }
-
-    /// Where dockerd listens by default.
-    pub fn default_socket() -> &'static str {
-        "/run/docker.sock"
     }
 
     /// The socket path.
@@ -267,6 +287,27 @@ impl Engine {
             &format!("POST {path}"),
             self.send("POST", path, bytes, self.timeout)?,
         )
+    }
+
+    /// `POST /containers/{id}/stop?t=GRACE`: SIGTERM, then SIGKILL after `grace`. A container
+    /// that is already stopped (304) counts as stopped.
+    pub fn stop_container(&self, id: &str, grace: Duration) -> Result<(), EngineError> {
+        let path = format!("/containers/{}/stop?t={}", encode(id), grace.as_secs());
+        let r = self.send("POST", &path, None, self.timeout + grace)?;
+        match r.status {
+            204 | 304 => Ok(()),
+            _ => Err(self.status_error(&format!("POST {path}"), &r)),
+        }
+    }
+
+    /// `POST /containers/{id}/start`; one that runs already (304) counts as started.
+    pub fn start_container(&self, id: &str) -> Result<(), EngineError> {
+        let path = format!("/containers/{}/start", encode(id));
+        let r = self.send("POST", &path, None, self.timeout)?;
+        match r.status {
+            204 | 304 => Ok(()),
+            _ => Err(self.status_error(&format!("POST {path}"), &r)),
+        }
     }
 
     /// `DELETE path`; a non-2xx status is an [`EngineError::Status`].

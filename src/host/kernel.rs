@@ -32,3 +32,22 @@ pub fn uid_of_pid(pid: u32) -> Option<u32> {
             .ok()
     })
 }
+
+/// When a process started (field 22 of /proc/PID/stat, clock ticks since boot): with its pid,
+/// it names one process, also after the pid is reused. None: no such process.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces or ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn this_process_has_a_start_time_and_a_dead_pid_none() {
+        let me = super::start_time(std::process::id()).expect("own start time");
+        assert_eq!(super::start_time(std::process::id()), Some(me));
+        assert_eq!(super::start_time(u32::MAX), None);
+    }
+}

@@ -8,5 +8,6 @@ pub mod inspect;
 pub mod kernel;
 pub mod programs;
 pub mod root;
+pub mod setup;
 pub mod shadow_lock;
 pub mod systemd;

@@ -66,6 +66,17 @@ trait Service {
     fn main_pid(&self) -> zbus::Result<u32>;
 }
 
+#[zbus::proxy(
+    interface = "org.freedesktop.systemd1.Socket",
+    default_service = "org.freedesktop.systemd1",
+    gen_async = false,
+    blocking_name = "SocketProxyBlocking"
+)]
+trait Socket {
+    #[zbus(property)]
+    fn listen(&self) -> zbus::Result<Vec<(String, String)>>;
+}
+
 /// Failures talking to systemd, with what to do about them.
 #[derive(Debug, thiserror::Error)]
 pub enum SystemdError {
@@ -346,6 +357,20 @@ impl Systemd {
             st.main_pid = svc.main_pid().unwrap_or(0);
         }
         Ok(st)
+    }
+
+    /// A socket unit's `Listen` addresses as (type, address), e.g. `("Stream", "/run/docker.sock")`;
+    /// empty when the unit is not loaded.
+    pub fn socket_listen(&self, name: &str) -> Result<Vec<(String, String)>, SystemdError> {
+        if self.load_state(name)? != LoadState::Loaded {
+            return Ok(Vec::new());
+        }
+        let path = self.manager.load_unit(name).map_err(|e| map_err(name, e))?;
+        SocketProxyBlocking::builder(&self.conn)
+            .path(path)
+            .and_then(|b| b.cache_properties(CacheProperties::No).build())
+            .and_then(|s| s.listen())
+            .map_err(|e| map_err(name, e))
     }
 
     /// Checks that a unit exists and is not masked.

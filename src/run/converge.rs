@@ -11,6 +11,7 @@ use crate::exit::Conflict;
 use crate::formats::daemon_config::DEFAULT_USER;
 use crate::host::inspect::{self, Impact};
 use crate::host::root::Root;
+use crate::host::setup::{self, Found, Setup};
 use crate::run::apply;
 use crate::run::failpoint;
 use crate::run::journal::{self, Action, Before, Journal};
@@ -57,6 +58,8 @@ pub struct Outcome<P> {
     pub downtime_ms: Option<u64>,
     /// What the switch does to what docker holds (None: the engine was not asked).
     pub impact: Option<Impact>,
+    /// How docker is set up (None: services not looked at, as under `--root`).
+    pub setup: Option<Setup>,
     /// Remarks for the operator.
     pub notes: Vec<String>,
 }
@@ -70,6 +73,7 @@ impl<P: Decided> Outcome<P> {
             restarted: false,
             downtime_ms: None,
             impact: None,
+            setup: None,
             notes: plan.take_notes(),
             plan,
         }
@@ -186,20 +190,88 @@ fn not_restarted_note(root: &Root) -> String {
     }
 }
 
-/// Decides whether docker restarts for `out` and, if so, adds the impact report.
-fn decide_restart<P>(docker: &Docker, seen: &Observed, out: &mut Outcome<P>, want_userns: bool) {
+/// Refuses a switch on a swarm node: the swarm state lives in the data root the switch moves
+/// away from, so docker would come back outside the swarm (moby#39722). `--yes` does not
+/// override this.
+pub fn refuse_swarm(setup: &Setup) -> Result<(), Conflict> {
+    let Some(state) = setup
+        .swarm
+        .as_deref()
+        .filter(|s| !matches!(*s, "" | "inactive"))
+    else {
+        return Ok(());
+    };
+    let manager = setup.swarm_manager == Some(true);
+    Err(Conflict::new(format!(
+        "this node is in a swarm (Swarm.LocalNodeState {state}{}): switching remapping moves docker's data root, and the node's swarm state with it, so docker would come back outside the swarm{} (moby#39722). Drain the node first (`docker node update --availability drain NODE`), {}then leave the swarm (`docker swarm leave`), run this again, and join the swarm again afterwards; --yes does not override this",
+        if manager { ", a manager" } else { "" },
+        if manager {
+            " and the swarm would lose a raft member"
+        } else {
+            ""
+        },
+        if manager {
+            "demote it from another manager (`docker node demote NODE`), "
+        } else {
+            ""
+        },
+    )))
+}
+
+/// Decides whether docker restarts for `out` and, if so, asks the engine for what only it
+/// knows, refuses a switch that would lose something (a swarm membership, a data root the
+/// remapped root cannot reach), and adds the impact report.
+fn decide_restart<P>(
+    root: &Root,
+    docker: &mut Docker,
+    seen: &Observed,
+    out: &mut Outcome<P>,
+    want_userns: bool,
+) -> Result<(), Conflict> {
     let need = restart_needed(seen, out.changed, want_userns);
     out.restart = need;
     out.changed |= need;
     if seen.active() && seen.userns.is_none() {
-        out.notes.push("docker.service runs but its engine did not answer on /run/docker.sock (no access?): whether it remaps now is unknown, so only file changes decide the restart".into());
+        out.notes.push(format!("docker.service runs but its engine did not answer on {} (no access?): whether it remaps now is unknown, so only file changes decide the restart", docker.engine().socket().display()));
     }
     if need {
+        if let Err(e) = docker.learn() {
+            out.notes
+                .push(format!("the engine did not say how it runs: {e}"));
+        }
+        refuse_swarm(docker.setup())?;
+        for dir in docker.setup().data_roots() {
+            let blocked = preflight::blocked_dirs(root, dir).unwrap_or_default();
+            if let Some(b) = blocked.first() {
+                let found = Found {
+                    path: dir.to_string(),
+                    from: docker.setup().data_root_from.clone(),
+                };
+                return Err(plan::blocked_data_root(b, &found));
+            }
+        }
         match inspect::impact(docker.engine(), want_userns) {
             Ok(i) => out.impact = Some(i),
             Err(e) => out.notes.push(format!("no impact report: {e:#}")),
         }
     }
+    out.setup = Some(docker.setup().clone());
+    Ok(())
+}
+
+/// What a run says about a docker.service it leaves stopped.
+fn left_stopped_note(setup: &Setup) -> String {
+    let mut s =
+        "docker.service is not running and is left stopped: the change applies at its next start"
+            .to_string();
+    if setup.socket_activation {
+        s.push_str(&format!(
+            "; {} listens on {}, so the first connection to it starts docker with the new configuration (no health gate runs then: check it with `docker-userns verify`)",
+            setup::SOCKET_UNIT,
+            setup.engine_socket.as_deref().unwrap_or("its socket")
+        ));
+    }
+    s
 }
 
 /// `plan`: what `enable` would do. On the live host it also asks systemd and the engine
@@ -213,7 +285,14 @@ pub fn plan(root: &Root, want: &Want) -> Result<Outcome<Plan>> {
     match Docker::connect(root, Duration::from_secs(30), restart::DEFAULT_SETTLE)
         .and_then(|d| d.observe().map(|seen| (d, seen)))
     {
-        Ok((docker, seen)) => decide_restart(&docker, &seen, &mut out, true),
+        Ok((mut docker, seen)) => {
+            decide_restart(root, &mut docker, &seen, &mut out, true)?;
+            if !seen.active() {
+                out.notes.push(left_stopped_note(docker.setup()));
+            }
+        }
+        // What enable would refuse (docker listens on no unix socket), plan refuses too.
+        Err(e) if e.is::<Conflict>() => return Err(e),
         Err(e) => out.notes.push(format!(
             "docker's running state is unknown ({e:#}); the plan covers the files only"
         )),
@@ -258,12 +337,13 @@ fn converge<C: Change>(
     let inputs = preflight::gather(root, change.user())?;
     let mut out = Outcome::new(change.plan(&inputs)?);
     out.notes.extend(recovered);
-    decide_restart(&docker, &seen, &mut out, C::ACTION.wants_userns());
+    decide_restart(root, &mut docker, &seen, &mut out, C::ACTION.wants_userns())?;
     let need = out.restart;
     guard_running(&docker, need, policy.stop_running_containers)?;
     if !seen.active() {
-        out.notes.push("docker.service is not running and is left stopped: the change applies at its next start".into());
+        out.notes.push(left_stopped_note(docker.setup()));
     }
+    let live_restore = docker.setup().live_restore == Some(true);
     if !out.changed {
         return Ok(out);
     }
@@ -285,11 +365,40 @@ fn converge<C: Change>(
             return Ok(None);
         }
         validate(&exec_start, policy.timeout, &mut out.notes)?;
-        let running = running_names(&docker, out.impact.as_ref());
+        // With live-restore, stopping docker leaves its containers running, out of sight of
+        // the daemon that comes back: stop them through the API first (what --yes consents
+        // to), and check afterwards that none of them lives on.
+        let stopped = if live_restore {
+            docker.stop_running(root, &mut journal)?
+        } else {
+            Vec::new()
+        };
+        failpoint::hit("converge:after-stop-containers")?;
+        // Containers stopped through the API are the journal's to start again on rollback.
+        let running = if stopped.is_empty() {
+            running_names(&docker, out.impact.as_ref())
+        } else {
+            Vec::new()
+        };
         journal.restart_docker(root)?;
         let downtime = docker
             .restart(&change.expect(&out.plan))
             .map_err(|e| containers_stopped(e, &running))?;
+        let alive = restart::still_alive(&stopped);
+        if !alive.is_empty() {
+            anyhow::bail!(
+                "container processes the old docker ran are still alive after the switch, where the new daemon cannot see or stop them: {}",
+                alive.join(", ")
+            );
+        }
+        if !stopped.is_empty() {
+            let names: Vec<&str> = stopped.iter().map(|c| c.name.as_str()).collect();
+            out.notes.push(format!(
+                "live-restore is on, so stopping docker would have left the running containers alive but out of sight of the daemon that came back: {} container(s) were stopped through the engine API first ({}), and none of their processes is alive after the switch",
+                names.len(),
+                names.join(", ")
+            ));
+        }
         failpoint::hit("converge:before-finish")?;
         Ok(Some(downtime))
     })();

@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | [`Step::WriteFile`] | before the write, with a copy of the old content; completed with the size and hash of what was written | put the old content back (or remove a file that did not exist), unless someone changed the file since: then it is left as found |
 //! | [`Step::CreateUser`] | before `useradd` runs | none: the user is kept (harmless, and it may own files by then), and the message says so |
+//! | [`Step::StopContainers`] | before running containers are stopped through the engine API (live-restore on) | start them again, once docker runs as before |
 //! | [`Step::RestartDocker`] | before docker is stopped | bring docker back with the old files and gate it for its old remapping state |
 //!
 //! A new kind of step (moving a data root, copying volumes) adds a variant here, its inverse in
@@ -65,6 +66,8 @@ impl Action {
 pub enum Phase {
     /// Files are being written; docker has not been touched.
     Writing,
+    /// Running containers are being stopped through the engine API.
+    StoppingContainers,
     /// docker is being stopped and started with the new files.
     Restarting,
 }
@@ -74,6 +77,7 @@ impl Phase {
     pub fn doing(self) -> &'static str {
         match self {
             Phase::Writing => "writing files",
+            Phase::StoppingContainers => "stopping containers",
             Phase::Restarting => "restarting docker",
         }
     }
@@ -150,6 +154,20 @@ pub fn fingerprint(bytes: &[u8]) -> String {
     format!("{h:016x}")
 }
 
+/// A running container a run stops through the engine API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoppedContainer {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its main process on the host (0: not known).
+    pub pid: u32,
+    /// That process's start time ([`crate::host::kernel::start_time`]), telling it from a
+    /// later process with the same pid.
+    pub started: Option<u64>,
+}
+
 /// One change to the host, recorded before it happens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "kebab-case")]
@@ -160,6 +178,11 @@ pub enum Step {
     CreateUser {
         /// Its name.
         name: String,
+    },
+    /// Running containers are (about to be) stopped through the engine API.
+    StopContainers {
+        /// Them.
+        containers: Vec<StoppedContainer>,
     },
     /// docker.socket and docker.service are (about to be) stopped and started.
     RestartDocker,
@@ -188,6 +211,12 @@ impl Record {
     pub fn phase(&self) -> Phase {
         if self.steps.contains(&Step::RestartDocker) {
             Phase::Restarting
+        } else if self
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::StopContainers { .. }))
+        {
+            Phase::StoppingContainers
         } else {
             Phase::Writing
         }
@@ -246,6 +275,8 @@ pub enum Inverse {
     KeepUser(String),
     /// Bring docker back with the old files, gated for this remapping state.
     BringBackDocker(Option<bool>),
+    /// Start again the containers this step stopped (after docker runs as before).
+    StartContainers(usize),
 }
 
 /// What to do with a record.
@@ -288,7 +319,7 @@ pub fn undo_plan(record: &Record, now: &HostNow, why: Why) -> Verdict {
                 }
             }
             Step::CreateUser { name } => undo.push(Inverse::KeepUser(name.clone())),
-            Step::RestartDocker => {}
+            Step::StopContainers { .. } | Step::RestartDocker => {}
         }
     }
     // Once the files are as before, the engine must be too: whatever started it meanwhile (a
@@ -298,6 +329,12 @@ pub fn undo_plan(record: &Record, now: &HostNow, why: Why) -> Verdict {
         && matches!((now.engine_userns, wanted), (Some(is), Some(want)) if is != want);
     if (record.docker_was_active && (restarted || !now.docker_running)) || engine_disagrees {
         undo.push(Inverse::BringBackDocker(record.userns_before));
+    }
+    // Containers last: they start in the docker that runs as before.
+    for (i, step) in record.steps.iter().enumerate() {
+        if matches!(step, Step::StopContainers { .. }) {
+            undo.push(Inverse::StartContainers(i));
+        }
     }
     Verdict::Undo(undo)
 }
@@ -311,6 +348,9 @@ pub trait Docker {
     fn bring_back(&mut self, userns: Option<bool>) -> Result<()>;
     /// The unit's result and its journal lines since the restart began ("" when none).
     fn diagnostics(&self) -> String;
+    /// Starts `containers` again (those that no longer exist are skipped); returns the names
+    /// of those started.
+    fn start_containers(&mut self, containers: &[StoppedContainer]) -> Result<Vec<String>>;
 }
 
 /// What an undo did.
@@ -324,6 +364,8 @@ pub struct Undone {
     pub kept_user: Option<String>,
     /// docker was brought back.
     pub docker_back: bool,
+    /// Containers the run had stopped, started again.
+    pub started: Vec<String>,
 }
 
 impl Undone {
@@ -348,6 +390,12 @@ impl Undone {
         } else {
             "; docker was not restarted"
         });
+        if !self.started.is_empty() {
+            s.push_str(&format!(
+                "; started again the container(s) it had stopped: {}",
+                self.started.join(", ")
+            ));
+        }
         s
     }
 }
@@ -478,6 +526,15 @@ impl Journal {
         )
     }
 
+    /// Records that `containers` are about to be stopped through the engine API.
+    pub fn stop_containers(
+        &mut self,
+        root: &Root,
+        containers: Vec<StoppedContainer>,
+    ) -> Result<()> {
+        self.push(root, Step::StopContainers { containers })
+    }
+
     /// Records that docker is about to be restarted.
     pub fn restart_docker(&mut self, root: &Root) -> Result<()> {
         self.push(root, Step::RestartDocker)
@@ -555,6 +612,31 @@ impl Journal {
                         "docker must be brought back, which this mode does not do"
                     )),
                 },
+                Inverse::StartContainers(i) => {
+                    let Step::StopContainers { containers } = &self.record.steps[*i] else {
+                        unreachable!("undo_plan starts containers of stop steps only")
+                    };
+                    let names = || {
+                        containers
+                            .iter()
+                            .map(|c| c.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    match docker.as_deref_mut() {
+                        Some(_) if first.is_some() => Err(anyhow::anyhow!(
+                            "the containers it had stopped were not started again ({}), since docker is not back as before: start them with `docker start NAME`",
+                            names()
+                        )),
+                        Some(d) => d
+                            .start_containers(containers)
+                            .map(|started| done.started.extend(started)),
+                        None => Err(anyhow::anyhow!(
+                            "the containers it had stopped ({}) must be started again, which this mode does not do",
+                            names()
+                        )),
+                    }
+                }
             };
             if let Err(e) = r {
                 first.get_or_insert(e);
@@ -648,7 +730,7 @@ pub fn recover(root: &Root, docker: Option<&mut dyn Docker>) -> Result<Option<St
     if docker.is_none()
         && list
             .iter()
-            .any(|i| matches!(i, Inverse::BringBackDocker(_)))
+            .any(|i| matches!(i, Inverse::BringBackDocker(_) | Inverse::StartContainers(_)))
     {
         return Err(Conflict::new(format!(
             "an interrupted run ({} {}) touched docker and must be rolled back on the live host first: run the command once without --no-restart (or without --root)",
@@ -951,6 +1033,7 @@ mod tests {
         running: bool,
         userns: Option<bool>,
         brought_back: Vec<Option<bool>>,
+        started: Vec<String>,
         fail: bool,
     }
 
@@ -969,6 +1052,12 @@ mod tests {
         fn diagnostics(&self) -> String {
             "docker.service: failed".into()
         }
+        fn start_containers(&mut self, containers: &[StoppedContainer]) -> Result<Vec<String>> {
+            assert!(self.running, "containers started before docker runs");
+            let names: Vec<String> = containers.iter().map(|c| c.name.clone()).collect();
+            self.started.extend(names.clone());
+            Ok(names)
+        }
     }
 
     fn tree() -> (tempfile::TempDir, Root) {
@@ -983,7 +1072,7 @@ mod tests {
     /// The step kinds of a run, in order; the run stops after `steps` of them.
     fn run_until(root: &Root, steps: usize) -> Journal {
         let mut j = Journal::begin(root, Action::Enable, before(true)).unwrap();
-        let all: [&dyn Fn(&mut Journal); 4] = [
+        let all: [&dyn Fn(&mut Journal); 5] = [
             &|j| {
                 j.create_user(root, "dockremap").unwrap();
                 // What useradd would add.
@@ -1013,6 +1102,15 @@ mod tests {
                 )
                 .unwrap()
             },
+            &|j| {
+                let web = StoppedContainer {
+                    id: "c0ffee".into(),
+                    name: "web".into(),
+                    pid: 4242,
+                    started: Some(7),
+                };
+                j.stop_containers(root, vec![web]).unwrap()
+            },
             &|j| j.restart_docker(root).unwrap(),
         ];
         for step in &all[..steps] {
@@ -1037,15 +1135,16 @@ mod tests {
 
     #[test]
     fn a_failure_after_each_step_kind_and_a_crash_there_take_the_same_undo() {
-        for steps in 0..=4 {
+        for steps in 0..=5 {
             // A failure: this run rolls back.
             let (_d, root) = tree();
             let j = run_until(&root, steps);
             // docker runs while files are written; the restart step may have left it down.
             let mut docker = FakeDocker {
-                running: steps < 4,
+                running: steps < 5,
                 ..FakeDocker::default()
             };
+            let stopped = steps >= 4;
             let err = j.rollback(&root, Some(&mut docker), anyhow::anyhow!("injected"));
             assert_restored(&root);
             let code = crate::exit::code_of(&err);
@@ -1056,7 +1155,7 @@ mod tests {
                 assert_eq!(code, crate::exit::Code::RolledBack, "{msg}");
                 assert!(msg.contains("user dockremap, created by this run, was kept"));
             }
-            let restarted = steps == 4;
+            let restarted = steps == 5;
             assert_eq!(
                 docker.brought_back,
                 restarted
@@ -1066,6 +1165,13 @@ mod tests {
                 "{steps}"
             );
             assert_eq!(msg.contains("docker.service: failed"), restarted, "{msg}");
+            // Containers the run stopped are started again, in the docker that runs as before.
+            assert_eq!(docker.started, if stopped { vec!["web"] } else { vec![] });
+            assert_eq!(
+                msg.contains("started again the container(s) it had stopped: web"),
+                stopped,
+                "{msg}"
+            );
 
             // A crash at the same point: the next run recovers through the same undo.
             let (_d, root) = tree();
@@ -1077,6 +1183,7 @@ mod tests {
             let note = recover(&root, Some(&mut docker)).unwrap().unwrap();
             assert!(note.contains("was rolled back first"), "{note}");
             assert_restored(&root);
+            assert_eq!(docker.started, if stopped { vec!["web"] } else { vec![] });
             assert_eq!(
                 docker.brought_back,
                 restarted
@@ -1104,7 +1211,7 @@ mod tests {
     #[test]
     fn an_undo_that_fails_keeps_the_journal_for_the_next_run() {
         let (_d, root) = tree();
-        let j = run_until(&root, 4);
+        let j = run_until(&root, 5);
         let mut docker = FakeDocker {
             fail: true,
             ..FakeDocker::default()
@@ -1161,6 +1268,43 @@ mod tests {
         recover(&root, Some(&mut docker)).unwrap().unwrap();
         assert_restored(&root);
         assert_eq!(docker.brought_back, vec![Some(false)]);
+    }
+
+    #[test]
+    fn stopped_containers_start_last_once_docker_runs_as_before() {
+        let stop = Step::StopContainers {
+            containers: vec![StoppedContainer {
+                id: "c0ffee".into(),
+                name: "web".into(),
+                pid: 0,
+                started: None,
+            }],
+        };
+        let r = record(
+            Action::Enable,
+            true,
+            vec![
+                file("/etc/docker/daemon.json", true),
+                stop,
+                Step::RestartDocker,
+            ],
+        );
+        assert_eq!(r.phase(), Phase::Restarting);
+        assert_eq!(
+            undo_plan(&r, &now(&[true], false, None), Why::Failed),
+            Verdict::Undo(vec![
+                Inverse::RestoreFile(0),
+                Inverse::BringBackDocker(Some(false)),
+                Inverse::StartContainers(1),
+            ])
+        );
+        // Stopped, not yet restarting: docker still runs as before; the containers start.
+        let r = record(Action::Enable, true, r.steps[..2].to_vec());
+        assert_eq!(r.phase(), Phase::StoppingContainers);
+        assert_eq!(
+            undo_plan(&r, &now(&[true], true, Some(false)), Why::Failed),
+            Verdict::Undo(vec![Inverse::RestoreFile(0), Inverse::StartContainers(1)])
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::formats::daemon_config::{self, DaemonConfig};
 use crate::formats::login_defs::SubIdBounds;
 use crate::formats::subid::{self, Decision, Reserved, Which};
 use crate::host::account;
+use crate::host::setup::Found;
 use crate::run::preflight::{DAEMON_JSON, Inputs};
 
 /// The remap user in a plan.
@@ -191,9 +192,7 @@ pub fn enable(inputs: &Inputs, count: Option<u64>) -> Result<Plan, Conflict> {
         ));
     }
     if let Some(dir) = inputs.blocked_dirs.first() {
-        return Err(Conflict::new(format!(
-            "{dir} does not let other users traverse it (no o+x): the remapped root could not reach docker's data root below it (dockerd: \"a subdirectory in your graphroot path restricts access\"); run `chmod o+x {dir}` first"
-        )));
+        return Err(blocked_data_root(dir, &inputs.data_root));
     }
     let (uid, gid) = match &inputs.account {
         Some(a) => {
@@ -271,6 +270,14 @@ pub fn enable(inputs: &Inputs, count: Option<u64>) -> Result<Plan, Conflict> {
         docker,
         notes,
     })
+}
+
+/// The refusal for a directory above docker's data root that other users cannot traverse.
+pub fn blocked_data_root(dir: &str, data_root: &Found) -> Conflict {
+    Conflict::new(format!(
+        "{dir} does not let other users traverse it (no o+x): the remapped root could not reach docker's data root {} (set by {}) below it (dockerd: \"a subdirectory in your graphroot path restricts access\"); run `chmod o+x {dir}` first",
+        data_root.path, data_root.from
+    ))
 }
 
 /// Decides both ranges, turning allocation failures into conflicts that name the file.
@@ -423,6 +430,10 @@ mod tests {
                 ..UnitScan::default()
             },
             blocked_dirs: Vec::new(),
+            data_root: Found {
+                path: "/var/lib/docker".into(),
+                from: "dockerd's default".into(),
+            },
             max_user_namespaces: Some(100),
             useradd_escapes: None,
         }

@@ -11,9 +11,10 @@ use crate::formats::subid::SubIdFile;
 use crate::host::account::{self, Account};
 use crate::host::docker_unit::{self, UnitScan};
 use crate::host::root::{Perms, Root};
+use crate::host::setup::{self, Found};
 
 /// Where daemon.json lives.
-pub const DAEMON_JSON: &str = "/etc/docker/daemon.json";
+pub const DAEMON_JSON: &str = crate::formats::daemon_config::PATH;
 /// Where login.defs lives.
 pub const LOGIN_DEFS: &str = "/etc/login.defs";
 
@@ -58,6 +59,8 @@ pub struct Inputs {
     pub daemon: DaemonFile,
     /// docker.service as systemd would see it.
     pub unit: UnitScan,
+    /// docker's data root as the files set it, and where.
+    pub data_root: Found,
     /// Directories above docker's data root that other users cannot traverse.
     pub blocked_dirs: Vec<String>,
     /// /proc/sys/user/max_user_namespaces on the live host (None under --root or unknown).
@@ -151,18 +154,6 @@ pub fn read_daemon_json(root: &Root) -> Result<DaemonFile> {
     })
 }
 
-/// docker's data root: daemon.json's `data-root`, else /var/lib/docker.
-pub fn data_root(config: &DaemonConfig) -> String {
-    config
-        .map
-        .get("data-root")
-        .and_then(|v| v.as_str())
-        .filter(|s| s.starts_with('/'))
-        .unwrap_or("/var/lib/docker")
-        .trim_end_matches('/')
-        .to_string()
-}
-
 /// The existing directories above `data_root` without the search bit for others (dockerd
 /// refuses to remap then). Under `--root` the tree's own top directory is not checked.
 pub fn blocked_dirs(root: &Root, data_root: &str) -> Result<Vec<String>> {
@@ -191,6 +182,8 @@ pub fn gather(root: &Root, user: &str) -> Result<Inputs> {
     let account =
         account::lookup(root, user).with_context(|| format!("cannot look up user {user}"))?;
     let daemon = read_daemon_json(root)?;
+    let unit = docker_unit::scan(root)?;
+    let data_root = setup::files_data_root(&unit, Some(&daemon.config));
     Ok(Inputs {
         user: user.to_string(),
         account,
@@ -198,9 +191,10 @@ pub fn gather(root: &Root, user: &str) -> Result<Inputs> {
         ids: read_account_ids(root)?,
         subuid: read_id_file(root, "/etc/subuid")?,
         subgid: read_id_file(root, "/etc/subgid")?,
-        blocked_dirs: blocked_dirs(root, &data_root(&daemon.config))?,
+        blocked_dirs: blocked_dirs(root, &data_root.path)?,
+        data_root,
         daemon,
-        unit: docker_unit::scan(root)?,
+        unit,
         max_user_namespaces: crate::host::kernel::max_user_namespaces(root),
         useradd_escapes: account::check_useradd_confined(root)
             .err()

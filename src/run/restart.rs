@@ -9,12 +9,14 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 
 use crate::exit::Conflict;
-use crate::host::engine::{Container, Engine, EngineError};
+use crate::host::engine::{Container, Engine, EngineError, encode};
+use crate::host::kernel;
 use crate::host::programs;
 use crate::host::root::{Perms, Root};
+use crate::host::setup::{self, Setup};
 use crate::host::systemd::{ActiveState, LoadState, Op, Systemd, SystemdError, UnitState};
 use crate::run::failpoint;
-use crate::run::journal;
+use crate::run::journal::{self, Journal, StoppedContainer};
 
 /// The service.
 pub const SERVICE: &str = "docker.service";
@@ -24,6 +26,9 @@ pub const SOCKET: &str = "docker.socket";
 /// unless `--settle` says otherwise: long enough to see a dockerd that dies a few seconds
 /// after it said it was ready (and systemd's `Restart=`/`RestartSec=` loop that follows).
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(10);
+/// How long a container gets between SIGTERM and SIGKILL when stopped through the API
+/// (docker's own default for `docker stop`).
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How often the unit is looked at during the settle window.
 const SETTLE_POLL: Duration = Duration::from_millis(250);
 
@@ -83,6 +88,8 @@ pub struct Docker {
     began: Option<std::time::SystemTime>,
     /// A start job was queued since (only then is its journal entry worth waiting for).
     start_queued: bool,
+    /// How docker is set up: where the engine listens, its data root, live-restore, swarm.
+    setup: Setup,
 }
 
 fn units(socket: bool) -> Vec<&'static str> {
@@ -94,12 +101,19 @@ fn units(socket: bool) -> Vec<&'static str> {
 }
 
 impl Docker {
-    /// Connects to systemd and prepares the Engine API client.
+    /// Connects to systemd and prepares the Engine API client for the socket docker listens
+    /// on ([`setup`]); a docker that listens on no unix socket is a conflict, before anything
+    /// is done.
     pub fn connect(root: &Root, timeout: Duration, settle: Duration) -> Result<Docker> {
         let sd = Systemd::connect()?;
+        let setup = setup::read(root, Some(&sd))?;
+        let Some(socket) = setup.engine_socket.clone() else {
+            return Err(Conflict::new(setup.engine_problem.clone().unwrap_or_default()).into());
+        };
         Ok(Docker {
             sd,
-            engine: Engine::new(Engine::default_socket(), Duration::from_secs(5)),
+            setup,
+            engine: Engine::new(socket, Duration::from_secs(5)),
             timeout,
             settle,
             root: root.clone(),
@@ -144,6 +158,84 @@ impl Docker {
     /// The Engine API client.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// How docker is set up (the engine's facts once [`Docker::learn`] asked it).
+    pub fn setup(&self) -> &Setup {
+        &self.setup
+    }
+
+    /// Asks the running engine what only it knows (live-restore, swarm, its data root) and
+    /// adds that to the setup.
+    pub fn learn(&mut self) -> Result<(), EngineError> {
+        let info = self.engine.info()?;
+        self.setup.learn(&info);
+        Ok(())
+    }
+
+    /// Stops the running containers through the engine API (each with docker's default grace
+    /// of 10 s, all at once), journaled first with their main processes; returns them. For
+    /// live-restore, where stopping docker leaves them running.
+    pub fn stop_running(
+        &self,
+        root: &Root,
+        journal: &mut Journal,
+    ) -> Result<Vec<StoppedContainer>> {
+        let running = self.engine.running_containers()?;
+        let mut list = Vec::new();
+        for c in &running {
+            let v = self
+                .engine
+                .get_json(&format!("/containers/{}/json", encode(&c.id)))?;
+            let pid = v
+                .pointer("/State/Pid")
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|p| u32::try_from(p).ok())
+                .unwrap_or(0);
+            list.push(StoppedContainer {
+                id: c.id.clone(),
+                name: c.name().to_string(),
+                pid,
+                started: (pid != 0).then(|| kernel::start_time(pid)).flatten(),
+            });
+        }
+        if list.is_empty() {
+            return Ok(list);
+        }
+        journal.stop_containers(root, list.clone())?;
+        let engine = &self.engine;
+        std::thread::scope(|s| {
+            let handles: Vec<_> = list
+                .iter()
+                .map(|c| {
+                    s.spawn(move || {
+                        engine
+                            .stop_container(&c.id, STOP_GRACE)
+                            .with_context(|| format!("cannot stop container {}", c.name))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow!("a stop thread panicked")))
+                })
+                .collect::<Result<Vec<()>>>()
+        })?;
+        let still: Vec<String> = self
+            .engine
+            .running_containers()?
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect();
+        if !still.is_empty() {
+            bail!(
+                "containers run again after they were stopped (started meanwhile by someone else?): {}",
+                still.join(", ")
+            );
+        }
+        Ok(list)
     }
 
     /// The running containers (asked only when a restart would stop them).
@@ -484,7 +576,36 @@ pub fn validate(exec_start: &[String], timeout: Duration) -> Result<Validation> 
     }
 }
 
+/// The processes of `stopped` containers still alive (same pid, same start time), by name.
+pub fn still_alive(stopped: &[StoppedContainer]) -> Vec<String> {
+    stopped
+        .iter()
+        .filter(|c| c.pid != 0 && c.started.is_some() && kernel::start_time(c.pid) == c.started)
+        .map(|c| format!("{} (pid {})", c.name, c.pid))
+        .collect()
+}
+
 impl journal::Docker for Docker {
+    fn start_containers(&mut self, containers: &[StoppedContainer]) -> Result<Vec<String>> {
+        let mut started = Vec::new();
+        let mut failed = Vec::new();
+        for c in containers {
+            match self.engine.start_container(&c.id) {
+                Ok(()) => started.push(c.name.clone()),
+                Err(EngineError::Status { status: 404, .. }) => {}
+                Err(e) => failed.push(format!("{}: {e}", c.name)),
+            }
+        }
+        if failed.is_empty() {
+            Ok(started)
+        } else {
+            Err(anyhow!(
+                "cannot start again the container(s) it had stopped: {}",
+                failed.join("; ")
+            ))
+        }
+    }
+
     fn now(&self) -> (bool, Option<bool>) {
         let running = self.sd.unit_state(SERVICE).is_ok_and(|s| s.is_running());
         let userns = running
