@@ -50,6 +50,20 @@ pub struct UserArgs {
     /// [default: SUB_UID_COUNT / SUB_GID_COUNT from /etc/login.defs, 65536 when unset or 0].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=4_294_967_296))]
     pub count: Option<u64>,
+
+    /// The range must start at uid/gid N in both files (fleets whose volumes on shared storage
+    /// need the same ids on every host). Refused, naming the owner, when N..N+count is not
+    /// free; a range the user owns elsewhere is moved there only with --repair.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=4_294_967_295))]
+    pub start: Option<u64>,
+
+    /// Move the remap user's range when it overlaps another owner's or covers an account's ids
+    /// (what dockerd 28 and later allocate next to a regular user), or to --start N: with
+    /// docker stopped, the remapped data root (DATA_ROOT/OLD_UID.OLD_GID) is renamed to the new
+    /// range's name and every owner below it shifted into the new range; then docker starts and
+    /// is health-gated. Journaled: a failure or a crash is rolled back, the shift included.
+    #[arg(long)]
+    pub repair: bool,
 }
 
 /// Options of the commands that restart docker.

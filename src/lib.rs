@@ -64,6 +64,8 @@ impl From<&UserArgs> for Want {
         Want {
             user: a.user.clone(),
             count: a.count,
+            repair: a.repair,
+            start: a.start,
         }
     }
 }

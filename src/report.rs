@@ -387,6 +387,10 @@ pub fn status_text(root: &str, st: &Status) -> String {
         let _ = writeln!(s, "  unfinished {u}");
     }
     s.push_str(&setup_text(&st.setup));
+    for p in &st.problems {
+        let _ = writeln!(s, "  PROBLEM    {} ({})", p.message, p.kind);
+        let _ = writeln!(s, "             fix: {}", p.fix);
+    }
     for c in &st.host_root_containers {
         let _ = writeln!(
             s,

@@ -746,3 +746,145 @@ fn a_config_file_flag_in_the_unit_is_refused() {
     );
     ok(&t.run(&["plan", "--json"]));
 }
+
+/// What dockerd 28 leaves next to a regular user: dockremap (made by dockerd) with alice's
+/// very range, and "userns-remap": "default".
+fn docker28_overlap(t: &Tree) {
+    t.write(
+        "etc/passwd",
+        &(t.read("etc/passwd") + "dockremap:x:103:104::/nonexistent:/usr/sbin/nologin\n"),
+    );
+    t.write("etc/group", &(t.read("etc/group") + "dockremap:x:104:\n"));
+    for f in ["etc/subuid", "etc/subgid"] {
+        t.write(f, "alice:100000:65536\ndockremap:100000:65536\n");
+    }
+    t.write(
+        "etc/docker/daemon.json",
+        "{\"userns-remap\": \"default\"}\n",
+    );
+}
+
+#[test]
+fn status_names_the_overlap_dockerd_28_makes_and_the_command_that_fixes_it() {
+    let t = Tree::fixture("debian12");
+    docker28_overlap(&t);
+    let st = ok(&t.run(&["status", "--json"]));
+    let problems = st["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 2, "{st}");
+    for (p, file) in problems.iter().zip(["subuid", "subgid"]) {
+        assert_eq!(p["kind"], "remap-range-overlap");
+        let msg = p["message"].as_str().unwrap();
+        assert!(
+            msg.contains(&format!("etc/{file}:2"))
+                && msg.contains("overlaps alice:100000:65536 (line 1)"),
+            "{msg}"
+        );
+        assert!(
+            p["fix"]
+                .as_str()
+                .unwrap()
+                .starts_with("docker-userns enable --repair --yes")
+        );
+    }
+    let text = t.run(&["status"]);
+    assert!(
+        text.stdout.contains("PROBLEM") && text.stdout.contains("with 2 problem(s)"),
+        "{text:?}"
+    );
+    // A clean host has none.
+    let clean = Tree::fixture("debian12");
+    assert_eq!(ok(&clean.run(&["status", "--json"]))["problems"], json!([]));
+}
+
+#[test]
+fn the_overlap_is_refused_with_what_repair_would_do_and_repair_moves_the_range() {
+    let t = Tree::fixture("debian12");
+    docker28_overlap(&t);
+    let r = refused(&t, &["plan"], 3, "overlaps alice's range");
+    assert!(
+        r.stderr
+            .contains("--repair moves the range to 165536:65536"),
+        "{r:?}"
+    );
+    let p = ok(&t.run(&["plan", "--repair", "--json"]));
+    assert_eq!(p["subuid"]["moved_from"], 100000);
+    assert_eq!(range(&p, "subuid"), (165536, 65536, true));
+    assert_eq!(p["repair"]["from"], "/var/lib/docker/100000.100000");
+    assert_eq!(p["repair"]["to"], "/var/lib/docker/165536.165536");
+
+    // A remapped data root in the tree needs docker stopped and gated: not under --root.
+    fs::create_dir_all(t.path("var/lib/docker/100000.100000/volumes")).unwrap();
+    let r = refused(&t, &["enable", "--repair"], 3, "run it on the live host");
+    assert!(r.stderr.contains("100000.100000"), "{r:?}");
+    let r = refused(&t, &["plan"], 3, "shifts the owners of its 2 inodes");
+    assert!(r.stderr.contains("165536.165536"), "{r:?}");
+
+    // Without one, only the files change: the user's line is replaced, alice's kept.
+    fs::remove_dir_all(t.path("var/lib/docker")).unwrap();
+    let done = ok(&t.run(&["enable", "--repair", "--json"]));
+    assert_eq!(done["changed"], true);
+    for f in ["etc/subuid", "etc/subgid"] {
+        assert_eq!(t.read(f), "alice:100000:65536\ndockremap:165536:65536\n");
+    }
+    assert_eq!(ok(&t.run(&["check", "--json"]))["ok"], true);
+    assert_eq!(ok(&t.run(&["status", "--json"]))["problems"], json!([]));
+}
+
+#[test]
+fn start_puts_the_range_exactly_there_or_names_who_is_in_the_way() {
+    let t = Tree::fixture("debian12");
+    refused(
+        &t,
+        &["enable", "--start", "120000"],
+        3,
+        "overlaps alice:100000:65536 on line 1",
+    );
+    refused(&t, &["plan", "--start", "1000"], 3, "--start 1000");
+    let done = ok(&t.run(&["enable", "--start", "500000", "--json"]));
+    assert_eq!(range(&done, "subuid"), (500000, 65536, true));
+    assert_eq!(range(&done, "subgid"), (500000, 65536, true));
+    // Idempotent at that start; another start moves it only with --repair.
+    assert_eq!(
+        ok(&t.run(&["enable", "--start", "500000", "--json"]))["changed"],
+        false
+    );
+    refused(
+        &t,
+        &["enable", "--start", "700000"],
+        3,
+        "needs --repair as well",
+    );
+    let moved = ok(&t.run(&["enable", "--start", "700000", "--repair", "--json"]));
+    assert_eq!(moved["subuid"]["moved_from"], 500000);
+    assert_eq!(
+        t.read("etc/subuid"),
+        "alice:100000:65536\ndockremap:700000:65536\n"
+    );
+}
+
+#[test]
+fn docker_29_features_that_break_remapping_are_refused() {
+    let t = Tree::fixture("debian12");
+    t.write(
+        "etc/docker/daemon.json",
+        "{\n  \"features\": {\"containerd-snapshotter\": true}\n}\n",
+    );
+    let r = refused(
+        &t,
+        &["enable"],
+        3,
+        "containerd-snapshotter is explicitly enabled, but is not compatible with userns remapping",
+    );
+    assert!(r.stderr.contains("/etc/docker/daemon.json"), "{r:?}");
+    t.write(
+        "etc/docker/daemon.json",
+        "{\"features\": {\"containerd-migration\": true}}\n",
+    );
+    refused(&t, &["plan"], 3, "containerd-migration");
+    // Off is fine.
+    t.write(
+        "etc/docker/daemon.json",
+        "{\"features\": {\"containerd-snapshotter\": false}}\n",
+    );
+    ok(&t.run(&["enable", "--json"]));
+}

@@ -7,6 +7,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::formats::daemon_config::{DEFAULT_USER, DaemonConfig};
+use crate::formats::subid::{self, Reserved, Which};
 use crate::host::engine::Engine;
 use crate::host::inspect;
 use crate::host::kernel;
@@ -51,6 +52,18 @@ pub struct HostRoot {
     pub advice: String,
 }
 
+/// Something wrong with the remapping as configured, and the command that fixes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusProblem {
+    /// `remap-range-overlap` (the remap user's range overlaps another owner's) or
+    /// `remap-range-covers-account` (it holds an account's id or lies among ordinary accounts').
+    pub kind: &'static str,
+    /// What is wrong, naming the file, line and the other owner.
+    pub message: String,
+    /// The command that fixes it.
+    pub fix: String,
+}
+
 /// The result of `status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Status {
@@ -76,6 +89,8 @@ pub struct Status {
     pub unfinished: Option<String>,
     /// Running containers that are root on the host.
     pub host_root_containers: Vec<HostRoot>,
+    /// Problems with the remapping as configured (empty: none).
+    pub problems: Vec<StatusProblem>,
     /// How docker is set up: where the engine listens, socket activation, the data root and
     /// where it is set, live-restore, swarm state.
     pub setup: Setup,
@@ -216,6 +231,7 @@ pub fn status(root: &Root, is_root: bool) -> Result<Status> {
         found = unfinished(root);
     }
     let conf = configured(root)?;
+    let problems = problems(root, &lookup_name(&conf));
     let mut notes = recovered;
     notes.extend(conf.notes);
     let mut st = Status {
@@ -230,6 +246,7 @@ pub fn status(root: &Root, is_root: bool) -> Result<Status> {
         max_user_namespaces: kernel::max_user_namespaces(root),
         unfinished: found,
         host_root_containers: Vec::new(),
+        problems,
         setup: Setup::default(),
         notes: Vec::new(),
     };
@@ -344,12 +361,75 @@ fn ask_engine(st: &mut Status, socket: &str, notes: &mut Vec<String>) {
     }
 }
 
+fn lookup_name(conf: &Configured) -> String {
+    conf.user
+        .clone()
+        .unwrap_or_else(|| DEFAULT_USER.to_string())
+}
+
+/// The remap user's ranges overlapping another owner's or covering an account's ids (what
+/// dockerd 28 and later allocate for itself next to a regular user's range).
+fn problems(root: &Root, user: &str) -> Vec<StatusProblem> {
+    let uid = crate::host::account::lookup(root, user)
+        .ok()
+        .flatten()
+        .map(|a| a.uid);
+    let defs = preflight::read_login_defs(root).unwrap_or_default();
+    let Ok(ids) = preflight::read_account_ids(root) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (which, user_max, accounts) in [
+        (Which::SubUid, defs.uid_max, &ids.uids),
+        (Which::SubGid, defs.gid_max, &ids.gids),
+    ] {
+        let Ok(f) = preflight::read_id_file(root, which.path()) else {
+            continue;
+        };
+        let reserved = Reserved {
+            which,
+            user_max: Some(user_max),
+            accounts,
+        };
+        for p in subid::user_problems(&f.file, which.path(), user, uid, reserved) {
+            out.push(StatusProblem {
+                kind: if p.kind == "overlap" {
+                    "remap-range-overlap"
+                } else {
+                    "remap-range-covers-account"
+                },
+                message: format!("{}:{}: {}", root.path(&p.file).display(), p.line, p.message),
+                fix: format!(
+                    "docker-userns enable --repair{} --yes (moves the range, renames the remapped data root and shifts its owners; docker restarts)",
+                    if user == DEFAULT_USER {
+                        String::new()
+                    } else {
+                        format!(" --user {user}")
+                    }
+                ),
+            });
+        }
+    }
+    out
+}
+
 fn configured_differs(st: &Status, active: bool) -> bool {
     st.remapping_configured.is_some() != active
 }
 
 /// A one-word answer for the human summary.
 pub fn headline(st: &Status) -> String {
+    let mut h = headline_state(st);
+    if !st.problems.is_empty() {
+        h.push_str(&format!(
+            ", with {} problem(s) in the remap user's ranges (see below)",
+            st.problems.len()
+        ));
+    }
+    h
+}
+
+fn headline_state(st: &Status) -> String {
     match (st.remapping_active, &st.remapping_configured) {
         (Some(true), _) => format!(
             "remapping is ON (container root = host uid {})",

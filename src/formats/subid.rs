@@ -236,6 +236,31 @@ pub fn append_line(bytes: &mut Vec<u8>, owner: &str, start: u64, count: u64) {
     bytes.extend_from_slice(format!("{owner}:{start}:{count}\n").as_bytes());
 }
 
+/// A file's bytes with line `line` (1-based) replaced by `owner:start:count` and the other
+/// `drop` lines removed, every other byte as it was (the replaced line keeps its line end).
+pub fn with_moved(
+    raw: &[u8],
+    line: usize,
+    drop: &[usize],
+    owner: &str,
+    start: u64,
+    count: u64,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + 32);
+    for (i, l) in raw.split_inclusive(|b| *b == b'\n').enumerate() {
+        let n = i + 1;
+        if n == line {
+            out.extend_from_slice(format!("{owner}:{start}:{count}").as_bytes());
+            if l.ends_with(b"\n") {
+                out.push(b'\n');
+            }
+        } else if !drop.contains(&n) {
+            out.extend_from_slice(l);
+        }
+    }
+    out
+}
+
 /// Sorts and merges half-open intervals; empty ones are dropped, touching ones joined.
 /// Test reference only.
 #[cfg(test)]
@@ -303,26 +328,54 @@ pub enum Decision {
         /// Its size.
         count: u64,
     },
+    /// The user's lines are replaced by one line `user:start:count` (`--repair`, `--start`):
+    /// where the first of them was, the others removed.
+    Move {
+        /// Lowest start of the ranges it had.
+        from: u64,
+        /// Ids it had.
+        from_count: u64,
+        /// The lines holding them.
+        lines: Vec<usize>,
+        /// First id of the new range (disjoint from the old one).
+        start: u64,
+        /// Its size.
+        count: u64,
+    },
 }
 
 impl Decision {
     /// First id mapped to the container's root.
     pub fn start(&self) -> u64 {
         match self {
-            Decision::Keep { start, .. } | Decision::Add { start, .. } => *start,
+            Decision::Keep { start, .. }
+            | Decision::Add { start, .. }
+            | Decision::Move { start, .. } => *start,
         }
     }
 
     /// Number of ids.
     pub fn count(&self) -> u64 {
         match self {
-            Decision::Keep { count, .. } | Decision::Add { count, .. } => *count,
+            Decision::Keep { count, .. }
+            | Decision::Add { count, .. }
+            | Decision::Move { count, .. } => *count,
         }
     }
 
     /// True when the file has to be written.
-    pub fn is_add(&self) -> bool {
-        matches!(self, Decision::Add { .. })
+    pub fn writes(&self) -> bool {
+        !matches!(self, Decision::Keep { .. })
+    }
+
+    /// The range it moves from, as (start, count), for a [`Decision::Move`].
+    pub fn moved_from(&self) -> Option<(u64, u64)> {
+        match self {
+            Decision::Move {
+                from, from_count, ..
+            } => Some((*from, *from_count)),
+            _ => None,
+        }
     }
 }
 
@@ -388,7 +441,7 @@ pub enum AllocError {
     },
     /// The user's existing range overlaps another owner's: keeping it would share ids.
     #[error(
-        "{owner}'s existing range on line {line} overlaps {other}'s range on line {other_line}: containers would share those ids with {other}; fix the file first (`docker-userns check` lists every overlap)"
+        "{owner}'s existing range on line {line} overlaps {other}'s range on line {other_line}: containers would share those ids with {other}; `--repair` moves it to a free range (with docker stopped, the remapped data root is renamed and the owners of its files shifted; docker restarts), or fix the file yourself (`docker-userns check` lists every overlap)"
     )]
     KeptOverlaps {
         /// The remap user.
@@ -414,7 +467,7 @@ pub enum AllocError {
     },
     /// A kept range of the user covers ids that belong to accounts.
     #[error(
-        "{owner}'s existing range {owner}:{start}:{count} {why}; remove that line (a new range is then allocated above the accounts' ids) and run again"
+        "{owner}'s existing range {owner}:{start}:{count} {why}; `--repair` moves it to a free range above the accounts' ids (with docker stopped, the remapped data root is renamed and the owners of its files shifted; docker restarts), or remove that line and run again"
     )]
     KeptCovers {
         /// The remap user.
@@ -427,6 +480,46 @@ pub enum AllocError {
         count: u64,
         /// What it covers, in words.
         why: String,
+    },
+    /// `--start N`: N..N+count is not free.
+    #[error("--start {start}: {start}..{end} is not free: it overlaps {other}:{other_start}:{other_count} on line {line}; choose another start", end = .start + .count - 1)]
+    StartTaken {
+        /// The requested start.
+        start: u64,
+        /// Ids wanted.
+        count: u64,
+        /// The owner in the way (the remap user itself when it overlaps its current range).
+        other: String,
+        /// That range's start.
+        other_start: u64,
+        /// Its size.
+        other_count: u64,
+        /// Its line.
+        line: usize,
+    },
+    /// `--start N` outside the bounds or on an account's id.
+    #[error("--start {start}: a range of {count} ids there {why}")]
+    StartOutside {
+        /// The requested start.
+        start: u64,
+        /// Ids wanted.
+        count: u64,
+        /// Why, in words.
+        why: String,
+    },
+    /// `--start N` while the user owns a range elsewhere, without `--repair`.
+    #[error("--start {start}: {owner} already owns {from}..{from_end} (line {lines}); moving it needs --repair as well (with docker stopped, the remapped data root is renamed and the owners of its files shifted; docker restarts)", from_end = .from + .from_count - 1, lines = join_lines(.lines))]
+    StartMoves {
+        /// The requested start.
+        start: u64,
+        /// The remap user.
+        owner: String,
+        /// Where its range starts now.
+        from: u64,
+        /// Its size.
+        from_count: u64,
+        /// Its lines.
+        lines: Vec<usize>,
     },
     /// `SUB_*_MIN` is above `SUB_*_MAX`: no id at all can be allocated.
     #[error(
@@ -490,7 +583,9 @@ impl AllocError {
     /// The line of the file the error is about, when it is one line.
     pub fn line(&self) -> Option<usize> {
         match self {
-            AllocError::EmptyLine { line, .. } | AllocError::KeptCovers { line, .. } => Some(*line),
+            AllocError::EmptyLine { line, .. }
+            | AllocError::KeptCovers { line, .. }
+            | AllocError::StartTaken { line, .. } => Some(*line),
             _ => None,
         }
     }
@@ -741,6 +836,16 @@ fn check_bounds(b: SubIdBounds, r: Reserved) -> Result<(), (Which, AllocError)> 
     Ok(())
 }
 
+/// How the remap user's ranges may be chosen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct How {
+    /// An existing range that overlaps another owner's or covers an account's id is moved to a
+    /// free one (and with `start`, a range elsewhere is moved there) instead of refused.
+    pub repair: bool,
+    /// The range must start at this id in both files (`--start N`).
+    pub start: Option<u64>,
+}
+
 /// Decides the remap user's ranges in both files, `bounds.count` ids each. Existing ranges of
 /// the user (by name or numeric uid) are kept unless one is empty, overlaps another owner's or
 /// covers a reserved id; otherwise a range is chosen that overlaps no range of any owner and no
@@ -753,75 +858,211 @@ pub fn decide_reserving(
     uid: Option<u32>,
     reserved: (Reserved, Reserved),
 ) -> Result<(Decision, Decision), (Which, AllocError)> {
-    let (ru, rg) = reserved;
-    let keep_u =
-        existing(subuid.0, name, uid, subuid.1.count, ru).map_err(|e| (Which::SubUid, e))?;
-    let keep_g =
-        existing(subgid.0, name, uid, subgid.1.count, rg).map_err(|e| (Which::SubGid, e))?;
-    let alone = |(file, b): (&SubIdFile, SubIdBounds), r: Reserved, prefer: Option<u64>| {
-        check_bounds(b, r)?;
-        let busy = spans(&[file], &[r.accounts]);
-        if let Some(p) = prefer.filter(|p| is_free_spans(&busy, b, *p, b.count)) {
-            return Ok(Decision::Add {
-                start: p,
-                count: b.count,
-            });
+    decide_how(subuid, subgid, name, uid, reserved, How::default())
+}
+
+/// What one file needs before a range is chosen.
+enum Need {
+    /// The user's range stays.
+    Keep(Decision),
+    /// A new range of this many ids.
+    New(u64),
+    /// The user's one range (start, count, line) moves.
+    Move(u64, u64, usize),
+}
+
+impl Need {
+    fn count(&self) -> Option<u64> {
+        match self {
+            Need::Keep(_) => None,
+            Need::New(c) | Need::Move(_, c, _) => Some(*c),
         }
-        first_fit_spans(&busy, b, b.count)
-            .map(|start| Decision::Add {
+    }
+
+    fn at(&self, start: u64) -> Decision {
+        match self {
+            Need::Keep(d) => d.clone(),
+            Need::New(count) => Decision::Add {
                 start,
-                count: b.count,
-            })
-            .ok_or((
-                r.which,
-                AllocError::NoRoom {
-                    which: r.which,
-                    count: b.count,
-                    min: b.min,
-                    max: b.max,
-                },
-            ))
+                count: *count,
+            },
+            Need::Move(from, count, line) => Decision::Move {
+                from: *from,
+                from_count: *count,
+                lines: vec![*line],
+                start,
+                count: *count,
+            },
+        }
+    }
+}
+
+/// [`decide_reserving`], with `how` allowing moves (`--repair`) and a fixed start (`--start`).
+/// A moved range keeps its size and lands on ids disjoint from where it was (the shift of the
+/// data root's owners depends on that).
+pub fn decide_how(
+    subuid: (&SubIdFile, SubIdBounds),
+    subgid: (&SubIdFile, SubIdBounds),
+    name: &str,
+    uid: Option<u32>,
+    reserved: (Reserved, Reserved),
+    how: How,
+) -> Result<(Decision, Decision), (Which, AllocError)> {
+    let (ru, rg) = reserved;
+    let need = |(file, b): (&SubIdFile, SubIdBounds), r: Reserved| -> Result<Need, AllocError> {
+        let movable = |e: AllocError| -> Result<Need, AllocError> {
+            let owned: Vec<&Entry> = file.owned_by(name, uid).collect();
+            match owned.as_slice() {
+                [one] => Ok(Need::Move(one.start, one.count, one.line)),
+                _ => Err(e),
+            }
+        };
+        match existing(file, name, uid, b.count, r) {
+            Ok(None) => Ok(Need::New(b.count)),
+            Ok(Some(Decision::Keep {
+                start,
+                count,
+                lines,
+            })) => match how.start {
+                Some(n) if n != start && how.repair => movable(AllocError::StartMoves {
+                    start: n,
+                    owner: name.to_string(),
+                    from: start,
+                    from_count: count,
+                    lines,
+                }),
+                Some(n) if n != start => Err(AllocError::StartMoves {
+                    start: n,
+                    owner: name.to_string(),
+                    from: start,
+                    from_count: count,
+                    lines,
+                }),
+                _ => Ok(Need::Keep(Decision::Keep {
+                    start,
+                    count,
+                    lines,
+                })),
+            },
+            Ok(Some(other)) => Ok(Need::Keep(other)),
+            Err(e @ (AllocError::KeptOverlaps { .. } | AllocError::KeptCovers { .. }))
+                if how.repair =>
+            {
+                movable(e)
+            }
+            Err(e) => Err(e),
+        }
     };
-    match (keep_u, keep_g) {
-        (Some(u), Some(g)) => Ok((u, g)),
-        (Some(u), None) => {
-            let g = alone(subgid, rg, Some(u.start()))?;
+    let nu = need(subuid, ru).map_err(|e| (Which::SubUid, e))?;
+    let ng = need(subgid, rg).map_err(|e| (Which::SubGid, e))?;
+    let alone =
+        |(file, b): (&SubIdFile, SubIdBounds), r: Reserved, n: &Need, prefer: Option<u64>| {
+            let count = n.count().unwrap_or(b.count);
+            let b = SubIdBounds { count, ..b };
+            check_bounds(b, r)?;
+            let busy = spans(&[file], &[r.accounts]);
+            if let Some(p) = how.start {
+                return if is_free_spans(&busy, b, p, count) {
+                    Ok(n.at(p))
+                } else {
+                    Err((r.which, start_refusal(file, b, r, p, count)))
+                };
+            }
+            if let Some(p) = prefer.filter(|p| is_free_spans(&busy, b, *p, count)) {
+                return Ok(n.at(p));
+            }
+            first_fit_spans(&busy, b, count)
+                .map(|start| n.at(start))
+                .ok_or((
+                    r.which,
+                    AllocError::NoRoom {
+                        which: r.which,
+                        count,
+                        min: b.min,
+                        max: b.max,
+                    },
+                ))
+        };
+    match (&nu, &ng) {
+        (Need::Keep(u), Need::Keep(g)) => Ok((u.clone(), g.clone())),
+        (Need::Keep(u), _) => {
+            let g = alone(subgid, rg, &ng, Some(u.start()))?;
+            Ok((u.clone(), g))
+        }
+        (_, Need::Keep(g)) => {
+            let u = alone(subuid, ru, &nu, Some(g.start()))?;
+            Ok((u, g.clone()))
+        }
+        _ if how.start.is_some() => {
+            let u = alone(subuid, ru, &nu, None)?;
+            let g = alone(subgid, rg, &ng, None)?;
             Ok((u, g))
         }
-        (None, Some(g)) => {
-            let u = alone(subuid, ru, Some(g.start()))?;
-            Ok((u, g))
-        }
-        (None, None) => {
-            check_bounds(subuid.1, ru)?;
-            check_bounds(subgid.1, rg)?;
+        _ => {
+            let (cu, cg) = (nu.count().unwrap_or(0), ng.count().unwrap_or(0));
+            let bu = SubIdBounds {
+                count: cu,
+                ..subuid.1
+            };
+            let bg = SubIdBounds {
+                count: cg,
+                ..subgid.1
+            };
+            check_bounds(bu, ru)?;
+            check_bounds(bg, rg)?;
             // Same start in both files: a gap free in the union of both, inside both bounds,
             // large enough for the larger of the two counts.
             let all = spans(&[subuid.0, subgid.0], &[ru.accounts, rg.accounts]);
             let both = SubIdBounds {
-                min: subuid.1.min.max(subgid.1.min),
-                max: subuid.1.max.min(subgid.1.max),
-                count: subuid.1.count.max(subgid.1.count),
+                min: bu.min.max(bg.min),
+                max: bu.max.min(bg.max),
+                count: cu.max(cg),
             };
             let found = first_fit_spans(&all, both, both.count);
             drop(all);
             if let Some(start) = found {
-                return Ok((
-                    Decision::Add {
-                        start,
-                        count: subuid.1.count,
-                    },
-                    Decision::Add {
-                        start,
-                        count: subgid.1.count,
-                    },
-                ));
+                return Ok((nu.at(start), ng.at(start)));
             }
-            let u = alone(subuid, ru, None)?;
-            let g = alone(subgid, rg, Some(u.start()))?;
+            let u = alone(subuid, ru, &nu, None)?;
+            let g = alone(subgid, rg, &ng, Some(u.start()))?;
             Ok((u, g))
         }
     }
+}
+
+/// Why `start..start+count` cannot be the range (`--start`): whose range is in the way, an
+/// account's id, or the bounds.
+fn start_refusal(
+    file: &SubIdFile,
+    b: SubIdBounds,
+    r: Reserved,
+    start: u64,
+    count: u64,
+) -> AllocError {
+    let end = start + count;
+    if let Some(e) = file
+        .entries
+        .iter()
+        .find(|e| e.count > 0 && e.start < end && start < e.end())
+    {
+        return AllocError::StartTaken {
+            start,
+            count,
+            other: file.owner(e).to_string(),
+            other_start: e.start,
+            other_count: e.count,
+            line: e.line,
+        };
+    }
+    let why = r.covered(start, end).unwrap_or_else(|| {
+        format!(
+            "lies outside {key}_MIN..{key}_MAX {}..{} (/etc/login.defs)",
+            b.min,
+            b.max,
+            key = r.which.sub_key()
+        )
+    });
+    AllocError::StartOutside { start, count, why }
 }
 
 /// One finding of `check`.
@@ -852,6 +1093,53 @@ pub fn covers_accounts(file: &SubIdFile, path: &str, reserved: Reserved) -> Vec<
             })
         })
         .collect()
+}
+
+/// The problems of one user's ranges in one file: each overlap with another owner's range
+/// (kind `overlap`, naming the owner) and each range covering an account's id or lying at or
+/// below `UID_MAX`/`GID_MAX` (kind `covers-account`).
+pub fn user_problems(
+    file: &SubIdFile,
+    path: &str,
+    name: &str,
+    uid: Option<u32>,
+    reserved: Reserved,
+) -> Vec<Problem> {
+    let mine: Vec<&Entry> = file.owned_by(name, uid).filter(|e| e.count > 0).collect();
+    let mut out = Vec::new();
+    for m in &mine {
+        for e in file.entries.iter().filter(|e| {
+            e.count > 0
+                && e.start < m.end()
+                && m.start < e.end()
+                && !mine.iter().any(|o| o.line == e.line)
+        }) {
+            let other = file.owner(e);
+            out.push(Problem {
+                file: path.to_string(),
+                line: m.line,
+                kind: "overlap",
+                message: format!(
+                    "{}:{}:{} overlaps {other}:{}:{} (line {}): containers share ids with {other} (its rootless containers, its files)",
+                    file.owner(m),
+                    m.start,
+                    m.count,
+                    e.start,
+                    e.count,
+                    e.line
+                ),
+            });
+        }
+        if let Some(why) = reserved.covered(m.start, m.end()) {
+            out.push(Problem {
+                file: path.to_string(),
+                line: m.line,
+                kind: "covers-account",
+                message: format!("{}:{}:{} {why}", file.owner(m), m.start, m.count),
+            });
+        }
+    }
+    out
 }
 
 /// Lints one file: malformed lines, empty ranges, ranges outside the bounds, and overlaps
@@ -1468,5 +1756,119 @@ mod tests {
             let brute = (b.min..=b.max).find(|s| is_free(&busy, b, *s, count));
             prop_assert_eq!(got, brute);
         }
+    }
+
+    fn how_both(text: &str, how: How) -> Result<(Decision, Decision), (Which, AllocError)> {
+        let f = file(text);
+        decide_how(
+            (&f, B),
+            (&f, B),
+            "dockremap",
+            None,
+            (Reserved::none(Which::SubUid), Reserved::none(Which::SubGid)),
+            how,
+        )
+    }
+
+    #[test]
+    fn repair_moves_an_overlapping_range_to_a_disjoint_free_one() {
+        // What dockerd 28 writes next to a regular user's range.
+        let text = "alice:100000:65536\ndockremap:100000:65536\n";
+        let (_, e) = how_both(text, How::default()).unwrap_err();
+        assert!(matches!(e, AllocError::KeptOverlaps { .. }), "{e}");
+        assert!(e.to_string().contains("--repair"), "{e}");
+        let repair = How {
+            repair: true,
+            start: None,
+        };
+        let (u, g) = how_both(text, repair).unwrap();
+        let want = Decision::Move {
+            from: 100000,
+            from_count: 65536,
+            lines: vec![2],
+            start: 165536,
+            count: 65536,
+        };
+        assert_eq!((u.clone(), g), (want.clone(), want));
+        assert!(u.writes() && u.moved_from() == Some((100000, 65536)));
+        // A range that overlaps no one is kept, repair or not.
+        let fine = "alice:100000:65536\ndockremap:165536:65536\n";
+        assert!(matches!(
+            how_both(fine, repair).unwrap().0,
+            Decision::Keep { start: 165536, .. }
+        ));
+    }
+
+    #[test]
+    fn start_is_exact_or_refused_naming_the_owner() {
+        let text = "alice:100000:65536\n";
+        let at = |n| How {
+            repair: false,
+            start: Some(n),
+        };
+        assert_eq!(
+            how_both(text, at(300000)).unwrap().0,
+            Decision::Add {
+                start: 300000,
+                count: 65536
+            }
+        );
+        let (_, e) = how_both(text, at(120000)).unwrap_err();
+        assert!(
+            e.to_string().contains("alice:100000:65536 on line 1"),
+            "{e}"
+        );
+        let (_, e) = how_both(text, at(10)).unwrap_err();
+        assert!(matches!(e, AllocError::StartOutside { .. }), "{e}");
+        // The user's range elsewhere moves only with --repair, and never onto itself.
+        let mine = "alice:100000:65536\ndockremap:165536:65536\n";
+        let (_, e) = how_both(mine, at(300000)).unwrap_err();
+        assert!(
+            matches!(e, AllocError::StartMoves { .. }) && e.to_string().contains("--repair"),
+            "{e}"
+        );
+        let moved = How {
+            repair: true,
+            start: Some(300000),
+        };
+        assert!(matches!(
+            how_both(mine, moved).unwrap().0,
+            Decision::Move {
+                from: 165536,
+                start: 300000,
+                ..
+            }
+        ));
+        let onto_itself = How {
+            repair: true,
+            start: Some(200000),
+        };
+        let (_, e) = how_both(mine, onto_itself).unwrap_err();
+        assert!(e.to_string().contains("dockremap:165536:65536"), "{e}");
+        // Already there: kept.
+        assert!(matches!(
+            how_both(mine, at(165536)).unwrap().0,
+            Decision::Keep { .. }
+        ));
+    }
+
+    #[test]
+    fn a_moved_line_replaces_the_users_line_and_keeps_every_other_byte() {
+        let raw = b"# c\nalice:100000:65536\ndockremap:100000:65536\n bad\nbob:1:2";
+        assert_eq!(
+            with_moved(raw, 3, &[], "dockremap", 165536, 65536),
+            b"# c\nalice:100000:65536\ndockremap:165536:65536\n bad\nbob:1:2".to_vec()
+        );
+        assert_eq!(
+            with_moved(
+                b"dockremap:1:1\nx:5:5\ndockremap:2:2",
+                1,
+                &[3],
+                "dockremap",
+                9,
+                3
+            ),
+            b"dockremap:9:3\nx:5:5\n".to_vec()
+        );
     }
 }

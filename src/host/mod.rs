@@ -10,4 +10,5 @@ pub mod programs;
 pub mod root;
 pub mod setup;
 pub mod shadow_lock;
+pub mod shift;
 pub mod systemd;

@@ -6,7 +6,7 @@
 use anyhow::Result;
 
 use crate::exit::Conflict;
-use crate::formats::subid;
+use crate::formats::subid::{self, How};
 use crate::host::account;
 use crate::host::root::{Perms, Root};
 use crate::host::shadow_lock;
@@ -51,6 +51,18 @@ fn write_id_file(
     }
     if found.exists {
         root.backup(abs, &format!("{abs}-"), &found.file.raw, found.perms)?;
+    }
+    if let Some((first, rest)) = r.replaces.split_first() {
+        // A moved range (--repair, --start): the user's line replaced, every other byte kept.
+        let bytes = subid::with_moved(&found.file.raw, *first, rest, user, r.start, r.count);
+        journal.write_file(root, abs, Some(&found.file.raw), &bytes, found.perms)?;
+        tracing::info!(
+            "moved {user}'s range to {}:{} in {}",
+            r.start,
+            r.count,
+            root.path(abs).display()
+        );
+        return Ok(());
     }
     // The new content is the old one plus a line, appended in place: no second copy of a file
     // that may have a million lines.
@@ -101,6 +113,7 @@ pub fn enable(
     mut inputs: Inputs,
     done: &mut Plan,
     count: Option<u64>,
+    how: How,
 ) -> Result<()> {
     if !done.changed {
         return Ok(());
@@ -124,7 +137,7 @@ pub fn enable(
         inputs.subgid = reread_id_file(root, "/etc/subgid", std::mem::take(&mut inputs.subgid))?;
         // The accounts too: a user created meanwhile (ours included) must not be covered.
         inputs.ids = preflight::read_account_ids(root)?;
-        let replanned = plan::enable(&inputs, count)?;
+        let replanned = plan::enable_how(&inputs, count, how)?;
         // Only the bytes are needed from here on.
         for f in [&mut inputs.subuid, &mut inputs.subgid] {
             f.file.entries = Vec::new();
@@ -150,6 +163,7 @@ pub fn enable(
         )?;
         done.subuid = replanned.subuid;
         done.subgid = replanned.subgid;
+        done.repair = replanned.repair;
     }
     failpoint::hit("apply:before-daemon-json")?;
     if done.daemon_json_change != FileChange::None
@@ -202,7 +216,15 @@ mod tests {
         let mut planned = plan::enable(&inputs, None).unwrap();
         between(&root);
         let mut journal = Journal::begin(&root, Action::Enable, Before::default()).unwrap();
-        enable(&root, &mut journal, inputs, &mut planned, None).unwrap();
+        enable(
+            &root,
+            &mut journal,
+            inputs,
+            &mut planned,
+            None,
+            How::default(),
+        )
+        .unwrap();
         journal.finish(&root).unwrap();
         let read = |f: &str| std::fs::read_to_string(root.path(f)).unwrap();
         (read("/etc/subuid"), read("/etc/subgid"))

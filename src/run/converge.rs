@@ -4,18 +4,22 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use std::io::IsTerminal;
+
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::exit::Conflict;
 use crate::formats::daemon_config::DEFAULT_USER;
+use crate::formats::subid::How;
 use crate::host::inspect::{self, Impact};
 use crate::host::root::Root;
 use crate::host::setup::{self, Found, Setup};
+use crate::host::shift;
 use crate::run::apply;
 use crate::run::failpoint;
-use crate::run::journal::{self, Action, Before, Journal};
-use crate::run::plan::{self, Decided, DisablePlan, Plan};
+use crate::run::journal::{self, Action, Before, Journal, OwnerShift};
+use crate::run::plan::{self, Decided, DisablePlan, Plan, Repair};
 use crate::run::preflight::{self, Inputs};
 use crate::run::restart::{self, Docker, Expect, Observed, Validation};
 use crate::run::signals::Critical;
@@ -27,6 +31,19 @@ pub struct Want {
     pub user: String,
     /// Ids per range (None: login.defs' SUB_*_COUNT, 65536 when unset or 0).
     pub count: Option<u64>,
+    /// Move an overlapping range, or one not at `start`, with the data root (`--repair`).
+    pub repair: bool,
+    /// The range must start here (`--start`).
+    pub start: Option<u64>,
+}
+
+impl Want {
+    fn how(&self) -> How {
+        How {
+            repair: self.repair,
+            start: self.start,
+        }
+    }
 }
 
 /// How a changing run may treat docker.
@@ -88,8 +105,9 @@ pub trait Change {
     const ACTION: Action;
     /// The remap user the inputs are gathered for.
     fn user(&self) -> &str;
-    /// Decides, without I/O.
-    fn plan(&self, inputs: &Inputs) -> Result<Self::Plan, Conflict>;
+    /// Decides (pure, except that a refusal `--repair` would resolve counts the inodes it
+    /// would shift).
+    fn plan(&self, root: &Root, inputs: &Inputs) -> Result<Self::Plan>;
     /// Writes the plan's files through the journal (and updates the plan to what was done).
     fn apply(
         &self,
@@ -100,6 +118,10 @@ pub trait Change {
     ) -> Result<()>;
     /// What docker must look like after the restart.
     fn expect(&self, done: &Self::Plan) -> Expect;
+    /// The data root the plan moves with its range (`--repair`, `--start`).
+    fn repair<'p>(&self, _done: &'p Self::Plan) -> Option<&'p Repair> {
+        None
+    }
 }
 
 /// `enable`.
@@ -111,17 +133,20 @@ impl Change for Enable<'_> {
     fn user(&self) -> &str {
         &self.0.user
     }
-    fn plan(&self, inputs: &Inputs) -> Result<Plan, Conflict> {
-        plan::enable(inputs, self.0.count)
+    fn plan(&self, root: &Root, inputs: &Inputs) -> Result<Plan> {
+        planned(root, inputs, self.0)
     }
     fn apply(&self, root: &Root, j: &mut Journal, inputs: Inputs, p: &mut Plan) -> Result<()> {
-        apply::enable(root, j, inputs, p, self.0.count)
+        apply::enable(root, j, inputs, p, self.0.count, self.0.how())
     }
     fn expect(&self, done: &Plan) -> Expect {
         Expect {
             userns: Some(true),
             ranges: Some((done.subuid.start, done.subgid.start)),
         }
+    }
+    fn repair<'p>(&self, done: &'p Plan) -> Option<&'p Repair> {
+        done.repair.as_ref()
     }
 }
 
@@ -134,8 +159,8 @@ impl Change for Disable {
     fn user(&self) -> &str {
         DEFAULT_USER
     }
-    fn plan(&self, inputs: &Inputs) -> Result<DisablePlan, Conflict> {
-        plan::disable(inputs)
+    fn plan(&self, _root: &Root, inputs: &Inputs) -> Result<DisablePlan> {
+        Ok(plan::disable(inputs)?)
     }
     fn apply(
         &self,
@@ -278,7 +303,10 @@ fn left_stopped_note(setup: &Setup) -> String {
 /// (read-only) whether docker would restart and what the switch would hide.
 pub fn plan(root: &Root, want: &Want) -> Result<Outcome<Plan>> {
     let inputs = preflight::gather(root, &want.user)?;
-    let mut out = Outcome::new(plan::enable(&inputs, want.count)?);
+    let mut out = Outcome::new(planned(root, &inputs, want)?);
+    if let Some(r) = &out.plan.repair {
+        out.notes.push(repair_preview(root, r)?);
+    }
     if !root.is_host() {
         return Ok(out);
     }
@@ -298,6 +326,55 @@ pub fn plan(root: &Root, want: &Want) -> Result<Outcome<Plan>> {
         )),
     }
     Ok(out)
+}
+
+/// The enable plan; a refusal that `--repair` would resolve says what the repair would do.
+fn planned(root: &Root, inputs: &Inputs, want: &Want) -> Result<Plan> {
+    match plan::enable_how(inputs, want.count, want.how()) {
+        Ok(p) => Ok(p),
+        Err(refused) if !want.repair => {
+            let how = How {
+                repair: true,
+                ..want.how()
+            };
+            match plan::enable_how(inputs, want.count, how) {
+                Ok(Plan {
+                    repair: Some(r), ..
+                }) => Err(Conflict::new(format!(
+                    "{}; here: {}",
+                    refused.0,
+                    repair_preview(root, &r)?
+                ))
+                .into()),
+                _ => Err(refused.into()),
+            }
+        }
+        Err(refused) => Err(refused.into()),
+    }
+}
+
+/// What a repair does, with the size of the tree it shifts.
+fn repair_preview(root: &Root, r: &Repair) -> Result<String> {
+    let from = root.path(&r.from);
+    if !from.is_dir() {
+        return Ok(format!(
+            "--repair moves the range to {}:{}; no remapped data root exists at {} (nothing to rename or shift)",
+            r.uid_to,
+            r.uid_count,
+            from.display()
+        ));
+    }
+    let inodes = shift::count(&from)
+        .with_context(|| format!("cannot count the inodes below {}", from.display()))?;
+    Ok(format!(
+        "--repair stops docker, renames {} to {} and shifts the owners of its {inodes} inodes from uids {}.. / gids {}.. to {}.. / {}.., then starts docker and health-gates it",
+        from.display(),
+        root.path(&r.to).display(),
+        r.uid_from,
+        r.gid_from,
+        r.uid_to,
+        r.gid_to
+    ))
 }
 
 /// `enable`.
@@ -335,7 +412,7 @@ fn converge<C: Change>(
 
     // preflight → plan.
     let inputs = preflight::gather(root, change.user())?;
-    let mut out = Outcome::new(change.plan(&inputs)?);
+    let mut out = Outcome::new(change.plan(root, &inputs)?);
     out.notes.extend(recovered);
     decide_restart(root, &mut docker, &seen, &mut out, C::ACTION.wants_userns())?;
     let need = out.restart;
@@ -344,6 +421,10 @@ fn converge<C: Change>(
         out.notes.push(left_stopped_note(docker.setup()));
     }
     let live_restore = docker.setup().live_restore == Some(true);
+    let moving = match change.repair(&out.plan) {
+        Some(r) => repair_check(root, r, seen.active(), &mut out.notes)?,
+        None => false,
+    };
     if !out.changed {
         return Ok(out);
     }
@@ -381,9 +462,18 @@ fn converge<C: Change>(
             Vec::new()
         };
         journal.restart_docker(root)?;
+        let expect = change.expect(&out.plan);
+        let repair = change.repair(&out.plan).cloned();
+        let mut moved = None;
         let downtime = docker
-            .restart(&change.expect(&out.plan))
+            .restart_with(&expect, &mut || {
+                if let (true, Some(r)) = (moving, &repair) {
+                    moved = Some(move_data_root(root, &mut journal, r)?);
+                }
+                Ok(())
+            })
             .map_err(|e| containers_stopped(e, &running))?;
+        out.notes.extend(moved);
         let alive = restart::still_alive(&stopped);
         if !alive.is_empty() {
             anyhow::bail!(
@@ -413,6 +503,127 @@ fn converge<C: Change>(
     }
 }
 
+/// Where the shift of a repair keeps its log.
+const SHIFT_LOG: &str = "/var/lib/docker-userns/shift.log";
+
+/// Before a repair: whether there is a data root to move, and that it can be moved (docker
+/// running, to be stopped and gated; the new name free).
+fn repair_check(
+    root: &Root,
+    r: &Repair,
+    docker_active: bool,
+    notes: &mut Vec<String>,
+) -> Result<bool> {
+    let is_dir =
+        |abs: &str| -> Result<bool> { Ok(root.symlink_metadata(abs)?.is_some_and(|m| m.is_dir())) };
+    if !is_dir(&r.from)? {
+        notes.push(repair_preview(root, r)?);
+        return Ok(false);
+    }
+    if root.symlink_metadata(&r.to)?.is_some() {
+        return Err(Conflict::new(format!(
+            "--repair would rename {} to {}, which exists already (a data root of that range from earlier?): move it away first; nothing was changed",
+            root.path(&r.from).display(),
+            root.path(&r.to).display()
+        ))
+        .into());
+    }
+    if !root.is_host() || !docker_active {
+        return Err(Conflict::new(format!(
+            "--repair renames {} and shifts its owners with docker stopped, then starts docker and health-gates it: {}; nothing was changed",
+            root.path(&r.from).display(),
+            if root.is_host() {
+                "start docker.service first"
+            } else {
+                "run it on the live host (not with --root or --no-restart)"
+            }
+        ))
+        .into());
+    }
+    Ok(true)
+}
+
+/// With docker stopped: renames the remapped data root and shifts the owners below it, each
+/// step journaled first. Returns the note saying what was done.
+fn move_data_root(root: &Root, journal: &mut Journal, r: &Repair) -> Result<String> {
+    let id = |v: u64| u32::try_from(v).context("an id above 4294967295");
+    let owner_shift = OwnerShift {
+        uid_from: id(r.uid_from)?,
+        uid_to: id(r.uid_to)?,
+        uid_count: id(r.uid_count)?,
+        gid_from: id(r.gid_from)?,
+        gid_to: id(r.gid_to)?,
+        gid_count: id(r.gid_count)?,
+    };
+    let mapping = owner_shift.mapping()?;
+    let (from, to) = (root.path(&r.from), root.path(&r.to));
+    journal.move_data_root(root, &r.from, &r.to)?;
+    failpoint::hit("repair:before-rename")?;
+    std::fs::rename(&from, &to)
+        .with_context(|| format!("cannot rename {} to {}", from.display(), to.display()))?;
+    if let Some(parent) = to.parent() {
+        std::fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("cannot sync {}", parent.display()))?;
+    }
+    journal.shift_owners(root, &r.to, &r.from, owner_shift, SHIFT_LOG)?;
+    failpoint::hit("repair:before-shift")?;
+    let total = shift::count(&to).unwrap_or(0);
+    let tty = std::io::stderr().is_terminal();
+    let report = shift::shift_tree(&to, &mapping, &root.path(SHIFT_LOG), &mut |n| {
+        if tty {
+            eprint!(
+                "\rshifting owners below {}: {n}/{total} inodes",
+                to.display()
+            );
+        }
+        if failpoint::hit("repair:during-shift").is_err() {
+            return std::ops::ControlFlow::Break(());
+        }
+        std::ops::ControlFlow::Continue(())
+    })
+    .with_context(|| format!("cannot shift the owners below {}", to.display()))?;
+    if tty {
+        eprintln!();
+    }
+    failpoint::hit("repair:after-shift")?;
+    let mut note = format!(
+        "--repair: renamed {} to {} and shifted the owners of {} of its {} inodes from uids {}.. / gids {}.. to {}.. / {}..",
+        from.display(),
+        to.display(),
+        report.shifted,
+        report.inodes,
+        r.uid_from,
+        r.gid_from,
+        r.uid_to,
+        r.gid_to
+    );
+    if report.outside > 0 {
+        note.push_str(&format!(
+            "; {} inodes owned outside the old range (root's, for one) were left as they were",
+            report.outside
+        ));
+    }
+    if report.caps_restored + report.setid_restored + report.acl_entries_shifted > 0 {
+        note.push_str(&format!(
+            "; kept {} setuid/setgid bits and {} file capabilities, shifted {} ACL entries",
+            report.setid_restored, report.caps_restored, report.acl_entries_shifted
+        ));
+    }
+    if !report.other_filesystems.is_empty() {
+        let shown: Vec<String> = report
+            .other_filesystems
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        note.push_str(&format!(
+            "; other filesystems mounted below were not entered: {}",
+            shown.join(", ")
+        ));
+    }
+    Ok(note)
+}
+
 /// Files only (`--root`, `--no-restart`): the same journal, no services. On the live host the
 /// run lock is taken too, and an interrupted run that touched docker must be rolled back by a
 /// full run first.
@@ -424,8 +635,12 @@ fn converge_files<C: Change>(root: &Root, change: &C) -> Result<Outcome<C::Plan>
     };
     let recovered = journal::recover(root, None)?;
     let inputs = preflight::gather(root, change.user())?;
-    let mut out = Outcome::new(change.plan(&inputs)?);
+    let mut out = Outcome::new(change.plan(root, &inputs)?);
     out.notes.extend(recovered);
+    // A data root to move needs docker (refused here); without one only the files change.
+    if let Some(r) = change.repair(&out.plan) {
+        repair_check(root, r, false, &mut out.notes)?;
+    }
     if !out.changed {
         return Ok(out);
     }

@@ -12,6 +12,8 @@
 //! | [`Step::CreateUser`] | before `useradd` runs | none: the user is kept (harmless, and it may own files by then), and the message says so |
 //! | [`Step::StopContainers`] | before running containers are stopped through the engine API (live-restore on) | start them again, once docker runs as before |
 //! | [`Step::RestartDocker`] | before docker is stopped | bring docker back with the old files and gate it for its old remapping state |
+//! | [`Step::MoveDataRoot`] | with docker stopped, before the remapped data root is renamed (`--repair`) | rename it back (docker stopped first) |
+//! | [`Step::ShiftOwners`] | after that rename, before the owners below it are shifted | shift them back (resumable: an owner already in the old range is done) |
 //!
 //! A new kind of step (moving a data root, copying volumes) adds a variant here, its inverse in
 //! [`undo_plan`] and its execution in [`Journal::undo`]; every failure path and crash recovery
@@ -26,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::exit::{Conflict, RollbackIncomplete, RolledBack};
 use crate::host::account;
 use crate::host::root::{Perms, Root};
+use crate::host::shift;
 
 /// The state directory.
 pub const DIR: &str = "/var/lib/docker-userns";
@@ -168,6 +171,41 @@ pub struct StoppedContainer {
     pub started: Option<u64>,
 }
 
+/// An id shift: uids `uid_from..uid_from+uid_count` to `uid_to..`, gids the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerShift {
+    /// First uid shifted.
+    pub uid_from: u32,
+    /// Where it goes.
+    pub uid_to: u32,
+    /// uids shifted.
+    pub uid_count: u32,
+    /// First gid shifted.
+    pub gid_from: u32,
+    /// Where it goes.
+    pub gid_to: u32,
+    /// gids shifted.
+    pub gid_count: u32,
+}
+
+impl OwnerShift {
+    /// The shift as the tree walk takes it (checked: disjoint, not empty).
+    pub fn mapping(&self) -> Result<shift::Mapping> {
+        shift::Mapping::new(
+            shift::IdShift {
+                from: self.uid_from,
+                to: self.uid_to,
+                count: self.uid_count,
+            },
+            shift::IdShift {
+                from: self.gid_from,
+                to: self.gid_to,
+                count: self.gid_count,
+            },
+        )
+    }
+}
+
 /// One change to the host, recorded before it happens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "kebab-case")]
@@ -186,6 +224,24 @@ pub enum Step {
     },
     /// docker.socket and docker.service are (about to be) stopped and started.
     RestartDocker,
+    /// The remapped data root is (about to be) renamed, docker stopped.
+    MoveDataRoot {
+        /// Its name before (inside the root).
+        from: String,
+        /// Its name after.
+        to: String,
+    },
+    /// The owners below the renamed data root are (about to be) shifted, docker stopped.
+    ShiftOwners {
+        /// The tree (its new name; its old one is `from` of the move before).
+        dir: String,
+        /// Its old name, where the tree is when the rename was undone first.
+        old_dir: String,
+        /// The shift.
+        shift: OwnerShift,
+        /// The walk's own log (set-id bits and capabilities in flight).
+        log: String,
+    },
 }
 
 /// The on-disk record.
@@ -277,6 +333,12 @@ pub enum Inverse {
     BringBackDocker(Option<bool>),
     /// Start again the containers this step stopped (after docker runs as before).
     StartContainers(usize),
+    /// Stop docker before a data root is moved back (it may run on the moved one).
+    StopDocker,
+    /// Shift the owners of this step's tree back.
+    UnshiftOwners(usize),
+    /// Rename this step's data root back.
+    MoveBack(usize),
 }
 
 /// What to do with a record.
@@ -319,8 +381,17 @@ pub fn undo_plan(record: &Record, now: &HostNow, why: Why) -> Verdict {
                 }
             }
             Step::CreateUser { name } => undo.push(Inverse::KeepUser(name.clone())),
+            Step::ShiftOwners { .. } => undo.push(Inverse::UnshiftOwners(i)),
+            Step::MoveDataRoot { .. } => undo.push(Inverse::MoveBack(i)),
             Step::StopContainers { .. } | Step::RestartDocker => {}
         }
+    }
+    // A data root is only ever moved or shifted with docker stopped, and so back.
+    if undo
+        .iter()
+        .any(|u| matches!(u, Inverse::UnshiftOwners(_) | Inverse::MoveBack(_)))
+    {
+        undo.insert(0, Inverse::StopDocker);
     }
     // Once the files are as before, the engine must be too: whatever started it meanwhile (a
     // reboot, an admin) may have started it with the half-written files.
@@ -351,6 +422,8 @@ pub trait Docker {
     /// Starts `containers` again (those that no longer exist are skipped); returns the names
     /// of those started.
     fn start_containers(&mut self, containers: &[StoppedContainer]) -> Result<Vec<String>>;
+    /// Stops docker.socket and docker.service.
+    fn stop(&mut self) -> Result<()>;
 }
 
 /// What an undo did.
@@ -366,6 +439,8 @@ pub struct Undone {
     pub docker_back: bool,
     /// Containers the run had stopped, started again.
     pub started: Vec<String>,
+    /// Data roots renamed back and shifted back (old names).
+    pub moved_back: Vec<String>,
 }
 
 impl Undone {
@@ -390,6 +465,12 @@ impl Undone {
         } else {
             "; docker was not restarted"
         });
+        if !self.moved_back.is_empty() {
+            s.push_str(&format!(
+                "; the data root was renamed back and its owners shifted back: {}",
+                shown(root, &self.moved_back)
+            ));
+        }
         if !self.started.is_empty() {
             s.push_str(&format!(
                 "; started again the container(s) it had stopped: {}",
@@ -535,6 +616,37 @@ impl Journal {
         self.push(root, Step::StopContainers { containers })
     }
 
+    /// Records that the remapped data root `from` is about to be renamed to `to`.
+    pub fn move_data_root(&mut self, root: &Root, from: &str, to: &str) -> Result<()> {
+        self.push(
+            root,
+            Step::MoveDataRoot {
+                from: from.to_string(),
+                to: to.to_string(),
+            },
+        )
+    }
+
+    /// Records that the owners below `dir` (renamed from `old_dir`) are about to be shifted.
+    pub fn shift_owners(
+        &mut self,
+        root: &Root,
+        dir: &str,
+        old_dir: &str,
+        shift: OwnerShift,
+        log: &str,
+    ) -> Result<()> {
+        self.push(
+            root,
+            Step::ShiftOwners {
+                dir: dir.to_string(),
+                old_dir: old_dir.to_string(),
+                shift,
+                log: log.to_string(),
+            },
+        )
+    }
+
     /// Records that docker is about to be restarted.
     pub fn restart_docker(&mut self, root: &Root) -> Result<()> {
         self.push(root, Step::RestartDocker)
@@ -566,14 +678,14 @@ impl Journal {
         })
     }
 
-    /// Carries out `undo`, going on past a failure (the first one is returned, with what was
-    /// done before it).
+    /// Carries out `undo`, going on past a failure (the first one is returned; what was done
+    /// is in the logs and, for a rollback, the message of the next run's recovery).
     pub fn undo(
         &self,
         root: &Root,
         docker: Option<&mut dyn Docker>,
         undo: &[Inverse],
-    ) -> Result<Undone, (anyhow::Error, Undone)> {
+    ) -> Result<Undone> {
         let mut done = Undone::default();
         let mut first: Option<anyhow::Error> = None;
         let mut docker = docker;
@@ -612,6 +724,45 @@ impl Journal {
                         "docker must be brought back, which this mode does not do"
                     )),
                 },
+                Inverse::StopDocker => match docker.as_deref_mut() {
+                    Some(d) => d.stop(),
+                    None => Err(anyhow::anyhow!(
+                        "docker must be stopped to move its data root back, which this mode does not do"
+                    )),
+                },
+                Inverse::UnshiftOwners(i) => {
+                    let Step::ShiftOwners {
+                        dir,
+                        old_dir,
+                        shift,
+                        log,
+                    } = &self.record.steps[*i]
+                    else {
+                        unreachable!("undo_plan unshifts shift steps only")
+                    };
+                    if first.is_some() {
+                        Err(anyhow::anyhow!(
+                            "the owners below {} were not shifted back, since docker could not be stopped",
+                            root.path(dir).display()
+                        ))
+                    } else {
+                        unshift(root, dir, old_dir, shift, log)
+                    }
+                }
+                Inverse::MoveBack(i) => {
+                    let Step::MoveDataRoot { from, to } = &self.record.steps[*i] else {
+                        unreachable!("undo_plan moves back move steps only")
+                    };
+                    if first.is_some() {
+                        Err(anyhow::anyhow!(
+                            "{} was not renamed back to {}, since an earlier undo step failed",
+                            root.path(to).display(),
+                            root.path(from).display()
+                        ))
+                    } else {
+                        move_back(root, from, to).map(|()| done.moved_back.push(from.clone()))
+                    }
+                }
                 Inverse::StartContainers(i) => {
                     let Step::StopContainers { containers } = &self.record.steps[*i] else {
                         unreachable!("undo_plan starts containers of stop steps only")
@@ -644,7 +795,7 @@ impl Journal {
         }
         match first {
             None => Ok(done),
-            Some(e) => Err((e, done)),
+            Some(e) => Err(e),
         }
     }
 
@@ -671,12 +822,12 @@ impl Journal {
             // Nothing was recorded, so nothing happened: nothing to undo, docker included.
             Ok(Undone::default())
         } else {
-            self.host_now(root, docker.as_deref())
-                .map_err(|e| (e, Undone::default()))
-                .and_then(|now| match undo_plan(&self.record, &now, Why::Failed) {
+            self.host_now(root, docker.as_deref()).and_then(|now| {
+                match undo_plan(&self.record, &now, Why::Failed) {
                     Verdict::Undo(list) => self.undo(root, docker, &list),
                     Verdict::Finished => Ok(Undone::default()),
-                })
+                }
+            })
         };
         match result {
             Ok(done) if done == Undone::default() => {
@@ -698,7 +849,7 @@ impl Journal {
                     ))),
                 }
             }
-            Err((e, _)) => cause.context(RollbackIncomplete(format!(
+            Err(e) => cause.context(RollbackIncomplete(format!(
                 "failed, and the rollback did not complete ({e:#}); the saved files and the journal are kept in {DIR}: the next docker-userns run retries the rollback{diag}"
             ))),
         }
@@ -728,9 +879,12 @@ pub fn recover(root: &Root, docker: Option<&mut dyn Docker>) -> Result<Option<St
         Verdict::Undo(list) => list,
     };
     if docker.is_none()
-        && list
-            .iter()
-            .any(|i| matches!(i, Inverse::BringBackDocker(_) | Inverse::StartContainers(_)))
+        && list.iter().any(|i| {
+            matches!(
+                i,
+                Inverse::BringBackDocker(_) | Inverse::StartContainers(_) | Inverse::StopDocker
+            )
+        })
     {
         return Err(Conflict::new(format!(
             "an interrupted run ({} {}) touched docker and must be rolled back on the live host first: run the command once without --no-restart (or without --root)",
@@ -745,7 +899,7 @@ pub fn recover(root: &Root, docker: Option<&mut dyn Docker>) -> Result<Option<St
         r.action.name(),
         r.phase().doing()
     );
-    let done = journal.undo(root, docker, &list).map_err(|(e, _)| {
+    let done = journal.undo(root, docker, &list).map_err(|e| {
         e.context(RollbackIncomplete(format!(
             "rolling back the interrupted run {} failed: its saved files and journal stay in {DIR}",
             r.id
@@ -760,6 +914,56 @@ pub fn recover(root: &Root, docker: Option<&mut dyn Docker>) -> Result<Option<St
     );
     journal.finish(root)?;
     Ok(Some(note))
+}
+
+/// Shifts the owners below a moved data root back (wherever the tree is now: its new name,
+/// or its old one when the rename was undone first).
+fn unshift(root: &Root, dir: &str, old_dir: &str, s: &OwnerShift, log: &str) -> Result<()> {
+    let here = [dir, old_dir]
+        .into_iter()
+        .map(|d| root.path(d))
+        .find(|p| p.is_dir());
+    let Some(tree) = here else {
+        // The shift step was recorded, the rename it follows never undone: nothing exists to
+        // shift back (the move itself failed).
+        return Ok(());
+    };
+    let map = s.mapping()?;
+    let go_on = &mut |_| std::ops::ControlFlow::Continue(());
+    // A forward walk that was cut short still has its log (setid bits and capabilities of
+    // inodes chowned but not yet put back): finish it first, then walk back with a log of
+    // its own (both walks resume where they stopped).
+    let forward = root.path(log);
+    if forward.exists() {
+        shift::shift_tree(&tree, &map, &forward, go_on).with_context(|| {
+            format!(
+                "cannot finish the interrupted shift below {}",
+                tree.display()
+            )
+        })?;
+    }
+    shift::shift_tree(
+        &tree,
+        &map.reverse(),
+        &root.path(&format!("{log}.undo")),
+        go_on,
+    )
+    .with_context(|| format!("cannot shift the owners below {} back", tree.display()))?;
+    Ok(())
+}
+
+/// Renames a moved data root back, unless it is back already.
+fn move_back(root: &Root, from: &str, to: &str) -> Result<()> {
+    let (f, t) = (root.path(from), root.path(to));
+    if f.exists() || !t.exists() {
+        return Ok(());
+    }
+    std::fs::rename(&t, &f)
+        .with_context(|| format!("cannot rename {} back to {}", t.display(), f.display()))?;
+    if let Some(parent) = f.parent() {
+        File::open(parent).and_then(|d| d.sync_all()).ok();
+    }
+    Ok(())
 }
 
 /// Keeps the old content of `abs` at `backup`. Where it can, without a copy: a hard link to
@@ -1052,6 +1256,10 @@ mod tests {
         fn diagnostics(&self) -> String {
             "docker.service: failed".into()
         }
+        fn stop(&mut self) -> Result<()> {
+            self.running = false;
+            Ok(())
+        }
         fn start_containers(&mut self, containers: &[StoppedContainer]) -> Result<Vec<String>> {
             assert!(self.running, "containers started before docker runs");
             let names: Vec<String> = containers.iter().map(|c| c.name.clone()).collect();
@@ -1193,6 +1401,103 @@ mod tests {
                 "{steps}"
             );
         }
+    }
+
+    /// A run that moved a data root (`--repair`) up to its shift, then failed or died.
+    fn moved(root: &Root) -> Journal {
+        use std::os::unix::fs::PermissionsExt;
+        let old = root.path("/var/lib/docker/100000.100000");
+        std::fs::create_dir_all(old.join("d")).unwrap();
+        std::fs::write(old.join("d/f"), b"x").unwrap();
+        std::os::unix::fs::lchown(old.join("d"), Some(101000), Some(101000)).unwrap();
+        std::os::unix::fs::lchown(old.join("d/f"), Some(100000), Some(0)).unwrap();
+        std::fs::set_permissions(old.join("d/f"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+        let mut j = run_until(root, 2);
+        j.restart_docker(root).unwrap();
+        let (from, to) = (
+            "/var/lib/docker/100000.100000",
+            "/var/lib/docker/165536.165536",
+        );
+        j.move_data_root(root, from, to).unwrap();
+        std::fs::rename(root.path(from), root.path(to)).unwrap();
+        let s = OwnerShift {
+            uid_from: 100000,
+            uid_to: 165536,
+            uid_count: 65536,
+            gid_from: 100000,
+            gid_to: 165536,
+            gid_count: 65536,
+        };
+        let log = format!("{DIR}/shift.log");
+        j.shift_owners(root, to, from, s, &log).unwrap();
+        shift::shift_tree(
+            &root.path(to),
+            &s.mapping().unwrap(),
+            &root.path(&log),
+            &mut |_| std::ops::ControlFlow::Continue(()),
+        )
+        .unwrap();
+        j
+    }
+
+    fn assert_moved_back(root: &Root) {
+        use std::os::unix::fs::MetadataExt;
+        let old = root.path("/var/lib/docker/100000.100000");
+        assert!(!root.path("/var/lib/docker/165536.165536").exists());
+        let d = std::fs::symlink_metadata(old.join("d")).unwrap();
+        assert_eq!((d.uid(), d.gid()), (101000, 101000));
+        let f = std::fs::symlink_metadata(old.join("d/f")).unwrap();
+        assert_eq!((f.uid(), f.gid(), f.mode() & 0o7777), (100000, 0, 0o4755));
+    }
+
+    #[test]
+    fn a_moved_data_root_is_stopped_shifted_back_and_renamed_back() {
+        let (_d0, root0) = tree();
+        let r = moved(&root0).record.clone();
+        let now = now(&[true], false, None);
+        let Verdict::Undo(list) = undo_plan(&r, &now, Why::Failed) else {
+            panic!("not undone")
+        };
+        assert_eq!(
+            list[..3],
+            [
+                Inverse::StopDocker,
+                Inverse::UnshiftOwners(4),
+                Inverse::MoveBack(3)
+            ]
+        );
+        assert_eq!(list.last(), Some(&Inverse::BringBackDocker(Some(false))));
+
+        // A failure: rolled back, owners and name as before, docker stopped then brought back.
+        let (_d, root) = tree();
+        let j = moved(&root);
+        let mut docker = FakeDocker {
+            running: true,
+            ..FakeDocker::default()
+        };
+        let err = j.rollback(&root, Some(&mut docker), anyhow::anyhow!("start refused"));
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("renamed back and its owners shifted back"),
+            "{msg}"
+        );
+        assert_moved_back(&root);
+        assert_restored(&root);
+        assert_eq!(docker.brought_back, vec![Some(false)]);
+
+        // A crash at the same point: the next run's recovery does the same.
+        let (_d, root) = tree();
+        drop(moved(&root));
+        let mut docker = FakeDocker::default();
+        recover(&root, Some(&mut docker)).unwrap().unwrap();
+        assert_moved_back(&root);
+        assert_restored(&root);
+        // Without docker (--no-restart, --root) such a record is refused, nothing undone.
+        let (_d, root) = tree();
+        drop(moved(&root));
+        let err = recover(&root, None).unwrap_err();
+        assert!(format!("{err:#}").contains("touched docker"), "{err:#}");
+        assert!(root.path("/var/lib/docker/165536.165536").exists());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::exit::Conflict;
 use crate::formats::daemon_config::{self, DaemonConfig};
 use crate::formats::login_defs::SubIdBounds;
-use crate::formats::subid::{self, Decision, Reserved, Which};
+use crate::formats::subid::{self, Decision, How, Reserved, Which};
 use crate::host::account;
 use crate::host::setup::Found;
 use crate::run::preflight::{DAEMON_JSON, Inputs};
@@ -31,8 +31,14 @@ pub struct RangePlan {
     pub start: u64,
     /// Number of ids.
     pub count: u64,
-    /// True when a line `user:start:count` is appended; false when existing ranges are kept.
+    /// True when the file is written: a line `user:start:count` appended, or (`moved_from`)
+    /// the user's line replaced; false when existing ranges are kept.
     pub add: bool,
+    /// With `--repair`/`--start`: the start of the range it moves from (null: not moved).
+    pub moved_from: Option<u64>,
+    /// The user's lines the new one replaces (moved ranges only).
+    #[serde(skip)]
+    pub replaces: Vec<usize>,
 }
 
 impl RangePlan {
@@ -41,7 +47,12 @@ impl RangePlan {
             file: which.path(),
             start: d.start(),
             count: d.count(),
-            add: d.is_add(),
+            add: d.writes(),
+            moved_from: d.moved_from().map(|(start, _)| start),
+            replaces: match d {
+                Decision::Move { lines, .. } => lines.clone(),
+                _ => Vec::new(),
+            },
         }
     }
 }
@@ -90,12 +101,36 @@ pub struct Plan {
     pub restart: bool,
     /// Docker facts.
     pub docker: DockerFacts,
+    /// The remapped data root to move with a moved range (`--repair`, `--start`; null: none).
+    pub repair: Option<Repair>,
     /// The planner's remarks (moved into the run's outcome).
     #[serde(skip)]
     pub notes: Vec<String>,
     /// The bytes to write to daemon.json (when it changes).
     #[serde(skip)]
     pub daemon_bytes: Option<Vec<u8>>,
+}
+
+/// Moving the remapped data root with the range: with docker stopped, `from` is renamed to
+/// `to` and the owner of every inode below it is shifted from the old ranges to the new ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Repair {
+    /// The remapped data root now (`DATA_ROOT/OLD_UID.OLD_GID`).
+    pub from: String,
+    /// Its new name (`DATA_ROOT/NEW_UID.NEW_GID`).
+    pub to: String,
+    /// uids `uid_from..uid_from+uid_count` become `uid_to..`.
+    pub uid_from: u64,
+    /// New first uid.
+    pub uid_to: u64,
+    /// uids shifted.
+    pub uid_count: u64,
+    /// gids `gid_from..gid_from+gid_count` become `gid_to..`.
+    pub gid_from: u64,
+    /// New first gid.
+    pub gid_to: u64,
+    /// gids shifted.
+    pub gid_count: u64,
 }
 
 /// What `disable` will do.
@@ -179,6 +214,12 @@ fn first_malformed(inputs: &Inputs) -> Option<String> {
 /// Plans `enable` for `count` ids (None: login.defs' SUB_UID_COUNT / SUB_GID_COUNT; 65536 when
 /// they are 0, shadow's way of turning useradd's own allocation off).
 pub fn enable(inputs: &Inputs, count: Option<u64>) -> Result<Plan, Conflict> {
+    enable_how(inputs, count, How::default())
+}
+
+/// [`enable`], where `how` may move the user's range (`--repair`) or fix its start
+/// (`--start`).
+pub fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Result<Plan, Conflict> {
     let mut notes = Vec::new();
     let docker = docker_facts(inputs, &mut notes);
     flag_conflict(inputs, "cannot set it in daemon.json as well")?;
@@ -194,6 +235,7 @@ pub fn enable(inputs: &Inputs, count: Option<u64>) -> Result<Plan, Conflict> {
     if let Some(dir) = inputs.blocked_dirs.first() {
         return Err(blocked_data_root(dir, &inputs.data_root));
     }
+    features_conflict(&inputs.daemon.config)?;
     let (uid, gid) = match &inputs.account {
         Some(a) => {
             account::validate_existing(a, &inputs.defs)?;
@@ -246,13 +288,37 @@ pub fn enable(inputs: &Inputs, count: Option<u64>) -> Result<Plan, Conflict> {
     };
     let want_u = count.unwrap_or(or_default(defs.subuid.count));
     let want_g = count.unwrap_or(or_default(defs.subgid.count));
-    let (du, dg) = decide(inputs, uid, want_u, want_g)?;
+    let (du, dg) = decide(inputs, uid, want_u, want_g, how)?;
+    let repair = match (du.moved_from(), dg.moved_from()) {
+        (None, None) => None,
+        (mu, mg) => {
+            let (uf, uc) = mu.unwrap_or((du.start(), du.count()));
+            let (gf, gc) = mg.unwrap_or((dg.start(), dg.count()));
+            let dir = &inputs.data_root.path;
+            let dir = if dir == "/" { "" } else { dir.as_str() };
+            Some(Repair {
+                from: format!("{dir}/{uf}.{gf}"),
+                to: format!("{dir}/{}.{}", du.start(), dg.start()),
+                uid_from: uf,
+                uid_to: du.start(),
+                uid_count: uc,
+                gid_from: gf,
+                gid_to: dg.start(),
+                gid_count: gc,
+            })
+        }
+    };
+    if how.repair && repair.is_none() && !du.writes() && !dg.writes() {
+        notes.push(format!(
+            "--repair: {user}'s ranges overlap no one's and cover no account's ids: nothing to repair"
+        ));
+    }
     if want_u < 65536 || want_g < 65536 {
         notes.push("fewer than 65536 ids: images with files owned by high ids (e.g. nobody, 65534) will fail to unpack".into());
     }
 
     let create = inputs.account.is_none();
-    let changed = create || du.is_add() || dg.is_add() || daemon_json_change != FileChange::None;
+    let changed = create || du.writes() || dg.writes() || daemon_json_change != FileChange::None;
     let restart = changed && docker.unit_file.is_some() && !docker.masked;
     Ok(Plan {
         changed,
@@ -268,8 +334,30 @@ pub fn enable(inputs: &Inputs, count: Option<u64>) -> Result<Plan, Conflict> {
         daemon_json_change,
         restart,
         docker,
+        repair,
         notes,
     })
+}
+
+/// docker 29's features that cannot go with remapping: dockerd 29 exits at start with the
+/// containerd snapshotter explicitly on, and its containerd migration moves images into the
+/// containerd image store, which remapping switches off (and does not check for it).
+pub fn features_conflict(config: &DaemonConfig) -> Result<(), Conflict> {
+    let Some(features) = config.map.get("features").and_then(Value::as_object) else {
+        return Ok(());
+    };
+    let on = |k: &str| features.get(k).and_then(Value::as_bool) == Some(true);
+    if on("containerd-snapshotter") {
+        return Err(Conflict::new(format!(
+            "{DAEMON_JSON} sets \"features\": {{\"containerd-snapshotter\": true}}; with remapping dockerd 29 refuses to start: \"containerd-snapshotter is explicitly enabled, but is not compatible with userns remapping. Please disable userns remapping or containerd-snapshotter\"; remove that feature (remapped docker uses its own image store) and run again"
+        )));
+    }
+    if on("containerd-migration") {
+        return Err(Conflict::new(format!(
+            "{DAEMON_JSON} sets \"features\": {{\"containerd-migration\": true}}, which moves images into the containerd image store that remapping switches off (dockerd does not check this): remove that feature and run again; nothing was changed (this tool does not remove settings it does not own)"
+        )));
+    }
+    Ok(())
 }
 
 /// The refusal for a directory above docker's data root that other users cannot traverse.
@@ -286,6 +374,7 @@ pub fn decide(
     uid: Option<u32>,
     want_u: u64,
     want_g: u64,
+    how: How,
 ) -> Result<(Decision, Decision), Conflict> {
     let defs = &inputs.defs;
     let bu = SubIdBounds {
@@ -309,12 +398,13 @@ pub fn decide(
             accounts: &inputs.ids.gids,
         },
     );
-    subid::decide_reserving(
+    subid::decide_how(
         (&inputs.subuid.file, bu),
         (&inputs.subgid.file, bg),
         &inputs.user,
         uid,
         reserved,
+        how,
     )
     .map_err(|(which, e)| match e.line() {
         Some(line) => Conflict::new(format!("{}:{line}: {e}", which.path())),

@@ -223,12 +223,21 @@ impl Docker {
                 })
                 .collect::<Result<Vec<()>>>()
         })?;
-        let still: Vec<String> = self
-            .engine
-            .running_containers()?
-            .iter()
-            .map(|c| c.name().to_string())
-            .collect();
+        // The engine may list a container as running for a moment after its stop answered
+        // (docker 26 does): look again for a few seconds before calling it started again.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let still = loop {
+            let still: Vec<String> = self
+                .engine
+                .running_containers()?
+                .iter()
+                .map(|c| c.name().to_string())
+                .collect();
+            if still.is_empty() || Instant::now() >= deadline {
+                break still;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
         if !still.is_empty() {
             bail!(
                 "containers run again after they were stopped (started meanwhile by someone else?): {}",
@@ -278,11 +287,22 @@ impl Docker {
     /// health-gates the result against `expect`. Returns the engine's downtime: from the stop
     /// request to the first `/_ping` answer after the start, in milliseconds.
     pub fn restart(&mut self, expect: &Expect) -> Result<u64> {
+        self.restart_with(expect, &mut || Ok(()))
+    }
+
+    /// [`Docker::restart`], running `while_stopped` between the stop and the start (moving the
+    /// data root with `--repair`); its failure fails the restart.
+    pub fn restart_with(
+        &mut self,
+        expect: &Expect,
+        while_stopped: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<u64> {
         let units = units(self.socket_known());
         let t0 = Instant::now();
         self.began = Some(std::time::SystemTime::now());
         self.sd.run(Op::Stop, &units, self.timeout)?;
         failpoint::hit("restart:after-stop")?;
+        while_stopped()?;
         self.start(&units)?;
         let downtime = self.gate(expect, Instant::now() + self.timeout, Some(t0))?;
         Ok(downtime.as_millis() as u64)
@@ -586,6 +606,12 @@ pub fn still_alive(stopped: &[StoppedContainer]) -> Vec<String> {
 }
 
 impl journal::Docker for Docker {
+    fn stop(&mut self) -> Result<()> {
+        let units = units(self.socket_known());
+        self.sd.run(Op::Stop, &units, self.timeout)?;
+        Ok(())
+    }
+
     fn start_containers(&mut self, containers: &[StoppedContainer]) -> Result<Vec<String>> {
         let mut started = Vec::new();
         let mut failed = Vec::new();
