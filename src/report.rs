@@ -11,7 +11,7 @@ use crate::commands::verify::Verification;
 use crate::host::inspect::Impact;
 use crate::host::setup::Setup;
 use crate::run::converge::Outcome;
-use crate::run::plan::{DisablePlan, FileChange, Plan, RangePlan};
+use crate::run::plan::{DisablePlan, FileChange, Plan, RangePlan, Repair};
 
 /// Version of the `--json` documents; bumped on incompatible changes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -146,7 +146,10 @@ pub fn enable_text(root: &str, o: &Outcome<Plan>, applied: bool) -> String {
         s.push_str(&setup_text(st));
     }
     if let Some(i) = &o.impact {
-        s.push_str(&impact_text(i, true, live_restore(o.setup.as_ref())));
+        match &p.repair {
+            Some(r) => s.push_str(&repair_text(i, r, live_restore(o.setup.as_ref()))),
+            None => s.push_str(&impact_text(i, true, live_restore(o.setup.as_ref()))),
+        }
     }
     for n in &o.notes {
         let _ = writeln!(s, "  note: {n}");
@@ -283,6 +286,32 @@ pub fn setup_text(st: &Setup) -> String {
             }
         );
     }
+    s
+}
+
+/// The impact report of a `--repair`: what the data root holds moves with it.
+fn repair_text(i: &Impact, r: &Repair, live_restore: bool) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "  repair     {} is renamed to {} with docker stopped, its owners shifted by {} (uids) / {} (gids): what it holds stays visible",
+        r.from,
+        r.to,
+        r.uid_to as i64 - r.uid_from as i64,
+        r.gid_to as i64 - r.gid_from as i64
+    );
+    list(&mut s, "images", &i.images);
+    list(&mut s, "containers", &i.containers);
+    list(&mut s, "volumes", &i.volumes);
+    list(
+        &mut s,
+        if live_restore {
+            "stopped through the engine API before docker stops (live-restore would keep them running out of sight)"
+        } else {
+            "stopped by the restart"
+        },
+        &i.stopped_by_restart,
+    );
     s
 }
 
