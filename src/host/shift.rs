@@ -319,9 +319,9 @@ impl Log {
         Ok(log)
     }
 
-    /// Appends one entry and syncs it; creates the file (header first, synced, directory
-    /// synced) on the first entry.
-    fn append(&mut self, mode: u32, caps: Option<&[u8]>, rel: &[u8]) -> Result<()> {
+    /// Appends entries (whole lines) and syncs them; creates the file (header first, synced,
+    /// directory synced) on the first call.
+    fn append(&mut self, lines: &str) -> Result<()> {
         let path = &self.path;
         let ctx = || format!("cannot write the shift log {}", path.display());
         if self.file.is_none() {
@@ -337,9 +337,8 @@ impl Log {
             sync_parent(path)?;
             self.file = Some(f);
         }
-        let line = log_line(mode, caps, rel);
         let f = self.file.as_mut().expect("opened above");
-        f.write_all(line.as_bytes()).with_context(ctx)?;
+        f.write_all(lines.as_bytes()).with_context(ctx)?;
         rfs::fdatasync(&*f).with_context(ctx)?;
         Ok(())
     }
@@ -462,7 +461,7 @@ fn parse_line(line: &[u8]) -> Option<LogEntry> {
 fn shift_acl(acl: &mut [u8], map: &Mapping) -> Result<u64> {
     const ACL_USER: u16 = 0x02;
     const ACL_GROUP: u16 = 0x08;
-    if acl.len() < 4 || (acl.len() - 4) % 8 != 0 {
+    if acl.len() < 4 || !(acl.len() - 4).is_multiple_of(8) {
         bail!("a POSIX ACL of {} bytes is malformed", acl.len());
     }
     let version = u32::from_le_bytes([acl[0], acl[1], acl[2], acl[3]]);
@@ -525,7 +524,10 @@ impl Node<'_> {
     fn list(self, buf: &mut [u8]) -> rustix::io::Result<usize> {
         match self {
             Node::Fd(fd) => rfs::flistxattr(fd, buf),
-            Node::At { proc, .. } => rfs::llistxattr(proc, buf),
+            Node::At { parent, name, proc } => match listxattrat(parent, name, buf) {
+                Err(Errno::NOSYS) => rfs::llistxattr(proc, buf),
+                r => r,
+            },
         }
     }
 
@@ -565,6 +567,48 @@ impl Node<'_> {
     }
 }
 
+/// `listxattrat(2)` (Linux 6.13) with `AT_SYMLINK_NOFOLLOW`: the names of `name`'s xattrs, looked
+/// up in `parent` alone, where `llistxattr` on `/proc/self/fd/PARENT/NAME` walks /proc first (it
+/// is most of the walk's cost above `chown -R`'s, see BENCHMARKS.md). `NOSYS` on older kernels
+/// (remembered, so only the first call pays for it).
+fn listxattrat(parent: BorrowedFd<'_>, name: &CStr, buf: &mut [u8]) -> rustix::io::Result<usize> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // The same number on every architecture Rust targets since the tables were unified (424).
+    const SYS_LISTXATTRAT: libc::c_long = 465;
+    static MISSING: AtomicBool = AtomicBool::new(false);
+    #[cfg(test)]
+    if FORCE_PROC_PATH.get() {
+        return Err(Errno::NOSYS);
+    }
+    if MISSING.load(Ordering::Relaxed) {
+        return Err(Errno::NOSYS);
+    }
+    // SAFETY: the fd and the NUL-terminated name are valid for the call, and the kernel writes
+    // at most `buf.len()` bytes into `buf`.
+    let n = unsafe {
+        libc::syscall(
+            SYS_LISTXATTRAT,
+            parent.as_raw_fd(),
+            name.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW as libc::c_uint,
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    };
+    match usize::try_from(n) {
+        Ok(n) => Ok(n),
+        Err(_) => {
+            let e = Errno::from_raw_os_error(
+                std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+            );
+            if e == Errno::NOSYS {
+                MISSING.store(true, Ordering::Relaxed);
+            }
+            Err(e)
+        }
+    }
+}
+
 /// Writes `/proc/self/fd/PARENT/NAME\0` into `buf`.
 fn proc_path<'b>(buf: &'b mut Vec<u8>, parent: BorrowedFd<'_>, name: &CStr) -> &'b CStr {
     buf.clear();
@@ -575,6 +619,8 @@ fn proc_path<'b>(buf: &'b mut Vec<u8>, parent: BorrowedFd<'_>, name: &CStr) -> &
 
 #[cfg(test)]
 thread_local! {
+    /// Test switch: list xattrs through /proc, as on kernels before 6.13.
+    static FORCE_PROC_PATH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Test failpoint: stop (as a crash would) right after the Nth chown, before the setid
     /// bits and capability are put back.
     static CRASH_AFTER_CHOWNS: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
@@ -592,6 +638,19 @@ fn failpoint_after_chown() -> Result<()> {
     Ok(())
 }
 
+/// An inode whose setid bits or capability a chown will clear, waiting to be logged.
+struct Pending {
+    path: Vec<u8>,
+    ino: u64,
+    mode: u32,
+    setid: bool,
+    /// The capability as read, and with its root id shifted.
+    caps: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// At most this many inodes wait in [`Walk::pending`].
+const PENDING_MAX: usize = 1024;
+
 struct Walk<'p> {
     top: PathBuf,
     top_fd: OwnedFd,
@@ -600,6 +659,8 @@ struct Walk<'p> {
     dev: (u32, u32),
     mnt_id: Option<u64>,
     log: Option<Log>,
+    /// Inodes to log before their chown (see [`Walk::flush`]).
+    pending: Vec<Pending>,
     progress: &'p mut dyn FnMut(u64) -> ControlFlow<()>,
     report: Report,
     /// Inode numbers of non-directories with more than one link, seen already.
@@ -636,6 +697,7 @@ impl<'p> Walk<'p> {
             dev: (st.stx_dev_major, st.stx_dev_minor),
             mnt_id: mnt_id(&st),
             log: None,
+            pending: Vec::new(),
             progress,
             report: Report::default(),
             seen: HashSet::new(),
@@ -677,12 +739,16 @@ impl<'p> Walk<'p> {
         if self.map.is_some() {
             self.inode(Node::Fd(top.as_fd()), &st)?;
         }
-        self.walk_dir(&top, 0)
+        self.walk_dir(&top, 0)?;
+        if self.map.is_some() {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     fn tick(&mut self) -> Result<()> {
         self.report.inodes += 1;
-        if self.report.inodes % PROGRESS_EVERY == 0
+        if self.report.inodes.is_multiple_of(PROGRESS_EVERY)
             && (self.progress)(self.report.inodes).is_break()
         {
             return Err(Interrupted(self.top.clone()).into());
@@ -701,7 +767,6 @@ impl<'p> Walk<'p> {
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
-                    drop(raw);
                     return Err(self.fail("cannot read the directory", e));
                 }
             };
@@ -846,28 +911,166 @@ impl<'p> Walk<'p> {
             return Ok(());
         }
 
-        // chown clears setuid/setgid of non-directories and the capability of anything.
+        // chown clears setuid/setgid of non-directories and the capability of anything but
+        // a directory: such an inode is logged first. Logging is batched (one fdatasync for
+        // many), so it waits in `pending` and is shifted by `flush`.
         let setid = !is_dir && ftype != FileType::Symlink && mode & 0o6000 != 0;
         if setid || (caps_len.is_some() && !is_dir) {
-            let log = self.log.as_mut().expect("a log when shifting");
-            log.append(mode, caps_len.map(|n| &orig[..n]), &self.path)?;
+            self.pending.push(Pending {
+                path: self.path.clone(),
+                ino: st.stx_ino,
+                mode,
+                setid,
+                caps: caps_len.map(|n| (orig[..n].to_vec(), caps[..n].to_vec())),
+            });
+            if self.pending.len() >= PENDING_MAX {
+                self.flush()?;
+            }
+            return Ok(());
         }
         node.chown(new_uid, new_gid)
             .map_err(|e| self.fail("cannot change the owner of", e))?;
         self.report.shifted += 1;
-        failpoint_after_chown()?;
         if let Some(n) = caps_len {
             node.set(CAPS, &caps[..n])
                 .map_err(|e| self.fail("cannot put back the capability of", e))?;
             self.report.caps_restored += 1;
             self.report.caps_rootids_shifted += u64::from(rootid_shifted);
         }
-        if setid {
-            node.chmod(mode)
-                .map_err(|e| self.fail("cannot put back the setuid/setgid bits of", e))?;
-            self.report.setid_restored += 1;
-        }
         Ok(())
+    }
+
+    /// Logs the pending inodes (one sync), then shifts them and puts back what the chown
+    /// cleared. They are found again by path from the top, and must be the same inodes.
+    fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let map = self.map.expect("only called when shifting");
+        let pending = std::mem::take(&mut self.pending);
+        let mut lines = String::new();
+        for p in &pending {
+            lines.push_str(&log_line(
+                p.mode,
+                p.caps.as_ref().map(|c| &c.0[..]),
+                &p.path,
+            ));
+        }
+        self.log
+            .as_mut()
+            .expect("a log when shifting")
+            .append(&lines)?;
+        let saved = std::mem::take(&mut self.path);
+        for p in &pending {
+            self.path.clone_from(&p.path);
+            let Some((parent, name)) = self.resolve()? else {
+                continue;
+            };
+            let mut procbuf = Vec::new();
+            let Some(node) = self.found(&parent, name.as_deref(), &mut procbuf, Some(p.ino))?
+            else {
+                continue;
+            };
+            let st = node.1;
+            let (new_uid, new_gid) = (map.uid.map(st.stx_uid), map.gid.map(st.stx_gid));
+            if new_uid.is_none() && new_gid.is_none() {
+                self.report.already_done += 1;
+                continue;
+            }
+            let node = node.0;
+            node.chown(new_uid, new_gid)
+                .map_err(|e| self.fail("cannot change the owner of", e))?;
+            self.report.shifted += 1;
+            failpoint_after_chown()?;
+            if let Some((orig, shifted)) = &p.caps {
+                node.set(CAPS, shifted)
+                    .map_err(|e| self.fail("cannot put back the capability of", e))?;
+                self.report.caps_restored += 1;
+                self.report.caps_rootids_shifted += u64::from(orig != shifted);
+            }
+            if p.setid {
+                node.chmod(p.mode)
+                    .map_err(|e| self.fail("cannot put back the setuid/setgid bits of", e))?;
+                self.report.setid_restored += 1;
+            }
+        }
+        self.path = saved;
+        Ok(())
+    }
+
+    /// Opens the parent of `self.path` (relative to the top, without following symlinks) and
+    /// returns it with the last name (`None`: the top itself), or `None` when a directory on the
+    /// way is gone.
+    fn resolve(&self) -> Result<Option<(OwnedFd, Option<CString>)>> {
+        let ctx = || format!("cannot find {} again", self.here().display());
+        let mut parent = self.top_fd.try_clone().with_context(ctx)?;
+        if self.path.is_empty() {
+            return Ok(Some((parent, None)));
+        }
+        let mut parts = self.path.split(|&b| b == b'/').peekable();
+        while let Some(part) = parts.next() {
+            if part.is_empty() || part == b"." || part == b".." {
+                bail!("{}: the path is not plain", ctx());
+            }
+            let c = CString::new(part).with_context(ctx)?;
+            if parts.peek().is_none() {
+                return Ok(Some((parent, Some(c))));
+            }
+            match rfs::openat(
+                &parent,
+                c.as_c_str(),
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => parent = fd,
+                Err(Errno::NOENT) => return Ok(None),
+                Err(e) => return Err(self.fail("cannot open a directory above", e)),
+            }
+        }
+        unreachable!("split yields at least one part")
+    }
+
+    /// Stats what [`Walk::resolve`] found: `None` when it is gone or on another mount; an error
+    /// when it is not the inode `ino` the walk saw.
+    fn found<'a>(
+        &self,
+        parent: &'a OwnedFd,
+        name: Option<&'a CStr>,
+        procbuf: &'a mut Vec<u8>,
+        ino: Option<u64>,
+    ) -> Result<Option<(Node<'a>, Statx)>> {
+        let st = match name {
+            None => rfs::statx(parent, c"", AtFlags::EMPTY_PATH, WANT),
+            Some(n) => rfs::statx(
+                parent,
+                n,
+                AtFlags::SYMLINK_NOFOLLOW | AtFlags::NO_AUTOMOUNT,
+                WANT,
+            ),
+        };
+        let st = match st {
+            Ok(st) => st,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(self.fail("cannot stat", e)),
+        };
+        if !self.same_mount(&st) {
+            return Ok(None);
+        }
+        if ino.is_some_and(|ino| ino != st.stx_ino) {
+            bail!(
+                "{} changed while it was walked (the tree must hold still)",
+                self.here().display()
+            );
+        }
+        let node = match name {
+            None => Node::Fd(parent.as_fd()),
+            Some(n) => Node::At {
+                parent: parent.as_fd(),
+                name: n,
+                proc: proc_path(procbuf, parent.as_fd(), n),
+            },
+        };
+        Ok(Some((node, st)))
     }
 
     fn acl(&mut self, node: Node<'_>, name: &CStr, map: &Mapping) -> Result<()> {
@@ -892,59 +1095,13 @@ impl<'p> Walk<'p> {
     fn replay(&mut self, entry: &LogEntry) -> Result<bool> {
         let map = self.map.expect("only called when shifting");
         self.path.clone_from(&entry.path);
-        let ctx = || {
-            format!(
-                "cannot re-apply the shift log entry for {}",
-                self.here().display()
-            )
-        };
-        let mut parent = self.top_fd.try_clone().with_context(ctx)?;
-        let mut parts: Vec<&[u8]> = entry.path.split(|&b| b == b'/').collect();
-        let name = if entry.path.is_empty() {
-            None
-        } else {
-            parts.pop()
-        };
-        for part in parts {
-            if part.is_empty() || part == b"." || part == b".." {
-                bail!("{}: the path is not plain", ctx());
-            }
-            let c = CString::new(part).with_context(ctx)?;
-            match rfs::openat(
-                &parent,
-                c.as_c_str(),
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            ) {
-                Ok(fd) => parent = fd,
-                Err(Errno::NOENT) => return Ok(false),
-                Err(e) => return Err(self.fail("cannot open", e)),
-            }
-        }
-        let name = match name {
-            Some(n) if n.is_empty() || n == b"." || n == b".." => {
-                bail!("{}: the path is not plain", ctx())
-            }
-            Some(n) => Some(CString::new(n).with_context(ctx)?),
-            None => None,
-        };
-        let st = match &name {
-            None => rfs::statx(&parent, c"", AtFlags::EMPTY_PATH, WANT),
-            Some(n) => rfs::statx(
-                &parent,
-                n.as_c_str(),
-                AtFlags::SYMLINK_NOFOLLOW | AtFlags::NO_AUTOMOUNT,
-                WANT,
-            ),
-        };
-        let st = match st {
-            Ok(st) => st,
-            Err(Errno::NOENT) => return Ok(false),
-            Err(e) => return Err(self.fail("cannot stat", e)),
-        };
-        if !self.same_mount(&st) {
+        let Some((parent, name)) = self.resolve()? else {
             return Ok(false);
-        }
+        };
+        let mut procbuf = Vec::new();
+        let Some((node, st)) = self.found(&parent, name.as_deref(), &mut procbuf, None)? else {
+            return Ok(false);
+        };
         let (cu, cg) = (map.uid.class(st.stx_uid), map.gid.class(st.stx_gid));
         if matches!(cu, Class::Shift(_))
             || matches!(cg, Class::Shift(_))
@@ -953,15 +1110,6 @@ impl<'p> Walk<'p> {
             // Not chowned yet (the walk will), or changed by someone else.
             return Ok(false);
         }
-        let mut procbuf = Vec::new();
-        let node = match &name {
-            None => Node::Fd(parent.as_fd()),
-            Some(n) => Node::At {
-                parent: parent.as_fd(),
-                name: n.as_c_str(),
-                proc: proc_path(&mut procbuf, parent.as_fd(), n.as_c_str()),
-            },
-        };
         if let Some(caps) = &entry.caps {
             let mut caps = caps.clone();
             shift_caps(&mut caps, &map.uid);
@@ -1168,8 +1316,9 @@ mod tests {
         std::os::unix::fs::chown(&tree, Some(top_uid), Some(top_gid)).unwrap();
 
         let m = map();
-        // The top is chowned first (no log entry: a directory), then the file: crash there.
-        CRASH_AFTER_CHOWNS.set(Some(2));
+        // The top is chowned as it is met; the file is logged and chowned in the batch at the
+        // end: crash right after that chown.
+        CRASH_AFTER_CHOWNS.set(Some(1));
         let err = shift_tree(&tree, &m, &log, &mut |_| ControlFlow::Continue(())).unwrap_err();
         assert!(format!("{err:#}").contains("failpoint"), "{err:#}");
         let meta = fs::symlink_metadata(&f).unwrap();
@@ -1191,6 +1340,34 @@ mod tests {
         let n = rfs::getxattr(&f, CAPS, &mut buf).unwrap();
         assert_eq!(&buf[..n], &caps_v3(300_000)[..]);
         assert!(!log.exists(), "the log goes when the walk completes");
+    }
+
+    #[test]
+    fn xattrs_are_found_through_proc_on_kernels_without_listxattrat() {
+        let t = tempdir();
+        let tree = t.path().join("tree");
+        fs::create_dir(&tree).unwrap();
+        let f = tree.join("acl");
+        fs::write(&f, b"").unwrap();
+        std::os::unix::fs::chown(&f, Some(100_001), Some(100_002)).unwrap();
+        let a = acl(&[
+            (1, 6, u32::MAX),
+            (2, 6, 100_003),
+            (4, 4, u32::MAX),
+            (0x10, 6, u32::MAX),
+            (0x20, 4, u32::MAX),
+        ]);
+        rfs::setxattr(&f, ACL_ACCESS, &a, rfs::XattrFlags::empty()).unwrap();
+        FORCE_PROC_PATH.set(true);
+        let r = shift_tree(&tree, &map(), &t.path().join("log"), &mut |_| {
+            ControlFlow::Continue(())
+        });
+        FORCE_PROC_PATH.set(false);
+        let r = r.unwrap();
+        assert_eq!((r.inodes, r.acl_entries_shifted), (2, 1), "{r:?}");
+        let mut buf = [0u8; 256];
+        let n = rfs::getxattr(&f, ACL_ACCESS, &mut buf).unwrap();
+        assert_eq!(&buf[16..20], &300_003u32.to_le_bytes(), "{:?}", &buf[..n]);
     }
 
     #[test]
