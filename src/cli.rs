@@ -132,10 +132,42 @@ pub enum Command {
         image: Option<String>,
     },
 
+    /// Shift the owners of host directories that remapped containers bind-mount into the
+    /// remap user's range (--to remapped: host uid u becomes START+u, which the container sees
+    /// as u), or back (--to host).
+    ///
+    /// Exact: symlinks themselves (never their targets), setuid/setgid bits and file
+    /// capabilities kept, POSIX ACL ids shifted, hard links once, other filesystems not entered.
+    /// Every PATH is checked and surveyed before the first is changed: system trees (/, /etc,
+    /// /usr, /var, /home, ...) and docker's data root are refused, and so are ids the mapping
+    /// cannot express (>= the range size for --to remapped). Idempotent; an interrupted run is
+    /// finished by running the same command again. Stop the containers that use PATH first.
+    #[command(after_help = "Example: docker-userns shift /srv/app/data --to remapped --dry-run")]
+    Shift {
+        /// The directories.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Where the owners go.
+        #[arg(long, value_enum, value_name = "remapped|host")]
+        to: ShiftTo,
+        /// Survey and report what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+
     /// Lint /etc/subuid and /etc/subgid for the whole host: malformed lines, overlapping
     /// ranges between any owners, empty ranges, ranges outside the login.defs bounds, ranges
     /// covering an account's id or lying at or below UID_MAX/GID_MAX. Exit 3 on problems.
     Check,
+}
+
+/// `shift --to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShiftTo {
+    /// Into the remap user's range.
+    Remapped,
+    /// Back to the host's ids.
+    Host,
 }
 
 #[cfg(test)]

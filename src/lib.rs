@@ -27,12 +27,13 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::cli::{Cli, Command, RestartArgs, UserArgs};
-use crate::commands::{check, status, verify};
+use crate::commands::{check, shift, status, verify};
 use crate::exit::{Code, NotRoot};
 use crate::host::kernel;
 use crate::host::root::Root;
 use crate::run::converge::{self, RestartPolicy, Want};
 use crate::run::journal;
+use crate::run::preflight;
 
 /// What a command prints and returns: the exit code, the `--json` document and the human text.
 #[derive(Debug)]
@@ -53,6 +54,7 @@ impl Command {
             Command::Enable { .. } => "enable",
             Command::Disable { .. } => "disable",
             Command::Check => "check",
+            Command::Shift { .. } => "shift",
             Command::Status => "status",
             Command::Verify { .. } => "verify",
         }
@@ -136,7 +138,7 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
                 .into());
             }
             require_root(&root, name)?;
-            let ranges = status::configured(&root)
+            let ranges = preflight::configured(&root)
                 .ok()
                 .and_then(|c| Some((c.subuid?.start, c.subgid?.start)));
             root.ensure_dir(journal::DIR, 0o700)?;
@@ -150,6 +152,19 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
                 },
                 text: report::verify_text(&v),
                 json: report::json_doc(name, &v),
+            })
+        }
+        Command::Shift { paths, to, dry_run } => {
+            require_root(&root, name)?;
+            let direction = match to {
+                cli::ShiftTo::Remapped => shift::Direction::Remapped,
+                cli::ShiftTo::Host => shift::Direction::Host,
+            };
+            let r = shift::shift(&root, paths, direction, *dry_run)?;
+            Ok(Output {
+                code: Code::Ok,
+                text: report::shift_text(&r),
+                json: report::json_doc(name, &r),
             })
         }
         Command::Check => {

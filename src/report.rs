@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::commands::check::CheckReport;
+use crate::commands::shift::ShiftResult;
 use crate::commands::status::Status;
 use crate::commands::verify::Verification;
 use crate::host::inspect::Impact;
@@ -344,6 +345,12 @@ pub fn impact_text(i: &Impact, enabling: bool, live_restore: bool) -> String {
             "bind mounts root will no longer write",
             &i.unwritable_binds,
         );
+        if !i.unwritable_binds.is_empty() {
+            let _ = writeln!(
+                s,
+                "      after the switch, `docker-userns shift HOST_PATH --to remapped` gives them to the remapped root (stop those containers first; `--to host` undoes it)"
+            );
+        }
         list(
             &mut s,
             "need --userns=host (privileged or host namespaces)",
@@ -431,6 +438,42 @@ pub fn status_text(root: &str, st: &Status) -> String {
     }
     for n in &st.notes {
         let _ = writeln!(s, "  note: {n}");
+    }
+    s
+}
+
+/// Text for `shift`.
+pub fn shift_text(r: &ShiftResult) -> String {
+    let mut s = String::new();
+    let verb = if r.dry_run { "would shift" } else { "shifted" };
+    let _ = writeln!(
+        s,
+        "{} uids {}.. -> {}.. and gids {}.. -> {}.. ({} ids each){}:",
+        if r.dry_run { "Dry run:" } else { "Done:" },
+        r.uid_from,
+        r.uid_to,
+        r.gid_from,
+        r.gid_to,
+        r.uid_count,
+        if r.dry_run { ", nothing changed" } else { "" }
+    );
+    for d in &r.roots {
+        let x = &d.report;
+        let _ = writeln!(
+            s,
+            "  {}: {verb} {} of {} inodes; {} already there; {} left (no id in the range)",
+            d.path, x.shifted, x.inodes, x.already_done, x.outside
+        );
+        if x.setid_restored + x.caps_restored + x.acl_entries_shifted > 0 {
+            let _ = writeln!(
+                s,
+                "    kept {} setuid/setgid bits and {} file capabilities, shifted {} ACL entries",
+                x.setid_restored, x.caps_restored, x.acl_entries_shifted
+            );
+        }
+        for m in &x.other_filesystems {
+            let _ = writeln!(s, "    not entered (another filesystem): {}", m.display());
+        }
     }
     s
 }

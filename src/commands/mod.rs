@@ -2,5 +2,6 @@
 //! through the layers below and returns a value for the output layer; none calls another.
 
 pub mod check;
+pub mod shift;
 pub mod status;
 pub mod verify;

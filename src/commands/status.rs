@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::formats::daemon_config::{DEFAULT_USER, DaemonConfig};
+use crate::formats::daemon_config::DEFAULT_USER;
 use crate::formats::subid::{self, Reserved, Which};
 use crate::host::engine::Engine;
 use crate::host::inspect;
@@ -16,17 +16,10 @@ use crate::host::setup::{self, Setup};
 use crate::host::systemd::{LoadState, Systemd};
 use crate::run::converge;
 use crate::run::journal::Journal;
-use crate::run::preflight;
-use crate::run::restart::SERVICE;
+use crate::run::preflight::{self, Configured, configured};
 
-/// A range of the remap user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Range {
-    /// First id.
-    pub start: u64,
-    /// Total ids owned.
-    pub count: u64,
-}
+pub use crate::run::preflight::Range;
+use crate::run::restart::SERVICE;
 
 /// docker.service as systemd sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -103,111 +96,6 @@ fn user_name(uid: u32) -> String {
         || uid.to_string(),
         |u| u.name().to_string_lossy().into_owned(),
     )
-}
-
-fn range(file: &preflight::IdFile, name: &str, uid: Option<u32>) -> Option<Range> {
-    let owned: Vec<_> = file.file.owned_by(name, uid).collect();
-    (!owned.is_empty()).then(|| Range {
-        start: owned.iter().map(|e| e.start).min().unwrap_or_default(),
-        count: owned.iter().map(|e| e.count).sum(),
-    })
-}
-
-/// The remapping as the files configure it: daemon.json's value, the user it names, and that
-/// user's ranges. Reads files only.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Configured {
-    /// `userns-remap` in daemon.json (None: not set).
-    pub value: Option<String>,
-    /// The user that value names (None: not set).
-    pub user: Option<String>,
-    /// Its /etc/subuid ranges (of dockremap when nothing is set).
-    pub subuid: Option<Range>,
-    /// Its /etc/subgid ranges.
-    pub subgid: Option<Range>,
-    /// Remarks on the files (a symlinked daemon.json).
-    pub notes: Vec<String>,
-}
-
-/// `userns-remap` in daemon.json, for reading only. A symlinked daemon.json (which `enable`
-/// and `disable` refuse to rewrite) is read through the link, resolved inside the root, with
-/// a note saying so; other problems with the file are errors as for `enable`.
-fn daemon_remap(root: &Root) -> Result<(Option<String>, Vec<String>)> {
-    let is_link = root
-        .symlink_metadata(preflight::DAEMON_JSON)?
-        .is_some_and(|m| m.file_type().is_symlink());
-    if !is_link {
-        let daemon = preflight::read_daemon_json(root)?;
-        return Ok((
-            daemon.config.remap().ok().flatten().map(str::to_string),
-            Vec::new(),
-        ));
-    }
-    let path = root.path(preflight::DAEMON_JSON);
-    let target = std::fs::read_link(&path).unwrap_or_default();
-    let target_text = target.display().to_string();
-    let resolved = if target.is_absolute() {
-        target_text.clone()
-    } else {
-        format!("/etc/docker/{target_text}")
-    };
-    let mut notes = vec![format!(
-        "{} is a symbolic link (to {target_text}): read through the link; enable and disable refuse to edit it (an atomic rewrite would replace the link with a file): edit the target yourself or replace the link with a regular file",
-        path.display()
-    )];
-    let value = match root.read_optional(&resolved) {
-        Ok(Some(bytes)) => match DaemonConfig::parse(&bytes) {
-            Ok(c) => c.remap().ok().flatten().map(str::to_string),
-            Err(e) => {
-                notes.push(format!("{}: {e}", root.path(&resolved).display()));
-                None
-            }
-        },
-        Ok(None) => {
-            notes.push(format!(
-                "the link's target {} does not exist: docker reads no daemon.json",
-                root.path(&resolved).display()
-            ));
-            None
-        }
-        Err(e) => {
-            notes.push(format!("cannot read the link's target: {e:#}"));
-            None
-        }
-    };
-    Ok((value, notes))
-}
-
-/// Reads [`Configured`] from the root.
-pub fn configured(root: &Root) -> Result<Configured> {
-    let (value, notes) = daemon_remap(root)?;
-    let user = value
-        .as_deref()
-        .map(|v| v.split(':').next().unwrap_or(v))
-        .map(|u| {
-            if u == "default" {
-                DEFAULT_USER.to_string()
-            } else {
-                u.to_string()
-            }
-        });
-    let lookup_name = user.clone().unwrap_or_else(|| DEFAULT_USER.to_string());
-    let account = crate::host::account::lookup(root, &lookup_name)
-        .ok()
-        .flatten();
-    let uid = account.as_ref().map(|a| a.uid);
-    let ranges = |abs: &str| {
-        preflight::read_id_file(root, abs)
-            .ok()
-            .and_then(|f| range(&f, &lookup_name, uid))
-    };
-    Ok(Configured {
-        subuid: ranges("/etc/subuid"),
-        subgid: ranges("/etc/subgid"),
-        value,
-        user,
-        notes,
-    })
 }
 
 /// Gathers the status. As root on the live host an unfinished run is rolled back first (under

@@ -194,6 +194,8 @@ pub struct Report {
     pub log_replayed: u64,
     /// Mount points below the top that were not entered (another filesystem or a bind mount).
     pub other_filesystems: Vec<PathBuf>,
+    /// The first inode found with an id in neither range (for messages).
+    pub first_outside: Option<PathBuf>,
 }
 
 /// The walk was stopped by its progress callback. The tree is partly shifted; the same
@@ -209,6 +211,16 @@ pub fn count(dir: &Path) -> Result<u64> {
     let mut walk = Walk::new(dir, None, &mut progress)?;
     walk.run()?;
     Ok(walk.report.inodes)
+}
+
+/// What [`shift_tree`] would do to the owners below `dir`, changing nothing: the same walk,
+/// each inode classified (`shifted` counts those it would shift).
+pub fn survey(dir: &Path, map: &Mapping) -> Result<Report> {
+    let mut progress = |_| ControlFlow::Continue(());
+    let mut walk = Walk::new(dir, Some(map), &mut progress)?;
+    walk.dry = true;
+    walk.run()?;
+    Ok(walk.report)
 }
 
 /// Shifts the owner of every inode below `dir` (`dir` included) by `map`; see the module
@@ -672,6 +684,8 @@ struct Walk<'p> {
     dirbuf: Vec<MaybeUninit<u8>>,
     procbuf: Vec<u8>,
     xbuf: Vec<u8>,
+    /// Classify only ([`survey`]).
+    dry: bool,
 }
 
 impl<'p> Walk<'p> {
@@ -706,6 +720,7 @@ impl<'p> Walk<'p> {
             dirbuf: vec![MaybeUninit::uninit(); 64 * 1024],
             procbuf: Vec::with_capacity(4096 + 64),
             xbuf: vec![0; XATTR_MAX],
+            dry: false,
         })
     }
 
@@ -855,6 +870,22 @@ impl<'p> Walk<'p> {
     /// Shifts one inode: ACL entries, then the owner, then what the chown cleared.
     fn inode(&mut self, node: Node<'_>, st: &Statx) -> Result<()> {
         let map = self.map.expect("only called when shifting");
+        let (cu, cg) = (map.uid.class(st.stx_uid), map.gid.class(st.stx_gid));
+        if (cu == Class::Outside || cg == Class::Outside) && self.report.first_outside.is_none() {
+            self.report.first_outside = Some(self.here());
+        }
+        if self.dry {
+            self.report.outside_ids +=
+                u64::from(cu == Class::Outside) + u64::from(cg == Class::Outside);
+            if matches!(cu, Class::Shift(_)) || matches!(cg, Class::Shift(_)) {
+                self.report.shifted += 1;
+            } else if cu == Class::Done || cg == Class::Done {
+                self.report.already_done += 1;
+            } else {
+                self.report.outside += 1;
+            }
+            return Ok(());
+        }
         let ftype = FileType::from_raw_mode(u32::from(st.stx_mode));
         let is_dir = ftype == FileType::Directory;
         let mode = u32::from(st.stx_mode) & 0o7777;
@@ -892,7 +923,6 @@ impl<'p> Walk<'p> {
         let orig = caps;
         let rootid_shifted = caps_len.is_some_and(|n| shift_caps(&mut caps[..n], &map.uid));
 
-        let (cu, cg) = (map.uid.class(st.stx_uid), map.gid.class(st.stx_gid));
         self.report.outside_ids +=
             u64::from(cu == Class::Outside) + u64::from(cg == Class::Outside);
         let new_uid = map.uid.map(st.stx_uid);
