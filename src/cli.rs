@@ -85,6 +85,21 @@ pub struct RestartArgs {
     /// pass the health gate (a dockerd that dies a few seconds after starting is rolled back).
     #[arg(long, value_name = "SECS", default_value_t = crate::run::restart::DEFAULT_SETTLE.as_secs(), value_parser = clap::value_parser!(u64).range(0..=600))]
     pub settle: u64,
+
+    /// Carry what docker holds across the switch: `images` are exported from the old engine
+    /// before docker stops (into /var/lib/docker-userns/carry; refused up front when the free
+    /// space is short) and loaded into the new engine after it passed the health gate, never
+    /// over an image or tag it has. If carrying fails the switch stands and the exit code is 8;
+    /// running the same command again carries what is missing.
+    #[arg(long, value_enum, value_name = "images", value_delimiter = ',')]
+    pub carry: Vec<CarryWhat>,
+}
+
+/// What `--carry` takes across the switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CarryWhat {
+    /// Every image, with its tags, by its id.
+    Images,
 }
 
 /// The subcommands.
@@ -92,7 +107,15 @@ pub struct RestartArgs {
 pub enum Command {
     /// Show what `enable` would change, and change nothing.
     #[command(after_help = "Example: docker-userns plan --json")]
-    Plan(UserArgs),
+    Plan {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        user: UserArgs,
+        /// Show what `enable --carry` would carry: the images, their size, the free space the
+        /// spool needs, and the containers that cannot be carried.
+        #[arg(long, value_enum, value_name = "images", value_delimiter = ',')]
+        carry: Vec<CarryWhat>,
+    },
 
     /// Create the remap user, allocate its ranges, set "userns-remap" in daemon.json, restart
     /// docker and check it came back remapped; roll back if it did not.

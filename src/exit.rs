@@ -21,6 +21,9 @@ pub enum Code {
     RollbackIncomplete = 6,
     /// 7: `verify` found remapping not in effect.
     NotEffective = 7,
+    /// 8: the switch was made, but `--carry` did not carry everything (the rest is named; the
+    /// same command carries it).
+    CarryIncomplete = 8,
 }
 
 impl Code {
@@ -35,6 +38,7 @@ impl Code {
             Code::RolledBack => "rolled-back",
             Code::RollbackIncomplete => "rollback-incomplete",
             Code::NotEffective => "not-effective",
+            Code::CarryIncomplete => "carry-incomplete",
         }
     }
 }
@@ -51,7 +55,9 @@ macro_rules! exit_codes_text {
   4  not root: changing the live host needs root
   5  failed and rolled back: the system is as it was
   6  failed and the rollback did not complete: see the message
-  7  verify: remapping is not in effect"
+  7  verify: remapping is not in effect
+  8  switched, but --carry did not carry everything: see the message;
+     the same command carries the rest"
     };
 }
 

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command, RestartArgs, UserArgs};
+use crate::cli::{CarryWhat, Cli, Command, RestartArgs, UserArgs};
 use crate::commands::{check, shift, status, verify};
 use crate::exit::{Code, NotRoot};
 use crate::host::kernel;
@@ -50,7 +50,7 @@ impl Command {
     /// The subcommand's name, as typed.
     pub fn name(&self) -> &'static str {
         match self {
-            Command::Plan(_) => "plan",
+            Command::Plan { .. } => "plan",
             Command::Enable { .. } => "enable",
             Command::Disable { .. } => "disable",
             Command::Check => "check",
@@ -79,6 +79,7 @@ impl From<&RestartArgs> for RestartPolicy {
             stop_running_containers: a.yes,
             timeout: Duration::from_secs(a.timeout),
             settle: Duration::from_secs(a.settle),
+            carry_images: a.carry.contains(&CarryWhat::Images),
         }
     }
 }
@@ -96,8 +97,8 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
     let root_text = root.base().display().to_string();
     let name = cli.command.name();
     match &cli.command {
-        Command::Plan(args) => {
-            let p = converge::plan(&root, &args.into())?;
+        Command::Plan { user, carry } => {
+            let p = converge::plan(&root, &user.into(), carry.contains(&CarryWhat::Images))?;
             Ok(Output {
                 code: Code::Ok,
                 text: report::enable_text(&root_text, &p, false),
@@ -108,7 +109,7 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
             require_root(&root, name)?;
             let done = converge::enable(&root, &user.into(), &restart.into())?;
             Ok(Output {
-                code: Code::Ok,
+                code: done.code(),
                 text: report::enable_text(&root_text, &done, true),
                 json: report::json_doc(name, &done),
             })
@@ -117,7 +118,7 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
             require_root(&root, name)?;
             let done = converge::disable(&root, &restart.into())?;
             Ok(Output {
-                code: Code::Ok,
+                code: done.code(),
                 text: report::disable_text(&root_text, &done),
                 json: report::json_doc(name, &done),
             })

@@ -11,6 +11,7 @@ use crate::commands::status::Status;
 use crate::commands::verify::Verification;
 use crate::host::inspect::Impact;
 use crate::host::setup::Setup;
+use crate::run::carry::Carry;
 use crate::run::converge::Outcome;
 use crate::run::plan::{DisablePlan, FileChange, Plan, RangePlan, Repair};
 
@@ -152,9 +153,36 @@ pub fn enable_text(root: &str, o: &Outcome<Plan>, applied: bool) -> String {
             None => s.push_str(&impact_text(i, true, live_restore(o.setup.as_ref()))),
         }
     }
+    if let Some(c) = &o.carry {
+        s.push_str(&carry_text(c, applied));
+    }
     for n in &o.notes {
         let _ = writeln!(s, "  note: {n}");
     }
+    s
+}
+
+/// What `--carry` carried (or would).
+fn carry_text(c: &Carry, applied: bool) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "  carry      images: {} {} ({} MiB as the engine counts them){}",
+        c.images.len(),
+        if applied { "carried" } else { "to carry" },
+        c.bytes >> 20,
+        c.spool
+            .as_deref()
+            .map_or_else(String::new, |p| format!("; spool kept in {p}"))
+    );
+    list(&mut s, "images", &c.images);
+    list(&mut s, "skipped", &c.skipped);
+    list(&mut s, "FAILED", &c.failed);
+    list(
+        &mut s,
+        "containers cannot be carried (create them again)",
+        &c.containers_not_carried,
+    );
     s
 }
 
@@ -190,6 +218,9 @@ pub fn disable_text(root: &str, o: &Outcome<DisablePlan>) -> String {
     }
     if let Some(i) = &o.impact {
         s.push_str(&impact_text(i, false, live_restore(o.setup.as_ref())));
+    }
+    if let Some(c) = &o.carry {
+        s.push_str(&carry_text(c, true));
     }
     for n in &o.notes {
         let _ = writeln!(s, "  note: {n}");

@@ -406,6 +406,183 @@ impl Engine {
         }
     }
 
+    /// `GET path` with the body streamed into `out` (for `/images/get`, which can be gigabytes):
+    /// the headers are read first, a non-2xx answer is an error (its body read into memory),
+    /// then everything until the engine closes the connection (an HTTP/1.0 answer has no chunked
+    /// coding) goes to `out`; `progress` gets the bytes written so far. `idle` bounds each read,
+    /// not the whole transfer. Returns the bytes written.
+    pub fn download(
+        &self,
+        path: &str,
+        out: &mut dyn Write,
+        idle: Duration,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64, EngineError> {
+        let mut stream = self.open_request("GET", path, None, idle)?;
+        let (head, mut rest) = self.read_head(&mut stream, idle)?;
+        if !(200..300).contains(&head.status) {
+            let mut body = rest;
+            stream
+                .take(1 << 20)
+                .read_to_end(&mut body)
+                .map_err(|e| self.io(e, idle))?;
+            let r = Response { body, ..head };
+            return Err(self.status_error(&format!("GET {path}"), &r));
+        }
+        let mut done = 0u64;
+        let mut chunk = vec![0u8; 1 << 20];
+        loop {
+            if !rest.is_empty() {
+                out.write_all(&rest).map_err(|e| self.io(e, idle))?;
+                done += rest.len() as u64;
+                progress(done);
+                rest.clear();
+            }
+            let n = match stream.read(&mut chunk) {
+                Ok(0) => return Ok(done),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.io(e, idle)),
+            };
+            rest.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// `POST path` with `len` bytes of `body` streamed as the request body (for `/images/load`),
+    /// `content_type` given; the answer is read whole (it is a short JSON stream). `idle` bounds
+    /// each write and read; `progress` gets the bytes sent so far.
+    pub fn upload(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &mut dyn Read,
+        len: u64,
+        idle: Duration,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Response, EngineError> {
+        let mut stream = self.open_request("POST", path, Some((content_type, len)), idle)?;
+        let mut chunk = vec![0u8; 1 << 20];
+        let mut sent = 0u64;
+        while sent < len {
+            let n = match body.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.io(e, idle)),
+            };
+            stream
+                .write_all(&chunk[..n])
+                .map_err(|e| self.io(e, idle))?;
+            sent += n as u64;
+            progress(sent);
+        }
+        let (head, mut rest) = self.read_head(&mut stream, idle)?;
+        stream
+            .take(MAX_RESPONSE as u64)
+            .read_to_end(&mut rest)
+            .map_err(|e| self.io(e, idle))?;
+        let mut r = Response { body: rest, ..head };
+        if let Some(len) = r
+            .header("content-length")
+            .and_then(|l| l.parse::<usize>().ok())
+        {
+            r.body.truncate(len);
+        } else if r
+            .header("transfer-encoding")
+            .is_some_and(|t| t.to_ascii_lowercase().contains("chunked"))
+        {
+            r.body = dechunk(&r.body)
+                .map_err(|e| self.malformed(e))?
+                .ok_or_else(|| {
+                    self.malformed("connection closed inside the chunked body".into())
+                })?;
+        }
+        Ok(r)
+    }
+
+    fn io(&self, e: io::Error, idle: Duration) -> EngineError {
+        EngineError::Io {
+            socket: self.socket.clone(),
+            source: match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("nothing moved for {idle:?}"),
+                ),
+                _ => e,
+            },
+        }
+    }
+
+    /// Connects and sends a request's line and headers (`body`: its content type and length).
+    fn open_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, u64)>,
+        idle: Duration,
+    ) -> Result<UnixStream, EngineError> {
+        check_path(path).map_err(|reason| EngineError::Request {
+            method: method.into(),
+            path: path.into(),
+            reason,
+        })?;
+        let mut stream = self.connect(self.timeout)?;
+        let mut head =
+            format!("{method} {path} HTTP/1.0\r\nHost: docker\r\nUser-Agent: docker-userns\r\n");
+        match body {
+            Some((t, len)) => head.push_str(&format!(
+                "Content-Type: {t}\r\nContent-Length: {len}\r\n\r\n"
+            )),
+            None => head.push_str("\r\n"),
+        }
+        stream
+            .set_write_timeout(Some(idle))
+            .and_then(|()| stream.set_read_timeout(Some(idle)))
+            .and_then(|()| stream.write_all(head.as_bytes()))
+            .map_err(|e| self.io(e, idle))?;
+        Ok(stream)
+    }
+
+    /// Reads up to the end of the headers; returns them (empty body) and the bytes after.
+    fn read_head(
+        &self,
+        stream: &mut UnixStream,
+        idle: Duration,
+    ) -> Result<(Response, Vec<u8>), EngineError> {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 16 << 10];
+        loop {
+            let n = match stream.read(&mut chunk) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.io(e, idle)),
+            };
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(end) = find(&buf, b"\r\n\r\n") {
+                let head = std::str::from_utf8(&buf[..end])
+                    .map_err(|_| self.malformed("headers are not UTF-8".into()))?;
+                let (status, headers) = parse_head(head).map_err(|e| self.malformed(e))?;
+                let rest = buf[end + 4..].to_vec();
+                return Ok((
+                    Response {
+                        status,
+                        headers,
+                        body: Vec::new(),
+                    },
+                    rest,
+                ));
+            }
+            if n == 0 {
+                return Err(
+                    self.malformed("connection closed before the end of the headers".into())
+                );
+            }
+            if buf.len() > 1 << 20 {
+                return Err(self.malformed("headers larger than 1 MiB".into()));
+            }
+        }
+    }
+
     /// `UnixStream::connect` has no timeout (it blocks while dockerd's backlog is full): run it
     /// on a thread and stop waiting after `timeout`; a late stream is closed by that thread.
     fn connect(&self, timeout: Duration) -> Result<UnixStream, EngineError> {

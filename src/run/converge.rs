@@ -17,6 +17,7 @@ use crate::host::root::Root;
 use crate::host::setup::{self, Found, Setup};
 use crate::host::shift;
 use crate::run::apply;
+use crate::run::carry::{self, Carry};
 use crate::run::failpoint;
 use crate::run::journal::{self, Action, Before, Journal, OwnerShift};
 use crate::run::plan::{self, Decided, DisablePlan, Plan, Repair};
@@ -57,6 +58,8 @@ pub struct RestartPolicy {
     pub timeout: Duration,
     /// How long docker must stay up after its restart to pass the health gate.
     pub settle: Duration,
+    /// Carry the images across the switch (`--carry images`).
+    pub carry_images: bool,
 }
 
 /// What a run did (or, for `plan`, would do): the plan, and what happened around it.
@@ -77,8 +80,20 @@ pub struct Outcome<P> {
     pub impact: Option<Impact>,
     /// How docker is set up (None: services not looked at, as under `--root`).
     pub setup: Option<Setup>,
+    /// What `--carry` carried (or, for `plan`, would carry); None: not asked.
+    pub carry: Option<Carry>,
     /// Remarks for the operator.
     pub notes: Vec<String>,
+}
+
+impl<P> Outcome<P> {
+    /// The exit code: 0, or 8 when the switch was made but `--carry` did not carry everything.
+    pub fn code(&self) -> crate::exit::Code {
+        match &self.carry {
+            Some(c) if !c.complete() => crate::exit::Code::CarryIncomplete,
+            _ => crate::exit::Code::Ok,
+        }
+    }
 }
 
 impl<P: Decided> Outcome<P> {
@@ -91,6 +106,7 @@ impl<P: Decided> Outcome<P> {
             downtime_ms: None,
             impact: None,
             setup: None,
+            carry: None,
             notes: plan.take_notes(),
             plan,
         }
@@ -284,6 +300,51 @@ fn decide_restart<P>(
     Ok(())
 }
 
+/// What `--carry images` would carry: the old engine's images when docker switches (the
+/// spool's free space checked), else what a kept spool still holds.
+fn carry_preview(root: &Root, docker: &Docker, switching: bool) -> Result<Carry> {
+    if let Some(left) = carry::pending(root)? {
+        return Ok(Carry {
+            images: left.iter().map(carry::Image::name).collect(),
+            bytes: left.iter().map(|i| i.size).sum(),
+            spool: Some(root.path(carry::SPOOL).display().to_string()),
+            ..Carry::default()
+        });
+    }
+    if !switching {
+        return Ok(Carry::default());
+    }
+    let (images, containers) = carry::survey(docker.engine())?;
+    let bytes = images.iter().map(|i| i.size).sum();
+    carry::check_space(root, bytes)?;
+    Ok(Carry {
+        images: images.iter().map(carry::Image::name).collect(),
+        bytes,
+        containers_not_carried: containers,
+        ..Carry::default()
+    })
+}
+
+/// Loads what the spool holds into the engine that runs now (after a switch, or left by an
+/// earlier run whose carry did not complete).
+fn carry_load(root: &Root, docker: &Docker, containers: Vec<String>) -> Carry {
+    match carry::pending(root) {
+        Ok(Some(images)) => {
+            let mut c = carry::load(root, docker.engine(), &images);
+            c.containers_not_carried = containers;
+            c
+        }
+        Ok(None) => Carry {
+            containers_not_carried: containers,
+            ..Carry::default()
+        },
+        Err(e) => Carry {
+            failed: vec![format!("{e:#}")],
+            ..Carry::default()
+        },
+    }
+}
+
 /// What a run says about a docker.service it leaves stopped.
 fn left_stopped_note(setup: &Setup) -> String {
     let mut s =
@@ -301,7 +362,7 @@ fn left_stopped_note(setup: &Setup) -> String {
 
 /// `plan`: what `enable` would do. On the live host it also asks systemd and the engine
 /// (read-only) whether docker would restart and what the switch would hide.
-pub fn plan(root: &Root, want: &Want) -> Result<Outcome<Plan>> {
+pub fn plan(root: &Root, want: &Want, carry_images: bool) -> Result<Outcome<Plan>> {
     let inputs = preflight::gather(root, &want.user)?;
     let mut out = Outcome::new(planned(root, &inputs, want)?);
     if let Some(r) = &out.plan.repair {
@@ -317,6 +378,9 @@ pub fn plan(root: &Root, want: &Want) -> Result<Outcome<Plan>> {
             decide_restart(root, &mut docker, &seen, &mut out, true)?;
             if !seen.active() {
                 out.notes.push(left_stopped_note(docker.setup()));
+            }
+            if carry_images {
+                out.carry = Some(carry_preview(root, &docker, out.restart)?);
             }
         }
         // What enable would refuse (docker listens on no unix socket), plan refuses too.
@@ -402,7 +466,11 @@ fn converge<C: Change>(
     change: &C,
 ) -> Result<Outcome<C::Plan>> {
     if !root.is_host() || !policy.restart {
-        return converge_files(root, change);
+        let mut out = converge_files(root, change)?;
+        if policy.carry_images {
+            out.notes.push("--carry images needs docker switched on the live host (not --root or --no-restart): nothing was carried".into());
+        }
+        return Ok(out);
     }
     // One run at a time; an interrupted one is rolled back before anything is read.
     let _lock = journal::lock(root, journal::LOCK_WAIT)?;
@@ -425,7 +493,23 @@ fn converge<C: Change>(
         Some(r) => repair_check(root, r, seen.active(), &mut out.notes)?,
         None => false,
     };
+    // --carry images: what the old engine holds, surveyed (and the spool's room checked)
+    // before anything changes; exported before docker stops, loaded after the gate.
+    let to_carry = if policy.carry_images && need {
+        let (images, containers) = carry::survey(docker.engine())?;
+        carry::check_space(root, images.iter().map(|i| i.size).sum())?;
+        Some((images, containers))
+    } else {
+        None
+    };
     if !out.changed {
+        if policy.carry_images {
+            let c = carry_load(root, &docker, Vec::new());
+            if c.images.is_empty() && c.failed.is_empty() && c.skipped.is_empty() {
+                out.notes.push("--carry images: docker was not switched and no earlier carry is waiting: nothing to carry".into());
+            }
+            out.carry = Some(c);
+        }
         return Ok(out);
     }
 
@@ -446,6 +530,11 @@ fn converge<C: Change>(
             return Ok(None);
         }
         validate(&exec_start, policy.timeout, &mut out.notes)?;
+        if let Some((images, _)) = &to_carry {
+            journal.spool_images(root)?;
+            carry::export(root, docker.engine(), images)?;
+            failpoint::hit("carry:after-export")?;
+        }
         // With live-restore, stopping docker leaves its containers running, out of sight of
         // the daemon that comes back: stop them through the API first (what --yes consents
         // to), and check afterwards that none of them lives on.
@@ -497,6 +586,18 @@ fn converge<C: Change>(
             journal.finish(root)?;
             out.restarted = downtime.is_some();
             out.downtime_ms = downtime;
+            // The switch stands from here on; carrying can only add to it.
+            if let Some((_, containers)) = to_carry {
+                if failpoint::hit("carry:before-load").is_err() {
+                    out.carry = Some(Carry {
+                        failed: vec!["injected failure at carry:before-load".into()],
+                        spool: Some(root.path(carry::SPOOL).display().to_string()),
+                        ..Carry::default()
+                    });
+                } else {
+                    out.carry = Some(carry_load(root, &docker, containers));
+                }
+            }
             Ok(out)
         }
         Err(e) => Err(journal.rollback(root, Some(&mut docker), e)),

@@ -11,6 +11,7 @@
 //! | [`Step::WriteFile`] | before the write, with a copy of the old content; completed with the size and hash of what was written | put the old content back (or remove a file that did not exist), unless someone changed the file since: then it is left as found |
 //! | [`Step::CreateUser`] | before `useradd` runs | none: the user is kept (harmless, and it may own files by then), and the message says so |
 //! | [`Step::StopContainers`] | before running containers are stopped through the engine API (live-restore on) | start them again, once docker runs as before |
+//! | [`Step::SpoolImages`] | before images are exported into the spool (`--carry images`) | remove the spool |
 //! | [`Step::RestartDocker`] | before docker is stopped | bring docker back with the old files and gate it for its old remapping state |
 //! | [`Step::MoveDataRoot`] | with docker stopped, before the remapped data root is renamed (`--repair`) | rename it back (docker stopped first) |
 //! | [`Step::ShiftOwners`] | after that rename, before the owners below it are shifted | shift them back (resumable: an owner already in the old range is done) |
@@ -34,6 +35,8 @@ use crate::host::shift;
 pub const DIR: &str = "/var/lib/docker-userns";
 /// The journal of the run in progress.
 pub const RECORD: &str = "/var/lib/docker-userns/transaction.json";
+/// Where `--carry images` spools the exported images.
+pub const SPOOL: &str = "/var/lib/docker-userns/carry";
 /// The lock file held for a whole run.
 pub const LOCK: &str = "/var/lib/docker-userns/lock";
 /// How long a run waits for another one to finish.
@@ -222,6 +225,8 @@ pub enum Step {
         /// Them.
         containers: Vec<StoppedContainer>,
     },
+    /// Images are (about to be) exported into the spool for `--carry images`.
+    SpoolImages,
     /// docker.socket and docker.service are (about to be) stopped and started.
     RestartDocker,
     /// The remapped data root is (about to be) renamed, docker stopped.
@@ -339,6 +344,8 @@ pub enum Inverse {
     UnshiftOwners(usize),
     /// Rename this step's data root back.
     MoveBack(usize),
+    /// Remove the image spool.
+    RemoveSpool,
 }
 
 /// What to do with a record.
@@ -383,6 +390,7 @@ pub fn undo_plan(record: &Record, now: &HostNow, why: Why) -> Verdict {
             Step::CreateUser { name } => undo.push(Inverse::KeepUser(name.clone())),
             Step::ShiftOwners { .. } => undo.push(Inverse::UnshiftOwners(i)),
             Step::MoveDataRoot { .. } => undo.push(Inverse::MoveBack(i)),
+            Step::SpoolImages => undo.push(Inverse::RemoveSpool),
             Step::StopContainers { .. } | Step::RestartDocker => {}
         }
     }
@@ -647,6 +655,11 @@ impl Journal {
         )
     }
 
+    /// Records that images are about to be exported into the spool.
+    pub fn spool_images(&mut self, root: &Root) -> Result<()> {
+        self.push(root, Step::SpoolImages)
+    }
+
     /// Records that docker is about to be restarted.
     pub fn restart_docker(&mut self, root: &Root) -> Result<()> {
         self.push(root, Step::RestartDocker)
@@ -761,6 +774,18 @@ impl Journal {
                         ))
                     } else {
                         move_back(root, from, to).map(|()| done.moved_back.push(from.clone()))
+                    }
+                }
+                Inverse::RemoveSpool => {
+                    let spool = root.path(SPOOL);
+                    match std::fs::remove_dir_all(&spool) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            Err(anyhow::Error::new(e).context(format!(
+                                "cannot remove the image spool {}",
+                                spool.display()
+                            )))
+                        }
+                        _ => Ok(()),
                     }
                 }
                 Inverse::StartContainers(i) => {

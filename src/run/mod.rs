@@ -3,9 +3,11 @@
 //!
 //! [`converge`] drives a changing run: [`preflight`] reads every input, [`plan`] decides (pure),
 //! [`apply`] writes through the [`journal`], [`restart`] restarts docker and health-gates it;
-//! on any failure, or after a crash, the journal's undo puts the host back.
+//! on any failure, or after a crash, the journal's undo puts the host back. [`carry`] takes the
+//! images across the switch (`--carry images`).
 
 pub mod apply;
+pub mod carry;
 pub mod converge;
 pub mod failpoint;
 pub mod journal;

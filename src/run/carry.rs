@@ -1,0 +1,342 @@
+//! Carrying images across the switch (`--carry images`): each image exported from the old
+//! engine through the Engine API (`GET /images/get`) into a spool under /var/lib/docker-userns
+//! before docker stops, and loaded into the new engine (`POST /images/load`) after its health
+//! gate; never over an image or a tag the new engine holds. The old data root is never touched.
+//! A carry that does not complete keeps its spool, and the next run with `--carry images` loads
+//! what is missing.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::exit::Conflict;
+use crate::host::engine::{Engine, EngineError, encode};
+use crate::host::root::{Perms, Root};
+
+pub use crate::run::journal::SPOOL;
+/// Its index, written last: a spool without it was cut short and is not used.
+pub const INDEX: &str = "/var/lib/docker-userns/carry/images.json";
+/// How long a transfer may stand still.
+const IDLE: Duration = Duration::from_secs(300);
+
+/// An image of the old engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    /// Its id (`sha256:…`).
+    pub id: String,
+    /// Its tags (empty: untagged, carried by id).
+    pub tags: Vec<String>,
+    /// Its size as the engine reports it (shared layers counted in each image).
+    pub size: u64,
+    /// Its file in the spool, once exported.
+    #[serde(default)]
+    pub file: Option<String>,
+}
+
+impl Image {
+    /// How it is named in messages: its first tag, else its short id.
+    pub fn name(&self) -> String {
+        self.tags.first().cloned().unwrap_or_else(|| {
+            self.id
+                .trim_start_matches("sha256:")
+                .chars()
+                .take(12)
+                .collect()
+        })
+    }
+}
+
+/// What `--carry` will carry (`plan`), or carried.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Carry {
+    /// Images carried (or to carry), by name.
+    pub images: Vec<String>,
+    /// Their total size as the engine reports it, in bytes: the spool needs at most this.
+    pub bytes: u64,
+    /// Images not carried, with why (already in the new engine, a tag there points elsewhere).
+    pub skipped: Vec<String>,
+    /// Images whose carry failed, with why.
+    pub failed: Vec<String>,
+    /// Containers, which cannot be carried (they reference the old layers): `name (image:
+    /// command)`, to be created again.
+    pub containers_not_carried: Vec<String>,
+    /// The spool kept for the next run when something failed (null: none).
+    pub spool: Option<String>,
+}
+
+impl Carry {
+    /// Everything asked for was carried or skipped.
+    pub fn complete(&self) -> bool {
+        self.failed.is_empty()
+    }
+}
+
+/// The images of `engine` and its containers (which cannot be carried).
+pub fn survey(engine: &Engine) -> Result<(Vec<Image>, Vec<String>)> {
+    let list = engine.get_json("/images/json")?;
+    let mut images = Vec::new();
+    for i in list.as_array().into_iter().flatten() {
+        let tags = i
+            .get("RepoTags")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter(|t| *t != "<none>:<none>")
+            .map(str::to_string)
+            .collect();
+        images.push(Image {
+            id: i
+                .get("Id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            tags,
+            size: i.get("Size").and_then(Value::as_u64).unwrap_or(0),
+            file: None,
+        });
+    }
+    images.sort_by_key(Image::name);
+    let mut containers = Vec::new();
+    for c in engine
+        .get_json("/containers/json?all=1")?
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let name = c
+            .pointer("/Names/0")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .trim_start_matches('/');
+        let image = c.get("Image").and_then(Value::as_str).unwrap_or_default();
+        let cmd = c.get("Command").and_then(Value::as_str).unwrap_or_default();
+        containers.push(format!("{name} ({image}: {cmd})"));
+    }
+    containers.sort();
+    Ok((images, containers))
+}
+
+/// Free bytes (for root) on the filesystem holding `abs`, or its nearest existing parent.
+fn free_bytes(root: &Root, abs: &str) -> Result<u64> {
+    let mut p = root.path(abs);
+    while !p.exists() {
+        if !p.pop() {
+            break;
+        }
+    }
+    let st = rustix::fs::statvfs(&p).with_context(|| format!("cannot stat {}", p.display()))?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// Refuses when the spool's filesystem has less free space than `needed` bytes.
+pub fn check_space(root: &Root, needed: u64) -> Result<()> {
+    let free = free_bytes(root, SPOOL)?;
+    if free < needed {
+        return Err(Conflict::new(format!(
+            "--carry images needs up to {} MiB in {} for the exported images, but its filesystem has {} MiB free: free space there, or switch without --carry; nothing was changed",
+            needed.div_ceil(1 << 20),
+            root.path(SPOOL).display(),
+            free >> 20
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+fn progress_line(what: &str) -> impl FnMut(u64, u64) {
+    let tty = std::io::stderr().is_terminal();
+    let what = what.to_string();
+    move |done, total| {
+        if tty {
+            eprint!(
+                "\r{what}: {} / {} MiB   ",
+                done >> 20,
+                total.max(done) >> 20
+            );
+        }
+    }
+}
+
+/// Exports every image of the old engine into the spool (one tar per image, with its tags), the
+/// index written last. The caller journals the spool first.
+pub fn export(root: &Root, engine: &Engine, images: &[Image]) -> Result<()> {
+    root.ensure_dir(crate::run::journal::DIR, 0o700)?;
+    root.ensure_dir(SPOOL, 0o700)?;
+    let total: u64 = images.iter().map(|i| i.size).sum();
+    let mut show = progress_line("exporting images");
+    let mut done = 0u64;
+    let mut spooled = Vec::new();
+    for (n, img) in images.iter().enumerate() {
+        let file = format!("{SPOOL}/{n}.tar");
+        let path = root.path(&file);
+        let mut out = std::fs::File::create(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        // Tags name the image in the tar (so load tags it again); untagged, its id.
+        let names: Vec<String> = if img.tags.is_empty() {
+            vec![img.id.clone()]
+        } else {
+            img.tags.clone()
+        };
+        let query: Vec<String> = names
+            .iter()
+            .map(|t| format!("names={}", encode(t)))
+            .collect();
+        let base = done;
+        let written = engine
+            .download(
+                &format!("/images/get?{}", query.join("&")),
+                &mut out,
+                IDLE,
+                &mut |b| show(base + b, total),
+            )
+            .with_context(|| format!("cannot export image {}", img.name()))?;
+        out.sync_all()
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        done += written;
+        spooled.push(Image {
+            file: Some(file),
+            ..img.clone()
+        });
+    }
+    if std::io::stderr().is_terminal() && !images.is_empty() {
+        eprintln!();
+    }
+    let bytes = serde_json::to_vec_pretty(&spooled).expect("serializes");
+    root.write_atomic(INDEX, &bytes, Perms::root_owned(0o600))
+}
+
+/// The spooled images waiting to be loaded, if a spool is there.
+pub fn pending(root: &Root) -> Result<Option<Vec<Image>>> {
+    let Some(bytes) = root.read_optional(INDEX)? else {
+        return Ok(None);
+    };
+    let images = serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "{} is not a valid spool index: remove {} and carry again",
+            root.path(INDEX).display(),
+            root.path(SPOOL).display()
+        )
+    })?;
+    Ok(Some(images))
+}
+
+/// The id the engine has under `name` (a tag or an id), None when it has none.
+fn id_of(engine: &Engine, name: &str) -> Result<Option<String>> {
+    match engine.get_json(&format!("/images/{}/json", encode(name))) {
+        Ok(v) => Ok(v.get("Id").and_then(Value::as_str).map(str::to_string)),
+        Err(EngineError::Status { status: 404, .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Loads one spooled image unless the new engine has it or one of its tags points elsewhere;
+/// afterwards the engine must hold the same id under every tag.
+fn load_one(root: &Root, engine: &Engine, img: &Image, show: &mut dyn FnMut(u64)) -> Result<bool> {
+    if id_of(engine, &img.id)?.is_some() {
+        let mut missing = Vec::new();
+        for t in &img.tags {
+            if id_of(engine, t)?.as_deref() != Some(img.id.as_str()) {
+                missing.push(t.clone());
+            }
+        }
+        if missing.is_empty() {
+            return Ok(false);
+        }
+    }
+    for t in &img.tags {
+        if let Some(other) = id_of(engine, t)?
+            && other != img.id
+        {
+            bail!("its tag {t} names another image in the new engine ({other}); not overwritten");
+        }
+    }
+    let file = img.file.as_deref().context("not exported")?;
+    let path = root.path(file);
+    let mut f =
+        std::fs::File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    let len = f.metadata()?.len();
+    let r = engine.upload(
+        "/images/load?quiet=1",
+        "application/x-tar",
+        &mut f,
+        len,
+        IDLE,
+        show,
+    )?;
+    let text = String::from_utf8_lossy(&r.body);
+    if !(200..300).contains(&r.status) {
+        bail!(
+            "the new engine refused the load: HTTP {}: {}",
+            r.status,
+            text.trim()
+        );
+    }
+    // The answer is a stream of JSON messages; an error is one of them.
+    for line in text.lines() {
+        if let Ok(v) = serde_json::from_str::<Value>(line)
+            && let Some(e) = v.get("error").and_then(Value::as_str)
+        {
+            bail!("the new engine could not load it: {e}");
+        }
+    }
+    if id_of(engine, &img.id)?.is_none() {
+        bail!("the new engine does not hold {} after the load", img.id);
+    }
+    for t in &img.tags {
+        if id_of(engine, t)?.as_deref() != Some(img.id.as_str()) {
+            bail!(
+                "the new engine does not tag {} as {t} after the load",
+                img.id
+            );
+        }
+    }
+    Ok(true)
+}
+
+/// Loads the spooled images into the (new) engine; the spool is removed when every image was
+/// loaded or skipped, else kept for the next run.
+pub fn load(root: &Root, engine: &Engine, images: &[Image]) -> Carry {
+    let mut c = Carry {
+        bytes: images.iter().map(|i| i.size).sum(),
+        ..Carry::default()
+    };
+    let total: u64 = images
+        .iter()
+        .filter_map(|i| i.file.as_deref())
+        .filter_map(|f| std::fs::metadata(root.path(f)).ok())
+        .map(|m| m.len())
+        .sum();
+    let mut show = progress_line("loading images");
+    let mut base = 0u64;
+    for img in images {
+        let size = img
+            .file
+            .as_deref()
+            .and_then(|f| std::fs::metadata(root.path(f)).ok())
+            .map_or(0, |m| m.len());
+        match load_one(root, engine, img, &mut |b| show(base + b, total)) {
+            Ok(true) => c.images.push(img.name()),
+            Ok(false) => c
+                .skipped
+                .push(format!("{}: already in the new engine", img.name())),
+            Err(e) if format!("{e:#}").contains("not overwritten") => {
+                c.skipped.push(format!("{}: {e:#}", img.name()))
+            }
+            Err(e) => c.failed.push(format!("{}: {e:#}", img.name())),
+        }
+        base += size;
+    }
+    if std::io::stderr().is_terminal() && !images.is_empty() {
+        eprintln!();
+    }
+    if c.failed.is_empty() {
+        let _ = std::fs::remove_dir_all(root.path(SPOOL));
+    } else {
+        c.spool = Some(root.path(SPOOL).display().to_string());
+    }
+    c
+}
