@@ -86,12 +86,15 @@ pub struct RestartArgs {
     #[arg(long, value_name = "SECS", default_value_t = crate::run::restart::DEFAULT_SETTLE.as_secs(), value_parser = clap::value_parser!(u64).range(0..=600))]
     pub settle: u64,
 
-    /// Carry what docker holds across the switch: `images` are exported from the old engine
-    /// before docker stops (into /var/lib/docker-userns/carry; refused up front when the free
-    /// space is short) and loaded into the new engine after it passed the health gate, never
-    /// over an image or tag it has. If carrying fails the switch stands and the exit code is 8;
-    /// running the same command again carries what is missing.
-    #[arg(long, value_enum, value_name = "images", value_delimiter = ',')]
+    /// Carry what docker holds across the switch (images, volumes or both, comma-separated):
+    /// `images` are exported from the old engine before docker stops (into
+    /// /var/lib/docker-userns/carry; refused up front when the free space is short) and loaded
+    /// into the new engine after it passed the health gate, never over an image or tag it has;
+    /// `volumes` (named, local driver, no options) are copied from the old data root with every
+    /// owner shifted into the new mapping, then created in the new engine. The old data root
+    /// is never modified. If carrying fails the switch stands and the exit code is 8; running
+    /// the same command again carries what is missing.
+    #[arg(long, value_enum, value_name = "images,volumes", value_delimiter = ',')]
     pub carry: Vec<CarryWhat>,
 }
 
@@ -100,6 +103,8 @@ pub struct RestartArgs {
 pub enum CarryWhat {
     /// Every image, with its tags, by its id.
     Images,
+    /// Every named volume of the local driver without options, its owners shifted.
+    Volumes,
 }
 
 /// The subcommands.
@@ -113,7 +118,7 @@ pub enum Command {
         user: UserArgs,
         /// Show what `enable --carry` would carry: the images, their size, the free space the
         /// spool needs, and the containers that cannot be carried.
-        #[arg(long, value_enum, value_name = "images", value_delimiter = ',')]
+        #[arg(long, value_enum, value_name = "images,volumes", value_delimiter = ',')]
         carry: Vec<CarryWhat>,
     },
 

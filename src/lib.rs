@@ -80,6 +80,7 @@ impl From<&RestartArgs> for RestartPolicy {
             timeout: Duration::from_secs(a.timeout),
             settle: Duration::from_secs(a.settle),
             carry_images: a.carry.contains(&CarryWhat::Images),
+            carry_volumes: a.carry.contains(&CarryWhat::Volumes),
         }
     }
 }
@@ -98,7 +99,12 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
     let name = cli.command.name();
     match &cli.command {
         Command::Plan { user, carry } => {
-            let p = converge::plan(&root, &user.into(), carry.contains(&CarryWhat::Images))?;
+            let p = converge::plan(
+                &root,
+                &user.into(),
+                carry.contains(&CarryWhat::Images),
+                carry.contains(&CarryWhat::Volumes),
+            )?;
             Ok(Output {
                 code: Code::Ok,
                 text: report::enable_text(&root_text, &p, false),

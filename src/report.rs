@@ -167,8 +167,9 @@ fn carry_text(c: &Carry, applied: bool) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "  carry      images: {} {} ({} MiB as the engine counts them){}",
+        "  carry      {} image(s), {} volume(s) {} (images: {} MiB as the engine counts them){}",
         c.images.len(),
+        c.volumes.len(),
         if applied { "carried" } else { "to carry" },
         c.bytes >> 20,
         c.spool
@@ -176,6 +177,7 @@ fn carry_text(c: &Carry, applied: bool) -> String {
             .map_or_else(String::new, |p| format!("; spool kept in {p}"))
     );
     list(&mut s, "images", &c.images);
+    list(&mut s, "volumes", &c.volumes);
     list(&mut s, "skipped", &c.skipped);
     list(&mut s, "FAILED", &c.failed);
     list(

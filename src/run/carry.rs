@@ -1,9 +1,14 @@
-//! Carrying images across the switch (`--carry images`): each image exported from the old
-//! engine through the Engine API (`GET /images/get`) into a spool under /var/lib/docker-userns
-//! before docker stops, and loaded into the new engine (`POST /images/load`) after its health
-//! gate; never over an image or a tag the new engine holds. The old data root is never touched.
-//! A carry that does not complete keeps its spool, and the next run with `--carry images` loads
-//! what is missing.
+//! Carrying what docker holds across the switch. `--carry images`: each image exported from the
+//! old engine through the Engine API (`GET /images/get`) into a spool under
+//! /var/lib/docker-userns before docker stops, and loaded into the new engine (`POST
+//! /images/load`) after its health gate; never over an image or a tag the new engine holds. A
+//! carry that does not complete keeps its spool, and the next run with `--carry images` loads
+//! what is missing. `--carry volumes`: after the gate, each named volume of the `local` driver
+//! without options is copied from the old data root (`cp -a`: content, modes, xattrs, ACLs,
+//! hard links, symlinks, special files, times) into a directory beside the new data root, its
+//! owners shifted into the new mapping there (host::shift), then the volume is created through
+//! the API and the copy exchanged with its empty `_data` in one `renameat2(RENAME_EXCHANGE)`.
+//! The old data root is never modified.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -54,11 +59,14 @@ impl Image {
 pub struct Carry {
     /// Images carried (or to carry), by name.
     pub images: Vec<String>,
+    /// Volumes carried (or to carry), by name.
+    pub volumes: Vec<String>,
     /// Their total size as the engine reports it, in bytes: the spool needs at most this.
     pub bytes: u64,
-    /// Images not carried, with why (already in the new engine, a tag there points elsewhere).
+    /// Images and volumes not carried, with why (already in the new engine, a tag there points
+    /// elsewhere, a volume driver or options that cannot be copied, with what to do).
     pub skipped: Vec<String>,
-    /// Images whose carry failed, with why.
+    /// Images and volumes whose carry failed, with why.
     pub failed: Vec<String>,
     /// Containers, which cannot be carried (they reference the old layers): `name (image:
     /// command)`, to be created again.
@@ -339,4 +347,226 @@ pub fn load(root: &Root, engine: &Engine, images: &[Image]) -> Carry {
         c.spool = Some(root.path(SPOOL).display().to_string());
     }
     c
+}
+
+/// Volumes whose carry did not complete, for the next run (outside the image spool).
+pub const PENDING_VOLUMES: &str = "/var/lib/docker-userns/carry-volumes.json";
+
+/// Keeps `failed` volumes for the next run, or clears the record when none failed.
+pub fn keep_pending(root: &Root, failed: &[Volume]) -> Result<()> {
+    if failed.is_empty() {
+        return root.remove_file(PENDING_VOLUMES);
+    }
+    root.ensure_dir(crate::run::journal::DIR, 0o700)?;
+    let bytes = serde_json::to_vec_pretty(failed).expect("serializes");
+    root.write_atomic(PENDING_VOLUMES, &bytes, Perms::root_owned(0o600))
+}
+
+/// The volumes an earlier run could not carry, if any.
+pub fn pending_volumes(root: &Root) -> Result<Vec<Volume>> {
+    match root.read_optional(PENDING_VOLUMES)? {
+        None => Ok(Vec::new()),
+        Some(b) => serde_json::from_slice(&b).with_context(|| {
+            format!(
+                "{} is not valid: remove it",
+                root.path(PENDING_VOLUMES).display()
+            )
+        }),
+    }
+}
+
+/// A named volume of the old engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    /// Its name.
+    pub name: String,
+    /// Its labels.
+    pub labels: serde_json::Map<String, Value>,
+    /// Where its data is (`…/volumes/NAME/_data` in the old data root).
+    pub mountpoint: String,
+}
+
+/// The old engine's volumes: those that can be copied, and the others with why and what to do.
+pub fn survey_volumes(engine: &Engine) -> Result<(Vec<Volume>, Vec<String>)> {
+    let v = engine.get_json("/volumes")?;
+    let (mut ok, mut skipped) = (Vec::new(), Vec::new());
+    for x in v
+        .get("Volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let s = |k: &str| {
+            x.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let name = s("Name");
+        let driver = s("Driver");
+        let has_options = x
+            .get("Options")
+            .and_then(Value::as_object)
+            .is_some_and(|o| !o.is_empty());
+        if driver != "local" {
+            skipped.push(format!(
+                "volume {name}: driver {driver} (its data is not in the data root): create it again in the new engine with the same driver"
+            ));
+        } else if has_options {
+            skipped.push(format!(
+                "volume {name}: a local volume with mount options (NFS, a bind, a device): its data is not in the data root; create it again with the same options"
+            ));
+        } else {
+            ok.push(Volume {
+                labels: x
+                    .get("Labels")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default(),
+                mountpoint: s("Mountpoint"),
+                name,
+            });
+        }
+    }
+    ok.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((ok, skipped))
+}
+
+/// Where a volume's copy is made before it is exchanged into place: beside the new data root's
+/// `volumes` (same filesystem, not a directory the local driver would take for a volume).
+fn staging(new_root: &str, name: &str) -> std::path::PathBuf {
+    std::path::Path::new(new_root)
+        .join("docker-userns-carry")
+        .join(name)
+}
+
+/// The mapping a switch applies to volume owners: host id u <-> the remap user's START+u.
+pub fn mapping(
+    uid: (u64, u64),
+    gid: (u64, u64),
+    enabling: bool,
+) -> Result<crate::host::shift::Mapping> {
+    use crate::host::shift::{IdShift, Mapping};
+    let id = |v: u64| u32::try_from(v).context("an id above 4294967295");
+    let m = Mapping::new(
+        IdShift {
+            from: 0,
+            to: id(uid.0)?,
+            count: id(uid.1)?,
+        },
+        IdShift {
+            from: 0,
+            to: id(gid.0)?,
+            count: id(gid.1)?,
+        },
+    )?;
+    Ok(if enabling { m } else { m.reverse() })
+}
+
+/// Carries one volume into the (new) engine whose data root is `new_root`, owners shifted by
+/// `map`. Ok(false): the new engine has it already (skipped, unless an earlier run was cut
+/// short between creating it and putting its data in, which is finished).
+pub fn carry_volume(
+    root: &Root,
+    engine: &Engine,
+    new_root: &str,
+    vol: &Volume,
+    map: &crate::host::shift::Mapping,
+) -> Result<bool> {
+    use crate::host::shift;
+    let stage = staging(new_root, &vol.name);
+    let existing = match engine.get_json(&format!("/volumes/{}", encode(&vol.name))) {
+        Ok(v) => Some(v),
+        Err(EngineError::Status { status: 404, .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(v) = &existing {
+        // Created by a run that died before the exchange: its data waits in the staging copy.
+        let mp = v
+            .get("Mountpoint")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let empty = std::fs::read_dir(mp).is_ok_and(|mut d| d.next().is_none());
+        if !(empty && stage.with_extension("ready").exists()) {
+            return Ok(false);
+        }
+        exchange(&stage, std::path::Path::new(mp))?;
+        return Ok(true);
+    }
+    let src = std::path::Path::new(&vol.mountpoint);
+    if !src.is_dir() {
+        bail!("its data {} is not there", src.display());
+    }
+    let r = shift::survey(src, map)?;
+    if r.outside_ids > 0 {
+        bail!(
+            "{} id(s) under {} (e.g. {}) lie outside what the new mapping expresses; nothing of it was created: change those owners, or create the volume again by hand",
+            r.outside_ids,
+            src.display(),
+            r.first_outside
+                .as_deref()
+                .map_or_else(String::new, |p| p.display().to_string())
+        );
+    }
+    // The copy, under the staging name (never visible as a volume).
+    if stage.exists() {
+        std::fs::remove_dir_all(&stage)
+            .with_context(|| format!("cannot remove the old copy {}", stage.display()))?;
+    }
+    std::fs::create_dir_all(stage.parent().expect("has a parent"))?;
+    let cp = crate::host::programs::find("cp")?;
+    let out = std::process::Command::new(&cp)
+        .args(["-a", "--no-target-directory"])
+        .arg(src)
+        .arg(&stage)
+        .output()
+        .with_context(|| format!("cannot run {}", cp.display()))?;
+    if !out.status.success() {
+        bail!(
+            "cp -a {} {} failed: {}",
+            src.display(),
+            stage.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let log = root.path(&format!(
+        "{}/volume-{}.log",
+        crate::run::journal::DIR,
+        crate::run::journal::fingerprint(vol.name.as_bytes())
+    ));
+    shift::shift_tree(&stage, map, &log, &mut |_| {
+        std::ops::ControlFlow::Continue(())
+    })
+    .with_context(|| format!("cannot shift the owners of the copy {}", stage.display()))?;
+    // Marks the copy complete (outside the data: removed with the staging directory).
+    let ready = stage.with_extension("ready");
+    std::fs::write(&ready, b"").context("cannot mark the copy complete")?;
+    let body = serde_json::json!({"Name": vol.name, "Driver": "local", "Labels": vol.labels});
+    let created = engine
+        .post_json("/volumes/create", Some(&body))
+        .with_context(|| format!("cannot create volume {}", vol.name))?;
+    let mp = created
+        .get("Mountpoint")
+        .and_then(Value::as_str)
+        .context("the new volume has no Mountpoint")?;
+    exchange(&stage, std::path::Path::new(mp))?;
+    let _ = std::fs::remove_file(&ready);
+    Ok(true)
+}
+
+/// Puts the staged copy in place of the new volume's empty `_data` in one step, then removes
+/// what was exchanged out.
+fn exchange(stage: &std::path::Path, data: &std::path::Path) -> Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    renameat_with(CWD, stage, CWD, data, RenameFlags::EXCHANGE).with_context(|| {
+        format!(
+            "cannot exchange {} with {}",
+            stage.display(),
+            data.display()
+        )
+    })?;
+    std::fs::remove_dir(stage)
+        .with_context(|| format!("cannot remove the empty {}", stage.display()))?;
+    let _ = std::fs::remove_file(stage.with_extension("ready"));
+    Ok(())
 }

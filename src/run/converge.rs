@@ -60,6 +60,8 @@ pub struct RestartPolicy {
     pub settle: Duration,
     /// Carry the images across the switch (`--carry images`).
     pub carry_images: bool,
+    /// Carry the named volumes across the switch (`--carry volumes`).
+    pub carry_volumes: bool,
 }
 
 /// What a run did (or, for `plan`, would do): the plan, and what happened around it.
@@ -138,6 +140,11 @@ pub trait Change {
     fn repair<'p>(&self, _done: &'p Self::Plan) -> Option<&'p Repair> {
         None
     }
+    /// The remap user's ranges ((uid start, count), (gid start, count)) the plan gives it
+    /// (None: the plan does not decide them).
+    fn ranges(&self, _done: &Self::Plan) -> Option<((u64, u64), (u64, u64))> {
+        None
+    }
 }
 
 /// `enable`.
@@ -163,6 +170,12 @@ impl Change for Enable<'_> {
     }
     fn repair<'p>(&self, done: &'p Plan) -> Option<&'p Repair> {
         done.repair.as_ref()
+    }
+    fn ranges(&self, done: &Plan) -> Option<((u64, u64), (u64, u64))> {
+        Some((
+            (done.subuid.start, done.subuid.count),
+            (done.subgid.start, done.subgid.count),
+        ))
     }
 }
 
@@ -345,6 +358,49 @@ fn carry_load(root: &Root, docker: &Docker, containers: Vec<String>) -> Carry {
     }
 }
 
+/// Copies each volume into the engine that runs now, owners shifted into its mapping.
+fn carry_volumes(
+    docker: &Docker,
+    vols: &[carry::Volume],
+    ranges: Option<((u64, u64), (u64, u64))>,
+    enabling: bool,
+    root: &Root,
+    c: &mut Carry,
+) {
+    let prepared = ranges
+        .context("the remap user's ranges are not known")
+        .and_then(|(u, g)| carry::mapping(u, g, enabling))
+        .and_then(|m| Ok((m, docker.engine().info()?.docker_root_dir)));
+    let (map, new_root) = match prepared {
+        Ok(x) => x,
+        Err(e) => {
+            for v in vols {
+                c.failed.push(format!("volume {}: {e:#}", v.name));
+            }
+            return;
+        }
+    };
+    let mut left = Vec::new();
+    for v in vols {
+        match carry::carry_volume(root, docker.engine(), &new_root, v, &map) {
+            Ok(true) => c.volumes.push(v.name.clone()),
+            Ok(false) => c
+                .skipped
+                .push(format!("volume {}: already in the new engine", v.name)),
+            Err(e) => {
+                c.failed.push(format!("volume {}: {e:#}", v.name));
+                left.push(v.clone());
+            }
+        }
+    }
+    // What failed is tried again by the next run with --carry volumes.
+    if let Err(e) = carry::keep_pending(root, &left) {
+        c.failed.push(format!(
+            "cannot keep the volumes left for the next run: {e:#}"
+        ));
+    }
+}
+
 /// What a run says about a docker.service it leaves stopped.
 fn left_stopped_note(setup: &Setup) -> String {
     let mut s =
@@ -362,7 +418,12 @@ fn left_stopped_note(setup: &Setup) -> String {
 
 /// `plan`: what `enable` would do. On the live host it also asks systemd and the engine
 /// (read-only) whether docker would restart and what the switch would hide.
-pub fn plan(root: &Root, want: &Want, carry_images: bool) -> Result<Outcome<Plan>> {
+pub fn plan(
+    root: &Root,
+    want: &Want,
+    carry_images: bool,
+    carry_volumes: bool,
+) -> Result<Outcome<Plan>> {
     let inputs = preflight::gather(root, &want.user)?;
     let mut out = Outcome::new(planned(root, &inputs, want)?);
     if let Some(r) = &out.plan.repair {
@@ -381,6 +442,12 @@ pub fn plan(root: &Root, want: &Want, carry_images: bool) -> Result<Outcome<Plan
             }
             if carry_images {
                 out.carry = Some(carry_preview(root, &docker, out.restart)?);
+            }
+            if carry_volumes && out.restart {
+                let (vols, skipped) = carry::survey_volumes(docker.engine())?;
+                let c = out.carry.get_or_insert_with(Carry::default);
+                c.volumes = vols.into_iter().map(|v| v.name).collect();
+                c.skipped.extend(skipped);
             }
         }
         // What enable would refuse (docker listens on no unix socket), plan refuses too.
@@ -502,13 +569,37 @@ fn converge<C: Change>(
     } else {
         None
     };
+    // --carry volumes: the old engine's volumes, and (for disable) the ranges their owners
+    // leave, known before anything changes; copied after the gate.
+    let volumes = if policy.carry_volumes && need {
+        let (vols, skipped) = carry::survey_volumes(docker.engine())?;
+        let before = preflight::configured(root)?;
+        Some((vols, skipped, before.subuid, before.subgid))
+    } else {
+        None
+    };
     if !out.changed {
+        // Converged: carry what an earlier switch could not.
         if policy.carry_images {
-            let c = carry_load(root, &docker, Vec::new());
-            if c.images.is_empty() && c.failed.is_empty() && c.skipped.is_empty() {
-                out.notes.push("--carry images: docker was not switched and no earlier carry is waiting: nothing to carry".into());
-            }
-            out.carry = Some(c);
+            out.carry = Some(carry_load(root, &docker, Vec::new()));
+        }
+        if policy.carry_volumes {
+            let left = carry::pending_volumes(root)?;
+            let now = preflight::configured(root)?;
+            let ranges = now
+                .subuid
+                .zip(now.subgid)
+                .map(|(u, g)| ((u.start, u.count), (g.start, g.count)));
+            let c = out.carry.get_or_insert_with(Carry::default);
+            carry_volumes(&docker, &left, ranges, C::ACTION.wants_userns(), root, c);
+        }
+        if out.carry.as_ref().is_some_and(|c| {
+            c.images.is_empty()
+                && c.volumes.is_empty()
+                && c.failed.is_empty()
+                && c.skipped.is_empty()
+        }) {
+            out.notes.push("--carry: docker was not switched and no earlier carry is waiting: nothing to carry".into());
         }
         return Ok(out);
     }
@@ -597,6 +688,17 @@ fn converge<C: Change>(
                 } else {
                     out.carry = Some(carry_load(root, &docker, containers));
                 }
+            }
+            if let Some((vols, skipped, u, g)) = volumes {
+                let ranges = match C::ACTION {
+                    Action::Enable => change.ranges(&out.plan),
+                    Action::Disable => u
+                        .zip(g)
+                        .map(|(u, g)| ((u.start, u.count), (g.start, g.count))),
+                };
+                let c = out.carry.get_or_insert_with(Carry::default);
+                c.skipped.extend(skipped);
+                carry_volumes(&docker, &vols, ranges, C::ACTION.wants_userns(), root, c);
             }
             Ok(out)
         }
