@@ -1,8 +1,9 @@
 //! The command line: options, subcommands and their help text.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::exit::{EXIT_CODES_HELP, LONG_HELP};
 
@@ -36,6 +37,19 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parses `args` (argv[0] first) as `Cli::try_parse_from` does; `as_plugin`: run by the
+    /// docker CLI as `docker userns`, which usage lines and help then name.
+    pub fn try_parse_argv(args: Vec<OsString>, as_plugin: bool) -> Result<Cli, clap::Error> {
+        let mut cmd = Cli::command();
+        if as_plugin {
+            cmd = cmd.bin_name("docker userns");
+        }
+        let mut matches = cmd.try_get_matches_from_mut(args)?;
+        Cli::from_arg_matches_mut(&mut matches).map_err(|e| e.format(&mut cmd))
+    }
 }
 
 /// Options shared by `plan` and `enable`.
@@ -201,10 +215,43 @@ pub enum ShiftTo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    fn argv(s: &str) -> Vec<OsString> {
+        s.split(' ').map(OsString::from).collect()
+    }
+
+    #[test]
+    fn as_a_plugin_usage_says_docker_userns() {
+        let plugin = Cli::try_parse_argv(argv("docker-userns enable --bogus"), true)
+            .expect_err("--bogus is refused");
+        assert_eq!(plugin.kind(), clap::error::ErrorKind::UnknownArgument);
+        let text = plugin.render().to_string();
+        assert!(text.contains("Usage: docker userns enable"), "{text}");
+        let direct = Cli::try_parse_argv(argv("docker-userns enable --bogus"), false)
+            .expect_err("--bogus is refused");
+        let text = direct.render().to_string();
+        assert!(text.contains("Usage: docker-userns enable"), "{text}");
+
+        let help = Cli::try_parse_argv(argv("docker-userns --help"), true).expect_err("help");
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+        assert!(
+            help.render()
+                .to_string()
+                .contains("Usage: docker userns [OPTIONS] <COMMAND>")
+        );
+        let version = Cli::try_parse_argv(argv("docker-userns --version"), true).expect_err("v");
+        assert_eq!(
+            version.render().to_string().trim(),
+            concat!("docker-userns ", env!("CARGO_PKG_VERSION"))
+        );
+
+        let cli = Cli::try_parse_argv(argv("docker-userns --json status"), true).expect("parses");
+        assert!(cli.json);
+        assert_eq!(cli.command.name(), "status");
     }
 }

@@ -3,7 +3,8 @@
 //! The crate is four layers, each importing only from the ones below it:
 //!
 //! - [`cli`], [`report`] and [`dispatch`]: the command line, the output, and the dispatch
-//!   from one to the other. Nothing below sees a clap type.
+//!   from one to the other. Nothing below sees a clap type. [`plugin`]: the docker CLI plugin
+//!   protocol (`docker userns …`).
 //! - [`commands`]: `status`, `verify` and `check`, the commands that read rather than change.
 //! - [`run`]: a changing run, `preflight → plan → apply → restart → verify | rollback`, and
 //!   the [`run::journal`] that records every step before it happens and owns undo and recovery.
@@ -19,6 +20,7 @@ pub mod commands;
 pub mod exit;
 pub mod formats;
 pub mod host;
+pub mod plugin;
 pub mod report;
 pub mod run;
 

@@ -1,11 +1,12 @@
 //! The `docker-userns` command.
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
 use docker_userns::cli::Cli;
 use docker_userns::exit::{self, Code};
+use docker_userns::plugin::{self, Invocation};
 use docker_userns::report;
 
 /// Log output: to the journal, with priorities, when systemd connected stderr to it
@@ -72,9 +73,24 @@ fn print_json(v: &serde_json::Value) {
 }
 
 fn main() -> ExitCode {
+    // The docker CLI plugin protocol comes before anything else: `docker --help` asks every
+    // plugin for its metadata.
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let run_by_docker = std::env::var_os(plugin::RUN_BY_DOCKER_ENV).is_some();
+    let parsed = match plugin::invocation(args, run_by_docker) {
+        Invocation::Metadata => {
+            print_json(&plugin::metadata());
+            return ExitCode::SUCCESS;
+        }
+        Invocation::Run { args, as_plugin } => Cli::try_parse_argv(args, as_plugin),
+        Invocation::DockerOptions(options) => Err(clap::Error::raw(
+            clap::error::ErrorKind::UnknownArgument,
+            format!("{}\n", plugin::docker_options_message(&options)),
+        )),
+    };
     // First, before any thread exists: every thread inherits the blocked signals.
     docker_userns::run::signals::install();
-    let cli = match Cli::try_parse() {
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let usage = e.use_stderr();

@@ -1,5 +1,6 @@
 //! The Debian package: built with `cargo deb` (cargo-deb, `[package.metadata.deb]` in
-//! Cargo.toml), checked with lintian, then installed, used and removed on a real systemd +
+//! Cargo.toml), checked with lintian, then installed, used (also as `docker userns`, the docker
+//! CLI plugin, through the package's link: tests/docker_plugin) and removed on a real systemd +
 //! D-Bus + dockerd host (tests/testhost). Must run as root. What it needs on the host is
 //! installed by the test itself when missing (`testhost.sh pkgdeps`, once per process:
 //! dpkg-dev, binutils, lintian and man-db with apt; cargo-deb 3.8.0 with `cargo install` into
@@ -10,6 +11,9 @@
 //! completions (`cargo xtask generate target/assets`); cargo rebuilds only what changed, so it
 //! is never stale.
 
+mod common;
+#[path = "docker_plugin/mod.rs"]
+mod docker_plugin;
 #[path = "testhost/mod.rs"]
 mod testhost;
 
@@ -155,6 +159,16 @@ fn deb_has_the_expected_contents_and_is_lintian_clean() {
             contents.stdout
         );
     }
+    // The docker CLI plugin: a relative link to the binary (Debian policy 10.5).
+    let plugin_link = format!(
+        ".{} -> ../../../sbin/docker-userns",
+        docker_plugin::PLUGIN_PATH
+    );
+    assert!(
+        contents.stdout.lines().any(|l| l.ends_with(&plugin_link)),
+        "{plugin_link} missing from the package:\n{}",
+        contents.stdout
+    );
     assert!(
         !contents.stdout.contains("/usr/bin/"),
         "nothing goes to /usr/bin:\n{}",
@@ -282,6 +296,18 @@ fn deb_installs_converges_with_its_unit_and_removes_cleanly() {
     assert_eq!(
         host.ok("docker-userns --version").trim(),
         format!("docker-userns {VERSION}")
+    );
+    // `docker userns` through the package's link and docker 20.10's own CLI.
+    let t1 = Instant::now();
+    assert_eq!(
+        host.ok(&format!("readlink {}", docker_plugin::PLUGIN_PATH))
+            .trim(),
+        "../../../sbin/docker-userns"
+    );
+    docker_plugin::answers_as_docker_userns(&host);
+    eprintln!(
+        "package: docker CLI plugin checked in {} ms",
+        t1.elapsed().as_millis()
     );
     assert_eq!(prop(&host, "docker-userns.service", "LoadState"), "loaded");
     assert_eq!(
@@ -433,6 +459,12 @@ fn deb_installs_converges_with_its_unit_and_removes_cleanly() {
             "{step} changed /etc/subuid"
         );
         assert_eq!(host.read("/usr/sbin/docker-userns"), None, "{step}");
+        assert_eq!(host.read(docker_plugin::PLUGIN_PATH), None, "{step}");
+        let help = host.ok("docker --help");
+        assert!(
+            !help.contains("userns"),
+            "{step}: `docker --help` still lists userns:\n{help}"
+        );
     }
     let status = host.ok(
         "dpkg-query -W -f='${db:Status-Status}' docker-userns 2>/dev/null || echo not-installed",

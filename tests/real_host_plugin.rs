@@ -1,0 +1,68 @@
+//! `docker userns` as a docker CLI plugin, through the real docker CLI: Debian trixie (the
+//! separate docker-cli package, 26.1) and forky (docker-cli 28.5), the binary linked into
+//! /usr/libexec/docker/cli-plugins by hand. The same checks run on bookworm (docker.io 20.10,
+//! the CLI built in) with the package's own link in tests/real_host_package.rs. Needs root;
+//! fails, never skips. One host per suite; the two boot in parallel.
+
+mod common;
+#[path = "docker_plugin/mod.rs"]
+mod docker_plugin;
+#[path = "testhost/mod.rs"]
+mod testhost;
+
+use std::time::Instant;
+
+use serde_json::Value;
+use testhost::{Host, PRODUCT_INSIDE};
+
+fn plugin_json(host: &Host, args: &str) -> Value {
+    let out = host.sh(&format!("docker userns {args}"));
+    assert_eq!(out.code, 0, "{}: docker userns {args}: {out}", host.name());
+    common::json_doc(&out.stdout, &out)
+}
+
+/// The checks of `docker_plugin`, then a real run through the plugin: `enable` restarts
+/// docker remapped and health-gated, `verify` proves it, a second `enable` changes nothing.
+fn plugin_works(suite: &str) {
+    let t0 = Instant::now();
+    let host = Host::boot_suite("plugin", suite);
+    assert!(
+        host.ok("dpkg-query -W -f '${Status}' docker-cli")
+            .contains("installed"),
+        "{suite}: the docker CLI comes from the docker-cli package"
+    );
+    host.ok(&format!(
+        "mkdir -p /usr/libexec/docker/cli-plugins && ln -s {PRODUCT_INSIDE} {}",
+        docker_plugin::PLUGIN_PATH
+    ));
+    docker_plugin::answers_as_docker_userns(&host);
+
+    let enable = plugin_json(&host, "enable --settle 2 --json");
+    assert_eq!(
+        (&enable["changed"], &enable["restarted"]),
+        (&Value::Bool(true), &Value::Bool(true)),
+        "{enable}"
+    );
+    host.reimport_image();
+    let verify = plugin_json(&host, "verify --json");
+    assert_eq!(verify["effective"], true, "{verify}");
+    let again = plugin_json(&host, "enable --json");
+    assert_eq!(
+        (&again["changed"], &again["restarted"]),
+        (&Value::Bool(false), &Value::Bool(false)),
+        "{again}"
+    );
+    let status = plugin_json(&host, "status --json");
+    assert_eq!(status["remapping_active"], true, "{status}");
+    eprintln!("plugin: {suite} checked in {} ms", t0.elapsed().as_millis());
+}
+
+#[test]
+fn plugin_on_trixie_docker_cli_26() {
+    plugin_works("trixie");
+}
+
+#[test]
+fn plugin_on_forky_docker_cli_28() {
+    plugin_works("forky");
+}
