@@ -71,11 +71,15 @@ fn the_role_converges_is_idempotent_checks_and_reports_rollbacks() {
     assert_eq!(snapshot(&host), before, "check mode changed the host");
     assert!(!userns(&host));
 
-    // First run: changed, remapped.
-    let (code, stats, msgs) = playbook(&host, "");
+    // First run: changed, remapped, the image carried along (docker_userns_carry).
+    let (code, stats, msgs) = playbook(
+        &host,
+        r#"-e '{"docker_userns_carry": ["images"], "docker_userns_settle": 2}'"#,
+    );
     assert_eq!(code, 0, "{msgs}");
     assert!(stats["changed"].as_u64().unwrap() >= 1, "{stats}");
     assert!(userns(&host));
+    host.ok("docker image inspect busybox:local >/dev/null");
 
     // Second run: ok, unchanged, docker not restarted.
     let converged = snapshot(&host);

@@ -101,22 +101,43 @@ fn images_are_carried_across_the_switch_and_a_failed_carry_is_finished_by_the_ne
     assert_eq!(host.ok("docker ps -a --format '{{.Names}}'").trim(), "keep");
 }
 
-/// What a container sees in a volume: every path with owner, group, mode and size.
+/// What a container sees in a volume: every path with owner, group, mode, size, link count
+/// and mtime.
 fn view(host: &Host, volume: &str) -> String {
     host.ok(&format!(
-        "docker run --rm -v {volume}:/d busybox:local sh -c 'cd /d && find . -exec stat -c \"%n %u %g %a %s %h\" {{}} + | sort'"
+        "docker run --rm -v {volume}:/d busybox:local sh -c 'cd /d && find . -exec stat -c \"%n %u %g %a %s %h %Y\" {{}} + | sort'"
     ))
 }
 
-#[test]
-fn volumes_are_copied_with_their_owners_shifted_and_the_rest_is_named() {
-    let host = Host::boot("carryvol");
-    host.ok("docker run --rm -v data:/d busybox:local sh -c \
-         'echo hi > /d/f && mkdir /d/u && touch /d/u/g && chown -R 1000:1000 /d/u \
-          && cp /bin/busybox /d/suid && chmod 4755 /d/suid && ln -s f /d/link && ln /d/f /d/hard'");
+/// The old data root's copy of a volume, byte for byte (paths, owners, modes, times, sums).
+fn old_bytes(host: &Host, volume: &str) -> String {
+    host.ok(&format!(
+        "cd /var/lib/docker/volumes/{volume}/_data && find . -printf '%p %U %G %m %T@ %s\n' | sort \
+         && find . -type f -exec md5sum {{}} + | sort"
+    ))
+}
+
+fn volumes(suite: &str) {
+    let host = Host::boot_suite(&format!("carryvol-{suite}"), suite);
+    // A volume with root- and 1000-owned files, a 0700 directory, a symlink, a hard link, a
+    // setuid file and an old mtime.
+    host.ok(
+        "docker run --rm -v data:/d busybox:local sh -c \
+         'echo hi > /d/f && mkdir /d/u && touch /d/u/g && chown -R 1000:1000 /d/u && chmod 0700 /d/u \
+          && cp /bin/busybox /d/suid && chmod 4755 /d/suid && ln -s f /d/link && ln /d/f /d/hard \
+          && touch -d \"2001-02-03 04:05:06\" /d/f /d/u/g'",
+    );
     host.ok("docker run --rm -v odd:/d busybox:local sh -c 'touch /d/x && chown 70000 /d/x'");
     host.ok("docker volume create --opt type=tmpfs --opt device=tmpfs tmpv >/dev/null");
+    // An image with a file owned by 1000 and a setuid file.
+    host.ok(
+        "docker run --name mk busybox:local sh -c 'mkdir -p /home/x && touch /home/x/f && chown -R 1000:1000 /home/x \
+         && cp /bin/busybox /suidbin && chmod 4755 /suidbin' && docker commit mk app:2 >/dev/null && docker rm mk >/dev/null",
+    );
+    let image_view = "docker run --rm app:2 stat -c '%n %u %g %a' /home/x /home/x/f /suidbin";
+    let image_before = host.ok(image_view);
     let before = view(&host, "data");
+    let old = old_bytes(&host, "data");
 
     let plan = json(&host.sh("docker-userns plan --carry volumes --json"));
     assert_eq!(
@@ -125,10 +146,24 @@ fn volumes_are_copied_with_their_owners_shifted_and_the_rest_is_named() {
         "{plan}"
     );
 
-    // odd has an id the new mapping cannot express: it fails, the rest is carried, exit 8.
-    let out = host.sh("docker-userns enable --yes --carry images,volumes --json --settle 2");
+    // kill -9 between creating the first volume and putting its data in; the switch stands.
+    host.ok(
+        "rm -f /tmp/k.log
+         DOCKER_USERNS_FAILPOINTS=carry:before-exchange=sleep setsid docker-userns enable --yes --carry images,volumes --settle 2 >/tmp/k.log 2>&1 &
+         for i in $(seq 900); do grep -q 'failpoint carry:before-exchange' /tmp/k.log && break; sleep 0.05; done
+         grep -q 'failpoint carry:before-exchange' /tmp/k.log || { cat /tmp/k.log; exit 1; }
+         pkill -9 -x docker-userns; sleep 0.2",
+    );
+    assert!(
+        host.ok("docker info --format '{{json .SecurityOptions}}'")
+            .contains("name=userns")
+    );
+
+    // The rerun finishes it; odd has an id the new mapping cannot express: it fails alone, exit 8.
+    let out = host.sh("docker-userns enable --carry images,volumes --json");
     assert_eq!(out.code, 8, "{out}");
     let done = json(&out);
+    assert_eq!(done["changed"], false, "{done}");
     let c = &done["carry"];
     assert_eq!(c["volumes"], serde_json::json!(["data"]), "{done}");
     assert!(
@@ -139,7 +174,6 @@ fn volumes_are_copied_with_their_owners_shifted_and_the_rest_is_named() {
         c["failed"][0].as_str().unwrap().contains("outside"),
         "{done}"
     );
-    assert!(c["skipped"].to_string().contains("volume tmpv"), "{done}");
     assert_eq!(
         host.ok("docker volume ls -q | sort")
             .split_whitespace()
@@ -148,14 +182,22 @@ fn volumes_are_copied_with_their_owners_shifted_and_the_rest_is_named() {
         "a failed volume is visible in the new engine"
     );
 
-    // The container sees exactly what it saw, and its root can write there.
+    // Containers see exactly what they saw; remapped root writes there; the host shows
+    // START+1000; the old root is byte for byte as it was; the image came along too.
     assert_eq!(
         view(&host, "data"),
         before,
         "the volume looks different inside"
     );
-    host.ok("docker run --rm -v data:/d busybox:local sh -c 'touch /d/new /d/u/new2'");
-    let start = done["subuid"]["start"].as_u64().unwrap();
+    assert_eq!(
+        host.ok(image_view),
+        image_before,
+        "the image looks different inside"
+    );
+    host.ok("docker run --rm -v data:/d busybox:local sh -c 'touch /d/new'");
+    let start = json(&host.sh("docker-userns status --json"))["subuid"]["start"]
+        .as_u64()
+        .unwrap();
     let mp = host.ok("docker volume inspect -f '{{.Mountpoint}}' data");
     let owners = host.ok(&format!("stat -c '%u %g' {0}/f {0}/u/g", mp.trim()));
     assert_eq!(
@@ -167,26 +209,10 @@ fn volumes_are_copied_with_their_owners_shifted_and_the_rest_is_named() {
             (start + 1000).to_string()
         ]
     );
-    // The old data root is untouched.
-    assert_eq!(
-        host.ok("stat -c '%u %g' /var/lib/docker/volumes/data/_data/f")
-            .trim(),
-        "0 0"
-    );
+    assert_eq!(old_bytes(&host, "data"), old, "the old data root changed");
 
-    // Again: only what failed is tried (odd still cannot be expressed: exit 8 again) ...
-    let out = host.sh("docker-userns enable --carry volumes --json");
-    assert_eq!(out.code, 8, "{out}");
-    let again = json(&out);
-    assert_eq!(again["carry"]["volumes"], serde_json::json!([]), "{again}");
-    assert!(
-        again["carry"]["failed"][0]
-            .as_str()
-            .unwrap()
-            .starts_with("volume odd:"),
-        "{again}"
-    );
-    // ... and once its owner is one the mapping expresses, it is carried.
+    // Once odd's owner is one the mapping expresses, the same command carries it; then a
+    // rerun changes nothing.
     host.ok("chown 1000 /var/lib/docker/volumes/odd/_data/x");
     let out = host.sh("docker-userns enable --carry volumes --json");
     assert_eq!(out.code, 0, "{out}");
@@ -195,14 +221,42 @@ fn volumes_are_copied_with_their_owners_shifted_and_the_rest_is_named() {
         serde_json::json!(["odd"]),
         "{out}"
     );
+    let out = host.sh("docker-userns enable --carry images,volumes --json");
+    assert_eq!(out.code, 0, "{out}");
+    let again = json(&out);
+    assert_eq!(again["changed"], false, "{again}");
+    assert!(
+        again["notes"].to_string().contains("nothing to carry"),
+        "{again}"
+    );
+
+    // A volume made while remapped comes back with its owners through disable.
+    host.ok("docker run --rm -v back:/d busybox:local sh -c 'touch /d/b && chown 1000:1000 /d/b'");
+    let out = host.sh("docker-userns disable --yes --carry volumes --json --settle 2");
+    assert_eq!(out.code, 0, "{out}");
+    let back = json(&out);
+    assert!(
+        back["carry"]["volumes"].to_string().contains("back"),
+        "{back}"
+    );
     assert_eq!(
-        host.ok("docker run --rm -v odd:/d busybox:local stat -c %u /d/x")
+        host.ok("docker run --rm -v back:/d busybox:local stat -c '%u %g' /d/b")
+            .trim(),
+        "1000 1000"
+    );
+    assert_eq!(
+        host.ok("stat -c '%u' /var/lib/docker/volumes/back/_data/b")
             .trim(),
         "1000"
     );
-    assert!(
-        host.sh("test -e /var/lib/docker-userns/carry-volumes.json")
-            .code
-            != 0
-    );
+}
+
+#[test]
+fn volumes_are_copied_with_their_owners_shifted_and_the_rest_is_named() {
+    volumes("bookworm");
+}
+
+#[test]
+fn volumes_are_copied_with_their_owners_shifted_and_the_rest_is_named_trixie() {
+    volumes("trixie");
 }

@@ -549,6 +549,7 @@ pub fn carry_volume(
         .get("Mountpoint")
         .and_then(Value::as_str)
         .context("the new volume has no Mountpoint")?;
+    crate::run::failpoint::hit("carry:before-exchange")?;
     exchange(&stage, std::path::Path::new(mp))?;
     let _ = std::fs::remove_file(&ready);
     Ok(true)

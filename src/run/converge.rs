@@ -380,6 +380,14 @@ fn carry_volumes(
             return;
         }
     };
+    // Recorded before the first copy: a run killed mid-carry is finished by the next one.
+    if let Err(e) = carry::keep_pending(root, vols) {
+        for v in vols {
+            c.failed
+                .push(format!("volume {}: not carried: {e:#}", v.name));
+        }
+        return;
+    }
     let mut left = Vec::new();
     for v in vols {
         match carry::carry_volume(root, docker.engine(), &new_root, v, &map) {
