@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     assert!(u.with_appended("x", 1, 1).starts_with(&u.raw));
     if let Ok((du, dg)) = decide((&u, bounds), (&g, bounds), "dockremap", Some(101)) {
         for (d, f) in [(du, &u), (dg, &g)] {
-            if d.is_add() {
+            if d.writes() {
                 let (s, c) = (d.start(), d.count());
                 assert!(s >= bounds.min && s + c - 1 <= bounds.max);
                 assert!(f.entries.iter().all(|e| e.end() <= s || e.start >= s + c));
