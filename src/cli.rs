@@ -162,7 +162,24 @@ pub enum Command {
     /// Show docker's state: the user dockerd runs as, whether remapping is configured and in
     /// effect, the remap user's ranges, the data root, kernel support, an unfinished run, and
     /// running containers that are root on the host.
-    Status,
+    ///
+    /// Reads only, and exits 0 whatever it finds. With --prometheus FILE it also writes the
+    /// same facts as gauges for node_exporter's textfile collector.
+    #[command(
+        after_help = "Example: docker-userns status --prometheus /var/lib/node_exporter/textfile/docker_userns.prom"
+    )]
+    Status {
+        /// Also write the status as Prometheus gauges (docker_userns_*: remapping configured
+        /// and active, the remap range's start and size, problems by kind, an unfinished run,
+        /// host-root containers, and docker_userns_info) to FILE, in the text format of
+        /// node_exporter's textfile collector (--collector.textfile.directory). FILE is an
+        /// absolute path on the live host (not with --root) in an existing directory; it is
+        /// replaced atomically (temporary file beside it, fsync, rename), mode 0644. The
+        /// values are those of `status --json` of the same run; a gauge whose value is not
+        /// known (the engine was not asked) is left out.
+        #[arg(long, value_name = "FILE")]
+        prometheus: Option<PathBuf>,
+    },
 
     /// Prove remapping is in effect: run containers from a local image (never pulled) and
     /// check root inside is uid 0, is the range start on the host, cannot write a root-owned

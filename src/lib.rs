@@ -29,7 +29,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::cli::{CarryWhat, Cli, Command, RestartArgs, UserArgs};
-use crate::commands::{check, shift, status, verify};
+use crate::commands::{check, prometheus, shift, status, verify};
 use crate::exit::{Code, NotRoot};
 use crate::host::kernel;
 use crate::host::root::Root;
@@ -57,7 +57,7 @@ impl Command {
             Command::Disable { .. } => "disable",
             Command::Check => "check",
             Command::Shift { .. } => "shift",
-            Command::Status => "status",
+            Command::Status { .. } => "status",
             Command::Verify { .. } => "verify",
         }
     }
@@ -131,11 +131,21 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
                 json: report::json_doc(name, &done),
             })
         }
-        Command::Status => {
+        Command::Status { prometheus: file } => {
+            // FILE is checked before anything is gathered (or an unfinished run recovered).
+            let target = file
+                .as_deref()
+                .map(|f| prometheus::check_path(&root, f))
+                .transpose()?;
             let st = status::status(&root, kernel::is_root())?;
+            let mut text = report::status_text(&root_text, &st);
+            if let Some(abs) = target {
+                prometheus::write(&root, &abs, &prometheus::render(&st))?;
+                text.push_str(&format!("\nMetrics written to {abs}.\n"));
+            }
             Ok(Output {
                 code: Code::Ok,
-                text: report::status_text(&root_text, &st),
+                text,
                 json: report::json_doc(name, &st),
             })
         }

@@ -174,3 +174,47 @@ fn status_reads_a_symlinked_daemon_json_and_says_so() {
         "{r:?}"
     );
 }
+
+#[test]
+fn prometheus_file_is_refused_with_root_relative_or_without_its_directory() {
+    // Each refusal is a usage error (exit 2) before anything is gathered, and writes nothing.
+    let t = Tree::fixture("debian12");
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("docker_userns.prom");
+    let file = file.to_str().unwrap();
+    let r = t.run(&["--json", "status", "--prometheus", file]);
+    assert_eq!(r.code, 2, "{r:?}");
+    let doc = r.json();
+    assert_eq!(doc["error"]["kind"], "usage", "{doc:#}");
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be used with --root"),
+        "{doc:#}"
+    );
+    let missing_dir = out.path().join("textfile/docker_userns.prom");
+    for (args, says) in [
+        (
+            vec!["status", "--prometheus", "docker_userns.prom"],
+            "must be an absolute path",
+        ),
+        (
+            vec!["status", "--prometheus", missing_dir.to_str().unwrap()],
+            "does not exist",
+        ),
+        (
+            vec!["status", "--prometheus", out.path().to_str().unwrap()],
+            "a directory, not a file",
+        ),
+    ] {
+        let r = common::run_cmd(Command::new(common::bin()).args(&args));
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        assert!(r.stderr.contains(says), "{args:?}: {r:?}");
+    }
+    assert_eq!(
+        fs::read_dir(out.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
+}

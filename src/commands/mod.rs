@@ -2,6 +2,7 @@
 //! through the layers below and returns a value for the output layer; none calls another.
 
 pub mod check;
+pub mod prometheus;
 pub mod shift;
 pub mod status;
 pub mod verify;

@@ -45,6 +45,11 @@ pub struct HostRoot {
     pub advice: String,
 }
 
+/// The kinds of [`StatusProblem`], in the order `--prometheus` lists them.
+pub const PROBLEM_KINDS: [&str; 2] = [OVERLAP, COVERS_ACCOUNT];
+const OVERLAP: &str = "remap-range-overlap";
+const COVERS_ACCOUNT: &str = "remap-range-covers-account";
+
 /// Something wrong with the remapping as configured, and the command that fixes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StatusProblem {
@@ -282,9 +287,9 @@ fn problems(root: &Root, user: &str) -> Vec<StatusProblem> {
         for p in subid::user_problems(&f.file, which.path(), user, uid, reserved) {
             out.push(StatusProblem {
                 kind: if p.kind == "overlap" {
-                    "remap-range-overlap"
+                    OVERLAP
                 } else {
-                    "remap-range-covers-account"
+                    COVERS_ACCOUNT
                 },
                 message: format!("{}:{}: {}", root.path(&p.file).display(), p.line, p.message),
                 fix: format!(

@@ -225,6 +225,30 @@ pub fn package_tools() -> PathBuf {
     result.unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// `testhost.sh promparser`, once per process: prometheus-client, pinned, installed from PyPI
+/// with pip into `<repo>/target/tools/python` when missing (the script serializes processes
+/// with a flock). Returns that directory, for `PYTHONPATH` of the `python3` on `PATH`. Panics
+/// (never skips) when the install fails.
+pub fn prometheus_parser() -> PathBuf {
+    static DIR: Mutex<Option<Result<PathBuf, String>>> = Mutex::new(None);
+    require_root();
+    let mut guard = lock(&DIR);
+    let result = guard
+        .get_or_insert_with(|| {
+            let t0 = Instant::now();
+            let dir = PathBuf::from(step("promparser", &["promparser"])?);
+            eprintln!(
+                "testhost: promparser ready in {} ms ({})",
+                t0.elapsed().as_millis(),
+                dir.display()
+            );
+            Ok(dir)
+        })
+        .clone();
+    drop(guard);
+    result.unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// Containers whose test process is gone (killed test run, Ctrl-C: nspawn runs in its own
 /// session and survives) are shut down, so they do not pile up.
 fn reap_orphans(cache: &Path) {

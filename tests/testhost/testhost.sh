@@ -4,6 +4,8 @@
 #
 #   testhost.sh deps                      install systemd-container + debootstrap
 #   testhost.sh pkgdeps                   install what the .deb test needs; print cargo-deb's path
+#   testhost.sh promparser                pip install prometheus-client (pinned) into
+#                                         target/tools/python; print that directory
 #   testhost.sh rootfs [SUITE]            build/reuse the pristine cached tree (SUITE: bookworm,
 #                                         trixie or forky)
 #   testhost.sh boot NAME [SUITE]         boot a fresh copy, wait for docker, print init PID
@@ -146,6 +148,55 @@ apt_ensure() {
 cmd_deps() {
   need_root
   apt_ensure deps deps_missing
+}
+
+# ---------------------------------------------------------------- promparser
+# What tests/real_host_prometheus.rs needs on the host to parse `status --prometheus` output
+# with a real parser: prometheus-client (pinned) from PyPI, installed with pip into
+# <repo>/target/tools/python (`pip install --target`, nothing in the system's Python), for the
+# python3 on PATH. Prints that directory (for PYTHONPATH). python3-pip comes from apt when
+# that python3 has no pip.
+PROMETHEUS_CLIENT_VERSION=0.26.0
+
+promparser_missing() {
+  command -v python3 >/dev/null 2>&1 || printf '%s\n' python3
+  python3 -m pip --version >/dev/null 2>&1 || printf '%s\n' python3-pip
+  return 0
+}
+
+promparser_ok() {
+  [ -d "$1/prometheus_client" ] &&
+    [ "$(PYTHONPATH=$1 python3 -c 'import importlib.metadata as m; print(m.version("prometheus_client"))' 2>/dev/null)" = "$PROMETHEUS_CLIENT_VERSION" ]
+}
+
+cmd_promparser() {
+  need_root
+  local dir=$TOOLS/python
+  if promparser_ok "$dir"; then
+    log "prometheus-client $PROMETHEUS_CLIENT_VERSION present"
+  else
+    apt_ensure promparser promparser_missing
+    mkdir -p "$TOOLS"
+    exec 8>"$TOOLS/python.lock"
+    flock 8
+    if promparser_ok "$dir"; then
+      log "prometheus-client $PROMETHEUS_CLIENT_VERSION present (installed by another process)"
+    else
+      local t0
+      t0=$(now_ms)
+      log "installing prometheus-client $PROMETHEUS_CLIENT_VERSION from PyPI into $dir (pip)"
+      rm -rf "$dir"
+      if ! python3 -m pip install --quiet --disable-pip-version-check --no-input --root-user-action=ignore \
+        --no-deps --target "$dir" "prometheus-client==$PROMETHEUS_CLIENT_VERSION" >&2; then
+        die "pip install --target $dir prometheus-client==$PROMETHEUS_CLIENT_VERSION failed (PyPI reachable?)"
+      fi
+      promparser_ok "$dir" || die "$dir does not hold prometheus-client $PROMETHEUS_CLIENT_VERSION for $(command -v python3)"
+      log "prometheus-client $PROMETHEUS_CLIENT_VERSION installed in $(($(now_ms) - t0)) ms"
+    fi
+    flock -u 8
+    exec 8>&-
+  fi
+  printf '%s\n' "$dir"
 }
 
 # ---------------------------------------------------------------- pkgdeps
@@ -624,6 +675,7 @@ main() {
   case $cmd in
   deps) cmd_deps "$@" ;;
   pkgdeps) cmd_pkgdeps "$@" ;;
+  promparser) cmd_promparser "$@" ;;
   rootfs) cmd_rootfs "$@" ;;
   boot) cmd_boot "$@" ;;
   exec) cmd_exec "$@" ;;

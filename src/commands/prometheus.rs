@@ -1,0 +1,420 @@
+//! `status --prometheus FILE`: the status as gauges in the Prometheus text exposition format,
+//! for node_exporter's textfile collector, written atomically on the live host.
+//!
+//! [`render`] is pure: the same [`Status`] that `status --json` prints, so every value in the
+//! file matches the JSON document of the same run. [`check_path`] refuses what cannot be
+//! written before any status is gathered; [`write`] replaces the file (temp file in the same
+//! directory, fsync, rename, fsync of the directory), so node_exporter never reads half a file.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::commands::status::{PROBLEM_KINDS, Status};
+use crate::exit::Usage;
+use crate::host::root::{Perms, Root};
+
+/// Every metric name starts with this.
+pub const PREFIX: &str = "docker_userns_";
+
+/// Escapes a label value (exposition format: backslash, double quote and line feed).
+pub fn escape_label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes a HELP text (exposition format: backslash and line feed).
+fn escape_help(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// One gauge family: its HELP and TYPE lines and its samples (label pairs, value). A family
+/// without samples is left out entirely, HELP and TYPE included.
+fn gauge(out: &mut String, name: &str, help: &str, samples: &[(Vec<(&str, &str)>, u64)]) {
+    if samples.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "# HELP {PREFIX}{name} {}", escape_help(help));
+    let _ = writeln!(out, "# TYPE {PREFIX}{name} gauge");
+    for (labels, value) in samples {
+        let _ = write!(out, "{PREFIX}{name}");
+        if !labels.is_empty() {
+            let pairs: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+                .collect();
+            let _ = write!(out, "{{{}}}", pairs.join(","));
+        }
+        let _ = writeln!(out, " {value}");
+    }
+}
+
+/// The status as node_exporter textfile content. Metrics (all gauges):
+///
+/// - `docker_userns_info{version, docker_version, data_root, remap_user}` 1 (a label whose
+///   value is not known, such as the docker version when the engine was not asked, is "").
+/// - `docker_userns_remapping_configured`: 1 when daemon.json sets `userns-remap`.
+/// - `docker_userns_remapping_active`: 1 when the engine reports `name=userns`; absent when
+///   the engine was not asked (`remapping_active` null in the JSON).
+/// - `docker_userns_remap_range_start{ids="uid"|"gid"}` and `..._remap_range_size{ids}`: the
+///   remap user's /etc/subuid and /etc/subgid range (lowest start, ids owned); a sample is
+///   absent when the user has no range in that file.
+/// - `docker_userns_problems{kind}`: the entries of `problems` of each kind; every known kind
+///   is present, 0 when there is none.
+/// - `docker_userns_unfinished_run`: 1 when an interrupted run left its record.
+/// - `docker_userns_host_root_containers`: running containers that are root on the host;
+///   absent when the engine was not asked.
+/// - `docker_userns_max_user_namespaces`: the kernel's limit (0: user namespaces off); absent
+///   when not known (under --root).
+pub fn render(st: &Status) -> String {
+    let mut out = String::new();
+    let docker_version = st.docker_version.as_deref().unwrap_or("");
+    let remap_user = st.remap_user.as_deref().unwrap_or("");
+    gauge(
+        &mut out,
+        "info",
+        "docker-userns and docker on this host; the value is always 1.",
+        &[(
+            vec![
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("docker_version", docker_version),
+                ("data_root", st.setup.data_root.as_str()),
+                ("remap_user", remap_user),
+            ],
+            1,
+        )],
+    );
+    gauge(
+        &mut out,
+        "remapping_configured",
+        "1 when \"userns-remap\" is set in /etc/docker/daemon.json.",
+        &[(vec![], u64::from(st.remapping_configured.is_some()))],
+    );
+    let active: Vec<_> = st
+        .remapping_active
+        .map(|on| (vec![], u64::from(on)))
+        .into_iter()
+        .collect();
+    gauge(
+        &mut out,
+        "remapping_active",
+        "1 when the running engine reports name=userns; absent when the engine was not asked.",
+        &active,
+    );
+    let ranges = [("uid", &st.subuid), ("gid", &st.subgid)];
+    let starts: Vec<_> = ranges
+        .iter()
+        .filter_map(|(ids, r)| r.as_ref().map(|r| (vec![("ids", *ids)], r.start)))
+        .collect();
+    gauge(
+        &mut out,
+        "remap_range_start",
+        "First id of the remap user's range in /etc/subuid (ids=\"uid\") or /etc/subgid (ids=\"gid\"): container root on the host.",
+        &starts,
+    );
+    let sizes: Vec<_> = ranges
+        .iter()
+        .filter_map(|(ids, r)| r.as_ref().map(|r| (vec![("ids", *ids)], r.count)))
+        .collect();
+    gauge(
+        &mut out,
+        "remap_range_size",
+        "Ids the remap user owns in /etc/subuid (ids=\"uid\") or /etc/subgid (ids=\"gid\").",
+        &sizes,
+    );
+    let mut kinds: Vec<&str> = PROBLEM_KINDS.to_vec();
+    for p in &st.problems {
+        if !kinds.contains(&p.kind) {
+            kinds.push(p.kind);
+        }
+    }
+    let problems: Vec<_> = kinds
+        .iter()
+        .map(|k| {
+            let n = st.problems.iter().filter(|p| p.kind == *k).count();
+            (vec![("kind", *k)], n as u64)
+        })
+        .collect();
+    gauge(
+        &mut out,
+        "problems",
+        "Problems with the remap user's ranges, by kind (status --json \"problems\"); fixed by docker-userns enable --repair.",
+        &problems,
+    );
+    gauge(
+        &mut out,
+        "unfinished_run",
+        "1 when an interrupted run left its record in /var/lib/docker-userns.",
+        &[(vec![], u64::from(st.unfinished.is_some()))],
+    );
+    let host_root: Vec<_> = st
+        .remapping_active
+        .map(|_| (vec![], st.host_root_containers.len() as u64))
+        .into_iter()
+        .collect();
+    gauge(
+        &mut out,
+        "host_root_containers",
+        "Running containers that are root on the host; absent when the engine was not asked.",
+        &host_root,
+    );
+    let userns: Vec<_> = st
+        .max_user_namespaces
+        .map(|n| (vec![], n))
+        .into_iter()
+        .collect();
+    gauge(
+        &mut out,
+        "max_user_namespaces",
+        "The kernel's user.max_user_namespaces (0: user namespaces are off).",
+        &userns,
+    );
+    out
+}
+
+/// Checks FILE before anything is gathered: the live host only (not with `--root`), an
+/// absolute UTF-8 path naming a file in an existing directory. Refusals are usage errors.
+pub fn check_path(root: &Root, file: &Path) -> Result<String> {
+    let shown = file.display();
+    if !root.is_host() {
+        return Err(Usage(format!(
+            "--prometheus writes {shown} on the live host: it cannot be used with --root"
+        ))
+        .into());
+    }
+    let Some(abs) = file.to_str().filter(|f| f.starts_with('/')) else {
+        return Err(Usage(format!(
+            "--prometheus {shown}: the file must be an absolute path (in node_exporter's textfile directory)"
+        ))
+        .into());
+    };
+    if abs.ends_with('/') || file.is_dir() {
+        return Err(Usage(format!("--prometheus {shown}: a directory, not a file")).into());
+    }
+    let dir = file.parent().unwrap_or(Path::new("/"));
+    if !dir.is_dir() {
+        return Err(Usage(format!(
+            "--prometheus {shown}: directory {} does not exist (create node_exporter's textfile directory first)",
+            dir.display()
+        ))
+        .into());
+    }
+    Ok(abs.to_string())
+}
+
+/// Replaces `abs` with `content` atomically, mode 0644 (node_exporter runs as another user),
+/// owned by whoever runs this.
+pub fn write(root: &Root, abs: &str, content: &str) -> Result<()> {
+    let perms = Perms {
+        mode: 0o644,
+        uid: rustix::process::geteuid().as_raw(),
+        gid: rustix::process::getegid().as_raw(),
+    };
+    root.write_atomic(abs, content.as_bytes(), perms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::status::{HostRoot, Range, StatusProblem};
+    use crate::host::setup::Setup;
+
+    fn base() -> Status {
+        Status {
+            service: None,
+            remapping_active: None,
+            remapping_configured: None,
+            remap_user: None,
+            subuid: None,
+            subgid: None,
+            docker_root_dir: None,
+            docker_version: None,
+            max_user_namespaces: None,
+            unfinished: None,
+            host_root_containers: Vec::new(),
+            problems: Vec::new(),
+            setup: Setup {
+                data_root: "/var/lib/docker".into(),
+                ..Setup::default()
+            },
+            notes: Vec::new(),
+        }
+    }
+
+    fn problem(kind: &'static str) -> StatusProblem {
+        StatusProblem {
+            kind,
+            message: "m".into(),
+            fix: "f".into(),
+        }
+    }
+
+    #[test]
+    fn remapped_host_renders_every_gauge() {
+        let st = Status {
+            remapping_active: Some(true),
+            remapping_configured: Some("default".into()),
+            remap_user: Some("dockremap".into()),
+            subuid: Some(Range {
+                start: 165536,
+                count: 65536,
+            }),
+            subgid: Some(Range {
+                start: 100000,
+                count: 131072,
+            }),
+            docker_root_dir: Some("/var/lib/docker/165536.100000".into()),
+            docker_version: Some("28.5.2".into()),
+            max_user_namespaces: Some(63704),
+            unfinished: Some("enable 123 (phase Applied)".into()),
+            host_root_containers: vec![HostRoot {
+                name: "web".into(),
+                reasons: vec!["--pid=host".into()],
+                advice: "a".into(),
+            }],
+            problems: vec![
+                problem("remap-range-overlap"),
+                problem("remap-range-overlap"),
+            ],
+            ..base()
+        };
+        let v = env!("CARGO_PKG_VERSION");
+        let want = format!(
+            r#"# HELP docker_userns_info docker-userns and docker on this host; the value is always 1.
+# TYPE docker_userns_info gauge
+docker_userns_info{{version="{v}",docker_version="28.5.2",data_root="/var/lib/docker",remap_user="dockremap"}} 1
+# HELP docker_userns_remapping_configured 1 when "userns-remap" is set in /etc/docker/daemon.json.
+# TYPE docker_userns_remapping_configured gauge
+docker_userns_remapping_configured 1
+# HELP docker_userns_remapping_active 1 when the running engine reports name=userns; absent when the engine was not asked.
+# TYPE docker_userns_remapping_active gauge
+docker_userns_remapping_active 1
+# HELP docker_userns_remap_range_start First id of the remap user's range in /etc/subuid (ids="uid") or /etc/subgid (ids="gid"): container root on the host.
+# TYPE docker_userns_remap_range_start gauge
+docker_userns_remap_range_start{{ids="uid"}} 165536
+docker_userns_remap_range_start{{ids="gid"}} 100000
+# HELP docker_userns_remap_range_size Ids the remap user owns in /etc/subuid (ids="uid") or /etc/subgid (ids="gid").
+# TYPE docker_userns_remap_range_size gauge
+docker_userns_remap_range_size{{ids="uid"}} 65536
+docker_userns_remap_range_size{{ids="gid"}} 131072
+# HELP docker_userns_problems Problems with the remap user's ranges, by kind (status --json "problems"); fixed by docker-userns enable --repair.
+# TYPE docker_userns_problems gauge
+docker_userns_problems{{kind="remap-range-overlap"}} 2
+docker_userns_problems{{kind="remap-range-covers-account"}} 0
+# HELP docker_userns_unfinished_run 1 when an interrupted run left its record in /var/lib/docker-userns.
+# TYPE docker_userns_unfinished_run gauge
+docker_userns_unfinished_run 1
+# HELP docker_userns_host_root_containers Running containers that are root on the host; absent when the engine was not asked.
+# TYPE docker_userns_host_root_containers gauge
+docker_userns_host_root_containers 1
+# HELP docker_userns_max_user_namespaces The kernel's user.max_user_namespaces (0: user namespaces are off).
+# TYPE docker_userns_max_user_namespaces gauge
+docker_userns_max_user_namespaces 63704
+"#
+        );
+        assert_eq!(render(&st), want);
+    }
+
+    #[test]
+    fn unknown_values_are_left_out_and_known_kinds_are_zero() {
+        let text = render(&base());
+        for absent in [
+            "remapping_active",
+            "remap_range_start",
+            "remap_range_size",
+            "host_root_containers",
+            "max_user_namespaces",
+        ] {
+            assert!(
+                !text.contains(&format!("docker_userns_{absent}")),
+                "{absent} rendered:\n{text}"
+            );
+        }
+        assert!(
+            text.contains("\ndocker_userns_remapping_configured 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\ndocker_userns_unfinished_run 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "docker_userns_info{{version=\"{}\",docker_version=\"\",data_root=\"/var/lib/docker\",remap_user=\"\"}} 1\n",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{text}"
+        );
+        for kind in PROBLEM_KINDS {
+            assert!(
+                text.contains(&format!("docker_userns_problems{{kind=\"{kind}\"}} 0\n")),
+                "{text}"
+            );
+        }
+        // Engine asked, remapping off, no container: both present and 0.
+        let off = render(&Status {
+            remapping_active: Some(false),
+            ..base()
+        });
+        assert!(
+            off.contains("\ndocker_userns_remapping_active 0\n"),
+            "{off}"
+        );
+        assert!(
+            off.contains("\ndocker_userns_host_root_containers 0\n"),
+            "{off}"
+        );
+    }
+
+    #[test]
+    fn a_kind_not_known_yet_is_counted_too() {
+        let text = render(&Status {
+            problems: vec![problem("something-new")],
+            ..base()
+        });
+        assert!(text.contains("docker_userns_problems{kind=\"something-new\"} 1\n"));
+        assert!(text.contains("docker_userns_problems{kind=\"remap-range-overlap\"} 0\n"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label(r#"a\b"c"#), r#"a\\b\"c"#);
+        assert_eq!(escape_label("x\ny"), "x\\ny");
+        assert_eq!(
+            escape_label("plain /var/lib/docker é"),
+            "plain /var/lib/docker é"
+        );
+        let mut st = base();
+        st.setup.data_root = "/srv/\"d\\ocker\"\nroot".into();
+        st.docker_version = Some("1\\2".into());
+        let text = render(&st);
+        let info = text
+            .lines()
+            .find(|l| l.starts_with("docker_userns_info{"))
+            .expect("info line");
+        assert_eq!(
+            info,
+            format!(
+                r#"docker_userns_info{{version="{}",docker_version="1\\2",data_root="/srv/\"d\\ocker\"\nroot",remap_user=""}} 1"#,
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+        // Every sample is one line: nothing unescaped leaked a line break.
+        assert!(
+            text.lines().all(|l| l.starts_with("# HELP ")
+                || l.starts_with("# TYPE ")
+                || l.starts_with(PREFIX)),
+            "{text}"
+        );
+        assert_eq!(escape_help("a\\b\nc \"q\""), "a\\\\b\\nc \"q\"");
+    }
+}
