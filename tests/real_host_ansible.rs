@@ -170,7 +170,18 @@ fn the_role_installs_converges_diffs_is_idempotent_and_reports_rollbacks() {
     );
     lap("second run + check");
 
-    // Turn it off (--diff: the key removed).
+    // Turn it off: first in check mode (status; the key's removal shown, nothing changed), then
+    // for real (--diff: the key removed).
+    let (code, stats, msgs) = playbook(&host, "--check --diff -e docker_userns_state=disabled");
+    assert_eq!(code, 0, "{msgs}");
+    assert!(stats["changed"].as_u64().unwrap() >= 1, "{stats}");
+    let diff = diff_text(&msgs);
+    assert!(
+        diff.contains("+++ after: /etc/docker/daemon.json (planned)")
+            && diff.contains(r#"-  "userns-remap": "default""#),
+        "the planned removal is not in the diff:\n{diff}"
+    );
+    assert_eq!(snapshot(&host), converged, "check mode changed the host");
     let (code, stats, msgs) = playbook(&host, "--diff -e docker_userns_state=disabled");
     assert_eq!(code, 0, "{msgs}");
     assert!(stats["changed"].as_u64().unwrap() >= 1);
