@@ -1,7 +1,11 @@
 //! The Ansible role in packaging/ansible run with real ansible-core (Debian's package, inside the
-//! bookworm test host, local connection) against real systemd and dockerd: first run changes,
-//! second is unchanged without a restart, check mode changes nothing, and a forced failure is
-//! reported with the rollback stated while docker keeps running. Needs root; never skips.
+//! bookworm test host, local connection) against real systemd and dockerd, starting from a bare
+//! host (docker-userns not installed): check mode changes nothing; the first run installs the
+//! package from the .deb (built as tests/real_host_package.rs builds it: tests/testhost/deb.rs)
+//! and remaps, with --diff showing daemon.json, /etc/subuid, /etc/subgid and the user; the
+//! second run is unchanged without a restart; check mode with --diff shows the planned change
+//! and changes nothing; a forced failure is reported with the rollback stated while docker keeps
+//! running. Needs root; never skips.
 
 #[path = "testhost/mod.rs"]
 mod testhost;
@@ -31,8 +35,7 @@ fn playbook(host: &Host, extra: &str) -> (i32, Value, String) {
     let out = host.sh(&format!(
         "cd /root/ansible && ANSIBLE_ROLES_PATH=/root/ansible/roles ANSIBLE_NOCOLOR=1 \
          ANSIBLE_LOCALHOST_WARNING=false ANSIBLE_INVENTORY_UNPARSED_WARNING=false \
-         ansible-playbook -i localhost, -c local playbook.yml \
-         -e ansible_become=false -e docker_userns_binary=/usr/local/sbin/docker-userns {extra}"
+         ansible-playbook -i localhost, -c local playbook.yml -e ansible_become=false {extra}"
     ));
     (
         out.code,
@@ -50,59 +53,169 @@ fn userns(host: &Host) -> bool {
         .contains("name=userns")
 }
 
+/// Where the .deb lies on the "controller" (the same host: local connection).
+const DEB_INSIDE: &str = "/root/docker-userns.deb";
+
+fn installed(host: &Host) -> bool {
+    host.sh(
+        "dpkg-query -W -f '${Status}' docker-userns 2>/dev/null | grep -q 'install ok installed'",
+    )
+    .success()
+}
+
+/// The blocks of Ansible's diff output (`--- before: LABEL` ... up to the next task).
+fn diff_text(msgs: &str) -> String {
+    msgs.lines()
+        .filter(|l| {
+            l.starts_with("--- before")
+                || l.starts_with("+++ after")
+                || l.starts_with('+')
+                || l.starts_with('-')
+                || l.starts_with("@@")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[test]
-fn the_role_converges_is_idempotent_checks_and_reports_rollbacks() {
+fn the_role_installs_converges_diffs_is_idempotent_and_reports_rollbacks() {
+    let t_all = std::time::Instant::now();
+    let deb = testhost::deb::build();
     let host = Host::boot("ansible");
     host.cp_in(
         concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/ansible"),
         "/root/ansible",
     );
+    host.cp_in(&deb, DEB_INSIDE);
     assert!(host.ok("ansible-playbook --version").contains("core"));
+    // A bare host: the harness's binary removed, the package not installed.
+    host.ok(&format!("rm -f {}", testhost::PRODUCT_INSIDE));
+    assert!(!installed(&host));
+    let with_deb = format!("-e docker_userns_deb={DEB_INSIDE}");
+    let mut t = std::time::Instant::now();
+    let mut lap = |what: &str| {
+        eprintln!("ansible: {what}: {} ms", t.elapsed().as_millis());
+        t = std::time::Instant::now();
+    };
 
-    // Check mode on a fresh host: would change, changes nothing.
+    // Check mode on the bare host: would install (and then remap), changes nothing.
     let before = snapshot(&host);
-    let (code, stats, _) = playbook(&host, "--check");
-    assert_eq!(code, 0);
+    let (code, stats, msgs) = playbook(&host, &format!("--check --diff {with_deb}"));
+    assert_eq!(code, 0, "{msgs}");
     assert!(
         stats["changed"].as_u64().unwrap() >= 1,
         "check mode should report a change: {stats}"
     );
     assert_eq!(stats["failed"], 0);
+    assert!(msgs.contains("is not installed yet"), "{msgs}");
     assert_eq!(snapshot(&host), before, "check mode changed the host");
+    assert!(!installed(&host));
+    assert!(host.sh("ls /var/cache/apt/archives/docker-userns.deb").code != 0);
     assert!(!userns(&host));
+    lap("check mode, bare host");
 
-    // First run: changed, remapped, the image carried along (docker_userns_carry).
+    // First run from the bare host: installs the package, remaps, carries the image along
+    // (docker_userns_carry); --diff shows what changed.
     let (code, stats, msgs) = playbook(
         &host,
-        r#"-e '{"docker_userns_carry": ["images"], "docker_userns_settle": 2}'"#,
+        &format!(
+            r#"--diff {with_deb} -e '{{"docker_userns_carry": ["images"], "docker_userns_settle": 2}}'"#
+        ),
     );
     assert_eq!(code, 0, "{msgs}");
-    assert!(stats["changed"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(
+        stats["changed"].as_u64().unwrap() >= 3,
+        "copy, apt, run: {stats}"
+    );
+    assert!(installed(&host));
     assert!(userns(&host));
     host.ok("docker image inspect busybox:local >/dev/null");
+    let diff = diff_text(&msgs);
+    eprintln!("ansible: --diff of the first run:\n{diff}");
+    let subuid = host.ok("grep ^dockremap: /etc/subuid");
+    let subgid = host.ok("grep ^dockremap: /etc/subgid");
+    let passwd = host.ok("getent passwd dockremap");
+    for want in [
+        "--- before: /etc/docker/daemon.json",
+        "+++ after: /etc/docker/daemon.json",
+        r#"+  "userns-remap": "default""#,
+        "+++ after: /etc/subuid",
+        "+++ after: /etc/subgid",
+        "--- before: user dockremap (absent)",
+        "+++ after: user dockremap",
+    ] {
+        assert!(diff.contains(want), "{want:?} not in the diff:\n{diff}");
+    }
+    for line in [&subuid, &subgid, &passwd] {
+        let want = format!("+{}", line.trim());
+        assert!(diff.contains(&want), "{want:?} not in the diff:\n{diff}");
+    }
+    lap("install + remap");
 
-    // Second run: ok, unchanged, docker not restarted.
+    // Second run: ok, unchanged (package and remapping), docker not restarted, no diff.
     let converged = snapshot(&host);
-    let (code, stats, msgs) = playbook(&host, "");
+    let (code, stats, msgs) = playbook(&host, &format!("--diff {with_deb}"));
     assert_eq!(code, 0, "{msgs}");
-    assert_eq!(stats["changed"], 0, "{stats}");
+    assert_eq!(stats["changed"], 0, "{stats}\n{msgs}");
     assert_eq!(
         snapshot(&host),
         converged,
         "a converged run changed something (or restarted docker)"
     );
-    let (_, stats, _) = playbook(&host, "--check");
+    assert_eq!(diff_text(&msgs), "", "a converged run shows a diff");
+    let (_, stats, msgs) = playbook(&host, "--check --diff");
     assert_eq!(
         stats["changed"], 0,
-        "check mode on a converged host: {stats}"
+        "check mode on a converged host: {stats}\n{msgs}"
     );
+    lap("second run + check");
 
-    // Turn it off, then make docker refuse remapping: the run fails, says it rolled back, and
-    // docker keeps running with the previous settings.
-    let (code, stats, msgs) = playbook(&host, "-e docker_userns_state=disabled");
+    // Turn it off: first in check mode (status; the key's removal shown, nothing changed), then
+    // for real (--diff: the key removed).
+    let (code, stats, msgs) = playbook(&host, "--check --diff -e docker_userns_state=disabled");
+    assert_eq!(code, 0, "{msgs}");
+    assert!(stats["changed"].as_u64().unwrap() >= 1, "{stats}");
+    let diff = diff_text(&msgs);
+    assert!(
+        diff.contains("+++ after: /etc/docker/daemon.json (planned)")
+            && diff.contains(r#"-  "userns-remap": "default""#),
+        "the planned removal is not in the diff:\n{diff}"
+    );
+    assert_eq!(snapshot(&host), converged, "check mode changed the host");
+    let (code, stats, msgs) = playbook(&host, "--diff -e docker_userns_state=disabled");
     assert_eq!(code, 0, "{msgs}");
     assert!(stats["changed"].as_u64().unwrap() >= 1);
     assert!(!userns(&host));
+    let diff = diff_text(&msgs);
+    assert!(
+        diff.contains(r#"-  "userns-remap": "default""#),
+        "the removal is not in the diff:\n{diff}"
+    );
+    lap("disable --diff");
+    // Check mode with --diff for another remap user: every kind of change shown (the key, new
+    // subuid/subgid lines, the new user), nothing changed.
+    let disabled = snapshot(&host);
+    let (code, stats, msgs) = playbook(&host, "--check --diff -e docker_userns_user=remap2");
+    assert_eq!(code, 0, "{msgs}");
+    assert!(stats["changed"].as_u64().unwrap() >= 1, "{stats}");
+    let diff = diff_text(&msgs);
+    eprintln!("ansible: --check --diff, user remap2:\n{diff}");
+    for want in [
+        "+++ after: /etc/docker/daemon.json (planned)",
+        r#"+  "userns-remap": "remap2""#,
+        "+++ after: /etc/subuid (planned)",
+        "+++ after: /etc/subgid (planned)",
+        "+remap2:",
+        "+++ after: user remap2 (planned)",
+    ] {
+        assert!(diff.contains(want), "{want:?} not in the diff:\n{diff}");
+    }
+    assert_eq!(snapshot(&host), disabled, "check mode changed the host");
+    assert!(!host.sh("getent passwd remap2").success());
+    lap("check --diff, other user");
+
+    // Make docker refuse remapping: the run fails, says it rolled back, and docker keeps
+    // running with the previous settings.
     host.write(
         "/etc/systemd/system/docker.service.d/refuse-remap.conf",
         "[Service]\nExecStartPre=/bin/sh -c '! grep -q userns-remap /etc/docker/daemon.json'\n",
@@ -129,4 +242,6 @@ fn the_role_converges_is_idempotent_checks_and_reports_rollbacks() {
         "active"
     );
     assert!(!userns(&host));
+    lap("refused config, rollback");
+    eprintln!("ansible: whole test {} ms", t_all.elapsed().as_millis());
 }

@@ -6,10 +6,8 @@
 //! dpkg-dev, binutils, lintian and man-db with apt; cargo-deb 3.8.0 with `cargo install` into
 //! target/tools); it fails, never skips, when that fails.
 //!
-//! The .deb is built by the test itself in its own target dir (target/deb-build: the outer
-//! `cargo test` keeps target/debug locked), once per test process, after the man pages and
-//! completions (`cargo xtask generate target/assets`); cargo rebuilds only what changed, so it
-//! is never stale.
+//! The .deb is built by the test itself (tests/testhost/deb.rs: in target/deb-build, once per
+//! test process; cargo rebuilds only what changed, so it is never stale).
 
 mod common;
 #[path = "docker_plugin/mod.rs"]
@@ -17,15 +15,13 @@ mod docker_plugin;
 #[path = "testhost/mod.rs"]
 mod testhost;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use testhost::Host;
 
-const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The exposure score that README's "Packaging" section states for docker-userns.service.
 const MAX_EXPOSURE: f64 = 1.2;
@@ -48,77 +44,6 @@ fn run(cmd: &mut Command) -> Run {
     }
 }
 
-static DEB: Mutex<Option<PathBuf>> = Mutex::new(None);
-
-/// Builds the .deb (once per process) exactly as README documents it and returns its path.
-fn deb() -> PathBuf {
-    let mut guard = DEB.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(path) = guard.as_ref() {
-        return path.clone();
-    }
-    let cargo_deb = testhost::package_tools();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let target_dir = Path::new(MANIFEST_DIR).join("target/deb-build");
-
-    // `cargo xtask generate target/assets` (the alias spelled out, with --locked): the man
-    // pages and completions that the package's assets name. In release: the library and its
-    // dependencies built for it are the ones `cargo deb` then reuses (118 s -> 83 s cold).
-    let assets = Path::new(MANIFEST_DIR).join("target/assets");
-    let t0 = Instant::now();
-    let r = run(Command::new(&cargo)
-        .args("run --locked --release -p xtask -- generate".split(' '))
-        .arg(&assets)
-        .current_dir(MANIFEST_DIR)
-        .env("CARGO_TARGET_DIR", &target_dir));
-    assert_eq!(
-        r.code,
-        0,
-        "`CARGO_TARGET_DIR={} cargo run --locked --release -p xtask -- generate {}` failed\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        target_dir.display(),
-        assets.display(),
-        r.stdout,
-        r.stderr
-    );
-    eprintln!(
-        "package: generated man pages and completions in {} ms",
-        t0.elapsed().as_millis()
-    );
-
-    // `cargo deb --locked`, run the way cargo runs it (argv `deb --locked`, CARGO set), with
-    // the pinned cargo-deb in target/tools: `cargo deb` would run whichever one PATH or
-    // ~/.cargo/bin holds.
-    let t0 = Instant::now();
-    let r = run(Command::new(&cargo_deb)
-        .args(["deb", "--locked"])
-        .current_dir(MANIFEST_DIR)
-        .env("CARGO", &cargo)
-        .env("CARGO_TARGET_DIR", &target_dir));
-    assert_eq!(
-        r.code,
-        0,
-        "`CARGO_TARGET_DIR={} cargo deb --locked` ({}) failed\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        target_dir.display(),
-        cargo_deb.display(),
-        r.stdout,
-        r.stderr
-    );
-    // cargo-deb prints the path of the package as its last line.
-    let path = PathBuf::from(r.stdout.lines().last().unwrap_or_default().trim());
-    assert!(
-        path.is_file() && path.extension().is_some_and(|e| e == "deb"),
-        "cargo deb printed no .deb path: {}\n{}",
-        r.stdout,
-        r.stderr
-    );
-    eprintln!(
-        "package: built {} in {} ms",
-        path.display(),
-        t0.elapsed().as_millis()
-    );
-    *guard = Some(path.clone());
-    path
-}
-
 fn field(deb: &Path, name: &str) -> String {
     let r = run(Command::new("dpkg-deb").arg("--field").arg(deb).arg(name));
     assert_eq!(r.code, 0, "dpkg-deb --field {name}: {}", r.stderr);
@@ -127,7 +52,7 @@ fn field(deb: &Path, name: &str) -> String {
 
 #[test]
 fn deb_has_the_expected_contents_and_is_lintian_clean() {
-    let deb = deb();
+    let deb = testhost::deb::build();
 
     assert_eq!(field(&deb, "Package"), "docker-userns");
     assert_eq!(field(&deb, "Version"), format!("{VERSION}-1"));
@@ -274,7 +199,7 @@ fn entry_is(e: &Value, transport: &str, priority: &str, message_part: &str) -> b
 
 #[test]
 fn deb_installs_converges_with_its_unit_and_removes_cleanly() {
-    let deb = deb();
+    let deb = testhost::deb::build();
     let host = Host::boot("package");
     // The package's binary, not the harness's copy in /usr/local/sbin, must answer. The test
     // tree excludes man pages and docs from dpkg installs (to stay small); a real host does not.

@@ -17,6 +17,8 @@
 //! of the harness fails, with the script's stderr in the message.
 #![allow(dead_code)]
 
+pub mod deb;
+
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::Write;
@@ -243,6 +245,29 @@ pub fn prometheus_parser() -> PathBuf {
                 dir.display()
             );
             Ok(dir)
+        })
+        .clone();
+    drop(guard);
+    result.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `testhost.sh lintdeps`, once per process: ansible-lint (pinned, from PyPI) in a venv under
+/// `<repo>/target/tools/ansible-lint` (python3-venv with apt when missing). Returns the path
+/// of that ansible-lint. Panics (never skips) when an install fails.
+pub fn ansible_lint() -> PathBuf {
+    static LINT: Mutex<Option<Result<PathBuf, String>>> = Mutex::new(None);
+    require_root();
+    let mut guard = lock(&LINT);
+    let result = guard
+        .get_or_insert_with(|| {
+            let t0 = Instant::now();
+            let lint = PathBuf::from(step("lintdeps", &["lintdeps"])?);
+            eprintln!(
+                "testhost: lintdeps ready in {} ms ({})",
+                t0.elapsed().as_millis(),
+                lint.display()
+            );
+            Ok(lint)
         })
         .clone();
     drop(guard);

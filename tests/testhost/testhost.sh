@@ -6,6 +6,8 @@
 #   testhost.sh pkgdeps                   install what the .deb test needs; print cargo-deb's path
 #   testhost.sh promparser                pip install prometheus-client (pinned) into
 #                                         target/tools/python; print that directory
+#   testhost.sh lintdeps                  install ansible-lint (PyPI, pinned) in a venv under
+#                                         target/tools; print its path
 #   testhost.sh rootfs [SUITE]            build/reuse the pristine cached tree (SUITE: bookworm,
 #                                         trixie or forky)
 #   testhost.sh boot NAME [SUITE]         boot a fresh copy, wait for docker, print init PID
@@ -252,10 +254,74 @@ cmd_pkgdeps() {
   printf '%s\n' "$TOOLS/bin/cargo-deb"
 }
 
+# ---------------------------------------------------------------- lintdeps
+# What tests/ansible_lint.rs needs: ansible-lint from PyPI (pinned; it brings its own
+# ansible-core) in a venv in <repo>/target/tools/ansible-lint, made with Debian's python3
+# (python3-venv installed with apt when `python3 -m venv` cannot work).
+ANSIBLE_LINT_VERSION=26.10.1
+LINT_VENV=$TOOLS/ansible-lint
+
+lintdeps_missing() {
+  command -v python3 >/dev/null 2>&1 || printf '%s\n' python3
+  python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || printf '%s\n' python3-venv
+  return 0
+}
+
+ansible_lint_ok() {
+  [ -x "$LINT_VENV/bin/ansible-lint" ] &&
+    "$LINT_VENV/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(m.version("ansible-lint") != sys.argv[1])' \
+      "$ANSIBLE_LINT_VERSION" >/dev/null 2>&1
+}
+
+cmd_lintdeps() {
+  need_root
+  apt_ensure lintdeps lintdeps_missing
+  if ansible_lint_ok; then
+    log "ansible-lint $ANSIBLE_LINT_VERSION present"
+  else
+    mkdir -p "$TOOLS"
+    exec 8>"$TOOLS/ansible-lint.lock"
+    flock 8
+    if ansible_lint_ok; then
+      log "ansible-lint $ANSIBLE_LINT_VERSION present (installed by another process)"
+    else
+      local t0
+      t0=$(now_ms)
+      log "installing ansible-lint $ANSIBLE_LINT_VERSION into $LINT_VENV (pip, about a minute)"
+      rm -rf "$LINT_VENV"
+      python3 -m venv "$LINT_VENV" >&2 || die "python3 -m venv $LINT_VENV failed"
+      if ! "$LINT_VENV/bin/pip" install --quiet --disable-pip-version-check \
+        "ansible-lint==$ANSIBLE_LINT_VERSION" >&2; then
+        die "pip install ansible-lint==$ANSIBLE_LINT_VERSION into $LINT_VENV failed"
+      fi
+      ansible_lint_ok || die "$LINT_VENV/bin/ansible-lint is not version $ANSIBLE_LINT_VERSION"
+      log "ansible-lint $ANSIBLE_LINT_VERSION installed in $(($(now_ms) - t0)) ms"
+    fi
+    flock -u 8
+    exec 8>&-
+  fi
+  printf '%s\n' "$LINT_VENV/bin/ansible-lint"
+}
+
 # ---------------------------------------------------------------- rootfs
+# Packages installed with apt inside the tree of SUITE, beyond debootstrap's.
+suite_packages() {
+  case $1 in
+  # trixie and forky ship the docker CLI as a package of its own.
+  trixie | forky) printf '%s\n' docker-cli ;;
+  # The fleet tests run Ansible playbooks inside the bookworm host (local connection); the
+  # role's ansible.builtin.apt needs python3-apt (the host has no network to fetch it).
+  bookworm) printf '%s\n' ansible-core python3-apt ;;
+  esac
+}
+
 rootfs_stamp() {
-  printf 'recipe=%s suite=%s packages=%s extra=%s\n' \
-    "$RECIPE_VERSION" "$1" "$BASE_PACKAGES" "${TESTHOST_EXTRA_PACKAGES:-}"
+  # bookworm's list is in its stamp since python3-apt joined it (trixie's and forky's trees,
+  # unchanged, keep their stamps).
+  local inside=""
+  [ "$1" = bookworm ] && inside=" inside=$(suite_packages "$1" | paste -sd, -)"
+  printf 'recipe=%s suite=%s packages=%s extra=%s%s\n' \
+    "$RECIPE_VERSION" "$1" "$BASE_PACKAGES" "${TESTHOST_EXTRA_PACKAGES:-}" "$inside"
 }
 
 rootfs_dir() { printf '%s/rootfs-%s' "$CACHE" "$1"; }
@@ -330,10 +396,7 @@ path-exclude=/usr/share/locale/*
 DPKG
 
   local extra=()
-  # trixie and forky ship the docker CLI as a package of its own.
-  case $suite in trixie | forky) extra+=(docker-cli) ;; esac
-  # The fleet tests run Ansible playbooks inside the bookworm host (local connection).
-  [ "$suite" = bookworm ] && extra+=(ansible-core)
+  mapfile -t extra < <(suite_packages "$suite")
   if [ -n "${TESTHOST_EXTRA_PACKAGES:-}" ]; then
     local -a words
     read -r -a words <<<"$TESTHOST_EXTRA_PACKAGES"
@@ -676,6 +739,7 @@ main() {
   deps) cmd_deps "$@" ;;
   pkgdeps) cmd_pkgdeps "$@" ;;
   promparser) cmd_promparser "$@" ;;
+  lintdeps) cmd_lintdeps "$@" ;;
   rootfs) cmd_rootfs "$@" ;;
   boot) cmd_boot "$@" ;;
   exec) cmd_exec "$@" ;;

@@ -1,0 +1,79 @@
+//! `ansible-lint --profile production` passes on packaging/ansible (the role and the example
+//! playbook). ansible-lint comes from PyPI, pinned, in a venv under target/tools
+//! (`testhost.sh lintdeps`, which also installs python3-venv with apt when missing); the test
+//! fails, never skips, when that cannot be installed. Needs root (apt).
+
+#[path = "testhost/mod.rs"]
+mod testhost;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let dest = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_tree(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), &dest).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn the_ansible_role_passes_ansible_lint_production() {
+    let lint = testhost::ansible_lint();
+    // A copy: ansible-lint may leave caches in the project it checks.
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_tree(
+        &Path::new(MANIFEST_DIR).join("packaging/ansible"),
+        dir.path(),
+    );
+    let bin = lint.parent().expect("venv bin");
+    let t0 = Instant::now();
+    let out = Command::new(&lint)
+        .args([
+            "--profile",
+            "production",
+            "--strict",
+            "--offline",
+            "--nocolor",
+        ])
+        .current_dir(dir.path())
+        // Its own venv first, as an activated venv would have it (else it warns about PATH).
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("NO_COLOR", "1")
+        .env("HOME", dir.path().join(".home"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", lint.display()));
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "ansible-lint: {} ms\n{}",
+        t0.elapsed().as_millis(),
+        text.trim()
+    );
+    assert!(out.status.success(), "ansible-lint failed:\n{text}");
+    assert!(
+        text.contains("Profile 'production' was required, and it passed"),
+        "{text}"
+    );
+    // It looked at the role's files, not at an empty directory.
+    assert!(!text.contains("0 files processed"), "{text}");
+}
