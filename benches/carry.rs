@@ -18,7 +18,8 @@
 //! - C3: peak RSS (VmHWM under ptrace, as in `perf`: the docker-userns process alone, not `cp`
 //!   or dockerd) of those `enable --carry` runs at each size: it must not grow with the size.
 //!
-//! Every timed step starts after a `sync`. Each cycle ends with the remapped engine emptied and
+//! Every timed step starts after a `sync`, and at least 40 s after the last deletion of a big
+//! tree (see [`settle_deletes`]). Each cycle ends with the remapped engine emptied and
 //! remapping off again; checked after each carry: the same image ids under the same tags, the
 //! volume's inode count and the owner START+1000 of a file owned by 1000.
 //!
@@ -118,9 +119,10 @@ fn images(host: &Host) -> String {
     host.ok("docker images --no-trunc --format '{{.ID}} {{.Repository}}:{{.Tag}}' | sort")
 }
 
-/// Removes every image of the (remapped) engine.
+/// Removes every image of the engine (children before parents: `prune`, not `rmi`).
 fn empty_images(host: &Host) {
-    host.ok("docker images -q --no-trunc | sort -u | xargs -r docker rmi -f >/dev/null");
+    host.ok("docker image prune -a -f >/dev/null");
+    assert_eq!(host.ok("docker images -aq"), "", "images left");
 }
 
 /// Adds an image `bench/imgN:1` of two layers of `mb`/2 MB of random data each on busybox:local.
@@ -220,6 +222,15 @@ fn make_volume(host: &Host, name: &str, files: u64, mb: u64) {
     ));
 }
 
+/// Waits until the inodes of a tree just deleted may be reused. ext4's inode allocator skips
+/// inodes deleted less than `dirty_expire_centisecs` (30 s) + 5 s ago (`recently_deleted()`,
+/// a buffer lookup per skipped inode): creating 10^5 files right after deleting 10^5 took
+/// 30-60 s of system time in `cp -a` instead of ~8 s (perf: 70% in `recently_deleted`), for
+/// whichever side of the comparison came after a deletion.
+fn settle_deletes(host: &Host) {
+    host.ok("sync; sleep 40");
+}
+
 /// One volume cycle from remapping off: the tool, then the baseline (plain enable, cp -a,
 /// chown -R). Returns (carry s, cp s, chown s, plain enable s, enable --carry s, RSS kB).
 fn volume_cycle(host: &Host, name: &str) -> [f64; 7] {
@@ -245,6 +256,7 @@ fn volume_cycle(host: &Host, name: &str) -> [f64; 7] {
     );
     host.ok(&format!("docker volume rm {name} >/dev/null"));
     host.ok(DISABLE);
+    settle_deletes(host);
 
     let (plain, _) = timed(host, false, ENABLE);
     let dst = format!(
@@ -263,6 +275,7 @@ fn volume_cycle(host: &Host, name: &str) -> [f64; 7] {
     );
     host.ok(&format!("rm -rf {dst}"));
     host.ok(DISABLE);
+    settle_deletes(host);
     let carry = with - plain;
     eprintln!(
         "  volume {name}: enable --carry {with:.2} s - enable {plain:.2} s = {carry:.2} s; cp -a {cp:.2} s + chown -R {chown:.2} s = {:.2} s; RSS {rss} kB",
