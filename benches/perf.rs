@@ -28,6 +28,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod measure;
 #[path = "../tests/testhost/mod.rs"]
 mod testhost;
 
@@ -35,10 +36,11 @@ use std::fmt::Write as _;
 use std::fs;
 use std::io::{Read, Write as _};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
+
+use measure::{Row, helper_measure, load, mb, measure_ok, measured_lines, median, ms, sh};
 
 /// The binary measured by the files-only parts: this build's, or `PERF_BIN` (to compare with
 /// another build, e.g. of an older commit).
@@ -101,146 +103,6 @@ fn opts() -> Option<Opts> {
     Some(o)
 }
 
-/// One finished process.
-#[derive(Debug, Clone, Copy)]
-struct Sample {
-    wall: Duration,
-    rss_kb: u64,
-    code: i32,
-}
-
-/// Points stdin at /dev/null and stdout and stderr at `log`.
-fn redirect(cmd: &mut Command, log: &Path) {
-    let out = fs::File::create(log).expect("log file");
-    let err = out.try_clone().expect("log file");
-    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-}
-
-fn exit_code(status: libc::c_int) -> i32 {
-    if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        128 + libc::WTERMSIG(status)
-    }
-}
-
-/// Runs `cmd` (stdin /dev/null, stdout and stderr to `log`): wall time from spawn to exit.
-fn measure(cmd: &mut Command, log: &Path) -> Sample {
-    redirect(cmd, log);
-    let t0 = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let status = child.wait().expect("wait");
-    Sample {
-        wall: t0.elapsed(),
-        rss_kb: 0,
-        code: status.code().unwrap_or(128),
-    }
-}
-
-fn ptrace(req: libc::c_uint, pid: libc::pid_t, data: usize) -> libc::c_long {
-    // SAFETY: only requests that take an integer `data` and no address are used here.
-    unsafe { libc::ptrace(req, pid, std::ptr::null_mut::<libc::c_void>(), data) }
-}
-
-/// VmHWM (peak resident set of the process's current memory image) in kB.
-fn vm_hwm(pid: libc::pid_t) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// Like [`measure`], under ptrace: `rss_kb` is the command's own peak RSS, read from
-/// /proc/PID/status when it stops on its way out (PTRACE_O_TRACEEXIT). Its memory image is new
-/// at exec, so neither this process's memory nor the commands it runs itself are counted.
-fn measure_traced(cmd: &mut Command, log: &Path) -> Sample {
-    redirect(cmd, log);
-    // SAFETY: ptrace(PTRACE_TRACEME) is async-signal-safe; the child then stops at its exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            if ptrace(libc::PTRACE_TRACEME, 0, 0) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let t0 = Instant::now();
-    // Reaped below with waitpid, which ptrace needs (Child::wait would not see the stops).
-    #[allow(clippy::zombie_processes)]
-    let child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: waits for our own child.
-    unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
-    assert!(libc::WIFSTOPPED(status), "{cmd:?} did not stop at exec");
-    let opts = libc::PTRACE_O_TRACEEXIT | libc::PTRACE_O_EXITKILL;
-    assert_eq!(ptrace(libc::PTRACE_SETOPTIONS, pid, opts as usize), 0);
-    ptrace(libc::PTRACE_CONT, pid, 0);
-    let mut rss_kb = 0;
-    let code = loop {
-        // SAFETY: as above.
-        if unsafe { libc::waitpid(pid, &mut status, libc::__WALL) } != pid {
-            panic!("waitpid: {}", std::io::Error::last_os_error());
-        }
-        if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
-            break exit_code(status);
-        }
-        let sig = libc::WSTOPSIG(status);
-        let inject = if status >> 16 == libc::PTRACE_EVENT_EXIT {
-            rss_kb = vm_hwm(pid);
-            0
-        } else if sig == libc::SIGTRAP {
-            0
-        } else {
-            sig // a signal for the command (SIGCHLD...): deliver it
-        };
-        ptrace(libc::PTRACE_CONT, pid, inject as usize);
-    };
-    Sample {
-        wall: t0.elapsed(),
-        rss_kb,
-        code,
-    }
-}
-
-/// Like [`measure`] or [`measure_traced`], and panics with the output unless the command exited 0.
-fn measure_ok(cmd: &mut Command, log: &Path, traced: bool) -> Sample {
-    let s = if traced {
-        measure_traced(cmd, log)
-    } else {
-        measure(cmd, log)
-    };
-    if s.code != 0 {
-        panic!(
-            "{cmd:?} exited {}:\n{}",
-            s.code,
-            fs::read_to_string(log).unwrap_or_default()
-        );
-    }
-    s
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    assert!(!v.is_empty());
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 /// A fresh copy of the fixture in `dir/name`.
 fn fixture_tree(dir: &Path, name: &str) -> PathBuf {
     let t = dir.join(name);
@@ -261,47 +123,6 @@ fn sync() {
     // Earlier writes are flushed before a timed run, so writeback of the generated files does
     // not land in it.
     rustix::fs::sync();
-}
-
-fn load() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-/// One row of the summary table.
-struct Row {
-    figure: String,
-    value: String,
-    baseline: String,
-    ratio: f64,
-    target: String,
-    met: Option<bool>,
-}
-
-impl Row {
-    fn print(rows: &[Row]) -> String {
-        let mut s = String::from(
-            "| figure | value | baseline | ratio | target | met? |\n|---|---|---|---|---|---|\n",
-        );
-        for r in rows {
-            let met = match r.met {
-                Some(true) => "yes",
-                Some(false) => "**no**",
-                None => "—",
-            };
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {:.2} | {} | {met} |",
-                r.figure, r.value, r.baseline, r.ratio, r.target
-            );
-        }
-        s
-    }
-}
-
-fn mb(kb: u64) -> String {
-    format!("{:.1} MB", kb as f64 / 1024.0)
 }
 
 /// RSS runs of each command (traced, apart from the timed runs).
@@ -520,55 +341,6 @@ fn p3(work: &Path, o: &Opts) -> Vec<P3> {
     out
 }
 
-/// The `--measure` helper's output: (index, wall ms, peak RSS kB, exit code) per run.
-fn measured_lines(text: &str) -> Vec<(usize, f64, u64, i32)> {
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (
-                f[0].parse().unwrap(),
-                f[1].parse().unwrap(),
-                f[2].parse().unwrap(),
-                f[3].parse().unwrap(),
-            )
-        })
-        .collect()
-}
-
-/// `perf --measure ROUNDS OUT [--trace] CMD... [--- CMD...]` (inside the test host): runs the
-/// commands in turn, ROUNDS times, and appends "INDEX WALL_MS RSS_KB EXIT_CODE" per run to OUT
-/// (RSS 0 unless traced).
-fn helper_measure(args: &[String]) {
-    let rounds: usize = args[0].parse().expect("rounds");
-    let out = &args[1];
-    let (traced, rest) = match args.get(2).map(String::as_str) {
-        Some("--trace") => (true, &args[3..]),
-        _ => (false, &args[2..]),
-    };
-    let cmds: Vec<&[String]> = rest.split(|a| a == "---").collect();
-    let log = Path::new("/dev/null");
-    let mut text = String::new();
-    for _ in 0..rounds {
-        for (i, c) in cmds.iter().enumerate() {
-            let mut cmd = Command::new(&c[0]);
-            cmd.args(&c[1..]);
-            let s = if traced {
-                measure_traced(&mut cmd, log)
-            } else {
-                measure(&mut cmd, log)
-            };
-            let _ = writeln!(text, "{i} {:.3} {} {}", ms(s.wall), s.rss_kb, s.code);
-        }
-    }
-    fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(out)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .expect("cannot write the results");
-}
-
 /// Median wall time of one Engine API request (HTTP/1.0 over /run/docker.sock), in ms.
 fn engine_request_ms(path: &str, n: usize) -> f64 {
     let mut v = Vec::new();
@@ -730,14 +502,6 @@ fn on_host(o: &Opts, rows: &mut Vec<Row>, rss: &mut Vec<Row>) -> String {
          `Properties.Get` to systemd {} ms",
         w[0], w[1], w[2], w[3]
     )
-}
-
-fn sh(cmd: &str) -> String {
-    Command::new("sh")
-        .args(["-c", cmd])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
 }
 
 fn main() {

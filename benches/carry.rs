@@ -1,0 +1,449 @@
+//! The carry benchmark (issue 14, item 3), as root: `cargo bench --bench carry`.
+//!
+//! Boots one bookworm test host (tests/testhost) and measures, in the same run:
+//!
+//! - C1: carrying images. The tool's part of `enable --yes --settle 0 --carry images` (export
+//!   through `GET /images/get` before docker stops, load through `POST /images/load` after the
+//!   gate) is that command's wall time minus the wall time of a plain `enable --yes --settle 0`
+//!   on the same host state (remapped engine empty, same user and ranges), in the same cycle.
+//!   Baseline: the docker CLI doing the same move, `docker save -o FILE IMG...` from the old
+//!   engine and `docker load -i FILE` into the remapped one after a plain `enable`. Image sets of
+//!   about 100 MB, 300 MB and 1 GB (busybox:local and images of two committed layers of random
+//!   data each). Target ≤ 1.1x.
+//! - C2: carrying volumes. `enable --carry volumes` minus the plain `enable` the same way,
+//!   against `cp -a` of the same tree beside the new data root plus the floor of the owner
+//!   shift, `chown -R --no-dereference` of the copy. A volume of 10^5 files / 1 GB (owners
+//!   root, 1000 and others below 65536, 1% symlinks, 1% hard links, 0.1% setuid), and one of
+//!   10^3 files / 10 MB. Target ≤ 1.3x.
+//! - C3: peak RSS (VmHWM under ptrace, as in `perf`: the docker-userns process alone, not `cp`
+//!   or dockerd) of those `enable --carry` runs at each size: it must not grow with the size.
+//!
+//! Every timed step starts after a `sync`, and at least 40 s after the last deletion of a big
+//! tree (see [`settle_deletes`]). Each cycle ends with the remapped engine emptied and
+//! remapping off again; checked after each carry: the same image ids under the same tags, the
+//! volume's inode count and the owner START+1000 of a file owned by 1000.
+//!
+//! Options (after `--`): `--reps N` cycles at 300 MB of images and at the big volume (default
+//! 3), `--files N` and `--volume-mb N` (the big volume, default 100000 and 1024),
+//! `--max-image-mb N` (skip larger image sets), `--images-only`, `--volumes-only`. Inside the
+//! test host this binary (copied to /root/carrybench) is the timer: `carry --measure ...`, the
+//! helper of benches/measure.
+
+mod measure;
+#[path = "../tests/testhost/mod.rs"]
+mod testhost;
+
+use measure::{Row, helper_measure, load, mb, measured_lines, median, sh};
+use testhost::Host;
+
+struct Opts {
+    reps: usize,
+    files: u64,
+    volume_mb: u64,
+    max_image_mb: u64,
+    images: bool,
+    volumes: bool,
+}
+
+fn opts() -> Option<Opts> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !args.iter().any(|a| a == "--bench") {
+        println!("benches/carry.rs: run it with `cargo bench --bench carry` (see BENCHMARKS.md)");
+        return None;
+    }
+    let mut o = Opts {
+        reps: 3,
+        files: 100_000,
+        volume_mb: 1024,
+        max_image_mb: 1000,
+        images: true,
+        volumes: true,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut num = |what: &str| -> u64 {
+            it.next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{what} needs a number"))
+        };
+        match a.as_str() {
+            "--bench" => {}
+            "--reps" => o.reps = num("--reps") as usize,
+            "--files" => o.files = num("--files"),
+            "--volume-mb" => o.volume_mb = num("--volume-mb"),
+            "--max-image-mb" => o.max_image_mb = num("--max-image-mb"),
+            "--images-only" => o.volumes = false,
+            "--volumes-only" => o.images = false,
+            other => panic!("unknown option {other:?} (see the top of benches/carry.rs)"),
+        }
+    }
+    Some(o)
+}
+
+const ENABLE: &str = "docker-userns -q enable --yes --settle 0";
+const DISABLE: &str = "docker-userns -q disable --yes --settle 0";
+
+/// Runs `cmd` (split into words by sh) inside under the timer, after a `sync`: (seconds, peak
+/// RSS in kB, 0 unless traced). Panics with its output unless it exits 0.
+fn timed(host: &Host, traced: bool, cmd: &str) -> (f64, u64) {
+    host.ok("sync");
+    timed_now(host, traced, cmd)
+}
+
+/// [`timed`] without the `sync` first.
+fn timed_now(host: &Host, traced: bool, cmd: &str) -> (f64, u64) {
+    host.ok("rm -f /root/m.txt /root/m.txt.log");
+    let trace = if traced { "--trace " } else { "" };
+    host.ok(&format!(
+        "/root/carrybench --measure 1 /root/m.txt {trace}{cmd}"
+    ));
+    let r = measured_lines(&host.read_string("/root/m.txt").unwrap_or_default());
+    assert_eq!(r.len(), 1, "`{cmd}`: no measurement");
+    if r[0].3 != 0 {
+        panic!(
+            "`{cmd}` exited {}:\n{}",
+            r[0].3,
+            host.read_string("/root/m.txt.log").unwrap_or_default()
+        );
+    }
+    (r[0].1 / 1000.0, r[0].2)
+}
+
+fn remapped(host: &Host) -> bool {
+    host.ok("docker info --format '{{json .SecurityOptions}}'")
+        .contains("name=userns")
+}
+
+/// The images as `ID REPO:TAG` lines, sorted.
+fn images(host: &Host) -> String {
+    host.ok("docker images --no-trunc --format '{{.ID}} {{.Repository}}:{{.Tag}}' | sort")
+}
+
+/// Removes every image of the engine (children before parents: `prune`, not `rmi`).
+fn empty_images(host: &Host) {
+    host.ok("docker image prune -a -f >/dev/null");
+    assert_eq!(host.ok("docker images -aq"), "", "images left");
+}
+
+/// Adds an image `bench/imgN:1` of two layers of `mb`/2 MB of random data each on busybox:local.
+fn make_image(host: &Host, n: usize, mb: u64) {
+    let half = mb * 1024 * 1024 / 2;
+    let run = |from: &str, file: &str, to: &str| {
+        format!(
+            "docker run --pull=never --network none --name mk {from} sh -c 'head -c {half} /dev/urandom > /{file}' && docker commit mk {to} >/dev/null && docker rm mk >/dev/null"
+        )
+    };
+    host.ok(&format!(
+        "{} && {} && docker rmi bench/img{n}:tmp >/dev/null",
+        run("busybox:local", "a", &format!("bench/img{n}:tmp")),
+        run(
+            &format!("bench/img{n}:tmp"),
+            "b",
+            &format!("bench/img{n}:1")
+        ),
+    ));
+}
+
+/// One image cycle from remapping off: the baseline (save, plain enable, load), then the tool.
+/// Returns (carry s, save s, load s, plain enable s, enable --carry s, RSS kB, sync after the
+/// save s).
+fn image_cycle(host: &Host) -> [f64; 7] {
+    assert!(!remapped(host));
+    let want = images(host);
+    let names = host.ok("docker images --format '{{.Repository}}:{{.Tag}}'");
+    let names: Vec<&str> = names.split_whitespace().collect();
+    let (save, _) = timed(
+        host,
+        false,
+        &format!("docker save -o /var/tmp/save.tar {}", names.join(" ")),
+    );
+    // Not in the baseline: what `docker save` left unwritten (the tool fsyncs its spool).
+    let (flush, _) = timed_now(host, false, "sync");
+    let (plain, _) = timed(host, false, ENABLE);
+    assert!(remapped(host));
+    let (load, _) = timed(host, false, "docker load -q -i /var/tmp/save.tar");
+    assert_eq!(images(host), want, "docker load");
+    host.ok("rm -f /var/tmp/save.tar");
+    empty_images(host);
+    host.ok(DISABLE);
+
+    let (with, rss) = timed(host, true, &format!("{ENABLE} --carry images"));
+    assert!(remapped(host));
+    assert_eq!(images(host), want, "enable --carry images");
+    assert!(host.sh("test -e /var/lib/docker-userns/carry").code != 0);
+    empty_images(host);
+    host.ok(DISABLE);
+    let carry = with - plain;
+    eprintln!(
+        "  images: enable --carry {with:.2} s - enable {plain:.2} s = {carry:.2} s; docker save {save:.2} s + load {load:.2} s = {:.2} s (sync after save {flush:.2} s); RSS {rss} kB",
+        save + load
+    );
+    [carry, save, load, plain, with, rss as f64, flush]
+}
+
+const GENVOL: &str = r#"
+import os, random, sys
+top, n, total = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(14)
+blob = os.urandom(1 << 22)
+mean = total // n
+prev = None
+for i in range(n):
+    d = os.path.join(top, "d%04d" % (i // 100))
+    if i % 100 == 0:
+        os.mkdir(d)
+        u = 1000 if rng.random() < 0.4 else 0
+        os.chown(d, u, u)
+    r = rng.random()
+    p = os.path.join(d, "f%06d" % i)
+    if prev and r < 0.01:
+        os.symlink("../" + prev, p)
+        os.lchown(p, 1000, 1000)
+        continue
+    if prev and r < 0.02:
+        os.link(os.path.join(top, prev), p)
+        continue
+    size = rng.randint(0, 2 * mean)
+    off = rng.randint(0, len(blob) - size)
+    with open(p, "wb") as f:
+        f.write(blob[off:off + size])
+    u = 1000 if (i == 0 or r < 0.4) else (0 if r < 0.9 else rng.randint(1, 65535))
+    os.chown(p, u, u)
+    if r > 0.999:
+        os.chmod(p, 0o4755)
+    prev = os.path.relpath(p, top)
+"#;
+
+/// Creates volume `name` in the (old) engine with `files` files of `mb` MB in all.
+fn make_volume(host: &Host, name: &str, files: u64, mb: u64) {
+    host.ok(&format!(
+        "docker volume create {name} >/dev/null && python3 /root/genvol.py \"$(docker volume inspect -f '{{{{.Mountpoint}}}}' {name})\" {files} {}",
+        mb << 20
+    ));
+}
+
+/// Waits until the inodes of a tree just deleted may be reused. ext4's inode allocator skips
+/// inodes deleted less than `dirty_expire_centisecs` (30 s) + 5 s ago (`recently_deleted()`,
+/// a buffer lookup per skipped inode): creating 10^5 files right after deleting 10^5 took
+/// 30-60 s of system time in `cp -a` instead of ~8 s (perf: 70% in `recently_deleted`), for
+/// whichever side of the comparison came after a deletion.
+fn settle_deletes(host: &Host) {
+    host.ok("sync; sleep 40");
+}
+
+/// One volume cycle from remapping off: the tool, then the baseline (plain enable, cp -a,
+/// chown -R). Returns (carry s, cp s, chown s, plain enable s, enable --carry s, RSS kB).
+fn volume_cycle(host: &Host, name: &str) -> [f64; 7] {
+    assert!(!remapped(host));
+    let src = host.ok(&format!(
+        "docker volume inspect -f '{{{{.Mountpoint}}}}' {name}"
+    ));
+    let src = src.trim();
+    let inodes = host.ok(&format!("find {src} | wc -l"));
+    let (with, rss) = timed(host, true, &format!("{ENABLE} --carry volumes"));
+    assert!(remapped(host));
+    let mp = host.ok(&format!(
+        "docker volume inspect -f '{{{{.Mountpoint}}}}' {name}"
+    ));
+    let mp = mp.trim();
+    assert_eq!(host.ok(&format!("find {mp} | wc -l")), inodes, "{name}");
+    let start = host.ok("grep ^dockremap: /etc/subuid | cut -d: -f2");
+    let want = format!("{0}:{0}\n", start.trim().parse::<u64>().unwrap() + 1000);
+    assert_eq!(
+        host.ok(&format!("stat -c %u:%g {mp}/d0000/f000000")),
+        want,
+        "owner of a file owned by 1000"
+    );
+    host.ok(&format!("docker volume rm {name} >/dev/null"));
+    host.ok(DISABLE);
+    settle_deletes(host);
+
+    let (plain, _) = timed(host, false, ENABLE);
+    let dst = format!(
+        "{}/bench-copy",
+        host.ok("docker info --format '{{.DockerRootDir}}'").trim()
+    );
+    let (cp, _) = timed(
+        host,
+        false,
+        &format!("cp -a --no-target-directory {src} {dst}"),
+    );
+    let (chown, _) = timed(
+        host,
+        false,
+        &format!("chown -R --no-dereference 101000:101000 {dst}"),
+    );
+    host.ok(&format!("rm -rf {dst}"));
+    host.ok(DISABLE);
+    settle_deletes(host);
+    let carry = with - plain;
+    eprintln!(
+        "  volume {name}: enable --carry {with:.2} s - enable {plain:.2} s = {carry:.2} s; cp -a {cp:.2} s + chown -R {chown:.2} s = {:.2} s; RSS {rss} kB",
+        cp + chown
+    );
+    [carry, cp, chown, plain, with, rss as f64, 0.0]
+}
+
+/// Medians of each column.
+fn medians(runs: &[[f64; 7]]) -> [f64; 7] {
+    std::array::from_fn(|i| median(runs.iter().map(|r| r[i]).collect()))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--measure") {
+        return helper_measure(&args[1..]);
+    }
+    let Some(o) = opts() else { return };
+    let load_before = load();
+    let date = sh("date -u '+%Y-%m-%d %H:%M UTC'");
+    let host = Host::boot("carrybench");
+    host.cp_in(std::env::current_exe().unwrap(), "/root/carrybench");
+    host.write("/root/genvol.py", GENVOL);
+    // The first switch creates the user and ranges: not measured, so every measured enable
+    // finds the same state.
+    host.ok(ENABLE);
+    host.ok(DISABLE);
+    let mut rows = Vec::new();
+    let mut rss = Vec::new();
+    let mut details = Vec::new();
+
+    if o.images {
+        // (total MB of the set, images added to reach it, reps)
+        let sets: [(u64, &[u64], usize); 3] = [
+            (100, &[100], 1),
+            (300, &[100, 100], o.reps),
+            (1000, &[350, 350], 1),
+        ];
+        let mut n = 0;
+        let mut first_rss = None;
+        for (total, add, reps) in sets {
+            if total > o.max_image_mb {
+                continue;
+            }
+            for mb in add {
+                n += 1;
+                make_image(&host, n, *mb);
+            }
+            let bytes =
+                host.ok("docker system df --format '{{.Type}} {{.Size}}' | grep ^Images || true");
+            eprintln!(
+                "C1 {total} MB: {n} images + busybox:local ({})…",
+                bytes.trim()
+            );
+            let runs: Vec<[f64; 7]> = (0..reps).map(|_| image_cycle(&host)).collect();
+            let m = medians(&runs);
+            let base = m[1] + m[2];
+            rows.push(Row {
+                figure: format!(
+                    "C1 carry images, {total} MB ({} images; median of {reps})",
+                    n + 1
+                ),
+                value: format!("{:.2} s", m[0]),
+                baseline: format!(
+                    "`docker save` {:.2} s + `docker load` {:.2} s = {base:.2} s",
+                    m[1], m[2]
+                ),
+                ratio: m[0] / base,
+                target: "≤ 1.1".into(),
+                met: Some(m[0] / base <= 1.1),
+            });
+            details.push(format!(
+                "C1 {total} MB: enable --carry images {:.2} s, plain enable {:.2} s; sync after `docker save` {:.2} s (not in the baseline)",
+                m[4], m[3], m[6]
+            ));
+            let peak = runs.iter().map(|r| r[5] as u64).max().unwrap();
+            let first = *first_rss.get_or_insert(peak);
+            rss.push(Row {
+                figure: format!("C3 peak RSS, `enable --carry images`, {total} MB of images"),
+                value: mb(peak),
+                baseline: format!("at the smallest set {}", mb(first)),
+                ratio: peak as f64 / first as f64,
+                target: "≤ 1.1 (bounded)".into(),
+                met: Some(peak as f64 <= first as f64 * 1.1),
+            });
+        }
+        // The old engine's images are not needed for the volumes.
+        empty_images(&host);
+    }
+
+    if o.volumes {
+        let sets = [
+            ("smallvol", o.files / 100, o.volume_mb / 100, 1, false),
+            ("bigvol", o.files, o.volume_mb, o.reps, true),
+        ];
+        let mut first_rss = None;
+        for (name, files, vmb, reps, judged) in sets {
+            eprintln!("C2 volume {name}: {files} files, {vmb} MB…");
+            make_volume(&host, name, files, vmb);
+            let du = host.ok(&format!(
+                "du -sh --apparent-size \"$(docker volume inspect -f '{{{{.Mountpoint}}}}' {name})\" | cut -f1"
+            ));
+            let runs: Vec<[f64; 7]> = (0..reps).map(|_| volume_cycle(&host, name)).collect();
+            let m = medians(&runs);
+            let base = m[1] + m[2];
+            rows.push(Row {
+                figure: format!(
+                    "C2 carry a volume of {files} files, {} (median of {reps})",
+                    du.trim()
+                ),
+                value: format!("{:.2} s", m[0]),
+                baseline: format!(
+                    "`cp -a` {:.2} s + `chown -R` {:.2} s = {base:.2} s",
+                    m[1], m[2]
+                ),
+                ratio: m[0] / base,
+                // The small one is there for C3: its carry is below the noise of a restart.
+                target: if judged { "≤ 1.3" } else { "—" }.into(),
+                met: judged.then_some(m[0] / base <= 1.3),
+            });
+            details.push(format!(
+                "C2 {name}: enable --carry volumes {:.2} s, plain enable {:.2} s",
+                m[4], m[3]
+            ));
+            let peak = runs.iter().map(|r| r[5] as u64).max().unwrap();
+            let first = *first_rss.get_or_insert(peak);
+            rss.push(Row {
+                figure: format!(
+                    "C3 peak RSS, `enable --carry volumes`, {files} files / {}",
+                    du.trim()
+                ),
+                value: mb(peak),
+                baseline: format!("at the small volume {}", mb(first)),
+                ratio: peak as f64 / first as f64,
+                target: "≤ 1.1 (bounded)".into(),
+                met: Some(peak as f64 <= first as f64 * 1.1),
+            });
+            host.ok(&format!("docker volume rm {name} >/dev/null"));
+        }
+    }
+    rows.extend(rss);
+
+    let cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2");
+    let mem = sh("grep MemTotal /proc/meminfo | awk '{printf \"%.1f GB\", $2/1048576}'");
+    println!();
+    println!(
+        "{date}; {} ({} cores, {mem}); kernel {}; load average before {load_before}, after {}",
+        cpu.trim(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        sh("uname -r"),
+        load()
+    );
+    println!();
+    print!("{}", Row::print(&rows));
+    println!();
+    for d in details {
+        println!("{d}");
+    }
+    let missed: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.met == Some(false))
+        .map(|r| r.figure.as_str())
+        .collect();
+    println!();
+    if missed.is_empty() {
+        println!("every target met");
+    } else {
+        println!("targets missed: {}", missed.join("; "));
+    }
+}
