@@ -487,7 +487,7 @@ pub fn carry_volume(
             .and_then(Value::as_str)
             .unwrap_or_default();
         let empty = std::fs::read_dir(mp).is_ok_and(|mut d| d.next().is_none());
-        if !(empty && stage.with_extension("ready").exists()) {
+        if !(empty && ready_mark(&stage).exists()) {
             return Ok(false);
         }
         exchange(&stage, std::path::Path::new(mp))?;
@@ -539,7 +539,7 @@ pub fn carry_volume(
     })
     .with_context(|| format!("cannot shift the owners of the copy {}", stage.display()))?;
     // Marks the copy complete (outside the data: removed with the staging directory).
-    let ready = stage.with_extension("ready");
+    let ready = ready_mark(&stage);
     std::fs::write(&ready, b"").context("cannot mark the copy complete")?;
     let body = serde_json::json!({"Name": vol.name, "Driver": "local", "Labels": vol.labels});
     let created = engine
@@ -551,7 +551,6 @@ pub fn carry_volume(
         .context("the new volume has no Mountpoint")?;
     crate::run::failpoint::hit("carry:before-exchange")?;
     exchange(&stage, std::path::Path::new(mp))?;
-    let _ = std::fs::remove_file(&ready);
     Ok(true)
 }
 
@@ -568,6 +567,19 @@ fn exchange(stage: &std::path::Path, data: &std::path::Path) -> Result<()> {
     })?;
     std::fs::remove_dir(stage)
         .with_context(|| format!("cannot remove the empty {}", stage.display()))?;
-    let _ = std::fs::remove_file(stage.with_extension("ready"));
+    let _ = std::fs::remove_file(ready_mark(stage));
+    // The staging directory goes once nothing is left in it.
+    if let Some(parent) = stage.parent() {
+        let _ = std::fs::remove_dir(parent);
+    }
     Ok(())
+}
+
+/// The mark of a complete copy, beside it: `.NAME.ready` (volume names cannot start with a
+/// dot, so no other volume's copy has that name).
+fn ready_mark(stage: &std::path::Path) -> std::path::PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(stage.file_name().unwrap_or_default());
+    name.push(".ready");
+    stage.with_file_name(name)
 }
