@@ -323,6 +323,22 @@ pub fn setup_text(st: &Setup) -> String {
     s
 }
 
+/// What the engine holds and which running containers the switch stops.
+fn held(s: &mut String, i: &Impact, live_restore: bool) {
+    list(s, "images", &i.images);
+    list(s, "containers", &i.containers);
+    list(s, "volumes", &i.volumes);
+    list(
+        s,
+        if live_restore {
+            "stopped through the engine API before docker stops (live-restore would keep them running out of sight)"
+        } else {
+            "stopped by the restart"
+        },
+        &i.stopped_by_restart,
+    );
+}
+
 /// The impact report of a `--repair`: what the data root holds moves with it.
 fn repair_text(i: &Impact, r: &Repair, live_restore: bool) -> String {
     let mut s = String::new();
@@ -334,18 +350,7 @@ fn repair_text(i: &Impact, r: &Repair, live_restore: bool) -> String {
         r.uid_to as i64 - r.uid_from as i64,
         r.gid_to as i64 - r.gid_from as i64
     );
-    list(&mut s, "images", &i.images);
-    list(&mut s, "containers", &i.containers);
-    list(&mut s, "volumes", &i.volumes);
-    list(
-        &mut s,
-        if live_restore {
-            "stopped through the engine API before docker stops (live-restore would keep them running out of sight)"
-        } else {
-            "stopped by the restart"
-        },
-        &i.stopped_by_restart,
-    );
+    held(&mut s, i, live_restore);
     s
 }
 
@@ -360,18 +365,7 @@ pub fn impact_text(i: &Impact, enabling: bool, live_restore: bool) -> String {
     if i.images.is_empty() && i.containers.is_empty() && i.volumes.is_empty() {
         let _ = writeln!(s, "    nothing (no images, containers or volumes)");
     }
-    list(&mut s, "images", &i.images);
-    list(&mut s, "containers", &i.containers);
-    list(&mut s, "volumes", &i.volumes);
-    list(
-        &mut s,
-        if live_restore {
-            "stopped through the engine API before docker stops (live-restore would keep them running out of sight)"
-        } else {
-            "stopped by the restart"
-        },
-        &i.stopped_by_restart,
-    );
+    held(&mut s, i, live_restore);
     if enabling {
         list(
             &mut s,

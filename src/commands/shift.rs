@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::exit::{Conflict, Usage};
 use crate::host::root::Root;
 use crate::host::setup;
-use crate::host::shift::{self, IdShift, Mapping, Report};
+use crate::host::shift::{self, Mapping, Report};
 use crate::run::journal;
 
 /// Where the owners go.
@@ -116,10 +116,6 @@ pub fn refusal(path: &Path, data_roots: &[&str]) -> Option<String> {
     None
 }
 
-fn id(v: u64, what: &str) -> Result<u32> {
-    u32::try_from(v).with_context(|| format!("the remap user's {what} is above 4294967295"))
-}
-
 /// Shifts (or with `dry_run` surveys) each of `paths`. Every path is checked, and surveyed for
 /// ids the mapping cannot express, before the first one is changed.
 pub fn shift(root: &Root, paths: &[PathBuf], to: Direction, dry_run: bool) -> Result<ShiftResult> {
@@ -137,23 +133,12 @@ pub fn shift(root: &Root, paths: &[PathBuf], to: Direction, dry_run: bool) -> Re
         ))
         .into());
     };
-    let into = Mapping::new(
-        IdShift {
-            from: 0,
-            to: id(u.start, "subuid start")?,
-            count: id(u.count, "subuid count")?,
-        },
-        IdShift {
-            from: 0,
-            to: id(g.start, "subgid start")?,
-            count: id(g.count, "subgid count")?,
-        },
+    let map = Mapping::for_range(
+        (u.start, u.count),
+        (g.start, g.count),
+        to == Direction::Remapped,
     )
     .context("the remap user's ranges cannot be a shift target")?;
-    let map = match to {
-        Direction::Remapped => into,
-        Direction::Host => into.reverse(),
-    };
     let found = setup::read(root, None)?;
     let data_roots = found.data_roots();
 

@@ -106,25 +106,53 @@ pub fn containers(engine: &Engine) -> Result<Vec<ContainerInfo>> {
     Ok(out)
 }
 
+/// An image as `GET /images/json` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedImage {
+    /// Its id (`sha256:…`).
+    pub id: String,
+    /// Its tags (without `<none>:<none>`; empty: untagged).
+    pub tags: Vec<String>,
+    /// Its size as the engine reports it (shared layers counted in each image).
+    pub size: u64,
+}
+
+/// An image id as docker shows it: 12 hex digits, without `sha256:`.
+pub fn short_id(id: &str) -> String {
+    id.trim_start_matches("sha256:").chars().take(12).collect()
+}
+
+/// Every image with its id, tags and size.
+pub fn image_list(engine: &Engine) -> Result<Vec<ListedImage>> {
+    let list = engine.get_json("/images/json")?;
+    Ok(list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| ListedImage {
+            id: s(i, "/Id"),
+            tags: i
+                .get("RepoTags")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .filter(|t| *t != "<none>:<none>")
+                .map(str::to_string)
+                .collect(),
+            size: i.get("Size").and_then(Value::as_u64).unwrap_or(0),
+        })
+        .collect())
+}
+
 /// Every image, by its tags (or short id when untagged).
 pub fn images(engine: &Engine) -> Result<Vec<String>> {
-    let list = engine.get_json("/images/json")?;
     let mut out: Vec<String> = Vec::new();
-    for i in list.as_array().into_iter().flatten() {
-        let tags: Vec<String> = i
-            .get("RepoTags")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .filter(|t| *t != "<none>:<none>")
-            .map(str::to_string)
-            .collect();
-        if tags.is_empty() {
-            let id = s(i, "/Id");
-            out.push(id.trim_start_matches("sha256:").chars().take(12).collect());
+    for i in image_list(engine)? {
+        if i.tags.is_empty() {
+            out.push(short_id(&i.id));
         } else {
-            out.extend(tags);
+            out.extend(i.tags);
         }
     }
     out.sort();

@@ -348,6 +348,23 @@ impl Root {
         }
     }
 
+    /// Renames `from` to `to` (neither last component followed; both parents resolved beneath
+    /// the root), then fsyncs both directories so that the rename is durable.
+    pub fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let (fdir, fname) = self.parent(from)?;
+        let (tdir, tname) = self.parent(to)?;
+        let ctx = || {
+            format!(
+                "cannot rename {} to {}",
+                self.path(from).display(),
+                self.path(to).display()
+            )
+        };
+        rfs::renameat(&fdir, fname.as_str(), &tdir, tname.as_str()).with_context(ctx)?;
+        rfs::fsync(&tdir).with_context(ctx)?;
+        rfs::fsync(&fdir).with_context(ctx)
+    }
+
     /// Makes `dst` a second name (hard link) of the file at `src`, neither last component
     /// followed; fails across file systems (EXDEV) and wherever links are not allowed.
     pub fn hard_link(&self, src: &str, dst: &str) -> Result<()> {

@@ -56,7 +56,7 @@ const WANT: StatxFlags = StatxFlags::TYPE
 const XATTR_MAX: usize = 65536;
 
 /// One kind of id (uids or gids): `from..from+count` moves to `to..to+count`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct IdShift {
     /// First id of the source range.
     pub from: u32,
@@ -78,6 +78,18 @@ enum Class {
 }
 
 impl IdShift {
+    /// From ids as /etc/subuid and /etc/subgid hold them (64-bit): refused above 4294967295.
+    pub fn of(from: u64, to: u64, count: u64) -> Result<IdShift> {
+        let id = |v: u64, what: &str| {
+            u32::try_from(v).map_err(|_| anyhow!("{what} {v} is above 4294967295"))
+        };
+        Ok(IdShift {
+            from: id(from, "the first id shifted")?,
+            to: id(to, "the first id shifted to")?,
+            count: id(count, "the number of ids shifted")?,
+        })
+    }
+
     fn class(&self, id: u32) -> Class {
         if id.wrapping_sub(self.from) < self.count {
             Class::Shift(self.to + (id - self.from))
@@ -147,6 +159,13 @@ impl Mapping {
         uid.check("uid")?;
         gid.check("gid")?;
         Ok(Mapping { uid, gid })
+    }
+
+    /// Between the host's ids 0..count and a remap range START.. (uids `uid` = (START, count),
+    /// gids the same): what a remapped container's id u is on the host, `into_range`, or back.
+    pub fn for_range(uid: (u64, u64), gid: (u64, u64), into_range: bool) -> Result<Mapping> {
+        let m = Mapping::new(IdShift::of(0, uid.0, uid.1)?, IdShift::of(0, gid.0, gid.1)?)?;
+        Ok(if into_range { m } else { m.reverse() })
     }
 
     /// The uid shift.

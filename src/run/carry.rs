@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use crate::exit::Conflict;
 use crate::host::engine::{Engine, EngineError, encode};
+use crate::host::inspect;
 use crate::host::root::{Perms, Root};
 
 pub use crate::run::journal::SPOOL;
@@ -44,13 +45,10 @@ pub struct Image {
 impl Image {
     /// How it is named in messages: its first tag, else its short id.
     pub fn name(&self) -> String {
-        self.tags.first().cloned().unwrap_or_else(|| {
-            self.id
-                .trim_start_matches("sha256:")
-                .chars()
-                .take(12)
-                .collect()
-        })
+        self.tags
+            .first()
+            .cloned()
+            .unwrap_or_else(|| inspect::short_id(&self.id))
     }
 }
 
@@ -84,29 +82,15 @@ impl Carry {
 
 /// The images of `engine` and its containers (which cannot be carried).
 pub fn survey(engine: &Engine) -> Result<(Vec<Image>, Vec<String>)> {
-    let list = engine.get_json("/images/json")?;
-    let mut images = Vec::new();
-    for i in list.as_array().into_iter().flatten() {
-        let tags = i
-            .get("RepoTags")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .filter(|t| *t != "<none>:<none>")
-            .map(str::to_string)
-            .collect();
-        images.push(Image {
-            id: i
-                .get("Id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            tags,
-            size: i.get("Size").and_then(Value::as_u64).unwrap_or(0),
+    let mut images: Vec<Image> = inspect::image_list(engine)?
+        .into_iter()
+        .map(|i| Image {
+            id: i.id,
+            tags: i.tags,
+            size: i.size,
             file: None,
-        });
-    }
+        })
+        .collect();
     images.sort_by_key(Image::name);
     let mut containers = Vec::new();
     for c in engine
@@ -438,29 +422,6 @@ fn staging(new_root: &str, name: &str) -> std::path::PathBuf {
     std::path::Path::new(new_root)
         .join("docker-userns-carry")
         .join(name)
-}
-
-/// The mapping a switch applies to volume owners: host id u <-> the remap user's START+u.
-pub fn mapping(
-    uid: (u64, u64),
-    gid: (u64, u64),
-    enabling: bool,
-) -> Result<crate::host::shift::Mapping> {
-    use crate::host::shift::{IdShift, Mapping};
-    let id = |v: u64| u32::try_from(v).context("an id above 4294967295");
-    let m = Mapping::new(
-        IdShift {
-            from: 0,
-            to: id(uid.0)?,
-            count: id(uid.1)?,
-        },
-        IdShift {
-            from: 0,
-            to: id(gid.0)?,
-            count: id(gid.1)?,
-        },
-    )?;
-    Ok(if enabling { m } else { m.reverse() })
 }
 
 /// Carries one volume into the (new) engine whose data root is `new_root`, owners shifted by

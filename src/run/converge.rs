@@ -369,7 +369,7 @@ fn carry_volumes(
 ) {
     let prepared = ranges
         .context("the remap user's ranges are not known")
-        .and_then(|(u, g)| carry::mapping(u, g, enabling))
+        .and_then(|(u, g)| shift::Mapping::for_range(u, g, enabling))
         .and_then(|m| Ok((m, docker.engine().info()?.docker_root_dir)));
     let (map, new_root) = match prepared {
         Ok(x) => x,
@@ -757,26 +757,15 @@ fn repair_check(
 /// With docker stopped: renames the remapped data root and shifts the owners below it, each
 /// step journaled first. Returns the note saying what was done.
 fn move_data_root(root: &Root, journal: &mut Journal, r: &Repair) -> Result<String> {
-    let id = |v: u64| u32::try_from(v).context("an id above 4294967295");
     let owner_shift = OwnerShift {
-        uid_from: id(r.uid_from)?,
-        uid_to: id(r.uid_to)?,
-        uid_count: id(r.uid_count)?,
-        gid_from: id(r.gid_from)?,
-        gid_to: id(r.gid_to)?,
-        gid_count: id(r.gid_count)?,
+        uid: shift::IdShift::of(r.uid_from, r.uid_to, r.uid_count)?,
+        gid: shift::IdShift::of(r.gid_from, r.gid_to, r.gid_count)?,
     };
     let mapping = owner_shift.mapping()?;
     let (from, to) = (root.path(&r.from), root.path(&r.to));
     journal.move_data_root(root, &r.from, &r.to)?;
     failpoint::hit("repair:before-rename")?;
-    std::fs::rename(&from, &to)
-        .with_context(|| format!("cannot rename {} to {}", from.display(), to.display()))?;
-    if let Some(parent) = to.parent() {
-        std::fs::File::open(parent)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("cannot sync {}", parent.display()))?;
-    }
+    root.rename(&r.from, &r.to)?;
     journal.shift_owners(root, &r.to, &r.from, owner_shift, SHIFT_LOG)?;
     failpoint::hit("repair:before-shift")?;
     let total = shift::count(&to).unwrap_or(0);

@@ -174,38 +174,19 @@ pub struct StoppedContainer {
     pub started: Option<u64>,
 }
 
-/// An id shift: uids `uid_from..uid_from+uid_count` to `uid_to..`, gids the same.
+/// The id shift of a moved data root: uids and gids, each `from..from+count` to `to..`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OwnerShift {
-    /// First uid shifted.
-    pub uid_from: u32,
-    /// Where it goes.
-    pub uid_to: u32,
-    /// uids shifted.
-    pub uid_count: u32,
-    /// First gid shifted.
-    pub gid_from: u32,
-    /// Where it goes.
-    pub gid_to: u32,
-    /// gids shifted.
-    pub gid_count: u32,
+    /// The uids.
+    pub uid: shift::IdShift,
+    /// The gids.
+    pub gid: shift::IdShift,
 }
 
 impl OwnerShift {
     /// The shift as the tree walk takes it (checked: disjoint, not empty).
     pub fn mapping(&self) -> Result<shift::Mapping> {
-        shift::Mapping::new(
-            shift::IdShift {
-                from: self.uid_from,
-                to: self.uid_to,
-                count: self.uid_count,
-            },
-            shift::IdShift {
-                from: self.gid_from,
-                to: self.gid_to,
-                count: self.gid_count,
-            },
-        )
+        shift::Mapping::new(self.uid, self.gid)
     }
 }
 
@@ -983,12 +964,8 @@ fn move_back(root: &Root, from: &str, to: &str) -> Result<()> {
     if f.exists() || !t.exists() {
         return Ok(());
     }
-    std::fs::rename(&t, &f)
-        .with_context(|| format!("cannot rename {} back to {}", t.display(), f.display()))?;
-    if let Some(parent) = f.parent() {
-        File::open(parent).and_then(|d| d.sync_all()).ok();
-    }
-    Ok(())
+    root.rename(to, from)
+        .with_context(|| format!("cannot rename {} back to {}", t.display(), f.display()))
 }
 
 /// Keeps the old content of `abs` at `backup`. Where it can, without a copy: a hard link to
@@ -1444,14 +1421,10 @@ mod tests {
             "/var/lib/docker/165536.165536",
         );
         j.move_data_root(root, from, to).unwrap();
-        std::fs::rename(root.path(from), root.path(to)).unwrap();
+        root.rename(from, to).unwrap();
         let s = OwnerShift {
-            uid_from: 100000,
-            uid_to: 165536,
-            uid_count: 65536,
-            gid_from: 100000,
-            gid_to: 165536,
-            gid_count: 65536,
+            uid: shift::IdShift::of(100000, 165536, 65536).unwrap(),
+            gid: shift::IdShift::of(100000, 165536, 65536).unwrap(),
         };
         let log = format!("{DIR}/shift.log");
         j.shift_owners(root, to, from, s, &log).unwrap();
