@@ -33,7 +33,9 @@ mod measure;
 #[path = "../tests/testhost/mod.rs"]
 mod testhost;
 
-use measure::{Row, helper_measure, load, mb, measured_lines, median, sh};
+use measure::{
+    Row, helper_measure, load, mb, measured_lines, median, print_machine, print_missed, sh,
+};
 use testhost::Host;
 
 struct Opts {
@@ -419,31 +421,11 @@ fn main() {
     }
     rows.extend(rss);
 
-    let cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2");
-    let mem = sh("grep MemTotal /proc/meminfo | awk '{printf \"%.1f GB\", $2/1048576}'");
-    println!();
-    println!(
-        "{date}; {} ({} cores, {mem}); kernel {}; load average before {load_before}, after {}",
-        cpu.trim(),
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        sh("uname -r"),
-        load()
-    );
-    println!();
+    print_machine(&date, &load_before);
     print!("{}", Row::print(&rows));
     println!();
     for d in details {
         println!("{d}");
     }
-    let missed: Vec<&str> = rows
-        .iter()
-        .filter(|r| r.met == Some(false))
-        .map(|r| r.figure.as_str())
-        .collect();
-    println!();
-    if missed.is_empty() {
-        println!("every target met");
-    } else {
-        println!("targets missed: {}", missed.join("; "));
-    }
+    print_missed(&rows);
 }

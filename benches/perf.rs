@@ -40,7 +40,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use measure::{Row, helper_measure, load, mb, measure_ok, measured_lines, median, ms, sh};
+use measure::{
+    Row, helper_measure, load, mb, measure_ok, measured_lines, median, ms, print_machine,
+    print_missed, sh,
+};
 
 /// The binary measured by the files-only parts: this build's, or `PERF_BIN` (to compare with
 /// another build, e.g. of an older commit).
@@ -565,31 +568,11 @@ fn main() {
     }
     rows.extend(rss);
 
-    let cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2");
-    let mem = sh("grep MemTotal /proc/meminfo | awk '{printf \"%.1f GB\", $2/1048576}'");
-    println!();
-    println!(
-        "{date}; {} ({} cores, {mem}); kernel {}; load average before {load_before}, after {}",
-        cpu.trim(),
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        sh("uname -r"),
-        load()
-    );
-    println!();
+    print_machine(&date, &load_before);
     print!("{}", Row::print(&rows));
     if let Some(e) = engine {
         println!();
         println!("test host, the pieces alone (median of 30): {e}");
     }
-    let missed: Vec<&str> = rows
-        .iter()
-        .filter(|r| r.met == Some(false))
-        .map(|r| r.figure.as_str())
-        .collect();
-    println!();
-    if missed.is_empty() {
-        println!("every target met");
-    } else {
-        println!("targets missed: {}", missed.join("; "));
-    }
+    print_missed(&rows);
 }

@@ -16,7 +16,7 @@ mod docker_plugin;
 mod testhost;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -26,23 +26,7 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The exposure score that README's "Packaging" section states for docker-userns.service.
 const MAX_EXPOSURE: f64 = 1.2;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(cmd: &mut Command) -> Run {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use testhost::deb::run;
 
 fn field(deb: &Path, name: &str) -> String {
     let r = run(Command::new("dpkg-deb").arg("--field").arg(deb).arg(name));

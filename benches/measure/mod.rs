@@ -249,3 +249,33 @@ pub fn sh(cmd: &str) -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
 }
+
+/// Prints the line that says where and when a run was measured.
+pub fn print_machine(date: &str, load_before: &str) {
+    let cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2");
+    let mem = sh("grep MemTotal /proc/meminfo | awk '{printf \"%.1f GB\", $2/1048576}'");
+    println!();
+    println!(
+        "{date}; {} ({} cores, {mem}); kernel {}; load average before {load_before}, after {}",
+        cpu.trim(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        sh("uname -r"),
+        load()
+    );
+    println!();
+}
+
+/// Prints which targets the rows missed, or that every one was met.
+pub fn print_missed(rows: &[Row]) {
+    let missed: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.met == Some(false))
+        .map(|r| r.figure.as_str())
+        .collect();
+    println!();
+    if missed.is_empty() {
+        println!("every target met");
+    } else {
+        println!("targets missed: {}", missed.join("; "));
+    }
+}

@@ -12,13 +12,18 @@ use std::time::Instant;
 
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+/// A finished command.
+pub struct Run {
+    /// Its exit code (-1: killed by a signal).
+    pub code: i32,
+    /// Its stdout, lossy UTF-8.
+    pub stdout: String,
+    /// Its stderr, lossy UTF-8.
+    pub stderr: String,
 }
 
-fn run(cmd: &mut Command) -> Run {
+/// Runs `cmd` to the end, stdin from /dev/null; panics when it cannot be started.
+pub fn run(cmd: &mut Command) -> Run {
     let out = cmd
         .stdin(Stdio::null())
         .output()
