@@ -924,20 +924,20 @@ pub fn decide_how(
                 count,
                 lines,
             })) => match how.start {
-                Some(n) if n != start && how.repair => movable(AllocError::StartMoves {
-                    start: n,
-                    owner: name.to_string(),
-                    from: start,
-                    from_count: count,
-                    lines,
-                }),
-                Some(n) if n != start => Err(AllocError::StartMoves {
-                    start: n,
-                    owner: name.to_string(),
-                    from: start,
-                    from_count: count,
-                    lines,
-                }),
+                Some(n) if n != start => {
+                    let elsewhere = AllocError::StartMoves {
+                        start: n,
+                        owner: name.to_string(),
+                        from: start,
+                        from_count: count,
+                        lines,
+                    };
+                    if how.repair {
+                        movable(elsewhere)
+                    } else {
+                        Err(elsewhere)
+                    }
+                }
                 _ => Ok(Need::Keep(Decision::Keep {
                     start,
                     count,
