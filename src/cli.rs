@@ -197,10 +197,15 @@ pub enum Command {
     ///
     /// Exact: symlinks themselves (never their targets), setuid/setgid bits and file
     /// capabilities kept, POSIX ACL ids shifted, hard links once, other filesystems not entered.
-    /// Every PATH is checked and surveyed before the first is changed: system trees (/, /etc,
-    /// /usr, /var, /home, ...) and docker's data root are refused, and so are ids the mapping
-    /// cannot express (>= the range size for --to remapped). Idempotent; an interrupted run is
-    /// finished by running the same command again. Stop the containers that use PATH first.
+    /// Every PATH is resolved, checked and surveyed before the first is changed: system trees
+    /// (/, /etc, /usr, /var, /home and its users' homes, /root, ...), state no container should
+    /// own (/var/lib/dpkg, /var/lib/systemd, /var/tmp, ...), docker's data roots (configured and
+    /// the running engine's, by their real paths), containerd's state and this tool's are
+    /// refused, and so are ids the mapping cannot express (>= the range size for --to remapped)
+    /// and trees deeper than 4096 directories. --to host refuses setuid/setgid files and file
+    /// capabilities made under the remapped ids (they would be valid on the host) unless
+    /// --drop-setid-and-caps. Takes the run lock. Idempotent; an interrupted run is finished by
+    /// running the same command again. Stop the containers that use PATH first.
     #[command(after_help = "Example: docker-userns shift /srv/app/data --to remapped --dry-run")]
     Shift {
         /// The directories.
@@ -212,6 +217,10 @@ pub enum Command {
         /// Survey and report what would change; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// With --to host: drop the setuid/setgid bits and file capabilities that would become
+        /// valid for host ids (made under the remapped ids) instead of refusing; they are named.
+        #[arg(long)]
+        drop_setid_and_caps: bool,
     },
 
     /// Lint /etc/subuid and /etc/subgid for the whole host: malformed lines, overlapping

@@ -173,13 +173,18 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
                 json: report::json_doc(name, &v),
             })
         }
-        Command::Shift { paths, to, dry_run } => {
+        Command::Shift {
+            paths,
+            to,
+            dry_run,
+            drop_setid_and_caps,
+        } => {
             require_root(&root, name)?;
             let direction = match to {
                 cli::ShiftTo::Remapped => shift::Direction::Remapped,
                 cli::ShiftTo::Host => shift::Direction::Host,
             };
-            let r = shift::shift(&root, paths, direction, *dry_run)?;
+            let r = shift::shift(&root, paths, direction, *dry_run, *drop_setid_and_caps)?;
             Ok(Output {
                 code: Code::Ok,
                 text: report::shift_text(&r),

@@ -498,6 +498,24 @@ pub fn shift_text(r: &ShiftResult) -> String {
                 x.setid_restored, x.caps_restored, x.acl_entries_shifted
             );
         }
+        if x.privileged > 0 {
+            let _ = writeln!(
+                s,
+                "    {} {} inode(s) whose setuid/setgid bits or file capabilities would be valid for host ids: {}{}",
+                if x.privileged_dropped {
+                    "dropped the setuid/setgid bits and capabilities of"
+                } else {
+                    "refuses (without --drop-setid-and-caps)"
+                },
+                x.privileged,
+                crate::commands::shift::privileged_list(x),
+                if x.privileged > x.privileged_paths.len() as u64 {
+                    ", ..."
+                } else {
+                    ""
+                }
+            );
+        }
         for m in &x.other_filesystems {
             let _ = writeln!(s, "    not entered (another filesystem): {}", m.display());
         }

@@ -6,14 +6,16 @@
 use std::io::IsTerminal;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::exit::{Conflict, Usage};
+use crate::host::engine::Engine;
 use crate::host::root::Root;
 use crate::host::setup;
-use crate::host::shift::{self, Mapping, Report};
+use crate::host::shift::{self, LeftLog, Mapping, Report};
 use crate::run::journal;
 
 /// Where the owners go.
@@ -27,7 +29,10 @@ pub enum Direction {
 }
 
 /// Directories that are never shifted, nor any directory above them; those marked `true`
-/// are refused with everything below them too.
+/// are refused with everything below them too: the system's trees, and state no container
+/// should own (package databases, systemd's and containerd's state, root's home, sudo and
+/// polkit state, shared temporary space). Compared as written and as resolved (a symlinked
+/// /var/lib/dpkg is refused at its real place too).
 const SYSTEM: &[(&str, bool)] = &[
     ("/", false),
     ("/bin", true),
@@ -41,22 +46,148 @@ const SYSTEM: &[(&str, bool)] = &[
     ("/libx32", true),
     ("/media", false),
     ("/mnt", false),
+    ("/nix", true),
     ("/opt", false),
     ("/proc", true),
-    ("/root", false),
+    ("/root", true),
     ("/run", true),
     ("/sbin", true),
+    ("/snap", true),
     ("/srv", false),
     ("/sys", true),
     ("/tmp", false),
     ("/usr", true),
     ("/var", false),
-    ("/var/lib", false),
-    ("/var/log", true),
+    ("/var/backups", true),
     ("/var/cache", true),
-    ("/var/spool", true),
+    ("/var/lib", false),
+    ("/var/lib/AccountsService", true),
+    ("/var/lib/apt", true),
+    ("/var/lib/containerd", true),
+    ("/var/lib/containers", true),
+    ("/var/lib/dbus", true),
+    ("/var/lib/dnf", true),
+    ("/var/lib/docker", true),
     ("/var/lib/docker-userns", true),
+    ("/var/lib/dpkg", true),
+    ("/var/lib/kubelet", true),
+    ("/var/lib/lxc", true),
+    ("/var/lib/lxd", true),
+    ("/var/lib/machines", true),
+    ("/var/lib/pacman", true),
+    ("/var/lib/pam", true),
+    ("/var/lib/polkit-1", true),
+    ("/var/lib/private", true),
+    ("/var/lib/rpm", true),
+    ("/var/lib/snapd", true),
+    ("/var/lib/sss", true),
+    ("/var/lib/sudo", true),
+    ("/var/lib/systemd", true),
+    ("/var/lib/ucf", true),
+    ("/var/lib/yum", true),
+    ("/var/log", true),
+    ("/var/mail", true),
+    ("/var/spool", true),
+    ("/var/tmp", true),
 ];
+
+/// containerd's state when its config names none.
+const CONTAINERD_ROOT: &str = "/var/lib/containerd";
+/// containerd's config, whose top-level `root = "..."` moves its state.
+const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
+
+/// A directory `shift` refuses (and, with `below`, everything in it); every directory above
+/// it is refused too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Protected {
+    /// The directory, absolute (as written or as resolved: both are listed).
+    pub path: PathBuf,
+    /// Everything below it is refused too.
+    pub below: bool,
+    /// What it is, for the message.
+    pub what: String,
+}
+
+/// The protected directories: [`SYSTEM`], then `data_roots` (docker's and containerd's
+/// data, the tool's state: refused with everything below), each as given and, when it
+/// exists, as resolved.
+pub fn protected(data_roots: &[(String, String)]) -> Vec<Protected> {
+    let mut v = Vec::new();
+    let mut add = |path: &str, below: bool, what: String| {
+        let p = PathBuf::from(path);
+        if let Ok(real) = std::fs::canonicalize(&p)
+            && real != p
+        {
+            v.push(Protected {
+                path: real,
+                below,
+                what: format!("{what} (at {path})"),
+            });
+        }
+        v.push(Protected {
+            path: p,
+            below,
+            what,
+        });
+    };
+    for (sys, below) in SYSTEM {
+        add(sys, *below, format!("the system tree {sys}"));
+    }
+    for (d, what) in data_roots {
+        add(d, true, format!("{what} {d}"));
+    }
+    v
+}
+
+/// Why `path` (absolute, resolved) must not be shifted (None: it may be): it is, holds or is
+/// inside a protected directory, or it is a home directory or one of its dot-directories
+/// (a container owning them could plant what the user runs at login: .ssh, .bashrc, ...).
+pub fn refusal(path: &Path, protected: &[Protected]) -> Option<String> {
+    for p in protected {
+        if path == p.path || p.path.starts_with(path) || (p.below && path.starts_with(&p.path)) {
+            return Some(format!(
+                "{} is, holds or is inside {}: shifting it would hand what the host relies on to containers",
+                path.display(),
+                p.what
+            ));
+        }
+    }
+    let mut parts = path.components().skip(1);
+    if parts.next().is_some_and(|c| c.as_os_str() == "home") {
+        let user = parts.next();
+        let first = parts.next();
+        let dot = first.is_some_and(|c| c.as_os_str().as_encoded_bytes().starts_with(b"."));
+        if user.is_some() && (first.is_none() || dot) {
+            return Some(format!(
+                "{} is a home directory or one of its dot-directories (.ssh, .config, ...): a container owning it could plant what its user runs; shift a data directory below it instead",
+                path.display()
+            ));
+        }
+    }
+    None
+}
+
+/// containerd's state directories: the default and its config's top-level `root`.
+fn containerd_roots(root: &Root) -> Vec<String> {
+    let mut v = vec![CONTAINERD_ROOT.to_string()];
+    if let Ok(Some(text)) = root.read_optional(CONTAINERD_CONFIG) {
+        for line in String::from_utf8_lossy(&text).lines() {
+            let line = line.trim();
+            if line.starts_with('[') {
+                break;
+            }
+            if let Some((k, val)) = line.split_once('=')
+                && k.trim() == "root"
+            {
+                let val = val.trim().trim_matches('"').trim_matches('\'');
+                if val.starts_with('/') {
+                    v.push(val.to_string());
+                }
+            }
+        }
+    }
+    v
+}
 
 /// One directory shifted (or surveyed).
 #[derive(Debug, Clone, Serialize)]
@@ -91,34 +222,60 @@ pub struct ShiftResult {
     pub roots: Vec<Shifted>,
 }
 
-/// Why `path` must not be shifted (None: it may be): a system tree, or docker's own data.
-pub fn refusal(path: &Path, data_roots: &[&str]) -> Option<String> {
-    for (sys, below) in SYSTEM {
-        let sys = Path::new(sys);
-        if path == sys || sys.starts_with(path) || (*below && path.starts_with(sys)) {
-            return Some(format!(
-                "{} is (or holds) the system tree {}: shifting it would hand the host's own files to containers",
-                path.display(),
-                sys.display()
-            ));
-        }
+/// The data directories of docker and containerd this host has, with what they are: the
+/// configured data root(s) and the running engine's (as `status` knows it), containerd's
+/// state, and the tool's own state.
+fn data_roots(root: &Root) -> Result<Vec<(String, String)>> {
+    let found = setup::read(root, None)?;
+    let mut v: Vec<(String, String)> = found
+        .data_roots()
+        .into_iter()
+        .map(|d| (d.to_string(), "docker's data root".to_string()))
+        .collect();
+    if let Some(socket) = &found.engine_socket
+        && let Ok(info) = Engine::new(socket.as_str(), Duration::from_secs(5)).info()
+    {
+        v.extend(
+            setup::engine_data_root(&info)
+                .map(|d| (d, "the running engine's data root".to_string())),
+        );
+        v.push((
+            info.docker_root_dir.clone(),
+            "the running engine's DockerRootDir".to_string(),
+        ));
     }
-    for d in data_roots {
-        let d = Path::new(d);
-        if path.starts_with(d) || d.starts_with(path) {
-            return Some(format!(
-                "{} is (or holds) docker's data root {}: docker owns what is there (for a remapped data root that overlaps another owner's range, see `enable --repair`)",
-                path.display(),
-                d.display()
-            ));
-        }
+    for d in containerd_roots(root) {
+        v.push((d, "containerd's state".to_string()));
     }
-    None
+    v.push((journal::DIR.to_string(), "this tool's state".to_string()));
+    v.retain(|(d, _)| d.starts_with('/'));
+    Ok(v)
+}
+
+/// The command that finishes a shift in direction `to` of `dir`.
+fn command(dir: &Path, to: Direction) -> String {
+    format!(
+        "docker-userns shift {} --to {}",
+        dir.display(),
+        match to {
+            Direction::Remapped => "remapped",
+            Direction::Host => "host",
+        }
+    )
 }
 
 /// Shifts (or with `dry_run` surveys) each of `paths`. Every path is checked, and surveyed for
-/// ids the mapping cannot express, before the first one is changed.
-pub fn shift(root: &Root, paths: &[PathBuf], to: Direction, dry_run: bool) -> Result<ShiftResult> {
+/// ids the mapping cannot express, before the first one is changed. `--to host` refuses
+/// (before anything changes) the setuid/setgid bits and file capabilities that would become
+/// valid for host ids, unless `drop_setid_and_caps`: then they are dropped and named.
+/// Takes the run lock (not for a dry run), so it never runs beside `enable --repair`.
+pub fn shift(
+    root: &Root,
+    paths: &[PathBuf],
+    to: Direction,
+    dry_run: bool,
+    drop_setid_and_caps: bool,
+) -> Result<ShiftResult> {
     if !root.is_host() {
         return Err(Usage(
             "shift changes directories on the live host: it cannot be used with --root".into(),
@@ -139,8 +296,7 @@ pub fn shift(root: &Root, paths: &[PathBuf], to: Direction, dry_run: bool) -> Re
         to == Direction::Remapped,
     )
     .context("the remap user's ranges cannot be a shift target")?;
-    let found = setup::read(root, None)?;
-    let data_roots = found.data_roots();
+    let protected = protected(&data_roots(root)?);
 
     // Check every path, then survey every one, before anything changes.
     let mut dirs = Vec::new();
@@ -150,21 +306,65 @@ pub fn shift(root: &Root, paths: &[PathBuf], to: Direction, dry_run: bool) -> Re
         if !real.is_dir() {
             return Err(Conflict::new(format!("{} is not a directory", real.display())).into());
         }
-        if let Some(why) = refusal(&real, &data_roots) {
+        if let Some(why) = refusal(&real, &protected) {
             return Err(Conflict::new(format!("{why}; nothing was changed")).into());
         }
         dirs.push(real);
     }
+    let _lock = if dry_run {
+        None
+    } else {
+        Some(journal::lock(root, journal::LOCK_WAIT)?)
+    };
+    let other = match to {
+        Direction::Remapped => Direction::Host,
+        Direction::Host => Direction::Remapped,
+    };
+    let log_of = |d: &Path| {
+        // One log per directory, so that running the same command again resumes it.
+        root.path(&format!(
+            "{}/shift-{}.log",
+            journal::DIR,
+            journal::fingerprint(d.as_os_str().as_encoded_bytes())
+        ))
+    };
     let mut roots = Vec::new();
     for d in &dirs {
-        let r = shift::survey(d, &map).with_context(|| format!("cannot survey {}", d.display()))?;
+        let log = log_of(d);
+        match shift::left_log(&log, &map)? {
+            LeftLog::None | LeftLog::Same => {}
+            LeftLog::Reverse => {
+                return Err(Conflict::new(format!(
+                    "{}: a shift in the other direction was interrupted (its log {} names the mapping back); finish it first with `{}`, then run this command; nothing was changed",
+                    d.display(),
+                    log.display(),
+                    command(d, other)
+                ))
+                .into());
+            }
+            LeftLog::Other(first) => {
+                return Err(Conflict::new(format!(
+                    "{}: an interrupted shift with another mapping left {} ({first:?}), from before the remap user's ranges changed: finish it with the ranges it names, or move the log away (the setuid/setgid modes and capabilities it lists are then not put back: check them by hand); nothing was changed",
+                    d.display(),
+                    log.display(),
+                ))
+                .into());
+            }
+        }
+        let r = match shift::survey(d, &map) {
+            Ok(r) => r,
+            Err(e) if e.downcast_ref::<shift::TooDeep>().is_some() => {
+                return Err(Conflict::new(format!("{e:#}; nothing was changed")).into());
+            }
+            Err(e) => return Err(e.context(format!("cannot survey {}", d.display()))),
+        };
         if r.outside_ids > 0 {
             let (uid, gid) = (map.uid(), map.gid());
             return Err(Conflict::new(format!(
                 "{}: {} id(s) on {} inode(s) lie outside what the mapping expresses (uids {}..{} -> {}.., gids {}..{} -> {}..), e.g. {}; containers could not own them: change their owners first; nothing was changed",
                 d.display(),
                 r.outside_ids,
-                r.outside,
+                r.outside_id_inodes,
                 uid.from,
                 u64::from(uid.from) + u64::from(uid.count) - 1,
                 uid.to,
@@ -174,6 +374,16 @@ pub fn shift(root: &Root, paths: &[PathBuf], to: Direction, dry_run: bool) -> Re
                 r.first_outside
                     .as_deref()
                     .map_or_else(String::new, |p| p.display().to_string())
+            ))
+            .into());
+        }
+        if r.privileged > 0 && !drop_setid_and_caps && !dry_run {
+            return Err(Conflict::new(format!(
+                "{}: {} inode(s) hold a setuid/setgid bit or a file capability made under the remapped ids, which moved to host ids would be valid on the host (a container's setuid root shell would become the host's): {}{}; nothing was changed. Remove them, or pass --drop-setid-and-caps to shift them with those bits and capabilities dropped",
+                d.display(),
+                r.privileged,
+                privileged_list(&r),
+                if r.privileged > r.privileged_paths.len() as u64 { ", ..." } else { "" }
             ))
             .into());
         }
@@ -187,14 +397,9 @@ pub fn shift(root: &Root, paths: &[PathBuf], to: Direction, dry_run: bool) -> Re
         let tty = std::io::stderr().is_terminal();
         for s in &mut roots {
             let d = Path::new(&s.path);
-            // One log per directory, so that running the same command again resumes it.
-            let log = root.path(&format!(
-                "{}/shift-{}.log",
-                journal::DIR,
-                journal::fingerprint(s.path.as_bytes())
-            ));
+            let log = log_of(d);
             let total = s.report.inodes;
-            s.report = shift::shift_tree(d, &map, &log, &mut |n| {
+            let mut progress = |n| {
                 if tty {
                     eprint!(
                         "\rshifting owners below {}: {n}/{total} inodes",
@@ -202,11 +407,24 @@ pub fn shift(root: &Root, paths: &[PathBuf], to: Direction, dry_run: bool) -> Re
                     );
                 }
                 ControlFlow::Continue(())
-            })
-            .with_context(|| {
+            };
+            let r = if drop_setid_and_caps {
+                shift::shift_tree_dropping(d, &map, &log, &mut progress)
+            } else {
+                shift::shift_tree(d, &map, &log, &mut progress)
+            };
+            s.report = r.with_context(|| {
                 format!(
-                    "cannot shift the owners below {} (run the same command again to finish it)",
-                    d.display()
+                    "cannot shift the owners below {} (what is done stays done: `{}` finishes it{})",
+                    d.display(),
+                    command(d, to),
+                    if drop_setid_and_caps {
+                        ""
+                    } else if to == Direction::Host {
+                        ", with --drop-setid-and-caps if it names setuid/setgid files or capabilities"
+                    } else {
+                        ""
+                    }
                 )
             })?;
             if tty {
@@ -228,37 +446,113 @@ pub fn shift(root: &Root, paths: &[PathBuf], to: Direction, dry_run: bool) -> Re
     })
 }
 
+/// "PATH (setuid, file capability), ..." for the named inodes.
+pub fn privileged_list(r: &Report) -> String {
+    r.privileged_paths
+        .iter()
+        .map(|p| format!("{} ({})", p.path.display(), p.what()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn roots() -> Vec<Protected> {
+        protected(&[
+            ("/var/lib/docker".into(), "docker's data root".into()),
+            (
+                "/data/docker".into(),
+                "the running engine's data root".into(),
+            ),
+            ("/srv/containerd".into(), "containerd's state".into()),
+        ])
+    }
+
     #[test]
-    fn system_trees_and_docker_data_are_refused_app_data_is_not() {
-        let roots = ["/var/lib/docker"];
+    fn system_trees_state_homes_and_data_roots_are_refused_app_data_is_not() {
+        let roots = roots();
         for p in [
             "/",
             "/etc",
             "/etc/nginx",
             "/usr/local",
             "/home",
+            "/home/alice",
+            "/home/alice/.ssh",
+            "/home/alice/.ssh/keys",
+            "/home/alice/.config",
             "/var",
             "/var/lib",
             "/root",
+            "/root/.ssh",
+            "/root/data",
             "/var/lib/docker",
             "/var/lib/docker/volumes/x",
+            "/data",
+            "/data/docker",
+            "/data/docker/165536.165536/volumes",
+            "/srv/containerd/io",
+            "/srv",
             "/proc/1",
             "/var/lib/docker-userns",
+            "/var/lib/dpkg",
+            "/var/lib/dpkg/info",
+            "/var/lib/apt/lists",
+            "/var/lib/systemd",
+            "/var/lib/containerd",
+            "/var/lib/polkit-1",
+            "/var/lib/sudo/lectured",
+            "/var/tmp",
+            "/var/tmp/x",
         ] {
             assert!(refusal(Path::new(p), &roots).is_some(), "{p} allowed");
         }
         for p in [
             "/srv/app",
             "/home/alice/data",
+            "/home/alice/data/.cache",
             "/opt/app/data",
             "/var/lib/app",
+            "/var/lib/dockerx",
+            "/data/app",
             "/mnt/nfs/x",
+            "/tmp/x",
         ] {
             assert_eq!(refusal(Path::new(p), &roots), None, "{p} refused");
         }
+    }
+
+    #[test]
+    fn a_symlinked_protected_directory_is_refused_at_its_real_place() {
+        let t = tempfile::tempdir().unwrap();
+        let real = t.path().join("real-docker");
+        std::fs::create_dir(&real).unwrap();
+        let link = t.path().join("docker");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let roots = protected(&[(link.display().to_string(), "docker's data root".to_string())]);
+        let real = std::fs::canonicalize(&real).unwrap();
+        let why = refusal(&real.join("volumes"), &roots).expect("refused");
+        assert!(why.contains("data root"), "{why}");
+        assert!(refusal(&real, &roots).is_some());
+        assert!(refusal(real.parent().unwrap(), &roots).is_some());
+        assert_eq!(refusal(&t.path().join("other"), &roots), None);
+    }
+
+    #[test]
+    fn containerd_root_is_read_from_its_config() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path()).unwrap();
+        std::fs::create_dir_all(t.path().join("etc/containerd")).unwrap();
+        std::fs::write(
+            t.path().join("etc/containerd/config.toml"),
+            "version = 2\nroot = \"/data/containerd\"\n[plugins]\nroot = \"/not/this\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            containerd_roots(&root),
+            ["/var/lib/containerd", "/data/containerd"]
+        );
     }
 }

@@ -149,6 +149,13 @@ impl IdShift {
 pub struct Mapping {
     uid: IdShift,
     gid: IdShift,
+    /// The source ids are the host's own (0..count, see [`Mapping::for_range`]).
+    #[serde(skip)]
+    from_host: bool,
+    /// The target ids are the host's own: setid bits and file capabilities made in a
+    /// container would be valid on the host (see [`Mapping::into_host`]).
+    #[serde(skip)]
+    to_host: bool,
 }
 
 impl Mapping {
@@ -158,14 +165,30 @@ impl Mapping {
     pub fn new(uid: IdShift, gid: IdShift) -> Result<Mapping> {
         uid.check("uid")?;
         gid.check("gid")?;
-        Ok(Mapping { uid, gid })
+        // A target range holding uid or gid 0 is the host's own ids whoever asks.
+        Ok(Mapping {
+            uid,
+            gid,
+            from_host: uid.from == 0 || gid.from == 0,
+            to_host: uid.to == 0 || gid.to == 0,
+        })
     }
 
     /// Between the host's ids 0..count and a remap range START.. (uids `uid` = (START, count),
     /// gids the same): what a remapped container's id u is on the host, `into_range`, or back.
     pub fn for_range(uid: (u64, u64), gid: (u64, u64), into_range: bool) -> Result<Mapping> {
-        let m = Mapping::new(IdShift::of(0, uid.0, uid.1)?, IdShift::of(0, gid.0, gid.1)?)?;
+        let mut m = Mapping::new(IdShift::of(0, uid.0, uid.1)?, IdShift::of(0, gid.0, gid.1)?)?;
+        m.from_host = true;
         Ok(if into_range { m } else { m.reverse() })
+    }
+
+    /// Whether the target ids are the host's own (`for_range(.., false)`, or a target range
+    /// holding id 0). Such a walk never leaves a setuid/setgid bit on a non-directory whose
+    /// owner or group it moved, nor writes a file capability for host ids: [`survey`] counts
+    /// and names those inodes ([`Report::privileged`]); [`shift_tree`] refuses them and
+    /// [`shift_tree_dropping`] drops the bits and the capability.
+    pub fn into_host(&self) -> bool {
+        self.to_host
     }
 
     /// The uid shift.
@@ -183,6 +206,8 @@ impl Mapping {
         Mapping {
             uid: self.uid.reverse(),
             gid: self.gid.reverse(),
+            from_host: self.to_host,
+            to_host: self.from_host,
         }
     }
 }
@@ -201,6 +226,8 @@ pub struct Report {
     pub outside: u64,
     /// Ids (uids and gids counted separately) in neither range, on any inode: left as they are.
     pub outside_ids: u64,
+    /// Inodes with at least one id (uid or gid) in neither range.
+    pub outside_id_inodes: u64,
     /// POSIX ACL entries (access and default) whose id was shifted.
     pub acl_entries_shifted: u64,
     /// `security.capability` xattrs put back after the chown that cleared them.
@@ -215,6 +242,72 @@ pub struct Report {
     pub other_filesystems: Vec<PathBuf>,
     /// The first inode found with an id in neither range (for messages).
     pub first_outside: Option<PathBuf>,
+    /// Shifting into host ids ([`Mapping::into_host`]): inodes whose setuid/setgid bit or file
+    /// capability would become valid for host ids (a setuid bit on a non-directory whose uid
+    /// moves, setgid whose gid moves, a `security.capability` on an inode whose owner or
+    /// capability root id moves). [`survey`] counts them; [`shift_tree_dropping`] dropped them.
+    pub privileged: u64,
+    /// The first [`PRIVILEGED_NAMED`] of them, with what they hold.
+    pub privileged_paths: Vec<Privileged>,
+    /// Whether their bits and capabilities were dropped (by [`shift_tree_dropping`]).
+    pub privileged_dropped: bool,
+}
+
+/// How many [`Report::privileged_paths`] are named.
+pub const PRIVILEGED_NAMED: usize = 20;
+
+/// An inode that would carry a container's privilege to host ids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Privileged {
+    /// The inode.
+    pub path: PathBuf,
+    /// A setuid bit (the file's owner becomes a host id).
+    pub setuid: bool,
+    /// A setgid bit (the file's group becomes a host id).
+    pub setgid: bool,
+    /// A file capability (`security.capability`).
+    pub capability: bool,
+}
+
+impl Privileged {
+    /// "setuid, capability".
+    pub fn what(&self) -> String {
+        let mut v = Vec::new();
+        for (on, name) in [
+            (self.setuid, "setuid"),
+            (self.setgid, "setgid"),
+            (self.capability, "file capability"),
+        ] {
+            if on {
+                v.push(name);
+            }
+        }
+        v.join(", ")
+    }
+}
+
+/// A walk into host ids met an inode whose setuid/setgid bit or file capability would become
+/// valid for host ids, and was not asked to drop them: nothing of that inode was changed.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{} holds a {} made under the remapped ids; moved to host ids it would be valid on the host (refused: survey first, or drop it explicitly)", .0.path.display(), .0.what()
+)]
+pub struct PrivilegedIntoHost(pub Privileged);
+
+/// Directories deeper than this below the top are refused with [`TooDeep`] (by [`survey`]
+/// before anything changes): the walk's memory and its paths grow with the depth.
+pub const MAX_DEPTH: usize = 4096;
+
+/// The tree is deeper than [`MAX_DEPTH`].
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{} is more than {max} directories below the top of the walk: deeper trees are refused (move or flatten it first)", path.display()
+)]
+pub struct TooDeep {
+    /// The first directory below the limit.
+    pub path: PathBuf,
+    /// [`MAX_DEPTH`].
+    pub max: usize,
 }
 
 /// The walk was stopped by its progress callback. The tree is partly shifted; the same
@@ -247,10 +340,71 @@ pub fn survey(dir: &Path, map: &Mapping) -> Result<Report> {
 /// same path must be given to the run that resumes an interrupted one. `progress` gets the
 /// number of inodes seen so far, every [`PROGRESS_EVERY`] inodes and at the end;
 /// `ControlFlow::Break` stops the walk with [`Interrupted`].
+///
+/// A walk into host ids ([`Mapping::into_host`]) refuses, with [`PrivilegedIntoHost`], the
+/// first inode whose setuid/setgid bit or capability would become valid for host ids, before
+/// changing it (run [`survey`] first to refuse before anything changes).
 pub fn shift_tree(
     dir: &Path,
     map: &Mapping,
     log: &Path,
+    progress: &mut dyn FnMut(u64) -> ControlFlow<()>,
+) -> Result<Report> {
+    shift(dir, map, log, false, progress)
+}
+
+/// [`shift_tree`], except that a walk into host ids drops the setuid/setgid bits and the file
+/// capability of the inodes [`survey`] counts in [`Report::privileged`] (bits and capability
+/// first, then the chown) and names them in the report.
+pub fn shift_tree_dropping(
+    dir: &Path,
+    map: &Mapping,
+    log: &Path,
+    progress: &mut dyn FnMut(u64) -> ControlFlow<()>,
+) -> Result<Report> {
+    shift(dir, map, log, true, progress)
+}
+
+/// What an earlier, interrupted walk left in a log file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeftLog {
+    /// No log (or one cut short before its first entry): nothing to finish.
+    None,
+    /// A log of this same mapping: the walk resumes it.
+    Same,
+    /// A log of the reverse mapping: that walk must be finished first.
+    Reverse,
+    /// A log of another mapping, or not a shift log: its first line.
+    Other(String),
+}
+
+/// Reads what the log at `log` was written for, relative to `map`.
+pub fn left_log(log: &Path, map: &Mapping) -> Result<LeftLog> {
+    let text = match fs::read(log) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LeftLog::None),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read the shift log {}", log.display()));
+        }
+    };
+    let Some(nl) = text.iter().position(|&b| b == b'\n') else {
+        return Ok(LeftLog::None);
+    };
+    let first = &text[..=nl];
+    Ok(if first == Log::header(map).as_bytes() {
+        LeftLog::Same
+    } else if first == Log::header(&map.reverse()).as_bytes() {
+        LeftLog::Reverse
+    } else {
+        LeftLog::Other(String::from_utf8_lossy(&text[..nl]).into_owned())
+    })
+}
+
+fn shift(
+    dir: &Path,
+    map: &Mapping,
+    log: &Path,
+    drop_privileged: bool,
     progress: &mut dyn FnMut(u64) -> ControlFlow<()>,
 ) -> Result<Report> {
     let top = fs::canonicalize(dir).with_context(|| format!("cannot open {}", dir.display()))?;
@@ -269,9 +423,20 @@ pub fn shift_tree(
     }
     let mut log = Log::open(log, map)?;
     let mut walk = Walk::new(dir, Some(map), progress)?;
-    for entry in std::mem::take(&mut log.replay) {
-        if walk.replay(&entry)? {
-            walk.report.log_replayed += 1;
+    walk.drop_privileged = drop_privileged;
+    let entries = std::mem::take(&mut log.replay);
+    for entry in &entries {
+        match walk.replay(entry) {
+            Ok(true) => walk.report.log_replayed += 1,
+            Ok(false) => {}
+            Err(e) => {
+                return Err(e.context(format!(
+                    "the shift log {} does not fit {} (damaged, or written for another tree): move it away, then run the command again; the {} setuid/setgid modes and capabilities it recorded are then not put back, check them by hand (they are in the log)",
+                    log.path.display(),
+                    walk.top.display(),
+                    entries.len()
+                )));
+            }
         }
     }
     walk.log = Some(log);
@@ -337,8 +502,12 @@ impl Log {
         }
         // A header cut short: nothing was chowned relying on this log (the header is synced
         // before the first entry); start it again.
-        if let Some(entries) = parse_log(&text, &log.header)
-            .with_context(|| format!("the shift log {} cannot be used", path.display()))?
+        if let Some(entries) = parse_log(&text, &log.header).with_context(|| {
+            format!(
+                "the shift log {} cannot be used (it is what an interrupted shift left: finish that shift, or if the log is damaged move it away and check the setuid/setgid bits and capabilities it lists by hand)",
+                path.display()
+            )
+        })?
         {
             log.replay = entries;
             let file = fs::OpenOptions::new()
@@ -516,6 +685,18 @@ fn shift_acl(acl: &mut [u8], map: &Mapping) -> Result<u64> {
     Ok(shifted)
 }
 
+/// The root id of a `VFS_CAP_REVISION_3` capability xattr (`None`: another revision, which
+/// holds none and is valid in every user namespace).
+fn caps_rootid(caps: &[u8]) -> Option<u32> {
+    const REVISION_MASK: u32 = 0xFF00_0000;
+    const REVISION_3: u32 = 0x0300_0000;
+    let magic = u32::from_le_bytes(caps.get(..4)?.try_into().ok()?);
+    if caps.len() != 24 || magic & REVISION_MASK != REVISION_3 {
+        return None;
+    }
+    Some(u32::from_le_bytes(caps[20..24].try_into().ok()?))
+}
+
 /// Shifts the root id of a `VFS_CAP_REVISION_3` capability xattr when it is in the uid source
 /// range; returns whether it did. Other revisions have no id and stay as they are.
 fn shift_caps(caps: &mut [u8], uid: &IdShift) -> bool {
@@ -573,6 +754,13 @@ impl Node<'_> {
         match self {
             Node::Fd(fd) => rfs::fsetxattr(fd, name, value, rfs::XattrFlags::empty()),
             Node::At { proc, .. } => rfs::lsetxattr(proc, name, value, rfs::XattrFlags::empty()),
+        }
+    }
+
+    fn remove(self, name: &CStr) -> rustix::io::Result<()> {
+        match self {
+            Node::Fd(fd) => rfs::fremovexattr(fd, name),
+            Node::At { proc, .. } => rfs::lremovexattr(proc, name),
         }
     }
 
@@ -682,6 +870,48 @@ struct Pending {
 /// At most this many inodes wait in [`Walk::pending`].
 const PENDING_MAX: usize = 1024;
 
+/// Directories at these depths stay open while what is below them is walked: the first
+/// [`KEEP_OPEN`] levels, then every [`KEEP_OPEN`]th. Any other directory is closed while one of
+/// its subdirectories is walked and opened again afterwards from the nearest open one (at most
+/// [`KEEP_OPEN`] names away), so the walk holds about `KEEP_OPEN + depth / KEEP_OPEN` fds
+/// whatever the depth, and its depth does not depend on the open file limit.
+const KEEP_OPEN: usize = 64;
+
+fn keep_open(depth: usize) -> bool {
+    depth < KEEP_OPEN || depth.is_multiple_of(KEEP_OPEN)
+}
+
+/// Raises the soft open file limit to the hard one, once per process: a walk (and what runs
+/// beside it) then has every fd the admin allows.
+pub fn raise_nofile_limit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use rustix::process::{Resource, getrlimit, setrlimit};
+        let mut l = getrlimit(Resource::Nofile);
+        if l.current != l.maximum {
+            l.current = l.maximum;
+            if let Err(e) = setrlimit(Resource::Nofile, l) {
+                tracing::debug!("cannot raise the open file limit: {e}");
+            }
+        }
+    });
+}
+
+/// A directory on the way down from the top to the entry being worked on.
+#[derive(Default)]
+struct Level {
+    /// Its fd, `None` while it is closed (see [`KEEP_OPEN`]).
+    fd: Option<OwnedFd>,
+    /// What it is, to check that it is the same directory when it is opened again.
+    ino: u64,
+    dev: (u32, u32),
+    /// The length of its path (relative to the top) in [`Walk::path`].
+    path_len: usize,
+    /// Its entry names, NUL-terminated, and where the next one starts.
+    names: Vec<u8>,
+    next: usize,
+}
+
 struct Walk<'p> {
     top: PathBuf,
     top_fd: OwnedFd,
@@ -698,13 +928,15 @@ struct Walk<'p> {
     seen: HashSet<u64>,
     /// Path of the current inode relative to the top (empty: the top).
     path: Vec<u8>,
-    /// NUL-separated entry names of the directory being walked at each depth.
-    levels: Vec<Vec<u8>>,
+    /// The directories from the top (index 0) down to the one being walked.
+    levels: Vec<Level>,
     dirbuf: Vec<MaybeUninit<u8>>,
     procbuf: Vec<u8>,
     xbuf: Vec<u8>,
     /// Classify only ([`survey`]).
     dry: bool,
+    /// Into host ids: drop what [`Report::privileged`] counts instead of refusing it.
+    drop_privileged: bool,
 }
 
 impl<'p> Walk<'p> {
@@ -713,6 +945,7 @@ impl<'p> Walk<'p> {
         map: Option<&Mapping>,
         progress: &'p mut dyn FnMut(u64) -> ControlFlow<()>,
     ) -> Result<Walk<'p>> {
+        raise_nofile_limit();
         let top =
             fs::canonicalize(dir).with_context(|| format!("cannot open {}", dir.display()))?;
         let top_fd = rfs::open(
@@ -740,6 +973,7 @@ impl<'p> Walk<'p> {
             procbuf: Vec::with_capacity(4096 + 64),
             xbuf: vec![0; XATTR_MAX],
             dry: false,
+            drop_privileged: false,
         })
     }
 
@@ -773,7 +1007,14 @@ impl<'p> Walk<'p> {
         if self.map.is_some() {
             self.inode(Node::Fd(top.as_fd()), &st)?;
         }
-        self.walk_dir(&top, 0)?;
+        self.levels.clear();
+        self.levels.push(Level {
+            fd: Some(top),
+            ino: st.stx_ino,
+            dev: (st.stx_dev_major, st.stx_dev_minor),
+            ..Level::default()
+        });
+        self.walk_tree()?;
         if self.map.is_some() {
             self.flush()?;
         }
@@ -790,13 +1031,54 @@ impl<'p> Walk<'p> {
         Ok(())
     }
 
-    fn walk_dir(&mut self, dir: &OwnedFd, depth: usize) -> Result<()> {
-        if self.levels.len() <= depth {
-            self.levels.resize_with(depth + 1, Vec::new);
+    /// Walks below the top (`levels[0]`, open), depth first, without recursion: each
+    /// directory's names are read whole, then its entries are worked on one by one.
+    fn walk_tree(&mut self) -> Result<()> {
+        self.read_names(0)?;
+        let mut depth = 0;
+        loop {
+            let level = &mut self.levels[depth];
+            if level.next >= level.names.len() {
+                if depth == 0 {
+                    return Ok(());
+                }
+                level.fd = None;
+                depth -= 1;
+                continue;
+            }
+            let names = std::mem::take(&mut level.names);
+            let start = level.next;
+            let path_len = level.path_len;
+            let name = CStr::from_bytes_until_nul(&names[start..]).expect("names end with NUL");
+            self.levels[depth].next = start + name.to_bytes_with_nul().len();
+            self.path.truncate(path_len);
+            if path_len > 0 {
+                self.path.push(b'/');
+            }
+            self.path.extend_from_slice(name.to_bytes());
+            let r = self.entry(name, depth);
+            self.levels[depth].names = names;
+            if let Some((fd, st)) = r? {
+                depth += 1;
+                if self.levels.len() <= depth {
+                    self.levels.push(Level::default());
+                }
+                let level = &mut self.levels[depth];
+                level.fd = Some(fd);
+                level.ino = st.stx_ino;
+                level.dev = (st.stx_dev_major, st.stx_dev_minor);
+                level.path_len = self.path.len();
+                self.read_names(depth)?;
+            }
         }
-        let mut names = std::mem::take(&mut self.levels[depth]);
+    }
+
+    /// Reads the entry names of the directory at `depth` (open) into its level.
+    fn read_names(&mut self, depth: usize) -> Result<()> {
+        let fd = self.level_fd(depth)?;
+        let mut names = std::mem::take(&mut self.levels[depth].names);
         names.clear();
-        let mut raw = RawDir::new(dir, &mut self.dirbuf);
+        let mut raw = RawDir::new(&fd, &mut self.dirbuf);
         while let Some(entry) = raw.next() {
             let entry = match entry {
                 Ok(e) => e,
@@ -809,24 +1091,85 @@ impl<'p> Walk<'p> {
                 names.extend_from_slice(name);
             }
         }
-        let mut rest = &names[..];
-        while !rest.is_empty() {
-            let name = CStr::from_bytes_until_nul(rest).expect("names end with NUL");
-            rest = &rest[name.to_bytes_with_nul().len()..];
-            let mark = self.path.len();
-            if mark > 0 {
-                self.path.push(b'/');
-            }
-            self.path.extend_from_slice(name.to_bytes());
-            let r = self.entry(dir, name, depth);
-            self.path.truncate(mark);
-            r?;
-        }
-        self.levels[depth] = names;
+        let level = &mut self.levels[depth];
+        level.names = names;
+        level.next = 0;
+        level.fd = Some(fd);
         Ok(())
     }
 
-    fn entry(&mut self, parent: &OwnedFd, name: &CStr, depth: usize) -> Result<()> {
+    /// Takes the fd of the directory at `depth` out of its level, opening it again (by its path
+    /// from the nearest open directory above it, no symlink followed) when it was closed; it
+    /// must be the same directory.
+    fn level_fd(&mut self, depth: usize) -> Result<OwnedFd> {
+        if let Some(fd) = self.levels[depth].fd.take() {
+            return Ok(fd);
+        }
+        let above = (0..depth)
+            .rev()
+            .find(|&a| self.levels[a].fd.is_some())
+            .expect("the top stays open");
+        let (from, to) = (self.levels[above].path_len, self.levels[depth].path_len);
+        let rel = &self.path[from..to];
+        let rel = rel.strip_prefix(b"/").unwrap_or(rel);
+        let here = || self.top.join(OsStr::from_bytes(&self.path[..to]));
+        let changed = || {
+            anyhow!(
+                "{} changed while it was walked (the tree must hold still)",
+                here().display()
+            )
+        };
+        let mut fd: Option<OwnedFd> = None;
+        for part in rel.split(|&b| b == b'/') {
+            let c = CString::new(part).map_err(|_| changed())?;
+            let base = match &fd {
+                Some(f) => f.as_fd(),
+                None => self.levels[above].fd.as_ref().expect("found open").as_fd(),
+            };
+            let next = rfs::openat(
+                base,
+                c.as_c_str(),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            );
+            fd = Some(match next {
+                Ok(f) => f,
+                Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Err(changed()),
+                Err(e) => {
+                    return Err(anyhow::Error::new(std::io::Error::from(e)).context(format!(
+                        "cannot open the directory {} again",
+                        here().display()
+                    )));
+                }
+            });
+        }
+        let fd = fd.ok_or_else(changed)?;
+        let st = rfs::fstat(&fd).with_context(|| format!("cannot stat {}", here().display()))?;
+        let level = &self.levels[depth];
+        if st.st_ino != level.ino || (rfs::major(st.st_dev), rfs::minor(st.st_dev)) != level.dev {
+            return Err(changed());
+        }
+        Ok(fd)
+    }
+
+    /// Works on one entry of the directory at `depth` (`self.path` names it); a directory is
+    /// returned open, to be walked next.
+    fn entry(&mut self, name: &CStr, depth: usize) -> Result<Option<(OwnedFd, Statx)>> {
+        let parent = self.level_fd(depth)?;
+        let r = self.entry_in(&parent, name, depth);
+        // Closed while its subdirectory is walked, unless it is one that stays open.
+        if keep_open(depth) || !matches!(r, Ok(Some(_))) {
+            self.levels[depth].fd = Some(parent);
+        }
+        r
+    }
+
+    fn entry_in(
+        &mut self,
+        parent: &OwnedFd,
+        name: &CStr,
+        depth: usize,
+    ) -> Result<Option<(OwnedFd, Statx)>> {
         let st = match rfs::statx(
             parent,
             name,
@@ -835,17 +1178,24 @@ impl<'p> Walk<'p> {
         ) {
             Ok(st) => st,
             // Gone since the directory was read.
-            Err(Errno::NOENT) => return Ok(()),
+            Err(Errno::NOENT) => return Ok(None),
             Err(e) => return Err(self.fail("cannot stat", e)),
         };
         if !self.same_mount(&st) {
             let here = self.here();
             self.report.other_filesystems.push(here);
-            return Ok(());
+            return Ok(None);
         }
         let ftype = FileType::from_raw_mode(u32::from(st.stx_mode));
         if ftype != FileType::Directory && st.stx_nlink > 1 && !self.seen.insert(st.stx_ino) {
-            return Ok(());
+            return Ok(None);
+        }
+        if ftype == FileType::Directory && depth + 1 > MAX_DEPTH {
+            return Err(TooDeep {
+                path: self.here(),
+                max: MAX_DEPTH,
+            }
+            .into());
         }
         self.tick()?;
         if ftype == FileType::Directory {
@@ -869,7 +1219,7 @@ impl<'p> Walk<'p> {
             if self.map.is_some() {
                 self.inode(Node::Fd(fd.as_fd()), &st)?;
             }
-            self.walk_dir(&fd, depth + 1)
+            Ok(Some((fd, st)))
         } else if self.map.is_some() {
             let mut procbuf = std::mem::take(&mut self.procbuf);
             let proc = proc_path(&mut procbuf, parent.as_fd(), name);
@@ -880,9 +1230,48 @@ impl<'p> Walk<'p> {
             };
             let r = self.inode(node, &st);
             self.procbuf = procbuf;
-            r
+            r.map(|()| None)
         } else {
-            Ok(())
+            Ok(None)
+        }
+    }
+    /// What of the inode would carry a container's privilege to host ids (see
+    /// [`Report::privileged`]), when the walk goes into host ids.
+    fn privilege(
+        &self,
+        map: &Mapping,
+        st: &Statx,
+        (cu, cg): (Class, Class),
+        caps: Option<&[u8]>,
+    ) -> Option<Privileged> {
+        let ftype = FileType::from_raw_mode(u32::from(st.stx_mode));
+        if !map.into_host() || ftype == FileType::Symlink {
+            return None;
+        }
+        let mode = u32::from(st.stx_mode);
+        let file = ftype != FileType::Directory;
+        let setuid = file && mode & 0o4000 != 0 && matches!(cu, Class::Shift(_));
+        let setgid = file && mode & 0o2000 != 0 && matches!(cg, Class::Shift(_));
+        let moves = matches!(cu, Class::Shift(_)) || matches!(cg, Class::Shift(_));
+        // A v3 capability holds the root id it is valid for: dangerous when that id becomes
+        // (or already is) a host id. Older revisions are valid for everyone: dangerous when the
+        // inode moves to host ids.
+        let capability = caps.is_some_and(|c| match caps_rootid(c) {
+            Some(rootid) => map.uid.class(rootid) != Class::Outside,
+            None => moves,
+        });
+        (setuid || setgid || capability).then(|| Privileged {
+            path: self.here(),
+            setuid,
+            setgid,
+            capability,
+        })
+    }
+
+    fn note_privileged(&mut self, p: &Privileged) {
+        self.report.privileged += 1;
+        if self.report.privileged_paths.len() < PRIVILEGED_NAMED {
+            self.report.privileged_paths.push(p.clone());
         }
     }
 
@@ -890,12 +1279,27 @@ impl<'p> Walk<'p> {
     fn inode(&mut self, node: Node<'_>, st: &Statx) -> Result<()> {
         let map = self.map.expect("only called when shifting");
         let (cu, cg) = (map.uid.class(st.stx_uid), map.gid.class(st.stx_gid));
-        if (cu == Class::Outside || cg == Class::Outside) && self.report.first_outside.is_none() {
+        let outside = u64::from(cu == Class::Outside) + u64::from(cg == Class::Outside);
+        if outside > 0 && self.report.first_outside.is_none() {
             self.report.first_outside = Some(self.here());
         }
+        self.report.outside_ids += outside;
+        self.report.outside_id_inodes += u64::from(outside > 0);
+        let ftype = FileType::from_raw_mode(u32::from(st.stx_mode));
+        let is_dir = ftype == FileType::Directory;
+        let mode = u32::from(st.stx_mode) & 0o7777;
         if self.dry {
-            self.report.outside_ids +=
-                u64::from(cu == Class::Outside) + u64::from(cg == Class::Outside);
+            if map.into_host() && ftype != FileType::Symlink {
+                let mut caps = [0u8; 64];
+                let caps = match node.get(CAPS, &mut caps) {
+                    Ok(n) => Some(&caps[..n]),
+                    Err(Errno::NODATA | Errno::NOTSUP) => None,
+                    Err(e) => return Err(self.fail("cannot read the capability of", e)),
+                };
+                if let Some(p) = self.privilege(&map, st, (cu, cg), caps) {
+                    self.note_privileged(&p);
+                }
+            }
             if matches!(cu, Class::Shift(_)) || matches!(cg, Class::Shift(_)) {
                 self.report.shifted += 1;
             } else if cu == Class::Done || cg == Class::Done {
@@ -905,9 +1309,6 @@ impl<'p> Walk<'p> {
             }
             return Ok(());
         }
-        let ftype = FileType::from_raw_mode(u32::from(st.stx_mode));
-        let is_dir = ftype == FileType::Directory;
-        let mode = u32::from(st.stx_mode) & 0o7777;
 
         // Which of the xattrs that matter are there.
         let (mut has_caps, mut has_access, mut has_default) = (false, false, false);
@@ -922,14 +1323,6 @@ impl<'p> Walk<'p> {
             has_default |= name == ACL_DEFAULT.to_bytes();
         }
 
-        // ACL entries are shifted whatever the owner: a walk interrupted after a chown and
-        // before the ACL would otherwise leave them.
-        for (present, acl) in [(has_access, ACL_ACCESS), (has_default, ACL_DEFAULT)] {
-            if present {
-                self.acl(node, acl, &map)?;
-            }
-        }
-
         let mut caps = [0u8; 64];
         let mut caps_len = None;
         if has_caps {
@@ -939,13 +1332,52 @@ impl<'p> Walk<'p> {
                 Err(e) => return Err(self.fail("cannot read the capability of", e)),
             }
         }
+        let new_uid = map.uid.map(st.stx_uid);
+        let new_gid = map.gid.map(st.stx_gid);
+
+        // Into host ids: what would carry a container's privilege is refused before anything
+        // of the inode changes, or dropped before the chown (never host-owned with it).
+        let privileged = self.privilege(&map, st, (cu, cg), caps_len.map(|n| &caps[..n]));
+        if let Some(p) = &privileged {
+            if !self.drop_privileged {
+                return Err(PrivilegedIntoHost(p.clone()).into());
+            }
+            self.note_privileged(p);
+            self.report.privileged_dropped = true;
+            if caps_len.take().is_some() {
+                match node.remove(CAPS) {
+                    Ok(()) | Err(Errno::NODATA) => {}
+                    Err(e) => return Err(self.fail("cannot remove the capability of", e)),
+                }
+            }
+            if !is_dir && mode & 0o6000 != 0 {
+                node.chmod(mode & !0o6000)
+                    .map_err(|e| self.fail("cannot drop the setuid/setgid bits of", e))?;
+            }
+        }
+
+        // ACL entries are shifted whatever the owner: a walk interrupted after a chown and
+        // before the ACL would otherwise leave them.
+        for (present, acl) in [(has_access, ACL_ACCESS), (has_default, ACL_DEFAULT)] {
+            if present {
+                self.acl(node, acl, &map)?;
+            }
+        }
+
+        if privileged.is_some() {
+            if new_uid.is_none() && new_gid.is_none() {
+                self.report.already_done += 1;
+            } else {
+                node.chown(new_uid, new_gid)
+                    .map_err(|e| self.fail("cannot change the owner of", e))?;
+                self.report.shifted += 1;
+            }
+            return Ok(());
+        }
+
         let orig = caps;
         let rootid_shifted = caps_len.is_some_and(|n| shift_caps(&mut caps[..n], &map.uid));
 
-        self.report.outside_ids +=
-            u64::from(cu == Class::Outside) + u64::from(cg == Class::Outside);
-        let new_uid = map.uid.map(st.stx_uid);
-        let new_gid = map.gid.map(st.stx_gid);
         if new_uid.is_none() && new_gid.is_none() {
             if cu == Class::Done || cg == Class::Done {
                 self.report.already_done += 1;
@@ -1142,8 +1574,16 @@ impl<'p> Walk<'p> {
     /// shifted (so the chown happened and may have cleared what the entry holds). Returns
     /// whether it did.
     fn replay(&mut self, entry: &LogEntry) -> Result<bool> {
+        // The walk's own path is put back whatever happens: a later entry, or the walk after
+        // the replay, must not see this entry's path as its prefix.
+        let saved = std::mem::replace(&mut self.path, entry.path.clone());
+        let r = self.replay_here(entry);
+        self.path = saved;
+        r
+    }
+
+    fn replay_here(&mut self, entry: &LogEntry) -> Result<bool> {
         let map = self.map.expect("only called when shifting");
-        self.path.clone_from(&entry.path);
         let Some((parent, name)) = self.resolve()? else {
             return Ok(false);
         };
@@ -1159,18 +1599,42 @@ impl<'p> Walk<'p> {
             // Not chowned yet (the walk will), or changed by someone else.
             return Ok(false);
         }
-        if let Some(caps) = &entry.caps {
+        let ftype = FileType::from_raw_mode(u32::from(st.stx_mode));
+        let mut mode = entry.mode;
+        if map.into_host() {
+            // Into host ids nothing is put back that would be valid on the host (a log of
+            // this mapping holds no such entry unless an older version wrote it).
+            let caps_host = entry
+                .caps
+                .as_deref()
+                .is_some_and(|c| caps_rootid(c).is_none_or(|r| map.uid.class(r) != Class::Outside));
+            if caps_host || mode & 0o6000 != 0 {
+                let p = Privileged {
+                    path: self.here(),
+                    setuid: mode & 0o4000 != 0,
+                    setgid: mode & 0o2000 != 0,
+                    capability: caps_host,
+                };
+                self.note_privileged(&p);
+                self.report.privileged_dropped = true;
+            }
+            mode &= !0o6000;
+            if !caps_host && let Some(caps) = &entry.caps {
+                let mut caps = caps.clone();
+                shift_caps(&mut caps, &map.uid);
+                node.set(CAPS, &caps)
+                    .map_err(|e| self.fail("cannot put back the capability of", e))?;
+            }
+        } else if let Some(caps) = &entry.caps {
             let mut caps = caps.clone();
             shift_caps(&mut caps, &map.uid);
             node.set(CAPS, &caps)
                 .map_err(|e| self.fail("cannot put back the capability of", e))?;
         }
-        let ftype = FileType::from_raw_mode(u32::from(st.stx_mode));
-        if ftype != FileType::Symlink && u32::from(st.stx_mode) & 0o7777 != entry.mode {
-            node.chmod(entry.mode)
+        if ftype != FileType::Symlink && u32::from(st.stx_mode) & 0o7777 != mode {
+            node.chmod(mode)
                 .map_err(|e| self.fail("cannot put back the mode of", e))?;
         }
-        self.path.clear();
         Ok(true)
     }
 }

@@ -469,6 +469,26 @@ pub fn carry_volume(
                 .map_or_else(String::new, |p| p.display().to_string())
         );
     }
+    if r.privileged > 0 {
+        // Into host ids (disable): a container's setuid file or capability would become the
+        // host's. Not dropped silently either: the admin decides.
+        let named: Vec<String> = r
+            .privileged_paths
+            .iter()
+            .map(|p| format!("{} ({})", p.path.display(), p.what()))
+            .collect();
+        bail!(
+            "{} file(s) under {} hold a setuid/setgid bit or a file capability made under the remapped ids, which would be valid for host ids in the new engine: {}{}; nothing of it was created: remove them (or their bits: chmod u-s,g-s; setcap -r), or move the volume by hand with `docker-userns shift --to host --drop-setid-and-caps` on a copy",
+            r.privileged,
+            src.display(),
+            named.join(", "),
+            if r.privileged > named.len() as u64 {
+                ", ..."
+            } else {
+                ""
+            }
+        );
+    }
     // The copy, under the staging name (never visible as a volume).
     if stage.exists() {
         std::fs::remove_dir_all(&stage)
