@@ -1441,6 +1441,8 @@ impl<'p> Walk<'p> {
             .as_mut()
             .expect("a log when shifting")
             .append(&lines)?;
+        // Logged, nothing of the batch chowned yet: where a kill leaves the most to replay.
+        crate::run::failpoint::hit("shift:after-log-batch")?;
         let saved = std::mem::take(&mut self.path);
         for p in &pending {
             self.path.clone_from(&p.path);
@@ -1853,6 +1855,112 @@ mod tests {
         let n = rfs::getxattr(&f, CAPS, &mut buf).unwrap();
         assert_eq!(&buf[..n], &caps_v3(300_000)[..]);
         assert!(!log.exists(), "the log goes when the walk completes");
+    }
+
+    /// More than a log batch of setuid files (and capabilities) in nested directories.
+    fn setid_tree(tree: &Path) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for d in 0..4 {
+            let dir = tree.join(format!("d{d}")).join("sub");
+            fs::create_dir_all(&dir).unwrap();
+            for f in 0..300 {
+                let p = dir.join(format!("f{f}"));
+                fs::write(&p, b"x").unwrap();
+                std::os::unix::fs::chown(&p, Some(100_000 + f), Some(100_000 + d)).unwrap();
+                fs::set_permissions(&p, fs::Permissions::from_mode(0o4755 + (f % 2) * 0o2000))
+                    .unwrap();
+                if f % 50 == 0 {
+                    rfs::setxattr(&p, CAPS, &caps_v3(100_000), rfs::XattrFlags::empty()).unwrap();
+                }
+                files.push(p);
+            }
+            std::os::unix::fs::chown(&dir, Some(100_000), Some(100_000)).unwrap();
+            std::os::unix::fs::chown(dir.parent().unwrap(), Some(100_000), Some(100_000)).unwrap();
+        }
+        std::os::unix::fs::chown(tree, Some(100_000), Some(100_000)).unwrap();
+        assert!(files.len() > PENDING_MAX);
+        files
+    }
+
+    fn check_shifted(files: &[PathBuf]) {
+        for (i, p) in files.iter().enumerate() {
+            let (d, f) = ((i / 300) as u32, (i % 300) as u32);
+            let meta = fs::symlink_metadata(p).unwrap();
+            assert_eq!(
+                (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+                (300_000 + f, 400_000 + d, 0o4755 + (f % 2) * 0o2000),
+                "{}",
+                p.display()
+            );
+            let mut buf = [0u8; 64];
+            let caps = rfs::getxattr(p, CAPS, &mut buf).map(|n| buf[..n].to_vec());
+            if f % 50 == 0 {
+                assert_eq!(caps.unwrap(), caps_v3(300_000), "{}", p.display());
+            } else {
+                assert!(caps.is_err(), "{}", p.display());
+            }
+        }
+    }
+
+    #[test]
+    fn a_walk_resumed_after_a_crash_in_a_log_batch_finishes_exactly() {
+        for crash_after in [1, PENDING_MAX as u64 - 1, PENDING_MAX as u64 + 3] {
+            let t = tempdir();
+            let tree = t.path().join("tree");
+            fs::create_dir(&tree).unwrap();
+            let files = setid_tree(&tree);
+            let log = t.path().join("shift.log");
+            CRASH_AFTER_CHOWNS.set(Some(crash_after));
+            let err =
+                shift_tree(&tree, &map(), &log, &mut |_| ControlFlow::Continue(())).unwrap_err();
+            assert!(format!("{err:#}").contains("failpoint"), "{err:#}");
+            assert!(log.exists());
+            let r = shift_tree(&tree, &map(), &log, &mut |_| ControlFlow::Continue(()))
+                .unwrap_or_else(|e| panic!("resume after {crash_after} chowns: {e:#}"));
+            // Every logged entry whose chown happened is put back (a batch stays in the log
+            // until the walk completes).
+            assert_eq!(r.log_replayed, crash_after, "{r:?}");
+            assert!(!log.exists());
+            check_shifted(&files);
+            // And a walk after that finds everything done.
+            let again =
+                shift_tree(&tree, &map(), &log, &mut |_| ControlFlow::Continue(())).unwrap();
+            assert_eq!((again.shifted, again.log_replayed), (0, 0), "{again:?}");
+        }
+    }
+
+    #[test]
+    fn a_log_whose_entries_do_not_fit_the_tree_is_a_clear_error() {
+        let t = tempdir();
+        let tree = t.path().join("tree");
+        fs::create_dir_all(tree.join("d")).unwrap();
+        fs::write(tree.join("d/file"), b"").unwrap();
+        let log = t.path().join("shift.log");
+        // What the old walk wrote: an entry below a file.
+        fs::write(&log, Log::header(&map()) + "4755 - d/file/f3\n").unwrap();
+        let err = shift_tree(&tree, &map(), &log, &mut |_| ControlFlow::Continue(())).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("move it away") && msg.contains("does not fit"),
+            "{msg}"
+        );
+        // A damaged line too.
+        fs::write(&log, Log::header(&map()) + "garbage\n").unwrap();
+        let msg = format!(
+            "{:#}",
+            shift_tree(&tree, &map(), &log, &mut |_| ControlFlow::Continue(())).unwrap_err()
+        );
+        assert!(
+            msg.contains("move it away") && msg.contains("bad line"),
+            "{msg}"
+        );
+        // left_log tells which direction wrote a log.
+        assert_eq!(left_log(&log, &map()).unwrap(), LeftLog::Same);
+        assert_eq!(left_log(&log, &map().reverse()).unwrap(), LeftLog::Reverse);
+        fs::write(&log, "something else\n").unwrap();
+        assert!(matches!(left_log(&log, &map()).unwrap(), LeftLog::Other(_)));
+        fs::remove_file(&log).unwrap();
+        assert_eq!(left_log(&log, &map()).unwrap(), LeftLog::None);
     }
 
     #[test]
