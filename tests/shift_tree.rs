@@ -491,3 +491,311 @@ fn odd_input_is_an_error_naming_the_path() {
         shift::shift_tree(&top, &map(), &log, &mut |_| ControlFlow::Continue(())).unwrap_err();
     assert!(format!("{err:#}").contains("shift.log"), "{err:#}");
 }
+
+/// `for_range(.., false)`: from the remap range starting at 100000 to the host's own ids.
+fn to_host() -> Mapping {
+    Mapping::for_range((100_000, 65_536), (100_000, 65_536), false).unwrap()
+}
+
+fn file(p: &Path, uid: u32, gid: u32, mode: u32) {
+    fs::write(p, b"#!/bin/sh\n").unwrap();
+    own(p, uid, gid);
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// No non-directory owned by a host id keeps a setid bit, no capability is valid for host ids.
+fn nothing_armed_for_the_host(top: &Path) {
+    for (p, e) in snapshot(top) {
+        let file = e.mode & 0o170000 != 0o040000;
+        assert!(
+            !(file && e.uid < 65_536 && e.mode & 0o4000 != 0),
+            "{} setuid as host uid {}",
+            p.display(),
+            e.uid
+        );
+        assert!(
+            !(file && e.gid < 65_536 && e.mode & 0o2000 != 0),
+            "{} setgid as host gid {}",
+            p.display(),
+            e.gid
+        );
+        if let Some(c) = e.xattrs.get(CAPS) {
+            // A v3 capability is valid where its root id is root; older ones everywhere (only
+            // an inode the walk moved to host ids is its doing).
+            let rootid = (c.len() == 24).then(|| u32::from_le_bytes(c[20..24].try_into().unwrap()));
+            assert!(
+                rootid.map_or(e.uid >= 65_536, |r| r >= 65_536),
+                "{}: a capability valid for host ids ({c:?})",
+                p.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn into_host_ids_setid_bits_and_capabilities_are_refused_or_dropped_never_kept() {
+    let t = tempdir();
+    let top = t.path().join("app");
+    fs::create_dir(&top).unwrap();
+    own(&top, 100_000, 100_000);
+    // What a remapped container's root makes in a bind mount.
+    file(&top.join("rootsh"), 100_000, 100_000, 0o4755);
+    file(&top.join("sgid"), 101_000, 100_050, 0o2755);
+    file(&top.join("capv3"), 100_000, 100_000, 0o755);
+    set_xattr(&top.join("capv3"), CAPS, &caps_v3(100_000));
+    file(&top.join("capv2"), 100_001, 100_001, 0o755);
+    set_xattr(&top.join("capv2"), CAPS, &caps_v2());
+    // Harmless: a setgid directory, a plain file, a capability of another namespace.
+    let shared = top.join("shared");
+    fs::create_dir(&shared).unwrap();
+    own(&shared, 100_000, 100_000);
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o2775)).unwrap();
+    file(&shared.join("plain"), 101_000, 101_000, 0o644);
+    file(&top.join("othercap"), 100_002, 100_002, 0o755);
+    set_xattr(&top.join("othercap"), CAPS, &caps_v3(200_000));
+    let log = t.path().join("shift.log");
+
+    let m = to_host();
+    assert!(m.into_host() && !m.reverse().into_host());
+    let before = snapshot(&top);
+    let r = shift::survey(&top, &m).unwrap();
+    assert_eq!(r.privileged, 4, "{r:?}");
+    let mut named: Vec<_> = r
+        .privileged_paths
+        .iter()
+        .map(|p| {
+            (
+                p.path.strip_prefix(&top).unwrap().display().to_string(),
+                p.what(),
+            )
+        })
+        .collect();
+    named.sort();
+    assert_eq!(
+        named,
+        [
+            ("capv2".to_string(), "file capability".to_string()),
+            ("capv3".into(), "file capability".into()),
+            ("rootsh".into(), "setuid".into()),
+            ("sgid".into(), "setgid".into()),
+        ]
+    );
+    assert_eq!(snapshot(&top), before, "survey changed something");
+
+    // Without being asked to drop them: refused, the inode untouched, nothing armed.
+    let err = shift::shift_tree(&top, &m, &log, &mut |_| ControlFlow::Continue(())).unwrap_err();
+    let refused = err
+        .downcast_ref::<shift::PrivilegedIntoHost>()
+        .unwrap_or_else(|| panic!("{err:#}"));
+    let rel = refused.0.path.strip_prefix(&top).unwrap().to_path_buf();
+    assert_eq!(
+        snapshot(&top)[&rel],
+        before[&rel],
+        "the refused inode changed"
+    );
+    nothing_armed_for_the_host(&top);
+
+    // Dropped when asked, and named.
+    let r = shift::shift_tree_dropping(&top, &m, &log, &mut |_| ControlFlow::Continue(())).unwrap();
+    assert_eq!((r.privileged, r.privileged_dropped), (4, true), "{r:?}");
+    nothing_armed_for_the_host(&top);
+    let after = snapshot(&top);
+    let got = |n: &str| {
+        let e = &after[Path::new(n)];
+        (e.uid, e.gid, e.mode & 0o7777, e.xattrs.get(CAPS).cloned())
+    };
+    assert_eq!(got("rootsh"), (0, 0, 0o755, None));
+    assert_eq!(got("sgid"), (1000, 50, 0o755, None));
+    assert_eq!(got("capv3"), (0, 0, 0o755, None));
+    assert_eq!(got("capv2"), (1, 1, 0o755, None));
+    assert_eq!(
+        got("shared"),
+        (0, 0, 0o2775, None),
+        "a setgid directory stays"
+    );
+    assert_eq!(got("shared/plain"), (1000, 1000, 0o644, None));
+    assert_eq!(
+        got("othercap"),
+        (2, 2, 0o755, Some(caps_v3(200_000))),
+        "another namespace's capability stays"
+    );
+    assert!(!log.exists());
+
+    // Into the range they are kept exactly (harmless there).
+    file(&top.join("rootsh"), 0, 0, 0o4755);
+    set_xattr(&top.join("capv3"), CAPS, &caps_v3(0));
+    // (Written by the host's root, the kernel stores it as revision 2.)
+    let cap = get_xattr(&top.join("capv3"), CAPS);
+    let r = run(&top, &m.reverse(), &log);
+    assert_eq!(
+        (r.privileged, r.setid_restored, r.caps_restored),
+        (0, 1, 2),
+        "{r:?}"
+    );
+    let after = snapshot(&top);
+    assert_eq!(after[Path::new("rootsh")].mode & 0o7777, 0o4755);
+    assert_eq!(after[Path::new("capv3")].xattrs.get(CAPS), cap.as_ref());
+}
+
+#[test]
+fn ids_outside_the_mapping_are_counted_per_inode() {
+    let t = tempdir();
+    let top = t.path().join("t");
+    fs::create_dir(&top).unwrap();
+    own(&top, 100_000, 100_000);
+    // "3 id(s) on 2 inode(s)" (one of them has both ids outside).
+    file(&top.join("half"), 70_000, 100_000, 0o644);
+    file(&top.join("both"), 70_000, 70_001, 0o644);
+    let r = shift::survey(&top, &map()).unwrap();
+    assert_eq!(
+        (r.outside_ids, r.outside_id_inodes, r.outside),
+        (3, 2, 1),
+        "{r:?}"
+    );
+}
+
+/// A chain `top/d/d/...` of `depth` directories, each with a file `f`; owners vary by level.
+fn chain(top: &Path, depth: usize) {
+    use rustix::fs::{Mode, OFlags, mkdirat, openat};
+    fs::create_dir(top).unwrap();
+    own(top, 100_000, 100_000);
+    let mut dir = rfs::open(top, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+    for i in 0..depth as u32 {
+        mkdirat(&dir, "d", Mode::from_raw_mode(0o755)).unwrap();
+        let f = openat(
+            &dir,
+            "f",
+            OFlags::CREATE | OFlags::WRONLY,
+            Mode::from_raw_mode(0o644),
+        )
+        .unwrap();
+        rfs::fchown(
+            &f,
+            Some(rfs::Uid::from_raw(100_000 + i % 1000)),
+            Some(rfs::Gid::from_raw(100_000 + i % 7)),
+        )
+        .unwrap();
+        if i % 100 == 0 {
+            rfs::fchmod(&f, Mode::from_raw_mode(0o4755)).unwrap();
+        }
+        let d = openat(&dir, "d", OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+        rfs::fchown(
+            &d,
+            Some(rfs::Uid::from_raw(100_000 + i)),
+            Some(rfs::Gid::from_raw(100_000)),
+        )
+        .unwrap();
+        dir = d;
+    }
+}
+
+/// Checks what `chain` built, shifted by `map()`.
+fn chain_shifted(top: &Path, depth: usize) {
+    use rustix::fs::{AtFlags, Mode, OFlags, openat, statat};
+    let mut dir = rfs::open(top, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+    for i in 0..depth as u32 {
+        let f = statat(&dir, "f", AtFlags::SYMLINK_NOFOLLOW).unwrap();
+        let want = if i % 100 == 0 { 0o4755 } else { 0o644 };
+        assert_eq!(
+            (f.st_uid, f.st_gid, f.st_mode & 0o7777),
+            (300_000 + i % 1000, 400_000 + i % 7, want),
+            "level {i}"
+        );
+        let d = statat(&dir, "d", AtFlags::SYMLINK_NOFOLLOW).unwrap();
+        assert_eq!((d.st_uid, d.st_gid), (300_000 + i, 400_000), "level {i}");
+        dir = openat(&dir, "d", OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+    }
+}
+
+fn rm_rf(p: &Path) {
+    let st = Command::new("rm").arg("-rf").arg(p).status().unwrap();
+    assert!(st.success());
+}
+
+/// The environment variable that makes [`deep_walk_with_256_fds`] run (in the child that
+/// [`a_tree_deeper_than_the_open_file_limit_is_shifted_exactly`] starts).
+const DEEP_CHILD: &str = "SHIFT_TREE_DEEP_CHILD";
+
+#[test]
+fn a_tree_deeper_than_the_open_file_limit_is_shifted_exactly() {
+    use std::os::unix::process::CommandExt as _;
+    let t = tempdir();
+    let top = t.path().join("deep");
+    chain(&top, 1100);
+    // In a child whose soft and hard NOFILE limits are both 256 (the walk may raise the soft
+    // limit to the hard one; this process keeps its own).
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    child
+        .args([
+            "--exact",
+            "deep_walk_with_256_fds",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(DEEP_CHILD, &top);
+    // SAFETY: only setrlimit (async-signal-safe) between fork and exec.
+    unsafe {
+        child.pre_exec(|| {
+            use rustix::process::{Resource, Rlimit, setrlimit};
+            setrlimit(
+                Resource::Nofile,
+                Rlimit {
+                    current: Some(256),
+                    maximum: Some(256),
+                },
+            )
+            .map_err(std::io::Error::from)
+        });
+    }
+    let out = child.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "the child failed: {text}"
+    );
+    chain_shifted(&top, 1100);
+    rm_rf(&top);
+}
+
+#[test]
+#[ignore = "run by a_tree_deeper_than_the_open_file_limit_is_shifted_exactly, in a child with 256 fds"]
+fn deep_walk_with_256_fds() {
+    let top = PathBuf::from(std::env::var_os(DEEP_CHILD).expect("run by its parent test"));
+    let l = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    assert_eq!(l.maximum, Some(256));
+    let log = top.with_extension("log");
+    let r = shift::shift_tree(&top, &map(), &log, &mut |_| ControlFlow::Continue(()))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(
+        (r.inodes, r.shifted, r.setid_restored),
+        (2201, 2201, 11),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_tree_deeper_than_the_cap_is_refused_by_the_survey() {
+    let t = tempdir();
+    let top = t.path().join("deeper");
+    chain(&top, shift::MAX_DEPTH + 1);
+    let err = shift::survey(&top, &map()).unwrap_err();
+    let deep = err
+        .downcast_ref::<shift::TooDeep>()
+        .unwrap_or_else(|| panic!("{err:#}"));
+    assert_eq!(deep.max, shift::MAX_DEPTH);
+    assert_eq!(
+        deep.path.strip_prefix(&top).unwrap().components().count(),
+        shift::MAX_DEPTH + 1
+    );
+    // At the cap it is walked.
+    let top2 = t.path().join("at-cap");
+    chain(&top2, shift::MAX_DEPTH);
+    let r = shift::survey(&top2, &map()).unwrap();
+    assert_eq!(r.shifted, 2 * shift::MAX_DEPTH as u64 + 1);
+    rm_rf(&top);
+    rm_rf(&top2);
+}
