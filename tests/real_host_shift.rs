@@ -3,7 +3,11 @@
 //! in-container owners as before (root, uid 1000, a setuid file), `--dry-run` changes nothing,
 //! a rerun changes nothing, `--to host` gives back exactly the tree it started from, and system
 //! trees, docker's data root and ids the mapping cannot express are refused with nothing
-//! changed. Needs root; fails, never skips.
+//! changed. Into host ids, a container's setuid file or file capability is refused (exit 3,
+//! nothing changed) or dropped when asked, never kept; `disable --carry volumes` fails such a
+//! volume. Docker's data root is refused by its real path too; a `shift` killed at a log batch
+//! is finished by the next run (the other direction is refused until then); `shift` waits for
+//! the run lock. Needs root; fails, never skips.
 
 mod common;
 #[path = "testhost/mod.rs"]
@@ -66,6 +70,8 @@ fn shift_gives_a_bind_mount_to_the_remapped_root_and_back() {
         r.stderr.contains("/srv/odd/x") && r.stderr.contains("outside"),
         "{r}"
     );
+    // uid 70000 is outside, gid 0 is not: one id on one inode.
+    assert!(r.stderr.contains("1 id(s) on 1 inode(s)"), "{r}");
     assert_eq!(
         tree(&host, "/srv/app/data"),
         before,
@@ -111,11 +117,251 @@ fn shift_gives_a_bind_mount_to_the_remapped_root_and_back() {
     let again = json(&host.sh("docker-userns shift /srv/app/data --to remapped --json"));
     assert_eq!(again["roots"][0]["shifted"], 0, "{again}");
     host.ok("rm /srv/app/data/new");
-    let back = json(&host.sh("docker-userns shift /srv/app/data --to host --json"));
+    // Back to host ids, the setuid file (which a container could have made) is refused ...
+    let r = host.sh("docker-userns shift /srv/app/data --to host --json");
+    assert_eq!(r.code, 3, "{r}");
+    assert!(r.stdout.contains("/srv/app/data/suid (setuid)"), "{r}");
+    // ... and shifted with its bit dropped when asked; everything else is as it was.
+    let back =
+        json(&host.sh("docker-userns shift /srv/app/data --to host --drop-setid-and-caps --json"));
     assert_eq!(back["roots"][0]["shifted"], 5, "{back}");
+    assert_eq!(back["roots"][0]["privileged"], 1, "{back}");
     assert_eq!(
         tree(&host, "/srv/app/data"),
-        before,
+        before.replace("./suid 0 0 4755", "./suid 0 0 755"),
         "--to host did not restore the tree"
     );
+}
+
+/// Every inode below `dir` with its owner, mode and `security.capability` (hex), sorted.
+fn listing(host: &Host, dir: &str) -> String {
+    host.ok(&format!(
+        "cd {dir} && find . -printf '%p %U %G %m\\n' | LC_ALL=C sort && python3 -c '
+import os, sys
+for top, dirs, files in os.walk(\".\"):
+    for n in sorted(dirs + files):
+        p = os.path.join(top, n)
+        try:
+            v = os.getxattr(p, \"security.capability\", follow_symlinks=False)
+        except OSError:
+            continue
+        print(p, v.hex())
+' | LC_ALL=C sort"
+    ))
+}
+
+/// A v3 `security.capability` (CAP_SETUID and CAP_DAC_OVERRIDE permitted and effective) with
+/// root id `rootid`, as the kernel stores it when root in a namespace whose root is `rootid`
+/// runs setcap.
+fn set_caps_v3(host: &Host, path: &str, rootid: u64) {
+    host.ok(&format!(
+        "python3 -c '
+import os, struct
+perm = (1 << 7) | (1 << 1)
+v = struct.pack(\"<IIIIII\", 0x03000001, perm, 0, 0, 0, {rootid})
+os.setxattr(\"{path}\", \"security.capability\", v, follow_symlinks=False)
+'"
+    ));
+}
+
+#[test]
+fn into_host_ids_a_containers_setuid_file_and_capability_are_refused_or_dropped() {
+    let host = Host::boot("shiftsetid");
+    let out = host.sh("docker-userns enable --json --settle 2");
+    assert_eq!(out.code, 0, "{out}");
+    host.reimport_image();
+    host.ok("mkdir -p /srv/app/sub && echo hi > /srv/app/sub/f");
+    let done = json(&host.sh("docker-userns shift /srv/app --to remapped --json"));
+    let start = done["uid_to"].as_u64().unwrap();
+    // Container root makes a setuid copy of busybox and a file with a capability, in the bind
+    // mount and in a volume.
+    host.ok("docker volume create vol");
+    host.ok(
+        "docker run --rm -v /srv/app:/app -v vol:/v busybox:local sh -c \
+         'busybox cp /bin/busybox /app/rootsh && busybox chmod 4755 /app/rootsh \
+          && busybox cp /bin/busybox /app/capsh && busybox cp /bin/busybox /v/rootsh \
+          && busybox chmod 4755 /v/rootsh'",
+    );
+    set_caps_v3(&host, "/srv/app/capsh", start);
+    assert_eq!(
+        host.ok("stat -c '%u %a' /srv/app/rootsh").trim(),
+        format!("{start} 4755")
+    );
+
+    // The carry of the volume on disable fails it, naming the file; nothing is carried silently.
+    let out = host.sh("docker-userns disable --yes --carry volumes --json --settle 2");
+    assert_eq!(out.code, 8, "{out}");
+    let failed = json(&out)["carry"]["failed"].to_string();
+    assert!(
+        failed.contains("volume vol") && failed.contains("rootsh") && failed.contains("setuid"),
+        "{out}"
+    );
+    assert_ne!(
+        host.sh("docker volume inspect vol").code,
+        0,
+        "the volume was created in the host-ids engine"
+    );
+
+    // `shift --to host` refuses them, naming them, before changing anything.
+    let before = listing(&host, "/srv/app");
+    let r = host.sh("docker-userns shift /srv/app --to host --json");
+    assert_eq!(r.code, 3, "{r}");
+    let msg = json(&r)["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains("/srv/app/rootsh (setuid)")
+            && msg.contains("/srv/app/capsh (file capability)")
+            && msg.contains("--drop-setid-and-caps"),
+        "{msg}"
+    );
+    assert_eq!(
+        listing(&host, "/srv/app"),
+        before,
+        "a refused shift changed something"
+    );
+    // The dry run names them too.
+    let dry = json(&host.sh("docker-userns shift /srv/app --to host --dry-run --json"));
+    assert_eq!(dry["roots"][0]["privileged"], 2, "{dry}");
+    assert_eq!(listing(&host, "/srv/app"), before);
+
+    // Dropped when asked: host root owns a plain file, no capability, and nobody gains anything.
+    let out = host.sh("docker-userns shift /srv/app --to host --drop-setid-and-caps --json");
+    assert_eq!(out.code, 0, "{out}");
+    let done = json(&out);
+    assert_eq!(done["roots"][0]["privileged"], 2, "{done}");
+    assert_eq!(done["roots"][0]["privileged_dropped"], true, "{done}");
+    assert_eq!(
+        host.ok("stat -c '%u %g %a' /srv/app/rootsh /srv/app/capsh /srv/app/sub/f"),
+        "0 0 755\n0 0 755\n0 0 644\n"
+    );
+    let after = listing(&host, "/srv/app");
+    assert!(!after.contains("capsh 01"), "a capability is left: {after}");
+    // Run as nobody (busybox picks its applet by the link's name).
+    host.ok(
+        "mkdir -p /tmp/bb && ln -sf /srv/app/rootsh /tmp/bb/id && ln -sf /srv/app/capsh /tmp/bb/touch",
+    );
+    assert_eq!(
+        host.ok("setpriv --reuid=65534 --regid=65534 --clear-groups /tmp/bb/id -u")
+            .trim(),
+        "65534"
+    );
+    let w = host.sh("setpriv --reuid=65534 --regid=65534 --clear-groups /tmp/bb/touch /etc/pwned");
+    assert!(w.code != 0 && w.stderr.contains("Permission denied"), "{w}");
+    assert_eq!(host.sh("test -e /etc/pwned").code, 1);
+}
+
+#[test]
+fn shift_refuses_docker_data_root_by_its_real_path_and_state_no_container_should_own() {
+    let host = Host::boot("shiftroot");
+    let out = host.sh("docker-userns enable --json --settle 2");
+    assert_eq!(out.code, 0, "{out}");
+    // /var/lib/docker becomes a symlink to /data/docker.
+    host.ok(
+        "systemctl stop docker.service docker.socket && mkdir -p /data \
+         && mv /var/lib/docker /data/docker && ln -s /data/docker /var/lib/docker \
+         && systemctl start docker.service",
+    );
+    host.ok("mkdir -p /home/alice/.ssh /root/.ssh /data/app");
+    let before = host.ok(
+        "find /data/docker /var/lib/dpkg /home/alice /root -printf '%p %U %G %m\\n' | LC_ALL=C sort",
+    );
+    for (path, needle) in [
+        ("/data/docker", "data root"),
+        ("/data/docker/volumes", "data root"),
+        ("/data", "data root"),
+        ("/var/lib/docker/", "data root"),
+        ("/var/lib/dpkg", "/var/lib/dpkg"),
+        ("/var/lib/containerd", "/var/lib/containerd"),
+        ("/var/lib/systemd", "/var/lib/systemd"),
+        ("/var/tmp", "/var/tmp"),
+        ("/root/.ssh", "/root"),
+        ("/home/alice/.ssh", "home directory"),
+        ("/home/alice", "home directory"),
+        ("/var/lib/docker-userns", "tool's state"),
+    ] {
+        let r = host.sh(&format!("docker-userns shift {path} --to remapped --json"));
+        assert_eq!(r.code, 3, "{path}: {r}");
+        let msg = json(&r)["error"]["message"].as_str().unwrap().to_string();
+        assert!(msg.contains(needle), "{path}: {msg}");
+    }
+    assert_eq!(
+        host.ok(
+            "find /data/docker /var/lib/dpkg /home/alice /root -printf '%p %U %G %m\\n' | LC_ALL=C sort"
+        ),
+        before,
+        "a refused shift changed something"
+    );
+    // An application directory beside it is fine.
+    let r = host.sh("docker-userns shift /data/app --to remapped --json");
+    assert_eq!(r.code, 0, "{r}");
+}
+
+#[test]
+fn a_shift_killed_at_a_log_batch_is_finished_by_the_next_run_and_waits_for_the_lock() {
+    let host = Host::boot("shiftkill");
+    let out = host.sh("docker-userns enable --json --settle 2");
+    assert_eq!(out.code, 0, "{out}");
+    // More than one log batch (1024) of setuid files, in nested directories.
+    host.ok("set -e; for d in a b c; do mkdir -p /srv/big/$d/sub; \
+         for f in $(seq 1 400); do echo x > /srv/big/$d/sub/f$f; chown $f:$f /srv/big/$d/sub/f$f; \
+         chmod 4755 /srv/big/$d/sub/f$f; done; done; cp -a /srv/big /srv/clean");
+    let out = host.sh("docker-userns shift /srv/clean --to remapped --json");
+    assert_eq!(out.code, 0, "{out}");
+    let clean = listing(&host, "/srv/clean");
+
+    // kill -9 right after the first batch is logged, before any of it is chowned.
+    let pid = host.ok(
+        "DOCKER_USERNS_FAILPOINTS=shift:after-log-batch=sleep setsid docker-userns shift /srv/big --to remapped \
+         >/tmp/k.log 2>&1 </dev/null & echo $!",
+    );
+    let pid = pid.trim();
+    host.ok(&format!(
+        "for i in $(seq 1 300); do grep -q 'failpoint shift:after-log-batch' /tmp/k.log && break; sleep 0.1; done; \
+         grep -q 'failpoint shift:after-log-batch' /tmp/k.log && kill -9 {pid}; sleep 0.3; ! kill -0 {pid} 2>/dev/null"
+    ));
+    assert!(
+        host.ok("ls /var/lib/docker-userns").contains("shift-"),
+        "no log left"
+    );
+
+    // The other direction is refused, naming the command that finishes the first.
+    let before = listing(&host, "/srv/big");
+    let r = host.sh("docker-userns shift /srv/big --to host --json");
+    assert_eq!(r.code, 3, "{r}");
+    let msg = json(&r)["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains("other direction")
+            && msg.contains("docker-userns shift /srv/big --to remapped"),
+        "{msg}"
+    );
+    assert_eq!(listing(&host, "/srv/big"), before);
+
+    // The same command finishes it: exactly what a clean shift gives.
+    let out = host.sh("docker-userns shift /srv/big --to remapped --json");
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(listing(&host, "/srv/big"), clean);
+    assert!(
+        !host.ok("ls /var/lib/docker-userns").contains("shift-"),
+        "the log stays"
+    );
+
+    // With the run lock held by another process, shift waits for it.
+    host.ok("mkdir -p /srv/locked");
+    let out = host.sh(
+        "(flock /var/lib/docker-userns/lock sleep 4 &) ; sleep 0.5; \
+         t0=$(date +%s%N); docker-userns shift /srv/locked --to remapped; rc=$?; \
+         echo elapsed=$((($(date +%s%N) - t0) / 1000000)) rc=$rc",
+    );
+    let ms: u64 = out
+        .stdout
+        .split("elapsed=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(out.stdout.contains("rc=0"), "{out}");
+    assert!(
+        ms >= 3000,
+        "shift did not wait for the lock ({ms} ms): {out}"
+    );
+    assert!(out.stderr.contains("another docker-userns run"), "{out}");
 }

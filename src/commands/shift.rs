@@ -67,7 +67,6 @@ const SYSTEM: &[(&str, bool)] = &[
     ("/var/lib/containers", true),
     ("/var/lib/dbus", true),
     ("/var/lib/dnf", true),
-    ("/var/lib/docker", true),
     ("/var/lib/docker-userns", true),
     ("/var/lib/dpkg", true),
     ("/var/lib/kubelet", true),
@@ -108,7 +107,7 @@ pub struct Protected {
     pub what: String,
 }
 
-/// The protected directories: [`SYSTEM`], then `data_roots` (docker's and containerd's
+/// The protected directories: `data_roots` first, then the system's (`SYSTEM`): `data_roots` (docker's and containerd's
 /// data, the tool's state: refused with everything below), each as given and, when it
 /// exists, as resolved.
 pub fn protected(data_roots: &[(String, String)]) -> Vec<Protected> {
@@ -130,11 +129,11 @@ pub fn protected(data_roots: &[(String, String)]) -> Vec<Protected> {
             what,
         });
     };
-    for (sys, below) in SYSTEM {
-        add(sys, *below, format!("the system tree {sys}"));
-    }
     for (d, what) in data_roots {
         add(d, true, format!("{what} {d}"));
+    }
+    for (sys, below) in SYSTEM {
+        add(sys, *below, format!("the system tree {sys}"));
     }
     v
 }
@@ -232,6 +231,10 @@ fn data_roots(root: &Root) -> Result<Vec<(String, String)>> {
         .into_iter()
         .map(|d| (d.to_string(), "docker's data root".to_string()))
         .collect();
+    v.push((
+        setup::DEFAULT_DATA_ROOT.to_string(),
+        "docker's default data root".to_string(),
+    ));
     if let Some(socket) = &found.engine_socket
         && let Ok(info) = Engine::new(socket.as_str(), Duration::from_secs(5)).info()
     {

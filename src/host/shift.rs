@@ -15,10 +15,21 @@
 //! first re-applies the logged entries whose owner was already shifted, then walks the tree
 //! again, skipping what is done. The log is removed when a walk completes.
 //!
+//! Into host ids ([`Mapping::into_host`]: `shift --to host`, the carry of volumes on
+//! `disable`) nothing made by root in a container may become the host's: a setuid bit on a
+//! non-directory whose uid moves, a setgid bit on one whose gid moves, a file capability valid
+//! for host ids (a v3 one whose root id moves into them, a v2 one on an inode that moves).
+//! [`survey`] counts and names them ([`Report::privileged`]); [`shift_tree`] refuses the first
+//! it meets before changing it; [`shift_tree_dropping`] drops the bits and the capability
+//! before the chown. Into a remap range they are kept exactly.
+//!
 //! The tree must hold still while it is walked (docker stopped, no container using a bind
-//! mount): an entry that changes between `statx` and `chown` is not detected. Directories are
-//! held open while their subdirectories are walked, so the depth is bounded by the open file
-//! limit.
+//! mount): an entry that changes between `statx` and `chown` is not detected. The walk is a
+//! loop, not a recursion; it keeps the top 64 directory levels and every 64th below open and
+//! reopens the others by name (no symlink followed, the same
+//! dev and inode checked), so it needs about 64 + depth/64 fds whatever the open file limit
+//! (which it raises to the hard limit anyway). Trees deeper than [`MAX_DEPTH`] are refused
+//! ([`TooDeep`]).
 
 use std::collections::HashSet;
 use std::ffi::{CStr, CString, OsStr};
