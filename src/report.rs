@@ -505,7 +505,7 @@ pub fn shift_text(r: &ShiftResult) -> String {
                 if x.privileged_dropped {
                     "dropped the setuid/setgid bits and capabilities of"
                 } else {
-                    "refuses (without --drop-setid-and-caps)"
+                    "refused without --drop-setid-and-caps (dropped with it):"
                 },
                 x.privileged,
                 crate::commands::shift::privileged_list(x),
