@@ -722,8 +722,8 @@ fn a_tree_deeper_than_the_open_file_limit_is_shifted_exactly() {
     let t = tempdir();
     let top = t.path().join("deep");
     chain(&top, 1100);
-    // In a child whose soft and hard NOFILE limits are both 256 (the walk may raise the soft
-    // limit to the hard one; this process keeps its own).
+    // In a child whose NOFILE limits are 128 (soft) and 256 (hard): the walk raises the soft
+    // one to the hard one, and needs far fewer than 1100 fds anyway. This process keeps its own.
     let mut child = Command::new(std::env::current_exe().unwrap());
     child
         .args([
@@ -740,7 +740,7 @@ fn a_tree_deeper_than_the_open_file_limit_is_shifted_exactly() {
             setrlimit(
                 Resource::Nofile,
                 Rlimit {
-                    current: Some(256),
+                    current: Some(128),
                     maximum: Some(256),
                 },
             )
@@ -766,7 +766,7 @@ fn a_tree_deeper_than_the_open_file_limit_is_shifted_exactly() {
 fn deep_walk_with_256_fds() {
     let top = PathBuf::from(std::env::var_os(DEEP_CHILD).expect("run by its parent test"));
     let l = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-    assert_eq!(l.maximum, Some(256));
+    assert_eq!((l.current, l.maximum), (Some(128), Some(256)));
     let log = top.with_extension("log");
     let r = shift::shift_tree(&top, &map(), &log, &mut |_| ControlFlow::Continue(()))
         .unwrap_or_else(|e| panic!("{e:#}"));
@@ -775,6 +775,8 @@ fn deep_walk_with_256_fds() {
         (2201, 2201, 11),
         "{r:?}"
     );
+    let l = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    assert_eq!(l.current, Some(256), "the soft limit was not raised");
 }
 
 #[test]
