@@ -290,6 +290,9 @@ fn shift_refuses_docker_data_root_by_its_real_path_and_state_no_container_should
         before,
         "a refused shift changed something"
     );
+    // The drop flag belongs to --to host.
+    let r = host.sh("docker-userns shift /data/app --to remapped --drop-setid-and-caps --json");
+    assert_eq!(r.code, 2, "{r}");
     // An application directory beside it is fine.
     let r = host.sh("docker-userns shift /data/app --to remapped --json");
     assert_eq!(r.code, 0, "{r}");

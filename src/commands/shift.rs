@@ -285,6 +285,12 @@ pub fn shift(
         )
         .into());
     }
+    if drop_setid_and_caps && to != Direction::Host {
+        return Err(Usage(
+            "--drop-setid-and-caps is for --to host (into the remapped range setuid/setgid bits and capabilities are harmless and kept)".into(),
+        )
+        .into());
+    }
     let conf = crate::run::preflight::configured(root)?;
     let (Some(u), Some(g)) = (conf.subuid, conf.subgid) else {
         return Err(Conflict::new(format!(
