@@ -173,8 +173,9 @@ pub enum Command {
         /// and active, the remap range's start and size, problems by kind, an unfinished run,
         /// host-root containers, and docker_userns_info) to FILE, in the text format of
         /// node_exporter's textfile collector (--collector.textfile.directory). FILE is an
-        /// absolute path on the live host (not with --root) in an existing directory; it is
-        /// replaced atomically (temporary file beside it, fsync, rename), mode 0644. The
+        /// absolute path on the live host (not with --root) in an existing directory, its
+        /// name ends in .prom, and it is a regular file or missing (a symlink, device, fifo or
+        /// directory there is refused and left alone); it is replaced atomically (temporary file beside it, fsync, rename), mode 0644. The
         /// values are those of `status --json` of the same run; a gauge whose value is not
         /// known (the engine was not asked) is left out.
         #[arg(long, value_name = "FILE")]

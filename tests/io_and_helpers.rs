@@ -5,6 +5,7 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::Command;
 
 use common::{Run, Tree};
@@ -217,4 +218,86 @@ fn prometheus_file_is_refused_with_root_relative_or_without_its_directory() {
         0,
         "nothing written"
     );
+}
+
+/// `status --prometheus` replaces only a regular file (or a missing one) whose name ends in
+/// `.prom`: a device, a system file, a symlink (to /etc/passwd), a directory or a fifo named
+/// `x.prom` is refused and left exactly as it was (issue 19 item 2).
+#[test]
+fn prometheus_replaces_only_a_regular_or_missing_prom_file() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let out = tempfile::tempdir().unwrap();
+    let p = |n: &str| out.path().join(n);
+    // Not a .prom name: refused before anything is looked at (usage, exit 2).
+    for file in ["/dev/null", "/etc/subuid", "/etc/passwd"] {
+        let before = fs::symlink_metadata(file)
+            .ok()
+            .map(|m| (m.ino(), m.mode(), m.len()));
+        let content = fs::read(file).ok();
+        let r = bin_run(&["--json", "status", "--prometheus", file]);
+        assert_eq!(r.code, 2, "{file}: {r:?}");
+        let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(msg.contains(".prom") && msg.contains(file), "{file}: {msg}");
+        let after = fs::symlink_metadata(file)
+            .ok()
+            .map(|m| (m.ino(), m.mode(), m.len()));
+        assert_eq!(before, after, "{file} was replaced");
+        assert_eq!(content, fs::read(file).ok(), "{file} changed");
+    }
+    assert!(
+        fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+    // Named x.prom but not a regular file: refused (conflict, exit 3), untouched.
+    std::os::unix::fs::symlink("/etc/passwd", p("link.prom")).unwrap();
+    fs::create_dir(p("dir.prom")).unwrap();
+    let fifo = p("fifo.prom");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let passwd = fs::read("/etc/passwd").unwrap();
+    // (A directory is a usage error, exit 2, as it was before.)
+    for (name, says, code) in [
+        ("link.prom", "symbolic link", 3),
+        ("dir.prom", "directory", 2),
+        ("fifo.prom", "fifo", 3),
+    ] {
+        let file = p(name);
+        let before = fs::symlink_metadata(&file).unwrap();
+        let r = bin_run(&["--json", "status", "--prometheus", file.to_str().unwrap()]);
+        assert_eq!(r.code, code, "{name}: {r:?}");
+        let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(msg.contains(says) && msg.contains(name), "{name}: {msg}");
+        let after = fs::symlink_metadata(&file).unwrap();
+        assert_eq!(
+            (before.ino(), before.mode()),
+            (after.ino(), after.mode()),
+            "{name} was replaced"
+        );
+    }
+    assert_eq!(
+        fs::read("/etc/passwd").unwrap(),
+        passwd,
+        "/etc/passwd changed"
+    );
+    assert_eq!(
+        fs::read_link(p("link.prom")).unwrap(),
+        Path::new("/etc/passwd")
+    );
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    assert_eq!(fs::read_dir(p("dir.prom")).unwrap().count(), 0);
+    // A new file and an existing regular one: written.
+    fs::write(p("old.prom"), "stale\n").unwrap();
+    for name in ["new.prom", "old.prom"] {
+        let file = p(name);
+        let r = bin_run(&["status", "--prometheus", file.to_str().unwrap()]);
+        assert_eq!(r.code, 0, "{name}: {r:?}");
+        let text = fs::read_to_string(&file).unwrap();
+        assert!(
+            text.contains("docker_userns_unfinished_run ") && !text.contains("stale"),
+            "{name}: {text}"
+        );
+        assert!(fs::symlink_metadata(&file).unwrap().file_type().is_file());
+    }
 }
