@@ -301,3 +301,40 @@ fn prometheus_replaces_only_a_regular_or_missing_prom_file() {
         assert!(fs::symlink_metadata(&file).unwrap().file_type().is_file());
     }
 }
+
+/// A corrupt run record is a problem in the text, the JSON and the Prometheus gauges (kind
+/// `journal`), naming the file and what to do, not "no unfinished run" (issue 19 item 13).
+/// Under `--root` (the journal lives under the root); the gauges from the JSON are rendered by
+/// the same function `--prometheus` uses.
+#[test]
+fn a_corrupt_journal_is_a_problem_in_status() {
+    let t = Tree::fixture("debian12");
+    t.write("var/lib/docker-userns/transaction.json", "{garbage");
+    let before = t.snapshot();
+    let r = t.run(&["--json", "status"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc = r.json();
+    let problems = doc["problems"].as_array().unwrap();
+    let p = problems
+        .iter()
+        .find(|p| p["kind"] == "journal")
+        .unwrap_or_else(|| panic!("no journal problem: {doc:#}"));
+    let msg = p["message"].as_str().unwrap();
+    assert!(
+        msg.contains("/var/lib/docker-userns/transaction.json") && msg.contains("cannot be read"),
+        "{msg}"
+    );
+    assert!(p["fix"].as_str().unwrap().contains("remove"), "{p}");
+    // The gauge counts these entries (prometheus::tests::a_journal_problem_is_counted).
+    assert_eq!(
+        problems.iter().filter(|p| p["kind"] == "journal").count(),
+        1
+    );
+    let r = t.run(&["status"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("PROBLEM") && r.stdout.contains("transaction.json"),
+        "{r:?}"
+    );
+    assert_eq!(before, t.snapshot(), "status changed the tree");
+}

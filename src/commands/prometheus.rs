@@ -147,7 +147,7 @@ pub fn render(st: &Status) -> String {
     gauge(
         &mut out,
         "problems",
-        "Problems with the remap user's ranges, by kind (status --json \"problems\"); fixed by docker-userns enable --repair.",
+        "Problems status found, by kind (status --json \"problems\", each with its fix): the remap user's ranges, an unreadable run record (journal), a host-root container the engine does not know.",
         &problems,
     );
     gauge(
@@ -364,10 +364,12 @@ docker_userns_remap_range_start{{ids="gid"}} 100000
 # TYPE docker_userns_remap_range_size gauge
 docker_userns_remap_range_size{{ids="uid"}} 65536
 docker_userns_remap_range_size{{ids="gid"}} 131072
-# HELP docker_userns_problems Problems with the remap user's ranges, by kind (status --json "problems"); fixed by docker-userns enable --repair.
+# HELP docker_userns_problems Problems status found, by kind (status --json "problems", each with its fix): the remap user's ranges, an unreadable run record (journal), a host-root container the engine does not know.
 # TYPE docker_userns_problems gauge
 docker_userns_problems{{kind="remap-range-overlap"}} 2
 docker_userns_problems{{kind="remap-range-covers-account"}} 0
+docker_userns_problems{{kind="journal"}} 0
+docker_userns_problems{{kind="unknown-root-container"}} 0
 # HELP docker_userns_unfinished_run 1 when an interrupted run left its record in /var/lib/docker-userns.
 # TYPE docker_userns_unfinished_run gauge
 docker_userns_unfinished_run 1
@@ -441,6 +443,19 @@ docker_userns_max_user_namespaces 63704
         });
         assert!(text.contains("docker_userns_problems{kind=\"something-new\"} 1\n"));
         assert!(text.contains("docker_userns_problems{kind=\"remap-range-overlap\"} 0\n"));
+    }
+
+    #[test]
+    fn a_journal_problem_is_counted() {
+        let text = render(&Status {
+            problems: vec![problem("journal")],
+            ..base()
+        });
+        assert!(
+            text.contains("docker_userns_problems{kind=\"journal\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("docker_userns_problems{kind=\"unknown-root-container\"} 0\n"));
     }
 
     #[test]
