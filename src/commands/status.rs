@@ -264,6 +264,12 @@ fn ask_engine(st: &mut Status, socket: &str, notes: &mut Vec<String>) {
                     }
                 })
                 .collect();
+            let known: Vec<String> = all.iter().map(|c| c.id.clone()).collect();
+            st.problems.extend(
+                inspect::unknown_root(&known)
+                    .into_iter()
+                    .map(unknown_root_problem),
+            );
         }
         Err(e) => notes.push(format!("cannot list containers: {e:#}")),
     }
@@ -279,6 +285,24 @@ fn ask_engine(st: &mut Status, socket: &str, notes: &mut Vec<String>) {
     }
     if let Some(note) = setup::swarm_left_behind(&info) {
         notes.push(note);
+    }
+}
+
+/// A container process the engine does not know, running as host root.
+fn unknown_root_problem(u: inspect::UnknownRoot) -> StatusProblem {
+    StatusProblem {
+        kind: UNKNOWN_ROOT,
+        message: format!(
+            "process {} ({}) runs as host root (uid 0) in container {}, which the running engine does not know (its containerd shim, process {}, is docker's): `docker ps -a` does not list it and docker cannot stop it; an engine restarted with live-restore after remapping was switched leaves its containers so",
+            u.pid,
+            u.command,
+            inspect::short_id(&u.container_id),
+            u.shim_pid
+        ),
+        fix: format!(
+            "stop it: `kill {}` (then `kill -9 {}` if it does not exit; its shim exits with it); to switch remapping on a live-restore host, use enable/disable with --yes and without --no-restart, which stop the containers through the engine first",
+            u.pid, u.pid
+        ),
     }
 }
 
