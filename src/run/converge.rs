@@ -1,6 +1,8 @@
 //! A changing run from start to end: lock, recover an interrupted run, preflight, plan, apply
 //! through the journal, validate, restart, health gate; on any failure the journal rolls back.
-//! Under `--root` or with `--no-restart` only the files are converged (still journaled).
+//! Under `--root` or with `--no-restart` only the files are converged (still journaled); with
+//! `--no-restart` on the live host, what docker's next restart would break (a swarm node,
+//! live-restore with running containers) is refused first, as a restart now is.
 
 use std::time::Duration;
 
