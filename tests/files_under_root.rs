@@ -460,9 +460,37 @@ fn an_existing_user_with_a_login_shell_is_refused() {
 
 #[test]
 fn invalid_user_names_are_refused() {
+    // A usage error (exit 2), not a conflict in the host's files (issue 19 item 15).
     let t = Tree::fixture("debian12");
-    for name in ["Bad", "a:b", "../x", "default", "root"] {
-        refused(&t, &["enable", "--user", name], 3, "");
+    for name in ["Bad", "a:b", "../x", "default", "root", ""] {
+        for cmd in ["enable", "plan"] {
+            refused(&t, &[cmd, "--user", name], 2, "--user");
+        }
+    }
+}
+
+/// A dangling link where the run writes (a directory it writes in, or an account file) is
+/// refused in preflight (exit 3, nothing changed), not found by the first write after others
+/// were made (exit 5) (issue 19 item 15).
+#[test]
+fn a_dangling_link_where_the_run_writes_is_refused_before_any_write() {
+    for rel in [
+        "etc/docker",
+        "var/lib/docker-userns",
+        "var/lib",
+        "etc/passwd",
+        "etc/group",
+    ] {
+        for cmd in ["enable", "plan"] {
+            let t = Tree::fixture("debian12");
+            let at = t.path(rel);
+            fs::create_dir_all(at.parent().unwrap()).unwrap();
+            let _ = fs::remove_dir_all(&at);
+            let _ = fs::remove_file(&at);
+            std::os::unix::fs::symlink("/missing/target", &at).unwrap();
+            let r = refused(&t, &[cmd], 3, "dangling symbolic link");
+            assert!(r.stderr.contains(&format!("/{rel}")), "{rel}: {r:?}");
+        }
     }
 }
 

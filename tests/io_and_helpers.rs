@@ -85,21 +85,63 @@ fn a_remap_flag_in_a_dropin_counts_before_docker_is_installed() {
     assert_eq!(t.run(&["--json", "plan"]).code, 0);
 }
 
-/// Where no engine answers on /run/docker.sock, `verify` stops at `/info` before the image is
-/// looked up, so on such a machine this passes on the old code too; the unit tests
+/// `verify --image` with an empty or malformed reference (a space, upper case, an empty tag)
+/// is a usage error (exit 2) before the engine is asked, never a panic or an HTTP 301 from the
+/// Engine API (issue 19 item 15). The unit tests
 /// `engine::tests::a_bad_path_is_an_error_not_a_panic_and_nothing_is_sent` and
-/// `verify::tests::a_requested_image_name_is_percent_encoded_not_a_panic` fail on it anywhere.
+/// `verify::tests::a_requested_image_name_is_percent_encoded_not_a_panic` cover the client.
 #[test]
-fn verify_with_an_image_name_holding_a_space_does_not_panic() {
-    assert_eq!(euid(), 0, "verify needs root: run this test as root");
-    let r =
-        common::run_cmd(Command::new(common::bin()).args(["--json", "verify", "--image", "a b"]));
-    assert_ne!(r.code, 101, "{r:?}");
-    assert!(!r.stderr.contains("panicked"), "{r:?}");
-    // Not in effect (7) when an engine answers, or an error document when none does.
-    let doc = r.json();
-    assert_eq!(doc["command"], "verify", "{doc:#}");
-    assert!([1, 7].contains(&r.code), "{r:?}");
+fn verify_with_an_invalid_image_reference_is_a_usage_error() {
+    for image in ["", "a b", "Busybox", "busybox:", "a/../b"] {
+        let r = common::run_cmd(
+            Command::new(common::bin()).args(["--json", "verify", "--image", image]),
+        );
+        assert_eq!(r.code, 2, "{image:?}: {r:?}");
+        assert!(!r.stderr.contains("panicked"), "{r:?}");
+        let doc = r.json();
+        assert_eq!(doc["error"]["kind"], "usage", "{doc:#}");
+        let msg = doc["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("--image") && msg.contains("is not an image reference"),
+            "{image:?}: {msg}"
+        );
+    }
+}
+
+/// Arguments that are not UTF-8 are a usage error naming the argument (exit 2; with --json
+/// one JSON document), not a panic (exit 101) (issue 19 item 15).
+#[test]
+fn a_non_utf8_argument_is_a_usage_error_not_a_panic() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let bad = OsStr::from_bytes(b"x\xff");
+    for args in [
+        vec![
+            OsStr::new("--json"),
+            OsStr::new("plan"),
+            OsStr::new("--user"),
+            bad,
+        ],
+        vec![OsStr::new("--json"), OsStr::new("status"), bad],
+        vec![OsStr::new("--json"), bad],
+    ] {
+        let r = common::run_cmd(Command::new(common::bin()).args(&args));
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        assert!(!r.stderr.contains("panicked"), "{r:?}");
+        let doc = r.json();
+        assert_eq!(doc["error"]["code"], 2, "{doc:#}");
+        assert_eq!(doc["error"]["kind"], "usage", "{doc:#}");
+    }
+    let r = common::run_cmd(Command::new(common::bin()).args([
+        OsStr::new("plan"),
+        OsStr::new("--user"),
+        bad,
+    ]));
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("argument 3") && r.stderr.contains("not valid UTF-8"),
+        "{r:?}"
+    );
 }
 
 fn bin_run(args: &[&str]) -> Run {
