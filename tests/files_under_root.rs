@@ -882,7 +882,32 @@ fn start_puts_the_range_exactly_there_or_names_who_is_in_the_way() {
         3,
         "needs --repair as well",
     );
-    let moved = ok(&t.run(&["enable", "--start", "700000", "--repair", "--json"]));
+    // The text says the range moves, from where to where, not that one is added (issue 19
+    // item 16).
+    let plan = t.run(&["plan", "--start", "700000", "--repair"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    for f in ["/etc/subuid", "/etc/subgid"] {
+        assert!(
+            plan.stdout.contains(&format!(
+                "move dockremap's range in {f} from 500000 to 700000:65536"
+            )),
+            "{plan:?}"
+        );
+    }
+    assert!(!plan.stdout.contains("add dockremap"), "{plan:?}");
+    let moved = t.run(&["enable", "--start", "700000", "--repair"]);
+    assert_eq!(moved.code, 0, "{moved:?}");
+    assert!(
+        moved
+            .stdout
+            .contains("moved dockremap's range in /etc/subuid from 500000 to 700000:65536")
+            && !moved.stdout.contains("added dockremap"),
+        "{moved:?}"
+    );
+    // (The same run again changes nothing; the JSON says where it came from.)
+    let t2 = Tree::fixture("debian12");
+    ok(&t2.run(&["enable", "--start", "500000", "--json"]));
+    let moved = ok(&t2.run(&["enable", "--start", "700000", "--repair", "--json"]));
     assert_eq!(moved["subuid"]["moved_from"], 500000);
     assert_eq!(
         t.read("etc/subuid"),
