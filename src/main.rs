@@ -132,6 +132,14 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&cli);
+    // The docker CLI's pointers to another engine do not apply here: say so (on stderr, so
+    // that --json still prints one document).
+    if cli.root == std::path::Path::new("/")
+        && !cli.quiet
+        && let Some(note) = plugin::elsewhere_note(&|name| std::env::var_os(name))
+    {
+        eprintln!("docker-userns: note: {note}");
+    }
     let name = cli.command.name();
     let result = docker_userns::dispatch(&cli);
     if let Some(sig) = docker_userns::run::signals::deferred() {

@@ -380,3 +380,55 @@ fn a_corrupt_journal_is_a_problem_in_status() {
     );
     assert_eq!(before, t.snapshot(), "status changed the tree");
 }
+
+/// `DOCKER_HOST`, `DOCKER_CONTEXT` or a current docker context in the CLI's config name
+/// another engine; the tool acts on this host's dockerd and says so on stderr (stdout stays
+/// one JSON document with --json) (issue 19 item 16). Not under --root (no engine there).
+#[test]
+fn another_engine_named_for_the_docker_cli_is_noted_as_not_used() {
+    let home = tempfile::tempdir().unwrap();
+    let run = |env: &[(&str, &str)], args: &[&str]| {
+        let mut cmd = Command::new(common::bin());
+        cmd.env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_CONFIG")
+            .env("HOME", home.path());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        common::run_cmd(cmd.args(args))
+    };
+    let plain = run(&[], &["--json", "check"]);
+    assert!(!plain.stderr.contains("note:"), "{plain:?}");
+    let r = run(
+        &[("DOCKER_HOST", "tcp://192.0.2.7:2376")],
+        &["--json", "check"],
+    );
+    assert_eq!(r.code, plain.code, "{r:?}");
+    r.json();
+    assert!(
+        r.stderr.contains("DOCKER_HOST=tcp://192.0.2.7:2376 is set")
+            && r.stderr.contains("this host's dockerd"),
+        "{r:?}"
+    );
+    let r = run(&[("DOCKER_CONTEXT", "prod")], &["check"]);
+    assert!(r.stderr.contains("DOCKER_CONTEXT=prod"), "{r:?}");
+    fs::create_dir(home.path().join(".docker")).unwrap();
+    fs::write(
+        home.path().join(".docker/config.json"),
+        r#"{"auths": {}, "currentContext": "remote-builder"}"#,
+    )
+    .unwrap();
+    let r = run(&[], &["check"]);
+    assert!(
+        r.stderr.contains("docker context \"remote-builder\""),
+        "{r:?}"
+    );
+    // Under --root the tree is worked on, no engine: no note.
+    let t = Tree::fixture("debian12");
+    let r = run(
+        &[("DOCKER_HOST", "tcp://192.0.2.7:2376")],
+        &["--root", t.dir.path().to_str().unwrap(), "check"],
+    );
+    assert!(!r.stderr.contains("DOCKER_HOST"), "{r:?}");
+}
