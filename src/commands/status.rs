@@ -1,5 +1,9 @@
 //! `status`: what docker runs as, whether remapping is configured and in effect, kernel
-//! support, unfinished runs, and running containers that are root on the host.
+//! support, unfinished runs, and running containers that are root on the host. Problems
+//! ([`PROBLEM_KINDS`]) each come with what to do: the remap user's ranges overlapping or
+//! covering accounts, a run record that cannot be read (`journal`), and a process running as
+//! host root under a docker shim whose container the running engine does not know
+//! (`unknown-root-container`, what an engine restarted with live-restore leaves).
 
 use std::time::Duration;
 

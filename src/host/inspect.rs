@@ -1,5 +1,6 @@
 //! What the engine holds and how its containers run: the impact report shown before a switch,
-//! and the containers that run as host root.
+//! the containers that run as host root, and (from /proc) the host-root processes of
+//! containers the running engine does not know ([`unknown_root`]).
 
 use std::os::unix::fs::MetadataExt;
 
