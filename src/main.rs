@@ -66,6 +66,22 @@ fn stderr_is_journal() -> bool {
         .is_ok_and(|m| m.dev() == dev && m.ino() == ino)
 }
 
+/// Names the first argument that is not UTF-8 (shown with U+FFFD for what is not).
+fn not_utf8(args: &[OsString]) -> String {
+    match args
+        .iter()
+        .enumerate()
+        .skip(1)
+        .find(|(_, a)| a.to_str().is_none())
+    {
+        Some((i, a)) => format!(
+            "argument {i} ({:?}) is not valid UTF-8: names and option values must be UTF-8 (only --root and shift's paths may be any bytes)",
+            a.to_string_lossy()
+        ),
+        None => "an argument is not valid UTF-8".to_string(),
+    }
+}
+
 fn print_json(v: &serde_json::Value) {
     let mut out = std::io::stdout().lock();
     let _ = serde_json::to_writer_pretty(&mut out, v);
@@ -75,7 +91,9 @@ fn print_json(v: &serde_json::Value) {
 fn main() -> ExitCode {
     // The docker CLI plugin protocol comes before anything else: `docker --help` asks every
     // plugin for its metadata.
+    // As the OS gives them (a name need not be UTF-8): never std::env::args, which panics.
     let args: Vec<OsString> = std::env::args_os().collect();
+    let args_seen = args.clone();
     let run_by_docker = std::env::var_os(plugin::RUN_BY_DOCKER_ENV).is_some();
     let parsed = match plugin::invocation(args, run_by_docker) {
         Invocation::Metadata => {
@@ -94,20 +112,34 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let usage = e.use_stderr();
-            let json = std::env::args().any(|a| a == "--json");
+            let json = args_seen.iter().any(|a| a == "--json");
             // Plain text (clap's rendering without ANSI styles).
-            let text = e.render().to_string();
+            let mut text = e.render().to_string();
+            if e.kind() == clap::error::ErrorKind::InvalidUtf8 {
+                text = format!("{}\n{text}", not_utf8(&args_seen));
+            }
             if json {
                 print_json(&report::clap_json(e.kind(), &text));
             }
             // With --json, help and version are the document above; errors also go to stderr.
             if usage || !json {
+                if e.kind() == clap::error::ErrorKind::InvalidUtf8 {
+                    eprintln!("docker-userns: error: {}", not_utf8(&args_seen));
+                }
                 let _ = e.print();
             }
             return ExitCode::from(if usage { Code::Usage as u8 } else { 0 });
         }
     };
     init_logging(&cli);
+    // The docker CLI's pointers to another engine do not apply here: say so (on stderr, so
+    // that --json still prints one document).
+    if cli.root == std::path::Path::new("/")
+        && !cli.quiet
+        && let Some(note) = plugin::elsewhere_note(&|name| std::env::var_os(name))
+    {
+        eprintln!("docker-userns: note: {note}");
+    }
     let name = cli.command.name();
     let result = docker_userns::dispatch(&cli);
     if let Some(sig) = docker_userns::run::signals::deferred() {

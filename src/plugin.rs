@@ -89,6 +89,51 @@ pub fn docker_options_message(options: &[String]) -> String {
     )
 }
 
+/// When the docker CLI's environment or configuration points at another engine (`DOCKER_HOST`,
+/// `DOCKER_CONTEXT`, or `currentContext` in `$DOCKER_CONFIG/config.json`, by default
+/// `~/.docker/config.json`), a note that this tool ignores it and acts on this host's dockerd.
+/// `env` reads a variable (`std::env::var_os` on the live host). The context named `default`
+/// is this host's engine and needs no note.
+pub fn elsewhere_note(env: &dyn Fn(&str) -> Option<OsString>) -> Option<String> {
+    let set = |name: &str| {
+        env(name)
+            .map(|v| v.to_string_lossy().into_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let mut named = Vec::new();
+    if let Some(host) = set("DOCKER_HOST") {
+        named.push(format!("DOCKER_HOST={host}"));
+    }
+    if let Some(ctx) = set("DOCKER_CONTEXT").filter(|c| c != "default") {
+        named.push(format!("DOCKER_CONTEXT={ctx}"));
+    }
+    let config = set("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| set("HOME").map(|h| std::path::Path::new(&h).join(".docker")))
+        .map(|d| d.join("config.json"));
+    if let Some(file) = config
+        && let Ok(bytes) = std::fs::read(&file)
+        && let Ok(v) = serde_json::from_slice::<Value>(&bytes)
+        && let Some(ctx) = v.get("currentContext").and_then(Value::as_str)
+        && !ctx.is_empty()
+        && ctx != "default"
+    {
+        named.push(format!(
+            "docker context {ctx:?} (currentContext in {})",
+            file.display()
+        ));
+    }
+    if named.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{} {} set, but docker-userns ignores it: it acts on this host's dockerd (found from its systemd unit, daemon.json and docker.socket), not on the engine {} names",
+        named.join(" and "),
+        if named.len() == 1 { "is" } else { "are" },
+        if named.len() == 1 { "that" } else { "they" }
+    ))
+}
+
 /// The plugin metadata (docker/cli `cli-plugins/metadata/metadata.go`, `Metadata`).
 pub fn metadata() -> Value {
     json!({
@@ -112,6 +157,64 @@ mod tests {
             args: argv(s),
             as_plugin,
         }
+    }
+
+    #[test]
+    fn another_engine_named_by_the_environment_or_the_cli_config_is_noted() {
+        let dir = tempfile::tempdir().unwrap();
+        let vars = |pairs: Vec<(&'static str, String)>| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| OsString::from(v))
+            }
+        };
+        let home = dir.path().to_str().unwrap().to_string();
+        // Nothing set, or only the default context: no note.
+        assert_eq!(elsewhere_note(&vars(vec![("HOME", home.clone())])), None);
+        assert_eq!(
+            elsewhere_note(&vars(vec![
+                ("DOCKER_CONTEXT", "default".into()),
+                ("DOCKER_HOST", String::new())
+            ])),
+            None
+        );
+        let note =
+            elsewhere_note(&vars(vec![("DOCKER_HOST", "tcp://10.1.2.3:2376".into())])).unwrap();
+        assert!(
+            note.contains("DOCKER_HOST=tcp://10.1.2.3:2376 is set")
+                && note.contains("this host's dockerd"),
+            "{note}"
+        );
+        let note = elsewhere_note(&vars(vec![("DOCKER_CONTEXT", "prod".into())])).unwrap();
+        assert!(note.contains("DOCKER_CONTEXT=prod"), "{note}");
+        std::fs::create_dir(dir.path().join(".docker")).unwrap();
+        std::fs::write(
+            dir.path().join(".docker/config.json"),
+            r#"{"currentContext": "remote"}"#,
+        )
+        .unwrap();
+        let note = elsewhere_note(&vars(vec![("HOME", home.clone())])).unwrap();
+        assert!(
+            note.contains("docker context \"remote\" (currentContext in ")
+                && note.contains(".docker/config.json"),
+            "{note}"
+        );
+        // DOCKER_CONFIG names the directory instead of ~/.docker.
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(
+            other.path().join("config.json"),
+            r#"{"currentContext": "default"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            elsewhere_note(&vars(vec![
+                ("HOME", home),
+                ("DOCKER_CONFIG", other.path().to_str().unwrap().into())
+            ])),
+            None
+        );
     }
 
     #[test]

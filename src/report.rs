@@ -69,6 +69,16 @@ pub fn json_error(command: &str, code: crate::exit::Code, message: &str) -> Valu
 }
 
 fn range_line(r: &RangePlan, user: &str, applied: bool) -> String {
+    // --repair or --start moves the user's range: the line replaces the old one.
+    if let (true, Some(from)) = (r.add, r.moved_from) {
+        return format!(
+            "{} {user}'s range in {} from {from} to {}:{}",
+            if applied { "moved" } else { "move" },
+            r.file,
+            r.start,
+            r.count
+        );
+    }
     let verb = match (r.add, applied) {
         (true, false) => "add",
         (true, true) => "added",

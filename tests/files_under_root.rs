@@ -460,9 +460,37 @@ fn an_existing_user_with_a_login_shell_is_refused() {
 
 #[test]
 fn invalid_user_names_are_refused() {
+    // A usage error (exit 2), not a conflict in the host's files (issue 19 item 15).
     let t = Tree::fixture("debian12");
-    for name in ["Bad", "a:b", "../x", "default", "root"] {
-        refused(&t, &["enable", "--user", name], 3, "");
+    for name in ["Bad", "a:b", "../x", "default", "root", ""] {
+        for cmd in ["enable", "plan"] {
+            refused(&t, &[cmd, "--user", name], 2, "--user");
+        }
+    }
+}
+
+/// A dangling link where the run writes (a directory it writes in, or an account file) is
+/// refused in preflight (exit 3, nothing changed), not found by the first write after others
+/// were made (exit 5) (issue 19 item 15).
+#[test]
+fn a_dangling_link_where_the_run_writes_is_refused_before_any_write() {
+    for rel in [
+        "etc/docker",
+        "var/lib/docker-userns",
+        "var/lib",
+        "etc/passwd",
+        "etc/group",
+    ] {
+        for cmd in ["enable", "plan"] {
+            let t = Tree::fixture("debian12");
+            let at = t.path(rel);
+            fs::create_dir_all(at.parent().unwrap()).unwrap();
+            let _ = fs::remove_dir_all(&at);
+            let _ = fs::remove_file(&at);
+            std::os::unix::fs::symlink("/missing/target", &at).unwrap();
+            let r = refused(&t, &[cmd], 3, "dangling symbolic link");
+            assert!(r.stderr.contains(&format!("/{rel}")), "{rel}: {r:?}");
+        }
     }
 }
 
@@ -854,7 +882,32 @@ fn start_puts_the_range_exactly_there_or_names_who_is_in_the_way() {
         3,
         "needs --repair as well",
     );
-    let moved = ok(&t.run(&["enable", "--start", "700000", "--repair", "--json"]));
+    // The text says the range moves, from where to where, not that one is added (issue 19
+    // item 16).
+    let plan = t.run(&["plan", "--start", "700000", "--repair"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    for f in ["/etc/subuid", "/etc/subgid"] {
+        assert!(
+            plan.stdout.contains(&format!(
+                "move dockremap's range in {f} from 500000 to 700000:65536"
+            )),
+            "{plan:?}"
+        );
+    }
+    assert!(!plan.stdout.contains("add dockremap"), "{plan:?}");
+    let moved = t.run(&["enable", "--start", "700000", "--repair"]);
+    assert_eq!(moved.code, 0, "{moved:?}");
+    assert!(
+        moved
+            .stdout
+            .contains("moved dockremap's range in /etc/subuid from 500000 to 700000:65536")
+            && !moved.stdout.contains("added dockremap"),
+        "{moved:?}"
+    );
+    // (The same run again changes nothing; the JSON says where it came from.)
+    let t2 = Tree::fixture("debian12");
+    ok(&t2.run(&["enable", "--start", "500000", "--json"]));
+    let moved = ok(&t2.run(&["enable", "--start", "700000", "--repair", "--json"]));
     assert_eq!(moved["subuid"]["moved_from"], 500000);
     assert_eq!(
         t.read("etc/subuid"),

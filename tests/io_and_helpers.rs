@@ -5,6 +5,7 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::Command;
 
 use common::{Run, Tree};
@@ -84,21 +85,63 @@ fn a_remap_flag_in_a_dropin_counts_before_docker_is_installed() {
     assert_eq!(t.run(&["--json", "plan"]).code, 0);
 }
 
-/// Where no engine answers on /run/docker.sock, `verify` stops at `/info` before the image is
-/// looked up, so on such a machine this passes on the old code too; the unit tests
+/// `verify --image` with an empty or malformed reference (a space, upper case, an empty tag)
+/// is a usage error (exit 2) before the engine is asked, never a panic or an HTTP 301 from the
+/// Engine API (issue 19 item 15). The unit tests
 /// `engine::tests::a_bad_path_is_an_error_not_a_panic_and_nothing_is_sent` and
-/// `verify::tests::a_requested_image_name_is_percent_encoded_not_a_panic` fail on it anywhere.
+/// `verify::tests::a_requested_image_name_is_percent_encoded_not_a_panic` cover the client.
 #[test]
-fn verify_with_an_image_name_holding_a_space_does_not_panic() {
-    assert_eq!(euid(), 0, "verify needs root: run this test as root");
-    let r =
-        common::run_cmd(Command::new(common::bin()).args(["--json", "verify", "--image", "a b"]));
-    assert_ne!(r.code, 101, "{r:?}");
-    assert!(!r.stderr.contains("panicked"), "{r:?}");
-    // Not in effect (7) when an engine answers, or an error document when none does.
-    let doc = r.json();
-    assert_eq!(doc["command"], "verify", "{doc:#}");
-    assert!([1, 7].contains(&r.code), "{r:?}");
+fn verify_with_an_invalid_image_reference_is_a_usage_error() {
+    for image in ["", "a b", "Busybox", "busybox:", "a/../b"] {
+        let r = common::run_cmd(
+            Command::new(common::bin()).args(["--json", "verify", "--image", image]),
+        );
+        assert_eq!(r.code, 2, "{image:?}: {r:?}");
+        assert!(!r.stderr.contains("panicked"), "{r:?}");
+        let doc = r.json();
+        assert_eq!(doc["error"]["kind"], "usage", "{doc:#}");
+        let msg = doc["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("--image") && msg.contains("is not an image reference"),
+            "{image:?}: {msg}"
+        );
+    }
+}
+
+/// Arguments that are not UTF-8 are a usage error naming the argument (exit 2; with --json
+/// one JSON document), not a panic (exit 101) (issue 19 item 15).
+#[test]
+fn a_non_utf8_argument_is_a_usage_error_not_a_panic() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let bad = OsStr::from_bytes(b"x\xff");
+    for args in [
+        vec![
+            OsStr::new("--json"),
+            OsStr::new("plan"),
+            OsStr::new("--user"),
+            bad,
+        ],
+        vec![OsStr::new("--json"), OsStr::new("status"), bad],
+        vec![OsStr::new("--json"), bad],
+    ] {
+        let r = common::run_cmd(Command::new(common::bin()).args(&args));
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        assert!(!r.stderr.contains("panicked"), "{r:?}");
+        let doc = r.json();
+        assert_eq!(doc["error"]["code"], 2, "{doc:#}");
+        assert_eq!(doc["error"]["kind"], "usage", "{doc:#}");
+    }
+    let r = common::run_cmd(Command::new(common::bin()).args([
+        OsStr::new("plan"),
+        OsStr::new("--user"),
+        bad,
+    ]));
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("argument 3") && r.stderr.contains("not valid UTF-8"),
+        "{r:?}"
+    );
 }
 
 fn bin_run(args: &[&str]) -> Run {
@@ -217,4 +260,175 @@ fn prometheus_file_is_refused_with_root_relative_or_without_its_directory() {
         0,
         "nothing written"
     );
+}
+
+/// `status --prometheus` replaces only a regular file (or a missing one) whose name ends in
+/// `.prom`: a device, a system file, a symlink (to /etc/passwd), a directory or a fifo named
+/// `x.prom` is refused and left exactly as it was (issue 19 item 2).
+#[test]
+fn prometheus_replaces_only_a_regular_or_missing_prom_file() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let out = tempfile::tempdir().unwrap();
+    let p = |n: &str| out.path().join(n);
+    // Not a .prom name: refused before anything is looked at (usage, exit 2).
+    for file in ["/dev/null", "/etc/subuid", "/etc/passwd"] {
+        let before = fs::symlink_metadata(file)
+            .ok()
+            .map(|m| (m.ino(), m.mode(), m.len()));
+        let content = fs::read(file).ok();
+        let r = bin_run(&["--json", "status", "--prometheus", file]);
+        assert_eq!(r.code, 2, "{file}: {r:?}");
+        let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(msg.contains(".prom") && msg.contains(file), "{file}: {msg}");
+        let after = fs::symlink_metadata(file)
+            .ok()
+            .map(|m| (m.ino(), m.mode(), m.len()));
+        assert_eq!(before, after, "{file} was replaced");
+        assert_eq!(content, fs::read(file).ok(), "{file} changed");
+    }
+    assert!(
+        fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+    // Named x.prom but not a regular file: refused (conflict, exit 3), untouched.
+    std::os::unix::fs::symlink("/etc/passwd", p("link.prom")).unwrap();
+    fs::create_dir(p("dir.prom")).unwrap();
+    let fifo = p("fifo.prom");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let passwd = fs::read("/etc/passwd").unwrap();
+    // (A directory is a usage error, exit 2, as it was before.)
+    for (name, says, code) in [
+        ("link.prom", "symbolic link", 3),
+        ("dir.prom", "directory", 2),
+        ("fifo.prom", "fifo", 3),
+    ] {
+        let file = p(name);
+        let before = fs::symlink_metadata(&file).unwrap();
+        let r = bin_run(&["--json", "status", "--prometheus", file.to_str().unwrap()]);
+        assert_eq!(r.code, code, "{name}: {r:?}");
+        let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(msg.contains(says) && msg.contains(name), "{name}: {msg}");
+        let after = fs::symlink_metadata(&file).unwrap();
+        assert_eq!(
+            (before.ino(), before.mode()),
+            (after.ino(), after.mode()),
+            "{name} was replaced"
+        );
+    }
+    assert_eq!(
+        fs::read("/etc/passwd").unwrap(),
+        passwd,
+        "/etc/passwd changed"
+    );
+    assert_eq!(
+        fs::read_link(p("link.prom")).unwrap(),
+        Path::new("/etc/passwd")
+    );
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    assert_eq!(fs::read_dir(p("dir.prom")).unwrap().count(), 0);
+    // A new file and an existing regular one: written.
+    fs::write(p("old.prom"), "stale\n").unwrap();
+    for name in ["new.prom", "old.prom"] {
+        let file = p(name);
+        let r = bin_run(&["status", "--prometheus", file.to_str().unwrap()]);
+        assert_eq!(r.code, 0, "{name}: {r:?}");
+        let text = fs::read_to_string(&file).unwrap();
+        assert!(
+            text.contains("docker_userns_unfinished_run ") && !text.contains("stale"),
+            "{name}: {text}"
+        );
+        assert!(fs::symlink_metadata(&file).unwrap().file_type().is_file());
+    }
+}
+
+/// A corrupt run record is a problem in the text, the JSON and the Prometheus gauges (kind
+/// `journal`), naming the file and what to do, not "no unfinished run" (issue 19 item 13).
+/// Under `--root` (the journal lives under the root); the gauges from the JSON are rendered by
+/// the same function `--prometheus` uses.
+#[test]
+fn a_corrupt_journal_is_a_problem_in_status() {
+    let t = Tree::fixture("debian12");
+    t.write("var/lib/docker-userns/transaction.json", "{garbage");
+    let before = t.snapshot();
+    let r = t.run(&["--json", "status"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc = r.json();
+    let problems = doc["problems"].as_array().unwrap();
+    let p = problems
+        .iter()
+        .find(|p| p["kind"] == "journal")
+        .unwrap_or_else(|| panic!("no journal problem: {doc:#}"));
+    let msg = p["message"].as_str().unwrap();
+    assert!(
+        msg.contains("/var/lib/docker-userns/transaction.json") && msg.contains("cannot be read"),
+        "{msg}"
+    );
+    assert!(p["fix"].as_str().unwrap().contains("remove"), "{p}");
+    // The gauge counts these entries (prometheus::tests::a_journal_problem_is_counted).
+    assert_eq!(
+        problems.iter().filter(|p| p["kind"] == "journal").count(),
+        1
+    );
+    let r = t.run(&["status"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("PROBLEM") && r.stdout.contains("transaction.json"),
+        "{r:?}"
+    );
+    assert_eq!(before, t.snapshot(), "status changed the tree");
+}
+
+/// `DOCKER_HOST`, `DOCKER_CONTEXT` or a current docker context in the CLI's config name
+/// another engine; the tool acts on this host's dockerd and says so on stderr (stdout stays
+/// one JSON document with --json) (issue 19 item 16). Not under --root (no engine there).
+#[test]
+fn another_engine_named_for_the_docker_cli_is_noted_as_not_used() {
+    let home = tempfile::tempdir().unwrap();
+    let run = |env: &[(&str, &str)], args: &[&str]| {
+        let mut cmd = Command::new(common::bin());
+        cmd.env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_CONFIG")
+            .env("HOME", home.path());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        common::run_cmd(cmd.args(args))
+    };
+    let plain = run(&[], &["--json", "check"]);
+    assert!(!plain.stderr.contains("note:"), "{plain:?}");
+    let r = run(
+        &[("DOCKER_HOST", "tcp://192.0.2.7:2376")],
+        &["--json", "check"],
+    );
+    assert_eq!(r.code, plain.code, "{r:?}");
+    r.json();
+    assert!(
+        r.stderr.contains("DOCKER_HOST=tcp://192.0.2.7:2376 is set")
+            && r.stderr.contains("this host's dockerd"),
+        "{r:?}"
+    );
+    let r = run(&[("DOCKER_CONTEXT", "prod")], &["check"]);
+    assert!(r.stderr.contains("DOCKER_CONTEXT=prod"), "{r:?}");
+    fs::create_dir(home.path().join(".docker")).unwrap();
+    fs::write(
+        home.path().join(".docker/config.json"),
+        r#"{"auths": {}, "currentContext": "remote-builder"}"#,
+    )
+    .unwrap();
+    let r = run(&[], &["check"]);
+    assert!(
+        r.stderr.contains("docker context \"remote-builder\""),
+        "{r:?}"
+    );
+    // Under --root the tree is worked on, no engine: no note.
+    let t = Tree::fixture("debian12");
+    let r = run(
+        &[("DOCKER_HOST", "tcp://192.0.2.7:2376")],
+        &["--root", t.dir.path().to_str().unwrap(), "check"],
+    );
+    assert!(!r.stderr.contains("DOCKER_HOST"), "{r:?}");
 }

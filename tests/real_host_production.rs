@@ -173,6 +173,103 @@ fn live_restore_containers_are_stopped_not_left_invisible_trixie() {
     live_restore("trixie");
 }
 
+/// Issue 19 item 4, live-restore: `enable --no-restart` with a running container is refused
+/// as `enable` without `--yes` is (the next restart would leave the container running as host
+/// root, out of sight), and `status` lists such a container, made here by switching remapping
+/// by hand with live-restore on, as a problem in its text, JSON and Prometheus gauges.
+#[test]
+fn no_restart_on_live_restore_is_refused_and_status_sees_a_container_left_behind() {
+    let host = Host::boot_suite("lrnorst-bookworm", "bookworm");
+    host.write("/etc/docker/daemon.json", "{\"live-restore\": true}\n");
+    host.ok("systemctl restart docker");
+    let old = run_marked(&host, "web", 100003);
+    let before = snapshot(&host);
+    let out = host.sh("docker-userns enable --no-restart --json");
+    assert_eq!(out.code, 3, "enable --no-restart with live-restore: {out}");
+    let doc = json(&out);
+    let msg = doc["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("live-restore") && msg.contains("web") && msg.contains("--yes"),
+        "the refusal does not name live-restore, the container and what to do: {doc}"
+    );
+    assert_eq!(
+        snapshot(&host),
+        before,
+        "enable --no-restart changed something"
+    );
+    // disable --no-restart changes nothing here (remapping is off): not refused.
+    let st = ok_json(&host, "status --json");
+    assert!(
+        !st["problems"]
+            .to_string()
+            .contains("unknown-root-container"),
+        "a container the engine knows is reported unknown: {st}"
+    );
+
+    // What the refused run would have led to: remapping switched, docker restarted by
+    // someone else; the container lives on as host root, unknown to the new engine.
+    host.write(
+        "/etc/docker/daemon.json",
+        "{\"live-restore\": true, \"userns-remap\": \"default\"}\n",
+    );
+    host.ok("systemctl restart docker");
+    assert_eq!(
+        host.ok("docker ps -aq").trim(),
+        "",
+        "the remapped engine lists it"
+    );
+    let (pid, _) = old.split_once(' ').unwrap();
+    assert_eq!(
+        host.ok(&format!("stat -c %u /proc/{pid}")).trim(),
+        "0",
+        "the left-behind container is not host root"
+    );
+    let out = host.sh("docker-userns status --json --prometheus /root/du.prom");
+    assert_eq!(out.code, 0, "{out}");
+    let st = json(&out);
+    let found: Vec<&Value> = st["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["kind"] == "unknown-root-container")
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "status does not list the container left behind: {st}"
+    );
+    let said = found[0]["message"].as_str().unwrap();
+    assert!(said.contains(&format!("process {pid} ")), "{said}");
+    assert!(
+        found[0]["fix"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("kill {pid}")),
+        "{st}"
+    );
+    let prom = host.read_string("/root/du.prom").unwrap();
+    assert!(
+        prom.contains("docker_userns_problems{kind=\"unknown-root-container\"} 1\n"),
+        "{prom}"
+    );
+    let text = host.sh("docker-userns status");
+    assert!(
+        text.stdout.contains("PROBLEM") && text.stdout.contains(&format!("process {pid} ")),
+        "{text}"
+    );
+    // Gone when it is stopped.
+    host.ok(&format!(
+        "kill -9 {pid}; for i in $(seq 50); do [ -e /proc/{pid} ] || break; sleep 0.1; done"
+    ));
+    let st = ok_json(&host, "status --json");
+    assert!(
+        !st["problems"]
+            .to_string()
+            .contains("unknown-root-container"),
+        "{st}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. swarm
 
@@ -204,6 +301,21 @@ fn swarm(suite: &str) {
     );
     assert_eq!(after, "active", "the node left the swarm");
     assert_eq!(snapshot(&host), before, "enable changed something");
+
+    // --no-restart: the next restart would take the node out of its swarm just the same
+    // (issue 19 item 4).
+    let out = host.sh("docker-userns enable --yes --no-restart --settle 2");
+    assert_eq!(
+        out.code, 3,
+        "enable --yes --no-restart on an active swarm node: {out}"
+    );
+    assert!(out.stderr.to_lowercase().contains("swarm"), "{out}");
+    assert_eq!(
+        snapshot(&host),
+        before,
+        "enable --no-restart changed something"
+    );
+    assert_eq!(node_state(), "active");
 
     let out = host.sh("docker-userns plan --json");
     assert_eq!(out.code, 3, "plan on an active swarm node: {out}");

@@ -12,7 +12,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::commands::status::{PROBLEM_KINDS, Status};
-use crate::exit::Usage;
+use crate::exit::{Conflict, Usage};
 use crate::host::root::{Perms, Root};
 
 /// Every metric name starts with this.
@@ -147,7 +147,7 @@ pub fn render(st: &Status) -> String {
     gauge(
         &mut out,
         "problems",
-        "Problems with the remap user's ranges, by kind (status --json \"problems\"); fixed by docker-userns enable --repair.",
+        "Problems status found, by kind (status --json \"problems\", each with its fix): the remap user's ranges, an unreadable run record (journal), a host-root container the engine does not know.",
         &problems,
     );
     gauge(
@@ -182,7 +182,12 @@ pub fn render(st: &Status) -> String {
 }
 
 /// Checks FILE before anything is gathered: the live host only (not with `--root`), an
-/// absolute UTF-8 path naming a file in an existing directory. Refusals are usage errors.
+/// absolute UTF-8 path whose name ends in `.prom` (what node_exporter's textfile collector
+/// reads), in an existing directory, naming a regular file or nothing. A symbolic link, a
+/// device (`/dev/null`), a fifo, a socket or a directory at that name is refused, never
+/// followed or replaced: `status` changes nothing but its own metrics file. Refusals of the
+/// path's form are usage errors (exit 2); a name held by something other than a regular file
+/// is a conflict (exit 3).
 pub fn check_path(root: &Root, file: &Path) -> Result<String> {
     let shown = file.display();
     if !root.is_host() {
@@ -197,8 +202,15 @@ pub fn check_path(root: &Root, file: &Path) -> Result<String> {
         ))
         .into());
     };
-    if abs.ends_with('/') || file.is_dir() {
+    if abs.ends_with('/') || std::fs::symlink_metadata(file).is_ok_and(|m| m.is_dir()) {
         return Err(Usage(format!("--prometheus {shown}: a directory, not a file")).into());
+    }
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if !name.ends_with(".prom") || name == ".prom" {
+        return Err(Usage(format!(
+            "--prometheus {shown}: the file name must end in .prom (node_exporter's textfile collector reads only *.prom); status writes nothing else"
+        ))
+        .into());
     }
     let dir = file.parent().unwrap_or(Path::new("/"));
     if !dir.is_dir() {
@@ -208,12 +220,58 @@ pub fn check_path(root: &Root, file: &Path) -> Result<String> {
         ))
         .into());
     }
+    existing_is_replaceable(file)?;
     Ok(abs.to_string())
+}
+
+/// Refuses `file` when its name holds anything but a regular file (the final component is
+/// not followed); a missing file is fine.
+fn existing_is_replaceable(file: &Path) -> Result<()> {
+    let shown = file.display();
+    let meta = match std::fs::symlink_metadata(file) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(Conflict::new(format!(
+                "--prometheus {shown}: cannot look at it ({e}); nothing was written"
+            ))
+            .into());
+        }
+    };
+    let ft = meta.file_type();
+    if ft.is_file() {
+        return Ok(());
+    }
+    let what = if ft.is_symlink() {
+        let to = std::fs::read_link(file)
+            .map(|t| format!(" (to {})", t.display()))
+            .unwrap_or_default();
+        format!("a symbolic link{to}")
+    } else if ft.is_dir() {
+        "a directory".into()
+    } else {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_fifo() {
+            "a fifo".into()
+        } else if ft.is_socket() {
+            "a socket".into()
+        } else if ft.is_char_device() || ft.is_block_device() {
+            "a device".into()
+        } else {
+            "not a regular file".into()
+        }
+    };
+    Err(Conflict::new(format!(
+        "--prometheus {shown} is {what}: only a regular file (or a missing one) is replaced with the metrics, and links are not followed; nothing was written"
+    ))
+    .into())
 }
 
 /// Replaces `abs` with `content` atomically, mode 0644 (node_exporter runs as another user),
 /// owned by whoever runs this.
 pub fn write(root: &Root, abs: &str, content: &str) -> Result<()> {
+    // Again right before the rename: the status may have taken seconds.
+    existing_is_replaceable(Path::new(abs))?;
     let perms = Perms {
         mode: 0o644,
         uid: rustix::process::geteuid().as_raw(),
@@ -306,10 +364,12 @@ docker_userns_remap_range_start{{ids="gid"}} 100000
 # TYPE docker_userns_remap_range_size gauge
 docker_userns_remap_range_size{{ids="uid"}} 65536
 docker_userns_remap_range_size{{ids="gid"}} 131072
-# HELP docker_userns_problems Problems with the remap user's ranges, by kind (status --json "problems"); fixed by docker-userns enable --repair.
+# HELP docker_userns_problems Problems status found, by kind (status --json "problems", each with its fix): the remap user's ranges, an unreadable run record (journal), a host-root container the engine does not know.
 # TYPE docker_userns_problems gauge
 docker_userns_problems{{kind="remap-range-overlap"}} 2
 docker_userns_problems{{kind="remap-range-covers-account"}} 0
+docker_userns_problems{{kind="journal"}} 0
+docker_userns_problems{{kind="unknown-root-container"}} 0
 # HELP docker_userns_unfinished_run 1 when an interrupted run left its record in /var/lib/docker-userns.
 # TYPE docker_userns_unfinished_run gauge
 docker_userns_unfinished_run 1
@@ -383,6 +443,19 @@ docker_userns_max_user_namespaces 63704
         });
         assert!(text.contains("docker_userns_problems{kind=\"something-new\"} 1\n"));
         assert!(text.contains("docker_userns_problems{kind=\"remap-range-overlap\"} 0\n"));
+    }
+
+    #[test]
+    fn a_journal_problem_is_counted() {
+        let text = render(&Status {
+            problems: vec![problem("journal")],
+            ..base()
+        });
+        assert!(
+            text.contains("docker_userns_problems{kind=\"journal\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("docker_userns_problems{kind=\"unknown-root-container\"} 0\n"));
     }
 
     #[test]

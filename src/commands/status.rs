@@ -1,5 +1,9 @@
 //! `status`: what docker runs as, whether remapping is configured and in effect, kernel
-//! support, unfinished runs, and running containers that are root on the host.
+//! support, unfinished runs, and running containers that are root on the host. Problems
+//! ([`PROBLEM_KINDS`]) each come with what to do: the remap user's ranges overlapping or
+//! covering accounts, a run record that cannot be read (`journal`), and a process running as
+//! host root under a docker shim whose container the running engine does not know
+//! (`unknown-root-container`, what an engine restarted with live-restore leaves).
 
 use std::time::Duration;
 
@@ -15,7 +19,7 @@ use crate::host::root::Root;
 use crate::host::setup::{self, Setup};
 use crate::host::systemd::{LoadState, Systemd};
 use crate::run::converge;
-use crate::run::journal::Journal;
+use crate::run::journal::{self, Journal};
 use crate::run::preflight::{self, Configured, configured};
 
 pub use crate::run::preflight::Range;
@@ -46,15 +50,23 @@ pub struct HostRoot {
 }
 
 /// The kinds of [`StatusProblem`], in the order `--prometheus` lists them.
-pub const PROBLEM_KINDS: [&str; 2] = [OVERLAP, COVERS_ACCOUNT];
+pub const PROBLEM_KINDS: [&str; 4] = [OVERLAP, COVERS_ACCOUNT, JOURNAL, UNKNOWN_ROOT];
 const OVERLAP: &str = "remap-range-overlap";
 const COVERS_ACCOUNT: &str = "remap-range-covers-account";
+/// The run record (/var/lib/docker-userns/transaction.json) cannot be read.
+const JOURNAL: &str = "journal";
+/// A process running as host root in a container the running engine does not know (left
+/// by an earlier engine's containerd shim, as a restart with live-restore leaves them).
+const UNKNOWN_ROOT: &str = "unknown-root-container";
 
 /// Something wrong with the remapping as configured, and the command that fixes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StatusProblem {
-    /// `remap-range-overlap` (the remap user's range overlaps another owner's) or
-    /// `remap-range-covers-account` (it holds an account's id or lies among ordinary accounts').
+    /// `remap-range-overlap` (the remap user's range overlaps another owner's),
+    /// `remap-range-covers-account` (it holds an account's id or lies among ordinary
+    /// accounts'), `journal` (the record of an interrupted run cannot be read) or
+    /// `unknown-root-container` (a container process runs as host root out of the running
+    /// engine's sight).
     pub kind: &'static str,
     /// What is wrong, naming the file, line and the other owner.
     pub message: String,
@@ -107,11 +119,30 @@ fn user_name(uid: u32) -> String {
 /// the run lock, so a run in progress is waited for, not reported), and everything is read
 /// after that.
 pub fn status(root: &Root, is_root: bool) -> Result<Status> {
-    let unfinished = |root: &Root| {
-        Journal::load(root).ok().flatten().map(|j| {
+    // A record that cannot be read is a problem of its own (enable and disable refuse to run
+    // until it is dealt with), never "no unfinished run".
+    let mut journal_problem = None;
+    let mut unfinished = |root: &Root| match Journal::load(root) {
+        Ok(found) => found.map(|j| {
             let r = j.record();
             format!("{} {} (phase {:?})", r.action.name(), r.id, r.phase())
-        })
+        }),
+        Err(e) => {
+            journal_problem = Some(StatusProblem {
+                kind: JOURNAL,
+                message: format!(
+                    "the record of an interrupted run, {}, cannot be read ({:#}): whatever that run changed is not known, and enable and disable refuse to run",
+                    root.path(journal::RECORD).display(),
+                    e.root_cause()
+                ),
+                fix: format!(
+                    "compare the files it protects (/etc/docker/daemon.json, /etc/subuid, /etc/subgid, /etc/passwd, /etc/group) with the copies saved in {}, restore what a run left half-changed, then remove {}",
+                    root.path(journal::DIR).display(),
+                    root.path(journal::RECORD).display()
+                ),
+            });
+            None
+        }
     };
     let mut recovered = Vec::new();
     let mut found = unfinished(root);
@@ -124,7 +155,8 @@ pub fn status(root: &Root, is_root: bool) -> Result<Status> {
         found = unfinished(root);
     }
     let conf = configured(root)?;
-    let problems = problems(root, &lookup_name(&conf));
+    let mut problems = problems(root, &lookup_name(&conf));
+    problems.extend(journal_problem);
     let mut notes = recovered;
     notes.extend(conf.notes);
     let mut st = Status {
@@ -236,6 +268,12 @@ fn ask_engine(st: &mut Status, socket: &str, notes: &mut Vec<String>) {
                     }
                 })
                 .collect();
+            let known: Vec<String> = all.iter().map(|c| c.id.clone()).collect();
+            st.problems.extend(
+                inspect::unknown_root(&known)
+                    .into_iter()
+                    .map(unknown_root_problem),
+            );
         }
         Err(e) => notes.push(format!("cannot list containers: {e:#}")),
     }
@@ -251,6 +289,24 @@ fn ask_engine(st: &mut Status, socket: &str, notes: &mut Vec<String>) {
     }
     if let Some(note) = setup::swarm_left_behind(&info) {
         notes.push(note);
+    }
+}
+
+/// A container process the engine does not know, running as host root.
+fn unknown_root_problem(u: inspect::UnknownRoot) -> StatusProblem {
+    StatusProblem {
+        kind: UNKNOWN_ROOT,
+        message: format!(
+            "process {} ({}) runs as host root (uid 0) in container {}, which the running engine does not know (its containerd shim, process {}, is docker's): `docker ps -a` does not list it and docker cannot stop it; an engine restarted with live-restore after remapping was switched leaves its containers so",
+            u.pid,
+            u.command,
+            inspect::short_id(&u.container_id),
+            u.shim_pid
+        ),
+        fix: format!(
+            "stop it: `kill {}` (then `kill -9 {}` if it does not exit; its shim exits with it); to switch remapping on a live-restore host, use enable/disable with --yes and without --no-restart, which stop the containers through the engine first",
+            u.pid, u.pid
+        ),
     }
 }
 
@@ -315,7 +371,7 @@ pub fn headline(st: &Status) -> String {
     let mut h = headline_state(st);
     if !st.problems.is_empty() {
         h.push_str(&format!(
-            ", with {} problem(s) in the remap user's ranges (see below)",
+            ", with {} problem(s) (see below)",
             st.problems.len()
         ));
     }

@@ -1,5 +1,6 @@
 //! What the engine holds and how its containers run: the impact report shown before a switch,
-//! and the containers that run as host root.
+//! the containers that run as host root, and (from /proc) the host-root processes of
+//! containers the running engine does not know ([`unknown_root`]).
 
 use std::os::unix::fs::MetadataExt;
 
@@ -12,6 +13,8 @@ use crate::host::engine::{Engine, encode};
 /// A container as far as the impact report and `status` care.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContainerInfo {
+    /// Its full id.
+    pub id: String,
     /// Name without the leading `/`.
     pub name: String,
     /// Image it was created from.
@@ -85,6 +88,7 @@ pub fn containers(engine: &Engine) -> Result<Vec<ContainerInfo>> {
             .map(|m| (s(m, "/Source"), s(m, "/Destination")))
             .collect();
         out.push(ContainerInfo {
+            id,
             name: s(&v, "/Name").trim_start_matches('/').to_string(),
             image: s(&v, "/Config/Image"),
             running: v
@@ -250,12 +254,155 @@ pub fn host_root(all: &[ContainerInfo], remapping: bool) -> Vec<(String, Vec<Str
         .collect()
 }
 
+/// A process that runs as host root in a container the running engine does not know: the
+/// child of a containerd shim of docker's (`-namespace moby`) whose container id is not among
+/// the engine's containers. An engine restarted with live-restore after its data root moved
+/// (remapping switched by hand, or at a restart nobody checked) leaves its containers running
+/// so, out of sight of `docker ps -a`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnknownRoot {
+    /// The process id.
+    pub pid: u32,
+    /// Its command line (arguments joined by spaces).
+    pub command: String,
+    /// The container id its shim names.
+    pub container_id: String,
+    /// The shim's process id.
+    pub shim_pid: u32,
+}
+
+/// A process as /proc shows it: parent, real uid, command name and line.
+struct Proc {
+    pid: u32,
+    ppid: u32,
+    uid: Option<u32>,
+    comm: String,
+    args: Vec<String>,
+}
+
+fn read_proc(proc_dir: &std::path::Path, pid: u32) -> Option<Proc> {
+    let dir = proc_dir.join(pid.to_string());
+    let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+    // Field 2, the command name, is in parentheses and may hold spaces or ')'.
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?.to_string();
+    let ppid = stat
+        .get(close + 1..)?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    let uid = std::fs::read_to_string(dir.join("status"))
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("Uid:")?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+        });
+    let args = std::fs::read(dir.join("cmdline"))
+        .map(|b| {
+            b.split(|c| *c == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(Proc {
+        pid,
+        ppid,
+        uid,
+        comm,
+        args,
+    })
+}
+
+/// The value after `flag` (`-flag value` or `--flag value`, or `-flag=value`).
+fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let bare = a.trim_start_matches('-');
+        if bare == flag && a.starts_with('-') {
+            return it.next().map(String::as_str);
+        }
+        if let Some(v) = bare.strip_prefix(flag).and_then(|r| r.strip_prefix('='))
+            && a.starts_with('-')
+        {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// The container id a docker shim serves: `-id ID` (runc v2 shims), or the last component
+/// of `-workdir` (the v1 shim); None when it is not one of docker's (`-namespace moby`).
+fn shim_container(p: &Proc) -> Option<String> {
+    if !p.comm.starts_with("containerd-shim") || flag_value(&p.args, "namespace")? != "moby" {
+        return None;
+    }
+    flag_value(&p.args, "id").map(str::to_string).or_else(|| {
+        Some(
+            flag_value(&p.args, "workdir")?
+                .rsplit('/')
+                .next()?
+                .to_string(),
+        )
+    })
+}
+
+/// The processes under `proc_dir` (/proc) that run as uid 0 under a docker shim whose
+/// container is not in `known` (full ids).
+pub fn unknown_root_in(proc_dir: &std::path::Path, known: &[String]) -> Vec<UnknownRoot> {
+    let Ok(entries) = std::fs::read_dir(proc_dir) else {
+        return Vec::new();
+    };
+    let procs: Vec<Proc> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| read_proc(proc_dir, pid))
+        .collect();
+    let shims: Vec<(u32, String)> = procs
+        .iter()
+        .filter_map(|p| Some((p.pid, shim_container(p)?)))
+        .filter(|(_, id)| !known.iter().any(|k| k == id))
+        .collect();
+    let mut out: Vec<UnknownRoot> = procs
+        .iter()
+        .filter(|p| p.uid == Some(0))
+        .filter_map(|p| {
+            let (shim_pid, id) = shims.iter().find(|(pid, _)| *pid == p.ppid)?;
+            Some(UnknownRoot {
+                pid: p.pid,
+                command: if p.args.is_empty() {
+                    format!("[{}]", p.comm)
+                } else {
+                    p.args.join(" ")
+                },
+                container_id: id.clone(),
+                shim_pid: *shim_pid,
+            })
+        })
+        .collect();
+    out.sort_by_key(|u| u.pid);
+    out
+}
+
+/// [`unknown_root_in`] for the live host's /proc.
+pub fn unknown_root(known: &[String]) -> Vec<UnknownRoot> {
+    unknown_root_in(std::path::Path::new("/proc"), known)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn c(name: &str) -> ContainerInfo {
         ContainerInfo {
+            id: format!("{name}-id"),
             name: name.into(),
             image: "img".into(),
             running: true,
@@ -284,5 +431,78 @@ mod tests {
         let on = host_root(&all, true);
         assert_eq!(on, [("priv".to_string(), vec!["--privileged".to_string()])]);
         assert!(c("x").root_inside());
+    }
+
+    fn fake_proc(dir: &std::path::Path, pid: u32, ppid: u32, uid: u32, comm: &str, args: &[&str]) {
+        let d = dir.join(pid.to_string());
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("stat"),
+            format!("{pid} ({comm}) S {ppid} 1 1 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 123 0 0"),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("status"),
+            format!("Name:\t{comm}\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n"),
+        )
+        .unwrap();
+        let mut cmdline = args.join("\0");
+        cmdline.push('\0');
+        std::fs::write(d.join("cmdline"), cmdline).unwrap();
+    }
+
+    #[test]
+    fn root_processes_under_shims_of_unknown_containers_are_found() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path();
+        let shim = |pid, ns: &str, id: &str| {
+            fake_proc(
+                p,
+                pid,
+                1,
+                0,
+                "containerd-shim",
+                &[
+                    "/usr/bin/containerd-shim-runc-v2",
+                    "-namespace",
+                    ns,
+                    "-id",
+                    id,
+                    "-address",
+                    "/run/containerd/containerd.sock",
+                ],
+            )
+        };
+        shim(10, "moby", "known");
+        shim(20, "moby", "gone");
+        shim(30, "k8s.io", "other");
+        fake_proc(p, 11, 10, 0, "sh", &["sh", "-c", "sleep 1"]);
+        fake_proc(p, 21, 20, 0, "sh", &["sh", "-c", "sleep 2"]);
+        fake_proc(p, 22, 20, 100000, "sh", &["sh"]);
+        fake_proc(p, 31, 30, 0, "pause", &["/pause"]);
+        // A v1 shim names its container by its work directory.
+        fake_proc(
+            p,
+            40,
+            1,
+            0,
+            "containerd-shim",
+            &[
+                "containerd-shim",
+                "-namespace",
+                "moby",
+                "-workdir",
+                "/var/lib/containerd/io.containerd.runtime.v1.linux/moby/old1",
+            ],
+        );
+        fake_proc(p, 41, 40, 0, "nginx", &["nginx"]);
+        fake_proc(p, 50, 1, 0, "bash", &["bash"]);
+        let found = unknown_root_in(p, &["known".to_string()]);
+        let got: Vec<(u32, &str, u32)> = found
+            .iter()
+            .map(|u| (u.pid, u.container_id.as_str(), u.shim_pid))
+            .collect();
+        assert_eq!(got, [(21, "gone", 20), (41, "old1", 40)]);
+        assert_eq!(found[0].command, "sh -c sleep 2");
     }
 }

@@ -1,6 +1,8 @@
 //! A changing run from start to end: lock, recover an interrupted run, preflight, plan, apply
 //! through the journal, validate, restart, health gate; on any failure the journal rolls back.
-//! Under `--root` or with `--no-restart` only the files are converged (still journaled).
+//! Under `--root` or with `--no-restart` only the files are converged (still journaled); with
+//! `--no-restart` on the live host, what docker's next restart would break (a swarm node,
+//! live-restore with running containers) is refused first, as a restart now is.
 
 use std::time::Duration;
 
@@ -272,6 +274,40 @@ pub fn refuse_swarm(setup: &Setup) -> Result<(), Conflict> {
     )))
 }
 
+/// `--no-restart` on the live host, for a change that takes effect at docker's next start:
+/// refuses what that restart would break, as a restart now is refused. A swarm node would
+/// leave its swarm ([`refuse_swarm`]); with live-restore, running containers would survive
+/// the restart as they run now (root on the host when remapping is switched on), out of
+/// sight of the daemon that comes back. Without systemd or an answering engine nothing can be
+/// known, and nothing is refused (as a restart run decides too).
+fn refuse_for_next_restart(root: &Root) -> Result<()> {
+    let Ok(mut docker) = Docker::connect(root, Duration::from_secs(30), restart::DEFAULT_SETTLE)
+    else {
+        return Ok(());
+    };
+    if !docker.observe().is_ok_and(|seen| seen.active()) || docker.learn().is_err() {
+        return Ok(());
+    }
+    refuse_swarm(docker.setup())?;
+    if docker.setup().live_restore == Some(true) {
+        let running = docker.running().map_err(|e| {
+            Conflict::new(format!(
+                "live-restore is on and whether containers run cannot be told ({e}): at docker's next restart they would keep running out of sight of the daemon that comes back; run without --no-restart (with --yes to stop them through the engine API)"
+            ))
+        })?;
+        if !running.is_empty() {
+            let names: Vec<&str> = running.iter().map(|c| c.name()).collect();
+            return Err(Conflict::new(format!(
+                "live-restore is on and {} container(s) run: {}. With --no-restart they would survive docker's next restart (an upgrade, an admin) as they run now, root on the host, out of sight of the daemon that comes back (`docker ps -a` and `status` would not show them). Stop them first, or run without --no-restart and with --yes (which stops them through the engine API and checks that none outlives the switch)",
+                names.len(),
+                names.join(", ")
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
 /// Decides whether docker restarts for `out` and, if so, asks the engine for what only it
 /// knows, refuses a switch that would lose something (a swarm membership, a data root the
 /// remapped root cannot reach), and adds the impact report.
@@ -541,7 +577,16 @@ fn converge<C: Change>(
     change: &C,
 ) -> Result<Outcome<C::Plan>> {
     if !root.is_host() || !policy.restart {
-        let mut out = converge_files(root, change)?;
+        // --no-restart on the live host: whoever restarts docker next (an upgrade, an admin)
+        // breaks the same things a restart now would, so the same refusals apply first.
+        let guard = |restart: bool| {
+            if root.is_host() && restart {
+                refuse_for_next_restart(root)
+            } else {
+                Ok(())
+            }
+        };
+        let mut out = converge_files(root, change, &guard)?;
         if policy.carry_images {
             out.notes.push("--carry images needs docker switched on the live host (not --root or --no-restart): nothing was carried".into());
         }
@@ -827,7 +872,11 @@ fn move_data_root(root: &Root, journal: &mut Journal, r: &Repair) -> Result<Stri
 /// Files only (`--root`, `--no-restart`): the same journal, no services. On the live host the
 /// run lock is taken too, and an interrupted run that touched docker must be rolled back by a
 /// full run first.
-fn converge_files<C: Change>(root: &Root, change: &C) -> Result<Outcome<C::Plan>> {
+fn converge_files<C: Change>(
+    root: &Root,
+    change: &C,
+    guard: &dyn Fn(bool) -> Result<()>,
+) -> Result<Outcome<C::Plan>> {
     let _lock = if root.is_host() {
         Some(journal::lock(root, journal::LOCK_WAIT)?)
     } else {
@@ -844,6 +893,7 @@ fn converge_files<C: Change>(root: &Root, change: &C) -> Result<Outcome<C::Plan>
     if !out.changed {
         return Ok(out);
     }
+    guard(out.restart)?;
     let mut journal = Journal::begin(root, C::ACTION, Before::default())?;
     if let Err(e) = change.apply(root, &mut journal, inputs, &mut out.plan) {
         return Err(journal.rollback(root, None, e));

@@ -179,6 +179,7 @@ pub fn blocked_dirs(root: &Root, data_root: &str) -> Result<Vec<String>> {
 /// Reads every input for `user`.
 pub fn gather(root: &Root, user: &str) -> Result<Inputs> {
     account::validate_name(user)?;
+    check_write_paths(root)?;
     let defs = read_login_defs(root)?;
     let account =
         account::lookup(root, user).with_context(|| format!("cannot look up user {user}"))?;
@@ -201,6 +202,74 @@ pub fn gather(root: &Root, user: &str) -> Result<Inputs> {
             .err()
             .map(|e| e.to_string()),
     })
+}
+
+/// The directories a run writes in, and the account files useradd rewrites.
+const WRITE_DIRS: [&str; 2] = ["/etc/docker", crate::run::journal::DIR];
+const ACCOUNT_FILES: [&str; 4] = ["/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow"];
+
+/// Refuses, before anything is written, a path the run would write through that cannot be
+/// written: a component of a directory it writes in (or creates) that is a link leading
+/// nowhere (a dangling link, resolved beneath the root) or to something other than a
+/// directory, or an account file that is a dangling link. Without this the first write finds
+/// it, after others were made.
+fn check_write_paths(root: &Root) -> Result<()> {
+    let refuse = |abs: &str, what: String| -> Result<()> {
+        Err(Conflict::new(format!(
+            "{} {what}: the run would write there; nothing was changed. Make it a directory (or remove the link) first",
+            root.path(abs).display()
+        ))
+        .into())
+    };
+    let link_to = |abs: &str| {
+        root.read_link(abs)
+            .map(|t| format!(" (to {})", t.display()))
+            .unwrap_or_default()
+    };
+    for dir in WRITE_DIRS {
+        let mut at = String::new();
+        for part in dir.trim_start_matches('/').split('/') {
+            at.push('/');
+            at.push_str(part);
+            let Some(meta) = root.symlink_metadata(&at)? else {
+                break;
+            };
+            let followed = if meta.file_type().is_symlink() {
+                match root.metadata(&at)? {
+                    Some(m) => m,
+                    None => {
+                        return refuse(
+                            &at,
+                            format!(
+                                "is a dangling symbolic link{}: nothing is there inside the root",
+                                link_to(&at)
+                            ),
+                        );
+                    }
+                }
+            } else {
+                meta
+            };
+            if !followed.is_dir() {
+                return refuse(&at, format!("is not a directory{}", link_to(&at)));
+            }
+        }
+    }
+    for file in ACCOUNT_FILES {
+        if root
+            .symlink_metadata(file)?
+            .is_some_and(|m| m.file_type().is_symlink())
+            && root.metadata(file)?.is_none()
+        {
+            return Err(Conflict::new(format!(
+                "{} is a dangling symbolic link{}: nothing is there inside the root, and useradd cannot update it; nothing was changed. Make it a regular file first",
+                root.path(file).display(),
+                link_to(file)
+            ))
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// A range of the remap user.
