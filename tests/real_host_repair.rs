@@ -164,10 +164,43 @@ fn repair_moves_the_range_dockerd_28_took_with_its_data_root() {
     );
     host.ok("rm /etc/systemd/system/docker.service.d/refuse-moved.conf && systemctl daemon-reload");
 
+    // Issue 19 item 12: what the engine keeps outside its data root keeps its owners: a local
+    // volume with bind options and a host directory moved earlier with `shift --to remapped`,
+    // bind-mounted into a container. `plan` and the repair name both, with what to do.
+    host.ok(
+        "mkdir -p /srv/x /srv/app && touch /srv/app/a && chown 100000:100000 /srv/x \
+         && docker volume create -o type=none -o o=bind -o device=/srv/x bv >/dev/null \
+         && docker run --rm -v bv:/d busybox:local touch /d/f \
+         && docker-userns shift /srv/app --to remapped >/dev/null \
+         && docker create --name web -v /srv/app:/app busybox:local true >/dev/null",
+    );
+    assert_eq!(
+        host.ok("stat -c %u /srv/x/f /srv/app/a")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["100000", "100000"]
+    );
+    let named = |notes: &str| {
+        notes.contains("/srv/x (volume bv; 2 inode(s))")
+            && notes.contains("/srv/app (container web: /app; 2 inode(s))")
+    };
+    let planned = json(&host.sh("docker-userns plan --repair --json"));
+    let notes = planned["notes"].to_string();
+    assert!(
+        named(&notes) && notes.contains("Before --repair, run `docker-userns shift DIR --to host`"),
+        "{planned}"
+    );
+
     // The repair.
     let out = host.sh("docker-userns enable --repair --yes --json --settle 2");
     assert_eq!(out.code, 0, "{out}");
     let done = json(&out);
+    let notes = done["notes"].to_string();
+    assert!(
+        named(&notes)
+            && notes.contains("No `docker-userns shift` command moves owners from the old range"),
+        "{done}"
+    );
     assert_eq!(done["restarted"], true, "{done}");
     assert_eq!(done["subuid"]["start"], 165536, "{done}");
     assert_eq!(done["subuid"]["moved_from"], 100000, "{done}");
@@ -256,8 +289,10 @@ fn shifted(before: &str) -> String {
 /// The lines only in `a` and only in `b` (empty when equal): a listing of thousands of lines
 /// compared without printing all of it.
 fn diff(a: &str, b: &str) -> String {
-    let (la, lb): (std::collections::BTreeSet<&str>, std::collections::BTreeSet<&str>) =
-        (a.lines().collect(), b.lines().collect());
+    let (la, lb): (
+        std::collections::BTreeSet<&str>,
+        std::collections::BTreeSet<&str>,
+    ) = (a.lines().collect(), b.lines().collect());
     let only_a: Vec<&&str> = la.difference(&lb).take(20).collect();
     let only_b: Vec<&&str> = lb.difference(&la).take(20).collect();
     if only_a.is_empty() && only_b.is_empty() {
@@ -311,10 +346,17 @@ fn repair_killed_at_each_step_then_docker_started_behind_its_back_is_whole() {
     let inv = || host.ok("systemctl show -p InvocationID --value docker.service");
     let unchanged = |case: &str, inv0: &str| {
         assert_eq!(files(&host), before_files, "{case}: files changed");
-        assert_eq!(diff(&owners(&host, OLD_ROOT), &before), "", "{case}: owners changed");
+        assert_eq!(
+            diff(&owners(&host, OLD_ROOT), &before),
+            "",
+            "{case}: owners changed"
+        );
         assert!(host.sh(&format!("test -e {NEW_ROOT}")).code != 0, "{case}");
         assert_eq!(inv(), inv0, "{case}: docker was restarted");
-        assert!(host.read("/var/lib/docker-userns/transaction.json").is_none());
+        assert!(
+            host.read("/var/lib/docker-userns/transaction.json")
+                .is_none()
+        );
     };
 
     // Item 16: --no-restart cannot move a data root, and says so (not "start docker").
@@ -355,9 +397,9 @@ fn repair_killed_at_each_step_then_docker_started_behind_its_back_is_whole() {
     let out = host.sh("ulimit -n 1024; docker-userns enable --repair --yes");
     assert_eq!(out.code, 3, "{out}");
     assert!(
-        out.stderr
-            .contains(&format!("--repair must walk the whole tree below {OLD_ROOT}"))
-            && out.stderr.contains("docker still runs"),
+        out.stderr.contains(&format!(
+            "--repair must walk the whole tree below {OLD_ROOT}"
+        )) && out.stderr.contains("docker still runs"),
         "{out}"
     );
     assert_eq!(
@@ -419,12 +461,18 @@ fn repair_killed_at_each_step_then_docker_started_behind_its_back_is_whole() {
         if files(&host) == before_files {
             // Exactly as before: the data root back under its name with its owners.
             assert!(notes.contains("was rolled back first"), "{case}: {notes}");
-            assert_eq!(diff(&owners(&host, OLD_ROOT), &before), "", "{case}: owners not back");
+            assert_eq!(
+                diff(&owners(&host, OLD_ROOT), &before),
+                "",
+                "{case}: owners not back"
+            );
             assert_eq!(remapped_to(&host).as_deref(), Some(OLD_ROOT), "{case}");
             if host.sh(&format!("test -e {NEW_ROOT}")).code == 0 {
                 // Made by the docker started before the rename: named, left, removed here.
                 assert!(
-                    notes.contains(&format!("{NEW_ROOT} was made by a docker started meanwhile")),
+                    notes.contains(&format!(
+                        "{NEW_ROOT} was made by a docker started meanwhile"
+                    )),
                     "{case}: {notes}"
                 );
                 host.ok(&format!("rm -rf {NEW_ROOT}"));
@@ -435,7 +483,11 @@ fn repair_killed_at_each_step_then_docker_started_behind_its_back_is_whole() {
                 notes.contains("had already restarted docker as intended"),
                 "{case}: {notes}"
             );
-            assert_eq!(diff(&owners(&host, NEW_ROOT), &after), "", "{case}: half-shifted owners");
+            assert_eq!(
+                diff(&owners(&host, NEW_ROOT), &after),
+                "",
+                "{case}: half-shifted owners"
+            );
             assert_eq!(remapped_to(&host).as_deref(), Some(NEW_ROOT), "{case}");
             assert!(host.sh(&format!("test -e {OLD_ROOT}")).code != 0, "{case}");
             assert_eq!(case, "repair:after-shift", "finished too early: {notes}");
