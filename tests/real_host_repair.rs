@@ -384,7 +384,7 @@ fn repair_killed_at_each_step_then_docker_started_behind_its_back_is_whole() {
     assert!(
         out.stderr.contains(&format!(
             "1 inode(s) below {OLD_ROOT} are owned already by ids of the range --repair moves to"
-        )),
+        )) && out.stderr.contains(&format!("e.g. {vol}/planted")),
         "{out}"
     );
     assert_eq!(diff(&owners(&host, OLD_ROOT), &planted_before), "");

@@ -787,8 +787,10 @@ fn repair_check(
             u64::from(u.to) + u64::from(u.count),
             u64::from(g.to) + u64::from(g.count),
         );
+        let first = first_in_range(&from, (u.to, u.count), (g.to, g.count))
+            .map_or_else(String::new, |p| format!(", e.g. {}", p.display()));
         return Err(Conflict::new(format!(
-            "{} inode(s) below {} are owned already by ids of the range --repair moves to (uids {}..{} / gids {}..{}): the repair would leave them as they are, and its undo could not tell them from those it shifted; change their owners first (list them with `find {} -xdev \\( -uid +{} -uid -{ue} \\) -print -o \\( -gid +{} -gid -{ge} \\) -print`); nothing was changed",
+            "{} inode(s) below {} are owned already by ids of the range --repair moves to (uids {}..{} / gids {}..{}){first}: the repair would leave them as they are, and its undo could not tell them from those it shifted; change their owners first (list them with `find {} -xdev \\( -uid +{} -uid -{ue} \\) -print -o \\( -gid +{} -gid -{ge} \\) -print`); nothing was changed",
             survey.already_done,
             from.display(),
             u.to,
@@ -802,6 +804,38 @@ fn repair_check(
         .into());
     }
     Ok(Some(survey.inodes))
+}
+
+/// The first inode below `dir` (on its filesystem, `dir` included) whose uid lies in `uids` or
+/// gid in `gids` (start, count), for messages; None when there is none or the search fails.
+/// Holds no directory open between levels.
+fn first_in_range(
+    dir: &std::path::Path,
+    uids: (u32, u32),
+    gids: (u32, u32),
+) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let within = |id: u32, (start, count): (u32, u32)| id >= start && id - start < count;
+    let dev = std::fs::symlink_metadata(dir).ok()?.dev();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        let m = std::fs::symlink_metadata(&p).ok()?;
+        if m.dev() != dev {
+            continue;
+        }
+        if within(m.uid(), uids) || within(m.gid(), gids) {
+            return Some(p);
+        }
+        if m.is_dir() {
+            let mut names: Vec<_> = std::fs::read_dir(&p)
+                .ok()?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            names.sort_unstable_by(|a, b| b.cmp(a));
+            todo.extend(names);
+        }
+    }
+    None
 }
 
 /// The id shift of a repair.
@@ -1079,6 +1113,61 @@ mod tests {
             },
             userns,
         }
+    }
+
+    fn repair() -> Repair {
+        Repair {
+            from: "/var/lib/docker/100000.100000".into(),
+            to: "/var/lib/docker/165536.165536".into(),
+            uid_from: 100000,
+            uid_to: 165536,
+            uid_count: 65536,
+            gid_from: 100000,
+            gid_to: 165536,
+            gid_count: 65536,
+        }
+    }
+
+    #[test]
+    fn a_repair_over_owners_already_in_the_target_range_is_refused_before_docker_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        let r = repair();
+        let tree = root.path(&r.from);
+        std::fs::create_dir_all(tree.join("volumes/v/_data/sub")).unwrap();
+        std::fs::write(tree.join("volumes/v/_data/sub/mine"), b"x").unwrap();
+        std::os::unix::fs::lchown(tree.join("volumes/v/_data/sub/mine"), Some(100005), None)
+            .unwrap();
+        let mut notes = Vec::new();
+        // Only old-range and host owners: the repair may go on, and knows the inode count.
+        assert_eq!(
+            repair_check(&root, &r, Some(true), &mut notes).unwrap(),
+            Some(6)
+        );
+        // One inode in the new range (the forward walk would leave it, its undo move it).
+        let planted = tree.join("volumes/v/_data/sub/planted");
+        std::fs::write(&planted, b"x").unwrap();
+        std::os::unix::fs::lchown(&planted, Some(170000), Some(170000)).unwrap();
+        let err = repair_check(&root, &r, Some(true), &mut notes).unwrap_err();
+        let msg = format!("{err:#}");
+        assert_eq!(
+            crate::exit::code_of(&err),
+            crate::exit::Code::Conflict,
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!(
+                "1 inode(s) below {} are owned already by ids of the range --repair moves to (uids 165536..231071 / gids 165536..231071), e.g. {}",
+                tree.display(),
+                planted.display()
+            )),
+            "{msg}"
+        );
+        assert!(msg.contains("-uid +165535 -uid -231072"), "{msg}");
+        // Files only (--root here): a move is refused, saying why.
+        std::fs::remove_file(&planted).unwrap();
+        let err = repair_check(&root, &r, None, &mut notes).unwrap_err();
+        assert!(format!("{err:#}").contains("not with --root"), "{err:#}");
     }
 
     #[test]
