@@ -354,7 +354,7 @@ fn repair_text(i: &Impact, r: &Repair, live_restore: bool) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "  repair     {} is renamed to {} with docker stopped, its owners shifted by {} (uids) / {} (gids): what it holds stays visible",
+        "  repair     {} is renamed to {} with docker stopped, its owners shifted by {} (uids) / {} (gids): what it holds stays visible (host directories outside it, of volumes with bind options or bind-mounted into containers, keep their owners: see the notes)",
         r.from,
         r.to,
         r.uid_to as i64 - r.uid_from as i64,

@@ -191,4 +191,154 @@ fn every_fault_leaves_the_host_whole() {
     let out = host.sh("docker-userns enable --yes --json");
     assert_eq!(out.code, 0, "{out}");
     assert!(remapped(&host));
+
+    repair_faults(&host);
+}
+
+/// Every inode below `dir`: path, owner, group, mode (sorted).
+fn owners(host: &Host, dir: &str) -> String {
+    host.ok(&format!(
+        "cd {dir} && find . -printf '%p %U %G %m\\n' | LC_ALL=C sort"
+    ))
+}
+
+/// The data root docker runs on.
+fn data_root(host: &Host) -> String {
+    host.ok("docker info --format '{{.DockerRootDir}}'")
+        .trim()
+        .to_string()
+}
+
+/// The invariant for `--repair` after a fault and the next run (`status`): docker runs, no
+/// record is left, and either the files, the data root's name and every owner and mode below
+/// it are as before, or the repair is complete (range moved, docker on the renamed root, every
+/// owner of the old range shifted by the same offset). Returns true for the latter, and the
+/// notes of `status` (what it says it found).
+fn assert_repair_whole(
+    host: &Host,
+    case: &str,
+    before: &str,
+    old_root: &str,
+    tree: &str,
+) -> (bool, String) {
+    let st = host.sh("docker-userns status --json");
+    assert_eq!(st.code, 0, "{case}: status after the fault: {st}");
+    let notes = json(&st)["notes"].to_string();
+    assert!(
+        host.read("/var/lib/docker-userns/transaction.json")
+            .is_none(),
+        "{case}: journal left behind"
+    );
+    assert_eq!(
+        host.sh("systemctl is-active docker.service").stdout.trim(),
+        "active",
+        "{case}: docker left down"
+    );
+    if files(host) == before {
+        assert_eq!(data_root(host), old_root, "{case}");
+        assert!(
+            owners(host, old_root) == tree,
+            "{case}: owners not as before"
+        );
+        (false, notes)
+    } else {
+        let now = data_root(host);
+        assert_ne!(now, old_root, "{case}: files changed, data root not moved");
+        assert!(host.sh(&format!("test -e {old_root}")).code != 0, "{case}");
+        // The offset of the move, from the two names (UID.GID).
+        let start = |p: &str| -> i64 {
+            p.rsplit('/')
+                .next()
+                .unwrap()
+                .split('.')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let (from, off) = (start(old_root), start(&now) - start(old_root));
+        let expected: Vec<String> = tree
+            .lines()
+            .map(|l| {
+                let mut w: Vec<String> = l.split(' ').map(str::to_string).collect();
+                let n = w.len();
+                for id in &mut w[n - 3..n - 1] {
+                    let v: i64 = id.parse().unwrap();
+                    if (from..from + 65536).contains(&v) {
+                        *id = (v + off).to_string();
+                    }
+                }
+                w.join(" ")
+            })
+            .collect();
+        assert!(
+            owners(host, &now)
+                .lines()
+                .eq(expected.iter().map(String::as_str)),
+            "{case}: owners not shifted exactly"
+        );
+        (true, notes)
+    }
+}
+
+/// `--repair` in the fault matrix: a range dockerd 20.10 gave next to bob's (it overlaps it),
+/// with an image and a volume of more than one progress batch of inodes; a kill -9 in the
+/// middle of the shift with docker started behind the tool's back, and a docker that dies
+/// seconds after the repaired start, each leave the host as before; then the repair completes.
+fn repair_faults(host: &Host) {
+    host.ok("docker-userns disable --yes >/dev/null");
+    host.ok("echo bob:110000:100 >> /etc/subuid && echo bob:110000:100 >> /etc/subgid");
+    host.write(
+        "/etc/docker/daemon.json",
+        "{\"userns-remap\": \"default\"}\n",
+    );
+    host.ok("systemctl restart docker");
+    assert!(
+        host.read_string("/etc/subuid")
+            .unwrap()
+            .contains("dockremap:100000:65536")
+    );
+    let old_root = data_root(host);
+    assert_eq!(old_root, "/var/lib/docker/100000.100000");
+    host.reimport_image();
+    host.ok("docker run --rm -v data:/data busybox:local sh -c 'mkdir /data/m && chown 1000:1000 /data/m'");
+    host.ok(&format!(
+        "cd {old_root}/volumes/data/_data/m && seq 5000 | xargs touch && chown -R 101000:101000 ."
+    ));
+    let before = files(host);
+    let tree = owners(host, &old_root);
+
+    // kill -9 in the middle of the shift, then docker started behind the tool's back.
+    host.ok(
+        "rm -f /tmp/k.log
+         DOCKER_USERNS_FAILPOINTS=repair:during-shift=sleep setsid docker-userns enable --repair --yes >/tmp/k.log 2>&1 &
+         for i in $(seq 1200); do grep -q 'failpoint repair:during-shift' /tmp/k.log && break; sleep 0.05; done
+         grep -q 'failpoint repair:during-shift' /tmp/k.log || { cat /tmp/k.log; exit 1; }
+         pkill -9 -x docker-userns; sleep 0.3; systemctl start docker",
+    );
+    let case = "kill -9 mid-shift, docker started";
+    let (done, notes) = assert_repair_whole(host, case, &before, &old_root, &tree);
+    assert!(
+        !done && notes.contains("was rolled back first"),
+        "{case}: {notes}"
+    );
+
+    // docker dies 4 s after the repaired start: rolled back within the settle window.
+    host.write(
+        "/etc/systemd/system/docker.service.d/late.conf",
+        "[Service]\nExecStartPost=/bin/sh -c 'grep -q dockremap:100000 /etc/subuid || { (sleep 4; kill -9 $MAINPID) >/dev/null 2>&1 & } ; true'\n",
+    );
+    host.ok("systemctl daemon-reload");
+    let out = host.sh("docker-userns enable --repair --yes --json");
+    assert_eq!(out.code, 5, "{out}");
+    assert!(out.stderr.contains("did not stay up"), "{out}");
+    host.ok("sleep 5");
+    let case = "late death after the repair";
+    assert!(!assert_repair_whole(host, case, &before, &old_root, &tree).0);
+    host.ok("rm /etc/systemd/system/docker.service.d/late.conf && systemctl daemon-reload");
+
+    // And then the repair goes through.
+    let out = host.sh("docker-userns enable --repair --yes --json");
+    assert_eq!(out.code, 0, "{out}");
+    assert!(assert_repair_whole(host, "repair", &before, &old_root, &tree).0);
 }

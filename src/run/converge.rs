@@ -481,6 +481,11 @@ pub fn plan(
     {
         Ok((mut docker, seen)) => {
             decide_restart(root, &mut docker, &seen, &mut out, true)?;
+            if let Some(r) = &out.plan.repair
+                && root.path(&r.from).is_dir()
+            {
+                out.notes.extend(held_outside(root, &docker, r, true));
+            }
             if !seen.active() {
                 out.notes.push(left_stopped_note(docker.setup()));
             }
@@ -609,9 +614,17 @@ fn converge<C: Change>(
         out.notes.push(left_stopped_note(docker.setup()));
     }
     let live_restore = docker.setup().live_restore == Some(true);
+    // A repair's tree is surveyed here, docker still running: what cannot be walked, or what
+    // the undo could not tell apart, is refused before anything changes.
     let moving = match change.repair(&out.plan) {
-        Some(r) => repair_check(root, r, seen.active(), &mut out.notes)?,
-        None => false,
+        Some(r) => {
+            let surveyed = repair_check(root, r, Some(seen.active()), &mut out.notes)?;
+            if surveyed.is_some() {
+                out.notes.extend(held_outside(root, &docker, r, false));
+            }
+            surveyed
+        }
+        None => None,
     };
     // --carry images: what the old engine holds, surveyed (and the spool's room checked)
     // before anything changes; exported before docker stops, loaded after the gate.
@@ -668,6 +681,9 @@ fn converge<C: Change>(
     };
     let mut journal = Journal::begin(root, C::ACTION, before)?;
     let steps = (|| -> Result<Option<u64>> {
+        if let (Some(_), Some(r)) = (&moving, change.repair(&out.plan)) {
+            journal.intend_move(root, &r.from, &r.to)?;
+        }
         change.apply(root, &mut journal, inputs, &mut out.plan)?;
         failpoint::hit("converge:after-apply")?;
         if !need {
@@ -700,8 +716,8 @@ fn converge<C: Change>(
         let mut moved = None;
         let downtime = docker
             .restart_with(&expect, &mut || {
-                if let (true, Some(r)) = (moving, &repair) {
-                    moved = Some(move_data_root(root, &mut journal, r)?);
+                if let (Some(total), Some(r)) = (moving, &repair) {
+                    moved = Some(move_data_root(root, &mut journal, r, total)?);
                 }
                 Ok(())
             })
@@ -762,58 +778,247 @@ fn converge<C: Change>(
 /// Where the shift of a repair keeps its log.
 const SHIFT_LOG: &str = "/var/lib/docker-userns/shift.log";
 
-/// Before a repair: whether there is a data root to move, and that it can be moved (docker
-/// running, to be stopped and gated; the new name free).
+/// Before a repair, docker still running: whether there is a data root to move (None: none,
+/// only the files change), and that it can be moved: docker running (`docker_active`; None:
+/// files only, under `--root` or `--no-restart`, where a move is refused), the new name free,
+/// and the whole tree walkable, with no owner in the target range already (the undo could not
+/// tell those from the ones it shifted). Returns the number of inodes to shift.
 fn repair_check(
     root: &Root,
     r: &Repair,
-    docker_active: bool,
+    docker_active: Option<bool>,
     notes: &mut Vec<String>,
-) -> Result<bool> {
+) -> Result<Option<u64>> {
     let is_dir =
         |abs: &str| -> Result<bool> { Ok(root.symlink_metadata(abs)?.is_some_and(|m| m.is_dir())) };
     if !is_dir(&r.from)? {
         notes.push(repair_preview(root, r)?);
-        return Ok(false);
+        return Ok(None);
     }
+    let from = root.path(&r.from);
     if root.symlink_metadata(&r.to)?.is_some() {
         return Err(Conflict::new(format!(
             "--repair would rename {} to {}, which exists already (a data root of that range from earlier?): move it away first; nothing was changed",
-            root.path(&r.from).display(),
+            from.display(),
             root.path(&r.to).display()
         ))
         .into());
     }
-    if !root.is_host() || !docker_active {
+    let why = match docker_active {
+        None if root.is_host() => Some(
+            "--repair cannot be used with --no-restart: the move needs docker stopped and started by this run; run it without --no-restart",
+        ),
+        None => Some("run it on the live host (not with --root)"),
+        Some(false) => Some("start docker.service first"),
+        Some(true) => None,
+    };
+    if let Some(why) = why {
         return Err(Conflict::new(format!(
-            "--repair renames {} and shifts its owners with docker stopped, then starts docker and health-gates it: {}; nothing was changed",
-            root.path(&r.from).display(),
-            if root.is_host() {
-                "start docker.service first"
-            } else {
-                "run it on the live host (not with --root or --no-restart)"
-            }
+            "--repair renames {} and shifts its owners with docker stopped, then starts docker and health-gates it: {why}; nothing was changed",
+            from.display(),
         ))
         .into());
     }
-    Ok(true)
+    let map = repair_shift(r)?.mapping()?;
+    let survey = shift::survey(&from, &map).map_err(|e| {
+        Conflict::new(format!(
+            "--repair must walk the whole tree below {} before it stops docker, and cannot: {e:#}; nothing was changed and docker still runs. Remove or move away what cannot be walked (a container can make it in a volume, e.g. a directory nested too deep), then run --repair again",
+            from.display()
+        ))
+    })?;
+    if survey.already_done > 0 {
+        let (u, g) = (map.uid(), map.gid());
+        let (ue, ge) = (
+            u64::from(u.to) + u64::from(u.count),
+            u64::from(g.to) + u64::from(g.count),
+        );
+        let first = first_in_range(&from, (u.to, u.count), (g.to, g.count))
+            .map_or_else(String::new, |p| format!(", e.g. {}", p.display()));
+        return Err(Conflict::new(format!(
+            "{} inode(s) below {} are owned already by ids of the range --repair moves to (uids {}..{} / gids {}..{}){first}: the repair would leave them as they are, and its undo could not tell them from those it shifted; change their owners first (list them with `find {} -xdev \\( -uid +{} -uid -{ue} \\) -print -o \\( -gid +{} -gid -{ge} \\) -print`); nothing was changed",
+            survey.already_done,
+            from.display(),
+            u.to,
+            ue - 1,
+            g.to,
+            ge - 1,
+            from.display(),
+            u.to - 1,
+            g.to - 1,
+        ))
+        .into());
+    }
+    Ok(Some(survey.inodes))
+}
+
+/// The first inode below `dir` (on its filesystem, `dir` included) whose uid lies in `uids` or
+/// gid in `gids` (start, count), for messages; None when there is none or the search fails.
+/// Holds no directory open between levels.
+fn first_in_range(
+    dir: &std::path::Path,
+    uids: (u32, u32),
+    gids: (u32, u32),
+) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let within = |id: u32, (start, count): (u32, u32)| id >= start && id - start < count;
+    let dev = std::fs::symlink_metadata(dir).ok()?.dev();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        let m = std::fs::symlink_metadata(&p).ok()?;
+        if m.dev() != dev {
+            continue;
+        }
+        if within(m.uid(), uids) || within(m.gid(), gids) {
+            return Some(p);
+        }
+        if m.is_dir() {
+            let mut names: Vec<_> = std::fs::read_dir(&p)
+                .ok()?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            names.sort_unstable_by(|a, b| b.cmp(a));
+            todo.extend(names);
+        }
+    }
+    None
+}
+
+/// The id shift of a repair.
+fn repair_shift(r: &Repair) -> Result<OwnerShift> {
+    Ok(OwnerShift {
+        uid: shift::IdShift::of(r.uid_from, r.uid_to, r.uid_count)?,
+        gid: shift::IdShift::of(r.gid_from, r.gid_to, r.gid_count)?,
+    })
+}
+
+/// What the engine keeps outside its data root, which a repair does not move: the host
+/// directories of local volumes created with bind options (`-o type=none -o o=bind -o
+/// device=DIR`) and the host directories bind-mounted into containers. Those holding owners of
+/// the old range are named (they become unwritable for the remapped containers), with what to
+/// do (`planning`: said before the repair, by `plan`). Asking the engine or surveying a
+/// directory that fails is said too.
+fn held_outside(root: &Root, docker: &Docker, r: &Repair, planning: bool) -> Vec<String> {
+    let mut dirs: Vec<(String, String)> = Vec::new();
+    match docker.engine().get_json("/volumes") {
+        Ok(v) => {
+            for vol in v
+                .get("Volumes")
+                .and_then(serde_json::Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let opt = |k: &str| {
+                    vol.pointer(&format!("/Options/{k}"))
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let device = opt("device");
+                let bind = opt("o").split(',').any(|o| o == "bind" || o == "rbind");
+                if !device.is_empty() && bind {
+                    let name = vol
+                        .get("Name")
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or_default();
+                    dirs.push((device, format!("volume {name}")));
+                }
+            }
+        }
+        Err(e) => {
+            return vec![format!(
+                "--repair: cannot list the volumes ({e}); volumes with bind options keep their owners"
+            )];
+        }
+    }
+    match inspect::containers(docker.engine()) {
+        Ok(cs) => {
+            for c in cs {
+                for (src, dst) in c.rw_binds {
+                    dirs.push((src, format!("container {}: {dst}", c.name)));
+                }
+            }
+        }
+        Err(e) => {
+            return vec![format!(
+                "--repair: cannot list the containers ({e:#}); host directories bind-mounted into them keep their owners"
+            )];
+        }
+    }
+    let Ok(map) = repair_shift(r).and_then(|s| s.mapping()) else {
+        return Vec::new();
+    };
+    let data_root = root.path(&r.from);
+    let mut found: Vec<(String, Vec<String>, u64)> = Vec::new();
+    for (dir, by) in dirs {
+        let path = std::path::PathBuf::from(&dir);
+        if path.starts_with(&data_root) {
+            continue; // moved and shifted with the data root
+        }
+        if let Some(f) = found.iter_mut().find(|f| f.0 == dir) {
+            f.1.push(by);
+            continue;
+        }
+        // A file (or socket) bind-mounted: its own owner only.
+        if let Ok(m) = std::fs::symlink_metadata(&path).map_err(anyhow::Error::from)
+            && !m.is_dir()
+        {
+            use std::os::unix::fs::MetadataExt;
+            let (u, g) = (map.uid(), map.gid());
+            let old = |id: u32, s: shift::IdShift| id >= s.from && id - s.from < s.count;
+            if old(m.uid(), u) || old(m.gid(), g) {
+                found.push((dir, vec![by], 1));
+            }
+            continue;
+        }
+        match shift::survey(&path, &map) {
+            Ok(rep) if rep.shifted > 0 => found.push((dir, vec![by], rep.shifted)),
+            Ok(_) => {}
+            Err(e) => found.push((dir, vec![format!("{by}; not surveyed: {e:#}")], 0)),
+        }
+    }
+    if found.is_empty() {
+        return Vec::new();
+    }
+    let listed: Vec<String> = found
+        .iter()
+        .map(|(d, by, n)| {
+            if *n > 0 {
+                format!("{d} ({}; {n} inode(s))", by.join(", "))
+            } else {
+                format!("{d} ({})", by.join(", "))
+            }
+        })
+        .collect();
+    let head = format!(
+        "--repair moves docker's data root only: these host directories, used by the engine from outside it, keep owners of the old range (uids {}.. / gids {}..), which the remapped containers can no longer write after the move: {}",
+        r.uid_from,
+        r.gid_from,
+        listed.join("; "),
+    );
+    let what = if planning {
+        "Before --repair, run `docker-userns shift DIR --to host` for each (stop the containers using it first); after it, `docker-userns shift DIR --to remapped` gives them to the new range".to_string()
+    } else {
+        format!(
+            "No `docker-userns shift` command moves owners from the old range to the new one once the range has moved (it shifts between host ids and the current range only): give each such owner its new id by hand (old id + {} for uids, + {} for gids). Next time, run `docker-userns shift DIR --to host` for each before --repair and `docker-userns shift DIR --to remapped` after it",
+            i128::from(r.uid_to) - i128::from(r.uid_from),
+            i128::from(r.gid_to) - i128::from(r.gid_from),
+        )
+    };
+    vec![format!("{head}. {what}")]
 }
 
 /// With docker stopped: renames the remapped data root and shifts the owners below it, each
 /// step journaled first. Returns the note saying what was done.
-fn move_data_root(root: &Root, journal: &mut Journal, r: &Repair) -> Result<String> {
-    let owner_shift = OwnerShift {
-        uid: shift::IdShift::of(r.uid_from, r.uid_to, r.uid_count)?,
-        gid: shift::IdShift::of(r.gid_from, r.gid_to, r.gid_count)?,
-    };
+fn move_data_root(root: &Root, journal: &mut Journal, r: &Repair, total: u64) -> Result<String> {
+    let owner_shift = repair_shift(r)?;
     let mapping = owner_shift.mapping()?;
     let (from, to) = (root.path(&r.from), root.path(&r.to));
     journal.move_data_root(root, &r.from, &r.to)?;
     failpoint::hit("repair:before-rename")?;
     root.rename(&r.from, &r.to)?;
+    journal.step_done(root)?;
     journal.shift_owners(root, &r.to, &r.from, owner_shift, SHIFT_LOG)?;
     failpoint::hit("repair:before-shift")?;
-    let total = shift::count(&to).unwrap_or(0);
     let tty = std::io::stderr().is_terminal();
     let report = shift::shift_tree(&to, &mapping, &root.path(SHIFT_LOG), &mut |n| {
         if tty {
@@ -831,6 +1036,7 @@ fn move_data_root(root: &Root, journal: &mut Journal, r: &Repair) -> Result<Stri
     if tty {
         eprintln!();
     }
+    journal.step_done(root)?;
     failpoint::hit("repair:after-shift")?;
     let mut note = format!(
         "--repair: renamed {} to {} and shifted the owners of {} of its {} inodes from uids {}.. / gids {}.. to {}.. / {}..",
@@ -888,7 +1094,7 @@ fn converge_files<C: Change>(
     out.notes.extend(recovered);
     // A data root to move needs docker (refused here); without one only the files change.
     if let Some(r) = change.repair(&out.plan) {
-        repair_check(root, r, false, &mut out.notes)?;
+        repair_check(root, r, None, &mut out.notes)?;
     }
     if !out.changed {
         return Ok(out);
@@ -957,6 +1163,61 @@ mod tests {
             },
             userns,
         }
+    }
+
+    fn repair() -> Repair {
+        Repair {
+            from: "/var/lib/docker/100000.100000".into(),
+            to: "/var/lib/docker/165536.165536".into(),
+            uid_from: 100000,
+            uid_to: 165536,
+            uid_count: 65536,
+            gid_from: 100000,
+            gid_to: 165536,
+            gid_count: 65536,
+        }
+    }
+
+    #[test]
+    fn a_repair_over_owners_already_in_the_target_range_is_refused_before_docker_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        let r = repair();
+        let tree = root.path(&r.from);
+        std::fs::create_dir_all(tree.join("volumes/v/_data/sub")).unwrap();
+        std::fs::write(tree.join("volumes/v/_data/sub/mine"), b"x").unwrap();
+        std::os::unix::fs::lchown(tree.join("volumes/v/_data/sub/mine"), Some(100005), None)
+            .unwrap();
+        let mut notes = Vec::new();
+        // Only old-range and host owners: the repair may go on, and knows the inode count.
+        assert_eq!(
+            repair_check(&root, &r, Some(true), &mut notes).unwrap(),
+            Some(6)
+        );
+        // One inode in the new range (the forward walk would leave it, its undo move it).
+        let planted = tree.join("volumes/v/_data/sub/planted");
+        std::fs::write(&planted, b"x").unwrap();
+        std::os::unix::fs::lchown(&planted, Some(170000), Some(170000)).unwrap();
+        let err = repair_check(&root, &r, Some(true), &mut notes).unwrap_err();
+        let msg = format!("{err:#}");
+        assert_eq!(
+            crate::exit::code_of(&err),
+            crate::exit::Code::Conflict,
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!(
+                "1 inode(s) below {} are owned already by ids of the range --repair moves to (uids 165536..231071 / gids 165536..231071), e.g. {}",
+                tree.display(),
+                planted.display()
+            )),
+            "{msg}"
+        );
+        assert!(msg.contains("-uid +165535 -uid -231072"), "{msg}");
+        // Files only (--root here): a move is refused, saying why.
+        std::fs::remove_file(&planted).unwrap();
+        let err = repair_check(&root, &r, None, &mut notes).unwrap_err();
+        assert!(format!("{err:#}").contains("not with --root"), "{err:#}");
     }
 
     #[test]

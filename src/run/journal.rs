@@ -13,8 +13,15 @@
 //! | [`Step::StopContainers`] | before running containers are stopped through the engine API (live-restore on) | start them again, once docker runs as before |
 //! | [`Step::SpoolImages`] | before images are exported into the spool (`--carry images`) | remove the spool |
 //! | [`Step::RestartDocker`] | before docker is stopped | bring docker back with the old files and gate it for its old remapping state |
-//! | [`Step::MoveDataRoot`] | with docker stopped, before the remapped data root is renamed (`--repair`) | rename it back (docker stopped first) |
-//! | [`Step::ShiftOwners`] | after that rename, before the owners below it are shifted | shift them back (resumable: an owner already in the old range is done) |
+//! | [`Step::MoveDataRoot`] | with docker stopped, before the remapped data root is renamed (`--repair`); completed (`done`) once renamed | rename it back (docker stopped first) |
+//! | [`Step::ShiftOwners`] | after that rename, before the owners below it are shifted; completed (`done`) once every owner is shifted | shift them back (resumable: an owner already in the old range is done) |
+//!
+//! A run that moves a data root says so in its record before its first step
+//! ([`Record::repair`]): an interrupted run is then finished only when every move and shift it
+//! intended is recorded complete. Whoever starts docker meanwhile (an admin, a reboot) makes
+//! the files look "as written" and the engine "remapped", but a run killed before its rename,
+//! or during its shift, is not done: recovery stops docker, undoes the shift and the rename,
+//! restores the files and brings docker back.
 //!
 //! A new kind of step (moving a data root, copying volumes) adds a variant here, its inverse in
 //! [`undo_plan`] and its execution in [`Journal::undo`]; every failure path and crash recovery
@@ -216,6 +223,9 @@ pub enum Step {
         from: String,
         /// Its name after.
         to: String,
+        /// The rename is known to have happened (recorded durably after it).
+        #[serde(default)]
+        done: bool,
     },
     /// The owners below the renamed data root are (about to be) shifted, docker stopped.
     ShiftOwners {
@@ -227,7 +237,19 @@ pub enum Step {
         shift: OwnerShift,
         /// The walk's own log (set-id bits and capabilities in flight).
         log: String,
+        /// Every owner is known to be shifted (recorded durably after the walk ended).
+        #[serde(default)]
+        done: bool,
     },
+}
+
+/// The data root a run means to move (`--repair`), recorded when the run begins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataRootMove {
+    /// Its name before (inside the root).
+    pub from: String,
+    /// Its name after.
+    pub to: String,
 }
 
 /// The on-disk record.
@@ -244,6 +266,10 @@ pub struct Record {
     /// Whether daemon.json set "userns-remap" before (None: not known).
     #[serde(default)]
     pub remap_configured_before: Option<bool>,
+    /// The data root the run moves (`--repair`; None: none). A run that moves one is finished
+    /// only once its move and shift steps are recorded complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair: Option<DataRootMove>,
     /// The steps taken, in order; the last one may not have completed.
     pub steps: Vec<Step>,
 }
@@ -262,6 +288,26 @@ impl Record {
         } else {
             Phase::Writing
         }
+    }
+
+    /// Every data root move the run intended is recorded complete: renamed, and every owner
+    /// below it shifted (true when the run moves none).
+    pub fn moves_complete(&self) -> bool {
+        let moved = self
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::MoveDataRoot { done: true, .. }));
+        let shifted = self
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::ShiftOwners { done: true, .. }));
+        let unfinished = self.steps.iter().any(|s| {
+            matches!(
+                s,
+                Step::MoveDataRoot { done: false, .. } | Step::ShiftOwners { done: false, .. }
+            )
+        });
+        !unfinished && (self.repair.is_none() || (moved && shifted))
     }
 
     /// The file steps, in order.
@@ -343,13 +389,15 @@ pub enum Verdict {
 /// Files are put back in the reverse order they were written, except files changed since;
 /// a created user is kept; docker is brought back when the run touched it, or when it ran
 /// before and does not now. An interrupted run whose restart had already succeeded (files as
-/// written, docker running, the engine in the wanted state) is finished, not undone.
+/// written, docker running, the engine in the wanted state, and every data root move it
+/// intended recorded complete) is finished, not undone.
 pub fn undo_plan(record: &Record, now: &HostNow, why: Why) -> Verdict {
     let restarted = record.phase() == Phase::Restarting;
     let all_written = record.files().all(|f| f.written.is_some());
     if why == Why::Interrupted
         && restarted
         && all_written
+        && record.moves_complete()
         && now.files.iter().all(|f| *f == FileNow::AsWritten)
         && now.docker_running
         && now.engine_userns == Some(record.action.wants_userns())
@@ -514,6 +562,7 @@ impl Journal {
             docker_was_active: before.docker_active,
             userns_before: before.userns,
             remap_configured_before: before.remap_configured,
+            repair: None,
             steps: Vec::new(),
         };
         write_record(root, &record)?;
@@ -605,6 +654,21 @@ impl Journal {
         self.push(root, Step::StopContainers { containers })
     }
 
+    /// Records, before any step, that this run moves the data root `from` to `to`: until that
+    /// move and its shift are recorded complete, the run is not finished, whatever the host
+    /// looks like.
+    pub fn intend_move(&mut self, root: &Root, from: &str, to: &str) -> Result<()> {
+        self.record.repair = Some(DataRootMove {
+            from: from.to_string(),
+            to: to.to_string(),
+        });
+        if let Err(e) = write_record(root, &self.record) {
+            self.record.repair = None;
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Records that the remapped data root `from` is about to be renamed to `to`.
     pub fn move_data_root(&mut self, root: &Root, from: &str, to: &str) -> Result<()> {
         self.push(
@@ -612,8 +676,19 @@ impl Journal {
             Step::MoveDataRoot {
                 from: from.to_string(),
                 to: to.to_string(),
+                done: false,
             },
         )
+    }
+
+    /// Records durably that the last move or shift step is complete (the rename happened, or
+    /// every owner was shifted).
+    pub fn step_done(&mut self, root: &Root) -> Result<()> {
+        match self.record.steps.last_mut() {
+            Some(Step::MoveDataRoot { done, .. } | Step::ShiftOwners { done, .. }) => *done = true,
+            _ => bail!("no move or shift step to complete"),
+        }
+        write_record(root, &self.record)
     }
 
     /// Records that the owners below `dir` (renamed from `old_dir`) are about to be shifted.
@@ -632,6 +707,7 @@ impl Journal {
                 old_dir: old_dir.to_string(),
                 shift,
                 log: log.to_string(),
+                done: false,
             },
         )
     }
@@ -730,6 +806,7 @@ impl Journal {
                         old_dir,
                         shift,
                         log,
+                        ..
                     } = &self.record.steps[*i]
                     else {
                         unreachable!("undo_plan unshifts shift steps only")
@@ -744,7 +821,7 @@ impl Journal {
                     }
                 }
                 Inverse::MoveBack(i) => {
-                    let Step::MoveDataRoot { from, to } = &self.record.steps[*i] else {
+                    let Step::MoveDataRoot { from, to, .. } = &self.record.steps[*i] else {
                         unreachable!("undo_plan moves back move steps only")
                     };
                     if first.is_some() {
@@ -911,13 +988,25 @@ pub fn recover(root: &Root, docker: Option<&mut dyn Docker>) -> Result<Option<St
             r.id
         )))
     })?;
-    let note = format!(
+    let mut note = format!(
         "an interrupted run ({} {}, stopped while {}) was rolled back first{}",
         r.action.name(),
         r.id,
         r.phase().doing(),
         left_note(root, &done.left)
     );
+    // A docker started meanwhile with the run's files, before its rename, made an empty data
+    // root under the new name; it is not the run's, so it is left, and said.
+    if let Some(m) = &r.repair {
+        let (from, to) = (root.path(&m.from), root.path(&m.to));
+        if from.is_dir() && to.exists() {
+            note.push_str(&format!(
+                "; {} was made by a docker started meanwhile with the interrupted repair's files (the data root {} was not moved): it was left as found; remove it (once you have checked it holds nothing you need) before running --repair again",
+                to.display(),
+                from.display()
+            ));
+        }
+    }
     journal.finish(root)?;
     Ok(Some(note))
 }
@@ -1101,6 +1190,7 @@ mod tests {
             docker_was_active: was_active,
             userns_before: Some(false),
             remap_configured_before: Some(false),
+            repair: None,
             steps,
         }
     }
@@ -1415,11 +1505,12 @@ mod tests {
         std::os::unix::fs::lchown(old.join("d/f"), Some(100000), Some(0)).unwrap();
         std::fs::set_permissions(old.join("d/f"), std::fs::Permissions::from_mode(0o4755)).unwrap();
         let mut j = run_until(root, 2);
-        j.restart_docker(root).unwrap();
         let (from, to) = (
             "/var/lib/docker/100000.100000",
             "/var/lib/docker/165536.165536",
         );
+        j.intend_move(root, from, to).unwrap();
+        j.restart_docker(root).unwrap();
         j.move_data_root(root, from, to).unwrap();
         root.rename(from, to).unwrap();
         let s = OwnerShift {
@@ -1496,6 +1587,159 @@ mod tests {
         let err = recover(&root, None).unwrap_err();
         assert!(format!("{err:#}").contains("touched docker"), "{err:#}");
         assert!(root.path("/var/lib/docker/165536.165536").exists());
+    }
+
+    /// A `--repair` record: files written, docker being restarted, the move intended; then the
+    /// given move and shift steps.
+    fn repair_record(moves: Vec<Step>) -> Record {
+        let mut r = record(
+            Action::Enable,
+            true,
+            vec![file("/etc/subuid", true), Step::RestartDocker],
+        );
+        r.repair = Some(DataRootMove {
+            from: "/var/lib/docker/100000.100000".into(),
+            to: "/var/lib/docker/165536.165536".into(),
+        });
+        r.steps.extend(moves);
+        r
+    }
+
+    fn move_step(done: bool) -> Step {
+        Step::MoveDataRoot {
+            from: "/var/lib/docker/100000.100000".into(),
+            to: "/var/lib/docker/165536.165536".into(),
+            done,
+        }
+    }
+
+    fn shift_step(done: bool) -> Step {
+        let s = shift::IdShift::of(100000, 165536, 65536).unwrap();
+        Step::ShiftOwners {
+            dir: "/var/lib/docker/165536.165536".into(),
+            old_dir: "/var/lib/docker/100000.100000".into(),
+            shift: OwnerShift { uid: s, gid: s },
+            log: format!("{DIR}/shift.log"),
+            done,
+        }
+    }
+
+    #[test]
+    fn a_repair_is_finished_only_when_its_move_and_shift_are_recorded_complete() {
+        // Whoever started docker meanwhile: files as written, docker running, engine remapped.
+        let started = now(&[true], true, Some(true));
+        // Killed while docker stopped (the move not yet recorded): not finished; the files
+        // are restored and docker brought back (which stops the engine started meanwhile).
+        assert_eq!(
+            undo_plan(&repair_record(vec![]), &started, Why::Interrupted),
+            Verdict::Undo(vec![
+                Inverse::RestoreFile(0),
+                Inverse::BringBackDocker(Some(false)),
+            ])
+        );
+        // Killed before the rename, or before it was recorded done.
+        assert_eq!(
+            undo_plan(
+                &repair_record(vec![move_step(false)]),
+                &started,
+                Why::Interrupted
+            ),
+            Verdict::Undo(vec![
+                Inverse::StopDocker,
+                Inverse::MoveBack(2),
+                Inverse::RestoreFile(0),
+                Inverse::BringBackDocker(Some(false)),
+            ])
+        );
+        // Renamed, killed before or during the shift.
+        let undone = Verdict::Undo(vec![
+            Inverse::StopDocker,
+            Inverse::UnshiftOwners(3),
+            Inverse::MoveBack(2),
+            Inverse::RestoreFile(0),
+            Inverse::BringBackDocker(Some(false)),
+        ]);
+        for moved in [false, true] {
+            let r = repair_record(vec![move_step(moved), shift_step(false)]);
+            assert_eq!(undo_plan(&r, &started, Why::Interrupted), undone);
+        }
+        // The shift recorded complete, the move not (a record edited by hand): still undone.
+        let r = repair_record(vec![move_step(false), shift_step(true)]);
+        assert_eq!(undo_plan(&r, &started, Why::Interrupted), undone);
+        // Renamed and shifted, killed before the gate: docker started meanwhile runs the
+        // repaired host as intended.
+        let r = repair_record(vec![move_step(true), shift_step(true)]);
+        assert_eq!(undo_plan(&r, &started, Why::Interrupted), Verdict::Finished);
+        // ... but not when docker does not run, nor when it runs without remapping.
+        for other in [now(&[true], false, None), now(&[true], true, Some(false))] {
+            assert!(matches!(
+                undo_plan(&r, &other, Why::Interrupted),
+                Verdict::Undo(ref l) if l[..3] == [Inverse::StopDocker, Inverse::UnshiftOwners(3), Inverse::MoveBack(2)]
+            ));
+        }
+        // A run that moves no data root is finished as before.
+        let plain = record(
+            Action::Enable,
+            true,
+            vec![file("/etc/subuid", true), Step::RestartDocker],
+        );
+        assert_eq!(
+            undo_plan(&plain, &started, Why::Interrupted),
+            Verdict::Finished
+        );
+    }
+
+    #[test]
+    fn a_record_of_an_earlier_version_reads_its_moves_as_not_complete() {
+        let old = r#"{"id":"1-1","action":"enable","docker_was_active":true,"userns_before":false,
+            "steps":[{"step":"restart-docker"},
+                     {"step":"move-data-root","from":"/a","to":"/b"}]}"#;
+        let r: Record = serde_json::from_str(old).unwrap();
+        assert_eq!(r.repair, None);
+        assert!(!r.moves_complete());
+        assert!(matches!(
+            undo_plan(&r, &now(&[], true, Some(true)), Why::Interrupted),
+            Verdict::Undo(_)
+        ));
+    }
+
+    #[test]
+    fn a_repair_killed_mid_shift_then_docker_started_is_undone_not_cleared() {
+        // The walk of `moved` ran to its end, but its completion was never recorded: as after a
+        // kill at the last inode. docker was started behind the run's back, remapped.
+        let (_d, root) = tree();
+        drop(moved(&root));
+        let mut docker = FakeDocker {
+            running: true,
+            userns: Some(true),
+            ..FakeDocker::default()
+        };
+        let note = recover(&root, Some(&mut docker)).unwrap().unwrap();
+        assert!(note.contains("was rolled back first"), "{note}");
+        assert!(!note.contains("already restarted"), "{note}");
+        assert_moved_back(&root);
+        assert_restored(&root);
+        assert_eq!(docker.brought_back, vec![Some(false)]);
+
+        // The same with the shift recorded complete: the repair stands, the record is cleared.
+        let (_d, root) = tree();
+        let mut j = moved(&root);
+        j.step_done(&root).unwrap();
+        let mut docker = FakeDocker {
+            running: true,
+            userns: Some(true),
+            ..FakeDocker::default()
+        };
+        // moved() does not complete its move step: complete it too, as the run does.
+        if let Some(Step::MoveDataRoot { done, .. }) = j.record.steps.get_mut(3) {
+            *done = true;
+        }
+        write_record(&root, &j.record).unwrap();
+        drop(j);
+        let note = recover(&root, Some(&mut docker)).unwrap().unwrap();
+        assert!(note.contains("had already restarted docker"), "{note}");
+        assert!(root.path("/var/lib/docker/165536.165536").is_dir());
+        assert!(docker.brought_back.is_empty());
     }
 
     #[test]
