@@ -190,6 +190,7 @@ fn progress_line(what: &str) -> impl FnMut(u64, u64) {
 pub fn export(root: &Root, engine: &Engine, images: &[Image]) -> Result<()> {
     root.ensure_dir(crate::run::journal::DIR, 0o700)?;
     root.ensure_dir(SPOOL, 0o700)?;
+    crate::run::failpoint::hit("carry:before-export")?;
     let total: u64 = images.iter().map(|i| i.size).sum();
     let mut show = progress_line("exporting images");
     let mut done = 0u64;
@@ -474,6 +475,21 @@ pub fn pending_volumes(root: &Root) -> Result<Vec<Volume>> {
     }
 }
 
+/// What an earlier `--carry` left to carry (a kept spool, volumes recorded as pending), for
+/// `status`; None when nothing waits.
+pub fn waiting(root: &Root) -> Option<String> {
+    let images = pending(root).ok().flatten().map_or(0, |i| i.len());
+    let volumes = pending_volumes(root).map_or(0, |v| v.len());
+    if images == 0 && volumes == 0 {
+        return None;
+    }
+    Some(format!(
+        "a --carry did not complete: {images} image(s) wait in {} and {volumes} volume(s) are recorded in {}; the switch itself stands: run the same `enable --carry …` (or `disable --carry …`) command again to carry them",
+        root.path(SPOOL).display(),
+        root.path(PENDING_VOLUMES).display()
+    ))
+}
+
 /// A named volume of the old engine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Volume {
@@ -615,6 +631,7 @@ pub fn carry_volume(
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
+    crate::run::failpoint::hit("carry:before-shift")?;
     let log = root.path(&format!(
         "{}/volume-{}.log",
         crate::run::journal::DIR,

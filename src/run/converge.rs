@@ -695,6 +695,15 @@ fn converge<C: Change>(
     })();
     match steps {
         Ok(downtime) => {
+            // The volumes to carry are recorded before the switch is: a run killed from here
+            // on is finished by the same command (the unswitched path carries what is pending).
+            if let Some((vols, ..)) = &volumes
+                && let Err(e) = carry::keep_pending(root, vols)
+            {
+                out.notes.push(format!(
+                    "cannot record the volumes to carry for a later run: {e:#}"
+                ));
+            }
             journal.finish(root)?;
             out.restarted = downtime.is_some();
             out.downtime_ms = downtime;
@@ -710,12 +719,6 @@ fn converge<C: Change>(
                 ));
                 if to_carry.is_some() {
                     c.spool = Some(root.path(carry::SPOOL).display().to_string());
-                }
-                if let Some((vols, _, _, _)) = &volumes
-                    && let Err(e) = carry::keep_pending(root, vols)
-                {
-                    c.failed
-                        .push(format!("cannot keep the volumes for the next run: {e:#}"));
                 }
                 return Ok(out);
             }
