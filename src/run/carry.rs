@@ -1,9 +1,11 @@
 //! Carrying what docker holds across the switch. `--carry images`: each image exported from the
 //! old engine through the Engine API (`GET /images/get`) into a spool under
 //! /var/lib/docker-userns before docker stops, and loaded into the new engine (`POST
-//! /images/load`) after its health gate; never over an image or a tag the new engine holds. A
-//! carry that does not complete keeps its spool, and the next run with `--carry images` loads
-//! what is missing. `--carry volumes`: after the gate, each named volume of the `local` driver
+//! /images/load`) after its health gate. Exported by id, each image is loaded without a tag
+//! and tagged one tag at a time, so no image or tag the new engine holds is ever replaced: a
+//! conflicting tag is reported (the image carried under its other tags). A carry that does
+//! not complete keeps its spool, and the next run with `--carry images` loads what is missing.
+//! A volume the new engine has already is not compared and not overwritten (both paths named). `--carry volumes`: after the gate, each named volume of the `local` driver
 //! without options is copied from the old data root (`cp -a`: content, modes, xattrs, ACLs,
 //! hard links, symlinks, special files, times) into a directory beside the new data root, its
 //! owners shifted into the new mapping there (host::shift), then the volume is created through
