@@ -49,10 +49,29 @@ fn state(host: &Host) -> String {
     )
 }
 
-/// The remapped engine's copy of the volume, as the host sees it.
-fn carried(host: &Host) -> String {
-    let mp = host.ok("docker volume inspect -f '{{.Mountpoint}}' data");
+/// The running engine's copy of a volume, as the host sees it.
+fn carried_named(host: &Host, volume: &str) -> String {
+    let mp = host.ok(&format!(
+        "docker volume inspect -f '{{{{.Mountpoint}}}}' {volume}"
+    ));
     listing(host, mp.trim())
+}
+
+/// The remapped engine's copy of `data`.
+fn carried(host: &Host) -> String {
+    carried_named(host, "data")
+}
+
+/// Runs `cmd` until `fp` logs, then kills it with SIGKILL.
+fn kill_at(host: &Host, fp: &str, cmd: &str) {
+    host.ok(&format!(
+        "rm -f /tmp/k.log
+         DOCKER_USERNS_FAILPOINTS={fp}=sleep {cmd} >/tmp/k.log 2>&1 &
+         pid=$!
+         for i in $(seq 1200); do grep -q 'failpoint {fp}' /tmp/k.log && break; sleep 0.05; done
+         grep -q 'failpoint {fp}' /tmp/k.log || {{ cat /tmp/k.log; exit 1; }}
+         kill -9 $pid; wait $pid; true"
+    ));
 }
 
 /// Back to where every case starts: the carried image and volume removed from the remapped
@@ -114,14 +133,7 @@ fn kill_9_at_every_carry_step_leaves_before_or_switched_and_the_same_command_fin
         ("carry:before-exchange", true),
     ];
     for (fp, switched) in cases {
-        host.ok(&format!(
-            "rm -f /tmp/k.log
-             DOCKER_USERNS_FAILPOINTS={fp}=sleep {CARRY} >/tmp/k.log 2>&1 &
-             pid=$!
-             for i in $(seq 1200); do grep -q 'failpoint {fp}' /tmp/k.log && break; sleep 0.05; done
-             grep -q 'failpoint {fp}' /tmp/k.log || {{ cat /tmp/k.log; exit 1; }}
-             kill -9 $pid; wait $pid; true"
-        ));
+        kill_at(&host, fp, CARRY);
         // The next run says which: docker running, nothing unfinished; before, or switched
         // with a carry waiting.
         let st = status(&host);
@@ -161,5 +173,56 @@ fn kill_9_at_every_carry_step_leaves_before_or_switched_and_the_same_command_fin
             "{fp}: {st}"
         );
         reset(&host, &before);
+    }
+
+    // disable --carry volumes: a volume made while remapped goes back to the engine without
+    // remapping; killed with its copy made but not shifted, or created but not exchanged in,
+    // it is switched with a carry waiting, and the same command finishes it although the
+    // remap user is no longer configured.
+    const BACK: &str = "docker-userns disable --yes --carry volumes --settle 2";
+    host.ok("docker-userns enable --yes --settle 2");
+    host.reimport_image();
+    host.ok(
+        "docker run --rm -v back:/d busybox:local sh -c \
+         'echo b > /d/b && mkdir /d/u && touch /d/u/g && chown -R 1000:1000 /d/u && chmod 0700 /d/u \
+          && cp /bin/busybox /d/suid && chmod 4755 /d/suid'",
+    );
+    let remapped = state(&host);
+    let out = host.sh(BACK);
+    assert_eq!(out.code, 0, "{out}");
+    let clean_back = carried_named(&host, "back");
+    assert!(clean_back.contains("./u/g 1000 1000 644"), "{clean_back}");
+    let reset_back = |host: &Host| {
+        host.ok("docker volume rm back >/dev/null && docker-userns enable --yes --settle 2");
+        assert_eq!(state(host), remapped, "the reset did not restore the host");
+    };
+    reset_back(&host);
+    for fp in ["carry:before-shift", "carry:before-exchange"] {
+        kill_at(&host, fp, BACK);
+        let st = status(&host);
+        assert_eq!(st["service"]["active_state"], "active", "{fp}: {st}");
+        assert_eq!(st["unfinished"], Value::Null, "{fp}: {st}");
+        assert_eq!(st["remapping_active"], false, "{fp}: {st}");
+        assert!(
+            st["notes"]
+                .to_string()
+                .contains("a --carry did not complete"),
+            "{fp}: {st}"
+        );
+        let out = host.sh(BACK);
+        assert_eq!(out.code, 0, "disable {fp}: {out}");
+        assert_eq!(
+            carried_named(&host, "back"),
+            clean_back,
+            "disable {fp}: the volume differs from a clean carry"
+        );
+        let left = host.sh(
+            "ls -d /var/lib/docker-userns/carry-volumes.json /var/lib/docker/docker-userns-carry 2>/dev/null",
+        );
+        assert!(
+            left.stdout.trim().is_empty(),
+            "disable {fp}: left behind: {left}"
+        );
+        reset_back(&host);
     }
 }

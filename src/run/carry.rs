@@ -501,6 +501,22 @@ pub struct Volume {
     pub labels: serde_json::Map<String, Value>,
     /// Where its data is (`…/volumes/NAME/_data` in the old data root).
     pub mountpoint: String,
+    /// The mapping it is carried into, recorded with it for a later run (null: not recorded,
+    /// the configured one is used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub into: Option<Destination>,
+}
+
+/// The mapping a volume is carried into: the remap user's ranges (start, count) and the
+/// direction (`enabling`: host ids into the ranges; else back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Destination {
+    /// Subordinate uids.
+    pub uids: (u64, u64),
+    /// Subordinate gids.
+    pub gids: (u64, u64),
+    /// Into the ranges (`enable`), or out of them (`disable`).
+    pub enabling: bool,
 }
 
 /// The old engine's volumes: those that can be copied, and the others with why and what to do.
@@ -542,6 +558,7 @@ pub fn survey_volumes(engine: &Engine) -> Result<(Vec<Volume>, Vec<String>)> {
                     .unwrap_or_default(),
                 mountpoint: s("Mountpoint"),
                 name,
+                into: None,
             });
         }
     }

@@ -606,13 +606,33 @@ fn converge<C: Change>(
         }
         if policy.carry_volumes {
             let left = carry::pending_volumes(root)?;
-            let now = preflight::configured(root)?;
-            let ranges = now
-                .subuid
-                .zip(now.subgid)
-                .map(|(u, g)| ((u.start, u.count), (g.start, g.count)));
+            let want = C::ACTION.wants_userns();
+            let recorded = left.iter().find_map(|v| v.into);
             let c = out.carry.get_or_insert_with(Carry::default);
-            carry_volumes(&docker, &left, ranges, C::ACTION.wants_userns(), root, c);
+            match recorded {
+                // Left by the other direction's carry: that command finishes it.
+                Some(i) if i.enabling != want => {
+                    for v in &left {
+                        c.failed.push(format!(
+                            "volume {}: left to carry by an earlier `{} --carry volumes`: run that command again to carry it",
+                            v.name,
+                            if i.enabling { "enable" } else { "disable" }
+                        ));
+                    }
+                }
+                _ => {
+                    let ranges = match recorded {
+                        Some(i) => Some((i.uids, i.gids)),
+                        None => {
+                            let now = preflight::configured(root)?;
+                            now.subuid
+                                .zip(now.subgid)
+                                .map(|(u, g)| ((u.start, u.count), (g.start, g.count)))
+                        }
+                    };
+                    carry_volumes(&docker, &left, ranges, want, root, c);
+                }
+            }
         }
         if out.carry.as_ref().is_some_and(|c| {
             c.images.is_empty()
@@ -697,6 +717,26 @@ fn converge<C: Change>(
         Ok(downtime) => {
             // The volumes to carry are recorded before the switch is: a run killed from here
             // on is finished by the same command (the unswitched path carries what is pending).
+            // Each with the mapping it is carried into, which a later run (after `disable`, say)
+            // may no longer find configured.
+            let volumes = volumes.map(|(vols, skipped, u, g)| {
+                let ranges = match C::ACTION {
+                    Action::Enable => change.ranges(&out.plan),
+                    Action::Disable => u
+                        .zip(g)
+                        .map(|(u, g)| ((u.start, u.count), (g.start, g.count))),
+                };
+                let into = ranges.map(|(uids, gids)| carry::Destination {
+                    uids,
+                    gids,
+                    enabling: C::ACTION.wants_userns(),
+                });
+                let vols: Vec<carry::Volume> = vols
+                    .into_iter()
+                    .map(|v| carry::Volume { into, ..v })
+                    .collect();
+                (vols, skipped, ranges)
+            });
             if let Some((vols, ..)) = &volumes
                 && let Err(e) = carry::keep_pending(root, vols)
             {
@@ -733,13 +773,7 @@ fn converge<C: Change>(
                     out.carry = Some(carry_load(root, &docker, containers));
                 }
             }
-            if let Some((vols, skipped, u, g)) = volumes {
-                let ranges = match C::ACTION {
-                    Action::Enable => change.ranges(&out.plan),
-                    Action::Disable => u
-                        .zip(g)
-                        .map(|(u, g)| ((u.start, u.count), (g.start, g.count))),
-                };
+            if let Some((vols, skipped, ranges)) = volumes {
                 let c = out.carry.get_or_insert_with(Carry::default);
                 c.skipped.extend(skipped);
                 carry_volumes(&docker, &vols, ranges, C::ACTION.wants_userns(), root, c);
