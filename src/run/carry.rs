@@ -705,3 +705,39 @@ fn ready_mark(stage: &std::path::Path) -> std::path::PathBuf {
     name.push(".ready");
     stage.with_file_name(name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tag_splits_at_its_last_colon_unless_that_is_a_registry_port() {
+        assert_eq!(split_tag("my/app:1.0"), ("my/app", "1.0"));
+        assert_eq!(
+            split_tag("registry:5000/my/app:1.0"),
+            ("registry:5000/my/app", "1.0")
+        );
+        assert_eq!(
+            split_tag("registry:5000/my/app"),
+            ("registry:5000/my/app", "latest")
+        );
+        assert_eq!(split_tag("app"), ("app", "latest"));
+    }
+
+    #[test]
+    fn a_pending_volume_of_an_older_record_has_no_destination() {
+        let old = r#"[{"name":"v","labels":{},"mountpoint":"/m"}]"#;
+        let v: Vec<Volume> = serde_json::from_str(old).unwrap();
+        assert_eq!(v[0].into, None);
+        let with = Volume {
+            into: Some(Destination {
+                uids: (100000, 65536),
+                gids: (100000, 65536),
+                enabling: false,
+            }),
+            ..v[0].clone()
+        };
+        let back: Volume = serde_json::from_str(&serde_json::to_string(&with).unwrap()).unwrap();
+        assert_eq!(back, with);
+    }
+}
