@@ -260,3 +260,218 @@ fn volumes_are_copied_with_their_owners_shifted_and_the_rest_is_named() {
 fn volumes_are_copied_with_their_owners_shifted_and_the_rest_is_named_trixie() {
     volumes("trixie");
 }
+
+fn id(host: &Host, name: &str) -> String {
+    host.ok(&format!("docker image inspect -f '{{{{.Id}}}}' {name}"))
+        .trim()
+        .to_string()
+}
+
+/// Runs `cmd` in the background on the host until the failpoint named in it logs, then sends
+/// `signal`; returns what the shell saw: `rc=N`, or `STILL-RUNNING` when the run had not
+/// ended 5 s later (it is then killed).
+fn signal_at_failpoint(host: &Host, failpoint: &str, cmd: &str, signal: &str) -> String {
+    host.ok(&format!(
+        "rm -f /tmp/sig.log
+         DOCKER_USERNS_FAILPOINTS={failpoint}=sleep {cmd} >/tmp/sig.log 2>&1 &
+         pid=$!
+         for i in $(seq 1200); do grep -q 'failpoint {failpoint}' /tmp/sig.log && break; sleep 0.05; done
+         grep -q 'failpoint {failpoint}' /tmp/sig.log || {{ cat /tmp/sig.log; exit 1; }}
+         kill -{signal} $pid
+         for i in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.05; done
+         if kill -0 $pid 2>/dev/null; then echo STILL-RUNNING; kill -9 $pid; fi
+         wait $pid; echo rc=$?; cat /tmp/sig.log >&2"
+    ))
+}
+
+/// Items 10, 14 and 16 of issue 19: an image one of whose tags names other content in the
+/// new engine is carried under its other tags, the conflicting tag named (exit 8, never
+/// silent) and carried by the same command once it is free; SIGINT during the load (after
+/// the switch is recorded) ends the run at once, resumably; ENOSPC while spooling names the
+/// spool's full filesystem, not the engine.
+#[test]
+fn a_tag_conflict_is_named_sigint_after_the_switch_is_prompt_and_a_full_spool_is_named() {
+    let host = Host::boot("carrytags");
+    // X: my/app:1.0 and my/app:latest in the engine without remapping.
+    host.ok(
+        "docker run --name mk busybox:local sh -c 'echo x > /x' && docker commit mk my/app:1.0 >/dev/null \
+         && docker rm mk >/dev/null && docker tag my/app:1.0 my/app:latest",
+    );
+    let x = id(&host, "my/app:1.0");
+    let busybox = id(&host, "busybox:local");
+    // Y: other content under my/app:1.0 in the remapped engine.
+    host.ok("docker-userns enable --yes --settle 2");
+    host.ok("tar -C /opt/testimage -c . | docker import -c 'LABEL side=remapped' - my/app:1.0 >/dev/null");
+    let y = id(&host, "my/app:1.0");
+    assert_ne!(x, y);
+    host.ok("docker-userns disable --yes --settle 2");
+
+    // SIGINT while the load waits: the switch is recorded, so the run ends at once (130),
+    // remapped, nothing unfinished, the spool kept and named by status.
+    let seen = signal_at_failpoint(
+        &host,
+        "carry:before-load",
+        "docker-userns enable --yes --carry images --settle 2",
+        "INT",
+    );
+    assert!(
+        seen.contains("rc=130"),
+        "SIGINT after the switch did not end the run promptly: {seen}"
+    );
+    let st = json(&host.sh("docker-userns status --json"));
+    assert_eq!(st["remapping_active"], true, "{st}");
+    assert_eq!(st["unfinished"], Value::Null, "{st}");
+    assert!(
+        st["notes"]
+            .to_string()
+            .contains("a --carry did not complete"),
+        "{st}"
+    );
+    assert!(
+        host.sh("test -s /var/lib/docker-userns/carry/images.json")
+            .code
+            == 0
+    );
+
+    // The same command carries the rest: busybox:local whole, X under my/app:latest; the
+    // conflicting tag is named with what holds it and how to carry it (exit 8).
+    let out = host.sh("docker-userns enable --carry images --json");
+    assert_eq!(out.code, 8, "{out}");
+    let c = &json(&out)["carry"];
+    let failed = c["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{out}");
+    let why = failed[0].as_str().unwrap();
+    let short = |i: &str| i.trim_start_matches("sha256:")[..12].to_string();
+    for want in [
+        "my/app:1.0".to_string(),
+        short(&y),
+        short(&x),
+        "my/app:latest".into(),
+        "docker tag".into(),
+    ] {
+        assert!(why.contains(&want), "{want:?} not in {why:?}");
+    }
+    assert!(
+        c["images"].to_string().contains("busybox:local")
+            && c["images"].to_string().contains("my/app:latest"),
+        "{out}"
+    );
+    assert_eq!(id(&host, "my/app:latest"), x);
+    assert_eq!(
+        id(&host, "my/app:1.0"),
+        y,
+        "the other image's tag was moved"
+    );
+    assert_eq!(id(&host, "busybox:local"), busybox);
+    assert!(
+        host.sh("test -s /var/lib/docker-userns/carry/images.json")
+            .code
+            == 0
+    );
+
+    // Once the tag is free, the same command carries it, and the spool goes.
+    host.ok("docker rmi my/app:1.0 >/dev/null");
+    let out = host.sh("docker-userns enable --carry images --json");
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(id(&host, "my/app:1.0"), x);
+    assert!(host.sh("test -e /var/lib/docker-userns/carry").code != 0);
+
+    // A spool filesystem that fills while the images are exported: named as full (path, free,
+    // needed), not as trouble with the engine; rolled back, docker remapped and running.
+    host.ok(
+        "cp -a /var/lib/docker-userns /tmp/dus-saved && mount -t tmpfs -o size=64m tmpfs /var/lib/docker-userns \
+         && cp -a /tmp/dus-saved/. /var/lib/docker-userns/",
+    );
+    host.ok(
+        "rm -f /tmp/full.log
+         DOCKER_USERNS_FAILPOINTS=carry:before-export=sleep3 docker-userns disable --yes --carry images --settle 2 >/tmp/full.log 2>&1 &
+         pid=$!
+         for i in $(seq 600); do grep -q 'failpoint carry:before-export' /tmp/full.log && break; sleep 0.05; done
+         dd if=/dev/zero of=/var/lib/docker-userns/carry/fill bs=1M 2>/dev/null; true
+         wait $pid; echo rc=$? >> /tmp/full.log",
+    );
+    let log = host.ok("cat /tmp/full.log");
+    host.ok("umount /var/lib/docker-userns");
+    assert!(!log.contains("rc=0"), "{log}");
+    assert!(!log.contains("talking to the docker engine"), "{log}");
+    for want in [
+        "/var/lib/docker-userns/carry is full",
+        "MiB free now",
+        "the images need about",
+    ] {
+        assert!(log.contains(want), "{want:?} not in {log}");
+    }
+    let st = json(&host.sh("docker-userns status --json"));
+    assert_eq!(st["remapping_active"], true, "{st}");
+    assert_eq!(st["service"]["active_state"], "active", "{st}");
+}
+
+/// Items 11 and 16 of issue 19: `disable --carry volumes` finding a volume of the same name in
+/// the engine it switches back to says so (not compared, not overwritten, where the other
+/// copy stays) and overwrites nothing; `enable --repair --carry` does not call containers
+/// uncarriable when the repair keeps them in the data root it moves.
+#[test]
+fn an_existing_volume_is_named_not_overwritten_and_a_repair_carries_nothing() {
+    let host = Host::boot("carryexist");
+    host.ok("docker run --rm -v data:/d busybox:local sh -c 'echo old > /d/f'");
+    let out = host.sh("docker-userns enable --yes --carry images,volumes --json --settle 2");
+    assert_eq!(out.code, 0, "{out}");
+    // Written while remapped.
+    host.ok("docker run --rm -v data:/d busybox:local sh -c 'echo new > /d/f'");
+    let remapped = host
+        .ok("docker volume inspect -f '{{.Mountpoint}}' data")
+        .trim()
+        .to_string();
+    assert!(remapped.starts_with("/var/lib/docker/1"), "{remapped}");
+
+    let out = host.sh("docker-userns disable --yes --carry volumes --json --settle 2");
+    assert_eq!(out.code, 0, "{out}");
+    let back = json(&out);
+    let skipped = back["carry"]["skipped"].to_string();
+    for want in [
+        "volume data:",
+        "exists already",
+        "/var/lib/docker/volumes/data/_data",
+        "not compared",
+        "not overwritten",
+        remapped.as_str(),
+    ] {
+        assert!(skipped.contains(want), "{want:?} not in {back}");
+    }
+    assert!(!skipped.contains("already in the new engine"), "{back}");
+    assert_eq!(
+        host.ok("docker run --rm -v data:/d busybox:local cat /d/f")
+            .trim(),
+        "old",
+        "the old volume was overwritten"
+    );
+    assert_eq!(host.ok(&format!("cat {remapped}/f")).trim(), "new");
+
+    // A repair with --carry: dockremap's range is alice's (what dockerd 28 does, made by hand
+    // here); a created container stays, and nothing calls it uncarriable.
+    host.ok("docker-userns enable --yes --settle 2");
+    host.ok("docker create --name keep busybox:local true >/dev/null");
+    host.ok(
+        "useradd -m alice && sed -i '/^alice:/d' /etc/subuid /etc/subgid \
+         && r=$(grep '^dockremap:' /etc/subuid | cut -d: -f2,3) && echo alice:$r >> /etc/subuid \
+         && r=$(grep '^dockremap:' /etc/subgid | cut -d: -f2,3) && echo alice:$r >> /etc/subgid",
+    );
+    let plan = host.sh("docker-userns plan --repair --carry images,volumes");
+    assert_eq!(plan.code, 0, "{plan}");
+    assert!(!plan.stdout.contains("cannot be carried"), "{plan}");
+    assert!(plan.stdout.contains("nothing to carry"), "{plan}");
+    let out = host.sh("docker-userns enable --repair --yes --carry images,volumes --settle 2");
+    assert_eq!(out.code, 0, "{out}");
+    assert!(!out.stdout.contains("cannot be carried"), "{out}");
+    assert!(
+        out.stdout
+            .contains("--repair keeps the images, containers and volumes"),
+        "{out}"
+    );
+    assert_eq!(host.ok("docker ps -a --format '{{.Names}}'").trim(), "keep");
+    assert_eq!(
+        host.ok("docker run --rm -v data:/d busybox:local cat /d/f")
+            .trim(),
+        "new"
+    );
+}

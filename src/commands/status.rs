@@ -184,6 +184,7 @@ pub fn status(root: &Root, is_root: bool) -> Result<Status> {
         st.notes = notes;
         return Ok(st);
     }
+    notes.extend(crate::run::carry::waiting(root));
     if st.unfinished.is_some() {
         notes.push("an interrupted run left its record in /var/lib/docker-userns: run `docker-userns enable` or `disable` as root to roll it back".into());
     }

@@ -35,6 +35,16 @@ pub enum EngineError {
         /// The error, `io::ErrorKind::TimedOut` when the engine did not answer in time.
         source: io::Error,
     },
+    /// The local side of a stream failed: writing what the engine sends ([`Engine::download`]:
+    /// a full disk, say) or reading what is sent to it ([`Engine::upload`]). Not the engine's
+    /// fault, so not worded as one; `source` keeps its kind (`StorageFull` for ENOSPC).
+    #[error("{what}: {source}")]
+    Local {
+        /// What was being done.
+        what: &'static str,
+        /// What the write or read said.
+        source: io::Error,
+    },
     /// The answer is not the HTTP (or the API answer) it should be.
     #[error("malformed answer from the docker engine at {}: {reason}", socket.display())]
     Malformed {
@@ -433,7 +443,10 @@ impl Engine {
         let mut chunk = vec![0u8; 1 << 20];
         loop {
             if !rest.is_empty() {
-                out.write_all(&rest).map_err(|e| self.io(e, idle))?;
+                out.write_all(&rest).map_err(|source| EngineError::Local {
+                    what: "cannot write what the docker engine sends",
+                    source,
+                })?;
                 done += rest.len() as u64;
                 progress(done);
                 rest.clear();
@@ -468,7 +481,12 @@ impl Engine {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.io(e, idle)),
+                Err(source) => {
+                    return Err(EngineError::Local {
+                        what: "cannot read what is sent to the docker engine",
+                        source,
+                    });
+                }
             };
             stream
                 .write_all(&chunk[..n])
@@ -1096,5 +1114,35 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    /// A writer whose disk is full.
+    struct Full;
+
+    impl Write for Full {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::from_raw_os_error(libc::ENOSPC))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_full_disk_under_a_download_is_not_blamed_on_the_engine() {
+        let (_dir, engine, _server) = serve(vec![close("HTTP/1.1 200 OK\r\n\r\ntar bytes")]);
+        let err = engine
+            .download(
+                "/images/get?names=x",
+                &mut Full,
+                Duration::from_secs(5),
+                &mut |_| {},
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, EngineError::Local { source, .. } if source.kind() == io::ErrorKind::StorageFull),
+            "{err:?}"
+        );
+        assert!(!err.to_string().contains("talking to"), "{err}");
     }
 }

@@ -1,9 +1,11 @@
 //! Carrying what docker holds across the switch. `--carry images`: each image exported from the
 //! old engine through the Engine API (`GET /images/get`) into a spool under
 //! /var/lib/docker-userns before docker stops, and loaded into the new engine (`POST
-//! /images/load`) after its health gate; never over an image or a tag the new engine holds. A
-//! carry that does not complete keeps its spool, and the next run with `--carry images` loads
-//! what is missing. `--carry volumes`: after the gate, each named volume of the `local` driver
+//! /images/load`) after its health gate. Exported by id, each image is loaded without a tag
+//! and tagged one tag at a time, so no image or tag the new engine holds is ever replaced: a
+//! conflicting tag is reported (the image carried under its other tags). A carry that does
+//! not complete keeps its spool, and the next run with `--carry images` loads what is missing.
+//! A volume the new engine has already is not compared and not overwritten (both paths named). `--carry volumes`: after the gate, each named volume of the `local` driver
 //! without options is copied from the old data root (`cp -a`: content, modes, xattrs, ACLs,
 //! hard links, symlinks, special files, times) into a directory beside the new data root, its
 //! owners shifted into the new mapping there (host::shift), then the volume is created through
@@ -40,6 +42,11 @@ pub struct Image {
     /// Its file in the spool, once exported.
     #[serde(default)]
     pub file: Option<String>,
+    /// The file was exported by id (no tags inside): loading it changes no tag, and the tags
+    /// are set one by one afterwards, never over a tag that names another image. False for a
+    /// spool of an older version, exported under its tags (not loaded while a tag conflicts).
+    #[serde(default)]
+    pub by_id: bool,
 }
 
 impl Image {
@@ -89,6 +96,7 @@ pub fn survey(engine: &Engine) -> Result<(Vec<Image>, Vec<String>)> {
             tags: i.tags,
             size: i.size,
             file: None,
+            by_id: false,
         })
         .collect();
     images.sort_by_key(Image::name);
@@ -139,6 +147,32 @@ pub fn check_space(root: &Root, needed: u64) -> Result<()> {
     Ok(())
 }
 
+/// The filesystem is full (no blocks, no inodes, or over a quota).
+fn is_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || e.kind() == std::io::ErrorKind::QuotaExceeded
+        || matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
+/// The error of an export cut short by a full spool filesystem: where, how much is free, how
+/// much the images need. (Space taken between the up-front check and the export, or tars
+/// larger than the engine's count.)
+fn spool_full(
+    root: &Root,
+    needed: u64,
+    file: &std::path::Path,
+    e: &std::io::Error,
+) -> anyhow::Error {
+    let free =
+        free_bytes(root, SPOOL).map_or_else(|_| "unknown".into(), |b| format!("{} MiB", b >> 20));
+    anyhow::anyhow!(
+        "the filesystem of the image spool {} is full ({e}) while writing {}: {free} free now, the images need about {} MiB (as the engine counts them): free space there, or switch without --carry images",
+        root.path(SPOOL).display(),
+        file.display(),
+        needed.div_ceil(1 << 20)
+    )
+}
+
 fn progress_line(what: &str) -> impl FnMut(u64, u64) {
     let tty = std::io::stderr().is_terminal();
     let what = what.to_string();
@@ -158,6 +192,7 @@ fn progress_line(what: &str) -> impl FnMut(u64, u64) {
 pub fn export(root: &Root, engine: &Engine, images: &[Image]) -> Result<()> {
     root.ensure_dir(crate::run::journal::DIR, 0o700)?;
     root.ensure_dir(SPOOL, 0o700)?;
+    crate::run::failpoint::hit("carry:before-export")?;
     let total: u64 = images.iter().map(|i| i.size).sum();
     let mut show = progress_line("exporting images");
     let mut done = 0u64;
@@ -165,32 +200,38 @@ pub fn export(root: &Root, engine: &Engine, images: &[Image]) -> Result<()> {
     for (n, img) in images.iter().enumerate() {
         let file = format!("{SPOOL}/{n}.tar");
         let path = root.path(&file);
-        let mut out = std::fs::File::create(&path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        // Tags name the image in the tar (so load tags it again); untagged, its id.
-        let names: Vec<String> = if img.tags.is_empty() {
-            vec![img.id.clone()]
-        } else {
-            img.tags.clone()
-        };
-        let query: Vec<String> = names
-            .iter()
-            .map(|t| format!("names={}", encode(t)))
-            .collect();
+        let mut out = std::fs::File::create(&path).map_err(|e| {
+            if is_full(&e) {
+                spool_full(root, total, &path, &e)
+            } else {
+                anyhow::Error::new(e).context(format!("cannot create {}", path.display()))
+            }
+        })?;
+        // By id: the tar names no tag, so loading it moves no tag in the new engine; the tags
+        // are set afterwards, each only where it names nothing else.
+        let query = format!("names={}", encode(&img.id));
         let base = done;
         let written = engine
-            .download(
-                &format!("/images/get?{}", query.join("&")),
-                &mut out,
-                IDLE,
-                &mut |b| show(base + b, total),
-            )
-            .with_context(|| format!("cannot export image {}", img.name()))?;
-        out.sync_all()
-            .with_context(|| format!("cannot write {}", path.display()))?;
+            .download(&format!("/images/get?{query}"), &mut out, IDLE, &mut |b| {
+                show(base + b, total)
+            })
+            .map_err(|e| match &e {
+                EngineError::Local { source, .. } if is_full(source) => {
+                    spool_full(root, total, &path, source)
+                }
+                _ => anyhow::Error::new(e).context(format!("cannot export image {}", img.name())),
+            })?;
+        out.sync_all().map_err(|e| {
+            if is_full(&e) {
+                spool_full(root, total, &path, &e)
+            } else {
+                anyhow::Error::new(e).context(format!("cannot write {}", path.display()))
+            }
+        })?;
         done += written;
         spooled.push(Image {
             file: Some(file),
+            by_id: true,
             ..img.clone()
         });
     }
@@ -225,72 +266,141 @@ fn id_of(engine: &Engine, name: &str) -> Result<Option<String>> {
     }
 }
 
-/// Loads one spooled image unless the new engine has it or one of its tags points elsewhere;
-/// afterwards the engine must hold the same id under every tag.
-fn load_one(root: &Root, engine: &Engine, img: &Image, show: &mut dyn FnMut(u64)) -> Result<bool> {
-    if id_of(engine, &img.id)?.is_some() {
-        let mut missing = Vec::new();
-        for t in &img.tags {
-            if id_of(engine, t)?.as_deref() != Some(img.id.as_str()) {
-                missing.push(t.clone());
-            }
-        }
-        if missing.is_empty() {
-            return Ok(false);
-        }
+/// What loading one spooled image did.
+#[derive(Debug, Default)]
+struct Loaded {
+    /// Its content was loaded (false: the new engine had it already).
+    loaded: bool,
+    /// The tags set on it.
+    tagged: Vec<String>,
+    /// Its tags that name another image in the new engine (tag, that image's id): not set.
+    conflicts: Vec<(String, String)>,
+}
+
+/// `repo:tag` split for `POST /images/{id}/tag` (a registry port's colon is part of the repo).
+fn split_tag(t: &str) -> (&str, &str) {
+    match t.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (t, "latest"),
     }
+}
+
+/// Loads one spooled image unless the new engine has it, then sets each of its tags that
+/// names nothing there yet; a tag that names another image is left as it is (reported).
+/// Afterwards the engine holds the image's id, and it under every tag that was set.
+fn load_one(
+    root: &Root,
+    engine: &Engine,
+    img: &Image,
+    show: &mut dyn FnMut(u64),
+) -> Result<Loaded> {
+    let mut done = Loaded::default();
+    let mut free = Vec::new();
     for t in &img.tags {
-        if let Some(other) = id_of(engine, t)?
-            && other != img.id
-        {
-            bail!("its tag {t} names another image in the new engine ({other}); not overwritten");
-        }
-    }
-    let file = img.file.as_deref().context("not exported")?;
-    let path = root.path(file);
-    let mut f =
-        std::fs::File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
-    let len = f.metadata()?.len();
-    let r = engine.upload(
-        "/images/load?quiet=1",
-        "application/x-tar",
-        &mut f,
-        len,
-        IDLE,
-        show,
-    )?;
-    let text = String::from_utf8_lossy(&r.body);
-    if !(200..300).contains(&r.status) {
-        bail!(
-            "the new engine refused the load: HTTP {}: {}",
-            r.status,
-            text.trim()
-        );
-    }
-    // The answer is a stream of JSON messages; an error is one of them.
-    for line in text.lines() {
-        if let Ok(v) = serde_json::from_str::<Value>(line)
-            && let Some(e) = v.get("error").and_then(Value::as_str)
-        {
-            bail!("the new engine could not load it: {e}");
+        match id_of(engine, t)? {
+            Some(other) if other != img.id => done.conflicts.push((t.clone(), other)),
+            Some(_) => {}
+            None => free.push(t.clone()),
         }
     }
     if id_of(engine, &img.id)?.is_none() {
-        bail!("the new engine does not hold {} after the load", img.id);
+        if !img.by_id && !done.conflicts.is_empty() {
+            // A tar of an older spool names its tags: loading it would move them.
+            return Ok(done);
+        }
+        let file = img.file.as_deref().context("not exported")?;
+        let path = root.path(file);
+        let mut f = std::fs::File::open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let len = f.metadata()?.len();
+        let r = engine.upload(
+            "/images/load?quiet=1",
+            "application/x-tar",
+            &mut f,
+            len,
+            IDLE,
+            show,
+        )?;
+        let text = String::from_utf8_lossy(&r.body);
+        if !(200..300).contains(&r.status) {
+            bail!(
+                "the new engine refused the load: HTTP {}: {}",
+                r.status,
+                text.trim()
+            );
+        }
+        // The answer is a stream of JSON messages; an error is one of them.
+        for line in text.lines() {
+            if let Ok(v) = serde_json::from_str::<Value>(line)
+                && let Some(e) = v.get("error").and_then(Value::as_str)
+            {
+                bail!("the new engine could not load it: {e}");
+            }
+        }
+        if id_of(engine, &img.id)?.is_none() {
+            bail!("the new engine does not hold {} after the load", img.id);
+        }
+        done.loaded = true;
     }
-    for t in &img.tags {
-        if id_of(engine, t)?.as_deref() != Some(img.id.as_str()) {
+    for t in free {
+        // A tag the load itself set (an older spool) is there already.
+        if id_of(engine, &t)?.as_deref() != Some(img.id.as_str()) {
+            let (repo, tag) = split_tag(&t);
+            engine
+                .post_json(
+                    &format!(
+                        "/images/{}/tag?repo={}&tag={}",
+                        encode(&img.id),
+                        encode(repo),
+                        encode(tag)
+                    ),
+                    None,
+                )
+                .with_context(|| format!("cannot tag it {t} in the new engine"))?;
+        }
+        if id_of(engine, &t)?.as_deref() != Some(img.id.as_str()) {
             bail!(
                 "the new engine does not tag {} as {t} after the load",
                 img.id
             );
         }
+        done.tagged.push(t);
     }
-    Ok(true)
+    Ok(done)
+}
+
+/// Why a carried image lacks some of its tags, and how to carry them.
+fn conflict_text(img: &Image, done: &Loaded) -> String {
+    let id = inspect::short_id(&img.id);
+    let taken: Vec<String> = done
+        .conflicts
+        .iter()
+        .map(|(t, other)| {
+            format!(
+                "{t} names another image there ({}), left as it is",
+                inspect::short_id(other)
+            )
+        })
+        .collect();
+    let carried = if done.tagged.is_empty() && done.loaded {
+        format!("carried as {id} without a tag")
+    } else if done.tagged.is_empty() {
+        format!("not carried under its tags (the new engine holds {id} untagged or not at all)")
+    } else {
+        format!("carried as {id} under {}", done.tagged.join(", "))
+    };
+    let (t, _) = &done.conflicts[0];
+    format!(
+        "image {id} ({}): {carried}; {}; to carry that tag too, move the other image away in the new engine (`docker tag {t} OTHER_NAME && docker rmi {t}`) and run the same command again, or keep both by tagging this one under another name (`docker tag {id} NEW_NAME`)",
+        img.tags.join(", "),
+        taken.join("; ")
+    )
 }
 
 /// Loads the spooled images into the (new) engine; the spool is removed when every image was
-/// loaded or skipped, else kept for the next run.
+/// loaded or skipped, else kept for the next run. An image one of whose tags names another
+/// image in the new engine is carried under its other tags and reported as failed (exit 8),
+/// naming the tag; the same command carries that tag once it is free.
 pub fn load(root: &Root, engine: &Engine, images: &[Image]) -> Carry {
     let mut c = Carry {
         bytes: images.iter().map(|i| i.size).sum(),
@@ -311,13 +421,21 @@ pub fn load(root: &Root, engine: &Engine, images: &[Image]) -> Carry {
             .and_then(|f| std::fs::metadata(root.path(f)).ok())
             .map_or(0, |m| m.len());
         match load_one(root, engine, img, &mut |b| show(base + b, total)) {
-            Ok(true) => c.images.push(img.name()),
-            Ok(false) => c
+            Ok(done) if !done.conflicts.is_empty() => {
+                if done.loaded || !done.tagged.is_empty() {
+                    c.images.push(
+                        done.tagged
+                            .first()
+                            .cloned()
+                            .unwrap_or_else(|| inspect::short_id(&img.id)),
+                    );
+                }
+                c.failed.push(conflict_text(img, &done));
+            }
+            Ok(done) if done.loaded || !done.tagged.is_empty() => c.images.push(img.name()),
+            Ok(_) => c
                 .skipped
                 .push(format!("{}: already in the new engine", img.name())),
-            Err(e) if format!("{e:#}").contains("not overwritten") => {
-                c.skipped.push(format!("{}: {e:#}", img.name()))
-            }
             Err(e) => c.failed.push(format!("{}: {e:#}", img.name())),
         }
         base += size;
@@ -359,6 +477,21 @@ pub fn pending_volumes(root: &Root) -> Result<Vec<Volume>> {
     }
 }
 
+/// What an earlier `--carry` left to carry (a kept spool, volumes recorded as pending), for
+/// `status`; None when nothing waits.
+pub fn waiting(root: &Root) -> Option<String> {
+    let images = pending(root).ok().flatten().map_or(0, |i| i.len());
+    let volumes = pending_volumes(root).map_or(0, |v| v.len());
+    if images == 0 && volumes == 0 {
+        return None;
+    }
+    Some(format!(
+        "a --carry did not complete: {images} image(s) wait in {} and {volumes} volume(s) are recorded in {}; the switch itself stands: run the same `enable --carry …` (or `disable --carry …`) command again to carry them",
+        root.path(SPOOL).display(),
+        root.path(PENDING_VOLUMES).display()
+    ))
+}
+
 /// A named volume of the old engine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Volume {
@@ -368,6 +501,22 @@ pub struct Volume {
     pub labels: serde_json::Map<String, Value>,
     /// Where its data is (`…/volumes/NAME/_data` in the old data root).
     pub mountpoint: String,
+    /// The mapping it is carried into, recorded with it for a later run (null: not recorded,
+    /// the configured one is used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub into: Option<Destination>,
+}
+
+/// The mapping a volume is carried into: the remap user's ranges (start, count) and the
+/// direction (`enabling`: host ids into the ranges; else back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Destination {
+    /// Subordinate uids.
+    pub uids: (u64, u64),
+    /// Subordinate gids.
+    pub gids: (u64, u64),
+    /// Into the ranges (`enable`), or out of them (`disable`).
+    pub enabling: bool,
 }
 
 /// The old engine's volumes: those that can be copied, and the others with why and what to do.
@@ -409,6 +558,7 @@ pub fn survey_volumes(engine: &Engine) -> Result<(Vec<Volume>, Vec<String>)> {
                     .unwrap_or_default(),
                 mountpoint: s("Mountpoint"),
                 name,
+                into: None,
             });
         }
     }
@@ -424,16 +574,26 @@ fn staging(new_root: &str, name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
+/// What [`carry_volume`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeCarried {
+    /// Copied in (or the copy of an interrupted run put in place).
+    Carried,
+    /// The new engine has a volume of that name already, its data at this path: not compared,
+    /// not overwritten (the source stays where it is).
+    Exists(String),
+}
+
 /// Carries one volume into the (new) engine whose data root is `new_root`, owners shifted by
-/// `map`. Ok(false): the new engine has it already (skipped, unless an earlier run was cut
-/// short between creating it and putting its data in, which is finished).
+/// `map`. [`VolumeCarried::Exists`]: the new engine has one of that name (skipped, unless an
+/// earlier run was cut short between creating it and putting its data in, which is finished).
 pub fn carry_volume(
     root: &Root,
     engine: &Engine,
     new_root: &str,
     vol: &Volume,
     map: &crate::host::shift::Mapping,
-) -> Result<bool> {
+) -> Result<VolumeCarried> {
     use crate::host::shift;
     let stage = staging(new_root, &vol.name);
     let existing = match engine.get_json(&format!("/volumes/{}", encode(&vol.name))) {
@@ -449,10 +609,10 @@ pub fn carry_volume(
             .unwrap_or_default();
         let empty = std::fs::read_dir(mp).is_ok_and(|mut d| d.next().is_none());
         if !(empty && ready_mark(&stage).exists()) {
-            return Ok(false);
+            return Ok(VolumeCarried::Exists(mp.to_string()));
         }
         exchange(&stage, std::path::Path::new(mp))?;
-        return Ok(true);
+        return Ok(VolumeCarried::Carried);
     }
     let src = std::path::Path::new(&vol.mountpoint);
     if !src.is_dir() {
@@ -510,6 +670,7 @@ pub fn carry_volume(
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
+    crate::run::failpoint::hit("carry:before-shift")?;
     let log = root.path(&format!(
         "{}/volume-{}.log",
         crate::run::journal::DIR,
@@ -532,7 +693,7 @@ pub fn carry_volume(
         .context("the new volume has no Mountpoint")?;
     crate::run::failpoint::hit("carry:before-exchange")?;
     exchange(&stage, std::path::Path::new(mp))?;
-    Ok(true)
+    Ok(VolumeCarried::Carried)
 }
 
 /// Puts the staged copy in place of the new volume's empty `_data` in one step, then removes
@@ -563,4 +724,40 @@ fn ready_mark(stage: &std::path::Path) -> std::path::PathBuf {
     name.push(stage.file_name().unwrap_or_default());
     name.push(".ready");
     stage.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tag_splits_at_its_last_colon_unless_that_is_a_registry_port() {
+        assert_eq!(split_tag("my/app:1.0"), ("my/app", "1.0"));
+        assert_eq!(
+            split_tag("registry:5000/my/app:1.0"),
+            ("registry:5000/my/app", "1.0")
+        );
+        assert_eq!(
+            split_tag("registry:5000/my/app"),
+            ("registry:5000/my/app", "latest")
+        );
+        assert_eq!(split_tag("app"), ("app", "latest"));
+    }
+
+    #[test]
+    fn a_pending_volume_of_an_older_record_has_no_destination() {
+        let old = r#"[{"name":"v","labels":{},"mountpoint":"/m"}]"#;
+        let v: Vec<Volume> = serde_json::from_str(old).unwrap();
+        assert_eq!(v[0].into, None);
+        let with = Volume {
+            into: Some(Destination {
+                uids: (100000, 65536),
+                gids: (100000, 65536),
+                enabling: false,
+            }),
+            ..v[0].clone()
+        };
+        let back: Volume = serde_json::from_str(&serde_json::to_string(&with).unwrap()).unwrap();
+        assert_eq!(back, with);
+    }
 }

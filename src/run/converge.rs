@@ -25,7 +25,7 @@ use crate::run::journal::{self, Action, Before, Journal, OwnerShift};
 use crate::run::plan::{self, Decided, DisablePlan, Plan, Repair};
 use crate::run::preflight::{self, Inputs};
 use crate::run::restart::{self, Docker, Expect, Observed, Validation};
-use crate::run::signals::Critical;
+use crate::run::signals::{self, Critical};
 
 /// What `enable` (and `plan`) are asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -427,10 +427,11 @@ fn carry_volumes(
     let mut left = Vec::new();
     for v in vols {
         match carry::carry_volume(root, docker.engine(), &new_root, v, &map) {
-            Ok(true) => c.volumes.push(v.name.clone()),
-            Ok(false) => c
-                .skipped
-                .push(format!("volume {}: already in the new engine", v.name)),
+            Ok(carry::VolumeCarried::Carried) => c.volumes.push(v.name.clone()),
+            Ok(carry::VolumeCarried::Exists(there)) => c.skipped.push(format!(
+                "volume {0}: a volume of that name exists already in the engine that runs now (its data in {there}): it was not compared with the one being carried and not overwritten; the other engine's copy stays untouched in {1}",
+                v.name, v.mountpoint
+            )),
             Err(e) => {
                 c.failed.push(format!("volume {}: {e:#}", v.name));
                 left.push(v.clone());
@@ -489,10 +490,17 @@ pub fn plan(
             if !seen.active() {
                 out.notes.push(left_stopped_note(docker.setup()));
             }
-            if carry_images {
+            let moves = out
+                .plan
+                .repair
+                .as_ref()
+                .is_some_and(|r| root.path(&r.from).is_dir());
+            if moves && (carry_images || carry_volumes) {
+                out.notes.push(REPAIR_KEEPS.into());
+            } else if carry_images {
                 out.carry = Some(carry_preview(root, &docker, out.restart)?);
             }
-            if carry_volumes && out.restart {
+            if carry_volumes && out.restart && !moves {
                 let (vols, skipped) = carry::survey_volumes(docker.engine())?;
                 let c = out.carry.get_or_insert_with(Carry::default);
                 c.volumes = vols.into_iter().map(|v| v.name).collect();
@@ -626,9 +634,14 @@ fn converge<C: Change>(
         }
         None => None,
     };
+    // --repair moves the data root with everything in it: nothing to carry.
+    let carrying = !moving;
+    if moving && (policy.carry_images || policy.carry_volumes) {
+        out.notes.push(REPAIR_KEEPS.into());
+    }
     // --carry images: what the old engine holds, surveyed (and the spool's room checked)
     // before anything changes; exported before docker stops, loaded after the gate.
-    let to_carry = if policy.carry_images && need {
+    let to_carry = if policy.carry_images && need && carrying {
         let (images, containers) = carry::survey(docker.engine())?;
         carry::check_space(root, images.iter().map(|i| i.size).sum())?;
         Some((images, containers))
@@ -637,7 +650,7 @@ fn converge<C: Change>(
     };
     // --carry volumes: the old engine's volumes, and (for disable) the ranges their owners
     // leave, known before anything changes; copied after the gate.
-    let volumes = if policy.carry_volumes && need {
+    let volumes = if policy.carry_volumes && need && carrying {
         let (vols, skipped) = carry::survey_volumes(docker.engine())?;
         let before = preflight::configured(root)?;
         Some((vols, skipped, before.subuid, before.subgid))
@@ -651,13 +664,33 @@ fn converge<C: Change>(
         }
         if policy.carry_volumes {
             let left = carry::pending_volumes(root)?;
-            let now = preflight::configured(root)?;
-            let ranges = now
-                .subuid
-                .zip(now.subgid)
-                .map(|(u, g)| ((u.start, u.count), (g.start, g.count)));
+            let want = C::ACTION.wants_userns();
+            let recorded = left.iter().find_map(|v| v.into);
             let c = out.carry.get_or_insert_with(Carry::default);
-            carry_volumes(&docker, &left, ranges, C::ACTION.wants_userns(), root, c);
+            match recorded {
+                // Left by the other direction's carry: that command finishes it.
+                Some(i) if i.enabling != want => {
+                    for v in &left {
+                        c.failed.push(format!(
+                            "volume {}: left to carry by an earlier `{} --carry volumes`: run that command again to carry it",
+                            v.name,
+                            if i.enabling { "enable" } else { "disable" }
+                        ));
+                    }
+                }
+                _ => {
+                    let ranges = match recorded {
+                        Some(i) => Some((i.uids, i.gids)),
+                        None => {
+                            let now = preflight::configured(root)?;
+                            now.subuid
+                                .zip(now.subgid)
+                                .map(|(u, g)| ((u.start, u.count), (g.start, g.count)))
+                        }
+                    };
+                    carry_volumes(&docker, &left, ranges, want, root, c);
+                }
+            }
         }
         if out.carry.as_ref().is_some_and(|c| {
             c.images.is_empty()
@@ -673,7 +706,7 @@ fn converge<C: Change>(
     // apply → validate → restart, every step journaled first; any failure rolls back.
     let exec_start = inputs.unit.exec_start.clone();
     let remap_configured = inputs.daemon.config.remap().ok().map(|v| v.is_some());
-    let _critical = Critical::enter();
+    let critical = Critical::enter();
     let before = Before {
         docker_active: seen.active(),
         userns: seen.userns,
@@ -743,10 +776,53 @@ fn converge<C: Change>(
     })();
     match steps {
         Ok(downtime) => {
+            // The volumes to carry are recorded before the switch is: a run killed from here
+            // on is finished by the same command (the unswitched path carries what is pending).
+            // Each with the mapping it is carried into, which a later run (after `disable`, say)
+            // may no longer find configured.
+            let volumes = volumes.map(|(vols, skipped, u, g)| {
+                let ranges = match C::ACTION {
+                    Action::Enable => change.ranges(&out.plan),
+                    Action::Disable => u
+                        .zip(g)
+                        .map(|(u, g)| ((u.start, u.count), (g.start, g.count))),
+                };
+                let into = ranges.map(|(uids, gids)| carry::Destination {
+                    uids,
+                    gids,
+                    enabling: C::ACTION.wants_userns(),
+                });
+                let vols: Vec<carry::Volume> = vols
+                    .into_iter()
+                    .map(|v| carry::Volume { into, ..v })
+                    .collect();
+                (vols, skipped, ranges)
+            });
+            if let Some((vols, ..)) = &volumes
+                && let Err(e) = carry::keep_pending(root, vols)
+            {
+                out.notes.push(format!(
+                    "cannot record the volumes to carry for a later run: {e:#}"
+                ));
+            }
             journal.finish(root)?;
             out.restarted = downtime.is_some();
             out.downtime_ms = downtime;
-            // The switch stands from here on; carrying can only add to it.
+            // The switch stands from here on; carrying can only add to it, and it is resumable
+            // (the spool and the pending volumes are recorded): signals end the process again.
+            drop(critical);
+            if let Some(sig) = signals::deferred()
+                && (to_carry.is_some() || volumes.is_some())
+            {
+                let c = out.carry.get_or_insert_with(Carry::default);
+                c.failed.push(format!(
+                    "signal {sig} arrived during the switch: nothing was carried; run the same command again to carry it"
+                ));
+                if to_carry.is_some() {
+                    c.spool = Some(root.path(carry::SPOOL).display().to_string());
+                }
+                return Ok(out);
+            }
             if let Some((_, containers)) = to_carry {
                 if failpoint::hit("carry:before-load").is_err() {
                     out.carry = Some(Carry {
@@ -758,13 +834,7 @@ fn converge<C: Change>(
                     out.carry = Some(carry_load(root, &docker, containers));
                 }
             }
-            if let Some((vols, skipped, u, g)) = volumes {
-                let ranges = match C::ACTION {
-                    Action::Enable => change.ranges(&out.plan),
-                    Action::Disable => u
-                        .zip(g)
-                        .map(|(u, g)| ((u.start, u.count), (g.start, g.count))),
-                };
+            if let Some((vols, skipped, ranges)) = volumes {
                 let c = out.carry.get_or_insert_with(Carry::default);
                 c.skipped.extend(skipped);
                 carry_volumes(&docker, &vols, ranges, C::ACTION.wants_userns(), root, c);
@@ -774,6 +844,9 @@ fn converge<C: Change>(
         Err(e) => Err(journal.rollback(root, Some(&mut docker), e)),
     }
 }
+
+/// What `--carry` does beside a `--repair` that moves a data root.
+const REPAIR_KEEPS: &str = "--carry: nothing to carry, --repair keeps the images, containers and volumes: they stay in the remapped data root it moves to the new range";
 
 /// Where the shift of a repair keeps its log.
 const SHIFT_LOG: &str = "/var/lib/docker-userns/shift.log";

@@ -1,6 +1,8 @@
 //! SIGINT, SIGTERM and SIGHUP are held back while a change is in flight (files saved, docker
 //! being restarted or rolled back), so a dropped ssh session, a Ctrl-C or `systemctl stop`
-//! never leaves docker stopped; outside that window they end the process as usual.
+//! never leaves docker stopped; outside that window they end the process as usual. The window
+//! ([`Critical`]) ends once the switch is recorded finished: a `--carry` after it is resumable
+//! (the spool and the volumes to carry are recorded), so a signal then ends the run at once.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
