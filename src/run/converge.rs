@@ -635,8 +635,8 @@ fn converge<C: Change>(
         None => None,
     };
     // --repair moves the data root with everything in it: nothing to carry.
-    let carrying = !moving;
-    if moving && (policy.carry_images || policy.carry_volumes) {
+    let carrying = moving.is_none();
+    if moving.is_some() && (policy.carry_images || policy.carry_volumes) {
         out.notes.push(REPAIR_KEEPS.into());
     }
     // --carry images: what the old engine holds, surveyed (and the spool's room checked)
