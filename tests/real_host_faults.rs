@@ -34,19 +34,8 @@ fn json(out: &Output) -> Value {
 /// answers, no journal is left, and either nothing changed or everything did.
 fn assert_whole(host: &Host, case: &str, before: &str, was_remapped: bool) -> bool {
     // The next run (here `status`, as root) recovers what a killed run left.
-    let st = host.sh("docker-userns status --json");
-    assert_eq!(st.code, 0, "{case}: status after the fault: {st}");
+    let st = host.recovered(case);
     assert_eq!(json(&st)["unfinished"], Value::Null, "{case}: {st}");
-    assert!(
-        host.read("/var/lib/docker-userns/transaction.json")
-            .is_none(),
-        "{case}: journal left behind"
-    );
-    assert_eq!(
-        host.sh("systemctl is-active docker.service").stdout.trim(),
-        "active",
-        "{case}: docker left down"
-    );
     host.ok("docker version >/dev/null");
     let now = files(host);
     if now == before {
@@ -195,13 +184,6 @@ fn every_fault_leaves_the_host_whole() {
     repair_faults(&host);
 }
 
-/// Every inode below `dir`: path, owner, group, mode (sorted).
-fn owners(host: &Host, dir: &str) -> String {
-    host.ok(&format!(
-        "cd {dir} && find . -printf '%p %U %G %m\\n' | LC_ALL=C sort"
-    ))
-}
-
 /// The data root docker runs on.
 fn data_root(host: &Host) -> String {
     host.ok("docker info --format '{{.DockerRootDir}}'")
@@ -221,23 +203,12 @@ fn assert_repair_whole(
     old_root: &str,
     tree: &str,
 ) -> (bool, String) {
-    let st = host.sh("docker-userns status --json");
-    assert_eq!(st.code, 0, "{case}: status after the fault: {st}");
+    let st = host.recovered(case);
     let notes = json(&st)["notes"].to_string();
-    assert!(
-        host.read("/var/lib/docker-userns/transaction.json")
-            .is_none(),
-        "{case}: journal left behind"
-    );
-    assert_eq!(
-        host.sh("systemctl is-active docker.service").stdout.trim(),
-        "active",
-        "{case}: docker left down"
-    );
     if files(host) == before {
         assert_eq!(data_root(host), old_root, "{case}");
         assert!(
-            owners(host, old_root) == tree,
+            host.owners(old_root) == tree,
             "{case}: owners not as before"
         );
         (false, notes)
@@ -272,7 +243,7 @@ fn assert_repair_whole(
             })
             .collect();
         assert!(
-            owners(host, &now)
+            host.owners(&now)
                 .lines()
                 .eq(expected.iter().map(String::as_str)),
             "{case}: owners not shifted exactly"
@@ -306,7 +277,7 @@ fn repair_faults(host: &Host) {
         "cd {old_root}/volumes/data/_data/m && seq 5000 | xargs touch && chown -R 101000:101000 ."
     ));
     let before = files(host);
-    let tree = owners(host, &old_root);
+    let tree = host.owners(&old_root);
 
     // kill -9 in the middle of the shift, then docker started behind the tool's back.
     host.ok(

@@ -24,13 +24,6 @@ fn info(host: &Host, field: &str) -> String {
         .to_string()
 }
 
-/// Every inode below `dir`: path, owner, group, mode (sorted).
-fn owners(host: &Host, dir: &str) -> String {
-    host.ok(&format!(
-        "cd {dir} && find . -printf '%p %U %G %m\\n' | LC_ALL=C sort"
-    ))
-}
-
 #[test]
 fn repair_moves_the_range_dockerd_28_took_with_its_data_root() {
     let host = Host::boot_suite("repair", "forky");
@@ -58,7 +51,7 @@ fn repair_moves_the_range_dockerd_28_took_with_its_data_root() {
          'echo hello > /data/f && mkdir /data/d && touch /data/d/g && chown -R 1000:1000 /data/d'");
     host.ok("docker create --name keep -v data:/data busybox:local cat /data/f");
     let old_root = "/var/lib/docker/100000.100000";
-    let before_owners = owners(&host, old_root);
+    let before_owners = host.owners(old_root);
     assert!(
         before_owners.contains(" 101000 101000 "),
         "no file of container uid 1000"
@@ -123,7 +116,7 @@ fn repair_moves_the_range_dockerd_28_took_with_its_data_root() {
             "{point}"
         );
         assert_eq!(
-            owners(&host, old_root),
+            host.owners(old_root),
             before_owners,
             "{point}: owners not back"
         );
@@ -150,7 +143,7 @@ fn repair_moves_the_range_dockerd_28_took_with_its_data_root() {
     assert_eq!(host.read_string("/etc/subgid").unwrap(), subgid);
     assert!(host.sh("test -e /var/lib/docker/165536.165536").code != 0);
     assert_eq!(
-        owners(&host, old_root),
+        host.owners(old_root),
         before_owners,
         "owners not shifted back"
     );
@@ -185,7 +178,7 @@ fn repair_moves_the_range_dockerd_28_took_with_its_data_root() {
             && notes.contains("/srv/app (container web: /app; 2 inode(s))")
     };
     // The container made here lives in the data root too.
-    let before_owners = owners(&host, old_root);
+    let before_owners = host.owners(old_root);
     let planned = json(&host.sh("docker-userns plan --repair --json"));
     let notes = planned["notes"].to_string();
     assert!(
@@ -226,7 +219,7 @@ fn repair_moves_the_range_dockerd_28_took_with_its_data_root() {
     assert_eq!(st["problems"], serde_json::json!([]), "{st}");
 
     // Every owner moved by exactly 65536; root's stayed.
-    let after = owners(&host, "/var/lib/docker/165536.165536");
+    let after = host.owners("/var/lib/docker/165536.165536");
     let shift = |line: &str| -> String {
         let mut w: Vec<String> = line.split(' ').map(str::to_string).collect();
         for id in &mut w[1..3] {
@@ -342,14 +335,14 @@ fn repair_killed_at_each_step_then_docker_started_behind_its_back_is_whole() {
         "mkdir {vol}/m && cd {vol}/m && seq 6000 | xargs touch && chown -R 101000:101000 {vol}/m"
     ));
     let before_files = files(&host);
-    let before = owners(&host, OLD_ROOT);
+    let before = host.owners(OLD_ROOT);
     let after = shifted(&before);
     assert_ne!(before, after);
     let inv = || host.ok("systemctl show -p InvocationID --value docker.service");
     let unchanged = |case: &str, inv0: &str| {
         assert_eq!(files(&host), before_files, "{case}: files changed");
         assert_eq!(
-            diff(&owners(&host, OLD_ROOT), &before),
+            diff(&host.owners(OLD_ROOT), &before),
             "",
             "{case}: owners changed"
         );
@@ -378,7 +371,7 @@ fn repair_killed_at_each_step_then_docker_started_behind_its_back_is_whole() {
     host.ok(&format!(
         "touch {vol}/planted && chown 170000:170000 {vol}/planted"
     ));
-    let planted_before = owners(&host, OLD_ROOT);
+    let planted_before = host.owners(OLD_ROOT);
     let out = host.sh("docker-userns enable --repair --yes");
     assert_eq!(out.code, 3, "{out}");
     assert!(
@@ -387,7 +380,7 @@ fn repair_killed_at_each_step_then_docker_started_behind_its_back_is_whole() {
         )) && out.stderr.contains(&format!("e.g. {vol}/planted")),
         "{out}"
     );
-    assert_eq!(diff(&owners(&host, OLD_ROOT), &planted_before), "");
+    assert_eq!(diff(&host.owners(OLD_ROOT), &planted_before), "");
     host.ok(&format!("rm {vol}/planted"));
     unchanged("target range", &inv0);
 
@@ -450,24 +443,13 @@ fn repair_killed_at_each_step_then_docker_started_behind_its_back_is_whole() {
         // made by then, as on any host where it ran a while.
         host.ok("sleep 3");
 
-        let st = host.sh("docker-userns status --json");
-        assert_eq!(st.code, 0, "{case}: {st}");
+        let st = host.recovered(case);
         let notes = json(&st)["notes"].to_string();
-        assert!(
-            host.read("/var/lib/docker-userns/transaction.json")
-                .is_none(),
-            "{case}: journal left"
-        );
-        assert_eq!(
-            host.sh("systemctl is-active docker.service").stdout.trim(),
-            "active",
-            "{case}: docker left down"
-        );
         if files(&host) == before_files {
             // Exactly as before: the data root back under its name with its owners.
             assert!(notes.contains("was rolled back first"), "{case}: {notes}");
             assert_eq!(
-                diff(&owners(&host, OLD_ROOT), &before),
+                diff(&host.owners(OLD_ROOT), &before),
                 "",
                 "{case}: owners not back"
             );
@@ -489,7 +471,7 @@ fn repair_killed_at_each_step_then_docker_started_behind_its_back_is_whole() {
                 "{case}: {notes}"
             );
             assert_eq!(
-                diff(&owners(&host, NEW_ROOT), &after),
+                diff(&host.owners(NEW_ROOT), &after),
                 "",
                 "{case}: half-shifted owners"
             );

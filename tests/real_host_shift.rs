@@ -20,13 +20,6 @@ fn json(out: &Output) -> Value {
     common::json_doc(&out.stdout, out)
 }
 
-/// Every inode below `dir`: path, owner, group, mode (sorted).
-fn tree(host: &Host, dir: &str) -> String {
-    host.ok(&format!(
-        "cd {dir} && find . -printf '%p %U %G %m\\n' | LC_ALL=C sort"
-    ))
-}
-
 #[test]
 fn shift_gives_a_bind_mount_to_the_remapped_root_and_back() {
     let host = Host::boot("shift");
@@ -37,7 +30,7 @@ fn shift_gives_a_bind_mount_to_the_remapped_root_and_back() {
         "mkdir -p /srv/app/data/sub && echo hi > /srv/app/data/f && cp /bin/true /srv/app/data/suid \
          && chmod 4755 /srv/app/data/suid && chown 1000:1000 /srv/app/data/sub && ln -s /etc/passwd /srv/app/data/link",
     );
-    let before = tree(&host, "/srv/app/data");
+    let before = host.owners("/srv/app/data");
     let run = "docker run --rm -v /srv/app/data:/d busybox:local";
 
     // Remapped root cannot write the root-owned directory.
@@ -73,7 +66,7 @@ fn shift_gives_a_bind_mount_to_the_remapped_root_and_back() {
     // uid 70000 is outside, gid 0 is not: one id on one inode.
     assert!(r.stderr.contains("1 id(s) on 1 inode(s)"), "{r}");
     assert_eq!(
-        tree(&host, "/srv/app/data"),
+        host.owners("/srv/app/data"),
         before,
         "a refused shift changed something"
     );
@@ -82,7 +75,7 @@ fn shift_gives_a_bind_mount_to_the_remapped_root_and_back() {
     let dry = json(&host.sh("docker-userns shift /srv/app/data --to remapped --dry-run --json"));
     assert_eq!(dry["dry_run"], true);
     assert_eq!(dry["roots"][0]["shifted"], 5, "{dry}");
-    assert_eq!(tree(&host, "/srv/app/data"), before);
+    assert_eq!(host.owners("/srv/app/data"), before);
 
     // The shift.
     let done = json(&host.sh("docker-userns shift /srv/app/data --to remapped --json"));
@@ -127,27 +120,10 @@ fn shift_gives_a_bind_mount_to_the_remapped_root_and_back() {
     assert_eq!(back["roots"][0]["shifted"], 5, "{back}");
     assert_eq!(back["roots"][0]["privileged"], 1, "{back}");
     assert_eq!(
-        tree(&host, "/srv/app/data"),
+        host.owners("/srv/app/data"),
         before.replace("./suid 0 0 4755", "./suid 0 0 755"),
         "--to host did not restore the tree"
     );
-}
-
-/// Every inode below `dir` with its owner, mode and `security.capability` (hex), sorted.
-fn listing(host: &Host, dir: &str) -> String {
-    host.ok(&format!(
-        "cd {dir} && find . -printf '%p %U %G %m\\n' | LC_ALL=C sort && python3 -c '
-import os, sys
-for top, dirs, files in os.walk(\".\"):
-    for n in sorted(dirs + files):
-        p = os.path.join(top, n)
-        try:
-            v = os.getxattr(p, \"security.capability\", follow_symlinks=False)
-        except OSError:
-            continue
-        print(p, v.hex())
-' | LC_ALL=C sort"
-    ))
 }
 
 /// A v3 `security.capability` (CAP_SETUID and CAP_DAC_OVERRIDE permitted and effective) with
@@ -203,7 +179,7 @@ fn into_host_ids_a_containers_setuid_file_and_capability_are_refused_or_dropped(
     );
 
     // `shift --to host` refuses them, naming them, before changing anything.
-    let before = listing(&host, "/srv/app");
+    let before = host.listing("/srv/app");
     let r = host.sh("docker-userns shift /srv/app --to host --json");
     assert_eq!(r.code, 3, "{r}");
     let msg = json(&r)["error"]["message"].as_str().unwrap().to_string();
@@ -214,14 +190,14 @@ fn into_host_ids_a_containers_setuid_file_and_capability_are_refused_or_dropped(
         "{msg}"
     );
     assert_eq!(
-        listing(&host, "/srv/app"),
+        host.listing("/srv/app"),
         before,
         "a refused shift changed something"
     );
     // The dry run names them too.
     let dry = json(&host.sh("docker-userns shift /srv/app --to host --dry-run --json"));
     assert_eq!(dry["roots"][0]["privileged"], 2, "{dry}");
-    assert_eq!(listing(&host, "/srv/app"), before);
+    assert_eq!(host.listing("/srv/app"), before);
 
     // Dropped when asked: host root owns a plain file, no capability, and nobody gains anything.
     let out = host.sh("docker-userns shift /srv/app --to host --drop-setid-and-caps --json");
@@ -233,7 +209,7 @@ fn into_host_ids_a_containers_setuid_file_and_capability_are_refused_or_dropped(
         host.ok("stat -c '%u %g %a' /srv/app/rootsh /srv/app/capsh /srv/app/sub/f"),
         "0 0 755\n0 0 755\n0 0 644\n"
     );
-    let after = listing(&host, "/srv/app");
+    let after = host.listing("/srv/app");
     assert!(!after.contains("capsh 01"), "a capability is left: {after}");
     // Run as nobody (busybox picks its applet by the link's name).
     host.ok(
@@ -309,7 +285,7 @@ fn a_shift_killed_at_a_log_batch_is_finished_by_the_next_run_and_waits_for_the_l
          chmod 4755 /srv/big/$d/sub/f$f; done; done; cp -a /srv/big /srv/clean");
     let out = host.sh("docker-userns shift /srv/clean --to remapped --json");
     assert_eq!(out.code, 0, "{out}");
-    let clean = listing(&host, "/srv/clean");
+    let clean = host.listing("/srv/clean");
 
     // kill -9 right after the first batch is logged, before any of it is chowned.
     let pid = host.ok(
@@ -327,7 +303,7 @@ fn a_shift_killed_at_a_log_batch_is_finished_by_the_next_run_and_waits_for_the_l
     );
 
     // The other direction is refused, naming the command that finishes the first.
-    let before = listing(&host, "/srv/big");
+    let before = host.listing("/srv/big");
     let r = host.sh("docker-userns shift /srv/big --to host --json");
     assert_eq!(r.code, 3, "{r}");
     let msg = json(&r)["error"]["message"].as_str().unwrap().to_string();
@@ -336,12 +312,12 @@ fn a_shift_killed_at_a_log_batch_is_finished_by_the_next_run_and_waits_for_the_l
             && msg.contains("docker-userns shift /srv/big --to remapped"),
         "{msg}"
     );
-    assert_eq!(listing(&host, "/srv/big"), before);
+    assert_eq!(host.listing("/srv/big"), before);
 
     // The same command finishes it: exactly what a clean shift gives.
     let out = host.sh("docker-userns shift /srv/big --to remapped --json");
     assert_eq!(out.code, 0, "{out}");
-    assert_eq!(listing(&host, "/srv/big"), clean);
+    assert_eq!(host.listing("/srv/big"), clean);
     assert!(
         !host.ok("ls /var/lib/docker-userns").contains("shift-"),
         "the log stays"

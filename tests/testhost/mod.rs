@@ -551,6 +551,52 @@ mv -f "$t" "$1""#;
         }
     }
 
+    /// Every inode below `dir` (inside), sorted: `PATH UID GID MODE`.
+    pub fn owners(&self, dir: &str) -> String {
+        self.ok(&format!(
+            "cd {dir} && find . -printf '%p %U %G %m\\n' | LC_ALL=C sort"
+        ))
+    }
+
+    /// Every inode below `dir` (inside), sorted: `PATH UID GID MODE`, then for each inode that
+    /// has them its `security.capability` and POSIX ACL xattrs in hex (`xattr PATH NAME HEX`):
+    /// what an owner shift must keep exactly, for before/after comparisons.
+    pub fn listing(&self, dir: &str) -> String {
+        let owners = self.owners(dir);
+        owners + &self.ok(&format!(
+            "cd {dir} && python3 -c '
+import os
+for top, dirs, files in os.walk(\".\"):
+    for n in dirs + files:
+        p = os.path.join(top, n)
+        for x in (\"security.capability\", \"system.posix_acl_access\", \"system.posix_acl_default\"):
+            try:
+                print(\"xattr\", p, x, os.getxattr(p, x, follow_symlinks=False).hex())
+            except OSError:
+                pass
+' | LC_ALL=C sort"
+        ))
+    }
+
+    /// The next run after a fault, as an admin would start it: `docker-userns status --json`
+    /// recovers what the interrupted run left. Panics unless it exits 0, leaves no journal and
+    /// leaves docker.service active; returns its output.
+    pub fn recovered(&self, case: &str) -> Output {
+        let st = self.sh("docker-userns status --json");
+        assert_eq!(st.code, 0, "{case}: status after the fault: {st}");
+        assert!(
+            self.read("/var/lib/docker-userns/transaction.json")
+                .is_none(),
+            "{case}: journal left behind: {st}"
+        );
+        assert_eq!(
+            self.sh("systemctl is-active docker.service").stdout.trim(),
+            "active",
+            "{case}: docker left down: {st}"
+        );
+        st
+    }
+
     /// Imports `/opt/testimage` as `busybox:local` again (needed after enabling userns-remap:
     /// dockerd then uses another root dir and the old image is not visible).
     pub fn reimport_image(&self) {
