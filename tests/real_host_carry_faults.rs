@@ -193,6 +193,7 @@ fn kill_9_at_every_carry_step_leaves_before_or_switched_and_the_same_command_fin
     assert_eq!(out.code, 0, "{out}");
     let clean_back = carried_named(&host, "back");
     assert!(clean_back.contains("./u/g 1000 1000 644"), "{clean_back}");
+    assert!(clean_back.contains("./shared 0 0 2775"), "{clean_back}");
     let reset_back = |host: &Host| {
         host.ok("docker volume rm back >/dev/null && docker-userns enable --yes --settle 2");
         assert_eq!(state(host), remapped, "the reset did not restore the host");
