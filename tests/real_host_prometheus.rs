@@ -258,6 +258,7 @@ fn escaped_label_values_survive_a_real_parser() {
             data_root: weird.into(),
             ..Setup::default()
         },
+        image_store_switch: None,
         notes: Vec::new(),
     };
     let got = parse(&prometheus::render(&st));
