@@ -243,6 +243,28 @@ fn docker_29_says_the_image_store_switch_and_refuses_its_containerd_features() {
         "{off}"
     );
     assert!(engine_store(&host).starts_with("overlay2 "));
+    // With an image in that graph driver, "containerd-migration" does not migrate either
+    // ("Not migrating to containerd snapshotter because still have 1 images"): disable with
+    // the feature set (after enable, behind the tool's back) predicts overlay2, rightly.
+    host.reimport_image();
+    ok_json(&host, "enable --yes --json --settle 2");
+    host.write(
+        "/etc/docker/daemon.json",
+        "{\"userns-remap\": \"default\", \"features\": {\"containerd-migration\": true}}\n",
+    );
+    let off = ok_json(&host, "disable --yes --json --settle 2");
+    assert_eq!(
+        store(&off["impact"]["image_store"]),
+        ("overlay2".into(), "overlay2".into(), false),
+        "{off}"
+    );
+    assert!(
+        off["impact"]["image_store"]["why"]
+            .to_string()
+            .contains("does not migrate"),
+        "{off}"
+    );
+    assert!(engine_store(&host).starts_with("overlay2 "));
 
     // --- The refusals match the real dockerd 29 (dockremap and its ranges exist by now, so
     // these configurations create nothing as a side effect).

@@ -333,13 +333,29 @@ pub struct StoreSwitch {
     pub why: String,
 }
 
+/// A graph driver's state found in a data root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prior {
+    /// The driver (`DATA_ROOT/NAME` is not empty).
+    pub driver: &'static str,
+    /// It holds an image (`DATA_ROOT/image/NAME/imagedb/content/sha256`) or the data root a
+    /// container: `"containerd-migration"` then keeps the graph driver ("Not migrating to
+    /// containerd snapshotter because still have 1 images in graph driver").
+    pub in_use: bool,
+}
+
 /// The first graph driver with a non-empty directory in `data_root` (what dockerd 29 keeps
 /// using instead of the containerd image store, as a host upgraded from docker 28 does).
-pub fn prior_graph_driver(root: &Root, data_root: &str) -> Option<&'static str> {
+pub fn prior_graph_driver(root: &Root, data_root: &str) -> Option<Prior> {
     let base = data_root.trim_end_matches('/');
-    GRAPH_DRIVERS.into_iter().find(|d| {
-        root.read_dir_names(&format!("{base}/{d}"))
-            .is_ok_and(|names| !names.is_empty())
+    let holds = |dir: String| root.read_dir_names(&dir).is_ok_and(|n| !n.is_empty());
+    let driver = GRAPH_DRIVERS
+        .into_iter()
+        .find(|d| holds(format!("{base}/{d}")))?;
+    Some(Prior {
+        driver,
+        in_use: holds(format!("{base}/image/{driver}/imagedb/content/sha256"))
+            || holds(format!("{base}/containers")),
     })
 }
 
@@ -369,7 +385,7 @@ pub fn predict_store(
     remap: bool,
     version: &str,
     config: &DaemonConfig,
-    prior: Option<&str>,
+    prior: Option<Prior>,
 ) -> StoreSwitch {
     let feature = |k: &str| {
         config
@@ -407,7 +423,9 @@ pub fn predict_store(
         let snapshotter = storage_driver
             .filter(|d| !d.is_empty() && !GRAPH_DRIVERS.contains(d))
             .unwrap_or("overlayfs");
-        let graph = graph_setting.or(prior).unwrap_or("overlay2");
+        let graph = graph_setting
+            .or(prior.map(|p| p.driver))
+            .unwrap_or("overlay2");
         match (
             feature("containerd-snapshotter"),
             feature("containerd-migration"),
@@ -421,10 +439,16 @@ pub fn predict_store(
                 "\"containerd-snapshotter\": false in daemon.json keeps the graph driver"
                     .to_string(),
             ),
-            (None, Some(true)) if v29 => (
+            (None, Some(true)) if v29 && !prior.is_some_and(|p| p.in_use) => (
                 engine::containerd_store(snapshotter),
                 format!(
-                    "\"containerd-migration\": true in daemon.json: dockerd {version} turns the containerd image store on (and migrates a prior graph driver's images)"
+                    "\"containerd-migration\": true in daemon.json: dockerd {version} turns the containerd image store on when the graph driver holds no images and no containers"
+                ),
+            ),
+            (None, Some(true)) if v29 => (
+                graph.to_string(),
+                format!(
+                    "\"containerd-migration\": true in daemon.json, but dockerd {version} does not migrate while the graph driver {graph} holds images or containers"
                 ),
             ),
             (None, _) if v29 && prior.is_none() && graph_setting.is_none() => (
@@ -435,7 +459,7 @@ pub fn predict_store(
             ),
             (None, _) if v29 => (
                 graph.to_string(),
-                match prior {
+                match prior.map(|p| p.driver) {
                     Some(p) => format!(
                         "dockerd {version} keeps the prior graph driver {p} (DATA_ROOT/{p} exists) instead of the containerd image store"
                     ),
@@ -609,15 +633,24 @@ mod tests {
         let off = predict_store("overlay2", false, "29.7.2", &cfg("{}"), None);
         assert_eq!((off.after.as_str(), off.switches), (C8D, true));
         // A prior graph driver in the data root, or the feature off: overlay2 stays.
-        let prior = predict_store("overlay2", false, "29.7.2", &cfg("{}"), Some("overlay2"));
+        let overlay2 = |in_use| {
+            Some(Prior {
+                driver: "overlay2",
+                in_use,
+            })
+        };
+        let prior = predict_store("overlay2", false, "29.7.2", &cfg("{}"), overlay2(false));
         assert_eq!((prior.after.as_str(), prior.switches), ("overlay2", false));
         let pinned = cfg(r#"{"features":{"containerd-snapshotter":false}}"#);
         let f = predict_store("overlay2", false, "29.7.2", &pinned, None);
         assert_eq!(f.after, "overlay2");
-        // Migration turns it on even over a prior graph driver.
+        // Migration turns it on over a prior graph driver that holds nothing, not over one
+        // with images or containers (observed: "Not migrating to containerd snapshotter").
         let mig = cfg(r#"{"features":{"containerd-migration":true}}"#);
-        let m = predict_store("overlay2", false, "29.7.2", &mig, Some("overlay2"));
+        let m = predict_store("overlay2", false, "29.7.2", &mig, overlay2(false));
         assert_eq!(m.after, C8D);
+        let m = predict_store("overlay2", false, "29.7.2", &mig, overlay2(true));
+        assert_eq!((m.after.as_str(), m.switches), ("overlay2", false));
         // Before docker 29: the graph driver stays.
         let old = predict_store("overlay2", false, "28.5.2", &cfg("{}"), None);
         assert_eq!((old.after.as_str(), old.switches), ("overlay2", false));
@@ -630,10 +663,18 @@ mod tests {
         std::fs::create_dir_all(t.path().join("var/lib/docker/overlay2")).unwrap();
         assert_eq!(prior_graph_driver(&root, "/var/lib/docker"), None);
         std::fs::create_dir_all(t.path().join("var/lib/docker/overlay2/l")).unwrap();
-        assert_eq!(
-            prior_graph_driver(&root, "/var/lib/docker/"),
-            Some("overlay2")
-        );
+        let found = |in_use| {
+            Some(Prior {
+                driver: "overlay2",
+                in_use,
+            })
+        };
+        assert_eq!(prior_graph_driver(&root, "/var/lib/docker/"), found(false));
+        let images = t
+            .path()
+            .join("var/lib/docker/image/overlay2/imagedb/content/sha256");
+        std::fs::create_dir_all(images.join("abc")).unwrap();
+        assert_eq!(prior_graph_driver(&root, "/var/lib/docker"), found(true));
         assert_eq!(prior_graph_driver(&root, "/srv/none"), None);
     }
 }

@@ -343,8 +343,8 @@ pub fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Result<Plan,
 /// beside `userns-remap` (observed on the docker29 test host): with the containerd snapshotter
 /// explicitly on it refuses to start (`dockerd --validate` fails too), and with the containerd
 /// migration on it starts but turns the containerd image store on in the remapped data root
-/// ("Enabling containerd snapshotter because migration set"), the combination it otherwise
-/// switches off (moby PR 51042, issue 47377), and which `validate` accepts. Both are refused
+/// while that holds no images and no containers ("Enabling containerd snapshotter because
+/// migration set"), the combination it otherwise switches off (moby PR 51042, issue 47377), and which `validate` accepts. Both are refused
 /// before any change (exit 3); `"containerd-snapshotter": false` is fine (no switch then).
 pub fn features_conflict(config: &DaemonConfig) -> Result<(), Conflict> {
     let Some(features) = config.map.get("features").and_then(Value::as_object) else {
@@ -358,7 +358,7 @@ pub fn features_conflict(config: &DaemonConfig) -> Result<(), Conflict> {
     }
     if on("containerd-migration") {
         return Err(Conflict::new(format!(
-            "{DAEMON_JSON} sets \"features\": {{\"containerd-migration\": true}}; with remapping dockerd 29 still starts, but turns the containerd image store back on in the remapped data root (\"Enabling containerd snapshotter because migration set\"), the combination it otherwise switches off because it breaks (moby issue 47377), and `dockerd --validate` does not object; remove that feature and run again; nothing was changed (this tool does not remove settings it does not own)"
+            "{DAEMON_JSON} sets \"features\": {{\"containerd-migration\": true}}; with remapping dockerd 29 still starts, but turns the containerd image store back on in the remapped data root whenever that holds no images and no containers (\"Enabling containerd snapshotter because migration set\"), the combination it otherwise switches off because it breaks (moby issue 47377), and `dockerd --validate` does not object; remove that feature and run again; nothing was changed (this tool does not remove settings it does not own)"
         )));
     }
     Ok(())
