@@ -651,6 +651,11 @@ mod tests {
         assert_eq!(m.after, C8D);
         let m = predict_store("overlay2", false, "29.7.2", &mig, overlay2(true));
         assert_eq!((m.after.as_str(), m.switches), ("overlay2", false));
+        // A graph driver named in "storage-driver" keeps docker 29 off the containerd store
+        // (observed: {"storage-driver": "overlay2"} on a fresh 29.7.2 gives overlay2).
+        let named = cfg(r#"{"storage-driver":"overlay2"}"#);
+        let n = predict_store("overlay2", false, "29.7.2", &named, None);
+        assert_eq!((n.after.as_str(), n.switches), ("overlay2", false));
         // Before docker 29: the graph driver stays.
         let old = predict_store("overlay2", false, "28.5.2", &cfg("{}"), None);
         assert_eq!((old.after.as_str(), old.switches), ("overlay2", false));
