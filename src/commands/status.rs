@@ -1,5 +1,7 @@
 //! `status`: what docker runs as, whether remapping is configured and in effect, kernel
-//! support, unfinished runs, and running containers that are root on the host. Problems
+//! support, unfinished runs, running containers that are root on the host, and the engine's
+//! image store with the one the next switch leads to (docker 29 switches its containerd image
+//! store off while remapping is on, and back: `setup::predict_store`). Problems
 //! ([`PROBLEM_KINDS`]) each come with what to do: the remap user's ranges overlapping or
 //! covering accounts, a run record that cannot be read (`journal`), and a process running as
 //! host root under a docker shim whose container the running engine does not know
