@@ -10,7 +10,7 @@ use crate::commands::shift::ShiftResult;
 use crate::commands::status::Status;
 use crate::commands::verify::Verification;
 use crate::host::inspect::Impact;
-use crate::host::setup::Setup;
+use crate::host::setup::{Setup, StoreSwitch};
 use crate::run::carry::Carry;
 use crate::run::converge::Outcome;
 use crate::run::plan::{DisablePlan, FileChange, Plan, RangePlan, Repair};
@@ -364,6 +364,26 @@ fn repair_text(i: &Impact, r: &Repair, live_restore: bool) -> String {
     s
 }
 
+/// The image store before and after the switch, and what that means for the images.
+fn store_text(st: &StoreSwitch) -> String {
+    let mut s = String::new();
+    if !st.switches {
+        let _ = writeln!(s, "    image store {} (unchanged: {})", st.before, st.why);
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "    image store {} -> {}: {}",
+        st.before, st.after, st.why
+    );
+    let _ = writeln!(
+        s,
+        "      images in the {} store stay there, out of sight of the {} engine: they are only reachable with `--carry images` or after switching back",
+        st.before, st.after
+    );
+    s
+}
+
 /// The impact report as text.
 pub fn impact_text(i: &Impact, enabling: bool, live_restore: bool) -> String {
     let mut s = String::new();
@@ -374,6 +394,9 @@ pub fn impact_text(i: &Impact, enabling: bool, live_restore: bool) -> String {
     );
     if i.images.is_empty() && i.containers.is_empty() && i.volumes.is_empty() {
         let _ = writeln!(s, "    nothing (no images, containers or volumes)");
+    }
+    if let Some(st) = &i.image_store {
+        s.push_str(&store_text(st));
     }
     held(&mut s, i, live_restore);
     if enabling {
@@ -424,8 +447,12 @@ pub fn status_text(root: &str, st: &Status) -> String {
     if let Some(v) = &st.docker_version {
         let _ = writeln!(
             s,
-            "  engine     {v}, data root {}",
-            st.docker_root_dir.as_deref().unwrap_or("?")
+            "  engine     {v}, data root {}{}",
+            st.docker_root_dir.as_deref().unwrap_or("?"),
+            st.setup
+                .image_store
+                .as_deref()
+                .map_or_else(String::new, |i| format!(", image store {i}"))
         );
     }
     let _ = writeln!(

@@ -140,6 +140,17 @@ fn expected(st: &Value) -> Samples {
     if let Some(n) = st["max_user_namespaces"].as_f64() {
         want.insert(key("max_user_namespaces", &[]), n);
     }
+    if let Some(sw) = st["image_store_switch"].as_object() {
+        for (when, field) in [("now", "before"), ("after_switch", "after")] {
+            want.insert(
+                key(
+                    "image_store",
+                    &[("when", when), ("store", &text(&sw[field]))],
+                ),
+                1.0,
+            );
+        }
+    }
     want
 }
 
@@ -258,6 +269,7 @@ fn escaped_label_values_survive_a_real_parser() {
             data_root: weird.into(),
             ..Setup::default()
         },
+        image_store_switch: None,
         notes: Vec::new(),
     };
     let got = parse(&prometheus::render(&st));

@@ -75,6 +75,10 @@ fn gauge(out: &mut String, name: &str, help: &str, samples: &[(Vec<(&str, &str)>
 ///   absent when the engine was not asked.
 /// - `docker_userns_max_user_namespaces`: the kernel's limit (0: user namespaces off); absent
 ///   when not known (under --root).
+/// - `docker_userns_image_store{when="now"|"after_switch", store}` 1: the engine's image store
+///   (`containerd (overlayfs snapshotter)`, `overlay2`) and the one switching remapping would
+///   lead to (docker 29 switches its containerd image store off while remapping is on);
+///   absent when the engine was not asked (`image_store_switch` null in the JSON).
 pub fn render(st: &Status) -> String {
     let mut out = String::new();
     let docker_version = st.docker_version.as_deref().unwrap_or("");
@@ -177,6 +181,25 @@ pub fn render(st: &Status) -> String {
         "max_user_namespaces",
         "The kernel's user.max_user_namespaces (0: user namespaces are off).",
         &userns,
+    );
+    let stores: Vec<_> = st
+        .image_store_switch
+        .iter()
+        .flat_map(|sw| {
+            [
+                (vec![("when", "now"), ("store", sw.before.as_str())], 1),
+                (
+                    vec![("when", "after_switch"), ("store", sw.after.as_str())],
+                    1,
+                ),
+            ]
+        })
+        .collect();
+    gauge(
+        &mut out,
+        "image_store",
+        "The engine's image store (when=\"now\") and the one enable or disable would switch it to (when=\"after_switch\"); the value is always 1; absent when the engine was not asked.",
+        &stores,
     );
     out
 }
@@ -304,6 +327,7 @@ mod tests {
                 data_root: "/var/lib/docker".into(),
                 ..Setup::default()
             },
+            image_store_switch: None,
             notes: Vec::new(),
         }
     }
@@ -343,6 +367,12 @@ mod tests {
                 problem("remap-range-overlap"),
                 problem("remap-range-overlap"),
             ],
+            image_store_switch: Some(crate::host::setup::StoreSwitch {
+                before: "overlay2".into(),
+                after: "containerd (overlayfs snapshotter)".into(),
+                switches: true,
+                why: "w".into(),
+            }),
             ..base()
         };
         let v = env!("CARGO_PKG_VERSION");
@@ -379,6 +409,10 @@ docker_userns_host_root_containers 1
 # HELP docker_userns_max_user_namespaces The kernel's user.max_user_namespaces (0: user namespaces are off).
 # TYPE docker_userns_max_user_namespaces gauge
 docker_userns_max_user_namespaces 63704
+# HELP docker_userns_image_store The engine's image store (when="now") and the one enable or disable would switch it to (when="after_switch"); the value is always 1; absent when the engine was not asked.
+# TYPE docker_userns_image_store gauge
+docker_userns_image_store{{when="now",store="overlay2"}} 1
+docker_userns_image_store{{when="after_switch",store="containerd (overlayfs snapshotter)"}} 1
 "#
         );
         assert_eq!(render(&st), want);
@@ -393,6 +427,7 @@ docker_userns_max_user_namespaces 63704
             "remap_range_size",
             "host_root_containers",
             "max_user_namespaces",
+            "image_store",
         ] {
             assert!(
                 !text.contains(&format!("docker_userns_{absent}")),

@@ -1,5 +1,7 @@
 //! `status`: what docker runs as, whether remapping is configured and in effect, kernel
-//! support, unfinished runs, and running containers that are root on the host. Problems
+//! support, unfinished runs, running containers that are root on the host, and the engine's
+//! image store with the one the next switch leads to (docker 29 switches its containerd image
+//! store off while remapping is on, and back: `setup::predict_store`). Problems
 //! ([`PROBLEM_KINDS`]) each come with what to do: the remap user's ranges overlapping or
 //! covering accounts, a run record that cannot be read (`journal`), and a process running as
 //! host root under a docker shim whose container the running engine does not know
@@ -10,13 +12,13 @@ use std::time::Duration;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::formats::daemon_config::DEFAULT_USER;
+use crate::formats::daemon_config::{self, DEFAULT_USER, DaemonConfig};
 use crate::formats::subid::{self, Reserved, Which};
 use crate::host::engine::Engine;
 use crate::host::inspect;
 use crate::host::kernel;
 use crate::host::root::Root;
-use crate::host::setup::{self, Setup};
+use crate::host::setup::{self, Setup, StoreSwitch};
 use crate::host::systemd::{LoadState, Systemd};
 use crate::run::converge;
 use crate::run::journal::{self, Journal};
@@ -102,8 +104,12 @@ pub struct Status {
     /// Problems with the remapping as configured (empty: none).
     pub problems: Vec<StatusProblem>,
     /// How docker is set up: where the engine listens, socket activation, the data root and
-    /// where it is set, live-restore, swarm state.
+    /// where it is set, live-restore, swarm state, the engine's image store.
     pub setup: Setup,
+    /// The image store now (`before`, the engine's) and the one switching remapping
+    /// (`enable` while it is off, `disable` while it is on) would lead to (`after`); null
+    /// when the engine was not asked or named no storage driver.
+    pub image_store_switch: Option<StoreSwitch>,
     /// Remarks.
     pub notes: Vec<String>,
 }
@@ -173,6 +179,7 @@ pub fn status(root: &Root, is_root: bool) -> Result<Status> {
         host_root_containers: Vec::new(),
         problems,
         setup: Setup::default(),
+        image_store_switch: None,
         notes: Vec::new(),
     };
     if st.max_user_namespaces == Some(0) {
@@ -228,7 +235,7 @@ pub fn status(root: &Root, is_root: bool) -> Result<Status> {
             }
         ));
     } else if let Some(socket) = st.setup.engine_socket.clone() {
-        ask_engine(&mut st, &socket, &mut notes);
+        ask_engine(root, &mut st, &socket, &mut notes);
     } else if let Some(why) = &st.setup.engine_problem {
         notes.push(format!("the engine was not asked: {why}"));
     }
@@ -238,7 +245,7 @@ pub fn status(root: &Root, is_root: bool) -> Result<Status> {
 
 /// Fills in what the engine says: remapping, data root, version, setup facts, and the
 /// containers that run as host root.
-fn ask_engine(st: &mut Status, socket: &str, notes: &mut Vec<String>) {
+fn ask_engine(root: &Root, st: &mut Status, socket: &str, notes: &mut Vec<String>) {
     let engine = Engine::new(socket, Duration::from_secs(5));
     let info = match engine.info() {
         Ok(info) => info,
@@ -252,6 +259,32 @@ fn ask_engine(st: &mut Status, socket: &str, notes: &mut Vec<String>) {
     st.remapping_active = Some(on);
     st.docker_root_dir = Some(info.docker_root_dir.clone());
     st.docker_version = Some(info.server_version.clone());
+    if let Some(before) = info.image_store() {
+        let config = root
+            .read_optional(daemon_config::PATH)
+            .ok()
+            .flatten()
+            .and_then(|b| DaemonConfig::parse(&b).ok())
+            .unwrap_or_default();
+        let prior = on
+            .then(|| setup::prior_graph_driver(root, &st.setup.data_root))
+            .flatten();
+        let sw = setup::predict_store(&before, !on, &info.server_version, &config, prior);
+        if sw.switches {
+            notes.push(if on {
+                format!(
+                    "the image store is {} while remapping is on; `disable` switches docker back to {} ({}): the images there are out of sight now, reachable after switching back, and what this store holds is carried there only with `--carry images`",
+                    sw.before, sw.after, sw.why
+                )
+            } else {
+                format!(
+                    "the image store is {}; `enable` switches docker to {} ({}): the images here are then reachable only with `--carry images` or after switching back",
+                    sw.before, sw.after, sw.why
+                )
+            });
+        }
+        st.image_store_switch = Some(sw);
+    }
     match inspect::containers(&engine) {
         Ok(all) => {
             st.host_root_containers = inspect::host_root(&all, on)

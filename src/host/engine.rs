@@ -128,7 +128,17 @@ pub struct Info {
     /// The node's swarm membership.
     #[serde(deserialize_with = "nullable")]
     pub swarm: SwarmInfo,
+    /// The storage driver: a graph driver (`overlay2`, `vfs`, ...) or, with the containerd
+    /// image store, the snapshotter (`overlayfs`; see [`Info::image_store`]).
+    pub driver: String,
+    /// The driver's facts as `[name, value]` pairs; the containerd image store says
+    /// `["driver-type", "io.containerd.snapshotter.v1"]` there.
+    #[serde(deserialize_with = "nullable")]
+    pub driver_status: Vec<Vec<String>>,
 }
+
+/// `DriverStatus`' `driver-type` of the containerd image store.
+pub const SNAPSHOTTER_TYPE: &str = "io.containerd.snapshotter.v1";
 
 /// `Swarm` in `GET /info`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -151,6 +161,25 @@ impl SwarmInfo {
 }
 
 impl Info {
+    /// The image store the engine uses, as this tool names it: `containerd (overlayfs
+    /// snapshotter)` for the containerd image store (docker 29's default on fresh installs),
+    /// else the graph driver (`overlay2`); None when the engine names no driver.
+    pub fn image_store(&self) -> Option<String> {
+        let driver = self.driver.trim();
+        if driver.is_empty() {
+            return None;
+        }
+        let containerd = self
+            .driver_status
+            .iter()
+            .any(|kv| kv.len() == 2 && kv[0] == "driver-type" && kv[1] == SNAPSHOTTER_TYPE);
+        Some(if containerd {
+            containerd_store(driver)
+        } else {
+            driver.to_string()
+        })
+    }
+
     /// Whether user-namespace remapping is on (`name=userns[,...]`, or legacy `userns`).
     pub fn userns(&self) -> bool {
         self.security_options
@@ -183,6 +212,11 @@ impl Container {
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| self.id.get(..12).unwrap_or(&self.id))
     }
+}
+
+/// The containerd image store with `snapshotter`, as [`Info::image_store`] names it.
+pub fn containerd_store(snapshotter: &str) -> String {
+    format!("containerd ({snapshotter} snapshotter)")
 }
 
 fn nullable<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
@@ -865,6 +899,26 @@ mod tests {
             engine.ping(),
             Err(EngineError::Status { status: 503, .. })
         ));
+    }
+
+    #[test]
+    fn the_image_store_is_named_from_driver_and_driver_status() {
+        // As docker 29.7.2 answers, fresh (containerd store) and remapped (overlay2).
+        let c8d: Info = serde_json::from_str(
+            r#"{"Driver":"overlayfs","DriverStatus":[["driver-type","io.containerd.snapshotter.v1"]]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c8d.image_store().as_deref(),
+            Some("containerd (overlayfs snapshotter)")
+        );
+        let graph: Info = serde_json::from_str(
+            r#"{"Driver":"overlay2","DriverStatus":[["Backing Filesystem","extfs"],["Supports d_type","true"]]}"#,
+        )
+        .unwrap();
+        assert_eq!(graph.image_store().as_deref(), Some("overlay2"));
+        let old: Info = serde_json::from_str(r#"{"Driver":"","DriverStatus":null}"#).unwrap();
+        assert_eq!(old.image_store(), None);
     }
 
     #[test]

@@ -195,6 +195,11 @@ pub struct Impact {
     pub unwritable_binds: Vec<String>,
     /// Containers that use host namespaces and will need `--userns=host` (`name (flags)`).
     pub need_userns_host: Vec<String>,
+    /// The image store before and after the switch (null: the engine named no driver).
+    /// docker 29 keeps images in the containerd image store, and switches it off while
+    /// remapping is on: what the old store holds is reachable only with `--carry images` or
+    /// after switching back.
+    pub image_store: Option<crate::host::setup::StoreSwitch>,
 }
 
 /// Builds the impact report from the engine as it runs now.

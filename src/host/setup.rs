@@ -1,14 +1,15 @@
 //! How docker is set up on this host, as far as a switch cares: where its engine listens (and
 //! whether docker.socket starts it), its data root and where that is set, live-restore, and
 //! swarm membership. Decided from dockerd's flags, daemon.json and docker.socket; the engine's
-//! own `/info` adds what only it knows.
+//! own `/info` adds what only it knows, such as its image store ([`predict_store`] says which
+//! one a switch leads to: docker 29's containerd image store is off while remapping is on).
 
 use anyhow::Result;
 use serde::Serialize;
 
 use crate::formats::daemon_config::{self, DaemonConfig};
 use crate::host::docker_unit::{self, UnitScan};
-use crate::host::engine::Info;
+use crate::host::engine::{self, Info};
 use crate::host::root::Root;
 use crate::host::systemd::Systemd;
 
@@ -234,6 +235,9 @@ pub struct Setup {
     pub swarm: Option<String>,
     /// The node is a swarm manager (null: not asked or not in a swarm).
     pub swarm_manager: Option<bool>,
+    /// The running engine's image store (`containerd (overlayfs snapshotter)`, `overlay2`;
+    /// null: the engine was not asked).
+    pub image_store: Option<String>,
 }
 
 impl Setup {
@@ -271,12 +275,14 @@ impl Setup {
                 .or(flag_live.then_some(true)),
             swarm: None,
             swarm_manager: None,
+            image_store: None,
         }
     }
 
     /// Adds what the running engine says: its live-restore, swarm state and data root.
     pub fn learn(&mut self, info: &Info) {
         self.live_restore = Some(info.live_restore_enabled);
+        self.image_store = info.image_store();
         if !info.swarm.local_node_state.is_empty() {
             self.swarm = Some(info.swarm.local_node_state.clone());
             self.swarm_manager = info.swarm.member().then_some(info.swarm.control_available);
@@ -299,6 +305,180 @@ impl Setup {
         let mut v = vec![self.data_root.as_str()];
         v.extend(self.data_root_files.as_deref());
         v
+    }
+}
+
+/// moby's graph drivers, in its order of priority: a non-empty `DATA_ROOT/NAME` directory is
+/// a "prior storage driver" dockerd keeps using ("[graphdriver] using prior storage driver").
+pub const GRAPH_DRIVERS: [&str; 6] = [
+    "overlay2",
+    "fuse-overlayfs",
+    "btrfs",
+    "zfs",
+    "vfs",
+    "devicemapper",
+];
+
+/// The image store a switch leads to, beside the one the engine uses now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoreSwitch {
+    /// The running engine's image store.
+    pub before: String,
+    /// The store docker uses after the switch (predicted from daemon.json, the engine's
+    /// version and the data root).
+    pub after: String,
+    /// `before` and `after` differ: what `before` holds is out of sight after the switch.
+    pub switches: bool,
+    /// Why `after` (what dockerd decides, and from what).
+    pub why: String,
+}
+
+/// A graph driver's state found in a data root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prior {
+    /// The driver (`DATA_ROOT/NAME` is not empty).
+    pub driver: &'static str,
+    /// It holds an image (`DATA_ROOT/image/NAME/imagedb/content/sha256`) or the data root a
+    /// container: `"containerd-migration"` then keeps the graph driver ("Not migrating to
+    /// containerd snapshotter because still have 1 images in graph driver").
+    pub in_use: bool,
+}
+
+/// The first graph driver with a non-empty directory in `data_root` (what dockerd 29 keeps
+/// using instead of the containerd image store, as a host upgraded from docker 28 does).
+pub fn prior_graph_driver(root: &Root, data_root: &str) -> Option<Prior> {
+    let base = data_root.trim_end_matches('/');
+    let holds = |dir: String| root.read_dir_names(&dir).is_ok_and(|n| !n.is_empty());
+    let driver = GRAPH_DRIVERS
+        .into_iter()
+        .find(|d| holds(format!("{base}/{d}")))?;
+    Some(Prior {
+        driver,
+        in_use: holds(format!("{base}/image/{driver}/imagedb/content/sha256"))
+            || holds(format!("{base}/containers")),
+    })
+}
+
+fn major_version(version: &str) -> Option<u32> {
+    version.split('.').next()?.trim().parse().ok()
+}
+
+/// Predicts the image store after a switch (`remap`: remapping turned on, else off) from the
+/// store the engine uses now (`before`, as [`Info::image_store`] names it), its version,
+/// daemon.json and the graph driver already in the data root the engine will use (`prior`,
+/// [`prior_graph_driver`]; for `disable`, the data root without `/UID.GID`). What dockerd 29
+/// decides, as observed on 29.7.2:
+///
+/// - remapping on: never the containerd image store (moby PR 51042: "userns remapping
+///   enabled, disabling containerd snapshotter"; an explicit `"containerd-snapshotter": true`
+///   is refused before, see `plan::features_conflict`). A graph driver: the one in use when
+///   it is one already, else daemon.json's `storage-driver` when it names a graph driver,
+///   else `overlay2`.
+/// - remapping off, docker 29 or later: the containerd image store (its `overlayfs`
+///   snapshotter, or daemon.json's `storage-driver` when that names no graph driver) unless
+///   `"containerd-snapshotter": false`, or the data root holds a prior graph driver's
+///   directory (then that driver; `"containerd-migration": true` turns the containerd store
+///   on all the same). Before docker 29 the graph driver stays unless
+///   `"containerd-snapshotter": true`.
+pub fn predict_store(
+    before: &str,
+    remap: bool,
+    version: &str,
+    config: &DaemonConfig,
+    prior: Option<Prior>,
+) -> StoreSwitch {
+    let feature = |k: &str| {
+        config
+            .map
+            .get("features")
+            .and_then(|f| f.get(k))
+            .and_then(serde_json::Value::as_bool)
+    };
+    let storage_driver = config.string("storage-driver").map(str::trim);
+    let graph_setting = storage_driver.filter(|d| GRAPH_DRIVERS.contains(d));
+    let before_is_graph = !before.starts_with("containerd");
+    let (after, why) = if remap {
+        if before_is_graph {
+            (
+                before.to_string(),
+                "remapping keeps the graph driver, in the remapped data root DATA_ROOT/UID.GID"
+                    .to_string(),
+            )
+        } else {
+            let d = graph_setting.unwrap_or("overlay2");
+            (
+                d.to_string(),
+                format!(
+                    "dockerd {version} switches the containerd image store off while remapping is on (moby PR 51042, issue 47377) and uses the graph driver {d} in the remapped data root DATA_ROOT/UID.GID{}",
+                    if graph_setting.is_some() {
+                        " (\"storage-driver\" in daemon.json)"
+                    } else {
+                        ""
+                    }
+                ),
+            )
+        }
+    } else {
+        let v29 = major_version(version).is_some_and(|m| m >= 29);
+        let snapshotter = storage_driver
+            .filter(|d| !d.is_empty() && !GRAPH_DRIVERS.contains(d))
+            .unwrap_or("overlayfs");
+        let graph = graph_setting
+            .or(prior.map(|p| p.driver))
+            .unwrap_or("overlay2");
+        match (
+            feature("containerd-snapshotter"),
+            feature("containerd-migration"),
+        ) {
+            (Some(true), _) => (
+                engine::containerd_store(snapshotter),
+                "\"containerd-snapshotter\": true in daemon.json".to_string(),
+            ),
+            (Some(false), _) => (
+                graph.to_string(),
+                "\"containerd-snapshotter\": false in daemon.json keeps the graph driver"
+                    .to_string(),
+            ),
+            (None, Some(true)) if v29 && !prior.is_some_and(|p| p.in_use) => (
+                engine::containerd_store(snapshotter),
+                format!(
+                    "\"containerd-migration\": true in daemon.json: dockerd {version} turns the containerd image store on when the graph driver holds no images and no containers"
+                ),
+            ),
+            (None, Some(true)) if v29 => (
+                graph.to_string(),
+                format!(
+                    "\"containerd-migration\": true in daemon.json, but dockerd {version} does not migrate while the graph driver {graph} holds images or containers"
+                ),
+            ),
+            (None, _) if v29 && prior.is_none() && graph_setting.is_none() => (
+                engine::containerd_store(snapshotter),
+                format!(
+                    "dockerd {version} uses the containerd image store by default when the data root holds no prior graph driver"
+                ),
+            ),
+            (None, _) if v29 => (
+                graph.to_string(),
+                match prior.map(|p| p.driver) {
+                    Some(p) => format!(
+                        "dockerd {version} keeps the prior graph driver {p} (DATA_ROOT/{p} exists) instead of the containerd image store"
+                    ),
+                    None => format!("\"storage-driver\": {graph:?} in daemon.json"),
+                },
+            ),
+            (None, _) => (
+                graph.to_string(),
+                format!(
+                    "dockerd {version} uses a graph driver unless \"containerd-snapshotter\" is on"
+                ),
+            ),
+        }
+    };
+    StoreSwitch {
+        switches: after != before,
+        before: before.to_string(),
+        after,
+        why,
     }
 }
 
@@ -423,5 +603,83 @@ mod tests {
             ..Info::default()
         };
         assert_eq!(engine_data_root(&plain).as_deref(), Some("/var/lib/docker"));
+    }
+
+    fn cfg(text: &str) -> DaemonConfig {
+        DaemonConfig::parse(text.as_bytes()).unwrap()
+    }
+
+    const C8D: &str = "containerd (overlayfs snapshotter)";
+
+    #[test]
+    fn docker_29_switches_the_containerd_store_off_with_remapping_and_back() {
+        // enable on a fresh docker 29: containerd store -> overlay2.
+        let on = predict_store(C8D, true, "29.7.2", &cfg("{}"), None);
+        assert_eq!((on.after.as_str(), on.switches), ("overlay2", true));
+        assert!(on.why.contains("PR 51042"), "{}", on.why);
+        // ... or the graph driver daemon.json names.
+        let vfs = predict_store(
+            C8D,
+            true,
+            "29.7.2",
+            &cfg(r#"{"storage-driver":"vfs"}"#),
+            None,
+        );
+        assert_eq!(vfs.after, "vfs");
+        // A graph driver already (docker 28, or 29 upgraded from 28): no switch.
+        let same = predict_store("overlay2", true, "28.5.2", &cfg("{}"), None);
+        assert_eq!((same.after.as_str(), same.switches), ("overlay2", false));
+        // disable on docker 29 whose data root holds no prior graph driver: back.
+        let off = predict_store("overlay2", false, "29.7.2", &cfg("{}"), None);
+        assert_eq!((off.after.as_str(), off.switches), (C8D, true));
+        // A prior graph driver in the data root, or the feature off: overlay2 stays.
+        let overlay2 = |in_use| {
+            Some(Prior {
+                driver: "overlay2",
+                in_use,
+            })
+        };
+        let prior = predict_store("overlay2", false, "29.7.2", &cfg("{}"), overlay2(false));
+        assert_eq!((prior.after.as_str(), prior.switches), ("overlay2", false));
+        let pinned = cfg(r#"{"features":{"containerd-snapshotter":false}}"#);
+        let f = predict_store("overlay2", false, "29.7.2", &pinned, None);
+        assert_eq!(f.after, "overlay2");
+        // Migration turns it on over a prior graph driver that holds nothing, not over one
+        // with images or containers (observed: "Not migrating to containerd snapshotter").
+        let mig = cfg(r#"{"features":{"containerd-migration":true}}"#);
+        let m = predict_store("overlay2", false, "29.7.2", &mig, overlay2(false));
+        assert_eq!(m.after, C8D);
+        let m = predict_store("overlay2", false, "29.7.2", &mig, overlay2(true));
+        assert_eq!((m.after.as_str(), m.switches), ("overlay2", false));
+        // A graph driver named in "storage-driver" keeps docker 29 off the containerd store
+        // (observed: {"storage-driver": "overlay2"} on a fresh 29.7.2 gives overlay2).
+        let named = cfg(r#"{"storage-driver":"overlay2"}"#);
+        let n = predict_store("overlay2", false, "29.7.2", &named, None);
+        assert_eq!((n.after.as_str(), n.switches), ("overlay2", false));
+        // Before docker 29: the graph driver stays.
+        let old = predict_store("overlay2", false, "28.5.2", &cfg("{}"), None);
+        assert_eq!((old.after.as_str(), old.switches), ("overlay2", false));
+    }
+
+    #[test]
+    fn a_prior_graph_driver_is_a_non_empty_driver_directory() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path()).unwrap();
+        std::fs::create_dir_all(t.path().join("var/lib/docker/overlay2")).unwrap();
+        assert_eq!(prior_graph_driver(&root, "/var/lib/docker"), None);
+        std::fs::create_dir_all(t.path().join("var/lib/docker/overlay2/l")).unwrap();
+        let found = |in_use| {
+            Some(Prior {
+                driver: "overlay2",
+                in_use,
+            })
+        };
+        assert_eq!(prior_graph_driver(&root, "/var/lib/docker/"), found(false));
+        let images = t
+            .path()
+            .join("var/lib/docker/image/overlay2/imagedb/content/sha256");
+        std::fs::create_dir_all(images.join("abc")).unwrap();
+        assert_eq!(prior_graph_driver(&root, "/var/lib/docker"), found(true));
+        assert_eq!(prior_graph_driver(&root, "/srv/none"), None);
     }
 }

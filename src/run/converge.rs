@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::exit::Conflict;
-use crate::formats::daemon_config::DEFAULT_USER;
+use crate::formats::daemon_config::{DEFAULT_USER, DaemonConfig, PATH as DAEMON_JSON};
 use crate::formats::subid::How;
 use crate::host::inspect::{self, Impact};
 use crate::host::root::Root;
@@ -341,12 +341,40 @@ fn decide_restart<P>(
             }
         }
         match inspect::impact(docker.engine(), want_userns) {
-            Ok(i) => out.impact = Some(i),
+            Ok(mut i) => {
+                i.image_store = store_switch(root, docker, want_userns);
+                out.impact = Some(i);
+            }
             Err(e) => out.notes.push(format!("no impact report: {e:#}")),
         }
     }
     out.setup = Some(docker.setup().clone());
     Ok(())
+}
+
+/// The image store before the switch (the engine's) and after it (predicted: docker 29
+/// switches its containerd image store off while remapping is on, and back); None when the
+/// engine names no storage driver.
+fn store_switch(root: &Root, docker: &Docker, want_userns: bool) -> Option<setup::StoreSwitch> {
+    let info = docker.engine().info().ok()?;
+    let before = info.image_store()?;
+    let config = root
+        .read_optional(DAEMON_JSON)
+        .ok()
+        .flatten()
+        .and_then(|b| DaemonConfig::parse(&b).ok())
+        .unwrap_or_default();
+    // The data root remapping off leads to; with remapping on, a graph driver regardless.
+    let prior = (!want_userns)
+        .then(|| setup::prior_graph_driver(root, &docker.setup().data_root))
+        .flatten();
+    Some(setup::predict_store(
+        &before,
+        want_userns,
+        &info.server_version,
+        &config,
+        prior,
+    ))
 }
 
 /// What `--carry images` would carry: the old engine's images when docker switches (the

@@ -339,9 +339,13 @@ pub fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Result<Plan,
     })
 }
 
-/// docker 29's features that cannot go with remapping: dockerd 29 exits at start with the
-/// containerd snapshotter explicitly on, and its containerd migration moves images into the
-/// containerd image store, which remapping switches off (and does not check for it).
+/// docker 29's features that cannot go with remapping, as dockerd 29.7.2 does with each
+/// beside `userns-remap` (observed on the docker29 test host): with the containerd snapshotter
+/// explicitly on it refuses to start (`dockerd --validate` fails too), and with the containerd
+/// migration on it starts but turns the containerd image store on in the remapped data root
+/// while that holds no images and no containers ("Enabling containerd snapshotter because
+/// migration set"), the combination it otherwise switches off (moby PR 51042, issue 47377), and which `validate` accepts. Both are refused
+/// before any change (exit 3); `"containerd-snapshotter": false` is fine (no switch then).
 pub fn features_conflict(config: &DaemonConfig) -> Result<(), Conflict> {
     let Some(features) = config.map.get("features").and_then(Value::as_object) else {
         return Ok(());
@@ -349,12 +353,12 @@ pub fn features_conflict(config: &DaemonConfig) -> Result<(), Conflict> {
     let on = |k: &str| features.get(k).and_then(Value::as_bool) == Some(true);
     if on("containerd-snapshotter") {
         return Err(Conflict::new(format!(
-            "{DAEMON_JSON} sets \"features\": {{\"containerd-snapshotter\": true}}; with remapping dockerd 29 refuses to start: \"containerd-snapshotter is explicitly enabled, but is not compatible with userns remapping. Please disable userns remapping or containerd-snapshotter\"; remove that feature (remapped docker uses its own image store) and run again"
+            "{DAEMON_JSON} sets \"features\": {{\"containerd-snapshotter\": true}}; with remapping dockerd 29 refuses to start: \"containerd-snapshotter is explicitly enabled, but is not compatible with userns remapping. Please disable userns remapping or containerd-snapshotter\"; remove that feature (remapped docker uses the overlay2 graph driver, not the containerd image store) and run again; nothing was changed (this tool does not remove settings it does not own)"
         )));
     }
     if on("containerd-migration") {
         return Err(Conflict::new(format!(
-            "{DAEMON_JSON} sets \"features\": {{\"containerd-migration\": true}}, which moves images into the containerd image store that remapping switches off (dockerd does not check this): remove that feature and run again; nothing was changed (this tool does not remove settings it does not own)"
+            "{DAEMON_JSON} sets \"features\": {{\"containerd-migration\": true}}; with remapping dockerd 29 still starts, but turns the containerd image store back on in the remapped data root whenever that holds no images and no containers (\"Enabling containerd snapshotter because migration set\"), the combination it otherwise switches off because it breaks (moby issue 47377), and `dockerd --validate` does not object; remove that feature and run again; nothing was changed (this tool does not remove settings it does not own)"
         )));
     }
     Ok(())

@@ -375,7 +375,8 @@ impl Host {
         Host::boot_suite(name_prefix, DEFAULT_SUITE)
     }
 
-    /// Boots a fresh host of `suite` (`bookworm`, `trixie` or `forky`): deps and the cached rootfs are
+    /// Boots a fresh host of `suite` (`bookworm`, `trixie`, `forky` or `docker29`: forky with
+    /// docker-ce's dockerd 29 and units, the containerd image store): deps and the cached rootfs are
     /// ensured first (once per process), docker.service is active and `busybox:local` imported
     /// when this returns, and the product binary is at `/usr/local/sbin/docker-userns`.
     pub fn boot_suite(name_prefix: &str, suite: &str) -> Host {

@@ -9,7 +9,8 @@
 #   testhost.sh lintdeps                  install ansible-lint (PyPI, pinned) in a venv under
 #                                         target/tools; print its path
 #   testhost.sh rootfs [SUITE]            build/reuse the pristine cached tree (SUITE: bookworm,
-#                                         trixie or forky)
+#                                         trixie, forky or docker29: forky's tree with docker-ce's
+#                                         dockerd 29 and units from $TESTHOST_DOCKER29)
 #   testhost.sh boot NAME [SUITE]         boot a fresh copy, wait for docker, print init PID
 #   testhost.sh exec NAME CMD...          run CMD inside (exit code propagated)
 #   testhost.sh cp NAME SRC DEST          copy a host file/dir to DEST (path inside)
@@ -23,6 +24,8 @@
 #   TESTHOST_EXTRA_PACKAGES  extra packages installed with apt inside the rootfs
 #                            (e.g. "ansible-core"); part of the cache stamp
 #   TESTHOST_BOOT_TIMEOUT    seconds to wait for docker.service (default 90)
+#   TESTHOST_DOCKER29        the folder with dockerd.xz, docker.service and docker.socket of
+#                            docker 29 as docker-ce lays it out (default: <repo>/../shared/docker29)
 set -euo pipefail
 
 # Bump when the rootfs recipe changes: cached trees with another stamp are rebuilt.
@@ -31,6 +34,7 @@ RECIPE_VERSION=4
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
 CACHE=${TESTHOST_CACHE:-$REPO_ROOT/target/testhost}
+DOCKER29=${TESTHOST_DOCKER29:-$REPO_ROOT/../shared/docker29}
 BOOT_TIMEOUT=${TESTHOST_BOOT_TIMEOUT:-90}
 CGROUP_CONTROLLERS=(cpu cpuacct cpuset memory devices freezer blkio pids)
 BASE_PACKAGES=systemd,systemd-sysv,dbus,docker.io,busybox-static,passwd,login,iproute2,iptables,procps,python3
@@ -58,7 +62,7 @@ check_name() {
 }
 
 check_suite() {
-  case ${1:-} in bookworm | trixie | forky) ;; *) die "unsupported SUITE '${1:-}' (bookworm, trixie or forky)" ;; esac
+  case ${1:-} in bookworm | trixie | forky | docker29) ;; *) die "unsupported SUITE '${1:-}' (bookworm, trixie, forky or docker29)" ;; esac
 }
 
 run_dir() { printf '%s/run-%s' "$CACHE" "$1"; }
@@ -316,6 +320,13 @@ suite_packages() {
 }
 
 rootfs_stamp() {
+  if [ "$1" = docker29 ]; then
+    # forky's stamp and what was laid over it (the files' sizes and mtimes: hashing 20 MB at
+    # every boot would cost more than it tells).
+    printf 'docker29 over %s files=%s\n' "$(rootfs_stamp forky)" \
+      "$(stat -c '%n:%s:%Y' "$DOCKER29/dockerd.xz" "$DOCKER29/docker.service" "$DOCKER29/docker.socket" 2>/dev/null | paste -sd, -)"
+    return
+  fi
   # bookworm's list is in its stamp since python3-apt joined it (trixie's and forky's trees,
   # unchanged, keep their stamps).
   local inside=""
@@ -365,8 +376,38 @@ build_test_image_tree() {
   printf 'root:x:0:\nnogroup:x:65534:\n' >"$img/etc/group"
 }
 
+# docker 29 as docker-ce installs it (../shared/docker29/README.md): forky's tree, dockerd 29 at
+# /usr/bin/dockerd, docker-ce's units in /usr/lib/systemd/system, Debian's dockerd and its
+# /etc/default/docker gone. Fresh, it keeps images in the containerd image store.
+build_docker29() {
+  local dest=$1 tmp=$2 forky f
+  for f in dockerd.xz docker.service docker.socket; do
+    [ -f "$DOCKER29/$f" ] || die "docker29: $DOCKER29/$f is missing (set TESTHOST_DOCKER29 to the folder holding dockerd.xz, docker.service and docker.socket)"
+  done
+  forky=$(cmd_rootfs forky)
+  log "docker29: forky's tree with $DOCKER29"
+  cp -a --reflink=auto "$forky" "$tmp"
+  xz -dc "$DOCKER29/dockerd.xz" >"$tmp/usr/bin/dockerd" || die "docker29: cannot unpack $DOCKER29/dockerd.xz"
+  chmod 755 "$tmp/usr/bin/dockerd"
+  rm -f "$tmp/usr/sbin/dockerd" "$tmp/etc/default/docker"
+  cp "$DOCKER29/docker.service" "$DOCKER29/docker.socket" "$tmp/usr/lib/systemd/system/"
+  chmod 644 "$tmp/usr/lib/systemd/system/docker.service" "$tmp/usr/lib/systemd/system/docker.socket"
+  rootfs_stamp docker29 >"$tmp/.testhost-stamp"
+  if [ -e "$dest" ]; then
+    mv -T "$dest" "$tmp.old"
+    mv -T "$tmp" "$dest"
+    rm -rf --one-file-system "$tmp.old"
+  else
+    mv -T "$tmp" "$dest"
+  fi
+}
+
 build_rootfs() {
   local suite=$1 dest=$2 tmp=$3
+  if [ "$suite" = docker29 ]; then
+    build_docker29 "$dest" "$tmp"
+    return
+  fi
   local mirror_uri
   mirror_uri=$(mirror)
   log "debootstrap $suite from $mirror_uri into $tmp"
@@ -581,7 +622,7 @@ cmd_boot() {
   # systemd >= 256 (forky: 262) refuses cgroup v1: boot it on the unified hierarchy, where
   # docker 28 needs bpf (device cgroup programs) and no v1 controller is bound in.
   local unified=""
-  [ "$suite" = forky ] && unified=1
+  case $suite in forky | docker29) unified=1 ;; esac
   local filter='keyctl add_key request_key'
   [ -n "$unified" ] && filter+=' bpf'
   local args=(--register=no --keep-unit -D "$dir" -b --private-network --capability=all
