@@ -1,0 +1,149 @@
+//! `--carry images,volumes` on docker-ce 29 (the `docker29` test host), whose fresh install
+//! keeps images in the containerd image store while a remapped dockerd 29 uses overlay2: an
+//! image's id differs between the two stores (manifest or index digest there, config digest
+//! here), its config digest and layers (diff IDs) do not. From a fresh boot with an imported
+//! image, a committed one under two tags and a volume: `enable --yes --carry images,volumes`
+//! exits 0 with every tag there afterwards, holding the same config digest and diff IDs;
+//! `verify` passes; `disable --yes --carry images,volumes` exits 0 and reports the images the
+//! containerd store still holds as "already there"; a rerun of either changes nothing and
+//! exits 0. Needs root; fails, never skips.
+
+mod common;
+#[path = "testhost/mod.rs"]
+mod testhost;
+
+use serde_json::Value;
+use testhost::{Host, Output};
+
+fn json(out: &Output) -> Value {
+    common::json_doc(&out.stdout, out)
+}
+
+const TAGS: &str = "busybox:local app:1 app:two";
+
+/// For each tag, what identifies its image in every store: the config digest (read from the
+/// engine's own export, `manifest.json`'s `Config`) and the diff IDs (`RootFS.Layers`).
+fn facts(host: &Host) -> String {
+    host.ok(&format!(
+        "for t in {TAGS}; do
+           c=$(docker save \"$t\" | tar -xOf - manifest.json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0][\"Config\"].split(\"/\")[-1].removesuffix(\".json\"))')
+           echo \"$t config=$c layers=$(docker image inspect -f '{{{{json .RootFS.Layers}}}}' \"$t\")\"
+         done"
+    ))
+}
+
+fn store(host: &Host) -> String {
+    host.ok("docker info -f '{{.Driver}} {{json .DriverStatus}}'")
+}
+
+#[test]
+fn images_and_volumes_are_carried_between_the_containerd_store_and_overlay2_and_back() {
+    let host = Host::boot_suite("d29carry", "docker29");
+    assert!(
+        store(&host).contains("io.containerd.snapshotter.v1"),
+        "not the containerd store: {}",
+        store(&host)
+    );
+    // busybox:local is imported at boot; app:1 is committed, and tagged twice.
+    host.ok(
+        "docker run --name mk busybox:local sh -c 'echo made > /made && mkdir -p /home/x && chown 1000:1000 /home/x' \
+         && docker commit mk app:1 >/dev/null && docker rm mk >/dev/null && docker tag app:1 app:two \
+         && docker run --rm -v data:/d busybox:local sh -c 'echo kept > /d/f && chown 1000 /d/f'",
+    );
+    let before = facts(&host);
+    assert_eq!(before.lines().count(), 3, "{before}");
+    let old_ids = host.ok("docker image inspect -f '{{.Id}}' busybox:local app:1");
+
+    // On: the images land in overlay2 under other ids, the same config digests and layers.
+    let out = host.sh("docker-userns enable --yes --carry images,volumes --json --settle 2");
+    assert_eq!(out.code, 0, "{out}");
+    let on = json(&out);
+    assert_eq!(on["restarted"], true, "{on}");
+    let c = &on["carry"];
+    assert_eq!(c["failed"], serde_json::json!([]), "{on}");
+    assert_eq!(
+        c["images"],
+        serde_json::json!(["app:1", "busybox:local"]),
+        "{on}"
+    );
+    assert_eq!(c["volumes"], serde_json::json!(["data"]), "{on}");
+    assert!(
+        host.ok("docker info --format '{{json .SecurityOptions}}'")
+            .contains("name=userns")
+    );
+    assert!(
+        !store(&host).contains("io.containerd.snapshotter.v1"),
+        "still the containerd store: {}",
+        store(&host)
+    );
+    assert_eq!(
+        facts(&host),
+        before,
+        "not the same images under the same tags"
+    );
+    assert_ne!(
+        host.ok("docker image inspect -f '{{.Id}}' busybox:local app:1"),
+        old_ids,
+        "the ids did not change with the store: this test would prove nothing"
+    );
+    assert_eq!(
+        host.ok(
+            "docker run --rm -v data:/d app:two sh -c 'cat /made /d/f; stat -c %u /d/f /home/x'"
+        )
+        .split_whitespace()
+        .collect::<Vec<_>>(),
+        ["made", "kept", "1000", "1000"]
+    );
+    assert!(
+        host.sh("test -e /var/lib/docker-userns/carry").code != 0,
+        "spool left"
+    );
+    let v = json(&host.sh("docker-userns verify --json --image app:1"));
+    assert_eq!(v["effective"], true, "{v}");
+
+    // Again: nothing to switch, nothing to carry.
+    let out = host.sh("docker-userns enable --yes --carry images,volumes --json");
+    assert_eq!(out.code, 0, "{out}");
+    let again = json(&out);
+    assert_eq!(again["changed"], false, "{again}");
+    assert!(
+        again["notes"].to_string().contains("nothing to carry"),
+        "{again}"
+    );
+    assert_eq!(facts(&host), before);
+
+    // Off: the containerd store still holds both images: already there, not conflicts.
+    let out = host.sh("docker-userns disable --yes --carry images,volumes --json --settle 2");
+    assert_eq!(out.code, 0, "{out}");
+    let off = json(&out);
+    let c = &off["carry"];
+    assert_eq!(c["failed"], serde_json::json!([]), "{off}");
+    assert_eq!(c["images"], serde_json::json!([]), "{off}");
+    let skipped: Vec<&str> = c["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for name in ["app:1", "busybox:local"] {
+        assert!(
+            skipped
+                .iter()
+                .any(|s| s.starts_with(&format!("{name}: already there"))),
+            "{name} not reported already there: {off}"
+        );
+    }
+    assert!(store(&host).contains("io.containerd.snapshotter.v1"));
+    assert_eq!(facts(&host), before);
+    assert_eq!(
+        host.ok("docker image inspect -f '{{.Id}}' busybox:local app:1"),
+        old_ids,
+        "the containerd store's images were replaced"
+    );
+
+    // Again: a no-op.
+    let out = host.sh("docker-userns disable --yes --carry images,volumes --json");
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(json(&out)["changed"], false, "{out}");
+    assert_eq!(facts(&host), before);
+}
