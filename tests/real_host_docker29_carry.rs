@@ -2,8 +2,10 @@
 //! keeps images in the containerd image store while a remapped dockerd 29 uses overlay2: an
 //! image's id differs between the two stores (manifest or index digest there, config digest
 //! here), its config digest and layers (diff IDs) do not. From a fresh boot with an imported
-//! image, a committed one under two tags and a volume: `enable --yes --carry images,volumes`
-//! exits 0 with every tag there afterwards, holding the same config digest and diff IDs;
+//! image, a committed one under two tags, one of two platforms (an index, made offline by
+//! tests/fixtures/oci/mkmulti.py) and a volume: `enable --yes --carry images,volumes` exits 0
+//! with every tag there afterwards, holding the same config digest and diff IDs (the image of
+//! several platforms as the host's platform alone, the other named as not carried);
 //! `verify` passes; `disable --yes --carry images,volumes` exits 0 and reports the images the
 //! containerd store still holds as "already there"; a rerun of either changes nothing and
 //! exits 0. Needs root; fails, never skips.
@@ -19,7 +21,7 @@ fn json(out: &Output) -> Value {
     common::json_doc(&out.stdout, out)
 }
 
-const TAGS: &str = "busybox:local app:1 app:two";
+const TAGS: &str = "busybox:local app:1 app:two multi:1";
 
 /// For each tag, what identifies its image in every store: the config digest (read from the
 /// engine's own export, `manifest.json`'s `Config`) and the diff IDs (`RootFS.Layers`).
@@ -50,9 +52,33 @@ fn images_and_volumes_are_carried_between_the_containerd_store_and_overlay2_and_
          && docker commit mk app:1 >/dev/null && docker rm mk >/dev/null && docker tag app:1 app:two \
          && docker run --rm -v data:/d busybox:local sh -c 'echo kept > /d/f && chown 1000 /d/f'",
     );
+    // multi:1 is an index of linux/amd64 (the host's) and linux/arm64, both present.
+    host.cp_in(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/oci/mkmulti.py"),
+        "/root/mkmulti.py",
+    );
+    host.ok(
+        "docker save busybox:local > /tmp/bb.tar && python3 /root/mkmulti.py /tmp/bb.tar /tmp/multi.tar multi 1 >/dev/null \
+         && docker load -q -i /tmp/multi.tar >/dev/null && rm /tmp/bb.tar /tmp/multi.tar",
+    );
+    let both = "for p in linux/amd64 linux/arm64; do docker image inspect --platform $p -f '{{.Os}}/{{.Architecture}}' multi:1; done";
+    assert_eq!(
+        host.ok(both).trim(),
+        "linux/amd64\nlinux/arm64",
+        "multi:1 is not an image of two platforms"
+    );
+    let dropped = "multi:1: an image of several platforms: only its linux/amd64 image, the one this host runs, is carried";
+    let plan = json(&host.sh("docker-userns plan --carry images --json"));
+    assert!(
+        plan["carry"]["skipped"].to_string().contains(dropped)
+            && plan["carry"]["skipped"]
+                .to_string()
+                .contains("not carried: linux/arm64"),
+        "{plan}"
+    );
     let before = facts(&host);
-    assert_eq!(before.lines().count(), 3, "{before}");
-    let old_ids = host.ok("docker image inspect -f '{{.Id}}' busybox:local app:1");
+    assert_eq!(before.lines().count(), 4, "{before}");
+    let old_ids = host.ok("docker image inspect -f '{{.Id}}' busybox:local app:1 multi:1");
 
     // On: the images land in overlay2 under other ids, the same config digests and layers.
     let out = host.sh("docker-userns enable --yes --carry images,volumes --json --settle 2");
@@ -63,7 +89,20 @@ fn images_and_volumes_are_carried_between_the_containerd_store_and_overlay2_and_
     assert_eq!(c["failed"], serde_json::json!([]), "{on}");
     assert_eq!(
         c["images"],
-        serde_json::json!(["app:1", "busybox:local"]),
+        serde_json::json!(["app:1", "busybox:local", "multi:1"]),
+        "{on}"
+    );
+    assert_eq!(
+        c["skipped"].as_array().unwrap().len(),
+        1,
+        "only the other platform is not carried: {on}"
+    );
+    assert!(
+        c["skipped"][0].as_str().unwrap().starts_with(dropped)
+            && c["skipped"][0]
+                .as_str()
+                .unwrap()
+                .contains("not carried: linux/arm64"),
         "{on}"
     );
     assert_eq!(c["volumes"], serde_json::json!(["data"]), "{on}");
@@ -81,8 +120,17 @@ fn images_and_volumes_are_carried_between_the_containerd_store_and_overlay2_and_
         before,
         "not the same images under the same tags"
     );
+    assert_eq!(
+        host.ok("docker image inspect -f '{{.Architecture}} {{.Config.Labels}}' multi:1")
+            .trim(),
+        "amd64 map[made-by:mkmulti.py]"
+    );
+    assert!(
+        host.sh("docker run --rm multi:1 cat /arm64.txt").code != 0,
+        "the other platform's layer came along"
+    );
     assert_ne!(
-        host.ok("docker image inspect -f '{{.Id}}' busybox:local app:1"),
+        host.ok("docker image inspect -f '{{.Id}}' busybox:local app:1 multi:1"),
         old_ids,
         "the ids did not change with the store: this test would prove nothing"
     );
@@ -125,7 +173,8 @@ fn images_and_volumes_are_carried_between_the_containerd_store_and_overlay2_and_
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    for name in ["app:1", "busybox:local"] {
+    assert_eq!(skipped.len(), 4, "{off}");
+    for name in ["app:1", "busybox:local", "multi:1"] {
         assert!(
             skipped
                 .iter()
@@ -136,7 +185,12 @@ fn images_and_volumes_are_carried_between_the_containerd_store_and_overlay2_and_
     assert!(store(&host).contains("io.containerd.snapshotter.v1"));
     assert_eq!(facts(&host), before);
     assert_eq!(
-        host.ok("docker image inspect -f '{{.Id}}' busybox:local app:1"),
+        host.ok(both).trim(),
+        "linux/amd64\nlinux/arm64",
+        "the containerd store lost a platform of multi:1"
+    );
+    assert_eq!(
+        host.ok("docker image inspect -f '{{.Id}}' busybox:local app:1 multi:1"),
         old_ids,
         "the containerd store's images were replaced"
     );

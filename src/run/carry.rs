@@ -67,6 +67,13 @@ pub struct Image {
     /// store gives it when it is loaded there.
     #[serde(default)]
     pub manifests: Vec<String>,
+    /// For an image of several platforms (an index in the containerd store): the platform
+    /// exported, the one the host runs (an OCI platform object).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Value>,
+    /// The other platforms it holds, not carried (`os/architecture[/variant]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<String>,
 }
 
 impl Image {
@@ -120,9 +127,12 @@ pub fn survey(engine: &Engine) -> Result<(Vec<Image>, Vec<String>)> {
             config: None,
             diff_ids: Vec::new(),
             manifests: Vec::new(),
+            platform: None,
+            dropped: Vec::new(),
         })
         .collect();
     images.sort_by_key(Image::name);
+    platforms(engine, &mut images)?;
     let mut containers = Vec::new();
     for c in engine
         .get_json("/containers/json?all=1")?
@@ -141,6 +151,73 @@ pub fn survey(engine: &Engine) -> Result<(Vec<Image>, Vec<String>)> {
     }
     containers.sort();
     Ok((images, containers))
+}
+
+/// `os/architecture[/variant]` of an OCI platform object.
+fn platform_name(p: &Value) -> String {
+    let f = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or_default();
+    let mut s = format!("{}/{}", f("os"), f("architecture"));
+    if !f("variant").is_empty() {
+        s = format!("{s}/{}", f("variant"));
+    }
+    s
+}
+
+/// Marks the images of several platforms (the containerd store lists each platform's image
+/// under `Manifests`; older engines and the graph driver stores list none): the host's
+/// platform (the engine's own `Os`/`Arch`) is the one exported, the others present are named
+/// as not carried, since the store a remapped docker uses holds one platform per tag.
+fn platforms(engine: &Engine, images: &mut [Image]) -> Result<()> {
+    let list = engine.get_json("/images/json?manifests=1")?;
+    let version = engine.get_json("/version")?;
+    let host = |p: &Value| {
+        p.get("os") == version.get("Os") && p.get("architecture") == version.get("Arch")
+    };
+    for i in list.as_array().into_iter().flatten() {
+        let Some(img) = images
+            .iter_mut()
+            .find(|m| i.get("Id").and_then(Value::as_str) == Some(m.id.as_str()))
+        else {
+            continue;
+        };
+        let present: Vec<&Value> = i
+            .get("Manifests")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|m| {
+                m.get("Kind").and_then(Value::as_str) == Some("image")
+                    && m.get("Available").and_then(Value::as_bool) == Some(true)
+            })
+            .filter_map(|m| m.pointer("/ImageData/Platform"))
+            .collect();
+        if present.len() < 2 {
+            continue;
+        }
+        if let Some(p) = present.iter().find(|p| host(p)) {
+            img.platform = Some((*p).clone());
+            img.dropped = present
+                .iter()
+                .filter(|o| !host(o))
+                .map(|o| platform_name(o))
+                .collect();
+        }
+    }
+    Ok(())
+}
+
+/// What is not carried of a multi-platform image, for `plan` and the carry's report.
+pub fn dropped_note(img: &Image) -> Option<String> {
+    let p = img.platform.as_ref()?;
+    if img.dropped.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{}: an image of several platforms: only its {} image, the one this host runs, is carried (the store of the engine it goes to keeps one platform per tag); not carried: {} (it stays in the other engine's store)",
+        img.name(),
+        platform_name(p),
+        img.dropped.join(", ")
+    ))
 }
 
 /// Free bytes (for root) on the filesystem holding `abs`, or its nearest existing parent.
@@ -232,7 +309,11 @@ pub fn export(root: &Root, engine: &Engine, images: &[Image]) -> Result<()> {
         })?;
         // By id: the tar names no tag, so loading it moves no tag in the new engine; the tags
         // are set afterwards, each only where it names nothing else.
-        let query = format!("names={}", encode(&img.id));
+        let mut query = format!("names={}", encode(&img.id));
+        // One platform of several: the host's (the others are named as not carried).
+        if let Some(p) = &img.platform {
+            query.push_str(&format!("&platform={}", encode(&p.to_string())));
+        }
         let base = done;
         let mut tar = TarReader::default();
         let written = engine
@@ -572,7 +653,11 @@ pub fn load(root: &Root, engine: &Engine, images: &[Image]) -> Carry {
             .as_deref()
             .and_then(|f| std::fs::metadata(root.path(f)).ok())
             .map_or(0, |m| m.len());
-        match load_one(root, engine, img, &mut |b| show(base + b, total)) {
+        let result = load_one(root, engine, img, &mut |b| show(base + b, total));
+        if result.is_ok() {
+            c.skipped.extend(dropped_note(img));
+        }
+        match result {
             Ok(done) if !done.conflicts.is_empty() => {
                 if done.loaded || !done.tagged.is_empty() {
                     c.images.push(
