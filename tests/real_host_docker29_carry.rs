@@ -8,7 +8,8 @@
 //! several platforms as the host's platform alone, the other named as not carried);
 //! `verify` passes; `disable --yes --carry images,volumes` exits 0 and reports the images the
 //! containerd store still holds as "already there"; a rerun of either changes nothing and
-//! exits 0. Needs root; fails, never skips.
+//! exits 0; a tag whose image has the same layers under another config is a conflict (exit 8,
+//! named, left as it is). Needs root; fails, never skips.
 
 mod common;
 #[path = "testhost/mod.rs"]
@@ -199,5 +200,36 @@ fn images_and_volumes_are_carried_between_the_containerd_store_and_overlay2_and_
     let out = host.sh("docker-userns disable --yes --carry images,volumes --json");
     assert_eq!(out.code, 0, "{out}");
     assert_eq!(json(&out)["changed"], false, "{out}");
+    assert_eq!(facts(&host), before);
+
+    // A tag that names other content is left alone and named, even with the same layers:
+    // conf:1 is busybox:local in the containerd store, and multi:1 (busybox's layers under
+    // another config) in overlay2.
+    host.ok("docker tag busybox:local conf:1");
+    let out = host.sh("docker-userns enable --yes --carry images --json --settle 2");
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(
+        json(&out)["carry"]["failed"],
+        serde_json::json!([]),
+        "{out}"
+    );
+    host.ok("docker tag multi:1 conf:1");
+    let out = host.sh("docker-userns disable --yes --carry images --json --settle 2");
+    assert_eq!(out.code, 8, "{out}");
+    let off = json(&out);
+    let failed = off["carry"]["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{off}");
+    let f = failed[0].as_str().unwrap();
+    assert!(
+        f.contains("already there as")
+            && f.contains("under multi:1")
+            && f.contains("conf:1 names another image there"),
+        "{off}"
+    );
+    assert_eq!(
+        host.ok("docker image inspect -f '{{.Id}}' conf:1"),
+        host.ok("docker image inspect -f '{{.Id}}' busybox:local"),
+        "conf:1 was moved in the containerd store"
+    );
     assert_eq!(facts(&host), before);
 }

@@ -491,6 +491,8 @@ struct Loaded {
     id: Option<String>,
     /// The tags set on it.
     tagged: Vec<String>,
+    /// Its tags that name it already.
+    already: Vec<String>,
     /// Its tags that name another image in the new engine (tag, that image's id): not set.
     conflicts: Vec<(String, String)>,
 }
@@ -521,6 +523,7 @@ fn load_one(
         match held(engine, t)? {
             Some(h) if same(engine, img, &h)? => {
                 done.id.get_or_insert(h.id);
+                done.already.push(t.clone());
             }
             Some(h) => done.conflicts.push((t.clone(), h.id)),
             None => free.push(t.clone()),
@@ -617,6 +620,8 @@ fn conflict_text(img: &Image, done: &Loaded) -> String {
         .collect();
     let carried = if done.tagged.is_empty() && done.loaded {
         format!("carried as {id} without a tag")
+    } else if done.tagged.is_empty() && !done.already.is_empty() {
+        format!("already there as {id} under {}", done.already.join(", "))
     } else if done.tagged.is_empty() {
         format!("not carried under its tags (the new engine holds {id} untagged or not at all)")
     } else {
