@@ -12,7 +12,10 @@
 //! the config's `rootfs.diff_ids`, and the manifests in `index.json` that lead to it). A tag
 //! of the new engine holding the same config and layers is "already there", not a conflict
 //! (where the engine shows no config digest, the containerd store, it is read from that
-//! image's own export, streamed and not kept); the load is checked by the same facts.
+//! image's own export, streamed and not kept); the load is checked by the same facts. An
+//! image of several platforms (an index in the containerd store) is exported for the host's
+//! platform only (`platform=` of `GET /images/get`): the store a remapped docker uses keeps one
+//! platform per tag; the others are named as not carried.
 //! A volume the new engine has already is not compared and not overwritten (both paths named). `--carry volumes`: after the gate, each named volume of the `local` driver
 //! without options is copied from the old data root (`cp -a`: content, modes, xattrs, ACLs,
 //! hard links, symlinks, special files, times) into a directory beside the new data root, its
@@ -95,8 +98,9 @@ pub struct Carry {
     pub volumes: Vec<String>,
     /// Their total size as the engine reports it, in bytes: the spool needs at most this.
     pub bytes: u64,
-    /// Images and volumes not carried, with why (already in the new engine, a tag there points
-    /// elsewhere, a volume driver or options that cannot be copied, with what to do).
+    /// Images and volumes not carried, with why (already there in the new engine, the other
+    /// platforms of an image of several, a volume driver or options that cannot be copied,
+    /// with what to do).
     pub skipped: Vec<String>,
     /// Images and volumes whose carry failed, with why.
     pub failed: Vec<String>,
