@@ -1029,6 +1029,13 @@ impl TarReader {
         while !buf.is_empty() && !self.done {
             if self.left > 0 {
                 let n = (self.left.min(buf.len() as u64)) as usize;
+                // Only JSON documents are kept: a small layer is let through as it starts.
+                if matches!(self.kind, b'0' | 0)
+                    && self.keep.as_ref().is_some_and(Vec::is_empty)
+                    && !matches!(buf[0], b'{' | b'[')
+                {
+                    self.keep = None;
+                }
                 if let Some(k) = &mut self.keep {
                     k.extend_from_slice(&buf[..n]);
                 }
@@ -1102,11 +1109,10 @@ impl TarReader {
             b'L' | b'x' => true,
             b'0' | 0 => {
                 size <= KEEP_MAX
-                    && self.kept + size as usize <= KEEP_TOTAL
                     && (self.name == "manifest.json"
                         || self.name == "index.json"
-                        || self.name.ends_with(".json")
-                        || self.name.starts_with("blobs/"))
+                        || (self.kept + size as usize <= KEEP_TOTAL
+                            && (self.name.ends_with(".json") || self.name.starts_with("blobs/"))))
             }
             _ => false,
         };
@@ -1360,6 +1366,28 @@ mod tests {
             assert_eq!(r.identity(), want, "chunks of {step}");
             assert!(r.done, "chunks of {step}");
         }
+    }
+
+    #[test]
+    fn small_layers_are_not_kept_and_do_not_crowd_out_the_documents() {
+        let (c, m) = (hex('c'), hex('e'));
+        let mut tar = Vec::new();
+        // 80 MiB of small layers (more than KEEP_TOTAL), before the config and manifests.
+        for n in 0..20u8 {
+            tar.extend(entry(
+                &format!("blobs/sha256/0{n:063}"),
+                b'0',
+                &vec![n; 4 << 20],
+            ));
+        }
+        tar.extend(oci(&c, &m, 10));
+        let mut r = TarReader::default();
+        for chunk in tar.chunks(1 << 20) {
+            r.feed(chunk);
+        }
+        assert!(r.kept < 1 << 20, "kept {} bytes", r.kept);
+        assert_eq!(r.identity().config, Some(format!("sha256:{c}")));
+        assert_eq!(r.identity().diff_ids.len(), 2);
     }
 
     #[test]
