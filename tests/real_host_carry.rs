@@ -94,7 +94,7 @@ fn images_are_carried_across_the_switch_and_a_failed_carry_is_finished_by_the_ne
         back["carry"]["skipped"][0]
             .as_str()
             .unwrap()
-            .contains("already in the new engine"),
+            .contains("already there"),
         "{back}"
     );
     assert_eq!(ids(&host), before);
@@ -438,7 +438,7 @@ fn an_existing_volume_is_named_not_overwritten_and_a_repair_carries_nothing() {
     ] {
         assert!(skipped.contains(want), "{want:?} not in {back}");
     }
-    assert!(!skipped.contains("already in the new engine"), "{back}");
+    assert!(!skipped.contains("already there"), "{back}");
     assert_eq!(
         host.ok("docker run --rm -v data:/d busybox:local cat /d/f")
             .trim(),

@@ -5,6 +5,17 @@
 //! and tagged one tag at a time, so no image or tag the new engine holds is ever replaced: a
 //! conflicting tag is reported (the image carried under its other tags). A carry that does
 //! not complete keeps its spool, and the next run with `--carry images` loads what is missing.
+//! An image is known by what every store agrees on, never by the store's id (docker 29's
+//! containerd image store gives an image the digest of its manifest or index, the overlay2
+//! store that a remapped dockerd 29 uses the digest of its config): its config digest and
+//! layer diff IDs, read from the exported tar as it is written (`manifest.json`'s `Config`,
+//! the config's `rootfs.diff_ids`, and the manifests in `index.json` that lead to it). A tag
+//! of the new engine holding the same config and layers is "already there", not a conflict
+//! (where the engine shows no config digest, the containerd store, it is read from that
+//! image's own export, streamed and not kept); the load is checked by the same facts. An
+//! image of several platforms (an index in the containerd store) is exported for the host's
+//! platform only (`platform=` of `GET /images/get`): the store a remapped docker uses keeps one
+//! platform per tag; the others are named as not carried.
 //! A volume the new engine has already is not compared and not overwritten (both paths named). `--carry volumes`: after the gate, each named volume of the `local` driver
 //! without options is copied from the old data root (`cp -a`: content, modes, xattrs, ACLs,
 //! hard links, symlinks, special files, times) into a directory beside the new data root, its
@@ -47,6 +58,25 @@ pub struct Image {
     /// spool of an older version, exported under its tags (not loaded while a tag conflicts).
     #[serde(default)]
     pub by_id: bool,
+    /// Its config digest, read from the exported tar: the image's identity in every store (the
+    /// overlay2 store's id; the containerd store's id is its manifest's or index's digest).
+    /// Null for a spool of an older version (read from the tar at load).
+    #[serde(default)]
+    pub config: Option<String>,
+    /// Its layers' diff IDs (`RootFS.Layers`), the same in every store.
+    #[serde(default)]
+    pub diff_ids: Vec<String>,
+    /// The manifests and indexes in the tar that lead to its config: the ids the containerd
+    /// store gives it when it is loaded there.
+    #[serde(default)]
+    pub manifests: Vec<String>,
+    /// For an image of several platforms (an index in the containerd store): the platform
+    /// exported, the one the host runs (an OCI platform object).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Value>,
+    /// The other platforms it holds, not carried (`os/architecture[/variant]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<String>,
 }
 
 impl Image {
@@ -68,8 +98,9 @@ pub struct Carry {
     pub volumes: Vec<String>,
     /// Their total size as the engine reports it, in bytes: the spool needs at most this.
     pub bytes: u64,
-    /// Images and volumes not carried, with why (already in the new engine, a tag there points
-    /// elsewhere, a volume driver or options that cannot be copied, with what to do).
+    /// Images and volumes not carried, with why (already there in the new engine, the other
+    /// platforms of an image of several, a volume driver or options that cannot be copied,
+    /// with what to do).
     pub skipped: Vec<String>,
     /// Images and volumes whose carry failed, with why.
     pub failed: Vec<String>,
@@ -97,9 +128,15 @@ pub fn survey(engine: &Engine) -> Result<(Vec<Image>, Vec<String>)> {
             size: i.size,
             file: None,
             by_id: false,
+            config: None,
+            diff_ids: Vec::new(),
+            manifests: Vec::new(),
+            platform: None,
+            dropped: Vec::new(),
         })
         .collect();
     images.sort_by_key(Image::name);
+    platforms(engine, &mut images)?;
     let mut containers = Vec::new();
     for c in engine
         .get_json("/containers/json?all=1")?
@@ -118,6 +155,73 @@ pub fn survey(engine: &Engine) -> Result<(Vec<Image>, Vec<String>)> {
     }
     containers.sort();
     Ok((images, containers))
+}
+
+/// `os/architecture[/variant]` of an OCI platform object.
+fn platform_name(p: &Value) -> String {
+    let f = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or_default();
+    let mut s = format!("{}/{}", f("os"), f("architecture"));
+    if !f("variant").is_empty() {
+        s = format!("{s}/{}", f("variant"));
+    }
+    s
+}
+
+/// Marks the images of several platforms (the containerd store lists each platform's image
+/// under `Manifests`; older engines and the graph driver stores list none): the host's
+/// platform (the engine's own `Os`/`Arch`) is the one exported, the others present are named
+/// as not carried, since the store a remapped docker uses holds one platform per tag.
+fn platforms(engine: &Engine, images: &mut [Image]) -> Result<()> {
+    let list = engine.get_json("/images/json?manifests=1")?;
+    let version = engine.get_json("/version")?;
+    let host = |p: &Value| {
+        p.get("os") == version.get("Os") && p.get("architecture") == version.get("Arch")
+    };
+    for i in list.as_array().into_iter().flatten() {
+        let Some(img) = images
+            .iter_mut()
+            .find(|m| i.get("Id").and_then(Value::as_str) == Some(m.id.as_str()))
+        else {
+            continue;
+        };
+        let present: Vec<&Value> = i
+            .get("Manifests")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|m| {
+                m.get("Kind").and_then(Value::as_str) == Some("image")
+                    && m.get("Available").and_then(Value::as_bool) == Some(true)
+            })
+            .filter_map(|m| m.pointer("/ImageData/Platform"))
+            .collect();
+        if present.len() < 2 {
+            continue;
+        }
+        if let Some(p) = present.iter().find(|p| host(p)) {
+            img.platform = Some((*p).clone());
+            img.dropped = present
+                .iter()
+                .filter(|o| !host(o))
+                .map(|o| platform_name(o))
+                .collect();
+        }
+    }
+    Ok(())
+}
+
+/// What is not carried of a multi-platform image, for `plan` and the carry's report.
+pub fn dropped_note(img: &Image) -> Option<String> {
+    let p = img.platform.as_ref()?;
+    if img.dropped.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{}: an image of several platforms: only its {} image, the one this host runs, is carried (the store of the engine it goes to keeps one platform per tag); not carried: {} (it stays in the other engine's store)",
+        img.name(),
+        platform_name(p),
+        img.dropped.join(", ")
+    ))
 }
 
 /// Free bytes (for root) on the filesystem holding `abs`, or its nearest existing parent.
@@ -209,12 +313,23 @@ pub fn export(root: &Root, engine: &Engine, images: &[Image]) -> Result<()> {
         })?;
         // By id: the tar names no tag, so loading it moves no tag in the new engine; the tags
         // are set afterwards, each only where it names nothing else.
-        let query = format!("names={}", encode(&img.id));
+        let mut query = format!("names={}", encode(&img.id));
+        // One platform of several: the host's (the others are named as not carried).
+        if let Some(p) = &img.platform {
+            query.push_str(&format!("&platform={}", encode(&p.to_string())));
+        }
         let base = done;
+        let mut tar = TarReader::default();
         let written = engine
-            .download(&format!("/images/get?{query}"), &mut out, IDLE, &mut |b| {
-                show(base + b, total)
-            })
+            .download(
+                &format!("/images/get?{query}"),
+                &mut Tee {
+                    file: &mut out,
+                    tar: &mut tar,
+                },
+                IDLE,
+                &mut |b| show(base + b, total),
+            )
             .map_err(|e| match &e {
                 EngineError::Local { source, .. } if is_full(source) => {
                     spool_full(root, total, &path, source)
@@ -229,9 +344,19 @@ pub fn export(root: &Root, engine: &Engine, images: &[Image]) -> Result<()> {
             }
         })?;
         done += written;
+        let found = tar.identity();
+        if found.config.is_none() {
+            bail!(
+                "the export of image {} names no image config (no manifest.json in it): it cannot be carried by its identity",
+                img.name()
+            );
+        }
         spooled.push(Image {
             file: Some(file),
             by_id: true,
+            config: found.config,
+            diff_ids: found.diff_ids,
+            manifests: found.manifests,
             ..img.clone()
         });
     }
@@ -257,13 +382,108 @@ pub fn pending(root: &Root) -> Result<Option<Vec<Image>>> {
     Ok(Some(images))
 }
 
-/// The id the engine has under `name` (a tag or an id), None when it has none.
-fn id_of(engine: &Engine, name: &str) -> Result<Option<String>> {
+/// What an engine holds under a name (a tag or an id): its id, its layers' diff IDs, and
+/// whether that id is the config digest (the graph driver stores: no `Descriptor`).
+#[derive(Debug, Clone)]
+struct Held {
+    id: String,
+    diff_ids: Vec<String>,
+    id_is_config: bool,
+}
+
+fn held(engine: &Engine, name: &str) -> Result<Option<Held>> {
     match engine.get_json(&format!("/images/{}/json", encode(name))) {
-        Ok(v) => Ok(v.get("Id").and_then(Value::as_str).map(str::to_string)),
+        Ok(v) => Ok(v.get("Id").and_then(Value::as_str).map(|id| Held {
+            id: id.to_string(),
+            diff_ids: v
+                .pointer("/RootFS/Layers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+            id_is_config: v.get("Descriptor").is_none_or(Value::is_null),
+        })),
         Err(EngineError::Status { status: 404, .. }) => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The config digests of what `engine` holds as `id`, read from its export (streamed, not
+/// kept): the containerd store shows no config digest otherwise.
+fn exported_configs(engine: &Engine, id: &str) -> Result<Vec<String>> {
+    let mut tar = TarReader::default();
+    engine
+        .download(
+            &format!("/images/get?names={}", encode(id)),
+            &mut tar,
+            IDLE,
+            &mut |_| {},
+        )
+        .with_context(|| format!("cannot read the config of image {id} in the new engine"))?;
+    Ok(tar.identity().configs)
+}
+
+/// Whether `h` is the image `img`: the same layers (diff IDs) and the same config digest,
+/// whatever id the engine's store gives it.
+fn same(engine: &Engine, img: &Image, h: &Held) -> Result<bool> {
+    let Some(config) = &img.config else {
+        // Not known (cannot happen after `with_identity`): only the very same id counts.
+        return Ok(h.id == img.id);
+    };
+    if h.diff_ids != img.diff_ids {
+        return Ok(false);
+    }
+    if &h.id == config || img.manifests.contains(&h.id) {
+        return Ok(true);
+    }
+    if h.id_is_config {
+        return Ok(false);
+    }
+    Ok(exported_configs(engine, &h.id)?.contains(config))
+}
+
+/// Fills in the identity of an image of an older spool from its tar.
+fn with_identity(root: &Root, img: &Image) -> Result<Image> {
+    if img.config.is_some() {
+        return Ok(img.clone());
+    }
+    let file = img.file.as_deref().context("not exported")?;
+    let path = root.path(file);
+    let mut f =
+        std::fs::File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut tar = TarReader::default();
+    std::io::copy(&mut f, &mut tar).with_context(|| format!("cannot read {}", path.display()))?;
+    let found = tar.identity();
+    if found.config.is_none() {
+        bail!(
+            "{} names no image config (no manifest.json)",
+            path.display()
+        );
+    }
+    Ok(Image {
+        config: found.config,
+        diff_ids: found.diff_ids,
+        manifests: found.manifests,
+        ..img.clone()
+    })
+}
+
+/// The id the engine holds `img` under (by its config digest, a manifest of its tar, or its
+/// old id), None when it does not hold it.
+fn find(engine: &Engine, img: &Image) -> Result<Option<String>> {
+    let mut names: Vec<&String> = img.config.iter().collect();
+    names.extend(&img.manifests);
+    names.push(&img.id);
+    for n in names {
+        if let Some(h) = held(engine, n)?
+            && same(engine, img, &h)?
+        {
+            return Ok(Some(h.id));
+        }
+    }
+    Ok(None)
 }
 
 /// What loading one spooled image did.
@@ -271,8 +491,12 @@ fn id_of(engine: &Engine, name: &str) -> Result<Option<String>> {
 struct Loaded {
     /// Its content was loaded (false: the new engine had it already).
     loaded: bool,
+    /// Its id in the new engine.
+    id: Option<String>,
     /// The tags set on it.
     tagged: Vec<String>,
+    /// Its tags that name it already.
+    already: Vec<String>,
     /// Its tags that name another image in the new engine (tag, that image's id): not set.
     conflicts: Vec<(String, String)>,
 }
@@ -285,25 +509,34 @@ fn split_tag(t: &str) -> (&str, &str) {
     }
 }
 
-/// Loads one spooled image unless the new engine has it, then sets each of its tags that
-/// names nothing there yet; a tag that names another image is left as it is (reported).
-/// Afterwards the engine holds the image's id, and it under every tag that was set.
+/// Loads one spooled image unless the new engine has it (the same config digest and diff
+/// IDs, under whatever id its store gives it), then sets each of its tags that names nothing
+/// there yet; a tag that names other content is left as it is (reported), a tag that names
+/// this image already is left alone. Afterwards the engine holds the image, and it under
+/// every tag that was set: checked by config digest and diff IDs, never by the store's id.
 fn load_one(
     root: &Root,
     engine: &Engine,
     img: &Image,
     show: &mut dyn FnMut(u64),
 ) -> Result<Loaded> {
+    let img = &with_identity(root, img)?;
     let mut done = Loaded::default();
     let mut free = Vec::new();
     for t in &img.tags {
-        match id_of(engine, t)? {
-            Some(other) if other != img.id => done.conflicts.push((t.clone(), other)),
-            Some(_) => {}
+        match held(engine, t)? {
+            Some(h) if same(engine, img, &h)? => {
+                done.id.get_or_insert(h.id);
+                done.already.push(t.clone());
+            }
+            Some(h) => done.conflicts.push((t.clone(), h.id)),
             None => free.push(t.clone()),
         }
     }
-    if id_of(engine, &img.id)?.is_none() {
+    if done.id.is_none() {
+        done.id = find(engine, img)?;
+    }
+    if done.id.is_none() {
         if !img.by_id && !done.conflicts.is_empty() {
             // A tar of an older spool names its tags: loading it would move them.
             return Ok(done);
@@ -337,20 +570,26 @@ fn load_one(
                 bail!("the new engine could not load it: {e}");
             }
         }
-        if id_of(engine, &img.id)?.is_none() {
-            bail!("the new engine does not hold {} after the load", img.id);
+        done.id = find(engine, img)?;
+        if done.id.is_none() {
+            bail!(
+                "the new engine does not hold it after the load (config {}, {} layer(s))",
+                img.config.as_deref().unwrap_or(&img.id),
+                img.diff_ids.len()
+            );
         }
         done.loaded = true;
     }
+    let id = done.id.clone().expect("found or loaded");
     for t in free {
         // A tag the load itself set (an older spool) is there already.
-        if id_of(engine, &t)?.as_deref() != Some(img.id.as_str()) {
+        if held(engine, &t)?.map(|h| h.id).as_deref() != Some(id.as_str()) {
             let (repo, tag) = split_tag(&t);
             engine
                 .post_json(
                     &format!(
                         "/images/{}/tag?repo={}&tag={}",
-                        encode(&img.id),
+                        encode(&id),
                         encode(repo),
                         encode(tag)
                     ),
@@ -358,11 +597,12 @@ fn load_one(
                 )
                 .with_context(|| format!("cannot tag it {t} in the new engine"))?;
         }
-        if id_of(engine, &t)?.as_deref() != Some(img.id.as_str()) {
-            bail!(
-                "the new engine does not tag {} as {t} after the load",
-                img.id
-            );
+        match held(engine, &t)? {
+            Some(h) if same(engine, img, &h)? => {}
+            _ => bail!(
+                "the new engine does not tag it {t} after the load (config {})",
+                img.config.as_deref().unwrap_or(&img.id)
+            ),
         }
         done.tagged.push(t);
     }
@@ -371,7 +611,7 @@ fn load_one(
 
 /// Why a carried image lacks some of its tags, and how to carry them.
 fn conflict_text(img: &Image, done: &Loaded) -> String {
-    let id = inspect::short_id(&img.id);
+    let id = inspect::short_id(done.id.as_deref().unwrap_or(&img.id));
     let taken: Vec<String> = done
         .conflicts
         .iter()
@@ -384,6 +624,8 @@ fn conflict_text(img: &Image, done: &Loaded) -> String {
         .collect();
     let carried = if done.tagged.is_empty() && done.loaded {
         format!("carried as {id} without a tag")
+    } else if done.tagged.is_empty() && !done.already.is_empty() {
+        format!("already there as {id} under {}", done.already.join(", "))
     } else if done.tagged.is_empty() {
         format!("not carried under its tags (the new engine holds {id} untagged or not at all)")
     } else {
@@ -420,7 +662,11 @@ pub fn load(root: &Root, engine: &Engine, images: &[Image]) -> Carry {
             .as_deref()
             .and_then(|f| std::fs::metadata(root.path(f)).ok())
             .map_or(0, |m| m.len());
-        match load_one(root, engine, img, &mut |b| show(base + b, total)) {
+        let result = load_one(root, engine, img, &mut |b| show(base + b, total));
+        if result.is_ok() {
+            c.skipped.extend(dropped_note(img));
+        }
+        match result {
             Ok(done) if !done.conflicts.is_empty() => {
                 if done.loaded || !done.tagged.is_empty() {
                     c.images.push(
@@ -433,9 +679,15 @@ pub fn load(root: &Root, engine: &Engine, images: &[Image]) -> Carry {
                 c.failed.push(conflict_text(img, &done));
             }
             Ok(done) if done.loaded || !done.tagged.is_empty() => c.images.push(img.name()),
-            Ok(_) => c
-                .skipped
-                .push(format!("{}: already in the new engine", img.name())),
+            Ok(done) => c.skipped.push(format!(
+                "{}: already there: the new engine holds the same image (config {}, the same {} layer(s)) under its tags{}",
+                img.name(),
+                img.config.as_deref().map_or_else(|| "unknown".into(), inspect::short_id),
+                img.diff_ids.len(),
+                done.id
+                    .map(|i| format!(", as {}", inspect::short_id(&i)))
+                    .unwrap_or_default()
+            )),
             Err(e) => c.failed.push(format!("{}: {e:#}", img.name())),
         }
         base += size;
@@ -726,6 +978,290 @@ fn ready_mark(stage: &std::path::Path) -> std::path::PathBuf {
     stage.with_file_name(name)
 }
 
+/// What an exported image tar says about the image, whatever store made it: the digest of its
+/// config (the overlay2 store's image id), the diff IDs its config lists (`rootfs.diff_ids`,
+/// which `RootFS.Layers` shows), and the manifests and indexes in it that lead to that config
+/// (the ids the containerd store gives the image).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// `sha256:…` of the config.
+    pub config: Option<String>,
+    /// Its layers' diff IDs.
+    pub diff_ids: Vec<String>,
+    /// Manifest and index digests that lead to that config.
+    pub manifests: Vec<String>,
+    /// Every config digest `manifest.json` names (an export of several platforms names several).
+    pub configs: Vec<String>,
+}
+
+/// Reads an image tar as it streams by (`docker save` of either store: the legacy layout with
+/// `manifest.json` and `HEX.json` configs, or the OCI layout with `index.json` and
+/// `blobs/sha256/HEX`), keeping only the small files it needs; layers pass through unread.
+#[derive(Debug, Default)]
+pub struct TarReader {
+    /// Bytes of a header not complete yet.
+    head: Vec<u8>,
+    /// Bytes left of the current entry's data, and of its padding.
+    left: u64,
+    pad: u64,
+    /// The current entry's name and whether its data is kept.
+    name: String,
+    keep: Option<Vec<u8>>,
+    /// A name given by a GNU `L` or a pax `x` entry, for the next entry.
+    long_name: Option<String>,
+    /// What the current entry is (`0` a file, `L`, `x`, …).
+    kind: u8,
+    /// Kept files by name.
+    files: std::collections::BTreeMap<String, Vec<u8>>,
+    kept: usize,
+    /// The end (two zero blocks) was seen, or the stream is not a tar.
+    done: bool,
+}
+
+/// Files larger than this are not kept (manifests, indexes and configs are a few KiB).
+const KEEP_MAX: u64 = 4 << 20;
+/// Nor more than this in all.
+const KEEP_TOTAL: usize = 64 << 20;
+
+impl TarReader {
+    /// Takes the next bytes of the stream.
+    pub fn feed(&mut self, mut buf: &[u8]) {
+        while !buf.is_empty() && !self.done {
+            if self.left > 0 {
+                let n = (self.left.min(buf.len() as u64)) as usize;
+                // Only JSON documents are kept: a small layer is let through as it starts.
+                if matches!(self.kind, b'0' | 0)
+                    && self.keep.as_ref().is_some_and(Vec::is_empty)
+                    && !matches!(buf[0], b'{' | b'[')
+                {
+                    self.keep = None;
+                }
+                if let Some(k) = &mut self.keep {
+                    k.extend_from_slice(&buf[..n]);
+                }
+                self.left -= n as u64;
+                buf = &buf[n..];
+                if self.left == 0 {
+                    self.entry_done();
+                }
+            } else if self.pad > 0 {
+                let n = (self.pad.min(buf.len() as u64)) as usize;
+                self.pad -= n as u64;
+                buf = &buf[n..];
+            } else {
+                let n = (512 - self.head.len()).min(buf.len());
+                self.head.extend_from_slice(&buf[..n]);
+                buf = &buf[n..];
+                if self.head.len() == 512 {
+                    let h = std::mem::take(&mut self.head);
+                    self.header(&h);
+                }
+            }
+        }
+    }
+
+    fn header(&mut self, h: &[u8]) {
+        if h.iter().all(|&b| b == 0) {
+            // End of archive (or padding between): a second zero block ends it.
+            if self.kind == 0xff {
+                self.done = true;
+            }
+            self.kind = 0xff;
+            return;
+        }
+        let field = |a: usize, b: usize| {
+            let f = &h[a..b];
+            let end = f.iter().position(|&c| c == 0).unwrap_or(f.len());
+            String::from_utf8_lossy(&f[..end]).into_owned()
+        };
+        let size = if h[124] & 0x80 != 0 {
+            h[125..136]
+                .iter()
+                .fold(0u64, |s, &b| s.saturating_mul(256) | u64::from(b))
+        } else {
+            let s = field(124, 136);
+            match u64::from_str_radix(s.trim_matches(|c: char| c == ' ' || c == '\0'), 8) {
+                Ok(v) => v,
+                Err(_) if s.trim().is_empty() => 0,
+                Err(_) => {
+                    self.done = true;
+                    return;
+                }
+            }
+        };
+        let mut name = field(0, 100);
+        if &h[257..262] == b"ustar" {
+            let prefix = field(345, 500);
+            if !prefix.is_empty() {
+                name = format!("{prefix}/{name}");
+            }
+        }
+        self.kind = h[156];
+        if let Some(long) = self.long_name.take()
+            && !matches!(self.kind, b'L' | b'x')
+        {
+            name = long;
+        }
+        self.name = name.trim_start_matches("./").to_string();
+        self.left = size;
+        self.pad = (512 - size % 512) % 512;
+        let wanted = match self.kind {
+            b'L' | b'x' => true,
+            b'0' | 0 => {
+                size <= KEEP_MAX
+                    && (self.name == "manifest.json"
+                        || self.name == "index.json"
+                        || (self.kept + size as usize <= KEEP_TOTAL
+                            && (self.name.ends_with(".json") || self.name.starts_with("blobs/"))))
+            }
+            _ => false,
+        };
+        self.keep = wanted.then(Vec::new);
+        if size == 0 {
+            self.entry_done();
+        }
+    }
+
+    fn entry_done(&mut self) {
+        let Some(data) = self.keep.take() else {
+            return;
+        };
+        match self.kind {
+            b'L' => {
+                let end = data.iter().position(|&c| c == 0).unwrap_or(data.len());
+                self.long_name = Some(String::from_utf8_lossy(&data[..end]).into_owned());
+            }
+            b'x' => {
+                // Records "LEN path=VALUE\n".
+                for rec in String::from_utf8_lossy(&data).lines() {
+                    if let Some((_, kv)) = rec.split_once(' ')
+                        && let Some(p) = kv.strip_prefix("path=")
+                    {
+                        self.long_name = Some(p.to_string());
+                    }
+                }
+            }
+            _ => {
+                self.kept += data.len();
+                self.files.insert(self.name.clone(), data);
+            }
+        }
+    }
+
+    fn json(&self, name: &str) -> Option<Value> {
+        serde_json::from_slice(self.files.get(name)?).ok()
+    }
+
+    /// The file a `blobs/sha256/HEX` or `HEX.json` reference, or a digest, names.
+    fn blob(&self, digest: &str) -> Option<Value> {
+        let hex = digest.strip_prefix("sha256:")?;
+        self.json(&format!("blobs/sha256/{hex}"))
+    }
+
+    /// What the stream said about the image (the first one `manifest.json` names).
+    pub fn identity(&self) -> Identity {
+        let mut id = Identity::default();
+        let entries = self.json("manifest.json");
+        for e in entries
+            .as_ref()
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Some(c) = e.get("Config").and_then(Value::as_str) else {
+                continue;
+            };
+            let hex = c
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .trim_end_matches(".json");
+            if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                id.configs.push(format!("sha256:{hex}"));
+            }
+            if id.config.is_none() {
+                id.config = id.configs.last().cloned();
+                let cfg = self.json(c.trim_start_matches("./"));
+                id.diff_ids = cfg
+                    .as_ref()
+                    .and_then(|v| v.pointer("/rootfs/diff_ids"))
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect();
+            }
+        }
+        if let Some(config) = &id.config {
+            let top = self.json("index.json");
+            for m in top
+                .as_ref()
+                .and_then(|v| v.get("manifests"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(d) = m.get("digest").and_then(Value::as_str) {
+                    self.leads_to(d, config, 0, &mut id.manifests);
+                }
+            }
+        }
+        id
+    }
+
+    /// Whether manifest or index `digest` leads to `config`; those that do are added to `out`.
+    fn leads_to(&self, digest: &str, config: &str, depth: u32, out: &mut Vec<String>) -> bool {
+        let Some(v) = self.blob(digest) else {
+            return false;
+        };
+        let mut yes = v.pointer("/config/digest").and_then(Value::as_str) == Some(config);
+        if depth < 4 {
+            for m in v
+                .get("manifests")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(d) = m.get("digest").and_then(Value::as_str) {
+                    yes |= self.leads_to(d, config, depth + 1, out);
+                }
+            }
+        }
+        if yes && !out.iter().any(|o| o == digest) {
+            out.push(digest.to_string());
+        }
+        yes
+    }
+}
+
+impl std::io::Write for TarReader {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.feed(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes to a file and reads the tar as it goes by.
+struct Tee<'a> {
+    file: &'a mut std::fs::File,
+    tar: &'a mut TarReader,
+}
+
+impl std::io::Write for Tee<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.tar.feed(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -759,5 +1295,157 @@ mod tests {
         };
         let back: Volume = serde_json::from_str(&serde_json::to_string(&with).unwrap()).unwrap();
         assert_eq!(back, with);
+    }
+    /// A tar entry: a ustar header (name, size, type) and the data, padded.
+    fn entry(name: &str, kind: u8, data: &[u8]) -> Vec<u8> {
+        let mut h = [0u8; 512];
+        h[..name.len().min(100)].copy_from_slice(&name.as_bytes()[..name.len().min(100)]);
+        h[100..107].copy_from_slice(b"0000644");
+        h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+        h[156] = kind;
+        h[257..263].copy_from_slice(b"ustar\0");
+        let mut out = h.to_vec();
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+        out
+    }
+
+    fn hex(c: char) -> String {
+        std::iter::repeat_n(c, 64).collect()
+    }
+
+    /// An OCI layout as either store exports it: blobs first, index.json and manifest.json last.
+    fn oci(config: &str, manifest: &str, layer_len: usize) -> Vec<u8> {
+        let cfg = r#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:d1","sha256:d2"]}}"#;
+        let man =
+            format!(r#"{{"schemaVersion":2,"config":{{"digest":"sha256:{config}"}},"layers":[]}}"#);
+        let index =
+            format!(r#"{{"schemaVersion":2,"manifests":[{{"digest":"sha256:{manifest}"}}]}}"#);
+        let mut t = entry("blobs/", b'5', b"");
+        t.extend(entry(
+            &format!("blobs/sha256/{}", hex('a')),
+            b'0',
+            &vec![7u8; layer_len],
+        ));
+        t.extend(entry(
+            &format!("blobs/sha256/{config}"),
+            b'0',
+            cfg.as_bytes(),
+        ));
+        t.extend(entry(
+            &format!("blobs/sha256/{manifest}"),
+            b'0',
+            man.as_bytes(),
+        ));
+        t.extend(entry("index.json", b'0', index.as_bytes()));
+        t.extend(entry(
+            "manifest.json",
+            b'0',
+            format!(r#"[{{"Config":"blobs/sha256/{config}","RepoTags":null,"Layers":[]}}]"#)
+                .as_bytes(),
+        ));
+        t.extend([0u8; 1024]);
+        t
+    }
+
+    #[test]
+    fn an_oci_export_gives_the_config_digest_diff_ids_and_manifest_in_any_chunking() {
+        let (c, m) = (hex('c'), hex('e'));
+        let tar = oci(&c, &m, 5000);
+        let want = Identity {
+            config: Some(format!("sha256:{c}")),
+            diff_ids: vec!["sha256:d1".into(), "sha256:d2".into()],
+            manifests: vec![format!("sha256:{m}")],
+            configs: vec![format!("sha256:{c}")],
+        };
+        for step in [1, 7, 511, 512, 513, 4096, tar.len()] {
+            let mut r = TarReader::default();
+            for chunk in tar.chunks(step) {
+                r.feed(chunk);
+            }
+            assert_eq!(r.identity(), want, "chunks of {step}");
+            assert!(r.done, "chunks of {step}");
+        }
+    }
+
+    #[test]
+    fn small_layers_are_not_kept_and_do_not_crowd_out_the_documents() {
+        let (c, m) = (hex('c'), hex('e'));
+        let mut tar = Vec::new();
+        // 80 MiB of small layers (more than KEEP_TOTAL), before the config and manifests.
+        for n in 0..20u8 {
+            tar.extend(entry(
+                &format!("blobs/sha256/0{n:063}"),
+                b'0',
+                &vec![n; 4 << 20],
+            ));
+        }
+        tar.extend(oci(&c, &m, 10));
+        let mut r = TarReader::default();
+        for chunk in tar.chunks(1 << 20) {
+            r.feed(chunk);
+        }
+        assert!(r.kept < 1 << 20, "kept {} bytes", r.kept);
+        assert_eq!(r.identity().config, Some(format!("sha256:{c}")));
+        assert_eq!(r.identity().diff_ids.len(), 2);
+    }
+
+    #[test]
+    fn a_legacy_export_names_its_config_file_by_digest() {
+        let c = hex('b');
+        let cfg = r#"{"rootfs":{"diff_ids":["sha256:d1"]}}"#;
+        let mut tar = entry(&format!("{}/layer.tar", hex('f')), b'0', &[1u8; 2000]);
+        tar.extend(entry(&format!("{c}.json"), b'0', cfg.as_bytes()));
+        tar.extend(entry(
+            "manifest.json",
+            b'0',
+            format!(r#"[{{"Config":"{c}.json","RepoTags":["a:1"],"Layers":["x/layer.tar"]}}]"#)
+                .as_bytes(),
+        ));
+        let mut r = TarReader::default();
+        r.feed(&tar);
+        let id = r.identity();
+        assert_eq!(id.config, Some(format!("sha256:{c}")));
+        assert_eq!(id.diff_ids, ["sha256:d1"]);
+        assert!(id.manifests.is_empty());
+    }
+
+    #[test]
+    fn long_names_from_gnu_and_pax_entries_name_the_next_entry() {
+        let c = hex('c');
+        let cfg = br#"{"rootfs":{"diff_ids":["sha256:d9"]}}"#;
+        let long = format!("./blobs/sha256/{c}");
+        let mut tar = entry("././@LongLink", b'L', format!("{long}\0").as_bytes());
+        tar.extend(entry("short", b'0', cfg));
+        let rec = "path=manifest.json\n";
+        let rec = format!("{} {rec}", rec.len() + 3);
+        tar.extend(entry("PaxHeaders/x", b'x', rec.as_bytes()));
+        tar.extend(entry(
+            "other",
+            b'0',
+            format!(r#"[{{"Config":"blobs/sha256/{c}"}}]"#).as_bytes(),
+        ));
+        let mut r = TarReader::default();
+        r.feed(&tar);
+        let id = r.identity();
+        assert_eq!(id.config, Some(format!("sha256:{c}")));
+        assert_eq!(id.diff_ids, ["sha256:d9"]);
+    }
+
+    #[test]
+    fn garbage_gives_no_identity_and_no_panic() {
+        for junk in [vec![], vec![0xffu8; 2000], b"not a tar at all".repeat(100)] {
+            let mut r = TarReader::default();
+            r.feed(&junk);
+            assert_eq!(r.identity().config, None);
+        }
+        // A manifest whose config is not a digest names none.
+        let mut r = TarReader::default();
+        r.feed(&entry(
+            "manifest.json",
+            b'0',
+            br#"[{"Config":"../../etc/passwd"}]"#,
+        ));
+        assert_eq!(r.identity().config, None);
     }
 }

@@ -396,6 +396,7 @@ fn carry_preview(root: &Root, docker: &Docker, switching: bool) -> Result<Carry>
     carry::check_space(root, bytes)?;
     Ok(Carry {
         images: images.iter().map(carry::Image::name).collect(),
+        skipped: images.iter().filter_map(carry::dropped_note).collect(),
         bytes,
         containers_not_carried: containers,
         ..Carry::default()
