@@ -98,7 +98,7 @@ fn deb_has_the_expected_contents_and_is_lintian_clean() {
         );
     }
 
-    // lintian: no error, no warning (info tags are shown). The one override, in
+    // lintian: no error, no warning (info tags are shown). Each override, in
     // packaging/lintian-overrides, carries its reason (`--show-overrides` would make lintian
     // count the overridden tag for --fail-on).
     let t0 = Instant::now();
