@@ -5,7 +5,10 @@
 //! found where it listens, end to end), `--data-root` in DOCKER_OPTS under a 0750 directory
 //! (refused before anything changes), and socket activation with docker.service stopped
 //! (`status`, `plan` and `check` leave it stopped; `enable` says what it did). The swarm,
-//! live-restore and moved-socket cases run on bookworm (docker 20.10) and trixie (docker 26).
+//! live-restore and moved-socket cases run on bookworm (docker 20.10) and trixie (docker 26);
+//! live-restore, the moved socket, the flag data root and socket activation also on docker-ce
+//! 29 (`docker29`: docker-ce's units, so the flag is in an ExecStart drop-in, as docker-ce's
+//! users set it, not in /etc/default/docker, which docker-ce's unit does not read).
 //! Needs root; fails, never skips.
 
 mod common;
@@ -171,6 +174,11 @@ fn live_restore_containers_are_stopped_not_left_invisible() {
 #[test]
 fn live_restore_containers_are_stopped_not_left_invisible_trixie() {
     live_restore("trixie");
+}
+
+#[test]
+fn live_restore_containers_are_stopped_not_left_invisible_docker29() {
+    live_restore("docker29");
 }
 
 /// Issue 19 item 4, live-restore: `enable --no-restart` with a running container is refused
@@ -414,17 +422,47 @@ fn a_moved_docker_socket_is_found_trixie() {
     moved_socket("trixie");
 }
 
+#[test]
+fn a_moved_docker_socket_is_found_docker29() {
+    moved_socket("docker29");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. --data-root in DOCKER_OPTS
 
 #[test]
 fn a_flag_data_root_under_a_closed_directory_is_refused() {
-    let host = Host::boot("flagroot");
+    flag_data_root("bookworm");
+}
+
+/// docker-ce's unit reads no /etc/default/docker: its users put the flag in an ExecStart
+/// drop-in, which is where the tool must find it.
+#[test]
+fn a_flag_data_root_under_a_closed_directory_is_refused_docker29() {
+    flag_data_root("docker29");
+}
+
+const DROP_IN: &str = "/etc/systemd/system/docker.service.d/data-root.conf";
+
+fn flag_data_root(suite: &str) {
+    let host = Host::boot_suite(&format!("flagroot-{suite}"), suite);
     host.ok("mkdir -p /srv/dk && chmod 0750 /srv");
-    host.write(
-        "/etc/default/docker",
-        "DOCKER_OPTS=\"--data-root /srv/dk/root\"\n",
-    );
+    let set_in = if suite == "docker29" {
+        assert!(host.read("/etc/default/docker").is_none());
+        host.write(
+            DROP_IN,
+            "[Service]\nExecStart=\nExecStart=/usr/bin/dockerd -H fd:// \
+             --containerd=/run/containerd/containerd.sock --data-root /srv/dk/root\n",
+        );
+        host.ok("systemctl daemon-reload");
+        DROP_IN
+    } else {
+        host.write(
+            "/etc/default/docker",
+            "DOCKER_OPTS=\"--data-root /srv/dk/root\"\n",
+        );
+        "/etc/default/docker"
+    };
     host.ok("systemctl restart docker");
     assert_eq!(
         host.ok("docker info --format '{{.DockerRootDir}}'").trim(),
@@ -457,7 +495,7 @@ fn a_flag_data_root_under_a_closed_directory_is_refused() {
         st["setup"]["data_root_from"]
             .as_str()
             .unwrap_or_default()
-            .contains("/etc/default/docker"),
+            .contains(set_in),
         "{st}"
     );
     assert_eq!(snapshot(&host), before);
@@ -468,7 +506,18 @@ fn a_flag_data_root_under_a_closed_directory_is_refused() {
 
 #[test]
 fn read_only_commands_leave_a_socket_activated_docker_stopped() {
-    let host = Host::boot("sockact");
+    socket_activated("bookworm");
+}
+
+/// docker-ce's docker.service `Requires=docker.socket` and restarts always: stopped by hand,
+/// it stays stopped until a connection comes.
+#[test]
+fn read_only_commands_leave_a_socket_activated_docker_stopped_docker29() {
+    socket_activated("docker29");
+}
+
+fn socket_activated(suite: &str) {
+    let host = Host::boot_suite(&format!("sockact-{suite}"), suite);
     host.ok("systemctl stop docker.service 2>/dev/null");
     assert_eq!(is_active(&host, "docker.service"), "inactive");
     assert_eq!(is_active(&host, "docker.socket"), "active");
