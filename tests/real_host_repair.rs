@@ -37,7 +37,6 @@ fn repair_moves_the_range_dockerd_29_took_with_its_data_root() {
 }
 
 fn repair_moves_the_range(host: Host) {
-
     // What every docker >= 28 host with one regular user and remapping has.
     host.ok("useradd -m alice");
     host.write(

@@ -63,7 +63,17 @@ fn host_uid_of(host: &Host, container: &str) -> String {
 
 #[test]
 fn enable_remaps_is_idempotent_and_survives_the_start_limit() {
-    let host = Host::boot("flow");
+    enable_remaps_idempotent_start_limit("bookworm");
+}
+
+/// docker-ce's unit: `Restart=always`, `Requires=docker.socket`, the same start limit.
+#[test]
+fn enable_remaps_is_idempotent_and_survives_the_start_limit_docker29() {
+    enable_remaps_idempotent_start_limit("docker29");
+}
+
+fn enable_remaps_idempotent_start_limit(suite: &str) {
+    let host = Host::boot_suite(&format!("flow-{suite}"), suite);
     // Before: root in the container is root on the host.
     assert_eq!(
         host.ok("docker run --rm --pull=never busybox:local id -u")
@@ -462,7 +472,18 @@ fn recovery_matches_the_engine_to_the_restored_files_and_status_reads_after_it()
 
 #[test]
 fn a_docker_that_dies_seconds_after_a_remapped_start_is_rolled_back() {
-    let host = Host::boot("late");
+    late_death("bookworm");
+}
+
+/// docker-ce's `Restart=always` (RestartSec=2) brings the dead dockerd back inside the settle
+/// window: still a failed start, rolled back.
+#[test]
+fn a_docker_that_dies_seconds_after_a_remapped_start_is_rolled_back_docker29() {
+    late_death("docker29");
+}
+
+fn late_death(suite: &str) {
+    let host = Host::boot_suite(&format!("late-{suite}"), suite);
     host.sh("systemctl is-system-running --wait");
     let before = files(&host);
     // dockerd says it is ready, then dies 4 s later whenever remapping is configured: after
