@@ -41,7 +41,7 @@ fn docker_28_on_forky_remaps_next_to_a_regular_users_range() {
 
 /// docker-ce 29: the same flow, plus what differs there (the image store, the unit).
 #[test]
-fn docker_29_ce_remaps_next_to_a_regular_users_range() {
+fn docker29_ce_remaps_next_to_a_regular_users_range() {
     remaps_next_to_a_regular_users_range("docker29", "29.");
 }
 

@@ -32,7 +32,7 @@ fn repair_moves_the_range_dockerd_28_took_with_its_data_root() {
 /// docker-ce 29 allocates as 28 does (root's ranges only); remapped, its data root is overlay2
 /// in DATA_ROOT/UID.GID (the containerd store switched off), and the repair moves that.
 #[test]
-fn repair_moves_the_range_dockerd_29_took_with_its_data_root() {
+fn repair_moves_the_range_dockerd_29_took_with_its_data_root_docker29() {
     repair_moves_the_range(Host::boot_suite("repair29", "docker29"));
 }
 
