@@ -1,7 +1,9 @@
 //! `enable` and `disable` against a real systemd + D-Bus + dockerd (a Debian 12 container
 //! booted with systemd-nspawn, see tests/testhost/): restart, health gate, idempotence, the
-//! start limit, rollback, crash recovery, concurrency, and refusals that change nothing.
-//! Needs root; fails, never skips, when the host cannot be booted.
+//! start limit, rollback, crash recovery, concurrency, and refusals that change nothing. The
+//! main flow with the start limit and a dockerd dying after a remapped start also run on
+//! docker-ce 29 (`docker29`: `Restart=always`). Needs root; fails, never skips, when the host
+//! cannot be booted.
 
 mod common;
 #[path = "testhost/mod.rs"]
