@@ -5,7 +5,8 @@
 //! run, and a refused configuration rolled back. The same flow runs on `docker29`: dockerd
 //! 29.7.2 with docker-ce's units (no /etc/default/docker, `Restart=always`, `Requires=
 //! docker.socket`), where turning remapping on also switches the image store from containerd's
-//! to overlay2 (and back on `disable`). Needs root; fails, never skips.
+//! to overlay2 (and back on `disable`), and then six restarts within a minute pass its start
+//! limit. Needs root; fails, never skips.
 
 mod common;
 #[path = "testhost/mod.rs"]
@@ -166,4 +167,17 @@ fn remaps_next_to_a_regular_users_range(suite: &str, version: &str) {
     assert_eq!(json(&v)["effective"], false, "{v}");
     let again = ok_json(&host, "disable --json");
     assert_eq!(again["changed"], false, "{again}");
+
+    // Six restarts within a minute, well past StartLimitBurst=3: docker-ce's unit
+    // (`Restart=always`) must not end in "start of the service was attempted too often".
+    if docker29 {
+        for round in 0..3 {
+            let e = ok_json(&host, "enable --json");
+            assert_eq!(e["restarted"], true, "round {round}: {e}");
+            assert!(info(&host, "SecurityOptions").contains("name=userns"));
+            let d = ok_json(&host, "disable --json");
+            assert_eq!(d["restarted"], true, "round {round}: {d}");
+            assert!(!info(&host, "SecurityOptions").contains("name=userns"));
+        }
+    }
 }

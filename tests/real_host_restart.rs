@@ -1,9 +1,9 @@
 //! `enable` and `disable` against a real systemd + D-Bus + dockerd (a Debian 12 container
 //! booted with systemd-nspawn, see tests/testhost/): restart, health gate, idempotence, the
-//! start limit, rollback, crash recovery, concurrency, and refusals that change nothing. The
-//! main flow with the start limit and a dockerd dying after a remapped start also run on
-//! docker-ce 29 (`docker29`: `Restart=always`). Needs root; fails, never skips, when the host
-//! cannot be booted.
+//! start limit, rollback, crash recovery, concurrency, and refusals that change nothing. A
+//! dockerd dying after a remapped start also runs on docker-ce 29 (`docker29`:
+//! `Restart=always`; its start limit is in tests/real_host_docker28.rs). Needs root; fails,
+//! never skips, when the host cannot be booted.
 
 mod common;
 #[path = "testhost/mod.rs"]
@@ -65,17 +65,8 @@ fn host_uid_of(host: &Host, container: &str) -> String {
 
 #[test]
 fn enable_remaps_is_idempotent_and_survives_the_start_limit() {
-    enable_remaps_idempotent_start_limit("bookworm");
-}
+    let host = Host::boot("flow");
 
-/// docker-ce's unit: `Restart=always`, `Requires=docker.socket`, the same start limit.
-#[test]
-fn enable_remaps_is_idempotent_and_survives_the_start_limit_docker29() {
-    enable_remaps_idempotent_start_limit("docker29");
-}
-
-fn enable_remaps_idempotent_start_limit(suite: &str) {
-    let host = Host::boot_suite(&format!("flow-{suite}"), suite);
     // Before: root in the container is root on the host.
     assert_eq!(
         host.ok("docker run --rm --pull=never busybox:local id -u")
