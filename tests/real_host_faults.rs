@@ -4,7 +4,8 @@
 //! each followed by the one invariant that matters: the host is whole. Either the three files
 //! are byte for byte as before the fault and docker runs in its old mode, or the change is
 //! complete and docker runs remapped and health-gated; never a half state, never docker left
-//! down, and a failed command says why. Needs root; fails, never skips.
+//! down, and a failed command says why. The kill -9 matrix runs on docker-ce 29 (`docker29`)
+//! too. Needs root; fails, never skips.
 
 mod common;
 #[path = "testhost/mod.rs"]
@@ -81,30 +82,7 @@ fn kill_at(host: &Host, point: &str) {
 fn every_fault_leaves_the_host_whole() {
     let host = Host::boot("faults");
     host.sh("systemctl is-system-running --wait");
-    let mut converged_cases = Vec::new();
-
-    // kill -9 at each step of a run, in the order a run takes them. The user is created by
-    // the first one and kept (as a rollback keeps it); every later run writes the ranges and
-    // daemon.json again.
-    for point in [
-        "apply:after-user",
-        "apply:after-subuid",
-        "apply:before-daemon-json",
-        "converge:after-apply",
-        "restart:after-stop",
-        "restart:before-start",
-        "converge:before-finish",
-    ] {
-        let before = files(&host);
-        let was = remapped(&host);
-        kill_at(&host, point);
-        if assert_whole(&host, &format!("kill -9 at {point}"), &before, was) {
-            converged_cases.push(point);
-            reset(&host);
-        }
-    }
-    // Only a run killed after its restart had passed the health gate may count as done.
-    assert_eq!(converged_cases, ["converge:before-finish"]);
+    kill_9_at_every_step(&host);
 
     // docker refuses the new configuration: rolled back (exit 5), with docker's words.
     let before = files(&host);
@@ -182,6 +160,41 @@ fn every_fault_leaves_the_host_whole() {
     assert!(remapped(&host));
 
     repair_faults(&host);
+}
+
+/// kill -9 at each step of a run, in the order a run takes them, each followed by `status`
+/// (which recovers) and the invariant. The user is created by the first one and kept (as a
+/// rollback keeps it); every later run writes the ranges and daemon.json again.
+fn kill_9_at_every_step(host: &Host) {
+    let mut converged_cases = Vec::new();
+    for point in [
+        "apply:after-user",
+        "apply:after-subuid",
+        "apply:before-daemon-json",
+        "converge:after-apply",
+        "restart:after-stop",
+        "restart:before-start",
+        "converge:before-finish",
+    ] {
+        let before = files(host);
+        let was = remapped(host);
+        kill_at(host, point);
+        if assert_whole(host, &format!("kill -9 at {point}"), &before, was) {
+            converged_cases.push(point);
+            reset(host);
+        }
+    }
+    // Only a run killed after its restart had passed the health gate may count as done.
+    assert_eq!(converged_cases, ["converge:before-finish"]);
+}
+
+/// The kill -9 matrix on docker-ce 29: its unit restarts always and is socket-activated, and
+/// the remapped engine switches the image store; none of it may leave a half state.
+#[test]
+fn every_kill_9_leaves_a_docker29_host_whole() {
+    let host = Host::boot_suite("faults29", "docker29");
+    host.sh("systemctl is-system-running --wait");
+    kill_9_at_every_step(&host);
 }
 
 /// The data root docker runs on.

@@ -1,7 +1,8 @@
 //! The Debian package: built with `cargo deb` (cargo-deb, `[package.metadata.deb]` in
 //! Cargo.toml), checked with lintian, then installed, used (also as `docker userns`, the docker
 //! CLI plugin, through the package's link: tests/docker_plugin) and removed on a real systemd +
-//! D-Bus + dockerd host (tests/testhost). Must run as root. What it needs on the host is
+//! D-Bus + dockerd host (tests/testhost): bookworm (docker.io 20.10) and docker-ce 29
+//! (`docker29`). Must run as root. What it needs on the host is
 //! installed by the test itself when missing (`testhost.sh pkgdeps`, once per process:
 //! dpkg-dev, binutils, lintian and man-db with apt; cargo-deb 3.8.0 with `cargo install` into
 //! target/tools); it fails, never skips, when that fails.
@@ -183,8 +184,19 @@ fn entry_is(e: &Value, transport: &str, priority: &str, message_part: &str) -> b
 
 #[test]
 fn deb_installs_converges_with_its_unit_and_removes_cleanly() {
+    deb_installs_converges_and_removes("bookworm");
+}
+
+/// The same .deb on docker-ce 29 (docker-ce's units and /usr/bin/dockerd, forky's systemd and
+/// docker CLI 28.5): the package recommends `docker.io | docker-ce` and must work with either.
+#[test]
+fn deb_installs_converges_with_its_unit_and_removes_cleanly_docker29() {
+    deb_installs_converges_and_removes("docker29");
+}
+
+fn deb_installs_converges_and_removes(suite: &str) {
     let deb = testhost::deb::build();
-    let host = Host::boot("package");
+    let host = Host::boot_suite(&format!("package-{suite}"), suite);
     // The package's binary, not the harness's copy in /usr/local/sbin, must answer. The test
     // tree excludes man pages and docs from dpkg installs (to stay small); a real host does not.
     host.ok(&format!(
@@ -206,7 +218,7 @@ fn deb_installs_converges_with_its_unit_and_removes_cleanly() {
         host.ok("docker-userns --version").trim(),
         format!("docker-userns {VERSION}")
     );
-    // `docker userns` through the package's link and docker 20.10's own CLI.
+    // `docker userns` through the package's link and the docker CLI (20.10's own on bookworm).
     let t1 = Instant::now();
     assert_eq!(
         host.ok(&format!("readlink {}", docker_plugin::PLUGIN_PATH))

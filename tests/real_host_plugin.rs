@@ -1,8 +1,9 @@
 //! `docker userns` as a docker CLI plugin, through the real docker CLI: Debian trixie (the
-//! separate docker-cli package, 26.1) and forky (docker-cli 28.5), the binary linked into
+//! separate docker-cli package, 26.1), forky (docker-cli 28.5) and docker29 (forky's CLI 28.5
+//! talking to docker-ce's dockerd 29.7.2), the binary linked into
 //! /usr/libexec/docker/cli-plugins by hand. The same checks run on bookworm (docker.io 20.10,
 //! the CLI built in) with the package's own link in tests/real_host_package.rs. Needs root;
-//! fails, never skips. One host per suite; the two boot in parallel.
+//! fails, never skips. One host per suite; they boot in parallel.
 
 mod common;
 #[path = "docker_plugin/mod.rs"]
@@ -65,4 +66,10 @@ fn plugin_on_trixie_docker_cli_26() {
 #[test]
 fn plugin_on_forky_docker_cli_28() {
     plugin_works("forky");
+}
+
+/// docker-ce 29's engine behind forky's docker-cli 28.5.2 (API version negotiation).
+#[test]
+fn plugin_on_docker29_engine_29() {
+    plugin_works("docker29");
 }

@@ -5,7 +5,10 @@
 //! found where it listens, end to end), `--data-root` in DOCKER_OPTS under a 0750 directory
 //! (refused before anything changes), and socket activation with docker.service stopped
 //! (`status`, `plan` and `check` leave it stopped; `enable` says what it did). The swarm,
-//! live-restore and moved-socket cases run on bookworm (docker 20.10) and trixie (docker 26).
+//! live-restore and moved-socket cases run on bookworm (docker 20.10) and trixie (docker 26);
+//! live-restore, the moved socket, the flag data root and socket activation also on docker-ce
+//! 29 (`docker29`: docker-ce's units, so the flag is in an ExecStart drop-in, as docker-ce's
+//! users set it, not in /etc/default/docker, which docker-ce's unit does not read).
 //! Needs root; fails, never skips.
 
 mod common;
@@ -104,8 +107,7 @@ fn assert_gone(host: &Host, proc_id: &str, marker: u32, when: &str) {
 // ---------------------------------------------------------------------------------------------
 // 1. live-restore
 
-fn live_restore(suite: &str) {
-    let host = Host::boot_suite(&format!("livere-{suite}"), suite);
+fn live_restore(host: &Host) {
     host.write("/etc/docker/daemon.json", "{\"live-restore\": true}\n");
     host.ok("systemctl restart docker");
     assert_eq!(
@@ -113,10 +115,10 @@ fn live_restore(suite: &str) {
             .trim(),
         "true"
     );
-    let old = run_marked(&host, "web", 100001);
+    let old = run_marked(host, "web", 100001);
 
     // Without --yes: refused, nothing changed, docker not restarted.
-    let before = snapshot(&host);
+    let before = snapshot(host);
     let refused = host.sh("docker-userns enable --json --settle 2");
     assert_eq!(refused.code, 3, "enable without --yes: {refused}");
     assert!(
@@ -124,7 +126,7 @@ fn live_restore(suite: &str) {
         "the running container is not named: {refused}"
     );
     assert_eq!(
-        snapshot(&host),
+        snapshot(host),
         before,
         "enable without --yes changed something"
     );
@@ -133,7 +135,7 @@ fn live_restore(suite: &str) {
     let out = host.sh("docker-userns enable --yes --json --settle 2");
     assert_eq!(out.code, 0, "enable --yes: {out}");
     let done = json(&out);
-    assert_gone(&host, &old, 100001, "after enable --yes");
+    assert_gone(host, &old, 100001, "after enable --yes");
     assert_eq!(
         host.ok("docker ps -aq").trim(),
         "",
@@ -150,12 +152,12 @@ fn live_restore(suite: &str) {
 
     // And back: a container of the remapped daemon does not outlive it either.
     host.reimport_image();
-    let remapped = run_marked(&host, "web2", 100002);
+    let remapped = run_marked(host, "web2", 100002);
     let out = host.sh("docker-userns disable --yes --json --settle 2");
     assert_eq!(out.code, 0, "disable --yes: {out}");
     let done = json(&out);
     assert_eq!(done["restarted"], true, "{done}");
-    assert_gone(&host, &remapped, 100002, "after disable --yes");
+    assert_gone(host, &remapped, 100002, "after disable --yes");
     assert_eq!(
         host.ok("docker ps -q").trim(),
         "",
@@ -165,12 +167,12 @@ fn live_restore(suite: &str) {
 
 #[test]
 fn live_restore_containers_are_stopped_not_left_invisible() {
-    live_restore("bookworm");
+    live_restore(&Host::boot_suite("livere-bookworm", "bookworm"));
 }
 
 #[test]
 fn live_restore_containers_are_stopped_not_left_invisible_trixie() {
-    live_restore("trixie");
+    live_restore(&Host::boot_suite("livere-trixie", "trixie"));
 }
 
 /// Issue 19 item 4, live-restore: `enable --no-restart` with a running container is refused
@@ -351,8 +353,7 @@ fn an_active_swarm_node_is_refused_trixie() {
 
 const ALT: &str = "/run/docker-alt.sock";
 
-fn moved_socket(suite: &str) {
-    let host = Host::boot_suite(&format!("sock-{suite}"), suite);
+fn moved_socket(host: &Host) {
     host.write(
         "/etc/systemd/system/docker.socket.d/alt.conf",
         format!("[Socket]\nListenStream=\nListenStream={ALT}\n"),
@@ -380,7 +381,7 @@ fn moved_socket(suite: &str) {
         format!("{ALT} (Stream)")
     );
 
-    let plan = ok_json(&host, "plan --json");
+    let plan = ok_json(host, "plan --json");
     assert!(
         plan["impact"].is_object(),
         "no impact report: the engine was not found: {plan}"
@@ -396,7 +397,7 @@ fn moved_socket(suite: &str) {
         alt_info("SecurityOptions").contains("name=userns"),
         "remapping not in effect"
     );
-    let st = ok_json(&host, "status --json");
+    let st = ok_json(host, "status --json");
     assert_eq!(st["remapping_active"], true, "{st}");
 
     let out = host.sh("docker-userns disable --yes --settle 2 --timeout 30");
@@ -406,12 +407,12 @@ fn moved_socket(suite: &str) {
 
 #[test]
 fn a_moved_docker_socket_is_found() {
-    moved_socket("bookworm");
+    moved_socket(&Host::boot_suite("sock-bookworm", "bookworm"));
 }
 
 #[test]
 fn a_moved_docker_socket_is_found_trixie() {
-    moved_socket("trixie");
+    moved_socket(&Host::boot_suite("sock-trixie", "trixie"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -419,18 +420,35 @@ fn a_moved_docker_socket_is_found_trixie() {
 
 #[test]
 fn a_flag_data_root_under_a_closed_directory_is_refused() {
-    let host = Host::boot("flagroot");
+    flag_data_root(&Host::boot_suite("flagroot-bookworm", "bookworm"));
+}
+
+const DROP_IN: &str = "/etc/systemd/system/docker.service.d/data-root.conf";
+
+fn flag_data_root(host: &Host) {
     host.ok("mkdir -p /srv/dk && chmod 0750 /srv");
-    host.write(
-        "/etc/default/docker",
-        "DOCKER_OPTS=\"--data-root /srv/dk/root\"\n",
-    );
+    let set_in = if host.suite() == "docker29" {
+        assert!(host.read("/etc/default/docker").is_none());
+        host.write(
+            DROP_IN,
+            "[Service]\nExecStart=\nExecStart=/usr/bin/dockerd -H fd:// \
+             --containerd=/run/containerd/containerd.sock --data-root /srv/dk/root\n",
+        );
+        host.ok("systemctl daemon-reload");
+        DROP_IN
+    } else {
+        host.write(
+            "/etc/default/docker",
+            "DOCKER_OPTS=\"--data-root /srv/dk/root\"\n",
+        );
+        "/etc/default/docker"
+    };
     host.ok("systemctl restart docker");
     assert_eq!(
         host.ok("docker info --format '{{.DockerRootDir}}'").trim(),
         "/srv/dk/root"
     );
-    let before = snapshot(&host);
+    let before = snapshot(host);
 
     let out = host.sh("docker-userns enable --yes --settle 2");
     assert_eq!(
@@ -442,7 +460,7 @@ fn a_flag_data_root_under_a_closed_directory_is_refused() {
         "the refusal does not name /srv and the fix: {out}"
     );
     assert_eq!(
-        snapshot(&host),
+        snapshot(host),
         before,
         "enable changed something or restarted docker"
     );
@@ -451,16 +469,16 @@ fn a_flag_data_root_under_a_closed_directory_is_refused() {
     assert_eq!(out.code, 3, "plan: {out}");
     assert_eq!(json(&out)["error"]["code"], 3);
 
-    let st = ok_json(&host, "status --json");
+    let st = ok_json(host, "status --json");
     assert_eq!(st["setup"]["data_root"], "/srv/dk/root", "{st}");
     assert!(
         st["setup"]["data_root_from"]
             .as_str()
             .unwrap_or_default()
-            .contains("/etc/default/docker"),
+            .contains(set_in),
         "{st}"
     );
-    assert_eq!(snapshot(&host), before);
+    assert_eq!(snapshot(host), before);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -468,15 +486,18 @@ fn a_flag_data_root_under_a_closed_directory_is_refused() {
 
 #[test]
 fn read_only_commands_leave_a_socket_activated_docker_stopped() {
-    let host = Host::boot("sockact");
+    socket_activated(&Host::boot_suite("sockact-bookworm", "bookworm"));
+}
+
+fn socket_activated(host: &Host) {
     host.ok("systemctl stop docker.service 2>/dev/null");
-    assert_eq!(is_active(&host, "docker.service"), "inactive");
-    assert_eq!(is_active(&host, "docker.socket"), "active");
+    assert_eq!(is_active(host, "docker.service"), "inactive");
+    assert_eq!(is_active(host, "docker.socket"), "active");
 
     for args in ["status --json", "plan --json", "check"] {
         let out = host.sh(&format!("docker-userns {args}"));
         assert_eq!(
-            is_active(&host, "docker.service"),
+            is_active(host, "docker.service"),
             "inactive",
             "`docker-userns {args}` started docker.service: {out}"
         );
@@ -496,7 +517,7 @@ fn read_only_commands_leave_a_socket_activated_docker_stopped() {
 
     let out = host.sh("docker-userns enable --json --settle 2");
     assert_eq!(
-        is_active(&host, "docker.service"),
+        is_active(host, "docker.service"),
         "inactive",
         "enable started docker.service: {out}"
     );
@@ -512,4 +533,39 @@ fn read_only_commands_leave_a_socket_activated_docker_stopped() {
             .contains("name=userns"),
         "docker started by the socket does not remap"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. docker-ce 29
+
+/// docker-ce 29 (`docker29`), the four cases above on one host, one after another, each
+/// undone before the next: the flag data root (docker-ce's unit reads no /etc/default/docker:
+/// its users put the flag in an ExecStart drop-in, which is where the tool must find it), the
+/// moved socket, live-restore, and socket activation (docker-ce's docker.service `Requires=
+/// docker.socket` and restarts always: stopped by hand, it stays stopped until a connection
+/// comes).
+#[test]
+fn production_settings_on_docker29() {
+    let host = Host::boot_suite("prod-docker29", "docker29");
+    // Four cases restart docker more often than StartLimitBurst=3 in 60 s allows: each clean-up
+    // resets the counter first, as a fresh host for the next case would have it.
+    flag_data_root(&host);
+    host.ok(&format!(
+        "rm {DROP_IN} && chmod 0755 /srv && systemctl daemon-reload
+         systemctl reset-failed docker.service && systemctl restart docker"
+    ));
+    moved_socket(&host);
+    host.ok(&format!(
+        "rm /etc/systemd/system/docker.socket.d/alt.conf && systemctl daemon-reload
+         systemctl stop docker.service docker.socket && rm -f {ALT}
+         systemctl reset-failed docker.service
+         systemctl start docker.socket docker.service"
+    ));
+    live_restore(&host);
+    host.ok(
+        "docker rm -f $(docker ps -aq) >/dev/null 2>&1; echo '{}' >/etc/docker/daemon.json
+         systemctl reset-failed docker.service && systemctl restart docker
+         systemctl reset-failed docker.service",
+    );
+    socket_activated(&host);
 }

@@ -1,8 +1,8 @@
 //! `status --prometheus FILE` on a real systemd + dockerd host (tests/testhost/): the file
 //! parses with a real parser (prometheus-client from PyPI, installed by the test through
 //! `testhost.sh promparser`) and every value matches `status --json` of the same run, before
-//! and after `enable`, with a range overlap, and with docker stopped. Needs root; fails, never
-//! skips.
+//! and after `enable`, with a range overlap, and with docker stopped; on bookworm (docker 20.10)
+//! and docker-ce 29 (`docker29`). Needs root; fails, never skips.
 
 mod common;
 #[path = "testhost/mod.rs"]
@@ -180,7 +180,17 @@ fn value(s: &Samples, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 
 #[test]
 fn prometheus_file_matches_status_json_before_and_after_enable() {
-    let host = Host::boot("prom");
+    prometheus_file_matches_status_json("bookworm", "20.10.");
+}
+
+/// The same on docker-ce 29.
+#[test]
+fn prometheus_file_matches_status_json_before_and_after_enable_docker29() {
+    prometheus_file_matches_status_json("docker29", "29.");
+}
+
+fn prometheus_file_matches_status_json(suite: &str, version: &str) {
+    let host = Host::boot_suite(&format!("prom-{suite}"), suite);
     host.ok(&format!("mkdir -p $(dirname {FILE})"));
     host.ok(
         "docker run -d --name plain --pull=never busybox:local sleep 600 >/dev/null
@@ -195,7 +205,7 @@ fn prometheus_file_matches_status_json_before_and_after_enable() {
     assert_eq!(value(&got, "host_root_containers", &[]), Some(2.0));
     assert_eq!(value(&got, "remap_range_start", &[("ids", "uid")]), None);
     let docker = st["docker_version"].as_str().unwrap();
-    assert!(docker.starts_with("20.10."), "{st:#}");
+    assert!(docker.starts_with(version), "{st:#}");
 
     // After enable: on, the range, nothing running any more.
     let done = host.sh("docker-userns enable --yes --json");

@@ -1,4 +1,4 @@
-//! `enable --repair` on Debian forky (docker.io 28.5.2): dockerd 28 hands its remap user the
+//! `enable --repair` on Debian forky (docker.io 28.5.2) and on docker-ce 29 (`docker29`): dockerd 28 and 29 hand their remap user the
 //! range of the first regular user (alice:100000:65536). With an image, a named volume with
 //! files and a created container in that remapped data root, `status` names the overlap,
 //! `enable` without `--repair` refuses saying what the repair would do, a repair docker refuses
@@ -26,8 +26,17 @@ fn info(host: &Host, field: &str) -> String {
 
 #[test]
 fn repair_moves_the_range_dockerd_28_took_with_its_data_root() {
-    let host = Host::boot_suite("repair", "forky");
+    repair_moves_the_range(Host::boot_suite("repair", "forky"));
+}
 
+/// docker-ce 29 allocates as 28 does (root's ranges only); remapped, its data root is overlay2
+/// in DATA_ROOT/UID.GID (the containerd store switched off), and the repair moves that.
+#[test]
+fn repair_moves_the_range_dockerd_29_took_with_its_data_root_docker29() {
+    repair_moves_the_range(Host::boot_suite("repair29", "docker29"));
+}
+
+fn repair_moves_the_range(host: Host) {
     // What every docker >= 28 host with one regular user and remapping has.
     host.ok("useradd -m alice");
     host.write(
@@ -38,7 +47,7 @@ fn repair_moves_the_range_dockerd_28_took_with_its_data_root() {
     let subuid = host.read_string("/etc/subuid").unwrap();
     assert!(
         subuid.contains("alice:100000:65536") && subuid.contains("dockremap:100000:65536"),
-        "dockerd 28 did not take alice's range: {subuid}"
+        "dockerd did not take alice's range: {subuid}"
     );
     assert_eq!(
         info(&host, "DockerRootDir"),

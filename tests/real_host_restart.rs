@@ -1,7 +1,9 @@
 //! `enable` and `disable` against a real systemd + D-Bus + dockerd (a Debian 12 container
 //! booted with systemd-nspawn, see tests/testhost/): restart, health gate, idempotence, the
-//! start limit, rollback, crash recovery, concurrency, and refusals that change nothing.
-//! Needs root; fails, never skips, when the host cannot be booted.
+//! start limit, rollback, crash recovery, concurrency, and refusals that change nothing. A
+//! dockerd dying after a remapped start also runs on docker-ce 29 (`docker29`:
+//! `Restart=always`; its start limit is in tests/real_host_docker28.rs). Needs root; fails,
+//! never skips, when the host cannot be booted.
 
 mod common;
 #[path = "testhost/mod.rs"]
@@ -64,6 +66,7 @@ fn host_uid_of(host: &Host, container: &str) -> String {
 #[test]
 fn enable_remaps_is_idempotent_and_survives_the_start_limit() {
     let host = Host::boot("flow");
+
     // Before: root in the container is root on the host.
     assert_eq!(
         host.ok("docker run --rm --pull=never busybox:local id -u")
@@ -462,7 +465,18 @@ fn recovery_matches_the_engine_to_the_restored_files_and_status_reads_after_it()
 
 #[test]
 fn a_docker_that_dies_seconds_after_a_remapped_start_is_rolled_back() {
-    let host = Host::boot("late");
+    late_death("bookworm");
+}
+
+/// docker-ce's `Restart=always` (RestartSec=2) brings the dead dockerd back inside the settle
+/// window: still a failed start, rolled back.
+#[test]
+fn a_docker_that_dies_seconds_after_a_remapped_start_is_rolled_back_docker29() {
+    late_death("docker29");
+}
+
+fn late_death(suite: &str) {
+    let host = Host::boot_suite(&format!("late-{suite}"), suite);
     host.sh("systemctl is-system-running --wait");
     let before = files(&host);
     // dockerd says it is ready, then dies 4 s later whenever remapping is configured: after

@@ -7,7 +7,8 @@
 //! nothing changed) or dropped when asked, never kept; `disable --carry volumes` fails such a
 //! volume. Docker's data root is refused by its real path too; a `shift` killed at a log batch
 //! is finished by the next run (the other direction is refused until then); `shift` waits for
-//! the run lock. Needs root; fails, never skips.
+//! the run lock. The first case (a bind mount there and back) also runs on docker-ce 29
+//! (`docker29`). Needs root; fails, never skips.
 
 mod common;
 #[path = "testhost/mod.rs"]
@@ -22,7 +23,17 @@ fn json(out: &Output) -> Value {
 
 #[test]
 fn shift_gives_a_bind_mount_to_the_remapped_root_and_back() {
-    let host = Host::boot("shift");
+    shift_there_and_back("bookworm");
+}
+
+/// The same on docker-ce 29 (remapped, overlay2 in the remapped data root).
+#[test]
+fn shift_gives_a_bind_mount_to_the_remapped_root_and_back_docker29() {
+    shift_there_and_back("docker29");
+}
+
+fn shift_there_and_back(suite: &str) {
+    let host = Host::boot_suite(&format!("shift-{suite}"), suite);
     let out = host.sh("docker-userns enable --json --settle 2");
     assert_eq!(out.code, 0, "{out}");
     host.reimport_image();

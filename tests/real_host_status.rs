@@ -1,5 +1,6 @@
 //! `status`, the impact report of `plan`/`enable`/`disable`, the preflight checks and `verify`
-//! on a real systemd + dockerd host (tests/testhost/). Needs root; fails, never skips.
+//! on a real systemd + dockerd host (tests/testhost/): bookworm (docker 20.10) and docker-ce 29
+//! (`docker29`). Needs root; fails, never skips.
 
 mod common;
 #[path = "testhost/mod.rs"]
@@ -28,7 +29,18 @@ fn names(v: &Value) -> Vec<String> {
 
 #[test]
 fn status_impact_preflight_and_verify_before_and_after() {
-    let host = Host::boot("status");
+    status_impact_preflight_and_verify("bookworm");
+}
+
+/// The same on docker-ce 29: the containers and the image in the containerd store before,
+/// the remapped overlay2 root after.
+#[test]
+fn status_impact_preflight_and_verify_before_and_after_docker29() {
+    status_impact_preflight_and_verify("docker29");
+}
+
+fn status_impact_preflight_and_verify(suite: &str) {
+    let host = Host::boot_suite(&format!("status-{suite}"), suite);
     host.ok(
         "docker volume create v1 >/dev/null
          docker run -d --name web --pid=host -v /root:/data --pull=never busybox:local sleep 600 >/dev/null
