@@ -18,6 +18,7 @@
 pub mod cli;
 pub mod commands;
 pub mod exit;
+pub mod failpoint;
 pub mod formats;
 pub mod host;
 pub mod plugin;

@@ -1453,7 +1453,7 @@ impl<'p> Walk<'p> {
             .expect("a log when shifting")
             .append(&lines)?;
         // Logged, nothing of the batch chowned yet: where a kill leaves the most to replay.
-        crate::run::failpoint::hit("shift:after-log-batch")?;
+        crate::failpoint::hit("shift:after-log-batch")?;
         let saved = std::mem::take(&mut self.path);
         for p in &pending {
             self.path.clone_from(&p.path);

@@ -6,11 +6,11 @@
 use anyhow::Result;
 
 use crate::exit::Conflict;
+use crate::failpoint;
 use crate::formats::subid::{self, How};
 use crate::host::account;
 use crate::host::root::{Perms, Root};
 use crate::host::shadow_lock;
-use crate::run::failpoint;
 use crate::run::journal::Journal;
 use crate::run::plan::{self, DisablePlan, FileChange, Plan, RangePlan};
 use crate::run::preflight::{self, DAEMON_JSON, DaemonFile, IdFile, Inputs};

@@ -296,7 +296,7 @@ fn progress_line(what: &str) -> impl FnMut(u64, u64) {
 pub fn export(root: &Root, engine: &Engine, images: &[Image]) -> Result<()> {
     root.ensure_dir(crate::run::journal::DIR, 0o700)?;
     root.ensure_dir(SPOOL, 0o700)?;
-    crate::run::failpoint::hit("carry:before-export")?;
+    crate::failpoint::hit("carry:before-export")?;
     let total: u64 = images.iter().map(|i| i.size).sum();
     let mut show = progress_line("exporting images");
     let mut done = 0u64;
@@ -922,7 +922,7 @@ pub fn carry_volume(
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    crate::run::failpoint::hit("carry:before-shift")?;
+    crate::failpoint::hit("carry:before-shift")?;
     let log = root.path(&format!(
         "{}/volume-{}.log",
         crate::run::journal::DIR,
@@ -943,7 +943,7 @@ pub fn carry_volume(
         .get("Mountpoint")
         .and_then(Value::as_str)
         .context("the new volume has no Mountpoint")?;
-    crate::run::failpoint::hit("carry:before-exchange")?;
+    crate::failpoint::hit("carry:before-exchange")?;
     exchange(&stage, std::path::Path::new(mp))?;
     Ok(VolumeCarried::Carried)
 }

@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::exit::Conflict;
+use crate::failpoint;
 use crate::formats::daemon_config::{DEFAULT_USER, DaemonConfig, PATH as DAEMON_JSON};
 use crate::formats::subid::How;
 use crate::host::inspect::{self, Impact};
@@ -20,7 +21,6 @@ use crate::host::setup::{self, Found, Setup};
 use crate::host::shift;
 use crate::run::apply;
 use crate::run::carry::{self, Carry};
-use crate::run::failpoint;
 use crate::run::journal::{self, Action, Before, Journal, OwnerShift};
 use crate::run::plan::{self, Decided, DisablePlan, Plan, Repair};
 use crate::run::preflight::{self, Inputs};

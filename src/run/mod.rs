@@ -9,7 +9,6 @@
 pub mod apply;
 pub mod carry;
 pub mod converge;
-pub mod failpoint;
 pub mod journal;
 pub mod plan;
 pub mod preflight;

@@ -9,13 +9,13 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 
 use crate::exit::Conflict;
+use crate::failpoint;
 use crate::host::engine::{Container, Engine, EngineError, encode};
 use crate::host::kernel;
 use crate::host::programs;
 use crate::host::root::{Perms, Root};
 use crate::host::setup::{self, Setup};
 use crate::host::systemd::{ActiveState, LoadState, Op, Systemd, SystemdError, UnitState};
-use crate::run::failpoint;
 use crate::run::journal::{self, Journal, StoppedContainer};
 
 /// The service.
