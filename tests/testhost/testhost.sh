@@ -376,6 +376,19 @@ build_test_image_tree() {
   printf 'root:x:0:\nnogroup:x:65534:\n' >"$img/etc/group"
 }
 
+# Puts the finished tree TMP in place as DEST, replacing a stale one: renamed away first, so
+# DEST is never half removed.
+install_tree() {
+  local tmp=$1 dest=$2
+  if [ -e "$dest" ]; then
+    mv -T "$dest" "$tmp.old"
+    mv -T "$tmp" "$dest"
+    rm -rf --one-file-system "$tmp.old"
+  else
+    mv -T "$tmp" "$dest"
+  fi
+}
+
 # docker 29 as docker-ce installs it (../shared/docker29/README.md): forky's tree, dockerd 29 at
 # /usr/bin/dockerd, docker-ce's units in /usr/lib/systemd/system, Debian's dockerd and its
 # /etc/default/docker gone. Fresh, it keeps images in the containerd image store.
@@ -393,13 +406,7 @@ build_docker29() {
   cp "$DOCKER29/docker.service" "$DOCKER29/docker.socket" "$tmp/usr/lib/systemd/system/"
   chmod 644 "$tmp/usr/lib/systemd/system/docker.service" "$tmp/usr/lib/systemd/system/docker.socket"
   rootfs_stamp docker29 >"$tmp/.testhost-stamp"
-  if [ -e "$dest" ]; then
-    mv -T "$dest" "$tmp.old"
-    mv -T "$tmp" "$dest"
-    rm -rf --one-file-system "$tmp.old"
-  else
-    mv -T "$tmp" "$dest"
-  fi
+  install_tree "$tmp" "$dest"
 }
 
 build_rootfs() {
@@ -458,14 +465,7 @@ DPKG
   rm -rf "$tmp/var/lib/apt/lists/"* "$tmp/var/cache/apt/"*.bin
   rootfs_stamp "$suite" >"$tmp/.testhost-stamp"
 
-  # Replace a stale tree: rename it away first so $dest is never half removed.
-  if [ -e "$dest" ]; then
-    mv -T "$dest" "$tmp.old"
-    mv -T "$tmp" "$dest"
-    rm -rf --one-file-system "$tmp.old"
-  else
-    mv -T "$tmp" "$dest"
-  fi
+  install_tree "$tmp" "$dest"
 }
 
 cmd_rootfs() {
