@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::host::engine::{Engine, encode};
+use crate::host::kernel;
 
 /// A container as far as the impact report and `status` care.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -288,27 +289,12 @@ struct Proc {
 fn read_proc(proc_dir: &std::path::Path, pid: u32) -> Option<Proc> {
     let dir = proc_dir.join(pid.to_string());
     let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
-    // Field 2, the command name, is in parentheses and may hold spaces or ')'.
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let comm = stat.get(open + 1..close)?.to_string();
-    let ppid = stat
-        .get(close + 1..)?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
+    let (comm, rest) = kernel::stat_split(&stat)?;
+    let comm = comm.to_string();
+    let ppid = rest.split_whitespace().nth(1)?.parse().ok()?;
     let uid = std::fs::read_to_string(dir.join("status"))
         .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix("Uid:")?
-                    .split_whitespace()
-                    .next()?
-                    .parse()
-                    .ok()
-            })
-        });
+        .and_then(|t| kernel::status_uid(&t));
     let args = std::fs::read(dir.join("cmdline"))
         .map(|b| {
             b.split(|c| *c == 0)
