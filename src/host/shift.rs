@@ -253,6 +253,10 @@ pub struct Report {
     pub other_filesystems: Vec<PathBuf>,
     /// The first inode found with an id in neither range (for messages).
     pub first_outside: Option<PathBuf>,
+    /// The first inode found with a uid or gid in the target range already (for messages;
+    /// not part of the JSON document).
+    #[serde(skip)]
+    pub first_done: Option<PathBuf>,
     /// Shifting into host ids ([`Mapping::into_host`]): inodes whose setuid/setgid bit or file
     /// capability would become valid for host ids (a setuid bit on a non-directory whose uid
     /// moves, setgid whose gid moves, a `security.capability` on an inode whose owner or
@@ -1293,6 +1297,9 @@ impl<'p> Walk<'p> {
         let outside = u64::from(cu == Class::Outside) + u64::from(cg == Class::Outside);
         if outside > 0 && self.report.first_outside.is_none() {
             self.report.first_outside = Some(self.here());
+        }
+        if (cu == Class::Done || cg == Class::Done) && self.report.first_done.is_none() {
+            self.report.first_done = Some(self.here());
         }
         self.report.outside_ids += outside;
         self.report.outside_id_inodes += u64::from(outside > 0);

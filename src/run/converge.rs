@@ -934,7 +934,9 @@ fn repair_check(
             u64::from(u.to) + u64::from(u.count),
             u64::from(g.to) + u64::from(g.count),
         );
-        let first = first_in_range(&from, (u.to, u.count), (g.to, g.count))
+        let first = survey
+            .first_done
+            .as_ref()
             .map_or_else(String::new, |p| format!(", e.g. {}", p.display()));
         return Err(Conflict::new(format!(
             "{} inode(s) below {} are owned already by ids of the range --repair moves to (uids {}..{} / gids {}..{}){first}: the repair would leave them as they are, and its undo could not tell them from those it shifted; change their owners first (list them with `find {} -xdev \\( -uid +{} -uid -{ue} \\) -print -o \\( -gid +{} -gid -{ge} \\) -print`); nothing was changed",
@@ -951,38 +953,6 @@ fn repair_check(
         .into());
     }
     Ok(Some(survey.inodes))
-}
-
-/// The first inode below `dir` (on its filesystem, `dir` included) whose uid lies in `uids` or
-/// gid in `gids` (start, count), for messages; None when there is none or the search fails.
-/// Holds no directory open between levels.
-fn first_in_range(
-    dir: &std::path::Path,
-    uids: (u32, u32),
-    gids: (u32, u32),
-) -> Option<std::path::PathBuf> {
-    use std::os::unix::fs::MetadataExt;
-    let within = |id: u32, (start, count): (u32, u32)| id >= start && id - start < count;
-    let dev = std::fs::symlink_metadata(dir).ok()?.dev();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(p) = todo.pop() {
-        let m = std::fs::symlink_metadata(&p).ok()?;
-        if m.dev() != dev {
-            continue;
-        }
-        if within(m.uid(), uids) || within(m.gid(), gids) {
-            return Some(p);
-        }
-        if m.is_dir() {
-            let mut names: Vec<_> = std::fs::read_dir(&p)
-                .ok()?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .collect();
-            names.sort_unstable_by(|a, b| b.cmp(a));
-            todo.extend(names);
-        }
-    }
-    None
 }
 
 /// The id shift of a repair.
