@@ -1,6 +1,7 @@
 //! The carry benchmark (issue 14, item 3), as root: `cargo bench --bench carry`.
 //!
-//! Boots one bookworm test host (tests/testhost) and measures, in the same run:
+//! Boots one test host per suite (tests/testhost; bookworm's docker 20.10 unless `--suite`
+//! says otherwise) and measures, in the same run:
 //!
 //! - C1: carrying images. The tool's part of `enable --yes --settle 0 --carry images` (export
 //!   through `GET /images/get` before docker stops, load through `POST /images/load` after the
@@ -20,12 +21,16 @@
 //!
 //! Every timed step starts after a `sync`, and at least 40 s after the last deletion of a big
 //! tree (see [`settle_deletes`]). Each cycle ends with the remapped engine emptied and
-//! remapping off again; checked after each carry: the same image ids under the same tags, the
-//! volume's inode count and the owner START+1000 of a file owned by 1000.
+//! remapping off again; checked after each carry: the same layers (diff IDs) under the same
+//! tags (not the image ids: on docker 29 the containerd store names an image by its manifest,
+//! the remapped overlay2 store by its config), the volume's inode count and the owner
+//! START+1000 of a file owned by 1000.
 //!
 //! Options (after `--`): `--reps N` cycles at 300 MB of images and at the big volume (default
 //! 3), `--files N` and `--volume-mb N` (the big volume, default 100000 and 1024),
-//! `--max-image-mb N` (skip larger image sets), `--images-only`, `--volumes-only`. Inside the
+//! `--max-image-mb N` (skip larger image sets), `--images-only`, `--volumes-only`, `--suite
+//! NAME` (repeatable: `--suite bookworm --suite docker29` measures both, one after the other,
+//! in one run; the rows name the engine and its image store). Inside the
 //! test host this binary (copied to /root/carrybench) is the timer: `carry --measure ...`, the
 //! helper of benches/measure.
 
@@ -45,6 +50,7 @@ struct Opts {
     max_image_mb: u64,
     images: bool,
     volumes: bool,
+    suites: Vec<String>,
 }
 
 fn opts() -> Option<Opts> {
@@ -60,6 +66,7 @@ fn opts() -> Option<Opts> {
         max_image_mb: 1000,
         images: true,
         volumes: true,
+        suites: Vec::new(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -76,8 +83,16 @@ fn opts() -> Option<Opts> {
             "--max-image-mb" => o.max_image_mb = num("--max-image-mb"),
             "--images-only" => o.volumes = false,
             "--volumes-only" => o.images = false,
+            "--suite" => o.suites.push(
+                it.next()
+                    .cloned()
+                    .unwrap_or_else(|| panic!("--suite needs a name")),
+            ),
             other => panic!("unknown option {other:?} (see the top of benches/carry.rs)"),
         }
+    }
+    if o.suites.is_empty() {
+        o.suites.push("bookworm".into());
     }
     Some(o)
 }
@@ -116,9 +131,11 @@ fn remapped(host: &Host) -> bool {
         .contains("name=userns")
 }
 
-/// The images as `ID REPO:TAG` lines, sorted.
+/// The images as `REPO:TAG [DIFF_ID...]` lines, sorted: what an image is in every store.
 fn images(host: &Host) -> String {
-    host.ok("docker images --no-trunc --format '{{.ID}} {{.Repository}}:{{.Tag}}' | sort")
+    host.ok(
+        "for t in $(docker images --format '{{.Repository}}:{{.Tag}}' | sort); do echo \"$t $(docker image inspect -f '{{json .RootFS.Layers}}' \"$t\")\"; done",
+    )
 }
 
 /// Removes every image of the engine (children before parents: `prune`, not `rmi`).
@@ -299,16 +316,33 @@ fn main() {
     let Some(o) = opts() else { return };
     let load_before = load();
     let date = sh("date -u '+%Y-%m-%d %H:%M UTC'");
-    let host = Host::boot("carrybench");
+    let mut rows = Vec::new();
+    for suite in &o.suites {
+        rows.extend(run_suite(&o, suite));
+    }
+
+    print_machine(&date, &load_before);
+    print!("{}", Row::print(&rows));
+    print_missed(&rows);
+}
+
+/// Boots a host of `suite` and measures there: the rows (C1 and C2, then C3), each named for
+/// the suite, the engine and its image store. The details of each row are printed as they
+/// come.
+fn run_suite(o: &Opts, suite: &str) -> Vec<Row> {
+    let host = Host::boot_suite("carrybench", suite);
     host.cp_in(std::env::current_exe().unwrap(), "/root/carrybench");
     host.write("/root/genvol.py", GENVOL);
     // The first switch creates the user and ranges: not measured, so every measured enable
     // finds the same state.
     host.ok(ENABLE);
     host.ok(DISABLE);
+    let engine = host.ok("docker version -f '{{.Server.Version}}'");
+    let store = host.ok("docker info -f '{{.Driver}}'");
+    let on = format!("{suite}, docker {}, {}", engine.trim(), store.trim());
+    eprintln!("{on}:");
     let mut rows = Vec::new();
     let mut rss = Vec::new();
-    let mut details = Vec::new();
 
     if o.images {
         // (total MB of the set, images added to reach it, reps)
@@ -338,7 +372,7 @@ fn main() {
             let base = m[1] + m[2];
             rows.push(Row {
                 figure: format!(
-                    "C1 carry images, {total} MB ({} images; median of {reps})",
+                    "[{on}] C1 carry images, {total} MB ({} images; median of {reps})",
                     n + 1
                 ),
                 value: format!("{:.2} s", m[0]),
@@ -350,14 +384,16 @@ fn main() {
                 target: "≤ 1.1".into(),
                 met: Some(m[0] / base <= 1.1),
             });
-            details.push(format!(
-                "C1 {total} MB: enable --carry images {:.2} s, plain enable {:.2} s; sync after `docker save` {:.2} s (not in the baseline)",
+            println!(
+                "[{on}] C1 {total} MB: enable --carry images {:.2} s, plain enable {:.2} s; sync after `docker save` {:.2} s (not in the baseline)",
                 m[4], m[3], m[6]
-            ));
+            );
             let peak = runs.iter().map(|r| r[5] as u64).max().unwrap();
             let first = *first_rss.get_or_insert(peak);
             rss.push(Row {
-                figure: format!("C3 peak RSS, `enable --carry images`, {total} MB of images"),
+                figure: format!(
+                    "[{on}] C3 peak RSS, `enable --carry images`, {total} MB of images"
+                ),
                 value: mb(peak),
                 baseline: format!("at the smallest set {}", mb(first)),
                 ratio: peak as f64 / first as f64,
@@ -386,7 +422,7 @@ fn main() {
             let base = m[1] + m[2];
             rows.push(Row {
                 figure: format!(
-                    "C2 carry a volume of {files} files, {} (median of {reps})",
+                    "[{on}] C2 carry a volume of {files} files, {} (median of {reps})",
                     du.trim()
                 ),
                 value: format!("{:.2} s", m[0]),
@@ -399,15 +435,15 @@ fn main() {
                 target: if judged { "≤ 1.3" } else { "—" }.into(),
                 met: judged.then_some(m[0] / base <= 1.3),
             });
-            details.push(format!(
-                "C2 {name}: enable --carry volumes {:.2} s, plain enable {:.2} s",
+            println!(
+                "[{on}] C2 {name}: enable --carry volumes {:.2} s, plain enable {:.2} s",
                 m[4], m[3]
-            ));
+            );
             let peak = runs.iter().map(|r| r[5] as u64).max().unwrap();
             let first = *first_rss.get_or_insert(peak);
             rss.push(Row {
                 figure: format!(
-                    "C3 peak RSS, `enable --carry volumes`, {files} files / {}",
+                    "[{on}] C3 peak RSS, `enable --carry volumes`, {files} files / {}",
                     du.trim()
                 ),
                 value: mb(peak),
@@ -420,12 +456,5 @@ fn main() {
         }
     }
     rows.extend(rss);
-
-    print_machine(&date, &load_before);
-    print!("{}", Row::print(&rows));
-    println!();
-    for d in details {
-        println!("{d}");
-    }
-    print_missed(&rows);
+    rows
 }

@@ -387,10 +387,18 @@ fn store_text(st: &StoreSwitch) -> String {
 /// The impact report as text.
 pub fn impact_text(i: &Impact, enabling: bool, live_restore: bool) -> String {
     let mut s = String::new();
+    // In the containerd image store (docker 29's default) the images are containerd's, not
+    // the data root's: say where each kind of thing lives.
+    let where_held = match &i.image_store {
+        Some(st) if st.before.starts_with("containerd") => format!(
+            "(images in containerd's image store, containers and volumes in {})",
+            i.data_root
+        ),
+        _ => format!("in {}", i.data_root),
+    };
     let _ = writeln!(
         s,
-        "  impact     what docker holds in {} will not be visible after the switch:",
-        i.data_root
+        "  impact     what docker holds {where_held} will not be visible after the switch:"
     );
     if i.images.is_empty() && i.containers.is_empty() && i.volumes.is_empty() {
         let _ = writeln!(s, "    nothing (no images, containers or volumes)");
@@ -588,4 +596,38 @@ pub fn verify_text(v: &Verification) -> String {
         let _ = writeln!(s, "  note: {n}");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::setup::StoreSwitch;
+
+    fn impact(before: &str) -> Impact {
+        Impact {
+            data_root: "/var/lib/docker".into(),
+            images: vec!["alpine:latest".into()],
+            image_store: Some(StoreSwitch {
+                before: before.into(),
+                after: "overlay2".into(),
+                switches: before != "overlay2",
+                why: "because".into(),
+            }),
+            ..Impact::default()
+        }
+    }
+
+    #[test]
+    fn the_impact_report_says_where_images_live_in_the_containerd_store() {
+        let c8d = impact_text(&impact("containerd (overlayfs snapshotter)"), true, false);
+        assert!(
+            c8d.contains("what docker holds (images in containerd's image store, containers and volumes in /var/lib/docker) will not be visible"),
+            "{c8d}"
+        );
+        let graph = impact_text(&impact("overlay2"), true, false);
+        assert!(
+            graph.contains("what docker holds in /var/lib/docker will not be visible"),
+            "{graph}"
+        );
+    }
 }

@@ -145,7 +145,8 @@ fn docker_29_says_the_image_store_switch_and_refuses_its_containerd_features() {
     let text = host.ok("docker-userns plan");
     assert!(
         text.contains(&format!("image store {C8D} -> overlay2"))
-            && text.contains("only reachable with `--carry images` or after switching back"),
+            && text.contains("only reachable with `--carry images` or after switching back")
+            && text.contains("what docker holds (images in containerd's image store, containers and volumes in /var/lib/docker)"),
         "{text}"
     );
     let st = ok_json(&host, "status --json");
