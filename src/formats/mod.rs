@@ -2,5 +2,7 @@
 
 pub mod accounts;
 pub mod daemon_config;
+pub mod id_shift;
 pub mod login_defs;
 pub mod subid;
+pub mod xattr;

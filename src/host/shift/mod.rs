@@ -1,0 +1,513 @@
+//! Shifting the owners of a tree from one id range to another: exact (lchown, setid bits, file
+//! capabilities and POSIX ACLs kept, hard links once, one filesystem) and resumable after a crash.
+//!
+//! The walk goes through directory fds (`openat` with `O_NOFOLLOW`, `statx` and `fchownat`
+//! with `AT_SYMLINK_NOFOLLOW` relative to the parent), so no symlink is ever followed and a
+//! symlink's own owner is shifted. It does not enter other mounts (a different `st_dev` or
+//! mount id than the top: reported, not touched). Uids and gids are shifted independently; an id
+//! in neither range is left as it is and counted.
+//!
+//! `chown` clears setuid/setgid bits (non-directories) and the `security.capability` xattr, so
+//! both are read first and put back after. Between the chown and putting them back a `kill -9`
+//! would lose them: before such a chown the mode and capability bytes are appended to a log file
+//! and fdatasynced. Source and target ranges are disjoint ([`Mapping::new`] refuses overlap), so
+//! an owner already in the target range means "done": a second [`shift_tree`] with the same log
+//! first re-applies the logged entries whose owner was already shifted, then walks the tree
+//! again, skipping what is done. The log is removed when a walk completes.
+//!
+//! Into host ids ([`Mapping::into_host`]: `shift --to host`, the carry of volumes on
+//! `disable`) nothing made by root in a container may become the host's: a setuid bit on a
+//! non-directory whose uid moves, a setgid bit on one whose gid moves, a file capability valid
+//! for host ids (a v3 one whose root id moves into them, a v2 one on an inode that moves).
+//! [`survey`] counts and names them ([`Report::privileged`]); [`shift_tree`] refuses the first
+//! it meets before changing it; [`shift_tree_dropping`] drops the bits and the capability
+//! before the chown. Into a remap range they are kept exactly.
+//!
+//! The tree must hold still while it is walked (docker stopped, no container using a bind
+//! mount): an entry that changes between `statx` and `chown` is not detected. The walk is a
+//! loop, not a recursion; it keeps the top 64 directory levels and every 64th below open and
+//! reopens the others by name (no symlink followed, the same
+//! dev and inode checked), so it needs about 64 + depth/64 fds whatever the open file limit
+//! (which it raises to the hard limit anyway). Trees deeper than [`MAX_DEPTH`] are refused
+//! ([`TooDeep`]).
+
+mod log;
+mod node;
+mod walk;
+
+use std::fs;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+pub use crate::formats::id_shift::{IdShift, Mapping};
+use log::Log;
+pub use log::{LeftLog, left_log};
+use walk::Walk;
+
+/// The progress callback of [`shift_tree`] is called every this many inodes.
+pub const PROGRESS_EVERY: u64 = 4096;
+
+/// What a walk found and did. Every inode is counted once (hard links included) in exactly one
+/// of `shifted`, `already_done` and `outside`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// Inodes below the top (the top included) on its filesystem.
+    pub inodes: u64,
+    /// Inodes whose uid or gid (or both) was in the source range and was shifted.
+    pub shifted: u64,
+    /// Inodes with no id in the source range and at least one in the target range.
+    pub already_done: u64,
+    /// Inodes whose uid and gid are both in neither range: left as they are.
+    pub outside: u64,
+    /// Ids (uids and gids counted separately) in neither range, on any inode: left as they are.
+    pub outside_ids: u64,
+    /// Inodes with at least one id (uid or gid) in neither range.
+    pub outside_id_inodes: u64,
+    /// POSIX ACL entries (access and default) whose id was shifted.
+    pub acl_entries_shifted: u64,
+    /// `security.capability` xattrs put back after the chown that cleared them.
+    pub caps_restored: u64,
+    /// Version 3 capabilities whose root id was shifted.
+    pub caps_rootids_shifted: u64,
+    /// setuid/setgid bits put back after the chown that cleared them.
+    pub setid_restored: u64,
+    /// Entries of a previous, interrupted walk's log that were re-applied.
+    pub log_replayed: u64,
+    /// Mount points below the top that were not entered (another filesystem or a bind mount).
+    pub other_filesystems: Vec<PathBuf>,
+    /// The first inode found with an id in neither range (for messages).
+    pub first_outside: Option<PathBuf>,
+    /// The first inode found with a uid or gid in the target range already (for messages;
+    /// not part of the JSON document).
+    #[serde(skip)]
+    pub first_done: Option<PathBuf>,
+    /// Shifting into host ids ([`Mapping::into_host`]): inodes whose setuid/setgid bit or file
+    /// capability would become valid for host ids (a setuid bit on a non-directory whose uid
+    /// moves, setgid whose gid moves, a `security.capability` on an inode whose owner or
+    /// capability root id moves). [`survey`] counts them; [`shift_tree_dropping`] dropped them.
+    pub privileged: u64,
+    /// The first [`PRIVILEGED_NAMED`] of them, with what they hold.
+    pub privileged_paths: Vec<Privileged>,
+    /// Whether their bits and capabilities were dropped (by [`shift_tree_dropping`]).
+    pub privileged_dropped: bool,
+}
+
+/// How many [`Report::privileged_paths`] are named.
+pub const PRIVILEGED_NAMED: usize = 20;
+
+/// An inode that would carry a container's privilege to host ids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Privileged {
+    /// The inode.
+    pub path: PathBuf,
+    /// A setuid bit (the file's owner becomes a host id).
+    pub setuid: bool,
+    /// A setgid bit (the file's group becomes a host id).
+    pub setgid: bool,
+    /// A file capability (`security.capability`).
+    pub capability: bool,
+}
+
+impl Privileged {
+    /// "setuid, capability".
+    pub fn what(&self) -> String {
+        let mut v = Vec::new();
+        for (on, name) in [
+            (self.setuid, "setuid"),
+            (self.setgid, "setgid"),
+            (self.capability, "file capability"),
+        ] {
+            if on {
+                v.push(name);
+            }
+        }
+        v.join(", ")
+    }
+}
+
+/// A walk into host ids met an inode whose setuid/setgid bit or file capability would become
+/// valid for host ids, and was not asked to drop them: nothing of that inode was changed.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{} holds a {} made under the remapped ids; moved to host ids it would be valid on the host (refused: survey first, or drop it explicitly)", .0.path.display(), .0.what()
+)]
+pub struct PrivilegedIntoHost(pub Privileged);
+
+/// Directories deeper than this below the top are refused with [`TooDeep`] (by [`survey`]
+/// before anything changes): the walk's memory and its paths grow with the depth.
+pub const MAX_DEPTH: usize = 4096;
+
+/// The tree is deeper than [`MAX_DEPTH`].
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{} is more than {max} directories below the top of the walk: deeper trees are refused (move or flatten it first)", path.display()
+)]
+pub struct TooDeep {
+    /// The first directory below the limit.
+    pub path: PathBuf,
+    /// [`MAX_DEPTH`].
+    pub max: usize,
+}
+
+/// The walk was stopped by its progress callback. The tree is partly shifted; the same
+/// [`shift_tree`] call (same mapping, same log) finishes it.
+#[derive(Debug, thiserror::Error)]
+#[error("the shift of {0} was interrupted; running it again finishes it")]
+pub struct Interrupted(pub PathBuf);
+
+/// Counts the inodes below `dir` (`dir` included) on its filesystem, hard links once: the
+/// total for progress and for "how many inodes" messages. Changes nothing.
+pub fn count(dir: &Path) -> Result<u64> {
+    let mut progress = |_| ControlFlow::Continue(());
+    let mut walk = Walk::new(dir, None, &mut progress)?;
+    walk.run()?;
+    Ok(walk.report.inodes)
+}
+
+/// What [`shift_tree`] would do to the owners below `dir`, changing nothing: the same walk,
+/// each inode classified (`shifted` counts those it would shift).
+pub fn survey(dir: &Path, map: &Mapping) -> Result<Report> {
+    let mut progress = |_| ControlFlow::Continue(());
+    let mut walk = Walk::new(dir, Some(map), &mut progress)?;
+    walk.dry = true;
+    walk.run()?;
+    Ok(walk.report)
+}
+
+/// Shifts the owner of every inode below `dir` (`dir` included) by `map`; see the module
+/// documentation for the rules. `log` is the crash log: it must not be inside `dir`, and the
+/// same path must be given to the run that resumes an interrupted one. `progress` gets the
+/// number of inodes seen so far, every [`PROGRESS_EVERY`] inodes and at the end;
+/// `ControlFlow::Break` stops the walk with [`Interrupted`].
+///
+/// A walk into host ids ([`Mapping::into_host`]) refuses, with [`PrivilegedIntoHost`], the
+/// first inode whose setuid/setgid bit or capability would become valid for host ids, before
+/// changing it (run [`survey`] first to refuse before anything changes).
+pub fn shift_tree(
+    dir: &Path,
+    map: &Mapping,
+    log: &Path,
+    progress: &mut dyn FnMut(u64) -> ControlFlow<()>,
+) -> Result<Report> {
+    shift(dir, map, log, false, progress)
+}
+
+/// [`shift_tree`], except that a walk into host ids drops the setuid/setgid bits and the file
+/// capability of the inodes [`survey`] counts in [`Report::privileged`] (bits and capability
+/// first, then the chown) and names them in the report.
+pub fn shift_tree_dropping(
+    dir: &Path,
+    map: &Mapping,
+    log: &Path,
+    progress: &mut dyn FnMut(u64) -> ControlFlow<()>,
+) -> Result<Report> {
+    shift(dir, map, log, true, progress)
+}
+
+fn shift(
+    dir: &Path,
+    map: &Mapping,
+    log: &Path,
+    drop_privileged: bool,
+    progress: &mut dyn FnMut(u64) -> ControlFlow<()>,
+) -> Result<Report> {
+    let top = fs::canonicalize(dir).with_context(|| format!("cannot open {}", dir.display()))?;
+    let log_dir = log
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let log_dir = fs::canonicalize(log_dir)
+        .with_context(|| format!("cannot use {} as the shift log", log.display()))?;
+    if log_dir.starts_with(&top) {
+        bail!(
+            "the shift log {} must not be inside the tree it shifts ({})",
+            log.display(),
+            top.display()
+        );
+    }
+    let mut log = Log::open(log, map)?;
+    let mut walk = Walk::new(dir, Some(map), progress)?;
+    walk.drop_privileged = drop_privileged;
+    let entries = std::mem::take(&mut log.replay);
+    for entry in &entries {
+        match walk.replay(entry) {
+            Ok(true) => walk.report.log_replayed += 1,
+            Ok(false) => {}
+            Err(e) => {
+                return Err(e.context(format!(
+                    "the shift log {} does not fit {} (damaged, or written for another tree): move it away, then run the command again; the {} setuid/setgid modes and capabilities it recorded are then not put back, check them by hand (they are in the log)",
+                    log.path.display(),
+                    walk.top.display(),
+                    entries.len()
+                )));
+            }
+        }
+    }
+    walk.log = Some(log);
+    walk.run()?;
+    let inodes = walk.report.inodes;
+    if let ControlFlow::Break(()) = (walk.progress)(inodes) {
+        return Err(Interrupted(walk.top.clone()).into());
+    }
+    if let Some(log) = walk.log.take() {
+        log.finish()?;
+    }
+    Ok(walk.report)
+}
+
+/// Raises the soft open file limit to the hard one, once per process: a walk (and what runs
+/// beside it) then has every fd the admin allows.
+pub fn raise_nofile_limit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use rustix::process::{Resource, getrlimit, setrlimit};
+        let mut l = getrlimit(Resource::Nofile);
+        if l.current != l.maximum {
+            l.current = l.maximum;
+            if let Err(e) = setrlimit(Resource::Nofile, l) {
+                tracing::debug!("cannot raise the open file limit: {e}");
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log::*;
+    use super::node::FORCE_PROC_PATH;
+    use super::walk::*;
+    use super::*;
+    use crate::formats::xattr::tests::acl;
+    use crate::formats::xattr::*;
+    use rustix::fs as rfs;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    fn map() -> Mapping {
+        Mapping::new(
+            IdShift {
+                from: 100_000,
+                to: 300_000,
+                count: 65_536,
+            },
+            IdShift {
+                from: 100_000,
+                to: 400_000,
+                count: 65_536,
+            },
+        )
+        .unwrap()
+    }
+
+    /// A tree on the filesystem the tests run on (the target directory: ext4 here, with
+    /// xattrs and POSIX ACLs; tmpfs has them too).
+    fn tempdir() -> tempfile::TempDir {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/shift-tests");
+        fs::create_dir_all(&base).unwrap();
+        tempfile::tempdir_in(base).unwrap()
+    }
+
+    fn caps_v3(rootid: u32) -> Vec<u8> {
+        let mut v = 0x0300_0001u32.to_le_bytes().to_vec();
+        v.extend_from_slice(&(1u32 << 12).to_le_bytes()); // CAP_NET_ADMIN permitted
+        v.extend_from_slice(&[0; 12]);
+        v.extend_from_slice(&rootid.to_le_bytes());
+        v
+    }
+
+    #[test]
+    fn a_crash_between_chown_and_putting_back_is_repaired_by_the_next_run() {
+        assert!(
+            crate::host::kernel::is_root(),
+            "the shift tests run as root"
+        );
+        let t = tempdir();
+        let tree = t.path().join("tree");
+        fs::create_dir(&tree).unwrap();
+        let log = t.path().join("shift.log");
+        let f = tree.join("setuid-cap");
+        fs::write(&f, b"x").unwrap();
+        std::os::unix::fs::chown(&f, Some(100_001), Some(100_002)).unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o6755)).unwrap();
+        rfs::setxattr(&f, CAPS, &caps_v3(100_000), rfs::XattrFlags::empty()).unwrap();
+        let (top_uid, top_gid) = (100_000, 100_000);
+        std::os::unix::fs::chown(&tree, Some(top_uid), Some(top_gid)).unwrap();
+
+        let m = map();
+        // The top is chowned as it is met; the file is logged and chowned in the batch at the
+        // end: crash right after that chown.
+        CRASH_AFTER_CHOWNS.set(Some(1));
+        let err = shift_tree(&tree, &m, &log, &mut |_| ControlFlow::Continue(())).unwrap_err();
+        assert!(format!("{err:#}").contains("failpoint"), "{err:#}");
+        let meta = fs::symlink_metadata(&f).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (300_001, 400_002));
+        assert_eq!(meta.mode() & 0o7777, 0o755, "the chown cleared the bits");
+        assert!(
+            rfs::getxattr(&f, CAPS, &mut [0u8; 64]).is_err(),
+            "and the caps"
+        );
+        let text = fs::read_to_string(&log).unwrap();
+        assert!(text.contains("6755 "), "{text}");
+
+        let r = shift_tree(&tree, &m, &log, &mut |_| ControlFlow::Continue(())).unwrap();
+        assert_eq!(r.log_replayed, 1);
+        assert_eq!((r.inodes, r.already_done, r.shifted), (2, 2, 0));
+        let meta = fs::symlink_metadata(&f).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o6755);
+        let mut buf = [0u8; 64];
+        let n = rfs::getxattr(&f, CAPS, &mut buf).unwrap();
+        assert_eq!(&buf[..n], &caps_v3(300_000)[..]);
+        assert!(!log.exists(), "the log goes when the walk completes");
+    }
+
+    /// More than a log batch of setuid files (and capabilities) in nested directories.
+    fn setid_tree(tree: &Path) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for d in 0..4 {
+            let dir = tree.join(format!("d{d}")).join("sub");
+            fs::create_dir_all(&dir).unwrap();
+            for f in 0..300 {
+                let p = dir.join(format!("f{f}"));
+                fs::write(&p, b"x").unwrap();
+                std::os::unix::fs::chown(&p, Some(100_000 + f), Some(100_000 + d)).unwrap();
+                fs::set_permissions(&p, fs::Permissions::from_mode(0o4755 + (f % 2) * 0o2000))
+                    .unwrap();
+                if f % 50 == 0 {
+                    rfs::setxattr(&p, CAPS, &caps_v3(100_000), rfs::XattrFlags::empty()).unwrap();
+                }
+                files.push(p);
+            }
+            std::os::unix::fs::chown(&dir, Some(100_000), Some(100_000)).unwrap();
+            std::os::unix::fs::chown(dir.parent().unwrap(), Some(100_000), Some(100_000)).unwrap();
+        }
+        std::os::unix::fs::chown(tree, Some(100_000), Some(100_000)).unwrap();
+        assert!(files.len() > PENDING_MAX);
+        files
+    }
+
+    fn check_shifted(files: &[PathBuf]) {
+        for (i, p) in files.iter().enumerate() {
+            let (d, f) = ((i / 300) as u32, (i % 300) as u32);
+            let meta = fs::symlink_metadata(p).unwrap();
+            assert_eq!(
+                (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+                (300_000 + f, 400_000 + d, 0o4755 + (f % 2) * 0o2000),
+                "{}",
+                p.display()
+            );
+            let mut buf = [0u8; 64];
+            let caps = rfs::getxattr(p, CAPS, &mut buf).map(|n| buf[..n].to_vec());
+            if f % 50 == 0 {
+                assert_eq!(caps.unwrap(), caps_v3(300_000), "{}", p.display());
+            } else {
+                assert!(caps.is_err(), "{}", p.display());
+            }
+        }
+    }
+
+    #[test]
+    fn a_walk_resumed_after_a_crash_in_a_log_batch_finishes_exactly() {
+        for crash_after in [1, PENDING_MAX as u64 - 1, PENDING_MAX as u64 + 3] {
+            let t = tempdir();
+            let tree = t.path().join("tree");
+            fs::create_dir(&tree).unwrap();
+            let files = setid_tree(&tree);
+            let log = t.path().join("shift.log");
+            CRASH_AFTER_CHOWNS.set(Some(crash_after));
+            let err =
+                shift_tree(&tree, &map(), &log, &mut |_| ControlFlow::Continue(())).unwrap_err();
+            assert!(format!("{err:#}").contains("failpoint"), "{err:#}");
+            assert!(log.exists());
+            let r = shift_tree(&tree, &map(), &log, &mut |_| ControlFlow::Continue(()))
+                .unwrap_or_else(|e| panic!("resume after {crash_after} chowns: {e:#}"));
+            // Every logged entry whose chown happened is put back (a batch stays in the log
+            // until the walk completes).
+            assert_eq!(r.log_replayed, crash_after, "{r:?}");
+            assert!(!log.exists());
+            check_shifted(&files);
+            // And a walk after that finds everything done.
+            let again =
+                shift_tree(&tree, &map(), &log, &mut |_| ControlFlow::Continue(())).unwrap();
+            assert_eq!((again.shifted, again.log_replayed), (0, 0), "{again:?}");
+        }
+    }
+
+    #[test]
+    fn a_log_whose_entries_do_not_fit_the_tree_is_a_clear_error() {
+        let t = tempdir();
+        let tree = t.path().join("tree");
+        fs::create_dir_all(tree.join("d")).unwrap();
+        fs::write(tree.join("d/file"), b"").unwrap();
+        let log = t.path().join("shift.log");
+        // What the old walk wrote: an entry below a file.
+        fs::write(&log, Log::header(&map()) + "4755 - d/file/f3\n").unwrap();
+        let err = shift_tree(&tree, &map(), &log, &mut |_| ControlFlow::Continue(())).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("move it away") && msg.contains("does not fit"),
+            "{msg}"
+        );
+        // A damaged line too.
+        fs::write(&log, Log::header(&map()) + "garbage\n").unwrap();
+        let msg = format!(
+            "{:#}",
+            shift_tree(&tree, &map(), &log, &mut |_| ControlFlow::Continue(())).unwrap_err()
+        );
+        assert!(
+            msg.contains("move it away") && msg.contains("bad line"),
+            "{msg}"
+        );
+        // left_log tells which direction wrote a log.
+        assert_eq!(left_log(&log, &map()).unwrap(), LeftLog::Same);
+        assert_eq!(left_log(&log, &map().reverse()).unwrap(), LeftLog::Reverse);
+        fs::write(&log, "something else\n").unwrap();
+        assert!(matches!(left_log(&log, &map()).unwrap(), LeftLog::Other(_)));
+        fs::remove_file(&log).unwrap();
+        assert_eq!(left_log(&log, &map()).unwrap(), LeftLog::None);
+    }
+
+    #[test]
+    fn xattrs_are_found_through_proc_on_kernels_without_listxattrat() {
+        let t = tempdir();
+        let tree = t.path().join("tree");
+        fs::create_dir(&tree).unwrap();
+        let f = tree.join("acl");
+        fs::write(&f, b"").unwrap();
+        std::os::unix::fs::chown(&f, Some(100_001), Some(100_002)).unwrap();
+        let a = acl(&[
+            (1, 6, u32::MAX),
+            (2, 6, 100_003),
+            (4, 4, u32::MAX),
+            (0x10, 6, u32::MAX),
+            (0x20, 4, u32::MAX),
+        ]);
+        rfs::setxattr(&f, ACL_ACCESS, &a, rfs::XattrFlags::empty()).unwrap();
+        FORCE_PROC_PATH.set(true);
+        let r = shift_tree(&tree, &map(), &t.path().join("log"), &mut |_| {
+            ControlFlow::Continue(())
+        });
+        FORCE_PROC_PATH.set(false);
+        let r = r.unwrap();
+        assert_eq!((r.inodes, r.acl_entries_shifted), (2, 1), "{r:?}");
+        let mut buf = [0u8; 256];
+        let n = rfs::getxattr(&f, ACL_ACCESS, &mut buf).unwrap();
+        assert_eq!(&buf[16..20], &300_003u32.to_le_bytes(), "{:?}", &buf[..n]);
+    }
+
+    #[test]
+    fn a_log_of_another_mapping_or_inside_the_tree_is_refused() {
+        let t = tempdir();
+        let tree = t.path().join("tree");
+        fs::create_dir(&tree).unwrap();
+        let log = t.path().join("shift.log");
+        fs::write(&log, Log::header(&map().reverse()) + "4755 - a\n").unwrap();
+        let err = shift_tree(&tree, &map(), &log, &mut |_| ControlFlow::Continue(())).unwrap_err();
+        assert!(format!("{err:#}").contains("another shift"), "{err:#}");
+        let inside = tree.join("shift.log");
+        let err =
+            shift_tree(&tree, &map(), &inside, &mut |_| ControlFlow::Continue(())).unwrap_err();
+        assert!(format!("{err:#}").contains("must not be inside"), "{err:#}");
+    }
+}
