@@ -3,4 +3,5 @@
 pub mod accounts;
 pub mod daemon_config;
 pub mod login_defs;
+pub mod remap_value;
 pub mod subid;
