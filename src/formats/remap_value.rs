@@ -454,8 +454,17 @@ mod tests {
 
     fn host() -> Accounts {
         Accounts {
-            users: vec![u("root", 0, 0), u("remapu", 998, 998), u("lonely", 995, 100)],
-            groups: vec![g("root", 0), g("users", 100), g("remapu", 998), g("remapg", 997)],
+            users: vec![
+                u("root", 0, 0),
+                u("remapu", 998, 998),
+                u("lonely", 995, 100),
+            ],
+            groups: vec![
+                g("root", 0),
+                g("users", 100),
+                g("remapu", 998),
+                g("remapg", 997),
+            ],
         }
     }
 
@@ -510,10 +519,7 @@ mod tests {
                 group: Some(Part::Id(997)),
             }
         );
-        assert_eq!(
-            parse("a:b:c"),
-            Err(SpecError::TooManyParts("a:b:c".into()))
-        );
+        assert_eq!(parse("a:b:c"), Err(SpecError::TooManyParts("a:b:c".into())));
         // "user:" has an empty group part: dockerd looks the group "" up, and fails.
         assert_eq!(
             parse("remapu:").unwrap().unwrap().group,
@@ -575,10 +581,7 @@ mod tests {
             Ok(Some(remap("dockremap", 101, 101, "remapg", 997)))
         );
         // Only the exact word: "Default" is an ordinary (missing) name.
-        assert_eq!(
-            r("Default", &h),
-            Err(SpecError::NoUser("Default".into()))
-        );
+        assert_eq!(r("Default", &h), Err(SpecError::NoUser("Default".into())));
     }
 
     /// moby daemon/daemon_unix.go parseRemappedRoot: every lookup error.
@@ -656,10 +659,7 @@ mod tests {
             p[0].message
         );
         let m = missing(&gid, Which::SubGid, &t).unwrap();
-        assert_eq!(
-            m.movable(),
-            Some(&(2, "remapg".to_string(), 200000, 65536))
-        );
+        assert_eq!(m.movable(), Some(&(2, "remapg".to_string(), 200000, 65536)));
         // A line under the numeric gid is not the user's either; under the uid it is.
         let by_gid = file("997:300000:65536\n");
         assert_eq!(misuse(&uid, &by_gid, &t)[0].kind, UNDER_OTHER_NAME);

@@ -5,8 +5,8 @@ use serde_json::Value;
 
 use crate::exit::Conflict;
 use crate::formats::daemon_config::{self, DEFAULT_USER, DaemonConfig};
-use crate::formats::remap_value::{self, Resolved, SpecError};
 use crate::formats::login_defs::SubIdBounds;
+use crate::formats::remap_value::{self, Resolved, SpecError};
 use crate::formats::subid::{self, Decision, How, Reserved, Which};
 use crate::host::account;
 use crate::host::setup::Found;
@@ -234,11 +234,7 @@ pub fn matches_user(s: &RemapSetting, user: &str) -> Result<(), Conflict> {
             "{from} already has \"userns-remap\": {v:?}, which resolves to root: dockerd leaves remapping off; {undo}, then run this again"
         ))),
         // A name-only value (or name:name) for a user enable creates with its own group.
-        Err(SpecError::NoUser(n))
-            if n == user && v.split(':').all(|p| p == user) =>
-        {
-            Ok(())
-        }
+        Err(SpecError::NoUser(n)) if n == user && v.split(':').all(|p| p == user) => Ok(()),
         Err(SpecError::NoGroupForName(n)) if n == user => Err(Conflict::new(format!(
             "{from} has \"userns-remap\": {v:?}, which dockerd rejects: {}; create that group (`groupadd --system {n}`) and run this again, or {undo}",
             SpecError::NoGroupForName(n.clone())
@@ -355,7 +351,9 @@ pub fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Result<Plan,
         }
         (None, _) => inputs.daemon.config.with_remap(&value),
     };
-    let daemon_json_change = if inputs.daemon.raw.is_none() {
+    let daemon_json_change = if by_flag {
+        FileChange::None
+    } else if inputs.daemon.raw.is_none() {
         FileChange::Create
     } else if new_config != inputs.daemon.config {
         FileChange::Update
@@ -474,7 +472,13 @@ pub fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Result<Plan,
 fn stand_in_lines(
     inputs: &Inputs,
     how: How,
-) -> Result<((Option<(usize, String)>, Option<(usize, String)>), Option<Inputs>), Conflict> {
+) -> Result<
+    (
+        (Option<(usize, String)>, Option<(usize, String)>),
+        Option<Inputs>,
+    ),
+    Conflict,
+> {
     let Some(t) = &inputs.target else {
         return Ok(((None, None), None));
     };

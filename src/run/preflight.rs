@@ -100,8 +100,7 @@ pub fn remap_setting(
     unit: &UnitScan,
     l: &dyn Lookup,
 ) -> Option<RemapSetting> {
-    let (value, from, flag, at) = match config.and_then(|(c, raw)| Some((c.remap().ok()??, raw)))
-    {
+    let (value, from, flag, at) = match config.and_then(|(c, raw)| Some((c.remap().ok()??, raw))) {
         Some((v, raw)) => {
             let line = String::from_utf8_lossy(raw)
                 .lines()
@@ -135,11 +134,7 @@ pub fn remap_setting(
 
 /// The [`Target`] for `user`: from the setting when it resolves to that user (its group part
 /// counts), else from the account with its own group; None when the user does not exist.
-pub fn target_for(
-    user: &str,
-    setting: Option<&RemapSetting>,
-    l: &dyn Lookup,
-) -> Option<Target> {
+pub fn target_for(user: &str, setting: Option<&RemapSetting>, l: &dyn Lookup) -> Option<Target> {
     if let Some(RemapSetting {
         resolved: Ok(Resolved::User(r)),
         ..
@@ -156,7 +151,9 @@ pub fn target_for(
             user: u.name,
             uid: u.uid,
             primary_gid: u.gid,
-            group: g.as_ref().map_or_else(|| user.to_string(), |g| g.name.clone()),
+            group: g
+                .as_ref()
+                .map_or_else(|| user.to_string(), |g| g.name.clone()),
             gid: g.map_or(u.gid, |g| g.gid),
         },
     ))
@@ -481,8 +478,7 @@ pub fn configured(root: &Root) -> Result<Configured> {
                     })
                     .map_or(0, |i| i + 1),
             ),
-            resolved: remap_value::resolve_value(v, &accounts)
-                .map(|r| r.unwrap_or(Resolved::Root)),
+            resolved: remap_value::resolve_value(v, &accounts).map(|r| r.unwrap_or(Resolved::Root)),
         }),
         None => docker_unit::scan(root)
             .ok()
@@ -490,9 +486,10 @@ pub fn configured(root: &Root) -> Result<Configured> {
     };
     let (user, group) = match setting.as_ref().map(|s| &s.resolved) {
         Some(Ok(Resolved::User(r))) => (Some(r.user.clone()), Some(r.group.clone())),
-        Some(Ok(Resolved::CreatesDefault)) => {
-            (Some(DEFAULT_USER.to_string()), Some(DEFAULT_USER.to_string()))
-        }
+        Some(Ok(Resolved::CreatesDefault)) => (
+            Some(DEFAULT_USER.to_string()),
+            Some(DEFAULT_USER.to_string()),
+        ),
         // Not resolvable: the user part as written, for the ranges below.
         Some(Err(_)) => (
             setting.as_ref().map(|s| {
