@@ -411,6 +411,10 @@ fn problems(root: &Root, user: &str) -> Vec<StatusProblem> {
     out
 }
 
+/// The rest of a fix when docker failed to start with the value: enable leaves a stopped
+/// docker stopped.
+const STOPPED: &str = "; when docker.service is not running (dockerd refused the value), enable leaves it stopped: then run `systemctl reset-failed docker.service` and `systemctl start docker.service`, and `docker-userns verify`";
+
 /// What dockerd will reject or misuse about the configured value (`remap_value` kinds), each
 /// with the command that fixes it.
 fn remap_problems(root: &Root, conf: &Configured) -> Vec<StatusProblem> {
@@ -426,10 +430,10 @@ fn remap_problems(root: &Root, conf: &Configured) -> Vec<StatusProblem> {
         .map(|p| StatusProblem {
             fix: match p.kind {
                 remap_value::UNDER_OTHER_NAME => format!(
-                    "docker-userns enable --repair{with_user} (gives that line to {user}, same range; docker restarts)"
+                    "docker-userns enable --repair{with_user} (gives that line to {user}, same range; a running docker restarts){STOPPED}"
                 ),
                 remap_value::MISSING => format!(
-                    "docker-userns enable{with_user} (adds a free range for {user}; docker restarts)"
+                    "docker-userns enable{with_user} (adds a free range for {user}; a running docker restarts){STOPPED}"
                 ),
                 remap_value::GROUP_RANGE_IGNORED => format!(
                     "nothing breaks: container gids map to {user}'s range; drop the group part or the group's line to avoid the confusion"

@@ -504,7 +504,7 @@ fn stand_in_lines(
         };
         if !how.repair {
             return Err(Conflict::new(format!(
-                "{}. The line in the way: {}:{line}: `{owner}:{start}:{count}`; the line dockerd needs: `{user}:{start}:{count}`. `docker-userns enable --repair{}` renames that line's owner to {user} (the same range; one journaled write, undone on failure); nothing was changed",
+                "{}. The line in the way: {}:{line}: `{owner}:{start}:{count}`; the line dockerd needs: `{user}:{start}:{count}`. `docker-userns enable --repair{}` renames that line's owner to {user} (the same range; one journaled write, undone on failure; a docker.service that is not running is left stopped: start it afterwards with `systemctl reset-failed docker.service` and `systemctl start docker.service`); nothing was changed",
                 m.describe(user),
                 which.path(),
                 with_user(user)
