@@ -353,3 +353,38 @@ fn a_userns_remap_flag_of_any_form_matches_user_and_daemon_json_stays_without_th
         &["already gets --userns-remap as a command-line flag"],
     );
 }
+
+#[test]
+fn the_rename_is_journaled_and_a_failure_after_it_restores_the_bytes() {
+    // Needs the debug binary (failpoints are compiled out of release builds).
+    let t = issue_host(
+        "remapu:remapg",
+        "# keep\nremapu:200000:65536\n",
+        "# keep\nalice:100000:65536\nremapg:200000:65536",
+    );
+    let before = t.snapshot();
+    let r = common::run_cmd(
+        std::process::Command::new(common::bin())
+            .env("DOCKER_USERNS_FAILPOINTS", "apply:before-daemon-json")
+            .arg("--root")
+            .arg(t.path(""))
+            .args(["--json", "enable", "--repair", "--user", "remapu"]),
+    );
+    assert_eq!(r.code, 5, "{r:?}");
+    assert_eq!(r.json()["error"]["kind"], "rolled-back");
+    assert_eq!(
+        t.read("etc/subgid"),
+        "# keep\nalice:100000:65536\nremapg:200000:65536"
+    );
+    let after = t.snapshot();
+    for f in ["etc/subuid", "etc/subgid", "etc/docker/daemon.json"] {
+        let k = std::path::PathBuf::from(f);
+        assert_eq!(before[&k].0, after[&k].0, "{f} not restored");
+    }
+    // Then the same command succeeds; the line keeps its place and its missing newline.
+    ok(&t.run(&["--json", "enable", "--repair", "--user", "remapu"]));
+    assert_eq!(
+        t.read("etc/subgid"),
+        "# keep\nalice:100000:65536\nremapu:200000:65536"
+    );
+}

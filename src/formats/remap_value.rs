@@ -321,10 +321,10 @@ impl Missing {
         let word = self.which.id_word();
         match self.in_the_way.as_slice() {
             [] => format!(
-                "{path} has no line for user {user} (by name or uid): dockerd reads both /etc/subuid and /etc/subgid by the user's name and fails to start (\"no sub{word} ranges found for user {user:?}\")"
+                "{path} has no line for user {user} (by name or uid): dockerd reads both /etc/subuid and /etc/subgid by the user's name and fails to start (docker 26: \"no sub{word} ranges found for user {user:?}\"; 28 and later say subuid for both files)"
             ),
             [(line, owner, start, count)] => format!(
-                "{path} has no line for user {user}, but line {line} gives the range to {owner}: `{owner}:{start}:{count}`; dockerd reads /etc/subgid and /etc/subuid by the user's name (or uid), never by the group, so it needs `{user}:{start}:{count}` there and fails to start without it (\"no sub{word} ranges found for user {user:?}\")"
+                "{path} has no line for user {user}, but line {line} gives the range to {owner}: `{owner}:{start}:{count}`; dockerd reads /etc/subgid and /etc/subuid by the user's name (or uid), never by the group, so it needs `{user}:{start}:{count}` there and fails to start without it (docker 26: \"no sub{word} ranges found for user {user:?}\"; 28 and later say subuid for both files)"
             ),
             many => format!(
                 "{path} has no line for user {user}, but lines {} give ranges to {}; dockerd reads /etc/subgid and /etc/subuid by the user's name (or uid), never by the group, and fails to start without a line `{user}:START:COUNT`",
