@@ -388,3 +388,34 @@ fn the_rename_is_journaled_and_a_failure_after_it_restores_the_bytes() {
         "# keep\nalice:100000:65536\nremapu:200000:65536"
     );
 }
+
+#[test]
+fn writing_a_value_dockerd_would_reject_is_noted() {
+    // remapper exists with the primary group users (as `adduser --system` leaves it), and no
+    // group of its name: "userns-remap": "remapper" would not start.
+    let t = Tree::fixture("debian12");
+    t.write(
+        "etc/passwd",
+        &(t.read("etc/passwd") + "remapper:x:990:100::/nonexistent:/usr/sbin/nologin\n"),
+    );
+    t.write("etc/group", &(t.read("etc/group") + "users:x:100:\n"));
+    let p = ok(&t.run(&["--json", "plan", "--user", "remapper"]));
+    assert!(
+        p["notes"]
+            .to_string()
+            .contains("no group is named remapper: dockerd rejects"),
+        "{p}"
+    );
+    // After enable, check says so too.
+    ok(&t.run(&["--json", "enable", "--user", "remapper"]));
+    let c = t.run(&["--json", "check"]);
+    assert_eq!(c.code, 3);
+    assert_eq!(
+        kinds(&c.json()),
+        [(
+            "/etc/docker/daemon.json".to_string(),
+            2,
+            "remap-value-rejected".to_string()
+        )]
+    );
+}

@@ -295,6 +295,8 @@ pub struct Target {
     /// primary group's name and gid — never the user's own name or uid, nor another user's
     /// name or uid (that line is that user's).
     pub stand_ins: Vec<String>,
+    /// A group named as the user exists (dockerd needs it for a value without a group part).
+    pub own_group: bool,
 }
 
 /// A file where the user has no line of its own.
@@ -636,6 +638,7 @@ mod tests {
             uid: Some(998),
             group: Some(("remapg".into(), 997)),
             stand_ins: vec!["remapg".into(), "997".into()],
+            own_group: true,
         }
     }
 

@@ -349,6 +349,7 @@ pub fn remap_target(l: &dyn Lookup, r: &Remap) -> Target {
         uid: Some(r.uid),
         group: (r.group != r.user).then(|| (r.group.clone(), r.gid)),
         stand_ins,
+        own_group: l.group_by_name(&r.user).is_some(),
     }
 }
 

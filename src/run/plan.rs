@@ -349,7 +349,14 @@ pub fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Result<Plan,
             }
             inputs.daemon.config.clone()
         }
-        (None, _) => inputs.daemon.config.with_remap(&value),
+        (None, _) => {
+            if inputs.target.as_ref().is_some_and(|t| !t.own_group) {
+                notes.push(format!(
+                    "no group is named {user}: dockerd rejects \"userns-remap\": {value:?} without one (it looks the group of the user's name up: \"Error during gid lookup for {user:?}\"), so docker would not start with it; create it first: `groupadd --system {user}`"
+                ));
+            }
+            inputs.daemon.config.with_remap(&value)
+        }
     };
     let daemon_json_change = if by_flag {
         FileChange::None
