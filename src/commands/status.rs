@@ -5,7 +5,9 @@
 //! ([`PROBLEM_KINDS`]) each come with what to do: the remap user's ranges overlapping or
 //! covering accounts, a run record that cannot be read (`journal`), and a process running as
 //! host root under a docker shim whose container the running engine does not know
-//! (`unknown-root-container`, what an engine restarted with live-restore leaves).
+//! (`unknown-root-container`, what an engine restarted with live-restore leaves); and what
+//! dockerd will reject or misuse in the `userns-remap` value, of any form, which is reported
+//! resolved to its user and group (`formats::remap_value`).
 
 use std::time::Duration;
 

@@ -1,5 +1,7 @@
 //! The remap user: name rules, lookup (NSS on the host, /etc/passwd under --root), checks,
-//! and creation with the distribution's `useradd`.
+//! and creation with the distribution's `useradd`; the four account lookups dockerd makes to
+//! resolve a `userns-remap` value ([`Accounts`], for `formats::remap_value::resolve`) and the
+//! owners whose subid lines look meant for the remap user ([`remap_target`]).
 
 use std::process::Command;
 
@@ -375,6 +377,58 @@ mod tests {
         ] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
+    }
+
+    fn files(passwd: &str, group: &str) -> Accounts {
+        Accounts {
+            host: false,
+            passwd: passwd.into(),
+            group: group.into(),
+        }
+    }
+
+    #[test]
+    fn the_files_answer_dockerds_four_lookups() {
+        let a = files(
+            "root:x:0:0::/root:/bin/bash\n+nis::::::\nremapu:x:998:998::/:/usr/sbin/nologin\n",
+            "root:x:0:\nremapu:x:998:\nremapg:x:997:\n",
+        );
+        assert_eq!(a.user_by_uid(998).unwrap().name, "remapu");
+        assert_eq!(a.user_by_name("remapu").unwrap().gid, 998);
+        assert_eq!(a.group_by_gid(997).unwrap().name, "remapg");
+        assert_eq!(a.group_by_name("remapg").unwrap().gid, 997);
+        assert!(a.user_by_name("+nis").is_none() && a.user_by_uid(5).is_none());
+    }
+
+    #[test]
+    fn stand_ins_are_the_groups_never_the_user_nor_another_user() {
+        // remapg is also a user's name (uid 997): its line is that user's, not a stand-in;
+        // gid 996 is nobody's uid: a line under "996" looks meant for remapu.
+        let a = files(
+            "remapu:x:998:996::/:/usr/sbin/nologin\nremapg:x:997:997::/:/usr/sbin/nologin\n",
+            "remapu:x:998:\nremapg:x:997:\nprim:x:996:\n",
+        );
+        let r = Remap {
+            user: "remapu".into(),
+            uid: 998,
+            primary_gid: 996,
+            group: "remapg".into(),
+            gid: 997,
+        };
+        let t = remap_target(&a, &r);
+        assert_eq!(t.stand_ins, ["prim", "996"]);
+        assert_eq!(t.group, Some(("remapg".to_string(), 997)));
+        assert!(t.own_group);
+        // Without another user of the group's name, the group's name and gid stand in.
+        let a = files(
+            "remapu:x:998:998::/:/usr/sbin/nologin\n",
+            "remapu:x:998:\nremapg:x:997:\n",
+        );
+        let r = Remap {
+            primary_gid: 998,
+            ..r
+        };
+        assert_eq!(remap_target(&a, &r).stand_ins, ["remapg", "997"]);
     }
 
     #[test]
