@@ -264,6 +264,16 @@ impl Accounts {
         })
     }
 
+    /// [`Accounts::read`] for reading commands (`status`, `check`): account files that cannot
+    /// be read name no account, as dockerd would find none in them.
+    pub fn read_lenient(root: &Root) -> Accounts {
+        Accounts::read(root).unwrap_or(Accounts {
+            host: root.is_host(),
+            passwd: String::new(),
+            group: String::new(),
+        })
+    }
+
     fn from_user(u: uzers::User) -> UserEntry {
         UserEntry {
             name: u.name().to_string_lossy().into_owned(),

@@ -460,7 +460,7 @@ fn daemon_remap(root: &Root) -> Result<(Option<String>, Vec<String>)> {
 /// Reads [`Configured`] from the root.
 pub fn configured(root: &Root) -> Result<Configured> {
     let (value, notes) = daemon_remap(root)?;
-    let accounts = account::Accounts::read(root)?;
+    let accounts = account::Accounts::read_lenient(root);
     let setting = match &value {
         Some(v) => Some(RemapSetting {
             value: v.clone(),
@@ -543,7 +543,7 @@ pub fn remap_problems(root: &Root, conf: &Configured) -> Result<Vec<Problem>> {
         ))]),
         Ok(Resolved::CreatesDefault) => Ok(Vec::new()),
         Ok(Resolved::User(r)) => {
-            let accounts = account::Accounts::read(root)?;
+            let accounts = account::Accounts::read_lenient(root);
             let t = account::remap_target(&accounts, r);
             let subuid = read_id_file(root, "/etc/subuid")?;
             let subgid = read_id_file(root, "/etc/subgid")?;
