@@ -57,6 +57,9 @@ impl Cli {
 pub struct UserArgs {
     /// The remap user; created as a system user with no login and its own group if missing.
     /// dockremap is written to daemon.json as "default" (what the CIS Docker benchmark checks).
+    /// An existing "userns-remap" value (daemon.json, or a --userns-remap flag of dockerd) of
+    /// any form dockerd accepts (default, NAME, NAME:GROUP, UID, UID:GID) that resolves to this
+    /// user is kept as it is; one naming another user is refused, naming that user.
     #[arg(long, value_name = "NAME", default_value = "dockremap", value_parser = user_name)]
     pub user: String,
 
@@ -76,6 +79,9 @@ pub struct UserArgs {
     /// docker stopped, the remapped data root (DATA_ROOT/OLD_UID.OLD_GID) is renamed to the new
     /// range's name and every owner below it shifted into the new range; then docker starts and
     /// is health-gated. Journaled: a failure or a crash is rolled back, the shift included.
+    /// Also: when dockerd needs the user's line in /etc/subuid or /etc/subgid (it reads both
+    /// by the user's name or uid) and the range sits under the value's group (name or gid)
+    /// instead, that line is given to the user, same range, in one journaled write.
     #[arg(long)]
     pub repair: bool,
 }
@@ -348,7 +354,11 @@ pub enum Command {
 
     /// Lint /etc/subuid and /etc/subgid for the whole host: malformed lines, overlapping
     /// ranges between any owners, empty ranges, ranges outside the login.defs bounds, ranges
-    /// covering an account's id or lying at or below UID_MAX/GID_MAX. Exit 3 on problems.
+    /// covering an account's id or lying at or below UID_MAX/GID_MAX; and what dockerd will
+    /// reject or misuse in the configured "userns-remap" value: one naming no account, the
+    /// user without its own line in a file (dockerd reads both by the user's name or uid)
+    /// while the group's line holds the range, the group's own range ignored. Exit 3 on
+    /// problems.
     Check,
 }
 

@@ -158,12 +158,18 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
                 .into());
             }
             require_root(&root, name)?;
-            let ranges = preflight::configured(&root)
-                .ok()
-                .and_then(|c| Some((c.subuid?.start, c.subgid?.start)));
+            let conf = preflight::configured(&root).ok();
+            let ranges = conf
+                .as_ref()
+                .and_then(|c| Some((c.subuid.as_ref()?.start, c.subgid.as_ref()?.start)));
             root.ensure_dir(journal::DIR, 0o700)?;
             let engine = verify::engine(&root)?;
-            let v = verify::verify(&engine, image.as_deref(), ranges, &root.path(journal::DIR))?;
+            let mut v =
+                verify::verify(&engine, image.as_deref(), ranges, &root.path(journal::DIR))?;
+            if let Some(c) = conf {
+                v.remap_user = c.user;
+                v.remap_group = c.group;
+            }
             Ok(Output {
                 code: if v.effective {
                     Code::Ok

@@ -69,6 +69,18 @@ pub fn json_error(command: &str, code: crate::exit::Code, message: &str) -> Valu
 }
 
 fn range_line(r: &RangePlan, user: &str, applied: bool) -> String {
+    // --repair of a line dockerd needs under the user's name: the owner changes, not the range.
+    if let (true, Some(owner), None) = (r.add, &r.renamed_from, r.moved_from) {
+        return format!(
+            "{} {owner}:{}:{} in {} to {user}:{}:{} (same range; dockerd reads it by the user's name)",
+            if applied { "renamed" } else { "rename" },
+            r.start,
+            r.count,
+            r.file,
+            r.start,
+            r.count
+        );
+    }
     // --repair or --start moves the user's range: the line replaces the old one.
     if let (true, Some(from)) = (r.add, r.moved_from) {
         return format!(
@@ -128,7 +140,14 @@ pub fn enable_text(root: &str, o: &Outcome<Plan>, applied: bool) -> String {
     let who = match (user.create, user.uid) {
         (true, _) if applied => format!("{} created (system user, no login, own group)", user.name),
         (true, _) => format!("{}: create (system user, no login, own group)", user.name),
-        (false, Some(uid)) => format!("{} (uid {uid}) exists", user.name),
+        (false, Some(uid)) => format!(
+            "{} (uid {uid}) exists{}",
+            user.name,
+            match &user.group {
+                Some(g) if *g != user.name => format!(", group {g} (the value's group part)"),
+                _ => String::new(),
+            }
+        ),
         (false, None) => user.name.clone(),
     };
     let _ = writeln!(s, "  user       {who}");
@@ -147,11 +166,20 @@ pub fn enable_text(root: &str, o: &Outcome<Plan>, applied: bool) -> String {
         .get("userns-remap")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let _ = writeln!(
-        s,
-        "  daemon     /etc/docker/daemon.json: \"userns-remap\": {remap:?} ({})",
-        change_word(&p.daemon_json_change, applied)
-    );
+    if remap.is_empty() && user.value_from != "/etc/docker/daemon.json" {
+        let _ = writeln!(
+            s,
+            "  daemon     {} names the user; /etc/docker/daemon.json stays without \"userns-remap\" ({})",
+            user.value_from,
+            change_word(&p.daemon_json_change, applied)
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "  daemon     /etc/docker/daemon.json: \"userns-remap\": {remap:?} ({})",
+            change_word(&p.daemon_json_change, applied)
+        );
+    }
     let restart = restart_word(o.restart, o.restarted, o.downtime_ms, applied);
     let _ = writeln!(s, "  restart    {restart}");
     if let Some(st) = &o.setup {
@@ -252,7 +280,10 @@ pub fn check_text(root: &str, r: &CheckReport) -> String {
         format!(" (root {root})")
     };
     if r.ok {
-        let _ = writeln!(s, "/etc/subuid and /etc/subgid: no problems found{where_}.");
+        let _ = writeln!(
+            s,
+            "/etc/subuid and /etc/subgid (and the userns-remap value): no problems found{where_}."
+        );
     } else {
         let _ = writeln!(s, "{} problem(s) found{where_}.", r.problems.len());
     }
@@ -469,8 +500,9 @@ pub fn status_text(root: &str, st: &Status) -> String {
         st.remapping_configured
             .as_ref()
             .map_or("not set".to_string(), |v| format!(
-                "{v:?} (user {})",
-                st.remap_user.as_deref().unwrap_or("?")
+                "{v:?} (user {}, group {})",
+                st.remap_user.as_deref().unwrap_or("?"),
+                st.remap_group.as_deref().unwrap_or("?")
             ))
     );
     for (label, r) in [("subuid", &st.subuid), ("subgid", &st.subgid)] {
@@ -580,6 +612,13 @@ pub fn verify_text(v: &Verification) -> String {
             "Remapping is NOT in effect (or could not be proven):"
         }
     );
+    if let Some(u) = &v.remap_user {
+        let _ = writeln!(
+            s,
+            "  remap user: {u}, group {}",
+            v.remap_group.as_deref().unwrap_or("?")
+        );
+    }
     if let Some(img) = &v.image {
         let _ = writeln!(s, "  image: {img}");
     }

@@ -52,7 +52,7 @@ fn plan_changes_nothing_and_enable_then_converges() {
     assert_eq!(plan["changed"], true);
     assert_eq!(
         plan["user"],
-        json!({"name": "dockremap", "uid": null, "create": true})
+        json!({"name": "dockremap", "uid": null, "create": true, "group": null, "gid": null, "value_from": "/etc/docker/daemon.json"})
     );
     assert_eq!(range(&plan, "subuid"), (165536, 65536, true));
     assert_eq!(range(&plan, "subgid"), (165536, 65536, true));
@@ -121,7 +121,7 @@ fn plan_changes_nothing_and_enable_then_converges() {
     assert_eq!(again["restart"], false);
     assert_eq!(
         again["user"],
-        json!({"name": "dockremap", "uid": uid, "create": false})
+        json!({"name": "dockremap", "uid": uid, "create": false, "group": "dockremap", "gid": again["user"]["gid"], "value_from": "/etc/docker/daemon.json"})
     );
     assert_eq!(range(&again, "subuid"), (165536, 65536, false));
     assert_eq!(
@@ -212,7 +212,7 @@ fn existing_ranges_in_one_file_are_kept_and_mirrored() {
     let p = ok(&t.run(&["enable", "--json"]));
     assert_eq!(
         p["user"],
-        json!({"name": "dockremap", "uid": 101, "create": false})
+        json!({"name": "dockremap", "uid": 101, "create": false, "group": "docker", "gid": 102, "value_from": "/etc/docker/daemon.json"})
     );
     assert_eq!(range(&p, "subuid"), (300000, 65536, false));
     assert_eq!(range(&p, "subgid"), (300000, 65536, true));
@@ -412,8 +412,9 @@ fn a_remap_flag_in_a_dropin_is_refused() {
     let t = Tree::fixture("debian12");
     t.write(
         "etc/systemd/system/docker.service.d/override.conf",
-        "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd \\\n  -H fd:// --userns-remap=default\n",
+        "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd \\\n  -H fd:// --userns-remap=remapper\n",
     );
+    // A flag naming another user than --user (issue 24: a flag naming the same one is fine).
     refused(
         &t,
         &["enable"],
@@ -442,9 +443,29 @@ fn a_remap_flag_in_etc_default_docker_is_refused() {
     let t = Tree::fixture("debian12");
     t.write(
         "etc/default/docker",
-        "# options\nDOCKER_OPTS=\"--dns 10.0.0.1 --userns-remap=default\"\n",
+        "# options\nDOCKER_OPTS=\"--dns 10.0.0.1 --userns-remap=remapper\"\n",
     );
     refused(&t, &["enable"], 3, "/etc/default/docker:2");
+    // The same flag with the key in daemon.json too: dockerd refuses to start.
+    t.write(
+        "etc/default/docker",
+        "# options\nDOCKER_OPTS=\"--dns 10.0.0.1 --userns-remap=default\"\n",
+    );
+    t.write(
+        "etc/docker/daemon.json",
+        "{\"userns-remap\": \"default\"}\n",
+    );
+    refused(&t, &["enable"], 3, "/etc/default/docker:2");
+    // The flag alone naming the user: enable converges the ranges and leaves daemon.json be.
+    std::fs::remove_file(t.path("etc/docker/daemon.json")).unwrap();
+    let done = ok(&t.run(&["enable", "--json"]));
+    assert_eq!(done["daemon_json_change"], "none");
+    assert_eq!(
+        done["user"]["value_from"],
+        "--userns-remap at /etc/default/docker:2"
+    );
+    assert!(!t.exists("etc/docker/daemon.json"));
+    assert!(t.read("etc/subuid").contains("dockremap:165536:65536\n"));
 }
 
 #[test]
@@ -504,7 +525,12 @@ fn a_named_user_gets_its_name_in_daemon_json() {
         ok(&t.run(&["enable", "--json", "--user", "remapper"]))["changed"],
         false
     );
-    refused(&t, &["enable"], 3, "which is not user dockremap");
+    refused(
+        &t,
+        &["enable"],
+        3,
+        "not user dockremap; pass --user remapper",
+    );
 }
 
 #[test]
@@ -701,7 +727,7 @@ fn status_under_root_reads_the_files_only() {
     let text = t.run(&["status"]);
     assert!(
         text.stdout
-            .contains("\"userns-remap\": \"default\" (user dockremap)"),
+            .contains("\"userns-remap\": \"default\" (user dockremap, group dockremap)"),
         "{text:?}"
     );
 }

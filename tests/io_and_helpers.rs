@@ -65,7 +65,8 @@ fn a_remap_flag_in_a_dropin_counts_before_docker_is_installed() {
     fs::remove_file(t.path("lib/systemd/system/docker.service")).unwrap();
     t.write(
         "etc/systemd/system/docker.service.d/override.conf",
-        "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd -H fd:// --userns-remap=default\n",
+        // A flag naming another user than --user (one naming the same user is kept: issue 24).
+        "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd -H fd:// --userns-remap=remapper\n",
     );
     let before = t.snapshot();
     let r = t.run(&["--json", "enable"]);

@@ -267,6 +267,7 @@ fn escaped_label_values_survive_a_real_parser() {
         remapping_active: Some(false),
         remapping_configured: None,
         remap_user: Some("x\\\"y".into()),
+        remap_group: None,
         subuid: None,
         subgid: None,
         docker_root_dir: None,

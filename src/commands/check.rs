@@ -1,5 +1,8 @@
 //! `check`: lints /etc/subuid and /etc/subgid for the whole host against login.defs and the
-//! accounts in /etc/passwd and /etc/group.
+//! accounts in /etc/passwd and /etc/group, and the configured `userns-remap` value against
+//! what dockerd will reject or misuse (`preflight::remap_problems`: a value naming no
+//! account, the remap user without its own line in a file while the group's holds the
+//! range, the group's own range ignored).
 
 use anyhow::Result;
 use serde::Serialize;
@@ -52,6 +55,13 @@ pub fn check(root: &Root) -> Result<CheckReport> {
             },
         ));
         found.sort_by_key(|p| p.line);
+        problems.extend(found);
+    }
+    // What dockerd makes of the configured value; a daemon.json this cannot read is for
+    // `enable`/`status` to report.
+    if let Ok(conf) = preflight::configured(root) {
+        let mut found = preflight::remap_problems(root, &conf)?;
+        found.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
         problems.extend(found);
     }
     Ok(CheckReport {

@@ -315,6 +315,7 @@ mod tests {
             remapping_active: None,
             remapping_configured: None,
             remap_user: None,
+            remap_group: None,
             subuid: None,
             subgid: None,
             docker_root_dir: None,
@@ -400,6 +401,10 @@ docker_userns_problems{{kind="remap-range-overlap"}} 2
 docker_userns_problems{{kind="remap-range-covers-account"}} 0
 docker_userns_problems{{kind="journal"}} 0
 docker_userns_problems{{kind="unknown-root-container"}} 0
+docker_userns_problems{{kind="remap-range-under-other-name"}} 0
+docker_userns_problems{{kind="remap-range-missing"}} 0
+docker_userns_problems{{kind="remap-group-range-ignored"}} 0
+docker_userns_problems{{kind="remap-value-rejected"}} 0
 # HELP docker_userns_unfinished_run 1 when an interrupted run left its record in /var/lib/docker-userns.
 # TYPE docker_userns_unfinished_run gauge
 docker_userns_unfinished_run 1

@@ -5,7 +5,9 @@
 //! ([`PROBLEM_KINDS`]) each come with what to do: the remap user's ranges overlapping or
 //! covering accounts, a run record that cannot be read (`journal`), and a process running as
 //! host root under a docker shim whose container the running engine does not know
-//! (`unknown-root-container`, what an engine restarted with live-restore leaves).
+//! (`unknown-root-container`, what an engine restarted with live-restore leaves); and what
+//! dockerd will reject or misuse in the `userns-remap` value, of any form, which is reported
+//! resolved to its user and group (`formats::remap_value`).
 
 use std::time::Duration;
 
@@ -13,6 +15,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::formats::daemon_config::{self, DEFAULT_USER, DaemonConfig};
+use crate::formats::remap_value;
 use crate::formats::subid::{self, Reserved, Which};
 use crate::host::engine::Engine;
 use crate::host::inspect;
@@ -52,7 +55,16 @@ pub struct HostRoot {
 }
 
 /// The kinds of [`StatusProblem`], in the order `--prometheus` lists them.
-pub const PROBLEM_KINDS: [&str; 4] = [OVERLAP, COVERS_ACCOUNT, JOURNAL, UNKNOWN_ROOT];
+pub const PROBLEM_KINDS: [&str; 8] = [
+    OVERLAP,
+    COVERS_ACCOUNT,
+    JOURNAL,
+    UNKNOWN_ROOT,
+    remap_value::UNDER_OTHER_NAME,
+    remap_value::MISSING,
+    remap_value::GROUP_RANGE_IGNORED,
+    remap_value::VALUE_REJECTED,
+];
 const OVERLAP: &str = "remap-range-overlap";
 const COVERS_ACCOUNT: &str = "remap-range-covers-account";
 /// The run record (/var/lib/docker-userns/transaction.json) cannot be read.
@@ -85,8 +97,11 @@ pub struct Status {
     pub remapping_active: Option<bool>,
     /// `userns-remap` in daemon.json (null: not set).
     pub remapping_configured: Option<String>,
-    /// The remap user that value names.
+    /// The remap user that value names, resolved as dockerd resolves it (any form: `default`,
+    /// a name, `name:group`, a uid, `uid:gid`).
     pub remap_user: Option<String>,
+    /// The group it names (null: not set, or not resolvable).
+    pub remap_group: Option<String>,
     /// Its /etc/subuid ranges.
     pub subuid: Option<Range>,
     /// Its /etc/subgid ranges.
@@ -162,6 +177,7 @@ pub fn status(root: &Root, is_root: bool) -> Result<Status> {
     }
     let conf = configured(root)?;
     let mut problems = problems(root, &lookup_name(&conf));
+    problems.extend(remap_problems(root, &conf));
     problems.extend(journal_problem);
     let mut notes = recovered;
     notes.extend(conf.notes);
@@ -169,6 +185,7 @@ pub fn status(root: &Root, is_root: bool) -> Result<Status> {
         service: None,
         remapping_active: None,
         remap_user: conf.user,
+        remap_group: conf.group,
         remapping_configured: conf.value,
         subuid: conf.subuid,
         subgid: conf.subgid,
@@ -394,6 +411,45 @@ fn problems(root: &Root, user: &str) -> Vec<StatusProblem> {
         }
     }
     out
+}
+
+/// The rest of a fix when docker failed to start with the value: enable leaves a stopped
+/// docker stopped.
+const STOPPED: &str = "; when docker.service is not running (dockerd refused the value), enable leaves it stopped: then run `systemctl reset-failed docker.service` and `systemctl start docker.service`, and `docker-userns verify`";
+
+/// What dockerd will reject or misuse about the configured value (`remap_value` kinds), each
+/// with the command that fixes it.
+fn remap_problems(root: &Root, conf: &Configured) -> Vec<StatusProblem> {
+    let user = conf.user.as_deref().unwrap_or(DEFAULT_USER);
+    let with_user = if user == DEFAULT_USER {
+        String::new()
+    } else {
+        format!(" --user {user}")
+    };
+    preflight::remap_problems(root, conf)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| StatusProblem {
+            fix: match p.kind {
+                remap_value::UNDER_OTHER_NAME => format!(
+                    "docker-userns enable --repair{with_user} (gives that line to {user}, same range; a running docker restarts){STOPPED}"
+                ),
+                remap_value::MISSING => format!(
+                    "docker-userns enable{with_user} (adds a free range for {user}; a running docker restarts){STOPPED}"
+                ),
+                remap_value::GROUP_RANGE_IGNORED => format!(
+                    "nothing breaks: container gids map to {user}'s range; drop the group part or the group's line to avoid the confusion"
+                ),
+                _ => "docker-userns disable (removes the value), then docker-userns enable --user NAME with an existing system user".to_string(),
+            },
+            message: if p.line > 0 {
+                format!("{}:{}: {}", root.path(&p.file).display(), p.line, p.message)
+            } else {
+                format!("{}: {}", root.path(&p.file).display(), p.message)
+            },
+            kind: p.kind,
+        })
+        .collect()
 }
 
 fn configured_differs(st: &Status, active: bool) -> bool {

@@ -37,6 +37,11 @@ pub struct Verification {
     pub checks: Vec<Check>,
     /// Remarks.
     pub notes: Vec<String>,
+    /// The remap user the configured `userns-remap` value resolves to (as dockerd resolves
+    /// it; null: not set).
+    pub remap_user: Option<String>,
+    /// The group it resolves to.
+    pub remap_group: Option<String>,
 }
 
 /// The engine to verify, where docker listens ([`setup`]). A docker.service that is not
@@ -211,6 +216,8 @@ pub fn verify(
             DEFAULT_IMAGES.join(", ")
         ));
         return Ok(Verification {
+            remap_user: None,
+            remap_group: None,
             effective: false,
             image: None,
             checks,
@@ -291,6 +298,8 @@ pub fn verify(
     });
 
     Ok(Verification {
+        remap_user: None,
+        remap_group: None,
         effective: checks.iter().all(|c| c.ok),
         image,
         checks,

@@ -4,5 +4,6 @@ pub mod accounts;
 pub mod daemon_config;
 pub mod id_shift;
 pub mod login_defs;
+pub mod remap_value;
 pub mod subid;
 pub mod xattr;

@@ -1,5 +1,7 @@
 //! The remap user: name rules, lookup (NSS on the host, /etc/passwd under --root), checks,
-//! and creation with the distribution's `useradd`.
+//! and creation with the distribution's `useradd`; the four account lookups dockerd makes to
+//! resolve a `userns-remap` value ([`Accounts`], for `formats::remap_value::resolve`) and the
+//! owners whose subid lines look meant for the remap user ([`remap_target`]).
 
 use std::process::Command;
 
@@ -8,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use crate::exit::Conflict;
 use crate::formats::accounts::AccountIds;
 use crate::formats::login_defs::LoginDefs;
+use crate::formats::remap_value::{GroupEntry, Lookup, Remap, Target, UserEntry, go_int32};
 use crate::host::programs;
 use crate::host::root::Root;
 
@@ -209,6 +212,159 @@ pub fn create(root: &Root, name: &str) -> Result<Account> {
         .with_context(|| format!("useradd succeeded, but user {name} cannot be found afterwards"))
 }
 
+/// The accounts as dockerd looks them up for a `userns-remap` value: NSS on the live host
+/// (dockerd falls back to `getent`, so LDAP/SSSD accounts count), the tree's /etc/passwd and
+/// /etc/group under `--root`.
+pub struct Accounts {
+    host: bool,
+    passwd: String,
+    group: String,
+}
+
+fn passwd_entry(line: &str) -> Option<UserEntry> {
+    let f: Vec<&str> = line.split(':').collect();
+    if f.len() < 4 || f[0].is_empty() || f[0].starts_with(['+', '-', '#']) {
+        return None;
+    }
+    Some(UserEntry {
+        name: f[0].to_string(),
+        uid: f[2].parse().ok()?,
+        gid: f[3].parse().ok()?,
+    })
+}
+
+fn group_entry(line: &str) -> Option<GroupEntry> {
+    let f: Vec<&str> = line.split(':').collect();
+    if f.len() < 3 || f[0].is_empty() || f[0].starts_with(['+', '-', '#']) {
+        return None;
+    }
+    Some(GroupEntry {
+        name: f[0].to_string(),
+        gid: f[2].parse().ok()?,
+    })
+}
+
+impl Accounts {
+    /// Reads the account files of a tree (nothing is read on the live host: NSS answers).
+    pub fn read(root: &Root) -> Result<Accounts> {
+        if root.is_host() {
+            return Ok(Accounts {
+                host: true,
+                passwd: String::new(),
+                group: String::new(),
+            });
+        }
+        let text = |abs: &str| -> Result<String> {
+            Ok(String::from_utf8_lossy(&root.read_optional(abs)?.unwrap_or_default()).into_owned())
+        };
+        Ok(Accounts {
+            host: false,
+            passwd: text("/etc/passwd")?,
+            group: text("/etc/group")?,
+        })
+    }
+
+    /// [`Accounts::read`] for reading commands (`status`, `check`): account files that cannot
+    /// be read name no account, as dockerd would find none in them.
+    pub fn read_lenient(root: &Root) -> Accounts {
+        Accounts::read(root).unwrap_or(Accounts {
+            host: root.is_host(),
+            passwd: String::new(),
+            group: String::new(),
+        })
+    }
+
+    fn from_user(u: uzers::User) -> UserEntry {
+        UserEntry {
+            name: u.name().to_string_lossy().into_owned(),
+            uid: u.uid(),
+            gid: u.primary_group_id(),
+        }
+    }
+
+    fn from_group(g: uzers::Group) -> GroupEntry {
+        GroupEntry {
+            name: g.name().to_string_lossy().into_owned(),
+            gid: g.gid(),
+        }
+    }
+}
+
+impl Lookup for Accounts {
+    fn user_by_name(&self, name: &str) -> Option<UserEntry> {
+        if self.host {
+            return uzers::get_user_by_name(name).map(Accounts::from_user);
+        }
+        self.passwd
+            .lines()
+            .filter_map(passwd_entry)
+            .find(|u| u.name == name)
+    }
+    fn user_by_uid(&self, uid: u32) -> Option<UserEntry> {
+        if self.host {
+            return uzers::get_user_by_uid(uid).map(Accounts::from_user);
+        }
+        self.passwd
+            .lines()
+            .filter_map(passwd_entry)
+            .find(|u| u.uid == uid)
+    }
+    fn group_by_name(&self, name: &str) -> Option<GroupEntry> {
+        if self.host {
+            return uzers::get_group_by_name(name).map(Accounts::from_group);
+        }
+        self.group
+            .lines()
+            .filter_map(group_entry)
+            .find(|g| g.name == name)
+    }
+    fn group_by_gid(&self, gid: u32) -> Option<GroupEntry> {
+        if self.host {
+            return uzers::get_group_by_gid(gid).map(Accounts::from_group);
+        }
+        self.group
+            .lines()
+            .filter_map(group_entry)
+            .find(|g| g.gid == gid)
+    }
+}
+
+/// The remap user of a resolved value as its ranges are looked up ([`Target`]): its name and
+/// uid, the group the value names, and the owners whose lines look meant for it — the group
+/// part's name and gid and the user's primary group's, leaving out the user's own name and
+/// uid and any owner that is another user's name or uid (such a line is that user's).
+pub fn remap_target(l: &dyn Lookup, r: &Remap) -> Target {
+    let primary = l.group_by_gid(r.primary_gid);
+    let mut stand_ins: Vec<String> = Vec::new();
+    let mut add = |s: String| {
+        if !stand_ins.contains(&s) {
+            stand_ins.push(s);
+        }
+    };
+    add(r.group.clone());
+    add(r.gid.to_string());
+    if let Some(p) = &primary {
+        add(p.name.clone());
+    }
+    add(r.primary_gid.to_string());
+    let uid = r.uid.to_string();
+    stand_ins.retain(|s| {
+        *s != r.user
+            && *s != uid
+            && match go_int32(s).and_then(|n| u32::try_from(n).ok()) {
+                Some(n) => l.user_by_uid(n).is_none(),
+                None => l.user_by_name(s).is_none(),
+            }
+    });
+    Target {
+        user: r.user.clone(),
+        uid: Some(r.uid),
+        group: (r.group != r.user).then(|| (r.group.clone(), r.gid)),
+        stand_ins,
+        own_group: l.group_by_name(&r.user).is_some(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +387,58 @@ mod tests {
         ] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
+    }
+
+    fn files(passwd: &str, group: &str) -> Accounts {
+        Accounts {
+            host: false,
+            passwd: passwd.into(),
+            group: group.into(),
+        }
+    }
+
+    #[test]
+    fn the_files_answer_dockerds_four_lookups() {
+        let a = files(
+            "root:x:0:0::/root:/bin/bash\n+nis::::::\nremapu:x:998:998::/:/usr/sbin/nologin\n",
+            "root:x:0:\nremapu:x:998:\nremapg:x:997:\n",
+        );
+        assert_eq!(a.user_by_uid(998).unwrap().name, "remapu");
+        assert_eq!(a.user_by_name("remapu").unwrap().gid, 998);
+        assert_eq!(a.group_by_gid(997).unwrap().name, "remapg");
+        assert_eq!(a.group_by_name("remapg").unwrap().gid, 997);
+        assert!(a.user_by_name("+nis").is_none() && a.user_by_uid(5).is_none());
+    }
+
+    #[test]
+    fn stand_ins_are_the_groups_never_the_user_nor_another_user() {
+        // remapg is also a user's name (uid 997): its line is that user's, not a stand-in;
+        // gid 996 is nobody's uid: a line under "996" looks meant for remapu.
+        let a = files(
+            "remapu:x:998:996::/:/usr/sbin/nologin\nremapg:x:997:997::/:/usr/sbin/nologin\n",
+            "remapu:x:998:\nremapg:x:997:\nprim:x:996:\n",
+        );
+        let r = Remap {
+            user: "remapu".into(),
+            uid: 998,
+            primary_gid: 996,
+            group: "remapg".into(),
+            gid: 997,
+        };
+        let t = remap_target(&a, &r);
+        assert_eq!(t.stand_ins, ["prim", "996"]);
+        assert_eq!(t.group, Some(("remapg".to_string(), 997)));
+        assert!(t.own_group);
+        // Without another user of the group's name, the group's name and gid stand in.
+        let a = files(
+            "remapu:x:998:998::/:/usr/sbin/nologin\n",
+            "remapu:x:998:\nremapg:x:997:\n",
+        );
+        let r = Remap {
+            primary_gid: 998,
+            ..r
+        };
+        assert_eq!(remap_target(&a, &r).stand_ins, ["remapg", "997"]);
     }
 
     #[test]

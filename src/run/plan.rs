@@ -4,12 +4,13 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::exit::Conflict;
-use crate::formats::daemon_config::{self, DaemonConfig};
+use crate::formats::daemon_config::{self, DEFAULT_USER, DaemonConfig};
 use crate::formats::login_defs::SubIdBounds;
+use crate::formats::remap_value::{self, Resolved, SpecError};
 use crate::formats::subid::{self, Decision, How, Reserved, Which};
 use crate::host::account;
 use crate::host::setup::Found;
-use crate::run::preflight::{DAEMON_JSON, Inputs};
+use crate::run::preflight::{DAEMON_JSON, Inputs, RemapSetting};
 
 /// The remap user in a plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -20,6 +21,13 @@ pub struct UserPlan {
     pub uid: Option<u32>,
     /// True when `enable` creates it.
     pub create: bool,
+    /// The group the `userns-remap` value names, as dockerd resolves it (null: not known yet).
+    pub group: Option<String>,
+    /// Its gid.
+    pub gid: Option<u32>,
+    /// Where dockerd gets the value from once converged: daemon.json, or a `--userns-remap`
+    /// flag already in its command line.
+    pub value_from: String,
 }
 
 /// The user's range in one subordinate-id file.
@@ -39,6 +47,10 @@ pub struct RangePlan {
     /// The user's lines the new one replaces (moved ranges only).
     #[serde(skip)]
     pub replaces: Vec<usize>,
+    /// `--repair` of a range dockerd needs under the user's name that sits under another
+    /// owner (the group's name or gid): that owner; the line keeps its range and gets the
+    /// user's name (null: nothing renamed).
+    pub renamed_from: Option<String>,
 }
 
 impl RangePlan {
@@ -53,6 +65,7 @@ impl RangePlan {
                 Decision::Move { lines, .. } => lines.clone(),
                 _ => Vec::new(),
             },
+            renamed_from: None,
         }
     }
 }
@@ -172,6 +185,66 @@ fn docker_facts(inputs: &Inputs, notes: &mut Vec<String>) -> DockerFacts {
     }
 }
 
+/// `enable` with a `--userns-remap` flag in dockerd's command line: fine when daemon.json
+/// does not set the key too and the flag's value resolves to `user` (the flag then keeps
+/// controlling remapping: Ok(true)); refused otherwise, naming the flag.
+fn enable_flag(inputs: &Inputs) -> Result<bool, Conflict> {
+    if inputs.unit.remap_flags.is_empty() {
+        return Ok(false);
+    }
+    let daemon_sets = inputs.daemon.config.remap().ok().flatten().is_some();
+    match &inputs.remap {
+        Some(s) if s.flag && !daemon_sets => {
+            matches_user(s, &inputs.user)?;
+            Ok(true)
+        }
+        _ => flag_conflict(inputs, "cannot set it in daemon.json as well").map(|()| false),
+    }
+}
+
+fn with_user(user: &str) -> String {
+    if user == daemon_config::DEFAULT_USER {
+        String::new()
+    } else {
+        format!(" --user {user}")
+    }
+}
+
+/// Whether the value dockerd gets now resolves (as dockerd resolves it) to `user`; otherwise
+/// the refusal, with advice that can be followed literally.
+pub fn matches_user(s: &RemapSetting, user: &str) -> Result<(), Conflict> {
+    let v = &s.value;
+    let from = &s.from;
+    let undo = if s.flag {
+        format!("remove the flag at {}:{}", s.at.0, s.at.1)
+    } else {
+        "run `docker-userns disable` first".to_string()
+    };
+    match &s.resolved {
+        Ok(Resolved::User(r)) if r.user == user => Ok(()),
+        Ok(Resolved::CreatesDefault) if user == DEFAULT_USER => Ok(()),
+        Ok(Resolved::User(r)) => Err(Conflict::new(format!(
+            "{from} already has \"userns-remap\": {v:?}, which dockerd resolves to user {} (uid {}) and group {} (gid {}), not user {user}; pass --user {} to keep it, or {undo} to switch to {user}",
+            r.user, r.uid, r.group, r.gid, r.user
+        ))),
+        Ok(Resolved::CreatesDefault) => Err(Conflict::new(format!(
+            "{from} already has \"userns-remap\": {v:?}, which means user {DEFAULT_USER} (dockerd creates it), not user {user}; pass --user {DEFAULT_USER} to keep it, or {undo} to switch to {user}"
+        ))),
+        Ok(Resolved::Root) => Err(Conflict::new(format!(
+            "{from} already has \"userns-remap\": {v:?}, which resolves to root: dockerd leaves remapping off; {undo}, then run this again"
+        ))),
+        // A name-only value (or name:name) for a user enable creates with its own group.
+        Err(SpecError::NoUser(n)) if n == user && v.split(':').all(|p| p == user) => Ok(()),
+        Err(SpecError::NoGroupForName(n)) if n == user => Err(Conflict::new(format!(
+            "{from} has \"userns-remap\": {v:?}, which dockerd rejects: {}; create that group (`groupadd --system {n}`) and run this again, or {undo}",
+            SpecError::NoGroupForName(n.clone())
+        ))),
+        Err(e) => Err(Conflict::new(format!(
+            "{from} has \"userns-remap\": {v:?}, which dockerd rejects: {e}; {undo} (or fix the value to name an existing user and group), then run this again"
+        ))),
+    }
+}
+
 fn flag_conflict(inputs: &Inputs, action: &str) -> Result<(), Conflict> {
     if inputs.unit.remap_flags.is_empty() {
         return Ok(());
@@ -222,7 +295,7 @@ pub fn enable(inputs: &Inputs, count: Option<u64>) -> Result<Plan, Conflict> {
 pub fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Result<Plan, Conflict> {
     let mut notes = Vec::new();
     let docker = docker_facts(inputs, &mut notes);
-    flag_conflict(inputs, "cannot set it in daemon.json as well")?;
+    let by_flag = enable_flag(inputs)?;
     config_file_conflict(inputs)?;
     if let Some(msg) = first_malformed(inputs) {
         return Err(Conflict::new(msg));
@@ -260,16 +333,34 @@ pub fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Result<Plan,
         .config
         .remap()
         .map_err(|e| Conflict::new(format!("{DAEMON_JSON}: {e}")))?;
-    let new_config: DaemonConfig = match current {
-        Some(v) if daemon_config::names_user(v, user, uid, gid) => inputs.daemon.config.clone(),
-        Some(v) => {
-            return Err(Conflict::new(format!(
-                "{DAEMON_JSON} already has \"userns-remap\": {v:?}, which is not user {user}; run `docker-userns disable` first, or pass --user to match it"
-            )));
+    let new_config: DaemonConfig = match (current, &inputs.remap) {
+        // A flag already names the user: daemon.json stays without the key.
+        _ if by_flag => inputs.daemon.config.clone(),
+        (Some(_), Some(s)) => {
+            matches_user(s, user)?;
+            inputs.daemon.config.clone()
         }
-        None => inputs.daemon.config.with_remap(&value),
+        (Some(v), None) => {
+            // Not resolved (inputs made by hand): the name-only reading.
+            if !daemon_config::names_user(v, user, uid, gid) {
+                return Err(Conflict::new(format!(
+                    "{DAEMON_JSON} already has \"userns-remap\": {v:?}, which is not user {user}; run `docker-userns disable` first, or pass --user to match it"
+                )));
+            }
+            inputs.daemon.config.clone()
+        }
+        (None, _) => {
+            if inputs.target.as_ref().is_some_and(|t| !t.own_group) {
+                notes.push(format!(
+                    "no group is named {user}: dockerd rejects \"userns-remap\": {value:?} without one (it looks the group of the user's name up: \"Error during gid lookup for {user:?}\"), so docker would not start with it; create it first: `groupadd --system {user}`"
+                ));
+            }
+            inputs.daemon.config.with_remap(&value)
+        }
     };
-    let daemon_json_change = if inputs.daemon.raw.is_none() {
+    let daemon_json_change = if by_flag {
+        FileChange::None
+    } else if inputs.daemon.raw.is_none() {
         FileChange::Create
     } else if new_config != inputs.daemon.config {
         FileChange::Update
@@ -288,7 +379,11 @@ pub fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Result<Plan,
     };
     let want_u = count.unwrap_or(or_default(defs.subuid.count));
     let want_g = count.unwrap_or(or_default(defs.subgid.count));
-    let (du, dg) = decide(inputs, uid, want_u, want_g, how)?;
+    let (renamed, adopted) = stand_in_lines(inputs, how)?;
+    let (du, dg) = match &adopted {
+        Some(a) => decide(a, uid, want_u, want_g, how)?,
+        None => decide(inputs, uid, want_u, want_g, how)?,
+    };
     let repair = match (du.moved_from(), dg.moved_from()) {
         (None, None) => None,
         (mu, mg) => {
@@ -308,7 +403,13 @@ pub fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Result<Plan,
             })
         }
     };
-    if how.repair && repair.is_none() && !du.writes() && !dg.writes() {
+    if how.repair
+        && repair.is_none()
+        && !du.writes()
+        && !dg.writes()
+        && renamed.0.is_none()
+        && renamed.1.is_none()
+    {
         notes.push(format!(
             "--repair: {user}'s ranges overlap no one's and cover no account's ids: nothing to repair"
         ));
@@ -318,7 +419,22 @@ pub fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Result<Plan,
     }
 
     let create = inputs.account.is_none();
-    let changed = create || du.writes() || dg.writes() || daemon_json_change != FileChange::None;
+    let mut subuid = RangePlan::new(Which::SubUid, &du);
+    let mut subgid = RangePlan::new(Which::SubGid, &dg);
+    for (r, rename) in [(&mut subuid, &renamed.0), (&mut subgid, &renamed.1)] {
+        if let Some((line, owner)) = rename {
+            r.add = true;
+            if r.replaces.is_empty() {
+                r.replaces = vec![*line];
+            }
+            r.renamed_from = Some(owner.clone());
+            notes.push(format!(
+                "--repair: line {line} of {} is {owner}'s; dockerd reads it by the user's name only: it becomes {user}'s, with the same range",
+                r.file
+            ));
+        }
+    }
+    let changed = create || subuid.add || subgid.add || daemon_json_change != FileChange::None;
     let restart = changed && docker.unit_file.is_some() && !docker.masked;
     Ok(Plan {
         changed,
@@ -326,9 +442,24 @@ pub fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Result<Plan,
             name: user.clone(),
             uid,
             create,
+            group: inputs
+                .target
+                .as_ref()
+                .map(|t| t.group.as_ref().map_or(user.clone(), |g| g.0.clone())),
+            gid: match &inputs.remap {
+                Some(RemapSetting {
+                    resolved: Ok(Resolved::User(r)),
+                    ..
+                }) if r.user == *user => Some(r.gid),
+                _ => gid,
+            },
+            value_from: match &inputs.remap {
+                Some(s) if by_flag => s.from.clone(),
+                _ => DAEMON_JSON.to_string(),
+            },
         },
-        subuid: RangePlan::new(Which::SubUid, &du),
-        subgid: RangePlan::new(Which::SubGid, &dg),
+        subuid,
+        subgid,
         daemon_json: Value::Object(new_config.map.clone()),
         daemon_bytes: (daemon_json_change != FileChange::None).then(|| new_config.render()),
         daemon_json_change,
@@ -337,6 +468,75 @@ pub fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Result<Plan,
         repair,
         notes,
     })
+}
+
+/// A file where the user has no line of its own while a line under a stand-in owner (the
+/// group's name or gid, see `remap_value::Target`) holds the range dockerd needs: refused,
+/// naming the line dockerd needs and the line in the way, unless `--repair`; then that line
+/// is renamed to the user (same range) — returned as (line, owner) per file, with the inputs
+/// as if it were renamed already, for the allocator.
+#[allow(clippy::type_complexity)]
+fn stand_in_lines(
+    inputs: &Inputs,
+    how: How,
+) -> Result<
+    (
+        (Option<(usize, String)>, Option<(usize, String)>),
+        Option<Inputs>,
+    ),
+    Conflict,
+> {
+    let Some(t) = &inputs.target else {
+        return Ok(((None, None), None));
+    };
+    let user = &inputs.user;
+    let mut renamed = (None, None);
+    let mut adopted: Option<Inputs> = None;
+    for which in [Which::SubUid, Which::SubGid] {
+        let f = match which {
+            Which::SubUid => &inputs.subuid,
+            Which::SubGid => &inputs.subgid,
+        };
+        let Some(m) = remap_value::missing(&f.file, which, t) else {
+            continue;
+        };
+        if m.in_the_way.is_empty() {
+            continue;
+        }
+        let Some((line, owner, start, count)) = m.movable().cloned() else {
+            return Err(Conflict::new(format!(
+                "{}; move one of them to the user's name by hand (one line `{user}:START:COUNT`); nothing was changed",
+                m.describe(user)
+            )));
+        };
+        if !how.repair {
+            return Err(Conflict::new(format!(
+                "{}. The line in the way: {}:{line}: `{owner}:{start}:{count}`; the line dockerd needs: `{user}:{start}:{count}`. `docker-userns enable --repair{}` renames that line's owner to {user} (the same range; one journaled write, undone on failure; a docker.service that is not running is left stopped: start it afterwards with `systemctl reset-failed docker.service` and `systemctl start docker.service`); nothing was changed",
+                m.describe(user),
+                which.path(),
+                with_user(user)
+            )));
+        }
+        let a = adopted.get_or_insert_with(|| inputs.clone());
+        let file = match which {
+            Which::SubUid => &mut a.subuid,
+            Which::SubGid => &mut a.subgid,
+        };
+        file.file = subid::SubIdFile::parse(subid::with_moved(
+            &f.file.raw,
+            line,
+            &[],
+            user,
+            start,
+            count,
+        ));
+        let r = Some((line, owner));
+        match which {
+            Which::SubUid => renamed.0 = r,
+            Which::SubGid => renamed.1 = r,
+        }
+    }
+    Ok((renamed, adopted))
 }
 
 /// docker 29's features that cannot go with remapping, as dockerd 29.7.2 does with each
@@ -530,6 +730,8 @@ mod tests {
             },
             max_user_namespaces: Some(100),
             useradd_escapes: None,
+            remap: None,
+            target: None,
         }
     }
 

@@ -8,7 +8,8 @@ use crate::exit::Conflict;
 use crate::formats::accounts::AccountIds;
 use crate::formats::daemon_config::{ConfigError, DEFAULT_USER, DaemonConfig};
 use crate::formats::login_defs::LoginDefs;
-use crate::formats::subid::SubIdFile;
+use crate::formats::remap_value::{self, Lookup, Remap, Resolved, SpecError, Target};
+use crate::formats::subid::{Problem, SubIdFile};
 use crate::host::account::{self, Account};
 use crate::host::docker_unit::{self, UnitScan};
 use crate::host::root::{Perms, Root};
@@ -69,6 +70,93 @@ pub struct Inputs {
     /// Under `--root`: why `useradd --prefix` could not create the user inside the tree
     /// (None: it can).
     pub useradd_escapes: Option<String>,
+    /// The `userns-remap` value dockerd gets now (daemon.json's, else a `--userns-remap`
+    /// flag's), resolved as dockerd resolves it (None: not set).
+    pub remap: Option<RemapSetting>,
+    /// The remap user as dockerd looks its ranges up, and the owners whose lines look meant
+    /// for it (None: the user does not exist yet).
+    pub target: Option<Target>,
+}
+
+/// A `userns-remap` value as dockerd gets it, and what it resolves to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemapSetting {
+    /// The value.
+    pub value: String,
+    /// Where it is set, for messages: daemon.json, or `--userns-remap at FILE:LINE`.
+    pub from: String,
+    /// Set by a dockerd flag (not daemon.json).
+    pub flag: bool,
+    /// The file that sets it (a path inside the root) and the line (0: not known).
+    pub at: (String, usize),
+    /// What dockerd makes of it.
+    pub resolved: Result<Resolved, SpecError>,
+}
+
+/// The value dockerd gets: daemon.json's `userns-remap` (when it is a string), else the last
+/// `--userns-remap` flag of the effective ExecStart (Go's flag package keeps the last).
+pub fn remap_setting(
+    config: Option<(&DaemonConfig, &[u8])>,
+    unit: &UnitScan,
+    l: &dyn Lookup,
+) -> Option<RemapSetting> {
+    let (value, from, flag, at) = match config.and_then(|(c, raw)| Some((c.remap().ok()??, raw))) {
+        Some((v, raw)) => {
+            let line = String::from_utf8_lossy(raw)
+                .lines()
+                .position(|l| l.contains("\"userns-remap\""))
+                .map_or(0, |i| i + 1);
+            (
+                v.to_string(),
+                DAEMON_JSON.to_string(),
+                false,
+                (DAEMON_JSON.to_string(), line),
+            )
+        }
+        None => {
+            let (v, o) = unit.flag_values(&["--userns-remap"]).pop()?;
+            if v.is_empty() {
+                return None;
+            }
+            let at = (o.file.clone(), o.line);
+            (v, format!("--userns-remap at {o}"), true, at)
+        }
+    };
+    let resolved = remap_value::resolve_value(&value, l).map(|r| r.unwrap_or(Resolved::Root));
+    Some(RemapSetting {
+        value,
+        from,
+        flag,
+        at,
+        resolved,
+    })
+}
+
+/// The [`Target`] for `user`: from the setting when it resolves to that user (its group part
+/// counts), else from the account with its own group; None when the user does not exist.
+pub fn target_for(user: &str, setting: Option<&RemapSetting>, l: &dyn Lookup) -> Option<Target> {
+    if let Some(RemapSetting {
+        resolved: Ok(Resolved::User(r)),
+        ..
+    }) = setting
+        && r.user == user
+    {
+        return Some(account::remap_target(l, r));
+    }
+    let u = l.user_by_name(user)?;
+    let g = l.group_by_name(user).or_else(|| l.group_by_gid(u.gid));
+    Some(account::remap_target(
+        l,
+        &Remap {
+            user: u.name,
+            uid: u.uid,
+            primary_gid: u.gid,
+            group: g
+                .as_ref()
+                .map_or_else(|| user.to_string(), |g| g.name.clone()),
+            gid: g.map_or(u.gid, |g| g.gid),
+        },
+    ))
 }
 
 /// Reads login.defs; a bad number is a conflict naming the file and line.
@@ -186,7 +274,16 @@ pub fn gather(root: &Root, user: &str) -> Result<Inputs> {
     let daemon = read_daemon_json(root)?;
     let unit = docker_unit::scan(root)?;
     let data_root = setup::files_data_root(&unit, Some(&daemon.config));
+    let accounts = account::Accounts::read(root)?;
+    let remap = remap_setting(
+        Some((&daemon.config, daemon.raw.as_deref().unwrap_or_default())),
+        &unit,
+        &accounts,
+    );
+    let target = target_for(user, remap.as_ref(), &accounts);
     Ok(Inputs {
+        remap,
+        target,
         user: user.to_string(),
         account,
         defs,
@@ -289,20 +386,26 @@ fn range(file: &IdFile, name: &str, uid: Option<u32>) -> Option<Range> {
     })
 }
 
-/// The remapping as the files configure it: daemon.json's value, the user it names, and that
+/// The remapping as the files configure it: the `userns-remap` value (daemon.json's, else a
+/// dockerd flag's), the user and group it resolves to (as dockerd resolves it), and that
 /// user's ranges. Reads files only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Configured {
-    /// `userns-remap` in daemon.json (None: not set).
+    /// `userns-remap` (None: not set).
     pub value: Option<String>,
-    /// The user that value names (None: not set).
+    /// The user that value resolves to (None: not set, or naming no account dockerd accepts;
+    /// dockremap for `default`).
     pub user: Option<String>,
+    /// The group it resolves to.
+    pub group: Option<String>,
     /// Its /etc/subuid ranges (of dockremap when nothing is set).
     pub subuid: Option<Range>,
     /// Its /etc/subgid ranges.
     pub subgid: Option<Range>,
     /// Remarks on the files (a symlinked daemon.json).
     pub notes: Vec<String>,
+    /// The value as dockerd gets it, resolved (None: not set).
+    pub setting: Option<RemapSetting>,
 }
 
 /// `userns-remap` in daemon.json, for reading only. A symlinked daemon.json (which `enable`
@@ -357,21 +460,48 @@ fn daemon_remap(root: &Root) -> Result<(Option<String>, Vec<String>)> {
 /// Reads [`Configured`] from the root.
 pub fn configured(root: &Root) -> Result<Configured> {
     let (value, notes) = daemon_remap(root)?;
-    let user = value
-        .as_deref()
-        .map(|v| v.split(':').next().unwrap_or(v))
-        .map(|u| {
-            if u == "default" {
-                DEFAULT_USER.to_string()
-            } else {
-                u.to_string()
-            }
-        });
+    let accounts = account::Accounts::read_lenient(root);
+    let setting = match &value {
+        Some(v) => Some(RemapSetting {
+            value: v.clone(),
+            from: DAEMON_JSON.to_string(),
+            flag: false,
+            at: (
+                DAEMON_JSON.to_string(),
+                root.read_optional(DAEMON_JSON)
+                    .ok()
+                    .flatten()
+                    .and_then(|raw| {
+                        String::from_utf8_lossy(&raw)
+                            .lines()
+                            .position(|l| l.contains("\"userns-remap\""))
+                    })
+                    .map_or(0, |i| i + 1),
+            ),
+            resolved: remap_value::resolve_value(v, &accounts).map(|r| r.unwrap_or(Resolved::Root)),
+        }),
+        None => docker_unit::scan(root)
+            .ok()
+            .and_then(|unit| remap_setting(None, &unit, &accounts)),
+    };
+    let (user, group) = match setting.as_ref().map(|s| &s.resolved) {
+        Some(Ok(Resolved::User(r))) => (Some(r.user.clone()), Some(r.group.clone())),
+        Some(Ok(Resolved::CreatesDefault)) => (
+            Some(DEFAULT_USER.to_string()),
+            Some(DEFAULT_USER.to_string()),
+        ),
+        // Not resolvable: the user part as written, for the ranges below.
+        Some(Err(_)) => (
+            setting.as_ref().map(|s| {
+                let u = s.value.split(':').next().unwrap_or_default();
+                if u == "default" { DEFAULT_USER } else { u }.to_string()
+            }),
+            None,
+        ),
+        Some(Ok(Resolved::Root)) | None => (None, None),
+    };
     let lookup_name = user.clone().unwrap_or_else(|| DEFAULT_USER.to_string());
-    let account = crate::host::account::lookup(root, &lookup_name)
-        .ok()
-        .flatten();
-    let uid = account.as_ref().map(|a| a.uid);
+    let uid = accounts.user_by_name(&lookup_name).map(|a| a.uid);
     let ranges = |abs: &str| {
         read_id_file(root, abs)
             .ok()
@@ -380,8 +510,44 @@ pub fn configured(root: &Root) -> Result<Configured> {
     Ok(Configured {
         subuid: ranges("/etc/subuid"),
         subgid: ranges("/etc/subgid"),
-        value,
+        value: setting.as_ref().map(|s| s.value.clone()).or(value),
         user,
+        group,
         notes,
+        setting,
     })
+}
+
+/// What dockerd will reject or misuse about the configured value (`check` and `status`): a
+/// value naming no account or resolving to root (kind `remap-value-rejected`, at the file and
+/// line that set it), and the user's ranges as dockerd reads them
+/// ([`remap_value::misuse`]).
+pub fn remap_problems(root: &Root, conf: &Configured) -> Result<Vec<Problem>> {
+    let Some(s) = &conf.setting else {
+        return Ok(Vec::new());
+    };
+    let rejected = |message: String| Problem {
+        file: s.at.0.clone(),
+        line: s.at.1,
+        kind: remap_value::VALUE_REJECTED,
+        message,
+    };
+    match &s.resolved {
+        Err(e) => Ok(vec![rejected(format!(
+            "\"userns-remap\": {:?} ({}): dockerd refuses to start: {e}",
+            s.value, s.from
+        ))]),
+        Ok(Resolved::Root) => Ok(vec![rejected(format!(
+            "\"userns-remap\": {:?} ({}) resolves to root: dockerd starts with remapping OFF (\"root cannot be remapped with itself\")",
+            s.value, s.from
+        ))]),
+        Ok(Resolved::CreatesDefault) => Ok(Vec::new()),
+        Ok(Resolved::User(r)) => {
+            let accounts = account::Accounts::read_lenient(root);
+            let t = account::remap_target(&accounts, r);
+            let subuid = read_id_file(root, "/etc/subuid")?;
+            let subgid = read_id_file(root, "/etc/subgid")?;
+            Ok(remap_value::misuse(&subuid.file, &subgid.file, &t))
+        }
+    }
 }
