@@ -98,6 +98,19 @@ fn common_cases(host: &Host) {
         "{f}"
     );
 
+    // A caller who may not read the system journal: nothing explained, a note says why.
+    let out =
+        host.sh("setpriv --reuid=65534 --regid=65534 --clear-groups docker-userns status --json");
+    assert_eq!(out.code, 0, "{out}");
+    let doc = common::json_doc(&out.stdout, &out);
+    assert_eq!(doc["service"]["last_failure"], Value::Null, "{doc:#}");
+    assert!(
+        doc["notes"]
+            .to_string()
+            .contains("was not read from the journal: the journal has no lines of docker.service"),
+        "{doc:#}"
+    );
+
     // A user name that does not exist.
     host.write("/etc/docker/daemon.json", r#"{"userns-remap": "nosuch"}"#);
     let f = expect(

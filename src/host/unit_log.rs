@@ -29,8 +29,11 @@
 //! | `other` | anything else: the line is quoted |
 //! | `no-output` | dockerd wrote nothing in that attempt |
 //!
-//! Journal lines are written by dockerd, which logs names that containers choose: a quoted
-//! line is cut to [`MAX_LINE`] characters and its control characters are replaced.
+//! Journal lines are written by dockerd, which logs names that containers choose: only lines
+//! the unit's processes wrote to stdout/stderr count (a container's own output under the
+//! journald log driver is sent by dockerd with transport `journal`, and skipped), a logrus
+//! line never names a cause, and a quoted line is cut to [`MAX_LINE`] characters and its
+//! control characters are replaced.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -226,8 +229,13 @@ pub fn error_line<'a>(lines: &[&'a str]) -> Option<&'a str> {
         .copied()
 }
 
-/// The cause a line names (one of [`CAUSES`], never `no-output`).
+/// The cause a line names (one of [`CAUSES`], never `no-output`). dockerd prints the errors
+/// that stop it as they are; a logrus line (`time=… level=… msg=…`) is never one of them,
+/// and may carry text a container chose (its name), so it is always `other`.
 pub fn cause_of(line: &str) -> &'static str {
+    if logrus_level(line).is_some() {
+        return OTHER;
+    }
     const ACCOUNT_MARKS: [&str; 7] = [
         "Error during uid lookup for ",
         "Error during gid lookup for ",
@@ -530,7 +538,10 @@ pub fn last_failure(u: &UnitState, ctx: &Context) -> Result<Option<LastFailure>,
         std::thread::sleep(Duration::from_millis(250));
         entries = parse_entries(&read_journal()?);
     }
-    let Some((id, lines)) = last_attempt(&entries, &u.invocation_id, in_progress) else {
+    let found = last_attempt(&entries, &u.invocation_id, in_progress);
+    // Nothing at all from the unit's processes in this boot: the journal is not readable for
+    // the caller, not an attempt that wrote nothing.
+    let (Some((id, lines)), false) = (found, entries.is_empty()) else {
         return Err(format!(
             "the journal has no lines of {UNIT} from this boot that the caller may read (as a user not in the adm or systemd-journal group, none are)"
         ));
@@ -709,6 +720,17 @@ mod tests {
     }
 
     #[test]
+    fn a_logrus_line_quoting_a_cause_names_none() {
+        // dockerd logging a name a container chose, at error level, after running a while.
+        let line = r#"time="2026-12-06T22:00:00Z" level=error msg="cannot start container Cannot create daemon root: /var/lib/docker: x, a subdirectory in your graphroot path (/) restricts access to the remapped root uid/gid""#;
+        assert_eq!(cause_of(line), OTHER);
+        assert_eq!(error_line(&[LOGRUS_INFO, line]), Some(line));
+        assert_eq!(classify(line, "i", &ctx()).cause, OTHER);
+        // A plain line before it is the one dockerd stopped with.
+        assert_eq!(error_line(&[D28_BAD_KEY, line]), Some(D28_BAD_KEY));
+    }
+
+    #[test]
     fn the_error_line_is_the_one_dockerd_stopped_with() {
         // dockerd 29 creating dockremap, then refusing: useradd's output is not the error.
         let lines = [
@@ -768,8 +790,11 @@ mod tests {
 
     #[test]
     fn journal_json_keeps_the_units_own_lines() {
+        // The second line: a container's output under the journald log driver, which dockerd
+        // sends with transport "journal" from inside docker.service.
         let out =
             br#"{"_TRANSPORT":"journal","INVOCATION_ID":"b","MESSAGE":"Starting docker.service"}
+{"_TRANSPORT":"journal","_SYSTEMD_INVOCATION_ID":"b","CONTAINER_NAME":"evil","MESSAGE":"Can't create ID mappings: no subgid ranges found for user \"x\""}
 {"_TRANSPORT":"stdout","_SYSTEMD_INVOCATION_ID":"b","MESSAGE":"Can't create ID mappings: x"}
 {"_TRANSPORT":"stdout","_SYSTEMD_INVOCATION_ID":"b","MESSAGE":[104,105,255]}
 not json
