@@ -433,7 +433,7 @@ fn account(line: &str, value: &str) -> (String, String) {
     } else {
         ("user", "?")
     };
-    let name = clean(&name);
+    let name = clean(name);
     (
         format!("the {what} {name:?} of \"userns-remap\": {v:?} does not exist"),
         format!(
