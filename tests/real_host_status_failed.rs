@@ -98,6 +98,16 @@ fn common_cases(host: &Host) {
         "{f}"
     );
 
+    // The same cause as a Prometheus gauge.
+    let prom = host.ok(
+        "docker-userns status --prometheus /root/status.prom >/dev/null && grep '^docker_userns_docker_failed' /root/status.prom",
+    );
+    assert!(
+        prom.contains("docker_userns_docker_failed{cause=\"no-subid-ranges\"} 1\n")
+            && prom.contains("docker_userns_docker_failed{cause=\"other\"} 0\n"),
+        "{prom}"
+    );
+
     // A caller who may not read the system journal: nothing explained, a note says why.
     let out =
         host.sh("setpriv --reuid=65534 --regid=65534 --clear-groups docker-userns status --json");
