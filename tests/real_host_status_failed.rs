@@ -172,6 +172,45 @@ fn common_cases(host: &Host) {
     );
     host.ok("rm /var/lib/docker/200000.200000");
 
+    // Crash-looping, caught while systemd starts it again: the attempt before the current
+    // one is the failed one (a slow ExecStartPre keeps the new one starting for a while).
+    host.write("/etc/docker/daemon.json", r#"{"userns-remap": "nosuch"}"#);
+    host.write(
+        "/etc/systemd/system/docker.service.d/slow.conf",
+        "[Service]\nExecStartPre=/bin/sleep 4\nRestart=always\nRestartSec=1\n",
+    );
+    host.ok("systemctl daemon-reload");
+    let restart =
+        host.sh("systemctl reset-failed docker.service; systemctl restart docker.service");
+    assert_ne!(restart.code, 0, "{restart}");
+    host.ok("for i in $(seq 1 40); do
+           s=$(systemctl show docker.service -p SubState --value)
+           n=$(systemctl show docker.service -p NRestarts --value)
+           [ \"$s\" = start-pre ] && [ \"$n\" -ge 1 ] && exit 0
+           sleep 0.25
+         done; systemctl status docker.service; exit 1");
+    let current = host
+        .ok("systemctl show docker.service -p InvocationID --value")
+        .trim()
+        .to_string();
+    let doc = common::json_doc(&host.ok("docker-userns status --json"), "status");
+    let svc = &doc["service"];
+    assert_eq!(
+        (svc["active_state"].as_str(), svc["sub_state"].as_str()),
+        (Some("activating"), Some("start-pre")),
+        "{svc}"
+    );
+    assert_eq!(svc["last_failure"]["cause"], "remap-account", "{svc}");
+    assert_ne!(
+        svc["last_failure"]["invocation_id"],
+        current.as_str(),
+        "{svc}"
+    );
+    host.ok(
+        "rm /etc/systemd/system/docker.service.d/slow.conf && systemctl daemon-reload
+         systemctl stop docker.service; systemctl reset-failed docker.service",
+    );
+
     // Not about remapping: dockerd's own line is quoted.
     host.write("/etc/docker/daemon.json", r#"{"nosuchkey": 1}"#);
     let f = expect(

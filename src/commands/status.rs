@@ -6,6 +6,10 @@
 //! covering accounts, a run record that cannot be read (`journal`), and a process running as
 //! host root under a docker shim whose container the running engine does not know
 //! (`unknown-root-container`, what an engine restarted with live-restore leaves).
+//!
+//! A docker.service that failed or is restarting is explained: its last start attempt is read
+//! from the journal and the cause named, with dockerd's line and what to do
+//! (`service.last_failure`, [`crate::host::unit_log`]).
 
 use std::time::Duration;
 
