@@ -26,7 +26,7 @@
 //! the remapped overlay2 store by its config), the volume's inode count and the owner
 //! START+1000 of a file owned by 1000.
 //!
-//! Options (after `--`): `--reps N` cycles at 300 MB of images and at the big volume (default
+//! Options (after `--`): `--reps N` cycles at 100 and 300 MB of images and at the big volume (default
 //! 3), `--files N` and `--volume-mb N` (the big volume, default 100000 and 1024),
 //! `--max-image-mb N` (skip larger image sets), `--images-only`, `--volumes-only`, `--suite
 //! NAME` (repeatable: `--suite bookworm --suite docker29` measures both, one after the other,
@@ -347,7 +347,7 @@ fn run_suite(o: &Opts, suite: &str) -> Vec<Row> {
     if o.images {
         // (total MB of the set, images added to reach it, reps)
         let sets: [(u64, &[u64], usize); 3] = [
-            (100, &[100], 1),
+            (100, &[100], o.reps),
             (300, &[100, 100], o.reps),
             (1000, &[350, 350], 1),
         ];

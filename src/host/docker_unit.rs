@@ -4,17 +4,30 @@
 use anyhow::Result;
 
 use crate::host::root::Root;
+use crate::host::systemd::UnitFiles;
 
 /// The unit this tool manages.
 pub const UNIT: &str = "docker.service";
 
-/// Unit directories by priority, highest first (systemd's system unit search path).
+/// Unit directories by priority, highest first: systemd's system unit search path
+/// (systemd.unit(5), "System Unit Search Path"; `systemd-analyze unit-paths`), with
+/// `/lib/systemd/system` for hosts without a merged /usr. `system.control` is where
+/// `systemctl set-property` writes, `transient` holds `systemd-run` units, the `generator`
+/// directories what generators make at boot.
 pub const UNIT_DIRS: &[&str] = &[
+    "/etc/systemd/system.control",
+    "/run/systemd/system.control",
+    "/run/systemd/transient",
+    "/run/systemd/generator.early",
     "/etc/systemd/system",
+    "/etc/systemd/system.attached",
     "/run/systemd/system",
+    "/run/systemd/system.attached",
+    "/run/systemd/generator",
     "/usr/local/lib/systemd/system",
     "/usr/lib/systemd/system",
     "/lib/systemd/system",
+    "/run/systemd/generator.late",
 ];
 
 /// Debian's environment file for dockerd flags.
@@ -300,12 +313,36 @@ pub fn parse_env_file(text: &str) -> Vec<(String, String, usize)> {
 /// before docker is installed applies once it is) and the environment files it loads, and finds
 /// every `--userns-remap` dockerd would get. `/etc/default/docker` is also checked when no unit is
 /// found, since an init script may read it.
+///
+/// The files are those of systemd's search path ([`UNIT_DIRS`]) on disk. On the live host,
+/// systemd is also asked which files it loaded (`FragmentPath`, `DropInPaths`): the next
+/// restart uses those, wherever they are; both are read, so a conflict in either is found.
+/// Under `--root` (an image, no systemd of its own) the disk alone tells.
 pub fn scan(root: &Root) -> Result<UnitScan> {
+    let loaded = if root.is_host() {
+        crate::host::systemd::Systemd::connect()
+            .ok()
+            .and_then(|sd| sd.unit_files(UNIT).ok())
+    } else {
+        None
+    };
+    scan_with(root, loaded.as_ref())
+}
+
+/// [`scan`] with the files systemd loaded the unit from (None: not known).
+pub fn scan_with(root: &Root, loaded: Option<&UnitFiles>) -> Result<UnitScan> {
     let mut scan = UnitScan::default();
     let mut settings: Vec<(String, Setting)> = Vec::new();
 
-    for dir in UNIT_DIRS {
-        let abs = format!("{dir}/{UNIT}");
+    // systemd's own fragment first (a linked unit lives outside the search path), then the
+    // search path.
+    let fragment = loaded
+        .map(|l| l.fragment.clone())
+        .filter(|f| f.starts_with('/') && f != "/dev/null");
+    for abs in fragment
+        .into_iter()
+        .chain(UNIT_DIRS.iter().map(|dir| format!("{dir}/{UNIT}")))
+    {
         let Some(meta) = root.symlink_metadata(&abs)? else {
             continue;
         };
@@ -335,6 +372,18 @@ pub fn scan(root: &Root) -> Result<UnitScan> {
             if name.ends_with(".conf") {
                 dropins.insert(name.clone(), format!("{dir}/{UNIT}.d/{name}"));
             }
+        }
+    }
+    // What systemd loaded and the disk scan did not find (a directory outside the list):
+    // under its name, so the order stays systemd's (by file name).
+    for abs in loaded.map(|l| l.dropins.as_slice()).unwrap_or_default() {
+        if let Some((_, name)) = abs.rsplit_once('/')
+            && abs.starts_with('/')
+            && !dropins.values().any(|v| v == abs)
+        {
+            dropins
+                .entry(name.to_string())
+                .or_insert_with(|| abs.clone());
         }
     }
     // Drop-ins apply whenever the unit is not masked, also when no unit file exists yet: a
@@ -597,5 +646,77 @@ mod tests {
         assert_eq!(hosts[0].0, "fd://");
         assert_eq!(hosts[0].1.file, "/lib/systemd/system/docker.service");
         assert_eq!(hosts[0].1.line, 3);
+    }
+
+    fn tree(files: &[(&str, &str)]) -> (tempfile::TempDir, Root) {
+        let t = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let p = t.path().join(path.trim_start_matches('/'));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        let root = Root::new(t.path()).unwrap();
+        (t, root)
+    }
+
+    const UNIT_TEXT: &str = "[Service]\nExecStart=/usr/bin/dockerd -H fd://\n";
+    const REMAP_DROPIN: &str =
+        "[Service]\nExecStart=\nExecStart=/usr/bin/dockerd -H fd:// --userns-remap=default\n";
+
+    #[test]
+    fn drop_ins_of_systemctl_set_property_transient_units_and_generators_are_read() {
+        for dir in [
+            "/etc/systemd/system.control",
+            "/run/systemd/system.control",
+            "/run/systemd/transient",
+            "/run/systemd/generator.early",
+            "/run/systemd/generator",
+            "/run/systemd/generator.late",
+        ] {
+            let (_t, root) = tree(&[
+                ("/usr/lib/systemd/system/docker.service", UNIT_TEXT),
+                (&format!("{dir}/docker.service.d/50-x.conf"), REMAP_DROPIN),
+            ]);
+            let scan = scan(&root).unwrap();
+            assert_eq!(
+                scan.remap_flags,
+                [Origin {
+                    file: format!("{dir}/docker.service.d/50-x.conf"),
+                    line: 3
+                }],
+                "{dir}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_files_systemd_loaded_count_also_outside_the_search_path() {
+        let (_t, root) = tree(&[
+            ("/usr/lib/systemd/system/docker.service", UNIT_TEXT),
+            (
+                "/opt/docker/docker.service",
+                "[Service]\nExecStart=/opt/docker/dockerd\n",
+            ),
+            ("/srv/units/docker.service.d/90-remap.conf", REMAP_DROPIN),
+        ]);
+        let loaded = UnitFiles {
+            fragment: "/opt/docker/docker.service".into(),
+            dropins: vec!["/srv/units/docker.service.d/90-remap.conf".into()],
+            need_reload: false,
+        };
+        let scan = scan_with(&root, Some(&loaded)).unwrap();
+        assert_eq!(
+            scan.unit_file.as_deref(),
+            Some("/opt/docker/docker.service")
+        );
+        assert_eq!(scan.dropins, ["/srv/units/docker.service.d/90-remap.conf"]);
+        assert_eq!(scan.remap_flags.len(), 1, "{scan:?}");
+        // Without systemd's view, the search path alone.
+        let disk = scan_with(&root, None).unwrap();
+        assert_eq!(
+            disk.unit_file.as_deref(),
+            Some("/usr/lib/systemd/system/docker.service")
+        );
+        assert!(disk.remap_flags.is_empty());
     }
 }

@@ -344,14 +344,27 @@ pub struct Prior {
     pub in_use: bool,
 }
 
-/// The first graph driver with a non-empty directory in `data_root` (what dockerd 29 keeps
-/// using instead of the containerd image store, as a host upgraded from docker 28 does).
+/// The graph drivers dockerd 29 looks for as prior state, in its order of priority: moby's
+/// Linux priority list ("overlay2,fuse-overlayfs,btrfs,zfs,vfs", daemon/graphdriver/
+/// driver_linux.go) without `vfs`, which `scanPriorDrivers` ignores (daemon/graphdriver/
+/// driver.go); devicemapper is no longer registered.
+pub const PRIOR_DRIVERS: [&str; 4] = ["overlay2", "fuse-overlayfs", "btrfs", "zfs"];
+
+/// The first graph driver whose directory in `data_root` is prior state to dockerd 29 (what it
+/// keeps using instead of the containerd image store, as a host upgraded from docker 28 does).
+/// moby's rule (daemon/graphdriver/driver.go `scanPriorDrivers`, `isEmptyDir`; chosen in
+/// daemon/image_store_choice.go `determineImageStoreChoice`): `DATA_ROOT/NAME` exists and is
+/// not an empty directory — one it cannot list counts as not empty.
 pub fn prior_graph_driver(root: &Root, data_root: &str) -> Option<Prior> {
     let base = data_root.trim_end_matches('/');
     let holds = |dir: String| root.read_dir_names(&dir).is_ok_and(|n| !n.is_empty());
-    let driver = GRAPH_DRIVERS
+    let prior = |dir: String| {
+        root.symlink_metadata(&dir).is_ok_and(|m| m.is_some())
+            && root.read_dir_names(&dir).map_or(true, |n| !n.is_empty())
+    };
+    let driver = PRIOR_DRIVERS
         .into_iter()
-        .find(|d| holds(format!("{base}/{d}")))?;
+        .find(|d| prior(format!("{base}/{d}")))?;
     Some(Prior {
         driver,
         in_use: holds(format!("{base}/image/{driver}/imagedb/content/sha256"))
@@ -367,7 +380,9 @@ fn major_version(version: &str) -> Option<u32> {
 /// store the engine uses now (`before`, as [`Info::image_store`] names it), its version,
 /// daemon.json and the graph driver already in the data root the engine will use (`prior`,
 /// [`prior_graph_driver`]; for `disable`, the data root without `/UID.GID`). What dockerd 29
-/// decides, as observed on 29.7.2:
+/// decides, as observed on 29.7.2 and read in moby's daemon/image_store_choice.go
+/// (`determineImageStoreChoice`: the containerd store by default, a prior graph driver before
+/// `storage-driver`, an explicit `containerd-snapshotter` before both):
 ///
 /// - remapping on: never the containerd image store (moby PR 51042: "userns remapping
 ///   enabled, disabling containerd snapshotter"; an explicit `"containerd-snapshotter": true`
@@ -681,5 +696,15 @@ mod tests {
         std::fs::create_dir_all(images.join("abc")).unwrap();
         assert_eq!(prior_graph_driver(&root, "/var/lib/docker"), found(true));
         assert_eq!(prior_graph_driver(&root, "/srv/none"), None);
+        // moby ignores vfs, and counts what it cannot list as not empty (a file in the way).
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path()).unwrap();
+        std::fs::create_dir_all(t.path().join("var/lib/docker/vfs/dir/x")).unwrap();
+        assert_eq!(prior_graph_driver(&root, "/var/lib/docker"), None);
+        std::fs::write(t.path().join("var/lib/docker/btrfs"), b"").unwrap();
+        assert_eq!(
+            prior_graph_driver(&root, "/var/lib/docker").map(|p| p.driver),
+            Some("btrfs")
+        );
     }
 }

@@ -47,6 +47,23 @@ trait Unit {
     fn load_state(&self) -> zbus::Result<String>;
     #[zbus(property, name = "InvocationID")]
     fn invocation_id(&self) -> zbus::Result<Vec<u8>>;
+    #[zbus(property)]
+    fn fragment_path(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn drop_in_paths(&self) -> zbus::Result<Vec<String>>;
+    #[zbus(property)]
+    fn need_daemon_reload(&self) -> zbus::Result<bool>;
+}
+
+/// The files systemd loaded a unit from: what its next start uses (until a daemon-reload).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitFiles {
+    /// `FragmentPath` (empty: none, e.g. a unit that does not exist).
+    pub fragment: String,
+    /// `DropInPaths`, in the order systemd applies them.
+    pub dropins: Vec<String>,
+    /// `NeedDaemonReload`: the files changed on disk since they were loaded.
+    pub need_reload: bool,
 }
 
 #[zbus::proxy(
@@ -322,6 +339,20 @@ impl Systemd {
             .and_then(|u| u.load_state())
             .map(|w| w.parse().unwrap_or_default())
             .map_err(|e| map_err(name, e))
+    }
+
+    /// The files systemd loaded `name` from ([`UnitFiles`]).
+    pub fn unit_files(&self, name: &str) -> Result<UnitFiles, SystemdError> {
+        let path = self.manager.load_unit(name).map_err(|e| map_err(name, e))?;
+        let unit = UnitProxyBlocking::builder(&self.conn)
+            .path(path)
+            .and_then(|b| b.cache_properties(CacheProperties::No).build())
+            .map_err(|e| map_err(name, e))?;
+        Ok(UnitFiles {
+            fragment: unit.fragment_path().map_err(|e| map_err(name, e))?,
+            dropins: unit.drop_in_paths().map_err(|e| map_err(name, e))?,
+            need_reload: unit.need_daemon_reload().unwrap_or(false),
+        })
     }
 
     /// Loads a unit and reads its state.

@@ -322,9 +322,13 @@ suite_packages() {
 rootfs_stamp() {
   if [ "$1" = docker29 ]; then
     # forky's stamp and what was laid over it (the files' sizes and mtimes: hashing 20 MB at
-    # every boot would cost more than it tells).
-    printf 'docker29 over %s files=%s\n' "$(rootfs_stamp forky)" \
-      "$(stat -c '%n:%s:%Y' "$DOCKER29/dockerd.xz" "$DOCKER29/docker.service" "$DOCKER29/docker.socket" 2>/dev/null | paste -sd, -)"
+    # every boot would cost more than it tells). Not the folder's path: two checkouts (git
+    # worktrees) name the same folder differently, and would each rebuild the shared tree.
+    local f files=""
+    for f in dockerd.xz docker.service docker.socket; do
+      files="$files$f:$(stat -c '%s:%Y' "$DOCKER29/$f" 2>/dev/null),"
+    done
+    printf 'docker29 over %s files=%s\n' "$(rootfs_stamp forky)" "${files%,}"
     return
   fi
   # bookworm's list is in its stamp since python3-apt joined it (trixie's and forky's trees,
@@ -378,6 +382,19 @@ build_test_image_tree() {
 
 # Puts the finished tree TMP in place as DEST, replacing a stale one: renamed away first, so
 # DEST is never half removed.
+# Copies the cached tree of suite $1 ($2) to $3 holding that tree's lock shared, so that a
+# rebuild (which holds it exclusively to swap the tree in) never swaps it out mid-copy.
+copy_rootfs() {
+  local rc=0
+  if command -v flock >/dev/null 2>&1; then
+    exec 9>"$CACHE/rootfs-$1.lock"
+    flock -s 9
+  fi
+  cp -a --reflink=auto "$2" "$3" || rc=$?
+  exec 9>&-
+  return $rc
+}
+
 install_tree() {
   local tmp=$1 dest=$2
   if [ -e "$dest" ]; then
@@ -399,7 +416,7 @@ build_docker29() {
   done
   forky=$(cmd_rootfs forky)
   log "docker29: forky's tree with $DOCKER29"
-  cp -a --reflink=auto "$forky" "$tmp"
+  copy_rootfs forky "$forky" "$tmp"
   xz -dc "$DOCKER29/dockerd.xz" >"$tmp/usr/bin/dockerd" || die "docker29: cannot unpack $DOCKER29/dockerd.xz"
   chmod 755 "$tmp/usr/bin/dockerd"
   rm -f "$tmp/usr/sbin/dockerd" "$tmp/etc/default/docker"
@@ -616,7 +633,7 @@ cmd_boot() {
 
   local t0 t_cp t_init t_docker
   t0=$(now_ms)
-  cp -a --reflink=auto "$src" "$dir"
+  copy_rootfs "$suite" "$src" "$dir"
   t_cp=$(now_ms)
 
   # systemd >= 256 (forky: 262) refuses cgroup v1: boot it on the unified hierarchy, where
