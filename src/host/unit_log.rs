@@ -5,13 +5,13 @@
 //! attempt to explain: ActiveState `failed`, a pending automatic restart
 //! (`activating/auto-restart`), or a start in progress after restarts (NRestarts above 0:
 //! crash-looping, so the attempt before the current one is the one that failed).
-//! [`read`] runs `journalctl -u docker.service -b -n 400 -o json` (found on the fixed system
-//! PATH, at most [`MAX_BYTES`] of output, killed after [`TIMEOUT`]; read again for up to
-//! [`JOURNAL_LAG`] while the attempt has no lines yet) and keeps what the
+//! [`read_entries`] runs `journalctl -u docker.service -b -r -n 400 -o json` (found on the fixed
+//! system PATH; [`run_bounded`]: at most [`MAX_BYTES`] of output, killed after [`TIMEOUT`]; read
+//! again for up to [`JOURNAL_LAG`] while the attempt has no lines yet) and keeps what the
 //! unit's processes wrote (transport `stdout`: dockerd's stdout and stderr), grouped by
 //! `_SYSTEMD_INVOCATION_ID`. [`last_attempt`] picks the invocation, [`error_line`] the line
 //! dockerd stopped with (it prints the error that ends it last, without logrus's `time=`),
-//! and [`classify`] names the cause. All but [`read`] are pure.
+//! and [`classify`] names the cause. All but [`read_entries`] and [`run_bounded`] are pure.
 //!
 //! The causes, from moby's source (`daemon/daemon_unix.go` `parseRemappedRoot`,
 //! `setupRemappedRoot`, `setupDaemonRoot`; `pkg/idtools/idtools_unix.go` (20.10, 26) and
@@ -472,53 +472,64 @@ fn data_root(line: &str, user: &str) -> (String, String) {
     )
 }
 
-/// Runs `journalctl` for the unit's newest entries of this boot, bounded in time and size.
-pub fn read_journal() -> Result<Vec<u8>, String> {
-    let journalctl = programs::find("journalctl").map_err(|e| e.to_string())?;
-    let mut child = Command::new(&journalctl)
-        .args([
-            "--no-pager",
-            "-b",
-            "-u",
-            UNIT,
-            "-n",
-            &ENTRIES.to_string(),
-            "-o",
-            "json",
-            "--output-fields=MESSAGE,_TRANSPORT,_SYSTEMD_INVOCATION_ID",
-        ])
+/// Runs `cmd` (stdin and stderr null) and returns at most `max` bytes of its stdout: once
+/// that much is read, or its stdout ends, the program is killed if it still runs (so a
+/// program with more to say is cut off, not waited for). An error when it cannot be started
+/// or gives no such answer within `timeout` (then it is killed).
+pub fn run_bounded(mut cmd: Command, max: usize, timeout: Duration) -> Result<Vec<u8>, String> {
+    let shown = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", journalctl.display()))?;
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
     let stdout = child.stdout.take().expect("piped");
     let reader = std::thread::spawn(move || {
         let mut buf = Vec::new();
-        let _ = stdout.take(MAX_BYTES as u64).read_to_end(&mut buf);
+        let _ = stdout.take(max as u64).read_to_end(&mut buf);
         buf
     });
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "{} gave no answer within {} s",
-                    journalctl.display(),
-                    TIMEOUT.as_secs()
-                ));
-            }
+    let deadline = Instant::now() + timeout;
+    while !reader.is_finished() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "{shown} gave no answer within {} ms",
+                timeout.as_millis()
+            ));
         }
+        std::thread::sleep(Duration::from_millis(10));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     reader
         .join()
-        .map_err(|_| "reading journalctl's output failed".to_string())
+        .map_err(|_| format!("reading the output of {shown} failed"))
+}
+
+/// The unit's lines among its newest journal entries of this boot, oldest first:
+/// `journalctl -r` (newest first, so that the [`MAX_BYTES`] bound drops the oldest), at most
+/// [`ENTRIES`] entries, within [`TIMEOUT`].
+pub fn read_entries() -> Result<Vec<Entry>, String> {
+    let journalctl = programs::find("journalctl").map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(&journalctl);
+    cmd.args([
+        "--no-pager",
+        "-b",
+        "-r",
+        "-u",
+        UNIT,
+        "-n",
+        &ENTRIES.to_string(),
+        "-o",
+        "json",
+        "--output-fields=MESSAGE,_TRANSPORT,_SYSTEMD_INVOCATION_ID",
+    ]);
+    let mut entries = parse_entries(&run_bounded(cmd, MAX_BYTES, TIMEOUT)?);
+    entries.reverse();
+    Ok(entries)
 }
 
 /// docker.service's last failed start, explained, when its state shows one (`Ok(None)`:
@@ -530,13 +541,13 @@ pub fn last_failure(u: &UnitState, ctx: &Context) -> Result<Option<LastFailure>,
     // journald writes a unit's output some time after the process wrote it (under load,
     // seconds): an attempt without lines yet is read again, for at most JOURNAL_LAG.
     let deadline = Instant::now() + JOURNAL_LAG;
-    let mut entries = parse_entries(&read_journal()?);
+    let mut entries = read_entries()?;
     while Instant::now() < deadline
         && last_attempt(&entries, &u.invocation_id, in_progress)
             .is_none_or(|(_, lines)| lines.is_empty())
     {
         std::thread::sleep(Duration::from_millis(250));
-        entries = parse_entries(&read_journal()?);
+        entries = read_entries()?;
     }
     let found = last_attempt(&entries, &u.invocation_id, in_progress);
     // Nothing at all from the unit's processes in this boot: the journal is not readable for
@@ -818,6 +829,32 @@ not json
         let f = classify(&evil, "i", &ctx());
         assert!(!f.line.contains('\u{1b}') && !f.summary.contains('\u{1b}'));
         assert_eq!(f.line.chars().count(), MAX_LINE + 1);
+    }
+
+    fn sh(script: &str) -> Command {
+        let mut c = Command::new("/bin/sh");
+        c.args(["-c", script]);
+        c
+    }
+
+    #[test]
+    fn a_program_is_read_within_its_bounds() {
+        assert_eq!(
+            run_bounded(sh("printf 'a\\nb'"), 100, TIMEOUT).unwrap(),
+            b"a\nb"
+        );
+        // Endless output: cut at the bound at once, the program killed.
+        let t0 = Instant::now();
+        let out = run_bounded(sh("yes"), 1 << 20, TIMEOUT).unwrap();
+        assert_eq!(out.len(), 1 << 20);
+        assert!(t0.elapsed() < TIMEOUT, "{:?}", t0.elapsed());
+        // No answer: an error after the timeout, the program killed.
+        let t0 = Instant::now();
+        let e = run_bounded(sh("sleep 30"), 100, Duration::from_millis(300)).unwrap_err();
+        assert!(e.contains("gave no answer within 300 ms"), "{e}");
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+        let e = run_bounded(Command::new("/nonexistent/journalctl"), 1, TIMEOUT).unwrap_err();
+        assert!(e.contains("cannot run /nonexistent/journalctl"), "{e}");
     }
 
     #[test]
