@@ -3,7 +3,7 @@
 //! flag in a drop-in plus the key in daemon.json, ...), `systemctl restart docker` fails, and
 //! `status` / `status --json` name the cause from the unit's last start in the journal, with the
 //! line dockerd wrote and what to do; a failure that is not about remapping is quoted. On
-//! trixie (docker 26), forky (docker 28) and docker-ce 29. Needs root; fails, never skips.
+//! bookworm (docker 20.10), trixie (docker 26), forky (docker 28) and docker-ce 29. Needs root; fails, never skips.
 
 mod common;
 #[path = "testhost/mod.rs"]
@@ -232,6 +232,12 @@ fn common_cases(host: &Host) {
     let st = common::json_doc(&host.ok("docker-userns status --json"), "status");
     assert_eq!(st["service"]["active_state"], "active", "{st}");
     assert_eq!(st["service"]["last_failure"], Value::Null, "{st}");
+}
+
+#[test]
+fn status_explains_a_failed_docker_bookworm() {
+    let host = Host::boot_suite("sfail", "bookworm");
+    common_cases(&host);
 }
 
 #[test]
