@@ -3,7 +3,8 @@
 //! flag in a drop-in plus the key in daemon.json, ...), `systemctl restart docker` fails, and
 //! `status` / `status --json` name the cause from the unit's last start in the journal, with the
 //! line dockerd wrote and what to do; a failure that is not about remapping is quoted. On
-//! bookworm (docker 20.10), trixie (docker 26), forky (docker 28) and docker-ce 29. Needs root; fails, never skips.
+//! bookworm (docker 20.10), trixie (docker 26), forky (docker 28) and docker-ce 29. Needs
+//! root; fails, never skips.
 
 mod common;
 #[path = "testhost/mod.rs"]

@@ -586,12 +586,17 @@ mod tests {
     /// dockerd 29.7.2, the same host.
     const D29_SUBGID: &str =
         "error creating ID mappings: no subuid ranges found for user \"remapu\"";
-    /// docker.io 20.10.24 (moby v20.10.24 pkg/idtools/idtools_unix.go, daemon_unix.go).
-    const D20_SUBUID: &str = "Can't create ID mappings: no subuid ranges found for user \"bob\"";
+    /// docker.io 20.10.24 (Debian 12), no `remapu` line in /etc/subuid.
+    const D20_SUBUID: &str = "Can't create ID mappings: no subuid ranges found for user \"remapu\"";
+    /// docker.io 20.10.24, the `user:group` host: 20.10 and 26 name the file.
+    const D20_SUBGID: &str = "Can't create ID mappings: no subgid ranges found for user \"remapu\"";
+    /// docker 26.1.5; word for word the same on 20.10.24, 28.5.2 and 29.7.2.
     const D26_NO_USER: &str = "Error during uid lookup for \"nosuch\": getent unable to find entry \"nosuch\" in passwd database";
     const D26_NO_GROUP: &str = "Error during groupname lookup for \"nosuchg\": getent unable to find entry \"nosuchg\" in group database";
     const D26_NO_UID: &str = "Uid 4242 has no entry in /etc/passwd: getent unable to find entry \"4242\" in passwd database";
     const D26_BAD_VALUE: &str = "Invalid user/group specification in --userns-remap: \"a:b:c\"";
+    /// A drop-in (26.1.5) or DOCKER_OPTS (20.10.24, 28.5.2) passing --userns-remap=default
+    /// next to the key: the same line.
     const D26_CONFLICT: &str = "unable to configure the Docker daemon with file /etc/docker/daemon.json: the following directives are specified both as a flag and in the configuration file: userns-remap: (from flag: default, from file: default)";
     const D26_ROOT_FILE: &str = "Cannot create daemon root: /var/lib/docker/200000.200000: mkdir /var/lib/docker/200000.200000: not a directory";
     const D26_ROOT_OX: &str = "a subdirectory in your graphroot path (/var/lib/docker/200000.200000) restricts access to the remapped root uid/gid; please fix by allowing 'o+x' permissions on existing directories";
@@ -617,6 +622,7 @@ mod tests {
             (D28_SUBGID, NO_SUBID),
             (D29_SUBGID, NO_SUBID),
             (D20_SUBUID, NO_SUBID),
+            (D20_SUBGID, NO_SUBID),
             (D26_NO_USER, ACCOUNT),
             (D26_NO_GROUP, ACCOUNT),
             (D26_NO_UID, ACCOUNT),
@@ -663,8 +669,23 @@ mod tests {
             assert_eq!(f.line, line);
             assert_eq!(f.invocation_id, "abc");
         }
+        // The configured user's /etc/subuid line missing (20.10's words match).
+        let mut c = ctx();
+        (c.has_subuid, c.has_subgid) = (false, true);
+        let f = classify(D20_SUBUID, "x", &c);
+        assert!(
+            f.summary.contains("\"remapu\" in /etc/subuid:"),
+            "{}",
+            f.summary
+        );
+        let f = classify(D20_SUBGID, "x", &ctx());
+        assert!(
+            f.summary.contains("\"remapu\" in /etc/subgid:"),
+            "{}",
+            f.summary
+        );
         // Another user than the configured one: the line decides.
-        let f = classify(D20_SUBUID, "x", &ctx());
+        let f = classify(&D20_SUBUID.replace("remapu", "bob"), "x", &ctx());
         assert!(
             f.summary.contains("\"bob\" in /etc/subuid:"),
             "{}",
