@@ -17,7 +17,7 @@
 //! `setupRemappedRoot`, `setupDaemonRoot`; `pkg/idtools/idtools_unix.go` (20.10, 26) and
 //! `internal/usergroup/lookup_unix.go` (28, 29) `lookupSubRangesFile`; `daemon/config/config.go`
 //! `getConflictFreeConfiguration`; 29's `daemon/command/daemon_linux.go`) and from real failures
-//! of docker 26.1.5, 28.5.2 and 29.7.2 (the tests below quote them):
+//! of docker 20.10.24, 26.1.5, 28.5.2 and 29.7.2 (the tests below quote them):
 //!
 //! | cause | dockerd says |
 //! |---|---|
@@ -150,7 +150,7 @@ fn field(e: &Value, name: &str) -> Option<String> {
 }
 
 /// The unit's own processes' lines (transport `stdout`) from `journalctl -o json` output,
-/// oldest first; anything else (systemd's messages, lines that are not JSON) is skipped.
+/// in its order; anything else (systemd's messages, lines that are not JSON) is skipped.
 pub fn parse_entries(json_lines: &[u8]) -> Vec<Entry> {
     json_lines
         .split(|b| *b == b'\n')
