@@ -289,7 +289,12 @@ pub enum Command {
 
     /// Show docker's state: the user dockerd runs as, whether remapping is configured and in
     /// effect, the remap user's ranges, the data root, kernel support, an unfinished run, and
-    /// running containers that are root on the host.
+    /// running containers that are root on the host. When docker.service failed or is
+    /// restarting, why: its last start is read from the journal and the cause named when it
+    /// is about remapping (no subuid/subgid range under the user's name, a missing user or
+    /// group, the remapped data root, a --userns-remap flag next to daemon.json's key, docker
+    /// 29's containerd-snapshotter), with dockerd's line and what to do; otherwise dockerd's
+    /// last error line is quoted.
     ///
     /// Reads only, and exits 0 whatever it finds. With --prometheus FILE it also writes the
     /// same facts as gauges for node_exporter's textfile collector.

@@ -479,9 +479,30 @@ pub fn status_text(root: &str, st: &Status) -> String {
             svc.sub_state,
             match (&svc.main_pid_user, svc.main_pid) {
                 (Some(u), pid) => format!(", dockerd (pid {pid}) runs as {u}"),
+                _ if svc.n_restarts > 0 || !matches!(svc.result.as_str(), "" | "success") => {
+                    format!(
+                        " (last result {}{})",
+                        svc.result,
+                        match svc.n_restarts {
+                            0 => String::new(),
+                            n => format!(", restarted {n} time(s) automatically"),
+                        }
+                    )
+                }
                 _ => String::new(),
             }
         );
+        if let Some(f) = &svc.last_failure {
+            let _ = writeln!(s, "  FAILED     {} ({})", f.summary, f.cause);
+            if !f.line.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "             {} said (invocation {}): {}",
+                    f.unit, f.invocation_id, f.line
+                );
+            }
+            let _ = writeln!(s, "             do: {}", f.advice);
+        }
     }
     if let Some(v) = &st.docker_version {
         let _ = writeln!(

@@ -133,6 +133,12 @@ fn expected(st: &Value) -> Samples {
             problems.iter().filter(|p| p["kind"] == kind).count() as f64,
         );
     }
+    if st["service"].is_object() {
+        let cause = &st["service"]["last_failure"]["cause"];
+        for c in docker_userns::host::unit_log::CAUSES {
+            want.insert(key("docker_failed", &[("cause", c)]), flag(*cause == c));
+        }
+    }
     want.insert(
         key("unfinished_run", &[]),
         flag(!st["unfinished"].is_null()),

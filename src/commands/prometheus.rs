@@ -14,6 +14,7 @@ use anyhow::Result;
 use crate::commands::status::{PROBLEM_KINDS, Status};
 use crate::exit::{Conflict, Usage};
 use crate::host::root::{Perms, Root};
+use crate::host::unit_log;
 
 /// Every metric name starts with this.
 pub const PREFIX: &str = "docker_userns_";
@@ -70,6 +71,9 @@ fn gauge(out: &mut String, name: &str, help: &str, samples: &[(Vec<(&str, &str)>
 ///   absent when the user has no range in that file.
 /// - `docker_userns_problems{kind}`: the entries of `problems` of each kind; every known kind
 ///   is present, 0 when there is none.
+/// - `docker_userns_docker_failed{cause}`: 1 for the cause of docker.service's last failed
+///   start (`service.last_failure.cause`); every cause is present, 0 when none is named;
+///   absent when systemd was not asked (`service` null).
 /// - `docker_userns_unfinished_run`: 1 when an interrupted run left its record.
 /// - `docker_userns_host_root_containers`: running containers that are root on the host;
 ///   absent when the engine was not asked.
@@ -153,6 +157,22 @@ pub fn render(st: &Status) -> String {
         "problems",
         "Problems status found, by kind (status --json \"problems\", each with its fix): the remap user's ranges, an unreadable run record (journal), a host-root container the engine does not know.",
         &problems,
+    );
+    let failed: Vec<_> = st
+        .service
+        .iter()
+        .flat_map(|svc| {
+            let cause = svc.last_failure.as_ref().map(|f| f.cause);
+            unit_log::CAUSES
+                .iter()
+                .map(move |c| (vec![("cause", *c)], u64::from(cause == Some(*c))))
+        })
+        .collect();
+    gauge(
+        &mut out,
+        "docker_failed",
+        "1 for the cause of docker.service's last failed start (status --json service.last_failure.cause), read from the journal while the unit is failed or restarting; every cause 0 otherwise; absent when systemd was not asked.",
+        &failed,
     );
     gauge(
         &mut out,
@@ -421,6 +441,54 @@ docker_userns_image_store{{when="after_switch",store="containerd (overlayfs snap
 "#
         );
         assert_eq!(render(&st), want);
+    }
+
+    #[test]
+    fn a_failed_docker_is_counted_by_cause() {
+        use crate::commands::status::Service;
+        use crate::host::unit_log::{CAUSES, LastFailure};
+        let svc = |cause: Option<&'static str>| Service {
+            active_state: "failed".into(),
+            sub_state: "failed".into(),
+            main_pid: 0,
+            main_pid_user: None,
+            n_restarts: 2,
+            result: "exit-code".into(),
+            last_failure: cause.map(|cause| LastFailure {
+                cause,
+                summary: "s".into(),
+                unit: "docker.service",
+                invocation_id: "i".into(),
+                line: "l".into(),
+                advice: "a".into(),
+            }),
+        };
+        let text = render(&Status {
+            service: Some(svc(Some("no-subid-ranges"))),
+            ..base()
+        });
+        for c in CAUSES {
+            let v = u8::from(c == "no-subid-ranges");
+            assert!(
+                text.contains(&format!(
+                    "\ndocker_userns_docker_failed{{cause=\"{c}\"}} {v}\n"
+                )),
+                "{c}:\n{text}"
+            );
+        }
+        let text = render(&Status {
+            service: Some(svc(None)),
+            ..base()
+        });
+        assert_eq!(
+            text.matches("docker_userns_docker_failed{").count(),
+            CAUSES.len()
+        );
+        assert!(
+            !text.contains("docker_failed{cause=\"no-subid-ranges\"} 1"),
+            "{text}"
+        );
+        assert!(!render(&base()).contains("docker_failed"));
     }
 
     #[test]

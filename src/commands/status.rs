@@ -8,6 +8,10 @@
 //! (`unknown-root-container`, what an engine restarted with live-restore leaves); and what
 //! dockerd will reject or misuse in the `userns-remap` value, of any form, which is reported
 //! resolved to its user and group (`formats::remap_value`).
+//!
+//! A docker.service that failed or is restarting is explained: its last start attempt is read
+//! from the journal and the cause named, with dockerd's line and what to do
+//! (`service.last_failure`, [`crate::host::unit_log`]).
 
 use std::time::Duration;
 
@@ -22,7 +26,8 @@ use crate::host::inspect;
 use crate::host::kernel;
 use crate::host::root::Root;
 use crate::host::setup::{self, Setup, StoreSwitch};
-use crate::host::systemd::{LoadState, Systemd};
+use crate::host::systemd::{LoadState, Systemd, UnitState};
+use crate::host::unit_log::{self, LastFailure};
 use crate::run::converge;
 use crate::run::journal::{self, Journal};
 use crate::run::preflight::{self, Configured, configured};
@@ -41,6 +46,13 @@ pub struct Service {
     pub main_pid: u32,
     /// The user dockerd's main process runs as (from /proc/MainPID/status).
     pub main_pid_user: Option<String>,
+    /// NRestarts: automatic restarts since the last start by hand (climbing: crash-looping).
+    pub n_restarts: u32,
+    /// Result of the last run: success, exit-code, start-limit-hit, ...
+    pub result: String,
+    /// Why the last start failed, read from the journal, when the unit is failed or
+    /// restarting (null otherwise, and when the journal could not be read: see the notes).
+    pub last_failure: Option<LastFailure>,
 }
 
 /// A running container whose processes are root on the host.
@@ -223,6 +235,7 @@ pub fn status(root: &Root, is_root: bool) -> Result<Status> {
             if !u.is_running() {
                 service_down = Some(format!("{}/{}", u.active_state, u.sub_state));
             }
+            let last_failure = explain_failure(root, &st, &u, &mut notes);
             st.service = Some(Service {
                 main_pid_user: (u.main_pid != 0)
                     .then(|| kernel::uid_of_pid(u.main_pid).map(user_name))
@@ -230,6 +243,9 @@ pub fn status(root: &Root, is_root: bool) -> Result<Status> {
                 active_state: u.active_state.to_string(),
                 sub_state: u.sub_state,
                 main_pid: u.main_pid,
+                n_restarts: u.n_restarts,
+                result: u.result,
+                last_failure,
             });
         }
         Ok(u) => notes.push(format!("docker.service is {} to systemd", u.load_state)),
@@ -258,6 +274,63 @@ pub fn status(root: &Root, is_root: bool) -> Result<Status> {
     }
     st.notes = notes;
     Ok(st)
+}
+
+/// docker.service's last failed start from the journal, when the unit's state shows one; a
+/// journal that cannot be read is a note.
+fn explain_failure(
+    root: &Root,
+    st: &Status,
+    u: &UnitState,
+    notes: &mut Vec<String>,
+) -> Option<LastFailure> {
+    unit_log::wants_reading(u)?;
+    let ctx = failure_context(root, st);
+    match unit_log::last_failure(u, &ctx) {
+        Ok(found) => found,
+        Err(why) => {
+            notes.push(format!(
+                "why {} is {}/{} was not read from the journal: {why}",
+                unit_log::UNIT,
+                u.active_state,
+                u.sub_state
+            ));
+            None
+        }
+    }
+}
+
+/// What the advice on a failed start needs: the value and its user, which of /etc/subuid and
+/// /etc/subgid have the user's line, a /etc/subgid line of the value's group part, and where
+/// a `--userns-remap` flag is passed.
+fn failure_context(root: &Root, st: &Status) -> unit_log::Context {
+    let group = st
+        .remapping_configured
+        .as_deref()
+        .and_then(|v| v.split_once(':'))
+        .map(|(_, g)| g.to_string());
+    let group_subgid_line = group.and_then(|g| {
+        let f = preflight::read_id_file(root, Which::SubGid.path()).ok()?;
+        let e = f.file.entries.iter().find(|e| f.file.owner(e) == g)?;
+        Some(format!(
+            "{}:{}: {g}:{}:{}",
+            Which::SubGid.path(),
+            e.line,
+            e.start,
+            e.count
+        ))
+    });
+    let flag_origins = crate::host::docker_unit::scan(root)
+        .map(|u| u.remap_flags.iter().map(ToString::to_string).collect())
+        .unwrap_or_default();
+    unit_log::Context {
+        value: st.remapping_configured.clone(),
+        user: st.remap_user.clone(),
+        has_subuid: st.subuid.is_some(),
+        has_subgid: st.subgid.is_some(),
+        group_subgid_line,
+        flag_origins,
+    }
 }
 
 /// Fills in what the engine says: remapping, data root, version, setup facts, and the
@@ -459,6 +532,9 @@ fn configured_differs(st: &Status, active: bool) -> bool {
 /// A one-word answer for the human summary.
 pub fn headline(st: &Status) -> String {
     let mut h = headline_state(st);
+    if let Some(f) = st.service.as_ref().and_then(|s| s.last_failure.as_ref()) {
+        h.push_str(&format!("; docker does not start: {}", f.summary));
+    }
     if !st.problems.is_empty() {
         h.push_str(&format!(
             ", with {} problem(s) (see below)",

@@ -1,5 +1,5 @@
 //! Host access: the root-relative file layer and the services a run talks to (accounts,
-//! the helper programs it runs, shadow's lock, docker's unit files, systemd over D-Bus, the Docker Engine API, the kernel),
+//! the helper programs it runs, shadow's lock, docker's unit files, systemd over D-Bus and docker.service's journal, the Docker Engine API, the kernel),
 //! and the walk that shifts the owners of a tree from one id range to another.
 
 pub mod account;
@@ -13,3 +13,4 @@ pub mod setup;
 pub mod shadow_lock;
 pub mod shift;
 pub mod systemd;
+pub mod unit_log;
