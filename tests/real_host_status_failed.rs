@@ -89,6 +89,7 @@ fn common_cases(host: &Host) {
         &[
             &format!("the line /etc/subgid:{subgid_line}: remapg:200000:65536 is for the group"),
             "give that line to remapu",
+            "docker-userns enable --repair --user remapu",
         ],
     );
     assert!(

@@ -387,12 +387,14 @@ fn no_subid(line: &str, ctx: &Context) -> (String, String) {
     let summary = format!(
         "dockerd finds no range for user {named:?} in {files}: it reads both files by the user's name (or uid), never by the group's"
     );
+    // `enable` leaves a docker that is not running stopped: the start is the admin's.
+    let start = "then `systemctl reset-failed docker.service` and `systemctl start docker.service`, and `docker-userns verify`";
     let mut advice = format!(
-        "add a line `{named}:START:COUNT` to {files} (65536 ids, overlapping no other line; the same numbers in both files keep uids and gids aligned), check the files with `docker-userns check`, then `systemctl restart docker`"
+        "add a line `{named}:START:COUNT` to {files}: `docker-userns enable --user {named}` picks a free range (65536 ids, overlapping no other owner, the same numbers in both files) and adds it, journaled; or add it by hand and check with `docker-userns check`; {start}"
     );
     if let Some(g) = &ctx.group_subgid_line {
         advice = format!(
-            "the line {g} is for the group, which dockerd does not read: give that line to {named} (rename its owner), or add a line for {named}; then `docker-userns check` and `systemctl restart docker`"
+            "the line {g} is for the group, which dockerd does not read: give that line to {named} with `docker-userns enable --repair --user {named}` (its owner renamed, the same range, one journaled write); {start}"
         );
     }
     (summary, advice)
