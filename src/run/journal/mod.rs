@@ -27,425 +27,23 @@
 //! [`undo_plan`] and its execution in [`Journal::undo`]; every failure path and crash recovery
 //! then undo it without further code.
 
-use std::fs::{File, TryLockError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod lock;
+mod record;
+mod undo;
+mod undo_plan;
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
 
 use crate::exit::{Conflict, RollbackIncomplete, RolledBack};
 use crate::host::account;
 use crate::host::root::{Perms, Root};
-use crate::host::shift;
 
-/// The state directory.
-pub const DIR: &str = "/var/lib/docker-userns";
-/// The journal of the run in progress.
-pub const RECORD: &str = "/var/lib/docker-userns/transaction.json";
-/// Where `--carry images` spools the exported images.
-pub const SPOOL: &str = "/var/lib/docker-userns/carry";
-/// The lock file held for a whole run.
-pub const LOCK: &str = "/var/lib/docker-userns/lock";
-/// How long a run waits for another one to finish.
-pub const LOCK_WAIT: Duration = Duration::from_secs(120);
-
-/// What a run converges to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Action {
-    /// Remapping on.
-    Enable,
-    /// Remapping off.
-    Disable,
-}
-
-impl Action {
-    /// The command's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Action::Enable => "enable",
-            Action::Disable => "disable",
-        }
-    }
-
-    /// Whether the engine remaps once the action is done.
-    pub fn wants_userns(self) -> bool {
-        self == Action::Enable
-    }
-}
-
-/// How far a run got, as derived from its steps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Files are being written; docker has not been touched.
-    Writing,
-    /// Running containers are being stopped through the engine API.
-    StoppingContainers,
-    /// docker is being stopped and started with the new files.
-    Restarting,
-}
-
-impl Phase {
-    /// For messages: "stopped while ...".
-    pub fn doing(self) -> &'static str {
-        match self {
-            Phase::Writing => "writing files",
-            Phase::StoppingContainers => "stopping containers",
-            Phase::Restarting => "restarting docker",
-        }
-    }
-}
-
-/// A file the run writes, and what it held before.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileStep {
-    /// Path inside the root.
-    pub path: String,
-    /// False when the file did not exist (undo removes it).
-    pub existed: bool,
-    /// Mode bits before.
-    pub mode: u32,
-    /// Owner before.
-    pub uid: u32,
-    /// Group before.
-    pub gid: u32,
-    /// Where the old content is kept (inside the root).
-    pub backup: String,
-    /// What the run left in the file, once written (None: the write may not have happened).
-    #[serde(default)]
-    pub written: Option<Written>,
-}
-
-impl FileStep {
-    fn perms(&self) -> Perms {
-        Perms {
-            mode: self.mode,
-            uid: self.uid,
-            gid: self.gid,
-        }
-    }
-}
-
-/// What a run wrote, kept so that undo only reverts the run's own change: a file that no
-/// longer has this size and hash was changed by someone else since.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Written {
-    /// The run left the file in place (false: it did not exist afterwards).
-    pub exists: bool,
-    /// Its size in bytes.
-    pub size: u64,
-    /// Its FNV-1a 64-bit hash, hex ([`fingerprint`]).
-    pub fnv1a: String,
-}
-
-impl Written {
-    fn of(bytes: &[u8]) -> Written {
-        Written {
-            exists: true,
-            size: bytes.len() as u64,
-            fnv1a: fingerprint(bytes),
-        }
-    }
-
-    fn matches(&self, now: Option<&[u8]>) -> bool {
-        match now {
-            None => !self.exists,
-            Some(b) => self.exists && b.len() as u64 == self.size && fingerprint(b) == self.fnv1a,
-        }
-    }
-}
-
-/// FNV-1a, 64 bits, as hex: stable across versions and machines (a record may be read by the
-/// next version after an upgrade). It tells an edit by someone else from the run's own write;
-/// whoever could forge a collision can write /etc already.
-pub fn fingerprint(bytes: &[u8]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
-}
-
-/// A running container a run stops through the engine API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoppedContainer {
-    /// Its id.
-    pub id: String,
-    /// Its name.
-    pub name: String,
-    /// Its main process on the host (0: not known).
-    pub pid: u32,
-    /// That process's start time ([`crate::host::kernel::start_time`]), telling it from a
-    /// later process with the same pid.
-    pub started: Option<u64>,
-}
-
-/// The id shift of a moved data root: uids and gids, each `from..from+count` to `to..`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OwnerShift {
-    /// The uids.
-    pub uid: shift::IdShift,
-    /// The gids.
-    pub gid: shift::IdShift,
-}
-
-impl OwnerShift {
-    /// The shift as the tree walk takes it (checked: disjoint, not empty).
-    pub fn mapping(&self) -> Result<shift::Mapping> {
-        shift::Mapping::new(self.uid, self.gid)
-    }
-}
-
-/// One change to the host, recorded before it happens.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "step", rename_all = "kebab-case")]
-pub enum Step {
-    /// A file is (about to be) replaced.
-    WriteFile(FileStep),
-    /// The remap user is (about to be) created with `useradd`.
-    CreateUser {
-        /// Its name.
-        name: String,
-    },
-    /// Running containers are (about to be) stopped through the engine API.
-    StopContainers {
-        /// Them.
-        containers: Vec<StoppedContainer>,
-    },
-    /// Images are (about to be) exported into the spool for `--carry images`.
-    SpoolImages,
-    /// docker.socket and docker.service are (about to be) stopped and started.
-    RestartDocker,
-    /// The remapped data root is (about to be) renamed, docker stopped.
-    MoveDataRoot {
-        /// Its name before (inside the root).
-        from: String,
-        /// Its name after.
-        to: String,
-        /// The rename is known to have happened (recorded durably after it).
-        #[serde(default)]
-        done: bool,
-    },
-    /// The owners below the renamed data root are (about to be) shifted, docker stopped.
-    ShiftOwners {
-        /// The tree (its new name; its old one is `from` of the move before).
-        dir: String,
-        /// Its old name, where the tree is when the rename was undone first.
-        old_dir: String,
-        /// The shift.
-        shift: OwnerShift,
-        /// The walk's own log (set-id bits and capabilities in flight).
-        log: String,
-        /// Every owner is known to be shifted (recorded durably after the walk ended).
-        #[serde(default)]
-        done: bool,
-    },
-}
-
-/// The data root a run means to move (`--repair`), recorded when the run begins.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DataRootMove {
-    /// Its name before (inside the root).
-    pub from: String,
-    /// Its name after.
-    pub to: String,
-}
-
-/// The on-disk record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
-    /// Unique id of the run (start time and pid).
-    pub id: String,
-    /// What the run converges to.
-    pub action: Action,
-    /// Whether docker.service was active before (false when services are not touched).
-    pub docker_was_active: bool,
-    /// Whether the engine reported user namespaces before (None: not running or not asked).
-    pub userns_before: Option<bool>,
-    /// Whether daemon.json set "userns-remap" before (None: not known).
-    #[serde(default)]
-    pub remap_configured_before: Option<bool>,
-    /// The data root the run moves (`--repair`; None: none). A run that moves one is finished
-    /// only once its move and shift steps are recorded complete.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repair: Option<DataRootMove>,
-    /// The steps taken, in order; the last one may not have completed.
-    pub steps: Vec<Step>,
-}
-
-impl Record {
-    /// How far the run got.
-    pub fn phase(&self) -> Phase {
-        if self.steps.contains(&Step::RestartDocker) {
-            Phase::Restarting
-        } else if self
-            .steps
-            .iter()
-            .any(|s| matches!(s, Step::StopContainers { .. }))
-        {
-            Phase::StoppingContainers
-        } else {
-            Phase::Writing
-        }
-    }
-
-    /// Every data root move the run intended is recorded complete: renamed, and every owner
-    /// below it shifted (true when the run moves none).
-    pub fn moves_complete(&self) -> bool {
-        let moved = self
-            .steps
-            .iter()
-            .any(|s| matches!(s, Step::MoveDataRoot { done: true, .. }));
-        let shifted = self
-            .steps
-            .iter()
-            .any(|s| matches!(s, Step::ShiftOwners { done: true, .. }));
-        let unfinished = self.steps.iter().any(|s| {
-            matches!(
-                s,
-                Step::MoveDataRoot { done: false, .. } | Step::ShiftOwners { done: false, .. }
-            )
-        });
-        !unfinished && (self.repair.is_none() || (moved && shifted))
-    }
-
-    /// The file steps, in order.
-    pub fn files(&self) -> impl Iterator<Item = &FileStep> {
-        self.steps.iter().filter_map(|s| match s {
-            Step::WriteFile(f) => Some(f),
-            _ => None,
-        })
-    }
-}
-
-/// Why undo runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Why {
-    /// A step of this run failed: undo what it did.
-    Failed,
-    /// An earlier run died with its record on disk: finish or undo it.
-    Interrupted,
-}
-
-/// A file the run wrote, as undo finds it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileNow {
-    /// It holds what the run wrote (or the write was not recorded as done and the file is not
-    /// as before either).
-    AsWritten,
-    /// It holds what it held before the run (an earlier undo got this far, or the write never
-    /// happened).
-    AsBefore,
-    /// Someone else changed it since the run wrote it.
-    Changed,
-}
-
-/// The host as it is now, as far as undo is concerned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostNow {
-    /// Each file step's file, in order.
-    pub files: Vec<FileNow>,
-    /// docker.service is active/running.
-    pub docker_running: bool,
-    /// Whether the engine remaps now (None: not asked or not answering).
-    pub engine_userns: Option<bool>,
-}
-
-/// One undo action.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Inverse {
-    /// Put the file of this step back (by its index in the record's steps).
-    RestoreFile(usize),
-    /// The file of this step changed after the run wrote it: leave it as found.
-    LeaveFile(usize),
-    /// The user the run created stays.
-    KeepUser(String),
-    /// Bring docker back with the old files, gated for this remapping state.
-    BringBackDocker(Option<bool>),
-    /// Start again the containers this step stopped (after docker runs as before).
-    StartContainers(usize),
-    /// Stop docker before a data root is moved back (it may run on the moved one).
-    StopDocker,
-    /// Shift the owners of this step's tree back.
-    UnshiftOwners(usize),
-    /// Rename this step's data root back.
-    MoveBack(usize),
-    /// Remove the image spool.
-    RemoveSpool,
-}
-
-/// What to do with a record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// The interrupted run had done everything it set out to do: clear the record.
-    Finished,
-    /// Carry out these, in order.
-    Undo(Vec<Inverse>),
-}
-
-/// Decides, without I/O, what must happen to `record` given the host as it is `now`.
-///
-/// Files are put back in the reverse order they were written, except files changed since;
-/// a created user is kept; docker is brought back when the run touched it, or when it ran
-/// before and does not now. An interrupted run whose restart had already succeeded (files as
-/// written, docker running, the engine in the wanted state, and every data root move it
-/// intended recorded complete) is finished, not undone.
-pub fn undo_plan(record: &Record, now: &HostNow, why: Why) -> Verdict {
-    let restarted = record.phase() == Phase::Restarting;
-    let all_written = record.files().all(|f| f.written.is_some());
-    if why == Why::Interrupted
-        && restarted
-        && all_written
-        && record.moves_complete()
-        && now.files.iter().all(|f| *f == FileNow::AsWritten)
-        && now.docker_running
-        && now.engine_userns == Some(record.action.wants_userns())
-    {
-        return Verdict::Finished;
-    }
-    let mut undo = Vec::new();
-    let mut file_no = record.files().count();
-    for (i, step) in record.steps.iter().enumerate().rev() {
-        match step {
-            Step::WriteFile(_) => {
-                file_no -= 1;
-                // Restoring a file that is already as before writes nothing.
-                match now.files.get(file_no) {
-                    Some(FileNow::Changed) => undo.push(Inverse::LeaveFile(i)),
-                    _ => undo.push(Inverse::RestoreFile(i)),
-                }
-            }
-            Step::CreateUser { name } => undo.push(Inverse::KeepUser(name.clone())),
-            Step::ShiftOwners { .. } => undo.push(Inverse::UnshiftOwners(i)),
-            Step::MoveDataRoot { .. } => undo.push(Inverse::MoveBack(i)),
-            Step::SpoolImages => undo.push(Inverse::RemoveSpool),
-            Step::StopContainers { .. } | Step::RestartDocker => {}
-        }
-    }
-    // A data root is only ever moved or shifted with docker stopped, and so back.
-    if undo
-        .iter()
-        .any(|u| matches!(u, Inverse::UnshiftOwners(_) | Inverse::MoveBack(_)))
-    {
-        undo.insert(0, Inverse::StopDocker);
-    }
-    // Once the files are as before, the engine must be too: whatever started it meanwhile (a
-    // reboot, an admin) may have started it with the half-written files.
-    let wanted = record.userns_before.or(record.remap_configured_before);
-    let engine_disagrees = now.docker_running
-        && matches!((now.engine_userns, wanted), (Some(is), Some(want)) if is != want);
-    if (record.docker_was_active && (restarted || !now.docker_running)) || engine_disagrees {
-        undo.push(Inverse::BringBackDocker(record.userns_before));
-    }
-    // Containers last: they start in the docker that runs as before.
-    for (i, step) in record.steps.iter().enumerate() {
-        if matches!(step, Step::StopContainers { .. }) {
-            undo.push(Inverse::StartContainers(i));
-        }
-    }
-    Verdict::Undo(undo)
-}
+pub use lock::{RunLock, lock};
+pub use record::*;
+use undo::*;
+pub use undo_plan::{FileNow, HostNow, Inverse, Verdict, Why, undo_plan};
 
 /// docker, as undo needs it. Implemented by the restart layer; tests use a fake.
 pub trait Docker {
@@ -557,6 +155,7 @@ impl Journal {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let record = Record {
+            version: RECORD_VERSION,
             id: format!("{}-{}", since.as_secs(), std::process::id()),
             action,
             docker_was_active: before.docker_active,
@@ -574,7 +173,7 @@ impl Journal {
         let Some(bytes) = root.read_optional(RECORD)? else {
             return Ok(None);
         };
-        let record: Record = serde_json::from_slice(&bytes).with_context(|| {
+        let record = parse_record(&bytes).with_context(|| {
             format!(
                 "{} is not a valid journal; compare the files it protects with their copies in {DIR}, then remove it",
                 root.path(RECORD).display()
@@ -1011,180 +610,16 @@ pub fn recover(root: &Root, docker: Option<&mut dyn Docker>) -> Result<Option<St
     Ok(Some(note))
 }
 
-/// Shifts the owners below a moved data root back (wherever the tree is now: its new name,
-/// or its old one when the rename was undone first).
-fn unshift(root: &Root, dir: &str, old_dir: &str, s: &OwnerShift, log: &str) -> Result<()> {
-    let here = [dir, old_dir]
-        .into_iter()
-        .map(|d| root.path(d))
-        .find(|p| p.is_dir());
-    let Some(tree) = here else {
-        // The shift step was recorded, the rename it follows never undone: nothing exists to
-        // shift back (the move itself failed).
-        return Ok(());
-    };
-    let map = s.mapping()?;
-    let go_on = &mut |_| std::ops::ControlFlow::Continue(());
-    // A forward walk that was cut short still has its log (setid bits and capabilities of
-    // inodes chowned but not yet put back): finish it first, then walk back with a log of
-    // its own (both walks resume where they stopped).
-    let forward = root.path(log);
-    if forward.exists() {
-        shift::shift_tree(&tree, &map, &forward, go_on).with_context(|| {
-            format!(
-                "cannot finish the interrupted shift below {}",
-                tree.display()
-            )
-        })?;
-    }
-    shift::shift_tree(
-        &tree,
-        &map.reverse(),
-        &root.path(&format!("{log}.undo")),
-        go_on,
-    )
-    .with_context(|| format!("cannot shift the owners below {} back", tree.display()))?;
-    Ok(())
-}
-
-/// Renames a moved data root back, unless it is back already.
-fn move_back(root: &Root, from: &str, to: &str) -> Result<()> {
-    let (f, t) = (root.path(from), root.path(to));
-    if f.exists() || !t.exists() {
-        return Ok(());
-    }
-    root.rename(to, from)
-        .with_context(|| format!("cannot rename {} back to {}", t.display(), f.display()))
-}
-
-/// Keeps the old content of `abs` at `backup`. Where it can, without a copy: a hard link to
-/// the file as it is, which the atomic replace that follows leaves untouched (it renames a new
-/// file over the name; the old one lives on under the backup's name), kept only when it holds
-/// exactly `old` (compared in chunks). A million-line /etc/subuid is then saved without
-/// writing it again. Otherwise, or across file systems, a durable copy of `old` is written.
-fn save_old(root: &Root, abs: &str, backup: &str, old: &[u8]) -> Result<()> {
-    let linkable = root
-        .symlink_metadata(abs)?
-        .is_some_and(|m| m.is_file() && m.len() == old.len() as u64);
-    if linkable && root.hard_link(abs, backup).is_ok() {
-        if root.holds(backup, old)? {
-            return root.sync_dir(DIR);
-        }
-        root.remove_file(backup)?;
-    }
-    root.write_atomic(backup, old, Perms::root_owned(0o600))
-}
-
-/// The part of a message about files someone else changed meanwhile.
-fn left_note(root: &Root, left: &[String]) -> String {
-    if left.is_empty() {
-        return String::new();
-    }
-    format!(
-        "; {} changed after this run wrote it and was left as found (compare it with its saved copy)",
-        shown(root, left)
-    )
-}
-
-/// Paths inside the root as the host names them, for messages.
-fn shown(root: &Root, paths: &[String]) -> String {
-    paths
-        .iter()
-        .map(|p| root.path(p).display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// What a written file holds now: what the run wrote, what it held before, or neither.
-fn file_now(root: &Root, f: &FileStep) -> Result<FileNow> {
-    let now = root.read_optional(&f.path)?;
-    if f.written
-        .as_ref()
-        .is_some_and(|w| w.matches(now.as_deref()))
-    {
-        return Ok(FileNow::AsWritten);
-    }
-    let before = if f.existed {
-        root.read_optional(&f.backup)?
-    } else {
-        None
-    };
-    if now == before && (f.existed == now.is_some()) {
-        return Ok(FileNow::AsBefore);
-    }
-    // Not as written and not as before: someone else's change, unless the run's write was
-    // never recorded as done (then it is the run's own, and undone).
-    Ok(if f.written.is_some() {
-        FileNow::Changed
-    } else {
-        FileNow::AsWritten
-    })
-}
-
-/// Puts one file back byte for byte, with its old mode and owner (or removes it).
-fn restore(root: &Root, f: &FileStep) -> Result<()> {
-    if f.existed {
-        let bytes = root.read_optional(&f.backup)?.with_context(|| {
-            format!(
-                "the saved copy {} of {} is missing",
-                root.path(&f.backup).display(),
-                f.path
-            )
-        })?;
-        if root.read_optional(&f.path)?.as_deref() != Some(bytes.as_slice()) {
-            root.write_atomic(&f.path, &bytes, f.perms())
-                .with_context(|| format!("cannot restore {}", root.path(&f.path).display()))?;
-        }
-        Ok(())
-    } else {
-        root.remove_file(&f.path)
-    }
-}
-
-/// The run lock: held (flock) for the life of the value.
-#[derive(Debug)]
-pub struct RunLock(#[allow(dead_code)] File);
-
-/// Takes the run lock, waiting up to `wait` for another run to finish.
-pub fn lock(root: &Root, wait: Duration) -> Result<RunLock> {
-    root.ensure_dir(DIR, 0o700)?;
-    let path = root.path(LOCK);
-    let file = root.open_lock_file(LOCK)?;
-    let deadline = Instant::now() + wait;
-    let mut told = false;
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(RunLock(file)),
-            Err(TryLockError::WouldBlock) => {}
-            Err(TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("cannot lock {}", path.display()));
-            }
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "another docker-userns run holds {} and did not finish within {} s; try again when it is done",
-                path.display(),
-                wait.as_secs()
-            );
-        }
-        if !told {
-            tracing::warn!(
-                "another docker-userns run is in progress; waiting up to {} s",
-                wait.as_secs()
-            );
-            told = true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::shift;
     use std::os::unix::fs::MetadataExt;
+    use std::time::Duration;
 
     fn record(action: Action, was_active: bool, steps: Vec<Step>) -> Record {
         Record {
+            version: RECORD_VERSION,
             id: "1-1".into(),
             action,
             docker_was_active: was_active,
@@ -1690,12 +1125,36 @@ mod tests {
     }
 
     #[test]
+    fn a_record_of_a_later_format_is_refused_before_its_steps_are_read() {
+        let later = br#"{"version":3,"id":"1-1","action":"enable","steps":[{"step":"teleport"}]}"#;
+        let e = parse_record(later).unwrap_err().to_string();
+        assert!(
+            e.contains("format 3, written by a newer docker-userns"),
+            "{e}"
+        );
+        let (_d, root) = tree();
+        root.ensure_dir(DIR, 0o700).unwrap();
+        root.write_atomic(RECORD, later, Perms::root_owned(0o600))
+            .unwrap();
+        let e = format!("{:#}", Journal::load(&root).unwrap_err());
+        assert!(
+            e.contains("is not a valid journal") && e.contains("format 3"),
+            "{e}"
+        );
+        // What this version writes says its format.
+        let r = record(Action::Enable, true, Vec::new());
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(text.starts_with(r#"{"version":2,"#), "{text}");
+        assert_eq!(parse_record(text.as_bytes()).unwrap(), r);
+    }
+
+    #[test]
     fn a_record_of_an_earlier_version_reads_its_moves_as_not_complete() {
         let old = r#"{"id":"1-1","action":"enable","docker_was_active":true,"userns_before":false,
             "steps":[{"step":"restart-docker"},
                      {"step":"move-data-root","from":"/a","to":"/b"}]}"#;
-        let r: Record = serde_json::from_str(old).unwrap();
-        assert_eq!(r.repair, None);
+        let r = parse_record(old.as_bytes()).unwrap();
+        assert_eq!((r.version, r.repair.clone()), (1, None));
         assert!(!r.moves_complete());
         assert!(matches!(
             undo_plan(&r, &now(&[], true, Some(true)), Why::Interrupted),
