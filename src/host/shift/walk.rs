@@ -456,8 +456,9 @@ impl<'p> Walk<'p> {
     }
 
     /// Shifts one inode: ACL entries, then the owner, then what the chown cleared.
-    pub(super) fn inode(&mut self, node: Node<'_>, st: &Statx) -> Result<()> {
-        let map = self.map.expect("only called when shifting");
+    /// Classifies the inode's uid and gid, counting what is outside both ranges and naming
+    /// the first inode outside them and the first already done.
+    fn classify(&mut self, map: &Mapping, st: &Statx) -> (Class, Class) {
         let (cu, cg) = (map.uid().class(st.stx_uid), map.gid().class(st.stx_gid));
         let outside = u64::from(cu == Class::Outside) + u64::from(cg == Class::Outside);
         if outside > 0 && self.report.first_outside.is_none() {
@@ -468,32 +469,39 @@ impl<'p> Walk<'p> {
         }
         self.report.outside_ids += outside;
         self.report.outside_id_inodes += u64::from(outside > 0);
-        let ftype = FileType::from_raw_mode(u32::from(st.stx_mode));
-        let is_dir = ftype == FileType::Directory;
-        let mode = u32::from(st.stx_mode) & 0o7777;
-        if self.dry {
-            if map.into_host() && ftype != FileType::Symlink {
-                let mut caps = [0u8; 64];
-                let caps = match node.get(CAPS, &mut caps) {
-                    Ok(n) => Some(&caps[..n]),
-                    Err(Errno::NODATA | Errno::NOTSUP) => None,
-                    Err(e) => return Err(self.fail("cannot read the capability of", e)),
-                };
-                if let Some(p) = self.privilege(&map, st, (cu, cg), caps) {
-                    self.note_privileged(&p);
-                }
-            }
-            if matches!(cu, Class::Shift(_)) || matches!(cg, Class::Shift(_)) {
-                self.report.shifted += 1;
-            } else if cu == Class::Done || cg == Class::Done {
-                self.report.already_done += 1;
-            } else {
-                self.report.outside += 1;
-            }
-            return Ok(());
-        }
+        (cu, cg)
+    }
 
-        // Which of the xattrs that matter are there.
+    /// [`survey`](super::survey): counts the inode as the shift would, changing nothing.
+    fn survey_inode(
+        &mut self,
+        node: Node<'_>,
+        st: &Statx,
+        map: &Mapping,
+        (cu, cg): (Class, Class),
+    ) -> Result<()> {
+        let ftype = FileType::from_raw_mode(u32::from(st.stx_mode));
+        if map.into_host() && ftype != FileType::Symlink {
+            let mut caps = [0u8; 64];
+            let caps = self
+                .read_caps(node, &mut caps, Errno::NOTSUP)?
+                .map(|n| &caps[..n]);
+            if let Some(p) = self.privilege(map, st, (cu, cg), caps) {
+                self.note_privileged(&p);
+            }
+        }
+        if matches!(cu, Class::Shift(_)) || matches!(cg, Class::Shift(_)) {
+            self.report.shifted += 1;
+        } else if cu == Class::Done || cg == Class::Done {
+            self.report.already_done += 1;
+        } else {
+            self.report.outside += 1;
+        }
+        Ok(())
+    }
+
+    /// Which of the xattrs that matter the inode has: (capability, access ACL, default ACL).
+    fn xattrs_present(&mut self, node: Node<'_>) -> Result<(bool, bool, bool)> {
         let (mut has_caps, mut has_access, mut has_default) = (false, false, false);
         let len = match node.list(&mut self.xbuf) {
             Ok(n) => n,
@@ -505,16 +513,64 @@ impl<'p> Walk<'p> {
             has_access |= name == ACL_ACCESS.to_bytes();
             has_default |= name == ACL_DEFAULT.to_bytes();
         }
+        Ok((has_caps, has_access, has_default))
+    }
 
-        let mut caps = [0u8; 64];
-        let mut caps_len = None;
+    /// Reads the inode's capability into `buf`: its length, None when it has none (`NODATA`,
+    /// or `also_none`, e.g. `NOTSUP` where the filesystem keeps no xattrs).
+    fn read_caps(&self, node: Node<'_>, buf: &mut [u8], also_none: Errno) -> Result<Option<usize>> {
+        match node.get(CAPS, buf) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e == Errno::NODATA || e == also_none => Ok(None),
+            Err(e) => Err(self.fail("cannot read the capability of", e)),
+        }
+    }
+
+    /// Into host ids: refuses `p` unless asked to drop what it holds; then drops its
+    /// capability (`has_caps`) and setid bits before the chown.
+    fn drop_privilege(
+        &mut self,
+        node: Node<'_>,
+        p: &Privileged,
+        has_caps: bool,
+        is_dir: bool,
+        mode: u32,
+    ) -> Result<()> {
+        if !self.drop_privileged {
+            return Err(PrivilegedIntoHost(p.clone()).into());
+        }
+        self.note_privileged(p);
+        self.report.privileged_dropped = true;
         if has_caps {
-            match node.get(CAPS, &mut caps) {
-                Ok(n) => caps_len = Some(n),
-                Err(Errno::NODATA) => {}
-                Err(e) => return Err(self.fail("cannot read the capability of", e)),
+            match node.remove(CAPS) {
+                Ok(()) | Err(Errno::NODATA) => {}
+                Err(e) => return Err(self.fail("cannot remove the capability of", e)),
             }
         }
+        if !is_dir && mode & 0o6000 != 0 {
+            node.chmod(mode & !0o6000)
+                .map_err(|e| self.fail("cannot drop the setuid/setgid bits of", e))?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn inode(&mut self, node: Node<'_>, st: &Statx) -> Result<()> {
+        let map = self.map.expect("only called when shifting");
+        let (cu, cg) = self.classify(&map, st);
+        let ftype = FileType::from_raw_mode(u32::from(st.stx_mode));
+        let is_dir = ftype == FileType::Directory;
+        let mode = u32::from(st.stx_mode) & 0o7777;
+        if self.dry {
+            return self.survey_inode(node, st, &map, (cu, cg));
+        }
+
+        let (has_caps, has_access, has_default) = self.xattrs_present(node)?;
+        let mut caps = [0u8; 64];
+        let mut caps_len = if has_caps {
+            self.read_caps(node, &mut caps, Errno::NODATA)?
+        } else {
+            None
+        };
         let new_uid = map.uid().map(st.stx_uid);
         let new_gid = map.gid().map(st.stx_gid);
 
@@ -522,21 +578,7 @@ impl<'p> Walk<'p> {
         // of the inode changes, or dropped before the chown (never host-owned with it).
         let privileged = self.privilege(&map, st, (cu, cg), caps_len.map(|n| &caps[..n]));
         if let Some(p) = &privileged {
-            if !self.drop_privileged {
-                return Err(PrivilegedIntoHost(p.clone()).into());
-            }
-            self.note_privileged(p);
-            self.report.privileged_dropped = true;
-            if caps_len.take().is_some() {
-                match node.remove(CAPS) {
-                    Ok(()) | Err(Errno::NODATA) => {}
-                    Err(e) => return Err(self.fail("cannot remove the capability of", e)),
-                }
-            }
-            if !is_dir && mode & 0o6000 != 0 {
-                node.chmod(mode & !0o6000)
-                    .map_err(|e| self.fail("cannot drop the setuid/setgid bits of", e))?;
-            }
+            self.drop_privilege(node, p, caps_len.take().is_some(), is_dir, mode)?;
         }
 
         // ACL entries are shifted whatever the owner: a walk interrupted after a chown and
