@@ -332,10 +332,45 @@ pub fn scan(root: &Root) -> Result<UnitScan> {
 /// [`scan`] with the files systemd loaded the unit from (None: not known).
 pub fn scan_with(root: &Root, loaded: Option<&UnitFiles>) -> Result<UnitScan> {
     let mut scan = UnitScan::default();
-    let mut settings: Vec<(String, Setting)> = Vec::new();
+    let mut settings = read_unit_file(root, loaded, &mut scan)?;
+    // Drop-ins apply whenever the unit is not masked, also when no unit file exists yet: a
+    // drop-in prepared before docker is installed takes effect once it is.
+    if !scan.masked {
+        for abs in dropin_paths(root, loaded).values() {
+            if let Some(bytes) = root.read_optional(abs)? {
+                let text = String::from_utf8_lossy(&bytes);
+                settings.extend(parse_unit(&text).into_iter().map(|s| (abs.clone(), s)));
+                scan.dropins.push(abs.clone());
+            }
+        }
+    }
+    let (exec, mut env, mut env_files) = service_settings(settings);
+    if scan.unit_file.is_none() {
+        env_files.push(DEFAULT_FILE.to_string());
+    }
+    read_env_files(root, &env_files, &mut env)?;
+    if let Some((file, s)) = exec.last() {
+        effective_exec(&mut scan, file, s, &env);
+    }
+    find_remap_flags(&mut scan, &exec, &env);
+    Ok(scan)
+}
 
-    // systemd's own fragment first (a linked unit lives outside the search path), then the
-    // search path.
+/// A variable of the unit's environment: name, value, where it was set.
+type EnvVar = (String, String, Origin);
+
+/// The last definition of `name` (later ones override earlier ones).
+fn lookup<'e>(env: &'e [EnvVar], name: &str) -> Option<&'e EnvVar> {
+    env.iter().rev().find(|(k, _, _)| k == name)
+}
+
+/// Reads the unit file (systemd's own fragment first: a linked unit lives outside the search
+/// path; then the search path) into `scan` (`unit_file`, `masked`), returning its settings.
+fn read_unit_file(
+    root: &Root,
+    loaded: Option<&UnitFiles>,
+    scan: &mut UnitScan,
+) -> Result<Vec<(String, Setting)>> {
     let fragment = loaded
         .map(|l| l.fragment.clone())
         .filter(|f| f.starts_with('/') && f != "/dev/null");
@@ -351,18 +386,27 @@ pub fn scan_with(root: &Root, loaded: Option<&UnitFiles>) -> Result<UnitScan> {
             if target.as_os_str() == "/dev/null" {
                 scan.masked = true;
                 scan.unit_file = Some(abs);
-                break;
+                return Ok(Vec::new());
             }
         }
         if let Some(bytes) = root.read_optional(&abs)? {
             let text = String::from_utf8_lossy(&bytes);
-            settings.extend(parse_unit(&text).into_iter().map(|s| (abs.clone(), s)));
+            let settings = parse_unit(&text).into_iter().map(|s| (abs.clone(), s));
+            let settings = settings.collect();
             scan.unit_file = Some(abs);
-            break;
+            return Ok(settings);
         }
     }
+    Ok(Vec::new())
+}
 
-    // Drop-ins: one per file name, the highest-priority directory wins; applied by name.
+/// The drop-ins by file name, in the order systemd applies them: one per name, the
+/// highest-priority directory's; then what systemd loaded that the disk scan did not find (a
+/// directory outside the list), under its name.
+fn dropin_paths(
+    root: &Root,
+    loaded: Option<&UnitFiles>,
+) -> std::collections::BTreeMap<String, String> {
     let mut dropins: std::collections::BTreeMap<String, String> = Default::default();
     for dir in UNIT_DIRS.iter().rev() {
         let Ok(names) = root.read_dir_names(&format!("{dir}/{UNIT}.d")) else {
@@ -374,8 +418,6 @@ pub fn scan_with(root: &Root, loaded: Option<&UnitFiles>) -> Result<UnitScan> {
             }
         }
     }
-    // What systemd loaded and the disk scan did not find (a directory outside the list):
-    // under its name, so the order stays systemd's (by file name).
     for abs in loaded.map(|l| l.dropins.as_slice()).unwrap_or_default() {
         if let Some((_, name)) = abs.rsplit_once('/')
             && abs.starts_with('/')
@@ -386,20 +428,16 @@ pub fn scan_with(root: &Root, loaded: Option<&UnitFiles>) -> Result<UnitScan> {
                 .or_insert_with(|| abs.clone());
         }
     }
-    // Drop-ins apply whenever the unit is not masked, also when no unit file exists yet: a
-    // drop-in prepared before docker is installed takes effect once it is.
-    if !scan.masked {
-        for abs in dropins.values() {
-            if let Some(bytes) = root.read_optional(abs)? {
-                let text = String::from_utf8_lossy(&bytes);
-                settings.extend(parse_unit(&text).into_iter().map(|s| (abs.clone(), s)));
-                scan.dropins.push(abs.clone());
-            }
-        }
-    }
+    dropins
+}
 
+/// The `[Service]` settings that matter, applied in order (an empty value resets the list):
+/// the ExecStart lines, the Environment variables, the EnvironmentFile paths.
+fn service_settings(
+    settings: Vec<(String, Setting)>,
+) -> (Vec<(String, Setting)>, Vec<EnvVar>, Vec<String>) {
     let mut exec: Vec<(String, Setting)> = Vec::new();
-    let mut env: Vec<(String, String, Origin)> = Vec::new();
+    let mut env: Vec<EnvVar> = Vec::new();
     let mut env_files: Vec<String> = Vec::new();
     for (file, s) in settings.into_iter().filter(|(_, s)| s.section == "Service") {
         match s.key.as_str() {
@@ -422,68 +460,68 @@ pub fn scan_with(root: &Root, loaded: Option<&UnitFiles>) -> Result<UnitScan> {
             _ => {}
         }
     }
-    if scan.unit_file.is_none() {
-        env_files.push(DEFAULT_FILE.to_string());
-    }
-    // EnvironmentFile= values override Environment= ones, later files override earlier.
-    for f in &env_files {
-        if !f.starts_with('/') {
-            continue;
-        }
+    (exec, env, env_files)
+}
+
+/// Adds the variables of the environment files to `env`: EnvironmentFile= values override
+/// Environment= ones, later files override earlier.
+fn read_env_files(root: &Root, env_files: &[String], env: &mut Vec<EnvVar>) -> Result<()> {
+    for f in env_files.iter().filter(|f| f.starts_with('/')) {
         if let Some(bytes) = root.read_optional(f)? {
             for (k, v, line) in parse_env_file(&String::from_utf8_lossy(&bytes)) {
-                env.push((
-                    k,
-                    v,
-                    Origin {
-                        file: f.clone(),
-                        line,
-                    },
-                ));
+                let origin = Origin {
+                    file: f.clone(),
+                    line,
+                };
+                env.push((k, v, origin));
             }
         }
     }
-    let lookup = |name: &str| env.iter().rev().find(|(k, _, _)| k == name);
-    if let Some((file, s)) = exec.last() {
-        let value = |name: &str| lookup(name).map(|(_, v, _)| v.clone()).unwrap_or_default();
-        scan.exec_start = expand(&s.value, &value);
-        let line = Origin {
-            file: file.clone(),
-            line: s.line,
-        };
-        for w in split_words(&s.value) {
-            match w.strip_prefix('$').filter(|n| {
-                !n.starts_with('{') && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            }) {
-                Some(name) => {
-                    let n = split_words(&value(name)).len();
-                    let from = lookup(name).map_or(line.clone(), |(_, _, o)| o.clone());
-                    scan.word_origins.extend(std::iter::repeat_n(from, n));
-                }
-                None => scan.word_origins.push(line.clone()),
-            }
-        }
-        let words = &scan.exec_start;
-        let flag = words.iter().enumerate().find_map(|(i, w)| {
-            w.strip_prefix("--config-file=")
-                .map(str::to_string)
-                .or_else(|| {
-                    (w == "--config-file").then(|| words.get(i + 1).cloned().unwrap_or_default())
-                })
-        });
-        scan.config_file = flag.map(|f| {
-            (
-                f,
-                Origin {
-                    file: file.clone(),
-                    line: s.line,
-                },
-            )
-        });
-    }
+    Ok(())
+}
 
+/// The effective ExecStart (`s`, in `file`) into `scan`: its words with variables expanded,
+/// where each word comes from, and a `--config-file` given there.
+fn effective_exec(scan: &mut UnitScan, file: &str, s: &Setting, env: &[EnvVar]) {
+    let value = |name: &str| {
+        lookup(env, name)
+            .map(|(_, v, _)| v.clone())
+            .unwrap_or_default()
+    };
+    scan.exec_start = expand(&s.value, &value);
+    let line = Origin {
+        file: file.to_string(),
+        line: s.line,
+    };
+    for w in split_words(&s.value) {
+        match w.strip_prefix('$').filter(|n| {
+            !n.starts_with('{') && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        }) {
+            Some(name) => {
+                let n = split_words(&value(name)).len();
+                let from = lookup(env, name).map_or(line.clone(), |(_, _, o)| o.clone());
+                scan.word_origins.extend(std::iter::repeat_n(from, n));
+            }
+            None => scan.word_origins.push(line.clone()),
+        }
+    }
+    let words = &scan.exec_start;
+    let flag = words.iter().enumerate().find_map(|(i, w)| {
+        w.strip_prefix("--config-file=")
+            .map(str::to_string)
+            .or_else(|| {
+                (w == "--config-file").then(|| words.get(i + 1).cloned().unwrap_or_default())
+            })
+    });
+    scan.config_file = flag.map(|f| (f, line));
+}
+
+/// Every place a `--userns-remap` reaches dockerd from: an ExecStart line holding it, or the
+/// variable (set in the unit or an environment file) an ExecStart line expands that holds it.
+/// `DOCKER_OPTS` counts when no unit is found (an init script may read /etc/default/docker).
+fn find_remap_flags(scan: &mut UnitScan, exec: &[(String, Setting)], env: &[EnvVar]) {
     let mut refs: Vec<String> = Vec::new();
-    for (file, s) in &exec {
+    for (file, s) in exec {
         if split_words(&s.value).iter().any(|w| is_remap_flag(w)) {
             scan.remap_flags.push(Origin {
                 file: file.clone(),
@@ -498,13 +536,12 @@ pub fn scan_with(root: &Root, loaded: Option<&UnitFiles>) -> Result<UnitScan> {
     refs.sort();
     refs.dedup();
     for var in refs {
-        if let Some((_, value, origin)) = lookup(&var)
+        if let Some((_, value, origin)) = lookup(env, &var)
             && split_words(value).iter().any(|w| is_remap_flag(w))
         {
             scan.remap_flags.push(origin.clone());
         }
     }
-    Ok(scan)
 }
 
 #[cfg(test)]
