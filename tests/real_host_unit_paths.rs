@@ -1,11 +1,12 @@
 //! Where systemd finds docker.service's settings on a live host beyond /etc/systemd/system and
 //! /usr/lib/systemd/system (issue 21, item 6): a drop-in in /etc/systemd/system.control (the
 //! directory `systemctl set-property` writes) and one a generator makes at boot or reload in
-//! /run/systemd/generator. Each passes `--userns-remap` to dockerd; `plan` and `enable` must
-//! find the flag there and refuse before any write (exit 3, the file named, daemon.json,
-//! subuid, subgid, passwd and docker's InvocationID unchanged), as they do for the flag in
-//! /etc/systemd/system. Before, the tool looked at five fixed directories, wrote daemon.json,
-//! and dockerd refused to start with the flag and the key both set. On forky (docker 28).
+//! /run/systemd/generator. Each passes `--userns-remap=default` to dockerd; `plan` and `enable`
+//! must find the flag there, name the file and line, and keep it: the flag names the user they
+//! would configure, so nothing is written (no daemon.json, subuid, subgid, passwd and docker's
+//! InvocationID unchanged), as for the flag in /etc/systemd/system. Before, the tool looked at
+//! five fixed directories, planned to write "userns-remap" into daemon.json beside the flag,
+//! and dockerd refuses to start with both. On forky (docker 28).
 //! Needs root; fails, never skips.
 
 #[path = "testhost/mod.rs"]
@@ -25,8 +26,10 @@ fn snapshot(host: &Host) -> [Option<String>; 5] {
     ]
 }
 
-/// With docker running remapped by the flag in `file`: plan and enable refuse, naming it.
-fn refused(host: &Host, file: &str) {
+/// With docker running remapped by the flag in `file`: plan and enable find it there, keep
+/// it (it names the user they would configure) and write nothing: daemon.json gets no
+/// "userns-remap" beside the flag, which dockerd would refuse to start with.
+fn found(host: &Host, file: &str) {
     assert!(
         host.ok("docker info --format '{{json .SecurityOptions}}'")
             .contains("name=userns"),
@@ -35,15 +38,19 @@ fn refused(host: &Host, file: &str) {
     let before = snapshot(host);
     for cmd in ["plan", "enable --yes"] {
         let out = host.sh(&format!("docker-userns {cmd}"));
-        assert_eq!(out.code, 3, "{file}: {cmd}: {out}");
-        for want in ["already gets --userns-remap as a command-line flag", file] {
+        assert_eq!(out.code, 0, "{file}: {cmd}: {out}");
+        for want in [
+            format!("--userns-remap at {file}:3 names the user"),
+            "/etc/docker/daemon.json stays without \"userns-remap\"".to_string(),
+        ] {
             assert!(
-                out.stderr.contains(want),
+                out.stdout.contains(&want),
                 "{file}: {cmd}: no {want:?}: {out}"
             );
         }
         assert_eq!(snapshot(host), before, "{file}: {cmd} changed the host");
     }
+    assert_eq!(before[0], None, "{file}: daemon.json was written");
 }
 
 #[test]
@@ -61,7 +68,7 @@ fn a_remap_flag_in_system_control_or_from_a_generator_is_found_before_any_write(
         host.ok("systemctl show -P DropInPaths docker.service")
             .contains(control)
     );
-    refused(&host, control);
+    found(&host, control);
     host.ok(&format!(
         "rm {control} && systemctl daemon-reload && systemctl restart docker"
     ));
@@ -76,7 +83,7 @@ fn a_remap_flag_in_system_control_or_from_a_generator_is_found_before_any_write(
     host.ok(
         "chmod 0755 /etc/systemd/system-generators/remap-gen && systemctl daemon-reload && systemctl reset-failed docker.service && systemctl restart docker",
     );
-    refused(&host, "/run/systemd/generator/docker.service.d/50-gen.conf");
+    found(&host, "/run/systemd/generator/docker.service.d/50-gen.conf");
     host.ok(
         "rm /etc/systemd/system-generators/remap-gen && systemctl daemon-reload && systemctl reset-failed docker.service && systemctl restart docker",
     );
