@@ -141,3 +141,73 @@ fn useradd_is_not_run_where_a_link_leads_it_out_of_the_tree() {
     let subuid = fs::read_to_string(inside(&t, &host.path().join("etc/subuid"))).unwrap();
     assert!(subuid.contains("dockremap:"), "{subuid}");
 }
+
+/// A data root to shift that is an absolute symlink in the tree (as a mounted image has them)
+/// is the tree's directory, not the host's: the walk opens it beneath the root
+/// (`Root::open_dir`) and works through fds from there, so it counts, surveys and shifts the
+/// tree's copy and never the host's. Before, the walk was handed `root.path(..)` and resolved
+/// it with the host's own rules: an absolute link led to the host's directory.
+#[test]
+fn a_data_root_that_is_an_absolute_link_is_walked_inside_the_tree() {
+    use docker_userns::host::root::Root;
+    use docker_userns::host::shift::{self, IdShift, Mapping};
+    use std::os::unix::fs::{MetadataExt, lchown};
+
+    let t = tempfile::tempdir().unwrap();
+    let host_side = tempfile::tempdir().unwrap();
+    // Outside the tree, where the link points when resolved on the host: owned by the source
+    // range, so a walk there would change it.
+    fs::write(host_side.path().join("secret"), b"host").unwrap();
+    lchown(
+        host_side.path().join("secret"),
+        Some(100_007),
+        Some(100_007),
+    )
+    .unwrap();
+    // Inside the tree: the same absolute path, with a file of its own.
+    let mirror = t.path().join(host_side.path().strip_prefix("/").unwrap());
+    fs::create_dir_all(&mirror).unwrap();
+    fs::write(mirror.join("mine"), b"tree").unwrap();
+    lchown(mirror.join("mine"), Some(100_001), Some(100_001)).unwrap();
+    fs::create_dir_all(t.path().join("var/lib/docker")).unwrap();
+    symlink(
+        host_side.path(),
+        t.path().join("var/lib/docker/100000.100000"),
+    )
+    .unwrap();
+
+    let root = Root::new(t.path()).unwrap();
+    let dir = root.open_dir("/var/lib/docker/100000.100000").unwrap();
+    assert!(
+        dir.shown().starts_with(t.path()),
+        "{}",
+        dir.shown().display()
+    );
+    assert_eq!(
+        shift::count(&dir).unwrap(),
+        2,
+        "the tree's directory and its file"
+    );
+    let s = |from, to| IdShift {
+        from,
+        to,
+        count: 65_536,
+    };
+    let map = Mapping::new(s(100_000, 300_000), s(100_000, 300_000)).unwrap();
+    let log = t.path().join("shift.log");
+    let r = shift::shift_tree(&dir, &map, &log, &mut |_| {
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(r.shifted, 1, "{r:?}");
+    let owner = |p: &Path| {
+        let m = fs::symlink_metadata(p).unwrap();
+        (m.uid(), m.gid())
+    };
+    assert_eq!(owner(&mirror.join("mine")), (300_001, 300_001));
+    assert_eq!(
+        owner(&host_side.path().join("secret")),
+        (100_007, 100_007),
+        "the host's directory was walked"
+    );
+}

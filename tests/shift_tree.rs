@@ -14,7 +14,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, lchown, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use docker_userns::host::shift::{self, IdShift, Mapping, PROGRESS_EVERY, Report};
+use docker_userns::host::root::Root;
+use docker_userns::host::shift::{self, IdShift, Mapping, OpenDir, PROGRESS_EVERY, Report};
 use rustix::fs::{self as rfs, XattrFlags};
 
 const CAPS: &str = "security.capability";
@@ -236,7 +237,7 @@ fn snapshot(top: &Path) -> BTreeMap<PathBuf, Entry> {
 }
 
 fn run(top: &Path, m: &Mapping, log: &Path) -> Report {
-    shift::shift_tree(top, m, log, &mut |_| ControlFlow::Continue(())).unwrap()
+    shift::shift_tree(&dir(top), m, log, &mut |_| ControlFlow::Continue(())).unwrap()
 }
 
 #[test]
@@ -249,7 +250,7 @@ fn a_tree_is_shifted_exactly_and_back() {
     build(&top, &outside);
     let log = t.path().join("shift.log");
     let before = snapshot(&top);
-    assert_eq!(shift::count(&top).unwrap(), BUILT);
+    assert_eq!(shift::count(&dir(&top)).unwrap(), BUILT);
     assert_eq!(snapshot(&top), before, "count changes nothing");
 
     let r = run(&top, &map(), &log);
@@ -378,7 +379,7 @@ fn an_interrupted_walk_resumed_ends_like_an_uninterrupted_one() {
 
     // Stopped at the first progress call, then again at the second, then finished.
     for stop_at in [PROGRESS_EVERY, 2 * PROGRESS_EVERY] {
-        let err = shift::shift_tree(&b, &map(), &log, &mut |n| {
+        let err = shift::shift_tree(&dir(&b), &map(), &log, &mut |n| {
             if n >= stop_at {
                 ControlFlow::Break(())
             } else {
@@ -392,7 +393,7 @@ fn an_interrupted_walk_resumed_ends_like_an_uninterrupted_one() {
         );
     }
     let mut calls = Vec::new();
-    let rest = shift::shift_tree(&b, &map(), &log, &mut |n| {
+    let rest = shift::shift_tree(&dir(&b), &map(), &log, &mut |n| {
         calls.push(n);
         ControlFlow::Continue(())
     })
@@ -448,7 +449,7 @@ fn mounts_below_the_top_are_reported_and_not_entered() {
     let _m2 = mount(&["--bind", src.to_str().unwrap()], &bind);
 
     let log = t.path().join("shift.log");
-    assert_eq!(shift::count(&top).unwrap(), 2, "the top and plain");
+    assert_eq!(shift::count(&dir(&top)).unwrap(), 2, "the top and plain");
     let r = run(&top, &map(), &log);
     assert_eq!((r.inodes, r.shifted), (2, 2), "{r:?}");
     let mut other = r.other_filesystems.clone();
@@ -474,21 +475,19 @@ fn odd_input_is_an_error_naming_the_path() {
     let t = tempdir();
     let log = t.path().join("shift.log");
     let missing = t.path().join("missing");
-    let err =
-        shift::shift_tree(&missing, &map(), &log, &mut |_| ControlFlow::Continue(())).unwrap_err();
+    let err = try_dir(&missing).unwrap_err();
     assert!(format!("{err:#}").contains("missing"), "{err:#}");
     let file = t.path().join("file");
     fs::write(&file, b"").unwrap();
-    let err =
-        shift::shift_tree(&file, &map(), &log, &mut |_| ControlFlow::Continue(())).unwrap_err();
+    let err = try_dir(&file).unwrap_err();
     assert!(format!("{err:#}").contains("file"), "{err:#}");
     // A log that is not a shift log is refused, naming it. (A malformed ACL cannot be written
     // to test with: the kernel refuses it; the unit tests feed one to the parser.)
     fs::write(&log, b"something else\n").unwrap();
     let top = t.path().join("tree");
     fs::create_dir(&top).unwrap();
-    let err =
-        shift::shift_tree(&top, &map(), &log, &mut |_| ControlFlow::Continue(())).unwrap_err();
+    let err = shift::shift_tree(&dir(&top), &map(), &log, &mut |_| ControlFlow::Continue(()))
+        .unwrap_err();
     assert!(format!("{err:#}").contains("shift.log"), "{err:#}");
 }
 
@@ -558,7 +557,7 @@ fn into_host_ids_setid_bits_and_capabilities_are_refused_or_dropped_never_kept()
     let m = to_host();
     assert!(m.into_host() && !m.reverse().into_host());
     let before = snapshot(&top);
-    let r = shift::survey(&top, &m).unwrap();
+    let r = shift::survey(&dir(&top), &m).unwrap();
     assert_eq!(r.privileged, 4, "{r:?}");
     let mut named: Vec<_> = r
         .privileged_paths
@@ -583,7 +582,8 @@ fn into_host_ids_setid_bits_and_capabilities_are_refused_or_dropped_never_kept()
     assert_eq!(snapshot(&top), before, "survey changed something");
 
     // Without being asked to drop them: refused, the inode untouched, nothing armed.
-    let err = shift::shift_tree(&top, &m, &log, &mut |_| ControlFlow::Continue(())).unwrap_err();
+    let err =
+        shift::shift_tree(&dir(&top), &m, &log, &mut |_| ControlFlow::Continue(())).unwrap_err();
     let refused = err
         .downcast_ref::<shift::PrivilegedIntoHost>()
         .unwrap_or_else(|| panic!("{err:#}"));
@@ -596,7 +596,8 @@ fn into_host_ids_setid_bits_and_capabilities_are_refused_or_dropped_never_kept()
     nothing_armed_for_the_host(&top);
 
     // Dropped when asked, and named.
-    let r = shift::shift_tree_dropping(&top, &m, &log, &mut |_| ControlFlow::Continue(())).unwrap();
+    let r = shift::shift_tree_dropping(&dir(&top), &m, &log, &mut |_| ControlFlow::Continue(()))
+        .unwrap();
     assert_eq!((r.privileged, r.privileged_dropped), (4, true), "{r:?}");
     nothing_armed_for_the_host(&top);
     let after = snapshot(&top);
@@ -646,7 +647,7 @@ fn ids_outside_the_mapping_are_counted_per_inode() {
     // "3 id(s) on 2 inode(s)" (one of them has both ids outside).
     file(&top.join("half"), 70_000, 100_000, 0o644);
     file(&top.join("both"), 70_000, 70_001, 0o644);
-    let r = shift::survey(&top, &map()).unwrap();
+    let r = shift::survey(&dir(&top), &map()).unwrap();
     assert_eq!(
         (r.outside_ids, r.outside_id_inodes, r.outside),
         (3, 2, 1),
@@ -768,7 +769,7 @@ fn deep_walk_with_256_fds() {
     let l = rustix::process::getrlimit(rustix::process::Resource::Nofile);
     assert_eq!((l.current, l.maximum), (Some(128), Some(256)));
     let log = top.with_extension("log");
-    let r = shift::shift_tree(&top, &map(), &log, &mut |_| ControlFlow::Continue(()))
+    let r = shift::shift_tree(&dir(&top), &map(), &log, &mut |_| ControlFlow::Continue(()))
         .unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(
         (r.inodes, r.shifted, r.setid_restored),
@@ -784,7 +785,7 @@ fn a_tree_deeper_than_the_cap_is_refused_by_the_survey() {
     let t = tempdir();
     let top = t.path().join("deeper");
     chain(&top, shift::MAX_DEPTH + 1);
-    let err = shift::survey(&top, &map()).unwrap_err();
+    let err = shift::survey(&dir(&top), &map()).unwrap_err();
     let deep = err
         .downcast_ref::<shift::TooDeep>()
         .unwrap_or_else(|| panic!("{err:#}"));
@@ -796,8 +797,17 @@ fn a_tree_deeper_than_the_cap_is_refused_by_the_survey() {
     // At the cap it is walked.
     let top2 = t.path().join("at-cap");
     chain(&top2, shift::MAX_DEPTH);
-    let r = shift::survey(&top2, &map()).unwrap();
+    let r = shift::survey(&dir(&top2), &map()).unwrap();
     assert_eq!(r.shifted, 2 * shift::MAX_DEPTH as u64 + 1);
     rm_rf(&top);
     rm_rf(&top2);
+}
+
+/// The directory at `p` (a path on this machine), opened as the tool opens one.
+fn try_dir(p: &Path) -> anyhow::Result<OpenDir> {
+    Root::new(Path::new("/"))?.open_dir(p.to_str().expect("a UTF-8 temporary path"))
+}
+
+fn dir(p: &Path) -> OpenDir {
+    try_dir(p).unwrap()
 }

@@ -315,10 +315,19 @@ pub fn shift(
         if !real.is_dir() {
             return Err(Conflict::new(format!("{} is not a directory", real.display())).into());
         }
-        if let Some(why) = refusal(&real, &protected) {
+        let abs = real.to_str().ok_or_else(|| {
+            Usage(format!(
+                "{} is not valid UTF-8: shift cannot name it",
+                real.display()
+            ))
+        })?;
+        // Opened once: the checks below and the walk are of what was opened, whatever is
+        // renamed or relinked meanwhile.
+        let dir = root.open_dir(abs)?;
+        if let Some(why) = refusal(dir.shown(), &protected) {
             return Err(Conflict::new(format!("{why}; nothing was changed")).into());
         }
-        dirs.push(real);
+        dirs.push(dir);
     }
     let _lock = if dry_run {
         None
@@ -338,7 +347,8 @@ pub fn shift(
         ))
     };
     let mut roots = Vec::new();
-    for d in &dirs {
+    for dir in &dirs {
+        let d = dir.shown();
         let log = log_of(d);
         match shift::left_log(&log, &map)? {
             LeftLog::None | LeftLog::Same => {}
@@ -360,7 +370,7 @@ pub fn shift(
                 .into());
             }
         }
-        let r = match shift::survey(d, &map) {
+        let r = match shift::survey(dir, &map) {
             Ok(r) => r,
             Err(e) if e.downcast_ref::<shift::TooDeep>().is_some() => {
                 return Err(Conflict::new(format!("{e:#}; nothing was changed")).into());
@@ -404,8 +414,8 @@ pub fn shift(
     if !dry_run {
         root.ensure_dir(journal::DIR, 0o700)?;
         let tty = std::io::stderr().is_terminal();
-        for s in &mut roots {
-            let d = Path::new(&s.path);
+        for (s, dir) in roots.iter_mut().zip(&dirs) {
+            let d = dir.shown();
             let log = log_of(d);
             let total = s.report.inodes;
             let mut progress = |n| {
@@ -418,9 +428,9 @@ pub fn shift(
                 ControlFlow::Continue(())
             };
             let r = if drop_setid_and_caps {
-                shift::shift_tree_dropping(d, &map, &log, &mut progress)
+                shift::shift_tree_dropping(dir, &map, &log, &mut progress)
             } else {
-                shift::shift_tree(d, &map, &log, &mut progress)
+                shift::shift_tree(dir, &map, &log, &mut progress)
             };
             s.report = r.with_context(|| {
                 format!(

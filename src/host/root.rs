@@ -62,6 +62,27 @@ impl Perms {
     }
 }
 
+/// A directory opened beneath a root ([`Root::open_dir`]): an fd to walk from, and the path
+/// the host knows it by, which is for messages only (nothing opens it again by that name).
+#[derive(Debug)]
+pub struct OpenDir {
+    fd: OwnedFd,
+    shown: PathBuf,
+}
+
+impl OpenDir {
+    /// The directory's fd.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.fd.as_fd()
+    }
+
+    /// Where it is, for messages.
+    pub fn shown(&self) -> &Path {
+        &self.shown
+    }
+}
+
 impl Root {
     /// Opens `dir` as the root. `/` (after resolving links) is the live host.
     pub fn new(dir: &Path) -> Result<Root> {
@@ -415,6 +436,21 @@ impl Root {
             );
         }
         Ok(real)
+    }
+
+    /// Opens the directory `abs` beneath the root (every component resolved there, as
+    /// [`Root::open_read`] does) for a walk that works through fds from then on: nothing below
+    /// it is looked up by a path from the root again, so no symlink or `..` met later leads
+    /// out of it.
+    pub fn open_dir(&self, abs: &str) -> Result<OpenDir> {
+        let ctx = || format!("cannot open the directory {}", self.path(abs).display());
+        let fd = self
+            .open_in(abs, OFlags::RDONLY | OFlags::DIRECTORY)
+            .with_context(ctx)?;
+        // What was really opened, for messages: the fd's own path when /proc tells it.
+        let shown = fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .unwrap_or_else(|_| self.path(abs));
+        Ok(OpenDir { fd, shown })
     }
 
     /// Opens (creating it 0600 if missing, never truncating, never following a link there) a

@@ -870,7 +870,7 @@ pub fn carry_volume(
     if !src.is_dir() {
         bail!("its data {} is not there", src.display());
     }
-    let r = shift::survey(src, map)?;
+    let r = shift::survey(&root.open_dir(&vol.mountpoint)?, map)?;
     if r.outside_ids > 0 {
         bail!(
             "{} id(s) under {} (e.g. {}) lie outside what the new mapping expresses; nothing of it was created: change those owners, or create the volume again by hand",
@@ -928,7 +928,11 @@ pub fn carry_volume(
         crate::run::journal::DIR,
         crate::run::journal::fingerprint(vol.name.as_bytes())
     ));
-    shift::shift_tree(&stage, map, &log, &mut |_| {
+    let stage_dir = stage
+        .to_str()
+        .context("the staging path is not UTF-8")
+        .and_then(|s| root.open_dir(s))?;
+    shift::shift_tree(&stage_dir, map, &log, &mut |_| {
         std::ops::ControlFlow::Continue(())
     })
     .with_context(|| format!("cannot shift the owners of the copy {}", stage.display()))?;

@@ -581,7 +581,7 @@ fn repair_preview(root: &Root, r: &Repair) -> Result<String> {
             from.display()
         ));
     }
-    let inodes = shift::count(&from)
+    let inodes = shift::count(&root.open_dir(&r.from)?)
         .with_context(|| format!("cannot count the inodes below {}", from.display()))?;
     Ok(format!(
         "--repair stops docker, renames {} to {} and shifts the owners of its {inodes} inodes from uids {}.. / gids {}.. to {}.. / {}.., then starts docker and health-gates it",
@@ -922,7 +922,7 @@ fn repair_check(
         .into());
     }
     let map = repair_shift(r)?.mapping()?;
-    let survey = shift::survey(&from, &map).map_err(|e| {
+    let survey = root.open_dir(&r.from).and_then(|d| shift::survey(&d, &map)).map_err(|e| {
         Conflict::new(format!(
             "--repair must walk the whole tree below {} before it stops docker, and cannot: {e:#}; nothing was changed and docker still runs. Remove or move away what cannot be walked (a container can make it in a volume, e.g. a directory nested too deep), then run --repair again",
             from.display()
@@ -1042,7 +1042,7 @@ fn held_outside(root: &Root, docker: &Docker, r: &Repair, planning: bool) -> Vec
             }
             continue;
         }
-        match shift::survey(&path, &map) {
+        match root.open_dir(&dir).and_then(|d| shift::survey(&d, &map)) {
             Ok(rep) if rep.shifted > 0 => found.push((dir, vec![by], rep.shifted)),
             Ok(_) => {}
             Err(e) => found.push((dir, vec![format!("{by}; not surveyed: {e:#}")], 0)),
@@ -1092,7 +1092,8 @@ fn move_data_root(root: &Root, journal: &mut Journal, r: &Repair, total: u64) ->
     journal.shift_owners(root, &r.to, &r.from, owner_shift, SHIFT_LOG)?;
     failpoint::hit("repair:before-shift")?;
     let tty = std::io::stderr().is_terminal();
-    let report = shift::shift_tree(&to, &mapping, &root.path(SHIFT_LOG), &mut |n| {
+    let to_dir = root.open_dir(&r.to)?;
+    let report = shift::shift_tree(&to_dir, &mapping, &root.path(SHIFT_LOG), &mut |n| {
         if tty {
             eprint!(
                 "\rshifting owners below {}: {n}/{total} inodes",

@@ -43,6 +43,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 pub use crate::formats::id_shift::{IdShift, Mapping};
+pub use crate::host::root::OpenDir;
 use log::Log;
 pub use log::{LeftLog, left_log};
 use walk::Walk;
@@ -160,7 +161,7 @@ pub struct Interrupted(pub PathBuf);
 
 /// Counts the inodes below `dir` (`dir` included) on its filesystem, hard links once: the
 /// total for progress and for "how many inodes" messages. Changes nothing.
-pub fn count(dir: &Path) -> Result<u64> {
+pub fn count(dir: &OpenDir) -> Result<u64> {
     let mut progress = |_| ControlFlow::Continue(());
     let mut walk = Walk::new(dir, None, &mut progress)?;
     walk.run()?;
@@ -169,7 +170,7 @@ pub fn count(dir: &Path) -> Result<u64> {
 
 /// What [`shift_tree`] would do to the owners below `dir`, changing nothing: the same walk,
 /// each inode classified (`shifted` counts those it would shift).
-pub fn survey(dir: &Path, map: &Mapping) -> Result<Report> {
+pub fn survey(dir: &OpenDir, map: &Mapping) -> Result<Report> {
     let mut progress = |_| ControlFlow::Continue(());
     let mut walk = Walk::new(dir, Some(map), &mut progress)?;
     walk.dry = true;
@@ -187,7 +188,7 @@ pub fn survey(dir: &Path, map: &Mapping) -> Result<Report> {
 /// first inode whose setuid/setgid bit or capability would become valid for host ids, before
 /// changing it (run [`survey`] first to refuse before anything changes).
 pub fn shift_tree(
-    dir: &Path,
+    dir: &OpenDir,
     map: &Mapping,
     log: &Path,
     progress: &mut dyn FnMut(u64) -> ControlFlow<()>,
@@ -199,7 +200,7 @@ pub fn shift_tree(
 /// capability of the inodes [`survey`] counts in [`Report::privileged`] (bits and capability
 /// first, then the chown) and names them in the report.
 pub fn shift_tree_dropping(
-    dir: &Path,
+    dir: &OpenDir,
     map: &Mapping,
     log: &Path,
     progress: &mut dyn FnMut(u64) -> ControlFlow<()>,
@@ -208,20 +209,20 @@ pub fn shift_tree_dropping(
 }
 
 fn shift(
-    dir: &Path,
+    dir: &OpenDir,
     map: &Mapping,
     log: &Path,
     drop_privileged: bool,
     progress: &mut dyn FnMut(u64) -> ControlFlow<()>,
 ) -> Result<Report> {
-    let top = fs::canonicalize(dir).with_context(|| format!("cannot open {}", dir.display()))?;
+    let top = dir.shown();
     let log_dir = log
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let log_dir = fs::canonicalize(log_dir)
         .with_context(|| format!("cannot use {} as the shift log", log.display()))?;
-    if log_dir.starts_with(&top) {
+    if log_dir.starts_with(top) {
         bail!(
             "the shift log {} must not be inside the tree it shifts ({})",
             log.display(),
@@ -276,6 +277,14 @@ pub fn raise_nofile_limit() {
 
 #[cfg(test)]
 mod tests {
+    /// The directory at `p`, opened as the tool opens one.
+    fn dir(p: &Path) -> OpenDir {
+        crate::host::root::Root::new(Path::new("/"))
+            .unwrap()
+            .open_dir(p.to_str().unwrap())
+            .unwrap()
+    }
+
     use super::log::*;
     use super::node::FORCE_PROC_PATH;
     use super::walk::*;
@@ -339,7 +348,8 @@ mod tests {
         // The top is chowned as it is met; the file is logged and chowned in the batch at the
         // end: crash right after that chown.
         CRASH_AFTER_CHOWNS.set(Some(1));
-        let err = shift_tree(&tree, &m, &log, &mut |_| ControlFlow::Continue(())).unwrap_err();
+        let err =
+            shift_tree(&dir(&tree), &m, &log, &mut |_| ControlFlow::Continue(())).unwrap_err();
         assert!(format!("{err:#}").contains("failpoint"), "{err:#}");
         let meta = fs::symlink_metadata(&f).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (300_001, 400_002));
@@ -351,7 +361,7 @@ mod tests {
         let text = fs::read_to_string(&log).unwrap();
         assert!(text.contains("6755 "), "{text}");
 
-        let r = shift_tree(&tree, &m, &log, &mut |_| ControlFlow::Continue(())).unwrap();
+        let r = shift_tree(&dir(&tree), &m, &log, &mut |_| ControlFlow::Continue(())).unwrap();
         assert_eq!(r.log_replayed, 1);
         assert_eq!((r.inodes, r.already_done, r.shifted), (2, 2, 0));
         let meta = fs::symlink_metadata(&f).unwrap();
@@ -416,20 +426,35 @@ mod tests {
             let files = setid_tree(&tree);
             let log = t.path().join("shift.log");
             CRASH_AFTER_CHOWNS.set(Some(crash_after));
-            let err =
-                shift_tree(&tree, &map(), &log, &mut |_| ControlFlow::Continue(())).unwrap_err();
+            let err = shift_tree(
+                &dir(&tree),
+                &map(),
+                &log,
+                &mut |_| ControlFlow::Continue(()),
+            )
+            .unwrap_err();
             assert!(format!("{err:#}").contains("failpoint"), "{err:#}");
             assert!(log.exists());
-            let r = shift_tree(&tree, &map(), &log, &mut |_| ControlFlow::Continue(()))
-                .unwrap_or_else(|e| panic!("resume after {crash_after} chowns: {e:#}"));
+            let r = shift_tree(
+                &dir(&tree),
+                &map(),
+                &log,
+                &mut |_| ControlFlow::Continue(()),
+            )
+            .unwrap_or_else(|e| panic!("resume after {crash_after} chowns: {e:#}"));
             // Every logged entry whose chown happened is put back (a batch stays in the log
             // until the walk completes).
             assert_eq!(r.log_replayed, crash_after, "{r:?}");
             assert!(!log.exists());
             check_shifted(&files);
             // And a walk after that finds everything done.
-            let again =
-                shift_tree(&tree, &map(), &log, &mut |_| ControlFlow::Continue(())).unwrap();
+            let again = shift_tree(
+                &dir(&tree),
+                &map(),
+                &log,
+                &mut |_| ControlFlow::Continue(()),
+            )
+            .unwrap();
             assert_eq!((again.shifted, again.log_replayed), (0, 0), "{again:?}");
         }
     }
@@ -443,7 +468,13 @@ mod tests {
         let log = t.path().join("shift.log");
         // What the old walk wrote: an entry below a file.
         fs::write(&log, Log::header(&map()) + "4755 - d/file/f3\n").unwrap();
-        let err = shift_tree(&tree, &map(), &log, &mut |_| ControlFlow::Continue(())).unwrap_err();
+        let err = shift_tree(
+            &dir(&tree),
+            &map(),
+            &log,
+            &mut |_| ControlFlow::Continue(()),
+        )
+        .unwrap_err();
         let msg = format!("{err:#}");
         assert!(
             msg.contains("move it away") && msg.contains("does not fit"),
@@ -453,7 +484,13 @@ mod tests {
         fs::write(&log, Log::header(&map()) + "garbage\n").unwrap();
         let msg = format!(
             "{:#}",
-            shift_tree(&tree, &map(), &log, &mut |_| ControlFlow::Continue(())).unwrap_err()
+            shift_tree(
+                &dir(&tree),
+                &map(),
+                &log,
+                &mut |_| ControlFlow::Continue(())
+            )
+            .unwrap_err()
         );
         assert!(
             msg.contains("move it away") && msg.contains("bad line"),
@@ -485,7 +522,7 @@ mod tests {
         ]);
         rfs::setxattr(&f, ACL_ACCESS, &a, rfs::XattrFlags::empty()).unwrap();
         FORCE_PROC_PATH.set(true);
-        let r = shift_tree(&tree, &map(), &t.path().join("log"), &mut |_| {
+        let r = shift_tree(&dir(&tree), &map(), &t.path().join("log"), &mut |_| {
             ControlFlow::Continue(())
         });
         FORCE_PROC_PATH.set(false);
@@ -503,11 +540,19 @@ mod tests {
         fs::create_dir(&tree).unwrap();
         let log = t.path().join("shift.log");
         fs::write(&log, Log::header(&map().reverse()) + "4755 - a\n").unwrap();
-        let err = shift_tree(&tree, &map(), &log, &mut |_| ControlFlow::Continue(())).unwrap_err();
+        let err = shift_tree(
+            &dir(&tree),
+            &map(),
+            &log,
+            &mut |_| ControlFlow::Continue(()),
+        )
+        .unwrap_err();
         assert!(format!("{err:#}").contains("another shift"), "{err:#}");
         let inside = tree.join("shift.log");
-        let err =
-            shift_tree(&tree, &map(), &inside, &mut |_| ControlFlow::Continue(())).unwrap_err();
+        let err = shift_tree(&dir(&tree), &map(), &inside, &mut |_| {
+            ControlFlow::Continue(())
+        })
+        .unwrap_err();
         assert!(format!("{err:#}").contains("must not be inside"), "{err:#}");
     }
 }

@@ -3,12 +3,11 @@
 
 use std::collections::HashSet;
 use std::ffi::{CStr, CString, OsStr};
-use std::fs;
 use std::mem::MaybeUninit;
 use std::ops::ControlFlow;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, RawDir, Statx, StatxFlags};
@@ -22,6 +21,7 @@ use super::{
 };
 use crate::formats::id_shift::{Class, Mapping};
 use crate::formats::xattr::{ACL_ACCESS, ACL_DEFAULT, CAPS, caps_rootid, shift_acl, shift_caps};
+use crate::host::root::OpenDir;
 
 /// `statx` fields the walk reads.
 pub(super) const WANT: StatxFlags = StatxFlags::TYPE
@@ -121,16 +121,18 @@ pub(super) struct Walk<'p> {
 
 impl<'p> Walk<'p> {
     pub(super) fn new(
-        dir: &Path,
+        dir: &OpenDir,
         map: Option<&Mapping>,
         progress: &'p mut dyn FnMut(u64) -> ControlFlow<()>,
     ) -> Result<Walk<'p>> {
         raise_nofile_limit();
-        let top =
-            fs::canonicalize(dir).with_context(|| format!("cannot open {}", dir.display()))?;
-        let top_fd = rfs::open(
-            &top,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        let top = dir.shown().to_path_buf();
+        // Opened again through its fd (not dup'ed): a walk of its own reads the directory
+        // from its start, whatever another walk of the same `OpenDir` read before.
+        let top_fd = rfs::openat(
+            dir.fd(),
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
         .with_context(|| format!("cannot open the directory {}", top.display()))?;

@@ -955,7 +955,7 @@ mod tests {
         let log = format!("{DIR}/shift.log");
         j.shift_owners(root, to, from, s, &log).unwrap();
         shift::shift_tree(
-            &root.path(to),
+            &root.open_dir(to).unwrap(),
             &s.mapping().unwrap(),
             &root.path(&log),
             &mut |_| std::ops::ControlFlow::Continue(()),

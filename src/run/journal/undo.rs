@@ -20,9 +20,8 @@ pub(super) fn unshift(
 ) -> Result<()> {
     let here = [dir, old_dir]
         .into_iter()
-        .map(|d| root.path(d))
-        .find(|p| p.is_dir());
-    let Some(tree) = here else {
+        .find(|d| root.metadata(d).ok().flatten().is_some_and(|m| m.is_dir()));
+    let Some(tree) = here.map(|d| root.open_dir(d)).transpose()? else {
         // The shift step was recorded, the rename it follows never undone: nothing exists to
         // shift back (the move itself failed).
         return Ok(());
@@ -37,7 +36,7 @@ pub(super) fn unshift(
         shift::shift_tree(&tree, &map, &forward, go_on).with_context(|| {
             format!(
                 "cannot finish the interrupted shift below {}",
-                tree.display()
+                tree.shown().display()
             )
         })?;
     }
@@ -47,7 +46,12 @@ pub(super) fn unshift(
         &root.path(&format!("{log}.undo")),
         go_on,
     )
-    .with_context(|| format!("cannot shift the owners below {} back", tree.display()))?;
+    .with_context(|| {
+        format!(
+            "cannot shift the owners below {} back",
+            tree.shown().display()
+        )
+    })?;
     Ok(())
 }
 
