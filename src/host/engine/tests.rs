@@ -445,3 +445,53 @@ fn the_endpoints_encode_names_and_read_typed_answers() {
         ]
     );
 }
+
+#[test]
+fn a_streamed_export_is_framed_by_the_same_reader_as_any_answer() {
+    // Chunked (with an extension and a trailer) is decoded, and a Content-Length body ends at
+    // its length although the engine keeps the connection open.
+    let (_dir, engine, _server) = serve(vec![
+        Some((
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\ntar \r\n5\r\nbytes\r\n0\r\nT: 1\r\n\r\n".into(),
+            true,
+        )),
+        Some(("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc".into(), true)),
+    ]);
+    let mut out = Vec::new();
+    let mut seen = 0;
+    let n = engine
+        .export_image("x", None, &mut out, Duration::from_secs(5), &mut |b| {
+            seen = b
+        })
+        .unwrap();
+    assert_eq!((out.as_slice(), n, seen), (&b"tar bytes"[..], 9, 9));
+    let started = Instant::now();
+    let mut out = Vec::new();
+    let platform = serde_json::json!({"os": "linux", "architecture": "amd64"});
+    engine
+        .export_image(
+            "y",
+            Some(&platform),
+            &mut out,
+            Duration::from_secs(5),
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!(out, b"abc");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn invalid_json_names_the_request_it_answered() {
+    let (_dir, engine, _server) = serve(vec![close("HTTP/1.1 201 Created\r\n\r\n{\"Id\":")]);
+    let err = engine
+        .create_container(&ContainerCreate::default())
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, EngineError::Json { .. }), "{msg}");
+    assert!(msg.contains(" for POST /containers/create: "), "{msg}");
+}
