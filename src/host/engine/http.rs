@@ -1012,4 +1012,44 @@ mod tests {
         let e = Limit::Idle(Duration::from_secs(3)).io_error(io::ErrorKind::BrokenPipe.into());
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
     }
+
+    proptest::proptest! {
+        /// What the fuzz target checks, on answers with a real head and a body made of the
+        /// bytes chunked framing is built from: no panic; what is complete before the end of
+        /// the connection is the same at its end; at the end there is no "need more"; and the
+        /// live reader, fed in pieces of any size, agrees with `parse_response` at the end.
+        #[test]
+        fn the_reader_agrees_with_itself_in_any_split(
+            framing in 0usize..4,
+            body in proptest::collection::vec(
+                proptest::sample::select(b"0123456789aAfF;=x: \r\n".to_vec()),
+                0..60,
+            ),
+            step in 1usize..9,
+            cut in 0usize..100,
+        ) {
+            let head = [
+                "Transfer-Encoding: chunked\r\n",
+                "Content-Length: 5\r\n",
+                "",
+                "Transfer-Encoding: gzip, chunked\r\nContent-Length: 3\r\n",
+            ][framing];
+            let mut text = format!("HTTP/1.1 200 OK\r\n{head}\r\n").into_bytes();
+            text.extend_from_slice(&body);
+            let at = cut.min(text.len());
+            let _ = parse_response(&text[..at], false);
+            let whole = parse_response(&text, false);
+            let closed = parse_response(&text, true);
+            proptest::prop_assert!(!matches!(closed, Ok(None)));
+            if let Ok(Some(r)) = &whole {
+                let at_end = closed.clone().ok().flatten();
+                proptest::prop_assert_eq!(at_end.as_ref(), Some(r));
+            }
+            let live = read(&text, step).map_err(|e| match e {
+                HttpError::Malformed(r) => r,
+                other => format!("{other:?}"),
+            });
+            proptest::prop_assert_eq!(live.ok(), closed.ok().flatten());
+        }
+    }
 }
