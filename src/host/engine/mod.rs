@@ -1,5 +1,5 @@
 //! A minimal Docker Engine API client over the unix socket: [`http`] is the one HTTP exchange
-//! (one request writer, one response reader, `httparse` for the head), [`api`] the typed
+//! (one request writer, one response reader, `httparse` for the head), `api` the typed
 //! endpoints this tool calls (callers never format a URL), [`models`] the serde structs of
 //! what they answer. This file holds the client itself: the socket, connecting with a
 //! timeout, and the one mapping of an exchange's failure to an [`EngineError`].
