@@ -1,7 +1,8 @@
-//! Fuzz the Engine API response parser (`parse_response`, chunked bodies included): never
-//! panic on a prefix (the client parses after every read) or the whole; what is complete
-//! before the connection ends is complete at its end with the same status; at the end there
-//! is no "need more".
+//! Fuzz the Engine API response reader through `parse_response`, which runs the client's own
+//! `host::engine::http::Reader` (httparse for the head; Content-Length, chunked with
+//! extensions and trailers, or up-to-EOF bodies) over the bytes: never panic on a prefix (the
+//! client reads in pieces) or the whole; what is complete before the connection ends is
+//! complete at its end with the same status and body; at the end there is no "need more".
 #![no_main]
 
 use docker_userns::host::engine::parse_response;
@@ -19,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(Some(r)) = &whole {
         let c = closed.as_ref().ok().and_then(|x| x.as_ref());
         assert_eq!(c.map(|x| x.status), Some(r.status));
+        assert_eq!(c.map(|x| &x.body), Some(&r.body));
         assert!(r.body.len() <= buf.len());
     }
     // At eof there is no "need more".

@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
-use serde_json::{Value, json};
 
 use crate::exit::Conflict;
-use crate::host::engine::{Engine, encode};
+use crate::host::engine::{ContainerCreate, Engine, HostConfigCreate};
 use crate::host::root::Root;
 use crate::host::setup;
 use crate::host::systemd::{LoadState, Systemd};
@@ -92,9 +91,7 @@ struct Probe<'a> {
 
 impl Drop for Probe<'_> {
     fn drop(&mut self) {
-        let _ = self
-            .engine
-            .delete(&format!("/containers/{}?force=1&v=1", encode(&self.id)));
+        let _ = self.engine.remove_container(&self.id);
     }
 }
 
@@ -102,45 +99,40 @@ fn create<'a>(
     engine: &'a Engine,
     image: &str,
     cmd: &[&str],
-    host_config: Value,
+    host_config: HostConfigCreate,
 ) -> Result<Probe<'a>> {
-    let body = json!({
-        "Image": image,
-        "Cmd": cmd,
-        "NetworkDisabled": true,
-        "Labels": {"docker-userns.verify": "1"},
-        "HostConfig": host_config,
-    });
-    let v = engine.post_json("/containers/create", Some(&body))?;
-    let id = v
-        .get("Id")
-        .and_then(Value::as_str)
-        .context("create answered no Id")?
-        .to_string();
+    let mut labels = serde_json::Map::new();
+    labels.insert("docker-userns.verify".into(), "1".into());
+    let body = ContainerCreate {
+        image: image.to_string(),
+        cmd: cmd.iter().map(|c| c.to_string()).collect(),
+        network_disabled: true,
+        labels,
+        host_config,
+    };
+    let id = engine.create_container(&body)?;
     Ok(Probe { engine, id })
 }
 
 /// Runs `cmd` to completion; returns its exit code and output.
-fn run(engine: &Engine, image: &str, cmd: &[&str], host_config: Value) -> Result<(i64, String)> {
+fn run(
+    engine: &Engine,
+    image: &str,
+    cmd: &[&str],
+    host_config: HostConfigCreate,
+) -> Result<(i64, String)> {
     let p = create(engine, image, cmd, host_config)?;
-    engine.post_json(&format!("/containers/{}/start", encode(&p.id)), None)?;
-    let w = engine.post_json_within(
-        &format!("/containers/{}/wait", encode(&p.id)),
-        Duration::from_secs(60),
-    )?;
-    let code = w.get("StatusCode").and_then(Value::as_i64).unwrap_or(-1);
-    let logs = engine.get_within(
-        &format!("/containers/{}/logs?stdout=1&stderr=1", encode(&p.id)),
-        Duration::from_secs(10),
-    )?;
-    Ok((code, demux(&logs.body)))
+    engine.start_container(&p.id)?;
+    let code = engine.wait_container(&p.id, Duration::from_secs(60))?;
+    let logs = engine.container_logs(&p.id, Duration::from_secs(10))?;
+    Ok((code, demux(&logs)))
 }
 
 /// Finds a usable local image: `requested` if given (must exist), else the first of
 /// [`DEFAULT_IMAGES`] present under any tag.
 pub fn find_image(engine: &Engine, requested: Option<&str>) -> Result<Option<String>> {
     if let Some(img) = requested {
-        return match engine.get_json(&format!("/images/{}/json", encode(img))) {
+        return match engine.inspect_image(img) {
             Ok(_) => Ok(Some(img.to_string())),
             Err(e) => bail!(
                 "image {img} is not available locally ({e}); verify never pulls: load or import it first"
@@ -226,7 +218,7 @@ pub fn verify(
     };
 
     // 1. Root inside is still uid 0.
-    let (code, out) = run(engine, &img, &["id", "-u"], json!({}))?;
+    let (code, out) = run(engine, &img, &["id", "-u"], HostConfigCreate::default())?;
     checks.push(check(
         "root inside the container is uid 0",
         code == 0 && out.trim() == "0",
@@ -234,13 +226,9 @@ pub fn verify(
     ));
 
     // 2. On the host, that root is the range start.
-    let sleeper = create(engine, &img, &["sleep", "30"], json!({}))?;
-    engine.post_json(&format!("/containers/{}/start", encode(&sleeper.id)), None)?;
-    let pid = engine
-        .get_json(&format!("/containers/{}/json", encode(&sleeper.id)))?
-        .pointer("/State/Pid")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
+    let sleeper = create(engine, &img, &["sleep", "30"], HostConfigCreate::default())?;
+    engine.start_container(&sleeper.id)?;
+    let pid = engine.inspect_container(&sleeper.id)?.state.pid;
     let host_uid = std::fs::metadata(format!("/proc/{pid}"))
         .map(|m| m.uid())
         .ok();
@@ -267,7 +255,10 @@ pub fn verify(
         engine,
         &img,
         &["touch", "/probe/written"],
-        json!({ "Binds": [bind] }),
+        HostConfigCreate {
+            binds: vec![bind],
+            ..HostConfigCreate::default()
+        },
     )?;
     let written = dir.path().join("written").exists();
     checks.push(check(
@@ -281,8 +272,12 @@ pub fn verify(
     ));
 
     // 4. --privileged is refused.
-    let refused = match create(engine, &img, &["true"], json!({ "Privileged": true })) {
-        Ok(p) => match engine.post_json(&format!("/containers/{}/start", encode(&p.id)), None) {
+    let privileged = HostConfigCreate {
+        privileged: true,
+        ..HostConfigCreate::default()
+    };
+    let refused = match create(engine, &img, &["true"], privileged) {
+        Ok(p) => match engine.start_container(&p.id) {
             Ok(_) => Err("a privileged container was created and started".to_string()),
             Err(e) => Ok(e.to_string()),
         },

@@ -4,12 +4,10 @@
 
 use std::os::unix::fs::MetadataExt;
 
+use crate::host::engine::Engine;
+use crate::host::kernel;
 use anyhow::Result;
 use serde::Serialize;
-use serde_json::Value;
-
-use crate::host::engine::{Engine, encode};
-use crate::host::kernel;
 
 /// A container as far as the impact report and `status` care.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -63,47 +61,27 @@ impl ContainerInfo {
     }
 }
 
-fn s(v: &Value, ptr: &str) -> String {
-    v.pointer(ptr)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// Every container (running or not), inspected.
 pub fn containers(engine: &Engine) -> Result<Vec<ContainerInfo>> {
-    let list = engine.get_json("/containers/json?all=1")?;
     let mut out = Vec::new();
-    for c in list.as_array().into_iter().flatten() {
-        let id = s(c, "/Id");
-        let v = engine.get_json(&format!("/containers/{}/json", encode(&id)))?;
+    for c in engine.all_containers()? {
+        let v = engine.inspect_container(&c.id)?;
         let rw_binds = v
-            .pointer("/Mounts")
-            .and_then(Value::as_array)
+            .mounts
             .into_iter()
-            .flatten()
-            .filter(|m| {
-                m.get("Type").and_then(Value::as_str) == Some("bind")
-                    && m.get("RW").and_then(Value::as_bool) == Some(true)
-            })
-            .map(|m| (s(m, "/Source"), s(m, "/Destination")))
+            .filter(|m| m.kind == "bind" && m.rw)
+            .map(|m| (m.source, m.destination))
             .collect();
         out.push(ContainerInfo {
-            id,
-            name: s(&v, "/Name").trim_start_matches('/').to_string(),
-            image: s(&v, "/Config/Image"),
-            running: v
-                .pointer("/State/Running")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            user: s(&v, "/Config/User"),
-            privileged: v
-                .pointer("/HostConfig/Privileged")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            userns_mode: s(&v, "/HostConfig/UsernsMode"),
-            pid_mode: s(&v, "/HostConfig/PidMode"),
-            network_mode: s(&v, "/HostConfig/NetworkMode"),
+            id: c.id,
+            name: v.name.trim_start_matches('/').to_string(),
+            image: v.config.image,
+            running: v.state.running,
+            user: v.config.user,
+            privileged: v.host_config.privileged,
+            userns_mode: v.host_config.userns_mode,
+            pid_mode: v.host_config.pid_mode,
+            network_mode: v.host_config.network_mode,
             rw_binds,
         });
     }
@@ -129,23 +107,17 @@ pub fn short_id(id: &str) -> String {
 
 /// Every image with its id, tags and size.
 pub fn image_list(engine: &Engine) -> Result<Vec<ListedImage>> {
-    let list = engine.get_json("/images/json")?;
-    Ok(list
-        .as_array()
+    Ok(engine
+        .images()?
         .into_iter()
-        .flatten()
         .map(|i| ListedImage {
-            id: s(i, "/Id"),
+            id: i.id,
             tags: i
-                .get("RepoTags")
-                .and_then(Value::as_array)
+                .repo_tags
                 .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .filter(|t| *t != "<none>:<none>")
-                .map(str::to_string)
+                .filter(|t| t != "<none>:<none>")
                 .collect(),
-            size: i.get("Size").and_then(Value::as_u64).unwrap_or(0),
+            size: i.size,
         })
         .collect())
 }
@@ -166,14 +138,7 @@ pub fn images(engine: &Engine) -> Result<Vec<String>> {
 
 /// Every volume, by name.
 pub fn volumes(engine: &Engine) -> Result<Vec<String>> {
-    let v = engine.get_json("/volumes")?;
-    let mut out: Vec<String> = v
-        .get("Volumes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|x| s(x, "/Name"))
-        .collect();
+    let mut out: Vec<String> = engine.volumes()?.into_iter().map(|v| v.name).collect();
     out.sort();
     Ok(out)
 }

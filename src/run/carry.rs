@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::exit::Conflict;
-use crate::host::engine::{Engine, EngineError, encode};
+use crate::host::engine::{Engine, EngineError};
 use crate::host::inspect;
 use crate::host::root::{Perms, Root};
 
@@ -138,20 +138,9 @@ pub fn survey(engine: &Engine) -> Result<(Vec<Image>, Vec<String>)> {
     images.sort_by_key(Image::name);
     platforms(engine, &mut images)?;
     let mut containers = Vec::new();
-    for c in engine
-        .get_json("/containers/json?all=1")?
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let name = c
-            .pointer("/Names/0")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .trim_start_matches('/');
-        let image = c.get("Image").and_then(Value::as_str).unwrap_or_default();
-        let cmd = c.get("Command").and_then(Value::as_str).unwrap_or_default();
-        containers.push(format!("{name} ({image}: {cmd})"));
+    for c in engine.all_containers()? {
+        let name = c.names.first().map_or("", |n| n.trim_start_matches('/'));
+        containers.push(format!("{name} ({}: {})", c.image, c.command));
     }
     containers.sort();
     Ok((images, containers))
@@ -172,28 +161,23 @@ fn platform_name(p: &Value) -> String {
 /// platform (the engine's own `Os`/`Arch`) is the one exported, the others present are named
 /// as not carried, since the store a remapped docker uses holds one platform per tag.
 fn platforms(engine: &Engine, images: &mut [Image]) -> Result<()> {
-    let list = engine.get_json("/images/json?manifests=1")?;
-    let version = engine.get_json("/version")?;
-    let host = |p: &Value| {
-        p.get("os") == version.get("Os") && p.get("architecture") == version.get("Arch")
+    let list = engine.images_with_manifests()?;
+    let version = engine.version()?;
+    let field = |p: &Value, k: &str| {
+        p.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
     };
-    for i in list.as_array().into_iter().flatten() {
-        let Some(img) = images
-            .iter_mut()
-            .find(|m| i.get("Id").and_then(Value::as_str) == Some(m.id.as_str()))
-        else {
+    let host = |p: &Value| field(p, "os") == version.os && field(p, "architecture") == version.arch;
+    for i in &list {
+        let Some(img) = images.iter_mut().find(|m| i.id == m.id) else {
             continue;
         };
         let present: Vec<&Value> = i
-            .get("Manifests")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter(|m| {
-                m.get("Kind").and_then(Value::as_str) == Some("image")
-                    && m.get("Available").and_then(Value::as_bool) == Some(true)
-            })
-            .filter_map(|m| m.pointer("/ImageData/Platform"))
+            .manifests
+            .iter()
+            .filter_map(|m| m.available_platform())
             .collect();
         if present.len() < 2 {
             continue;
@@ -312,17 +296,14 @@ pub fn export(root: &Root, engine: &Engine, images: &[Image]) -> Result<()> {
             }
         })?;
         // By id: the tar names no tag, so loading it moves no tag in the new engine; the tags
-        // are set afterwards, each only where it names nothing else.
-        let mut query = format!("names={}", encode(&img.id));
-        // One platform of several: the host's (the others are named as not carried).
-        if let Some(p) = &img.platform {
-            query.push_str(&format!("&platform={}", encode(&p.to_string())));
-        }
+        // are set afterwards, each only where it names nothing else. One platform of several:
+        // the host's (the others are named as not carried).
         let base = done;
         let mut tar = TarReader::default();
         let written = engine
-            .download(
-                &format!("/images/get?{query}"),
+            .export_image(
+                &img.id,
+                img.platform.as_ref(),
                 &mut Tee {
                     file: &mut out,
                     tar: &mut tar,
@@ -392,20 +373,14 @@ struct Held {
 }
 
 fn held(engine: &Engine, name: &str) -> Result<Option<Held>> {
-    match engine.get_json(&format!("/images/{}/json", encode(name))) {
-        Ok(v) => Ok(v.get("Id").and_then(Value::as_str).map(|id| Held {
-            id: id.to_string(),
-            diff_ids: v
-                .pointer("/RootFS/Layers")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect(),
-            id_is_config: v.get("Descriptor").is_none_or(Value::is_null),
+    match engine.inspect_image(name) {
+        Ok(v) if v.id.is_empty() => Ok(None),
+        Ok(v) => Ok(Some(Held {
+            id_is_config: v.id_is_config(),
+            id: v.id,
+            diff_ids: v.root_fs.layers,
         })),
-        Err(EngineError::Status { status: 404, .. }) => Ok(None),
+        Err(e) if e.not_found() => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
@@ -415,12 +390,7 @@ fn held(engine: &Engine, name: &str) -> Result<Option<Held>> {
 fn exported_configs(engine: &Engine, id: &str) -> Result<Vec<String>> {
     let mut tar = TarReader::default();
     engine
-        .download(
-            &format!("/images/get?names={}", encode(id)),
-            &mut tar,
-            IDLE,
-            &mut |_| {},
-        )
+        .export_image(id, None, &mut tar, IDLE, &mut |_| {})
         .with_context(|| format!("cannot read the config of image {id} in the new engine"))?;
     Ok(tar.identity().configs)
 }
@@ -546,29 +516,12 @@ fn load_one(
         let mut f = std::fs::File::open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
         let len = f.metadata()?.len();
-        let r = engine.upload(
-            "/images/load?quiet=1",
-            "application/x-tar",
-            &mut f,
-            len,
-            IDLE,
-            show,
-        )?;
-        let text = String::from_utf8_lossy(&r.body);
-        if !(200..300).contains(&r.status) {
-            bail!(
-                "the new engine refused the load: HTTP {}: {}",
-                r.status,
-                text.trim()
-            );
-        }
+        let messages = engine
+            .load_images(&mut f, len, IDLE, show)
+            .context("the new engine refused the load")?;
         // The answer is a stream of JSON messages; an error is one of them.
-        for line in text.lines() {
-            if let Ok(v) = serde_json::from_str::<Value>(line)
-                && let Some(e) = v.get("error").and_then(Value::as_str)
-            {
-                bail!("the new engine could not load it: {e}");
-            }
+        if let Some(m) = messages.iter().find(|m| !m.error.is_empty()) {
+            bail!("the new engine could not load it: {}", m.error);
         }
         done.id = find(engine, img)?;
         if done.id.is_none() {
@@ -586,15 +539,7 @@ fn load_one(
         if held(engine, &t)?.map(|h| h.id).as_deref() != Some(id.as_str()) {
             let (repo, tag) = split_tag(&t);
             engine
-                .post_json(
-                    &format!(
-                        "/images/{}/tag?repo={}&tag={}",
-                        encode(&id),
-                        encode(repo),
-                        encode(tag)
-                    ),
-                    None,
-                )
+                .tag_image(&id, repo, tag)
                 .with_context(|| format!("cannot tag it {t} in the new engine"))?;
         }
         match held(engine, &t)? {
@@ -773,26 +718,11 @@ pub struct Destination {
 
 /// The old engine's volumes: those that can be copied, and the others with why and what to do.
 pub fn survey_volumes(engine: &Engine) -> Result<(Vec<Volume>, Vec<String>)> {
-    let v = engine.get_json("/volumes")?;
     let (mut ok, mut skipped) = (Vec::new(), Vec::new());
-    for x in v
-        .get("Volumes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let s = |k: &str| {
-            x.get(k)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
-        let name = s("Name");
-        let driver = s("Driver");
-        let has_options = x
-            .get("Options")
-            .and_then(Value::as_object)
-            .is_some_and(|o| !o.is_empty());
+    for x in engine.volumes()? {
+        let name = x.name;
+        let driver = x.driver;
+        let has_options = !x.options.is_empty();
         if driver != "local" {
             skipped.push(format!(
                 "volume {name}: driver {driver} (its data is not in the data root): create it again in the new engine with the same driver"
@@ -803,12 +733,8 @@ pub fn survey_volumes(engine: &Engine) -> Result<(Vec<Volume>, Vec<String>)> {
             ));
         } else {
             ok.push(Volume {
-                labels: x
-                    .get("Labels")
-                    .and_then(Value::as_object)
-                    .cloned()
-                    .unwrap_or_default(),
-                mountpoint: s("Mountpoint"),
+                labels: x.labels,
+                mountpoint: x.mountpoint,
                 name,
                 into: None,
             });
@@ -848,17 +774,14 @@ pub fn carry_volume(
 ) -> Result<VolumeCarried> {
     use crate::host::shift;
     let stage = staging(new_root, &vol.name);
-    let existing = match engine.get_json(&format!("/volumes/{}", encode(&vol.name))) {
+    let existing = match engine.inspect_volume(&vol.name) {
         Ok(v) => Some(v),
-        Err(EngineError::Status { status: 404, .. }) => None,
+        Err(e) if e.not_found() => None,
         Err(e) => return Err(e.into()),
     };
     if let Some(v) = &existing {
         // Created by a run that died before the exchange: its data waits in the staging copy.
-        let mp = v
-            .get("Mountpoint")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let mp = v.mountpoint.as_str();
         let empty = std::fs::read_dir(mp).is_ok_and(|mut d| d.next().is_none());
         if !(empty && ready_mark(&stage).exists()) {
             return Ok(VolumeCarried::Exists(mp.to_string()));
@@ -939,13 +862,11 @@ pub fn carry_volume(
     // Marks the copy complete (outside the data: removed with the staging directory).
     let ready = ready_mark(&stage);
     std::fs::write(&ready, b"").context("cannot mark the copy complete")?;
-    let body = serde_json::json!({"Name": vol.name, "Driver": "local", "Labels": vol.labels});
     let created = engine
-        .post_json("/volumes/create", Some(&body))
+        .create_volume(&vol.name, "local", &vol.labels)
         .with_context(|| format!("cannot create volume {}", vol.name))?;
-    let mp = created
-        .get("Mountpoint")
-        .and_then(Value::as_str)
+    let mp = Some(created.mountpoint.as_str())
+        .filter(|m| !m.is_empty())
         .context("the new volume has no Mountpoint")?;
     crate::failpoint::hit("carry:before-exchange")?;
     exchange(&stage, std::path::Path::new(mp))?;

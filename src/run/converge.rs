@@ -971,28 +971,16 @@ fn repair_shift(r: &Repair) -> Result<OwnerShift> {
 /// directory that fails is said too.
 fn held_outside(root: &Root, docker: &Docker, r: &Repair, planning: bool) -> Vec<String> {
     let mut dirs: Vec<(String, String)> = Vec::new();
-    match docker.engine().get_json("/volumes") {
-        Ok(v) => {
-            for vol in v
-                .get("Volumes")
-                .and_then(serde_json::Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let opt = |k: &str| {
-                    vol.pointer(&format!("/Options/{k}"))
-                        .and_then(serde_json::Value::as_str)
-                        .unwrap_or_default()
-                        .to_string()
-                };
-                let device = opt("device");
-                let bind = opt("o").split(',').any(|o| o == "bind" || o == "rbind");
+    match docker.engine().volumes() {
+        Ok(vols) => {
+            for vol in vols {
+                let device = vol.option("device");
+                let bind = vol
+                    .option("o")
+                    .split(',')
+                    .any(|o| o == "bind" || o == "rbind");
                 if !device.is_empty() && bind {
-                    let name = vol
-                        .get("Name")
-                        .and_then(serde_json::Value::as_str)
-                        .unwrap_or_default();
-                    dirs.push((device, format!("volume {name}")));
+                    dirs.push((device.to_string(), format!("volume {}", vol.name)));
                 }
             }
         }

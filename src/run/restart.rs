@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::exit::Conflict;
 use crate::failpoint;
-use crate::host::engine::{Container, Engine, EngineError, encode};
+use crate::host::engine::{Container, Engine, EngineError};
 use crate::host::kernel;
 use crate::host::programs;
 use crate::host::root::{Perms, Root};
@@ -184,14 +184,8 @@ impl Docker {
         let running = self.engine.running_containers()?;
         let mut list = Vec::new();
         for c in &running {
-            let v = self
-                .engine
-                .get_json(&format!("/containers/{}/json", encode(&c.id)))?;
-            let pid = v
-                .pointer("/State/Pid")
-                .and_then(serde_json::Value::as_u64)
-                .and_then(|p| u32::try_from(p).ok())
-                .unwrap_or(0);
+            let v = self.engine.inspect_container(&c.id)?;
+            let pid = u32::try_from(v.state.pid).unwrap_or(0);
             list.push(StoppedContainer {
                 id: c.id.clone(),
                 name: c.name().to_string(),
