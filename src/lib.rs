@@ -164,8 +164,12 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
                 .and_then(|c| Some((c.subuid.as_ref()?.start, c.subgid.as_ref()?.start)));
             root.ensure_dir(journal::DIR, 0o700)?;
             let engine = verify::engine(&root)?;
-            let mut v =
-                verify::verify(&engine, image.as_deref(), ranges, &root.path(journal::DIR))?;
+            let mut v = verify::verify(
+                &engine,
+                image.as_deref(),
+                ranges,
+                &root.real_dir(journal::DIR)?,
+            )?;
             if let Some(c) = conf {
                 v.remap_user = c.user;
                 v.remap_group = c.group;

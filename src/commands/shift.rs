@@ -340,17 +340,22 @@ pub fn shift(
     };
     let log_of = |d: &Path| {
         // One log per directory, so that running the same command again resumes it.
-        root.path(&format!(
+        format!(
             "{}/shift-{}.log",
             journal::DIR,
             journal::fingerprint(d.as_os_str().as_encoded_bytes())
-        ))
+        )
     };
     let mut roots = Vec::new();
     for dir in &dirs {
         let d = dir.shown();
-        let log = log_of(d);
-        match shift::left_log(&log, &map)? {
+        let log = root.path(&log_of(d));
+        let left = if root.is_dir(journal::DIR) {
+            shift::left_log(&root.resolved(&log_of(d))?, &map)?
+        } else {
+            LeftLog::None
+        };
+        match left {
             LeftLog::None | LeftLog::Same => {}
             LeftLog::Reverse => {
                 return Err(Conflict::new(format!(
@@ -416,7 +421,7 @@ pub fn shift(
         let tty = std::io::stderr().is_terminal();
         for (s, dir) in roots.iter_mut().zip(&dirs) {
             let d = dir.shown();
-            let log = log_of(d);
+            let log = root.resolved(&log_of(d))?;
             let total = s.report.inodes;
             let mut progress = |n| {
                 if tty {

@@ -654,7 +654,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::new(dir.path()).unwrap();
         let put = |abs: &str, text: &str| {
-            let p = root.path(abs);
+            let p = root.host_path(abs);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, text).unwrap();
         };

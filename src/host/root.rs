@@ -62,6 +62,24 @@ impl Perms {
     }
 }
 
+/// A path inside a root as the host names it, for messages ([`Root::path`]): it displays, and
+/// nothing else, so every file access has to go through [`Root`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shown(PathBuf);
+
+impl Shown {
+    /// For `{}` in messages.
+    pub fn display(&self) -> std::path::Display<'_> {
+        self.0.display()
+    }
+}
+
+impl std::fmt::Display for Shown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.display().fmt(f)
+    }
+}
+
 /// A directory opened beneath a root ([`Root::open_dir`]): an fd to walk from, and the path
 /// the host knows it by, which is for messages only (nothing opens it again by that name).
 #[derive(Debug)]
@@ -123,14 +141,24 @@ impl Root {
         &self.base
     }
 
-    /// How `abs`, an absolute path as seen inside the root, is named on the host: for
-    /// messages, and for the live host's own state files. Files of a tree are reached through
-    /// the methods below, which resolve every link beneath the root; this path does not.
-    pub fn path(&self, abs: &str) -> PathBuf {
+    /// How `abs`, an absolute path as seen inside the root, is named on the host, for
+    /// messages only: a [`Shown`] cannot be opened (it is no `AsRef<Path>`). Files of a tree are
+    /// reached through the methods below, which resolve every link beneath the root.
+    pub fn path(&self, abs: &str) -> Shown {
         debug_assert!(
             abs.starts_with('/'),
             "root-relative paths are absolute: {abs}"
         );
+        Shown(self.joined(abs))
+    }
+
+    /// The host's name of `abs`, as a path: for tests that plant files in a tree.
+    #[cfg(test)]
+    pub(crate) fn host_path(&self, abs: &str) -> PathBuf {
+        self.joined(abs)
+    }
+
+    fn joined(&self, abs: &str) -> PathBuf {
         if self.host {
             PathBuf::from(abs)
         } else {
@@ -449,8 +477,54 @@ impl Root {
             .with_context(ctx)?;
         // What was really opened, for messages: the fd's own path when /proc tells it.
         let shown = fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-            .unwrap_or_else(|_| self.path(abs));
+            .unwrap_or_else(|_| self.joined(abs));
         Ok(OpenDir { fd, shown })
+    }
+
+    /// Whether `abs` exists beneath the root (links followed there).
+    pub fn exists(&self, abs: &str) -> bool {
+        self.open_in(abs, OFlags::PATH).is_ok()
+    }
+
+    /// Whether `abs` is a directory beneath the root (links followed there).
+    pub fn is_dir(&self, abs: &str) -> bool {
+        self.open_in(abs, OFlags::PATH | OFlags::DIRECTORY).is_ok()
+    }
+
+    /// The real path of `abs` for what must be opened by name (by this process, or by a
+    /// program it runs): its directory resolved beneath the root ([`Root::real_dir`], refused
+    /// when that leads outside), its last component appended (not followed: a file that
+    /// does not exist yet is named too). The directory must exist.
+    pub fn resolved(&self, abs: &str) -> Result<PathBuf> {
+        let p = Path::new(abs);
+        let name = p
+            .file_name()
+            .filter(|n| *n != "." && *n != "..")
+            .with_context(|| format!("{} names no file", self.path(abs).display()))?;
+        let parent = p.parent().map_or("/".into(), |d| d.to_string_lossy());
+        Ok(self.real_dir(&parent)?.join(name))
+    }
+
+    /// Removes the directory `abs` and what is below it (resolved beneath the root first;
+    /// std's removal does not follow links below it). A missing one is fine.
+    pub fn remove_dir_all(&self, abs: &str) -> Result<()> {
+        if !self.exists(abs) {
+            return Ok(());
+        }
+        let real = self.resolved(abs)?;
+        match fs::remove_dir_all(&real) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot remove {}", real.display())),
+        }
+    }
+
+    /// `statvfs` of the filesystem holding `abs` (resolved beneath the root).
+    pub fn statvfs(&self, abs: &str) -> Result<rfs::StatVfs> {
+        let fd = self
+            .open_in(abs, OFlags::RDONLY | OFlags::DIRECTORY)
+            .with_context(|| format!("cannot open {}", self.path(abs).display()))?;
+        rfs::fstatvfs(&fd).with_context(|| format!("cannot stat {}", self.path(abs).display()))
     }
 
     /// Opens (creating it 0600 if missing, never truncating, never following a link there) a
@@ -472,7 +546,8 @@ impl Root {
     /// since it opens the tree's files by plain path.
     pub fn resolves_inside(&self, abs: &str) -> Result<bool> {
         let inside = self.metadata(abs)?;
-        let plain = match fs::metadata(self.path(abs)) {
+        // Deliberately the host's own resolution: what another program would open.
+        let plain = match fs::metadata(self.joined(abs)) {
             Ok(m) => Some(m),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => {
@@ -515,12 +590,12 @@ mod tests {
         let root = Root::new(dir.path()).unwrap();
         assert!(!root.is_host());
         assert_eq!(
-            root.path("/etc/subuid"),
+            root.host_path("/etc/subuid"),
             dir.path().canonicalize().unwrap().join("etc/subuid")
         );
         let host = Root::new(Path::new("/")).unwrap();
         assert!(host.is_host());
-        assert_eq!(host.path("/etc/subuid"), PathBuf::from("/etc/subuid"));
+        assert_eq!(host.host_path("/etc/subuid"), PathBuf::from("/etc/subuid"));
     }
 
     #[test]
@@ -536,10 +611,12 @@ mod tests {
             Perms::root_owned(0o640),
         )
         .unwrap();
-        let p = root.path("/etc/docker/daemon.json");
+        let p = root.host_path("/etc/docker/daemon.json");
         assert_eq!(fs::read(&p).unwrap(), b"{\"a\":1}\n");
         assert_eq!(fs::metadata(&p).unwrap().mode() & 0o7777, 0o640);
-        let leftovers: Vec<_> = fs::read_dir(root.path("/etc/docker")).unwrap().collect();
+        let leftovers: Vec<_> = fs::read_dir(root.host_path("/etc/docker"))
+            .unwrap()
+            .collect();
         assert_eq!(leftovers.len(), 1, "no temp files left behind");
     }
 }

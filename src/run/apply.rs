@@ -226,7 +226,7 @@ mod tests {
         )
         .unwrap();
         journal.finish(&root).unwrap();
-        let read = |f: &str| std::fs::read_to_string(root.path(f)).unwrap();
+        let read = |f: &str| std::fs::read_to_string(root.host_path(f)).unwrap();
         (read("/etc/subuid"), read("/etc/subgid"))
     }
 
@@ -241,14 +241,14 @@ mod tests {
     fn a_change_before_the_lock_is_honoured_even_at_the_same_length() {
         // Same length, different bytes: only a comparison of the content notices.
         let (u, g) = run("a:100000:65536\n", |root| {
-            std::fs::write(root.path("/etc/subuid"), "a:165536:65536\n").unwrap();
+            std::fs::write(root.host_path("/etc/subuid"), "a:165536:65536\n").unwrap();
         });
         assert_eq!(u, "a:165536:65536\ndockremap:231072:65536\n");
         assert_eq!(g, "a:100000:65536\ndockremap:231072:65536\n");
         // Longer: a useradd appended a range where the planned one was.
         let (u, _) = run("a:100000:65536\n", |root| {
             std::fs::write(
-                root.path("/etc/subuid"),
+                root.host_path("/etc/subuid"),
                 "a:100000:65536\nbob:165536:65536\n",
             )
             .unwrap();

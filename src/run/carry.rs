@@ -210,13 +210,14 @@ pub fn dropped_note(img: &Image) -> Option<String> {
 
 /// Free bytes (for root) on the filesystem holding `abs`, or its nearest existing parent.
 fn free_bytes(root: &Root, abs: &str) -> Result<u64> {
-    let mut p = root.path(abs);
-    while !p.exists() {
-        if !p.pop() {
-            break;
+    let mut p = std::path::Path::new(abs);
+    while !root.exists(&p.to_string_lossy()) {
+        match p.parent() {
+            Some(up) => p = up,
+            None => break,
         }
     }
-    let st = rustix::fs::statvfs(&p).with_context(|| format!("cannot stat {}", p.display()))?;
+    let st = root.statvfs(&p.to_string_lossy())?;
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
@@ -287,7 +288,8 @@ pub fn export(root: &Root, engine: &Engine, images: &[Image]) -> Result<()> {
     let mut spooled = Vec::new();
     for (n, img) in images.iter().enumerate() {
         let file = format!("{SPOOL}/{n}.tar");
-        let path = root.path(&file);
+        // The spool directory was made beneath the root just above.
+        let path = root.resolved(&file)?;
         let mut out = std::fs::File::create(&path).map_err(|e| {
             if is_full(&e) {
                 spool_full(root, total, &path, &e)
@@ -421,8 +423,9 @@ fn with_identity(root: &Root, img: &Image) -> Result<Image> {
     }
     let file = img.file.as_deref().context("not exported")?;
     let path = root.path(file);
-    let mut f =
-        std::fs::File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut f = root
+        .open_read(file)?
+        .with_context(|| format!("{} is gone", path.display()))?;
     let mut tar = TarReader::default();
     std::io::copy(&mut f, &mut tar).with_context(|| format!("cannot read {}", path.display()))?;
     let found = tar.identity();
@@ -513,8 +516,9 @@ fn load_one(
         }
         let file = img.file.as_deref().context("not exported")?;
         let path = root.path(file);
-        let mut f = std::fs::File::open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
+        let mut f = root
+            .open_read(file)?
+            .with_context(|| format!("{} is gone", path.display()))?;
         let len = f.metadata()?.len();
         let messages = engine
             .load_images(&mut f, len, IDLE, show)
@@ -596,7 +600,7 @@ pub fn load(root: &Root, engine: &Engine, images: &[Image]) -> Carry {
     let total: u64 = images
         .iter()
         .filter_map(|i| i.file.as_deref())
-        .filter_map(|f| std::fs::metadata(root.path(f)).ok())
+        .filter_map(|f| root.metadata(f).ok().flatten())
         .map(|m| m.len())
         .sum();
     let mut show = progress_line("loading images");
@@ -605,7 +609,7 @@ pub fn load(root: &Root, engine: &Engine, images: &[Image]) -> Carry {
         let size = img
             .file
             .as_deref()
-            .and_then(|f| std::fs::metadata(root.path(f)).ok())
+            .and_then(|f| root.metadata(f).ok().flatten())
             .map_or(0, |m| m.len());
         let result = load_one(root, engine, img, &mut |b| show(base + b, total));
         if result.is_ok() {
@@ -641,7 +645,7 @@ pub fn load(root: &Root, engine: &Engine, images: &[Image]) -> Carry {
         eprintln!();
     }
     if c.failed.is_empty() {
-        let _ = std::fs::remove_dir_all(root.path(SPOOL));
+        let _ = root.remove_dir_all(SPOOL);
     } else {
         c.spool = Some(root.path(SPOOL).display().to_string());
     }
@@ -846,11 +850,11 @@ pub fn carry_volume(
         );
     }
     crate::failpoint::hit("carry:before-shift")?;
-    let log = root.path(&format!(
+    let log = root.resolved(&format!(
         "{}/volume-{}.log",
         crate::run::journal::DIR,
         crate::run::journal::fingerprint(vol.name.as_bytes())
-    ));
+    ))?;
     let stage_dir = stage
         .to_str()
         .context("the staging path is not UTF-8")

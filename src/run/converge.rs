@@ -512,7 +512,7 @@ pub fn plan(
         Ok((mut docker, seen)) => {
             decide_restart(root, &mut docker, &seen, &mut out, true)?;
             if let Some(r) = &out.plan.repair
-                && root.path(&r.from).is_dir()
+                && root.is_dir(&r.from)
             {
                 out.notes.extend(held_outside(root, &docker, r, true));
             }
@@ -523,7 +523,7 @@ pub fn plan(
                 .plan
                 .repair
                 .as_ref()
-                .is_some_and(|r| root.path(&r.from).is_dir());
+                .is_some_and(|r| root.is_dir(&r.from));
             if moves && (carry_images || carry_volumes) {
                 out.notes.push(REPAIR_KEEPS.into());
             } else if carry_images {
@@ -573,7 +573,7 @@ fn planned(root: &Root, inputs: &Inputs, want: &Want) -> Result<Plan> {
 /// What a repair does, with the size of the tree it shifts.
 fn repair_preview(root: &Root, r: &Repair) -> Result<String> {
     let from = root.path(&r.from);
-    if !from.is_dir() {
+    if !root.is_dir(&r.from) {
         return Ok(format!(
             "--repair moves the range to {}:{}; no remapped data root exists at {} (nothing to rename or shift)",
             r.uid_to,
@@ -1007,11 +1007,13 @@ fn held_outside(root: &Root, docker: &Docker, r: &Repair, planning: bool) -> Vec
     let Ok(map) = repair_shift(r).and_then(|s| s.mapping()) else {
         return Vec::new();
     };
-    let data_root = root.path(&r.from);
+    // The engine names host paths; the data root inside the root is one there too (the engine
+    // is only asked on the live host).
+    let data_root = std::path::Path::new(&r.from);
     let mut found: Vec<(String, Vec<String>, u64)> = Vec::new();
     for (dir, by) in dirs {
         let path = std::path::PathBuf::from(&dir);
-        if path.starts_with(&data_root) {
+        if path.starts_with(data_root) {
             continue; // moved and shifted with the data root
         }
         if let Some(f) = found.iter_mut().find(|f| f.0 == dir) {
@@ -1019,7 +1021,7 @@ fn held_outside(root: &Root, docker: &Docker, r: &Repair, planning: bool) -> Vec
             continue;
         }
         // A file (or socket) bind-mounted: its own owner only.
-        if let Ok(m) = std::fs::symlink_metadata(&path).map_err(anyhow::Error::from)
+        if let Ok(Some(m)) = root.symlink_metadata(&dir)
             && !m.is_dir()
         {
             use std::os::unix::fs::MetadataExt;
@@ -1081,7 +1083,7 @@ fn move_data_root(root: &Root, journal: &mut Journal, r: &Repair, total: u64) ->
     failpoint::hit("repair:before-shift")?;
     let tty = std::io::stderr().is_terminal();
     let to_dir = root.open_dir(&r.to)?;
-    let report = shift::shift_tree(&to_dir, &mapping, &root.path(SHIFT_LOG), &mut |n| {
+    let report = shift::shift_tree(&to_dir, &mapping, &root.resolved(SHIFT_LOG)?, &mut |n| {
         if tty {
             eprint!(
                 "\rshifting owners below {}: {n}/{total} inodes",
@@ -1244,7 +1246,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::new(dir.path()).unwrap();
         let r = repair();
-        let tree = root.path(&r.from);
+        let tree = root.host_path(&r.from);
         std::fs::create_dir_all(tree.join("volumes/v/_data/sub")).unwrap();
         std::fs::write(tree.join("volumes/v/_data/sub/mine"), b"x").unwrap();
         std::os::unix::fs::lchown(tree.join("volumes/v/_data/sub/mine"), Some(100005), None)

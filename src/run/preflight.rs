@@ -423,7 +423,7 @@ fn daemon_remap(root: &Root) -> Result<(Option<String>, Vec<String>)> {
         ));
     }
     let path = root.path(DAEMON_JSON);
-    let target = std::fs::read_link(&path).unwrap_or_default();
+    let target = root.read_link(DAEMON_JSON).unwrap_or_default();
     let target_text = target.display().to_string();
     let resolved = if target.is_absolute() {
         target_text.clone()

@@ -435,13 +435,10 @@ impl Journal {
                 }
                 Inverse::RemoveSpool => {
                     let spool = root.path(SPOOL);
-                    match std::fs::remove_dir_all(&spool) {
-                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                            Err(anyhow::Error::new(e).context(format!(
-                                "cannot remove the image spool {}",
-                                spool.display()
-                            )))
-                        }
+                    match root.remove_dir_all(SPOOL) {
+                        Err(e) => Err(
+                            e.context(format!("cannot remove the image spool {}", spool.display()))
+                        ),
                         _ => Ok(()),
                     }
                 }
@@ -598,7 +595,7 @@ pub fn recover(root: &Root, docker: Option<&mut dyn Docker>) -> Result<Option<St
     // root under the new name; it is not the run's, so it is left, and said.
     if let Some(m) = &r.repair {
         let (from, to) = (root.path(&m.from), root.path(&m.to));
-        if from.is_dir() && to.exists() {
+        if root.is_dir(&m.from) && root.exists(&m.to) {
             note.push_str(&format!(
                 "; {} was made by a docker started meanwhile with the interrupted repair's files (the data root {} was not moved): it was left as found; remove it (once you have checked it holds nothing you need) before running --repair again",
                 to.display(),
@@ -812,7 +809,7 @@ mod tests {
                 j.create_user(root, "dockremap").unwrap();
                 // What useradd would add.
                 std::fs::write(
-                    root.path("/etc/passwd"),
+                    root.host_path("/etc/passwd"),
                     "dockremap:x:999:999::/nonexistent:/usr/sbin/nologin\n",
                 )
                 .unwrap();
@@ -856,16 +853,19 @@ mod tests {
 
     fn assert_restored(root: &Root) {
         assert_eq!(
-            std::fs::read(root.path("/etc/subuid")).unwrap(),
+            std::fs::read(root.host_path("/etc/subuid")).unwrap(),
             b"a:1:2\n# odd"
         );
         assert_eq!(
-            std::fs::metadata(root.path("/etc/subuid")).unwrap().mode() & 0o777,
+            std::fs::metadata(root.host_path("/etc/subuid"))
+                .unwrap()
+                .mode()
+                & 0o777,
             0o640
         );
-        assert!(!root.path("/etc/docker/daemon.json").exists());
+        assert!(!root.host_path("/etc/docker/daemon.json").exists());
         assert!(Journal::load(root).unwrap().is_none(), "journal left");
-        assert!(!root.path(&format!("{DIR}/backup.0")).exists());
+        assert!(!root.host_path(&format!("{DIR}/backup.0")).exists());
     }
 
     #[test]
@@ -933,7 +933,7 @@ mod tests {
     /// A run that moved a data root (`--repair`) up to its shift, then failed or died.
     fn moved(root: &Root) -> Journal {
         use std::os::unix::fs::PermissionsExt;
-        let old = root.path("/var/lib/docker/100000.100000");
+        let old = root.host_path("/var/lib/docker/100000.100000");
         std::fs::create_dir_all(old.join("d")).unwrap();
         std::fs::write(old.join("d/f"), b"x").unwrap();
         std::os::unix::fs::lchown(old.join("d"), Some(101000), Some(101000)).unwrap();
@@ -957,7 +957,7 @@ mod tests {
         shift::shift_tree(
             &root.open_dir(to).unwrap(),
             &s.mapping().unwrap(),
-            &root.path(&log),
+            &root.host_path(&log),
             &mut |_| std::ops::ControlFlow::Continue(()),
         )
         .unwrap();
@@ -966,8 +966,8 @@ mod tests {
 
     fn assert_moved_back(root: &Root) {
         use std::os::unix::fs::MetadataExt;
-        let old = root.path("/var/lib/docker/100000.100000");
-        assert!(!root.path("/var/lib/docker/165536.165536").exists());
+        let old = root.host_path("/var/lib/docker/100000.100000");
+        assert!(!root.host_path("/var/lib/docker/165536.165536").exists());
         let d = std::fs::symlink_metadata(old.join("d")).unwrap();
         assert_eq!((d.uid(), d.gid()), (101000, 101000));
         let f = std::fs::symlink_metadata(old.join("d/f")).unwrap();
@@ -1021,7 +1021,7 @@ mod tests {
         drop(moved(&root));
         let err = recover(&root, None).unwrap_err();
         assert!(format!("{err:#}").contains("touched docker"), "{err:#}");
-        assert!(root.path("/var/lib/docker/165536.165536").exists());
+        assert!(root.host_path("/var/lib/docker/165536.165536").exists());
     }
 
     /// A `--repair` record: files written, docker being restarted, the move intended; then the
@@ -1197,7 +1197,7 @@ mod tests {
         drop(j);
         let note = recover(&root, Some(&mut docker)).unwrap().unwrap();
         assert!(note.contains("had already restarted docker"), "{note}");
-        assert!(root.path("/var/lib/docker/165536.165536").is_dir());
+        assert!(root.host_path("/var/lib/docker/165536.165536").is_dir());
         assert!(docker.brought_back.is_empty());
     }
 
@@ -1229,7 +1229,7 @@ mod tests {
         );
         // The files were put back all the same; the journal stays for a retry.
         assert_eq!(
-            std::fs::read(root.path("/etc/subuid")).unwrap(),
+            std::fs::read(root.host_path("/etc/subuid")).unwrap(),
             b"a:1:2\n# odd"
         );
         assert!(Journal::load(&root).unwrap().is_some());
@@ -1348,7 +1348,7 @@ mod tests {
             "{msg}"
         );
         assert_eq!(
-            std::fs::read(root.path("/etc/subuid")).unwrap(),
+            std::fs::read(root.host_path("/etc/subuid")).unwrap(),
             b"useradd was here\n"
         );
     }

@@ -31,9 +31,8 @@ pub(super) fn unshift(
     // A forward walk that was cut short still has its log (setid bits and capabilities of
     // inodes chowned but not yet put back): finish it first, then walk back with a log of
     // its own (both walks resume where they stopped).
-    let forward = root.path(log);
-    if forward.exists() {
-        shift::shift_tree(&tree, &map, &forward, go_on).with_context(|| {
+    if root.exists(log) {
+        shift::shift_tree(&tree, &map, &root.resolved(log)?, go_on).with_context(|| {
             format!(
                 "cannot finish the interrupted shift below {}",
                 tree.shown().display()
@@ -43,7 +42,7 @@ pub(super) fn unshift(
     shift::shift_tree(
         &tree,
         &map.reverse(),
-        &root.path(&format!("{log}.undo")),
+        &root.resolved(&format!("{log}.undo"))?,
         go_on,
     )
     .with_context(|| {
@@ -57,10 +56,10 @@ pub(super) fn unshift(
 
 /// Renames a moved data root back, unless it is back already.
 pub(super) fn move_back(root: &Root, from: &str, to: &str) -> Result<()> {
-    let (f, t) = (root.path(from), root.path(to));
-    if f.exists() || !t.exists() {
+    if root.exists(from) || !root.exists(to) {
         return Ok(());
     }
+    let (f, t) = (root.path(from), root.path(to));
     root.rename(to, from)
         .with_context(|| format!("cannot rename {} back to {}", t.display(), f.display()))
 }
