@@ -1,0 +1,288 @@
+//! `--carry volumes`: each local volume copied beside the new data root, its owners shifted
+//! into the new mapping, created in the new engine and exchanged into place.
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::host::engine::Engine;
+use crate::host::root::{Perms, Root};
+
+use super::*;
+
+/// Volumes whose carry did not complete, for the next run (outside the image spool).
+pub const PENDING_VOLUMES: &str = "/var/lib/docker-userns/carry-volumes.json";
+
+/// Keeps `failed` volumes for the next run, or clears the record when none failed.
+pub fn keep_pending(root: &Root, failed: &[Volume]) -> Result<()> {
+    if failed.is_empty() {
+        return root.remove_file(PENDING_VOLUMES);
+    }
+    root.ensure_dir(crate::run::journal::DIR, 0o700)?;
+    let bytes = serde_json::to_vec_pretty(failed).expect("serializes");
+    root.write_atomic(PENDING_VOLUMES, &bytes, Perms::root_owned(0o600))
+}
+
+/// The volumes an earlier run could not carry, if any.
+pub fn pending_volumes(root: &Root) -> Result<Vec<Volume>> {
+    match root.read_optional(PENDING_VOLUMES)? {
+        None => Ok(Vec::new()),
+        Some(b) => serde_json::from_slice(&b).with_context(|| {
+            format!(
+                "{} is not valid: remove it",
+                root.path(PENDING_VOLUMES).display()
+            )
+        }),
+    }
+}
+
+/// What an earlier `--carry` left to carry (a kept spool, volumes recorded as pending), for
+/// `status`; None when nothing waits.
+pub fn waiting(root: &Root) -> Option<String> {
+    let images = pending(root).ok().flatten().map_or(0, |i| i.len());
+    let volumes = pending_volumes(root).map_or(0, |v| v.len());
+    if images == 0 && volumes == 0 {
+        return None;
+    }
+    Some(format!(
+        "a --carry did not complete: {images} image(s) wait in {} and {volumes} volume(s) are recorded in {}; the switch itself stands: run the same `enable --carry …` (or `disable --carry …`) command again to carry them",
+        root.path(SPOOL).display(),
+        root.path(PENDING_VOLUMES).display()
+    ))
+}
+
+/// A named volume of the old engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    /// Its name.
+    pub name: String,
+    /// Its labels.
+    pub labels: serde_json::Map<String, Value>,
+    /// Where its data is (`…/volumes/NAME/_data` in the old data root).
+    pub mountpoint: String,
+    /// The mapping it is carried into, recorded with it for a later run (null: not recorded,
+    /// the configured one is used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub into: Option<Destination>,
+}
+
+/// The mapping a volume is carried into: the remap user's ranges (start, count) and the
+/// direction (`enabling`: host ids into the ranges; else back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Destination {
+    /// Subordinate uids.
+    pub uids: (u64, u64),
+    /// Subordinate gids.
+    pub gids: (u64, u64),
+    /// Into the ranges (`enable`), or out of them (`disable`).
+    pub enabling: bool,
+}
+
+/// The old engine's volumes: those that can be copied, and the others with why and what to do.
+pub fn survey_volumes(engine: &Engine) -> Result<(Vec<Volume>, Vec<String>)> {
+    let (mut ok, mut skipped) = (Vec::new(), Vec::new());
+    for x in engine.volumes()? {
+        let name = x.name;
+        let driver = x.driver;
+        let has_options = !x.options.is_empty();
+        if driver != "local" {
+            skipped.push(format!(
+                "volume {name}: driver {driver} (its data is not in the data root): create it again in the new engine with the same driver"
+            ));
+        } else if has_options {
+            skipped.push(format!(
+                "volume {name}: a local volume with mount options (NFS, a bind, a device): its data is not in the data root; create it again with the same options"
+            ));
+        } else {
+            ok.push(Volume {
+                labels: x.labels,
+                mountpoint: x.mountpoint,
+                name,
+                into: None,
+            });
+        }
+    }
+    ok.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((ok, skipped))
+}
+
+/// Where a volume's copy is made before it is exchanged into place: beside the new data root's
+/// `volumes` (same filesystem, not a directory the local driver would take for a volume).
+fn staging(new_root: &str, name: &str) -> std::path::PathBuf {
+    std::path::Path::new(new_root)
+        .join("docker-userns-carry")
+        .join(name)
+}
+
+/// What [`carry_volume`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeCarried {
+    /// Copied in (or the copy of an interrupted run put in place).
+    Carried,
+    /// The new engine has a volume of that name already, its data at this path: not compared,
+    /// not overwritten (the source stays where it is).
+    Exists(String),
+}
+
+/// Carries one volume into the (new) engine whose data root is `new_root`, owners shifted by
+/// `map`. [`VolumeCarried::Exists`]: the new engine has one of that name (skipped, unless an
+/// earlier run was cut short between creating it and putting its data in, which is finished).
+pub fn carry_volume(
+    root: &Root,
+    engine: &Engine,
+    new_root: &str,
+    vol: &Volume,
+    map: &crate::host::shift::Mapping,
+) -> Result<VolumeCarried> {
+    use crate::host::shift;
+    let stage = staging(new_root, &vol.name);
+    let existing = match engine.inspect_volume(&vol.name) {
+        Ok(v) => Some(v),
+        Err(e) if e.not_found() => None,
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(v) = &existing {
+        // Created by a run that died before the exchange: its data waits in the staging copy.
+        let mp = v.mountpoint.as_str();
+        let empty = std::fs::read_dir(mp).is_ok_and(|mut d| d.next().is_none());
+        if !(empty && ready_mark(&stage).exists()) {
+            return Ok(VolumeCarried::Exists(mp.to_string()));
+        }
+        exchange(&stage, std::path::Path::new(mp))?;
+        return Ok(VolumeCarried::Carried);
+    }
+    let src = std::path::Path::new(&vol.mountpoint);
+    if !src.is_dir() {
+        bail!("its data {} is not there", src.display());
+    }
+    let r = shift::survey(&root.open_dir(&vol.mountpoint)?, map)?;
+    if r.outside_ids > 0 {
+        bail!(
+            "{} id(s) under {} (e.g. {}) lie outside what the new mapping expresses; nothing of it was created: change those owners, or create the volume again by hand",
+            r.outside_ids,
+            src.display(),
+            r.first_outside
+                .as_deref()
+                .map_or_else(String::new, |p| p.display().to_string())
+        );
+    }
+    if r.privileged > 0 {
+        // Into host ids (disable): a container's setuid file or capability would become the
+        // host's. Not dropped silently either: the admin decides.
+        let named: Vec<String> = r
+            .privileged_paths
+            .iter()
+            .map(|p| format!("{} ({})", p.path.display(), p.what()))
+            .collect();
+        bail!(
+            "{} file(s) under {} hold a setuid/setgid bit or a file capability made under the remapped ids, which would be valid for host ids in the new engine: {}{}; nothing of it was created: remove them (or their bits: chmod u-s,g-s; setcap -r), or move the volume by hand with `docker-userns shift --to host --drop-setid-and-caps` on a copy",
+            r.privileged,
+            src.display(),
+            named.join(", "),
+            if r.privileged > named.len() as u64 {
+                ", ..."
+            } else {
+                ""
+            }
+        );
+    }
+    // The copy, under the staging name (never visible as a volume).
+    if stage.exists() {
+        std::fs::remove_dir_all(&stage)
+            .with_context(|| format!("cannot remove the old copy {}", stage.display()))?;
+    }
+    std::fs::create_dir_all(stage.parent().expect("has a parent"))?;
+    let cp = crate::host::programs::find("cp")?;
+    let out = std::process::Command::new(&cp)
+        .args(["-a", "--no-target-directory"])
+        .arg(src)
+        .arg(&stage)
+        .output()
+        .with_context(|| format!("cannot run {}", cp.display()))?;
+    if !out.status.success() {
+        bail!(
+            "cp -a {} {} failed: {}",
+            src.display(),
+            stage.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    crate::failpoint::hit("carry:before-shift")?;
+    let log = root.resolved(&format!(
+        "{}/volume-{}.log",
+        crate::run::journal::DIR,
+        crate::run::journal::fingerprint(vol.name.as_bytes())
+    ))?;
+    let stage_dir = stage
+        .to_str()
+        .context("the staging path is not UTF-8")
+        .and_then(|s| root.open_dir(s))?;
+    shift::shift_tree(&stage_dir, map, &log, &mut |_| {
+        std::ops::ControlFlow::Continue(())
+    })
+    .with_context(|| format!("cannot shift the owners of the copy {}", stage.display()))?;
+    // Marks the copy complete (outside the data: removed with the staging directory).
+    let ready = ready_mark(&stage);
+    std::fs::write(&ready, b"").context("cannot mark the copy complete")?;
+    let created = engine
+        .create_volume(&vol.name, "local", &vol.labels)
+        .with_context(|| format!("cannot create volume {}", vol.name))?;
+    let mp = Some(created.mountpoint.as_str())
+        .filter(|m| !m.is_empty())
+        .context("the new volume has no Mountpoint")?;
+    crate::failpoint::hit("carry:before-exchange")?;
+    exchange(&stage, std::path::Path::new(mp))?;
+    Ok(VolumeCarried::Carried)
+}
+
+/// Puts the staged copy in place of the new volume's empty `_data` in one step, then removes
+/// what was exchanged out.
+fn exchange(stage: &std::path::Path, data: &std::path::Path) -> Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    renameat_with(CWD, stage, CWD, data, RenameFlags::EXCHANGE).with_context(|| {
+        format!(
+            "cannot exchange {} with {}",
+            stage.display(),
+            data.display()
+        )
+    })?;
+    std::fs::remove_dir(stage)
+        .with_context(|| format!("cannot remove the empty {}", stage.display()))?;
+    let _ = std::fs::remove_file(ready_mark(stage));
+    // The staging directory goes once nothing is left in it.
+    if let Some(parent) = stage.parent() {
+        let _ = std::fs::remove_dir(parent);
+    }
+    Ok(())
+}
+
+/// The mark of a complete copy, beside it: `.NAME.ready` (volume names cannot start with a
+/// dot, so no other volume's copy has that name).
+fn ready_mark(stage: &std::path::Path) -> std::path::PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(stage.file_name().unwrap_or_default());
+    name.push(".ready");
+    stage.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pending_volume_of_an_older_record_has_no_destination() {
+        let old = r#"[{"name":"v","labels":{},"mountpoint":"/m"}]"#;
+        let v: Vec<Volume> = serde_json::from_str(old).unwrap();
+        assert_eq!(v[0].into, None);
+        let with = Volume {
+            into: Some(Destination {
+                uids: (100000, 65536),
+                gids: (100000, 65536),
+                enabling: false,
+            }),
+            ..v[0].clone()
+        };
+        let back: Volume = serde_json::from_str(&serde_json::to_string(&with).unwrap()).unwrap();
+        assert_eq!(back, with);
+    }
+}
