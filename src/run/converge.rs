@@ -6,9 +6,7 @@
 
 use std::time::Duration;
 
-use std::io::IsTerminal;
-
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 
 use crate::exit::Conflict;
@@ -18,12 +16,15 @@ use crate::formats::subid::How;
 use crate::host::inspect::{self, Impact};
 use crate::host::root::Root;
 use crate::host::setup::{self, Found, Setup};
-use crate::host::shift;
 use crate::run::apply;
 use crate::run::carry::{self, Carry};
-use crate::run::journal::{self, Action, Before, Journal, OwnerShift};
+use crate::run::carry::{carry_load, carry_preview, carry_volumes};
+use crate::run::journal::{self, Action, Before, Journal};
 use crate::run::plan::{self, Decided, DisablePlan, Plan, Repair};
 use crate::run::preflight::{self, Inputs};
+use crate::run::repair::{
+    REPAIR_KEEPS, held_outside, move_data_root, repair_check, repair_preview,
+};
 use crate::run::restart::{self, Docker, Expect, Observed, Validation};
 use crate::run::signals::{self, Critical};
 
@@ -377,104 +378,6 @@ fn store_switch(root: &Root, docker: &Docker, want_userns: bool) -> Option<setup
     ))
 }
 
-/// What `--carry images` would carry: the old engine's images when docker switches (the
-/// spool's free space checked), else what a kept spool still holds.
-fn carry_preview(root: &Root, docker: &Docker, switching: bool) -> Result<Carry> {
-    if let Some(left) = carry::pending(root)? {
-        return Ok(Carry {
-            images: left.iter().map(carry::Image::name).collect(),
-            bytes: left.iter().map(|i| i.size).sum(),
-            spool: Some(root.path(carry::SPOOL).display().to_string()),
-            ..Carry::default()
-        });
-    }
-    if !switching {
-        return Ok(Carry::default());
-    }
-    let (images, containers) = carry::survey(docker.engine())?;
-    let bytes = images.iter().map(|i| i.size).sum();
-    carry::check_space(root, bytes)?;
-    Ok(Carry {
-        images: images.iter().map(carry::Image::name).collect(),
-        skipped: images.iter().filter_map(carry::dropped_note).collect(),
-        bytes,
-        containers_not_carried: containers,
-        ..Carry::default()
-    })
-}
-
-/// Loads what the spool holds into the engine that runs now (after a switch, or left by an
-/// earlier run whose carry did not complete).
-fn carry_load(root: &Root, docker: &Docker, containers: Vec<String>) -> Carry {
-    match carry::pending(root) {
-        Ok(Some(images)) => {
-            let mut c = carry::load(root, docker.engine(), &images);
-            c.containers_not_carried = containers;
-            c
-        }
-        Ok(None) => Carry {
-            containers_not_carried: containers,
-            ..Carry::default()
-        },
-        Err(e) => Carry {
-            failed: vec![format!("{e:#}")],
-            ..Carry::default()
-        },
-    }
-}
-
-/// Copies each volume into the engine that runs now, owners shifted into its mapping.
-fn carry_volumes(
-    docker: &Docker,
-    vols: &[carry::Volume],
-    ranges: Option<((u64, u64), (u64, u64))>,
-    enabling: bool,
-    root: &Root,
-    c: &mut Carry,
-) {
-    let prepared = ranges
-        .context("the remap user's ranges are not known")
-        .and_then(|(u, g)| shift::Mapping::for_range(u, g, enabling))
-        .and_then(|m| Ok((m, docker.engine().info()?.docker_root_dir)));
-    let (map, new_root) = match prepared {
-        Ok(x) => x,
-        Err(e) => {
-            for v in vols {
-                c.failed.push(format!("volume {}: {e:#}", v.name));
-            }
-            return;
-        }
-    };
-    // Recorded before the first copy: a run killed mid-carry is finished by the next one.
-    if let Err(e) = carry::keep_pending(root, vols) {
-        for v in vols {
-            c.failed
-                .push(format!("volume {}: not carried: {e:#}", v.name));
-        }
-        return;
-    }
-    let mut left = Vec::new();
-    for v in vols {
-        match carry::carry_volume(root, docker.engine(), &new_root, v, &map) {
-            Ok(carry::VolumeCarried::Carried) => c.volumes.push(v.name.clone()),
-            Ok(carry::VolumeCarried::Exists(there)) => c.skipped.push(format!(
-                "volume {0}: a volume of that name exists already in the engine that runs now (its data in {there}): it was not compared with the one being carried and not overwritten; the other engine's copy stays untouched in {1}",
-                v.name, v.mountpoint
-            )),
-            Err(e) => {
-                c.failed.push(format!("volume {}: {e:#}", v.name));
-                left.push(v.clone());
-            }
-        }
-    }
-    // What failed is tried again by the next run with --carry volumes.
-    if let Err(e) = carry::keep_pending(root, &left) {
-        c.failed.push(format!(
-            "cannot keep the volumes left for the next run: {e:#}"
-        ));
-    }
-}
-
 /// What a run says about a docker.service it leaves stopped.
 fn left_stopped_note(setup: &Setup) -> String {
     let mut s =
@@ -568,30 +471,6 @@ fn planned(root: &Root, inputs: &Inputs, want: &Want) -> Result<Plan> {
         }
         Err(refused) => Err(refused.into()),
     }
-}
-
-/// What a repair does, with the size of the tree it shifts.
-fn repair_preview(root: &Root, r: &Repair) -> Result<String> {
-    let from = root.path(&r.from);
-    if !root.is_dir(&r.from) {
-        return Ok(format!(
-            "--repair moves the range to {}:{}; no remapped data root exists at {} (nothing to rename or shift)",
-            r.uid_to,
-            r.uid_count,
-            from.display()
-        ));
-    }
-    let inodes = shift::count(&root.open_dir(&r.from)?)
-        .with_context(|| format!("cannot count the inodes below {}", from.display()))?;
-    Ok(format!(
-        "--repair stops docker, renames {} to {} and shifts the owners of its {inodes} inodes from uids {}.. / gids {}.. to {}.. / {}.., then starts docker and health-gates it",
-        from.display(),
-        root.path(&r.to).display(),
-        r.uid_from,
-        r.gid_from,
-        r.uid_to,
-        r.gid_to
-    ))
 }
 
 /// `enable`.
@@ -872,270 +751,6 @@ fn converge<C: Change>(
         }
         Err(e) => Err(journal.rollback(root, Some(&mut docker), e)),
     }
-}
-
-/// What `--carry` does beside a `--repair` that moves a data root.
-const REPAIR_KEEPS: &str = "--carry: nothing to carry, --repair keeps the images, containers and volumes: they stay in the remapped data root it moves to the new range";
-
-/// Where the shift of a repair keeps its log.
-const SHIFT_LOG: &str = "/var/lib/docker-userns/shift.log";
-
-/// Before a repair, docker still running: whether there is a data root to move (None: none,
-/// only the files change), and that it can be moved: docker running (`docker_active`; None:
-/// files only, under `--root` or `--no-restart`, where a move is refused), the new name free,
-/// and the whole tree walkable, with no owner in the target range already (the undo could not
-/// tell those from the ones it shifted). Returns the number of inodes to shift.
-fn repair_check(
-    root: &Root,
-    r: &Repair,
-    docker_active: Option<bool>,
-    notes: &mut Vec<String>,
-) -> Result<Option<u64>> {
-    let is_dir =
-        |abs: &str| -> Result<bool> { Ok(root.symlink_metadata(abs)?.is_some_and(|m| m.is_dir())) };
-    if !is_dir(&r.from)? {
-        notes.push(repair_preview(root, r)?);
-        return Ok(None);
-    }
-    let from = root.path(&r.from);
-    if root.symlink_metadata(&r.to)?.is_some() {
-        return Err(Conflict::new(format!(
-            "--repair would rename {} to {}, which exists already (a data root of that range from earlier?): move it away first; nothing was changed",
-            from.display(),
-            root.path(&r.to).display()
-        ))
-        .into());
-    }
-    let why = match docker_active {
-        None if root.is_host() => Some(
-            "--repair cannot be used with --no-restart: the move needs docker stopped and started by this run; run it without --no-restart",
-        ),
-        None => Some("run it on the live host (not with --root)"),
-        Some(false) => Some("start docker.service first"),
-        Some(true) => None,
-    };
-    if let Some(why) = why {
-        return Err(Conflict::new(format!(
-            "--repair renames {} and shifts its owners with docker stopped, then starts docker and health-gates it: {why}; nothing was changed",
-            from.display(),
-        ))
-        .into());
-    }
-    let map = repair_shift(r)?.mapping()?;
-    let survey = root.open_dir(&r.from).and_then(|d| shift::survey(&d, &map)).map_err(|e| {
-        Conflict::new(format!(
-            "--repair must walk the whole tree below {} before it stops docker, and cannot: {e:#}; nothing was changed and docker still runs. Remove or move away what cannot be walked (a container can make it in a volume, e.g. a directory nested too deep), then run --repair again",
-            from.display()
-        ))
-    })?;
-    if survey.already_done > 0 {
-        let (u, g) = (map.uid(), map.gid());
-        let (ue, ge) = (
-            u64::from(u.to) + u64::from(u.count),
-            u64::from(g.to) + u64::from(g.count),
-        );
-        let first = survey
-            .first_done
-            .as_ref()
-            .map_or_else(String::new, |p| format!(", e.g. {}", p.display()));
-        return Err(Conflict::new(format!(
-            "{} inode(s) below {} are owned already by ids of the range --repair moves to (uids {}..{} / gids {}..{}){first}: the repair would leave them as they are, and its undo could not tell them from those it shifted; change their owners first (list them with `find {} -xdev \\( -uid +{} -uid -{ue} \\) -print -o \\( -gid +{} -gid -{ge} \\) -print`); nothing was changed",
-            survey.already_done,
-            from.display(),
-            u.to,
-            ue - 1,
-            g.to,
-            ge - 1,
-            from.display(),
-            u.to - 1,
-            g.to - 1,
-        ))
-        .into());
-    }
-    Ok(Some(survey.inodes))
-}
-
-/// The id shift of a repair.
-fn repair_shift(r: &Repair) -> Result<OwnerShift> {
-    Ok(OwnerShift {
-        uid: shift::IdShift::of(r.uid_from, r.uid_to, r.uid_count)?,
-        gid: shift::IdShift::of(r.gid_from, r.gid_to, r.gid_count)?,
-    })
-}
-
-/// What the engine keeps outside its data root, which a repair does not move: the host
-/// directories of local volumes created with bind options (`-o type=none -o o=bind -o
-/// device=DIR`) and the host directories bind-mounted into containers. Those holding owners of
-/// the old range are named (they become unwritable for the remapped containers), with what to
-/// do (`planning`: said before the repair, by `plan`). Asking the engine or surveying a
-/// directory that fails is said too.
-fn held_outside(root: &Root, docker: &Docker, r: &Repair, planning: bool) -> Vec<String> {
-    let mut dirs: Vec<(String, String)> = Vec::new();
-    match docker.engine().volumes() {
-        Ok(vols) => {
-            for vol in vols {
-                let device = vol.option("device");
-                let bind = vol
-                    .option("o")
-                    .split(',')
-                    .any(|o| o == "bind" || o == "rbind");
-                if !device.is_empty() && bind {
-                    dirs.push((device.to_string(), format!("volume {}", vol.name)));
-                }
-            }
-        }
-        Err(e) => {
-            return vec![format!(
-                "--repair: cannot list the volumes ({e}); volumes with bind options keep their owners"
-            )];
-        }
-    }
-    match inspect::containers(docker.engine()) {
-        Ok(cs) => {
-            for c in cs {
-                for (src, dst) in c.rw_binds {
-                    dirs.push((src, format!("container {}: {dst}", c.name)));
-                }
-            }
-        }
-        Err(e) => {
-            return vec![format!(
-                "--repair: cannot list the containers ({e:#}); host directories bind-mounted into them keep their owners"
-            )];
-        }
-    }
-    let Ok(map) = repair_shift(r).and_then(|s| s.mapping()) else {
-        return Vec::new();
-    };
-    // The engine names host paths; the data root inside the root is one there too (the engine
-    // is only asked on the live host).
-    let data_root = std::path::Path::new(&r.from);
-    let mut found: Vec<(String, Vec<String>, u64)> = Vec::new();
-    for (dir, by) in dirs {
-        let path = std::path::PathBuf::from(&dir);
-        if path.starts_with(data_root) {
-            continue; // moved and shifted with the data root
-        }
-        if let Some(f) = found.iter_mut().find(|f| f.0 == dir) {
-            f.1.push(by);
-            continue;
-        }
-        // A file (or socket) bind-mounted: its own owner only.
-        if let Ok(Some(m)) = root.symlink_metadata(&dir)
-            && !m.is_dir()
-        {
-            use std::os::unix::fs::MetadataExt;
-            let (u, g) = (map.uid(), map.gid());
-            let old = |id: u32, s: shift::IdShift| id >= s.from && id - s.from < s.count;
-            if old(m.uid(), u) || old(m.gid(), g) {
-                found.push((dir, vec![by], 1));
-            }
-            continue;
-        }
-        match root.open_dir(&dir).and_then(|d| shift::survey(&d, &map)) {
-            Ok(rep) if rep.shifted > 0 => found.push((dir, vec![by], rep.shifted)),
-            Ok(_) => {}
-            Err(e) => found.push((dir, vec![format!("{by}; not surveyed: {e:#}")], 0)),
-        }
-    }
-    if found.is_empty() {
-        return Vec::new();
-    }
-    let listed: Vec<String> = found
-        .iter()
-        .map(|(d, by, n)| {
-            if *n > 0 {
-                format!("{d} ({}; {n} inode(s))", by.join(", "))
-            } else {
-                format!("{d} ({})", by.join(", "))
-            }
-        })
-        .collect();
-    let head = format!(
-        "--repair moves docker's data root only: these host directories, used by the engine from outside it, keep owners of the old range (uids {}.. / gids {}..), which the remapped containers can no longer write after the move: {}",
-        r.uid_from,
-        r.gid_from,
-        listed.join("; "),
-    );
-    let what = if planning {
-        "Before --repair, run `docker-userns shift DIR --to host` for each (stop the containers using it first); after it, `docker-userns shift DIR --to remapped` gives them to the new range".to_string()
-    } else {
-        format!(
-            "No `docker-userns shift` command moves owners from the old range to the new one once the range has moved (it shifts between host ids and the current range only): give each such owner its new id by hand (old id + {} for uids, + {} for gids). Next time, run `docker-userns shift DIR --to host` for each before --repair and `docker-userns shift DIR --to remapped` after it",
-            i128::from(r.uid_to) - i128::from(r.uid_from),
-            i128::from(r.gid_to) - i128::from(r.gid_from),
-        )
-    };
-    vec![format!("{head}. {what}")]
-}
-
-/// With docker stopped: renames the remapped data root and shifts the owners below it, each
-/// step journaled first. Returns the note saying what was done.
-fn move_data_root(root: &Root, journal: &mut Journal, r: &Repair, total: u64) -> Result<String> {
-    let owner_shift = repair_shift(r)?;
-    let mapping = owner_shift.mapping()?;
-    let (from, to) = (root.path(&r.from), root.path(&r.to));
-    journal.move_data_root(root, &r.from, &r.to)?;
-    failpoint::hit("repair:before-rename")?;
-    root.rename(&r.from, &r.to)?;
-    journal.step_done(root)?;
-    journal.shift_owners(root, &r.to, &r.from, owner_shift, SHIFT_LOG)?;
-    failpoint::hit("repair:before-shift")?;
-    let tty = std::io::stderr().is_terminal();
-    let to_dir = root.open_dir(&r.to)?;
-    let report = shift::shift_tree(&to_dir, &mapping, &root.resolved(SHIFT_LOG)?, &mut |n| {
-        if tty {
-            eprint!(
-                "\rshifting owners below {}: {n}/{total} inodes",
-                to.display()
-            );
-        }
-        if failpoint::hit("repair:during-shift").is_err() {
-            return std::ops::ControlFlow::Break(());
-        }
-        std::ops::ControlFlow::Continue(())
-    })
-    .with_context(|| format!("cannot shift the owners below {}", to.display()))?;
-    if tty {
-        eprintln!();
-    }
-    journal.step_done(root)?;
-    failpoint::hit("repair:after-shift")?;
-    let mut note = format!(
-        "--repair: renamed {} to {} and shifted the owners of {} of its {} inodes from uids {}.. / gids {}.. to {}.. / {}..",
-        from.display(),
-        to.display(),
-        report.shifted,
-        report.inodes,
-        r.uid_from,
-        r.gid_from,
-        r.uid_to,
-        r.gid_to
-    );
-    if report.outside > 0 {
-        note.push_str(&format!(
-            "; {} inodes owned outside the old range (root's, for one) were left as they were",
-            report.outside
-        ));
-    }
-    if report.caps_restored + report.setid_restored + report.acl_entries_shifted > 0 {
-        note.push_str(&format!(
-            "; kept {} setuid/setgid bits and {} file capabilities, shifted {} ACL entries",
-            report.setid_restored, report.caps_restored, report.acl_entries_shifted
-        ));
-    }
-    if !report.other_filesystems.is_empty() {
-        let shown: Vec<String> = report
-            .other_filesystems
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        note.push_str(&format!(
-            "; other filesystems mounted below were not entered: {}",
-            shown.join(", ")
-        ));
-    }
-    Ok(note)
 }
 
 /// Files only (`--root`, `--no-restart`): the same journal, no services. On the live host the

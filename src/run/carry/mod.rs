@@ -29,11 +29,13 @@ mod volumes;
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::exit::Conflict;
 use crate::host::root::Root;
 
+use crate::host::shift;
+use crate::run::restart::Docker;
 pub use images::*;
 pub use volumes::*;
 
@@ -108,5 +110,105 @@ fn progress_line(what: &str) -> impl FnMut(u64, u64) {
                 total.max(done) >> 20
             );
         }
+    }
+}
+
+// What converge runs: the carry around the switch.
+
+/// What `--carry images` would carry: the old engine's images when docker switches (the
+/// spool's free space checked), else what a kept spool still holds.
+pub fn carry_preview(root: &Root, docker: &Docker, switching: bool) -> Result<Carry> {
+    if let Some(left) = pending(root)? {
+        return Ok(Carry {
+            images: left.iter().map(Image::name).collect(),
+            bytes: left.iter().map(|i| i.size).sum(),
+            spool: Some(root.path(SPOOL).display().to_string()),
+            ..Carry::default()
+        });
+    }
+    if !switching {
+        return Ok(Carry::default());
+    }
+    let (images, containers) = survey(docker.engine())?;
+    let bytes = images.iter().map(|i| i.size).sum();
+    check_space(root, bytes)?;
+    Ok(Carry {
+        images: images.iter().map(Image::name).collect(),
+        skipped: images.iter().filter_map(dropped_note).collect(),
+        bytes,
+        containers_not_carried: containers,
+        ..Carry::default()
+    })
+}
+
+/// Loads what the spool holds into the engine that runs now (after a switch, or left by an
+/// earlier run whose carry did not complete).
+pub fn carry_load(root: &Root, docker: &Docker, containers: Vec<String>) -> Carry {
+    match pending(root) {
+        Ok(Some(images)) => {
+            let mut c = load(root, docker.engine(), &images);
+            c.containers_not_carried = containers;
+            c
+        }
+        Ok(None) => Carry {
+            containers_not_carried: containers,
+            ..Carry::default()
+        },
+        Err(e) => Carry {
+            failed: vec![format!("{e:#}")],
+            ..Carry::default()
+        },
+    }
+}
+
+/// Copies each volume into the engine that runs now, owners shifted into its mapping.
+pub fn carry_volumes(
+    docker: &Docker,
+    vols: &[Volume],
+    ranges: Option<((u64, u64), (u64, u64))>,
+    enabling: bool,
+    root: &Root,
+    c: &mut Carry,
+) {
+    let prepared = ranges
+        .context("the remap user's ranges are not known")
+        .and_then(|(u, g)| shift::Mapping::for_range(u, g, enabling))
+        .and_then(|m| Ok((m, docker.engine().info()?.docker_root_dir)));
+    let (map, new_root) = match prepared {
+        Ok(x) => x,
+        Err(e) => {
+            for v in vols {
+                c.failed.push(format!("volume {}: {e:#}", v.name));
+            }
+            return;
+        }
+    };
+    // Recorded before the first copy: a run killed mid-carry is finished by the next one.
+    if let Err(e) = keep_pending(root, vols) {
+        for v in vols {
+            c.failed
+                .push(format!("volume {}: not carried: {e:#}", v.name));
+        }
+        return;
+    }
+    let mut left = Vec::new();
+    for v in vols {
+        match carry_volume(root, docker.engine(), &new_root, v, &map) {
+            Ok(VolumeCarried::Carried) => c.volumes.push(v.name.clone()),
+            Ok(VolumeCarried::Exists(there)) => c.skipped.push(format!(
+                "volume {0}: a volume of that name exists already in the engine that runs now (its data in {there}): it was not compared with the one being carried and not overwritten; the other engine's copy stays untouched in {1}",
+                v.name, v.mountpoint
+            )),
+            Err(e) => {
+                c.failed.push(format!("volume {}: {e:#}", v.name));
+                left.push(v.clone());
+            }
+        }
+    }
+    // What failed is tried again by the next run with --carry volumes.
+    if let Err(e) = keep_pending(root, &left) {
+        c.failed.push(format!(
+            "cannot keep the volumes left for the next run: {e:#}"
+        ));
     }
 }
