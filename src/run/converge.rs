@@ -498,58 +498,108 @@ fn converge<C: Change>(
     change: &C,
 ) -> Result<Outcome<C::Plan>> {
     if !root.is_host() || !policy.restart {
-        // --no-restart on the live host: whoever restarts docker next (an upgrade, an admin)
-        // breaks the same things a restart now would, so the same refusals apply first.
-        let guard = |restart: bool| {
-            if root.is_host() && restart {
-                refuse_for_next_restart(root)
-            } else {
-                Ok(())
-            }
-        };
-        let mut out = converge_files(root, change, &guard)?;
-        if policy.carry_images {
-            out.notes.push("--carry images needs docker switched on the live host (not --root or --no-restart): nothing was carried".into());
-        }
-        return Ok(out);
+        return converge_without_restart(root, policy, change);
     }
     // One run at a time; an interrupted one is rolled back before anything is read.
     let _lock = journal::lock(root, journal::LOCK_WAIT)?;
     let mut docker = Docker::connect(root, policy.timeout, policy.settle)?;
     let recovered = journal::recover(root, Some(&mut docker))?;
     let seen = docker.observe()?;
+    let mut run = surveyed(root, policy, change, &mut docker, &seen, recovered)?;
+    if !run.out.changed {
+        carry_left::<C>(root, policy, &docker, &mut run.out)?;
+        return Ok(run.out);
+    }
+    let switched = journaled_and_restarted(root, policy, change, &mut docker, &seen, &mut run)?;
+    carried::<C>(root, &docker, run, switched)
+}
 
-    // preflight → plan.
+/// `--root`, or `--no-restart` on the live host: the files only. Whoever restarts docker next
+/// (an upgrade, an admin) breaks the same things a restart now would, so the same refusals
+/// apply first.
+fn converge_without_restart<C: Change>(
+    root: &Root,
+    policy: &RestartPolicy,
+    change: &C,
+) -> Result<Outcome<C::Plan>> {
+    let guard = |restart: bool| {
+        if root.is_host() && restart {
+            refuse_for_next_restart(root)
+        } else {
+            Ok(())
+        }
+    };
+    let mut out = converge_files(root, change, &guard)?;
+    if policy.carry_images {
+        out.notes.push("--carry images needs docker switched on the live host (not --root or --no-restart): nothing was carried".into());
+    }
+    Ok(out)
+}
+
+/// The old engine's volumes to carry, those left out, and the remap user's ranges before the
+/// switch (their owners leave those on `disable`).
+type VolumesToCarry = (
+    Vec<carry::Volume>,
+    Vec<String>,
+    Option<preflight::Range>,
+    Option<preflight::Range>,
+);
+
+/// A run after its first phase: everything read and decided, nothing changed yet.
+struct Surveyed<P> {
+    out: Outcome<P>,
+    /// Taken by `apply`.
+    inputs: Option<Inputs>,
+    /// docker restarts.
+    need: bool,
+    /// The inodes of the data root a `--repair` moves (None: it moves none).
+    moving: Option<u64>,
+    /// `--carry images`: the old engine's images and the containers that use them.
+    images: Option<(Vec<carry::Image>, Vec<String>)>,
+    /// `--carry volumes`.
+    volumes: Option<VolumesToCarry>,
+}
+
+/// Phase 1, surveyed: preflight → plan, the refusals, and what the switch moves or carries
+/// (a repair's tree walked, the images and the spool's room, the volumes), docker still
+/// running and nothing changed.
+fn surveyed<C: Change>(
+    root: &Root,
+    policy: &RestartPolicy,
+    change: &C,
+    docker: &mut Docker,
+    seen: &Observed,
+    recovered: Option<String>,
+) -> Result<Surveyed<C::Plan>> {
     let inputs = preflight::gather(root, change.user())?;
     let mut out = Outcome::new(change.plan(root, &inputs)?);
     out.notes.extend(recovered);
-    decide_restart(root, &mut docker, &seen, &mut out, C::ACTION.wants_userns())?;
+    decide_restart(root, docker, seen, &mut out, C::ACTION.wants_userns())?;
     let need = out.restart;
-    guard_running(&docker, need, policy.stop_running_containers)?;
+    guard_running(docker, need, policy.stop_running_containers)?;
     if !seen.active() {
         out.notes.push(left_stopped_note(docker.setup()));
     }
-    let live_restore = docker.setup().live_restore == Some(true);
     // A repair's tree is surveyed here, docker still running: what cannot be walked, or what
     // the undo could not tell apart, is refused before anything changes.
     let moving = match change.repair(&out.plan) {
         Some(r) => {
             let surveyed = repair_check(root, r, Some(seen.active()), &mut out.notes)?;
             if surveyed.is_some() {
-                out.notes.extend(held_outside(root, &docker, r, false));
+                out.notes.extend(held_outside(root, docker, r, false));
             }
             surveyed
         }
         None => None,
     };
     // --repair moves the data root with everything in it: nothing to carry.
-    let carrying = moving.is_none();
+    let carrying = moving.is_none() && need;
     if moving.is_some() && (policy.carry_images || policy.carry_volumes) {
         out.notes.push(REPAIR_KEEPS.into());
     }
     // --carry images: what the old engine holds, surveyed (and the spool's room checked)
     // before anything changes; exported before docker stops, loaded after the gate.
-    let to_carry = if policy.carry_images && need && carrying {
+    let images = if policy.carry_images && carrying {
         let (images, containers) = carry::survey(docker.engine())?;
         carry::check_space(root, images.iter().map(|i| i.size).sum())?;
         Some((images, containers))
@@ -558,61 +608,98 @@ fn converge<C: Change>(
     };
     // --carry volumes: the old engine's volumes, and (for disable) the ranges their owners
     // leave, known before anything changes; copied after the gate.
-    let volumes = if policy.carry_volumes && need && carrying {
+    let volumes = if policy.carry_volumes && carrying {
         let (vols, skipped) = carry::survey_volumes(docker.engine())?;
         let before = preflight::configured(root)?;
         Some((vols, skipped, before.subuid, before.subgid))
     } else {
         None
     };
-    if !out.changed {
-        // Converged: carry what an earlier switch could not.
-        if policy.carry_images {
-            out.carry = Some(carry_load(root, &docker, Vec::new()));
-        }
-        if policy.carry_volumes {
-            let left = carry::pending_volumes(root)?;
-            let want = C::ACTION.wants_userns();
-            let recorded = left.iter().find_map(|v| v.into);
-            let c = out.carry.get_or_insert_with(Carry::default);
-            match recorded {
-                // Left by the other direction's carry: that command finishes it.
-                Some(i) if i.enabling != want => {
-                    for v in &left {
-                        c.failed.push(format!(
-                            "volume {}: left to carry by an earlier `{} --carry volumes`: run that command again to carry it",
-                            v.name,
-                            if i.enabling { "enable" } else { "disable" }
-                        ));
-                    }
-                }
-                _ => {
-                    let ranges = match recorded {
-                        Some(i) => Some((i.uids, i.gids)),
-                        None => {
-                            let now = preflight::configured(root)?;
-                            now.subuid
-                                .zip(now.subgid)
-                                .map(|(u, g)| ((u.start, u.count), (g.start, g.count)))
-                        }
-                    };
-                    carry_volumes(&docker, &left, ranges, want, root, c);
+    Ok(Surveyed {
+        out,
+        inputs: Some(inputs),
+        need,
+        moving,
+        images,
+        volumes,
+    })
+}
+
+/// Converged already: carries what an earlier switch could not (a kept spool, pending
+/// volumes).
+fn carry_left<C: Change>(
+    root: &Root,
+    policy: &RestartPolicy,
+    docker: &Docker,
+    out: &mut Outcome<C::Plan>,
+) -> Result<()> {
+    if policy.carry_images {
+        out.carry = Some(carry_load(root, docker, Vec::new()));
+    }
+    if policy.carry_volumes {
+        let left = carry::pending_volumes(root)?;
+        let want = C::ACTION.wants_userns();
+        let recorded = left.iter().find_map(|v| v.into);
+        let c = out.carry.get_or_insert_with(Carry::default);
+        match recorded {
+            // Left by the other direction's carry: that command finishes it.
+            Some(i) if i.enabling != want => {
+                for v in &left {
+                    c.failed.push(format!(
+                        "volume {}: left to carry by an earlier `{} --carry volumes`: run that command again to carry it",
+                        v.name,
+                        if i.enabling { "enable" } else { "disable" }
+                    ));
                 }
             }
+            _ => {
+                let ranges = match recorded {
+                    Some(i) => Some((i.uids, i.gids)),
+                    None => {
+                        let now = preflight::configured(root)?;
+                        now.subuid
+                            .zip(now.subgid)
+                            .map(|(u, g)| ((u.start, u.count), (g.start, g.count)))
+                    }
+                };
+                carry_volumes(docker, &left, ranges, want, root, c);
+            }
         }
-        if out.carry.as_ref().is_some_and(|c| {
-            c.images.is_empty()
-                && c.volumes.is_empty()
-                && c.failed.is_empty()
-                && c.skipped.is_empty()
-        }) {
-            out.notes.push("--carry: docker was not switched and no earlier carry is waiting: nothing to carry".into());
-        }
-        return Ok(out);
     }
+    if out.carry.as_ref().is_some_and(|c| {
+        c.images.is_empty() && c.volumes.is_empty() && c.failed.is_empty() && c.skipped.is_empty()
+    }) {
+        out.notes.push(
+            "--carry: docker was not switched and no earlier carry is waiting: nothing to carry"
+                .into(),
+        );
+    }
+    Ok(())
+}
 
-    // apply → validate → restart, every step journaled first; any failure rolls back.
-    let exec_start = inputs.unit.exec_start.clone();
+/// A run whose switch stands: docker's downtime (None: not restarted), the volumes to carry
+/// with the ranges they go into, and the signal-deferring section still held.
+struct Switched {
+    downtime: Option<u64>,
+    volumes: Option<(Vec<carry::Volume>, Vec<String>, Option<Ranges>)>,
+    critical: Critical,
+}
+
+/// The remap user's (uids, gids) ranges as (start, count) pairs.
+type Ranges = ((u64, u64), (u64, u64));
+
+/// Phases 2 and 3, journaled and restarted: apply → validate → export → stop → restart and
+/// gate (the repair's rename and shift with docker stopped), every step journaled before it
+/// happens; any failure rolls back through the journal. Ends with the journal finished.
+fn journaled_and_restarted<C: Change>(
+    root: &Root,
+    policy: &RestartPolicy,
+    change: &C,
+    docker: &mut Docker,
+    seen: &Observed,
+    run: &mut Surveyed<C::Plan>,
+) -> Result<Switched> {
+    let inputs = run.inputs.as_ref().expect("surveyed holds the inputs");
     let remap_configured = inputs.daemon.config.remap().ok().map(|v| v.is_some());
     let critical = Critical::enter();
     let before = Before {
@@ -621,136 +708,166 @@ fn converge<C: Change>(
         remap_configured,
     };
     let mut journal = Journal::begin(root, C::ACTION, before)?;
-    let steps = (|| -> Result<Option<u64>> {
-        if let (Some(_), Some(r)) = (&moving, change.repair(&out.plan)) {
-            journal.intend_move(root, &r.from, &r.to)?;
-        }
-        change.apply(root, &mut journal, inputs, &mut out.plan)?;
-        failpoint::hit("converge:after-apply")?;
-        if !need {
-            return Ok(None);
-        }
-        validate(&exec_start, policy.timeout, &mut out.notes)?;
-        if let Some((images, _)) = &to_carry {
-            journal.spool_images(root)?;
-            carry::export(root, docker.engine(), images)?;
-            failpoint::hit("carry:after-export")?;
-        }
-        // With live-restore, stopping docker leaves its containers running, out of sight of
-        // the daemon that comes back: stop them through the API first (what --yes consents
-        // to), and check afterwards that none of them lives on.
-        let stopped = if live_restore {
-            docker.stop_running(root, &mut journal)?
-        } else {
-            Vec::new()
+    let steps = switch_steps(root, policy, change, docker, &mut journal, run);
+    let downtime = match steps {
+        Ok(downtime) => downtime,
+        Err(e) => return Err(journal.rollback(root, Some(docker), e)),
+    };
+    let out = &mut run.out;
+    // The volumes to carry are recorded before the switch is: a run killed from here on is
+    // finished by the same command (the unswitched path carries what is pending). Each with
+    // the mapping it is carried into, which a later run (after `disable`, say) may no longer
+    // find configured.
+    let volumes = run.volumes.take().map(|(vols, skipped, u, g)| {
+        let ranges = match C::ACTION {
+            Action::Enable => change.ranges(&out.plan),
+            Action::Disable => u
+                .zip(g)
+                .map(|(u, g)| ((u.start, u.count), (g.start, g.count))),
         };
-        failpoint::hit("converge:after-stop-containers")?;
-        // Containers stopped through the API are the journal's to start again on rollback.
-        let running = if stopped.is_empty() {
-            running_names(&docker, out.impact.as_ref())
-        } else {
-            Vec::new()
-        };
-        journal.restart_docker(root)?;
-        let expect = change.expect(&out.plan);
-        let repair = change.repair(&out.plan).cloned();
-        let mut moved = None;
-        let downtime = docker
-            .restart_with(&expect, &mut || {
-                if let (Some(total), Some(r)) = (moving, &repair) {
-                    moved = Some(move_data_root(root, &mut journal, r, total)?);
-                }
-                Ok(())
-            })
-            .map_err(|e| containers_stopped(e, &running))?;
-        out.notes.extend(moved);
-        let alive = restart::still_alive(&stopped);
-        if !alive.is_empty() {
-            anyhow::bail!(
-                "container processes the old docker ran are still alive after the switch, where the new daemon cannot see or stop them: {}",
-                alive.join(", ")
-            );
-        }
-        if !stopped.is_empty() {
-            let names: Vec<&str> = stopped.iter().map(|c| c.name.as_str()).collect();
-            out.notes.push(format!(
-                "live-restore is on, so stopping docker would have left the running containers alive but out of sight of the daemon that came back: {} container(s) were stopped through the engine API first ({}), and none of their processes is alive after the switch",
-                names.len(),
-                names.join(", ")
-            ));
-        }
-        failpoint::hit("converge:before-finish")?;
-        Ok(Some(downtime))
-    })();
-    match steps {
-        Ok(downtime) => {
-            // The volumes to carry are recorded before the switch is: a run killed from here
-            // on is finished by the same command (the unswitched path carries what is pending).
-            // Each with the mapping it is carried into, which a later run (after `disable`, say)
-            // may no longer find configured.
-            let volumes = volumes.map(|(vols, skipped, u, g)| {
-                let ranges = match C::ACTION {
-                    Action::Enable => change.ranges(&out.plan),
-                    Action::Disable => u
-                        .zip(g)
-                        .map(|(u, g)| ((u.start, u.count), (g.start, g.count))),
-                };
-                let into = ranges.map(|(uids, gids)| carry::Destination {
-                    uids,
-                    gids,
-                    enabling: C::ACTION.wants_userns(),
-                });
-                let vols: Vec<carry::Volume> = vols
-                    .into_iter()
-                    .map(|v| carry::Volume { into, ..v })
-                    .collect();
-                (vols, skipped, ranges)
-            });
-            if let Some((vols, ..)) = &volumes
-                && let Err(e) = carry::keep_pending(root, vols)
-            {
-                out.notes.push(format!(
-                    "cannot record the volumes to carry for a later run: {e:#}"
-                ));
-            }
-            journal.finish(root)?;
-            out.restarted = downtime.is_some();
-            out.downtime_ms = downtime;
-            // The switch stands from here on; carrying can only add to it, and it is resumable
-            // (the spool and the pending volumes are recorded): signals end the process again.
-            drop(critical);
-            if let Some(sig) = signals::deferred()
-                && (to_carry.is_some() || volumes.is_some())
-            {
-                let c = out.carry.get_or_insert_with(Carry::default);
-                c.failed.push(format!(
-                    "signal {sig} arrived during the switch: nothing was carried; run the same command again to carry it"
-                ));
-                if to_carry.is_some() {
-                    c.spool = Some(root.path(carry::SPOOL).display().to_string());
-                }
-                return Ok(out);
-            }
-            if let Some((_, containers)) = to_carry {
-                if failpoint::hit("carry:before-load").is_err() {
-                    out.carry = Some(Carry {
-                        failed: vec!["injected failure at carry:before-load".into()],
-                        spool: Some(root.path(carry::SPOOL).display().to_string()),
-                        ..Carry::default()
-                    });
-                } else {
-                    out.carry = Some(carry_load(root, &docker, containers));
-                }
-            }
-            if let Some((vols, skipped, ranges)) = volumes {
-                let c = out.carry.get_or_insert_with(Carry::default);
-                c.skipped.extend(skipped);
-                carry_volumes(&docker, &vols, ranges, C::ACTION.wants_userns(), root, c);
-            }
-            Ok(out)
-        }
-        Err(e) => Err(journal.rollback(root, Some(&mut docker), e)),
+        let into = ranges.map(|(uids, gids)| carry::Destination {
+            uids,
+            gids,
+            enabling: C::ACTION.wants_userns(),
+        });
+        let vols: Vec<carry::Volume> = vols
+            .into_iter()
+            .map(|v| carry::Volume { into, ..v })
+            .collect();
+        (vols, skipped, ranges)
+    });
+    if let Some((vols, ..)) = &volumes
+        && let Err(e) = carry::keep_pending(root, vols)
+    {
+        out.notes.push(format!(
+            "cannot record the volumes to carry for a later run: {e:#}"
+        ));
     }
+    journal.finish(root)?;
+    Ok(Switched {
+        downtime,
+        volumes,
+        critical,
+    })
+}
+
+/// The journaled steps of [`journaled_and_restarted`]: docker's downtime, None when it was not
+/// restarted.
+fn switch_steps<C: Change>(
+    root: &Root,
+    policy: &RestartPolicy,
+    change: &C,
+    docker: &mut Docker,
+    journal: &mut Journal,
+    run: &mut Surveyed<C::Plan>,
+) -> Result<Option<u64>> {
+    let out = &mut run.out;
+    let inputs = run.inputs.take().expect("applied once");
+    let exec_start = inputs.unit.exec_start.clone();
+    if let (Some(_), Some(r)) = (&run.moving, change.repair(&out.plan)) {
+        journal.intend_move(root, &r.from, &r.to)?;
+    }
+    change.apply(root, journal, inputs, &mut out.plan)?;
+    failpoint::hit("converge:after-apply")?;
+    if !run.need {
+        return Ok(None);
+    }
+    validate(&exec_start, policy.timeout, &mut out.notes)?;
+    if let Some((images, _)) = &run.images {
+        journal.spool_images(root)?;
+        carry::export(root, docker.engine(), images)?;
+        failpoint::hit("carry:after-export")?;
+    }
+    // With live-restore, stopping docker leaves its containers running, out of sight of the
+    // daemon that comes back: stop them through the API first (what --yes consents to), and
+    // check afterwards that none of them lives on.
+    let live_restore = docker.setup().live_restore == Some(true);
+    let stopped = if live_restore {
+        docker.stop_running(root, journal)?
+    } else {
+        Vec::new()
+    };
+    failpoint::hit("converge:after-stop-containers")?;
+    // Containers stopped through the API are the journal's to start again on rollback.
+    let running = if stopped.is_empty() {
+        running_names(docker, out.impact.as_ref())
+    } else {
+        Vec::new()
+    };
+    journal.restart_docker(root)?;
+    let expect = change.expect(&out.plan);
+    let repair = change.repair(&out.plan).cloned();
+    let mut moved = None;
+    let downtime = docker
+        .restart_with(&expect, &mut || {
+            if let (Some(total), Some(r)) = (run.moving, &repair) {
+                moved = Some(move_data_root(root, journal, r, total)?);
+            }
+            Ok(())
+        })
+        .map_err(|e| containers_stopped(e, &running))?;
+    out.notes.extend(moved);
+    let alive = restart::still_alive(&stopped);
+    if !alive.is_empty() {
+        anyhow::bail!(
+            "container processes the old docker ran are still alive after the switch, where the new daemon cannot see or stop them: {}",
+            alive.join(", ")
+        );
+    }
+    if !stopped.is_empty() {
+        let names: Vec<&str> = stopped.iter().map(|c| c.name.as_str()).collect();
+        out.notes.push(format!(
+            "live-restore is on, so stopping docker would have left the running containers alive but out of sight of the daemon that came back: {} container(s) were stopped through the engine API first ({}), and none of their processes is alive after the switch",
+            names.len(),
+            names.join(", ")
+        ));
+    }
+    failpoint::hit("converge:before-finish")?;
+    Ok(Some(downtime))
+}
+
+/// Phase 4, carried: the switch stands; carrying can only add to it, and it is resumable (the
+/// spool and the pending volumes are recorded), so signals end the process again from here.
+fn carried<C: Change>(
+    root: &Root,
+    docker: &Docker,
+    run: Surveyed<C::Plan>,
+    switched: Switched,
+) -> Result<Outcome<C::Plan>> {
+    let mut out = run.out;
+    out.restarted = switched.downtime.is_some();
+    out.downtime_ms = switched.downtime;
+    drop(switched.critical);
+    let volumes = switched.volumes;
+    if let Some(sig) = signals::deferred()
+        && (run.images.is_some() || volumes.is_some())
+    {
+        let c = out.carry.get_or_insert_with(Carry::default);
+        c.failed.push(format!(
+            "signal {sig} arrived during the switch: nothing was carried; run the same command again to carry it"
+        ));
+        if run.images.is_some() {
+            c.spool = Some(root.path(carry::SPOOL).display().to_string());
+        }
+        return Ok(out);
+    }
+    if let Some((_, containers)) = run.images {
+        if failpoint::hit("carry:before-load").is_err() {
+            out.carry = Some(Carry {
+                failed: vec!["injected failure at carry:before-load".into()],
+                spool: Some(root.path(carry::SPOOL).display().to_string()),
+                ..Carry::default()
+            });
+        } else {
+            out.carry = Some(carry_load(root, docker, containers));
+        }
+    }
+    if let Some((vols, skipped, ranges)) = volumes {
+        let c = out.carry.get_or_insert_with(Carry::default);
+        c.skipped.extend(skipped);
+        carry_volumes(docker, &vols, ranges, C::ACTION.wants_userns(), root, c);
+    }
+    Ok(out)
 }
 
 /// Files only (`--root`, `--no-restart`): the same journal, no services. On the live host the
