@@ -12,5 +12,6 @@ pub mod converge;
 pub mod journal;
 pub mod plan;
 pub mod preflight;
+pub mod range_refusal;
 pub mod restart;
 pub mod signals;
