@@ -72,22 +72,42 @@ mod tests {
     use crate::formats::login_defs::SubIdBounds;
     use crate::formats::subid::{Covered, How, Outside, Request, Side, SubIdFile, decide};
 
+    fn alice() -> IdUse {
+        IdUse {
+            id: 1000,
+            who: "user alice".into(),
+        }
+    }
+
+    fn covers(which: Which) -> Covered {
+        Covered::Account {
+            which,
+            account: alice(),
+        }
+    }
+
+    fn below() -> Covered {
+        Covered::UserSpace {
+            which: Which::SubUid,
+            user_max: 60000,
+        }
+    }
+
+    fn owner() -> String {
+        "dockremap".to_string()
+    }
+
     /// One of each refusal, each with the message the allocator's errors carried themselves
     /// before the advice moved here (captured from that code): the words must not change.
     fn cases() -> Vec<(Which, AllocError, &'static str)> {
-        let alice = IdUse {
-            id: 1000,
-            who: "user alice".into(),
-        };
-        let covers = |which| Covered::Account {
-            which,
-            account: alice.clone(),
-        };
-        let below = Covered::UserSpace {
-            which: Which::SubUid,
-            user_max: 60000,
-        };
-        let owner = || "dockremap".to_string();
+        let mut all = kept_cases();
+        all.extend(start_cases());
+        all.extend(bounds_cases());
+        all
+    }
+
+    /// Refusals of the ranges the user owns.
+    fn kept_cases() -> Vec<(Which, AllocError, &'static str)> {
         vec![
             (
                 Which::SubUid,
@@ -146,7 +166,7 @@ mod tests {
                     line: 2,
                     start: 2000,
                     count: 100,
-                    why: below.clone(),
+                    why: below(),
                 },
                 "/etc/subuid:2: dockremap's existing range dockremap:2000:100 lies at or below UID_MAX 60000 (/etc/login.defs), where ordinary accounts get their uids; `--repair` moves it to a free range above the accounts' ids (with docker stopped, the remapped data root is renamed and the owners of its files shifted; docker restarts), or remove that line and run again",
             ),
@@ -161,6 +181,12 @@ mod tests {
                 },
                 "/etc/subgid:4: dockremap's existing range dockremap:1:65536 covers gid 1000 (user alice, /etc/group): containers would get that account's files and processes; `--repair` moves it to a free range above the accounts' ids (with docker stopped, the remapped data root is renamed and the owners of its files shifted; docker restarts), or remove that line and run again",
             ),
+        ]
+    }
+
+    /// Refusals of a fixed start.
+    fn start_cases() -> Vec<(Which, AllocError, &'static str)> {
+        vec![
             (
                 Which::SubUid,
                 AllocError::StartTaken {
@@ -187,7 +213,7 @@ mod tests {
                 AllocError::StartOutside {
                     start: 2000,
                     count: 100,
-                    why: Outside::Covers(below),
+                    why: Outside::Covers(below()),
                 },
                 "/etc/subuid: --start 2000: a range of 100 ids there lies at or below UID_MAX 60000 (/etc/login.defs), where ordinary accounts get their uids",
             ),
@@ -226,6 +252,12 @@ mod tests {
                 },
                 "/etc/subgid: --start 300000: dockremap already owns 165536..231071 (line 2, 3); moving it needs --repair as well (with docker stopped, the remapped data root is renamed and the owners of its files shifted; docker restarts)",
             ),
+        ]
+    }
+
+    /// Refusals for the bounds in login.defs.
+    fn bounds_cases() -> Vec<(Which, AllocError, &'static str)> {
+        vec![
             (
                 Which::SubGid,
                 AllocError::BoundsInverted {
@@ -251,7 +283,7 @@ mod tests {
                     which: Which::SubUid,
                     min: 1,
                     user_max: 60000,
-                    account: Some(alice.clone()),
+                    account: Some(alice()),
                 },
                 "/etc/subuid: SUB_UID_MIN 1 in /etc/login.defs is at or below UID_MAX 60000: a range there would cover ordinary accounts' uids, e.g. uid 1000 (user alice); set SUB_UID_MIN above UID_MAX (Debian: 100000) and run again",
             ),

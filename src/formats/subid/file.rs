@@ -1,7 +1,7 @@
 //! The bytes of /etc/subuid and /etc/subgid: the parser that keeps every byte, the line types, and the writers.
 
 /// The size of the 32-bit id space: no range may reach past it.
-pub const ID_SPACE: u64 = 1 << 32;
+pub(super) const ID_SPACE: u64 = 1 << 32;
 
 /// One parsed range line: `owner:start:count`. The owner (a login name or numeric uid) is not
 /// copied out of the file: [`SubIdFile::owner`] gives it.
