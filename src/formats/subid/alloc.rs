@@ -4,7 +4,7 @@ use crate::formats::accounts::{self, IdUse};
 use crate::formats::login_defs::SubIdBounds;
 
 use super::file::{Entry, SubIdFile, Which};
-use super::lint::{Covered, Reserved};
+use super::lint::{Covered, Reserved, others_overlapping};
 
 /// What happens to one file for the remap user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -348,12 +348,7 @@ fn existing(
     }
     // Ranges dockerd (20.10) allocated itself may overlap someone else's: never keep those.
     for mine in &owned {
-        if let Some(theirs) = file.entries.iter().find(|e| {
-            e.count > 0
-                && e.start < mine.end()
-                && mine.start < e.end()
-                && !owned.iter().any(|o| o.line == e.line)
-        }) {
+        if let Some(theirs) = others_overlapping(file, mine, &owned).next() {
             return Err(AllocError::KeptOverlaps {
                 owner: name.to_string(),
                 line: mine.line,

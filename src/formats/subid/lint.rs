@@ -83,6 +83,21 @@ pub struct Problem {
     pub message: String,
 }
 
+/// The non-empty ranges in `file` that overlap `mine`, one of a user's ranges, and are not
+/// among `owned`, all of that user's ranges: where the user shares ids with someone else.
+pub(super) fn others_overlapping<'a>(
+    file: &'a SubIdFile,
+    mine: &'a Entry,
+    owned: &'a [&'a Entry],
+) -> impl Iterator<Item = &'a Entry> {
+    file.entries.iter().filter(move |e| {
+        e.count > 0
+            && e.start < mine.end()
+            && mine.start < e.end()
+            && !owned.iter().any(|o| o.line == e.line)
+    })
+}
+
 /// The ranges of any owner in one file that cover an account's id or lie at or below
 /// `UID_MAX` / `GID_MAX` (kind `covers-account`).
 pub fn covers_accounts(file: &SubIdFile, path: &str, reserved: Reserved) -> Vec<Problem> {
@@ -113,12 +128,7 @@ pub fn user_problems(
     let mine: Vec<&Entry> = file.owned_by(name, uid).filter(|e| e.count > 0).collect();
     let mut out = Vec::new();
     for m in &mine {
-        for e in file.entries.iter().filter(|e| {
-            e.count > 0
-                && e.start < m.end()
-                && m.start < e.end()
-                && !mine.iter().any(|o| o.line == e.line)
-        }) {
+        for e in others_overlapping(file, m, &mine) {
             let other = file.owner(e);
             out.push(Problem {
                 file: path.to_string(),
