@@ -2,7 +2,7 @@
 #![no_main]
 
 use docker_userns::formats::login_defs::SubIdBounds;
-use docker_userns::formats::subid::{SubIdFile, decide, lint};
+use docker_userns::formats::subid::{How, Request, Side, SubIdFile, Which, decide, lint};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -12,7 +12,14 @@ fuzz_target!(|data: &[u8]| {
     let _ = lint(&u, "/etc/subuid", bounds);
     // Appending never changes what was there.
     assert!(u.with_appended("x", 1, 1).starts_with(&u.raw));
-    if let Ok((du, dg)) = decide((&u, bounds), (&g, bounds), "dockremap", Some(101)) {
+    let req = Request {
+        subuid: Side::unreserved(Which::SubUid, &u, bounds),
+        subgid: Side::unreserved(Which::SubGid, &g, bounds),
+        name: "dockremap",
+        uid: Some(101),
+        how: How::default(),
+    };
+    if let Ok((du, dg)) = decide(&req) {
         for (d, f) in [(du, &u), (dg, &g)] {
             if d.writes() {
                 let (s, c) = (d.start(), d.count());

@@ -12,6 +12,7 @@ pub mod converge;
 pub mod journal;
 pub mod plan;
 pub mod preflight;
+pub mod range_refusal;
 pub mod repair;
 pub mod restart;
 pub mod signals;

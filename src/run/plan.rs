@@ -7,10 +7,11 @@ use crate::exit::Conflict;
 use crate::formats::daemon_config::{self, DEFAULT_USER, DaemonConfig};
 use crate::formats::login_defs::SubIdBounds;
 use crate::formats::remap_value::{self, Resolved, SpecError};
-use crate::formats::subid::{self, Decision, How, Reserved, Which};
+use crate::formats::subid::{self, Decision, How, Reserved, Side, Which};
 use crate::host::account;
 use crate::host::setup::Found;
 use crate::run::preflight::{DAEMON_JSON, Inputs, RemapSetting};
+use crate::run::range_refusal;
 
 /// The remap user in a plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -602,18 +603,22 @@ pub fn decide(
             accounts: &inputs.ids.gids,
         },
     );
-    subid::decide_how(
-        (&inputs.subuid.file, bu),
-        (&inputs.subgid.file, bg),
-        &inputs.user,
+    subid::decide(&subid::Request {
+        subuid: Side {
+            file: &inputs.subuid.file,
+            bounds: bu,
+            reserved: reserved.0,
+        },
+        subgid: Side {
+            file: &inputs.subgid.file,
+            bounds: bg,
+            reserved: reserved.1,
+        },
+        name: &inputs.user,
         uid,
-        reserved,
         how,
-    )
-    .map_err(|(which, e)| match e.line() {
-        Some(line) => Conflict::new(format!("{}:{line}: {e}", which.path())),
-        None => Conflict::new(format!("{}: {e}", which.path())),
     })
+    .map_err(|(which, e)| range_refusal::conflict(which, &e))
 }
 
 /// Plans `disable`: remove `userns-remap` from daemon.json; the user and its ranges stay.
