@@ -167,10 +167,12 @@ impl Mapping {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn map() -> Mapping {
+    /// uids 100000.. -> 300000.., gids 100000.. -> 400000.., 65536 of each: the mapping the
+    /// unit tests of the shift and its codecs use.
+    pub(crate) fn map() -> Mapping {
         Mapping::new(
             IdShift {
                 from: 100_000,

@@ -82,22 +82,7 @@ pub fn shift_caps(caps: &mut [u8], uid: &IdShift) -> bool {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-
-    fn map() -> Mapping {
-        Mapping::new(
-            IdShift {
-                from: 100_000,
-                to: 300_000,
-                count: 65_536,
-            },
-            IdShift {
-                from: 100_000,
-                to: 400_000,
-                count: 65_536,
-            },
-        )
-        .unwrap()
-    }
+    use crate::formats::id_shift::tests::map;
 
     /// A version 2 POSIX ACL of (tag, perm, id) entries, as the kernel stores it.
     pub(crate) fn acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {

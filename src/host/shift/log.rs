@@ -253,23 +253,7 @@ pub(super) fn parse_line(line: &[u8]) -> Option<LogEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::formats::id_shift::IdShift;
-
-    fn map() -> Mapping {
-        Mapping::new(
-            IdShift {
-                from: 100_000,
-                to: 300_000,
-                count: 65_536,
-            },
-            IdShift {
-                from: 100_000,
-                to: 400_000,
-                count: 65_536,
-            },
-        )
-        .unwrap()
-    }
+    use crate::formats::id_shift::tests::map;
 
     #[test]
     fn log_lines_round_trip_any_path() {

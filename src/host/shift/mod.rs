@@ -277,6 +277,7 @@ pub fn raise_nofile_limit() {
 
 #[cfg(test)]
 mod tests {
+    use crate::formats::id_shift::tests::map;
     /// The directory at `p`, opened as the tool opens one.
     fn dir(p: &Path) -> OpenDir {
         crate::host::root::Root::new(Path::new("/"))
@@ -293,22 +294,6 @@ mod tests {
     use crate::formats::xattr::*;
     use rustix::fs as rfs;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-
-    fn map() -> Mapping {
-        Mapping::new(
-            IdShift {
-                from: 100_000,
-                to: 300_000,
-                count: 65_536,
-            },
-            IdShift {
-                from: 100_000,
-                to: 400_000,
-                count: 65_536,
-            },
-        )
-        .unwrap()
-    }
 
     /// A tree on the filesystem the tests run on (the target directory: ext4 here, with
     /// xattrs and POSIX ACLs; tmpfs has them too).
