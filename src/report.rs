@@ -54,17 +54,32 @@ pub fn clap_json(kind: clap::error::ErrorKind, text: &str) -> Value {
             } else {
                 msg.to_string()
             };
-            json_error("", crate::exit::Code::Usage, &msg)
+            json_error("", crate::exit::Code::Usage, &msg, None)
         }
     }
 }
 
-/// The `--json` document for an error.
-pub fn json_error(command: &str, code: crate::exit::Code, message: &str) -> Value {
+/// The `--json` document for an error. A refusal (exit 3) adds `error.refusal`:
+/// `{kind, path, line, message}`, path and line null when it is not about one file or line.
+pub fn json_error(
+    command: &str,
+    code: crate::exit::Code,
+    message: &str,
+    refusal: Option<&crate::exit::Conflict>,
+) -> Value {
+    let mut error = json!({ "code": code as i32, "kind": code.name(), "message": message });
+    if code == crate::exit::Code::Conflict
+        && let (Some(r), Some(e)) = (refusal, error.as_object_mut())
+    {
+        e.insert(
+            "refusal".into(),
+            json!({ "kind": r.kind, "path": r.path, "line": r.line, "message": r.message }),
+        );
+    }
     json!({
         "schema_version": SCHEMA_VERSION,
         "command": command,
-        "error": { "code": code as i32, "kind": code.name(), "message": message },
+        "error": error,
     })
 }
 

@@ -93,6 +93,8 @@ fn write_daemon_json(
             "{} changed while docker-userns was running; nothing was written to it: run the command again",
             root.path(DAEMON_JSON).display()
         ))
+        .kind("changed-meanwhile")
+        .at(DAEMON_JSON, None)
         .into());
     }
     root.ensure_dir("/etc/docker", 0o755)?;

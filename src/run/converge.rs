@@ -557,12 +557,14 @@ fn planned(root: &Root, inputs: &Inputs, want: &Want) -> Result<Plan> {
             match plan::enable_how(inputs, want.count, how) {
                 Ok(Plan {
                     repair: Some(r), ..
-                }) => Err(Conflict::new(format!(
-                    "{}; here: {}",
-                    refused.0,
-                    repair_preview(root, &r)?
-                ))
-                .into()),
+                }) => {
+                    let preview = repair_preview(root, &r)?;
+                    Err(Conflict {
+                        message: format!("{}; here: {preview}", refused.message),
+                        ..refused
+                    }
+                    .into())
+                }
                 _ => Err(refused.into()),
             }
         }

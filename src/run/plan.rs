@@ -213,6 +213,14 @@ fn with_user(user: &str) -> String {
 /// Whether the value dockerd gets now resolves (as dockerd resolves it) to `user`; otherwise
 /// the refusal, with advice that can be followed literally.
 pub fn matches_user(s: &RemapSetting, user: &str) -> Result<(), Conflict> {
+    let (file, line) = &s.at;
+    matches_user_inner(s, user).map_err(|c| {
+        c.kind("remap-value-conflict")
+            .at(file, (*line > 0).then_some(*line))
+    })
+}
+
+fn matches_user_inner(s: &RemapSetting, user: &str) -> Result<(), Conflict> {
     let v = &s.value;
     let from = &s.from;
     let undo = if s.flag {
@@ -255,10 +263,13 @@ fn flag_conflict(inputs: &Inputs, action: &str) -> Result<(), Conflict> {
         .iter()
         .map(|o| o.to_string())
         .collect();
+    let first = &inputs.unit.remap_flags[0];
     Err(Conflict::new(format!(
         "dockerd already gets --userns-remap as a command-line flag ({}); {action}: remove the flag there so daemon.json alone controls remapping (dockerd refuses to start when both set it)",
         places.join(", ")
-    )))
+    ))
+    .kind("remap-flag-conflict")
+    .at(&first.file, Some(first.line)))
 }
 
 /// dockerd told to read another configuration file: editing daemon.json would change nothing.
@@ -266,20 +277,24 @@ fn config_file_conflict(inputs: &Inputs) -> Result<(), Conflict> {
     match &inputs.unit.config_file {
         Some((f, origin)) if f != DAEMON_JSON => Err(Conflict::new(format!(
             "dockerd reads its configuration from {f} (--config-file, {origin}), not {DAEMON_JSON}: point it back at {DAEMON_JSON} or drop the flag, then run again"
-        ))),
+        ))
+        .kind("config-file-elsewhere")
+        .at(f, None)),
         _ => Ok(()),
     }
 }
 
-fn first_malformed(inputs: &Inputs) -> Option<String> {
+fn first_malformed(inputs: &Inputs) -> Option<Conflict> {
     [(&inputs.subuid, "/etc/subuid"), (&inputs.subgid, "/etc/subgid")]
         .into_iter()
         .find_map(|(f, path)| {
             f.file.malformed.first().map(|m| {
-                format!(
+                Conflict::new(format!(
                     "{path}:{}: {}; fix or remove that line first (with a line this tool cannot read, the free ranges cannot be known; `docker-userns check` lists every problem)",
                     m.line, m.reason
-                )
+                ))
+                .kind("subid-malformed")
+                .at(path, Some(m.line))
             })
         })
 }
@@ -297,13 +312,15 @@ pub fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Result<Plan,
     let docker = docker_facts(inputs, &mut notes);
     let by_flag = enable_flag(inputs)?;
     config_file_conflict(inputs)?;
-    if let Some(msg) = first_malformed(inputs) {
-        return Err(Conflict::new(msg));
+    if let Some(refused) = first_malformed(inputs) {
+        return Err(refused);
     }
     if inputs.max_user_namespaces == Some(0) {
         return Err(Conflict::new(
             "user namespaces are disabled in the kernel (/proc/sys/user/max_user_namespaces is 0): set user.max_user_namespaces to a positive value (sysctl) first",
-        ));
+        )
+        .kind("userns-disabled")
+        .at("/proc/sys/user/max_user_namespaces", None));
     }
     if let Some(dir) = inputs.blocked_dirs.first() {
         return Err(blocked_data_root(dir, &inputs.data_root));
@@ -323,16 +340,18 @@ pub fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Result<Plan,
     if inputs.account.is_none()
         && let Some(why) = &inputs.useradd_escapes
     {
-        return Err(Conflict::new(format!("cannot create user {user}: {why}")));
+        return Err(
+            Conflict::new(format!("cannot create user {user}: {why}")).kind("useradd-escapes")
+        );
     }
 
     // daemon.json first: a different remap user there is a conflict, not something to overwrite.
     let value = daemon_config::value_for(user);
-    let current = inputs
-        .daemon
-        .config
-        .remap()
-        .map_err(|e| Conflict::new(format!("{DAEMON_JSON}: {e}")))?;
+    let current = inputs.daemon.config.remap().map_err(|e| {
+        Conflict::new(format!("{DAEMON_JSON}: {e}"))
+            .kind("daemon-json-invalid")
+            .at(DAEMON_JSON, None)
+    })?;
     let new_config: DaemonConfig = match (current, &inputs.remap) {
         // A flag already names the user: daemon.json stays without the key.
         _ if by_flag => inputs.daemon.config.clone(),
@@ -345,7 +364,9 @@ pub fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Result<Plan,
             if !daemon_config::names_user(v, user, uid, gid) {
                 return Err(Conflict::new(format!(
                     "{DAEMON_JSON} already has \"userns-remap\": {v:?}, which is not user {user}; run `docker-userns disable` first, or pass --user to match it"
-                )));
+                ))
+                .kind("remap-value-conflict")
+                .at(DAEMON_JSON, None));
             }
             inputs.daemon.config.clone()
         }
@@ -507,7 +528,9 @@ fn stand_in_lines(
             return Err(Conflict::new(format!(
                 "{}; move one of them to the user's name by hand (one line `{user}:START:COUNT`); nothing was changed",
                 m.describe(user)
-            )));
+            ))
+            .kind("subid-stand-in-owner")
+            .at(which.path(), None));
         };
         if !how.repair {
             return Err(Conflict::new(format!(
@@ -515,7 +538,9 @@ fn stand_in_lines(
                 m.describe(user),
                 which.path(),
                 with_user(user)
-            )));
+            ))
+            .kind("subid-stand-in-owner")
+            .at(which.path(), Some(line)));
         }
         let a = adopted.get_or_insert_with(|| inputs.clone());
         let file = match which {
@@ -554,12 +579,16 @@ pub fn features_conflict(config: &DaemonConfig) -> Result<(), Conflict> {
     if on("containerd-snapshotter") {
         return Err(Conflict::new(format!(
             "{DAEMON_JSON} sets \"features\": {{\"containerd-snapshotter\": true}}; with remapping dockerd 29 refuses to start: \"containerd-snapshotter is explicitly enabled, but is not compatible with userns remapping. Please disable userns remapping or containerd-snapshotter\"; remove that feature (remapped docker uses the overlay2 graph driver, not the containerd image store) and run again; nothing was changed (this tool does not remove settings it does not own)"
-        )));
+        ))
+        .kind("docker29-feature-conflict")
+        .at(DAEMON_JSON, None));
     }
     if on("containerd-migration") {
         return Err(Conflict::new(format!(
             "{DAEMON_JSON} sets \"features\": {{\"containerd-migration\": true}}; with remapping dockerd 29 still starts, but turns the containerd image store back on in the remapped data root whenever that holds no images and no containers (\"Enabling containerd snapshotter because migration set\"), the combination it otherwise switches off because it breaks (moby issue 47377), and `dockerd --validate` does not object; remove that feature and run again; nothing was changed (this tool does not remove settings it does not own)"
-        )));
+        ))
+        .kind("docker29-feature-conflict")
+        .at(DAEMON_JSON, None));
     }
     Ok(())
 }
@@ -570,6 +599,8 @@ pub fn blocked_data_root(dir: &str, data_root: &Found) -> Conflict {
         "{dir} does not let other users traverse it (no o+x): the remapped root could not reach docker's data root {} (set by {}) below it (dockerd: \"a subdirectory in your graphroot path restricts access\"); run `chmod o+x {dir}` first",
         data_root.path, data_root.from
     ))
+    .kind("data-root-not-traversable")
+    .at(dir, None)
 }
 
 /// Decides both ranges, turning allocation failures into conflicts that name the file.
@@ -610,10 +641,31 @@ pub fn decide(
         reserved,
         how,
     )
-    .map_err(|(which, e)| match e.line() {
-        Some(line) => Conflict::new(format!("{}:{line}: {e}", which.path())),
-        None => Conflict::new(format!("{}: {e}", which.path())),
+    .map_err(|(which, e)| {
+        let refused = match e.line() {
+            Some(line) => Conflict::new(format!("{}:{line}: {e}", which.path())),
+            None => Conflict::new(format!("{}: {e}", which.path())),
+        };
+        refused.kind(alloc_kind(&e)).at(which.path(), e.line())
     })
+}
+
+/// The refusal kind of an allocation failure (`--json`'s `error.refusal.kind`).
+fn alloc_kind(e: &subid::AllocError) -> &'static str {
+    use subid::AllocError as A;
+    match e {
+        A::TooSmall { .. } => "subid-too-small",
+        A::KeptOverlaps { .. } => "subid-overlap",
+        A::EmptyLine { .. } => "subid-empty-range",
+        A::KeptCovers { .. } => "subid-covers-account",
+        A::StartTaken { .. } => "subid-start-taken",
+        A::StartOutside { .. } => "subid-start-outside",
+        A::StartMoves { .. } => "subid-start-moves",
+        A::BoundsInverted { .. } => "login-defs-bounds-inverted",
+        A::CountTooLarge { .. } => "subid-count-too-large",
+        A::InUserSpace { .. } => "login-defs-in-user-space",
+        A::NoRoom { .. } => "subid-no-room",
+    }
 }
 
 /// Plans `disable`: remove `userns-remap` from daemon.json; the user and its ranges stay.
@@ -622,11 +674,11 @@ pub fn disable(inputs: &Inputs) -> Result<DisablePlan, Conflict> {
     let docker = docker_facts(inputs, &mut notes);
     flag_conflict(inputs, "disabling it in daemon.json would not turn it off")?;
     config_file_conflict(inputs)?;
-    let current = inputs
-        .daemon
-        .config
-        .remap()
-        .map_err(|e| Conflict::new(format!("{DAEMON_JSON}: {e}")))?;
+    let current = inputs.daemon.config.remap().map_err(|e| {
+        Conflict::new(format!("{DAEMON_JSON}: {e}"))
+            .kind("daemon-json-invalid")
+            .at(DAEMON_JSON, None)
+    })?;
     let has_key = inputs.daemon.config.map.contains_key(daemon_config::KEY);
     let new_config = inputs.daemon.config.without_remap();
     let changed = has_key;
