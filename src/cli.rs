@@ -262,6 +262,9 @@ pub enum Command {
         /// spool needs, and the containers that cannot be carried.
         #[arg(long, value_enum, value_name = "images,volumes", value_delimiter = ',')]
         carry: Vec<CarryWhat>,
+        /// Show what `disable` would change instead (daemon.json without "userns-remap").
+        #[arg(long, conflicts_with_all = ["user", "count", "start", "repair", "carry"])]
+        disable: bool,
     },
 
     /// Create the remap user, allocate its ranges, set "userns-remap" in daemon.json, restart

@@ -243,17 +243,35 @@ fn carry_text(c: &Carry, applied: bool) -> String {
 
 /// Text for `disable`.
 pub fn disable_text(root: &str, o: &Outcome<DisablePlan>) -> String {
+    disable_text_as(root, o, true)
+}
+
+/// Text for `plan --disable`.
+pub fn disable_plan_text(root: &str, o: &Outcome<DisablePlan>) -> String {
+    disable_text_as(root, o, false)
+}
+
+fn disable_text_as(root: &str, o: &Outcome<DisablePlan>, applied: bool) -> String {
     let p = &o.plan;
     let mut s = String::new();
     let head = match (&p.removed, &p.daemon_json_change, o.changed) {
-        (Some(v), FileChange::Update, _) => {
+        (Some(v), FileChange::Update, _) if applied => {
             format!("Removed \"userns-remap\": {v:?} from /etc/docker/daemon.json.")
         }
-        (None, FileChange::Update, _) => {
+        (Some(v), FileChange::Update, _) => format!(
+            "Plan: `docker-userns disable` would remove \"userns-remap\": {v:?} from /etc/docker/daemon.json."
+        ),
+        (None, FileChange::Update, _) if applied => {
             "Removed an empty \"userns-remap\" from /etc/docker/daemon.json.".into()
         }
-        (_, _, true) => {
+        (None, FileChange::Update, _) => {
+            "Plan: `docker-userns disable` would remove an empty \"userns-remap\" from /etc/docker/daemon.json.".into()
+        }
+        (_, _, true) if applied => {
             "daemon.json has no \"userns-remap\", but docker still ran remapped:".into()
+        }
+        (_, _, true) => {
+            "daemon.json has no \"userns-remap\", but docker still runs remapped: `docker-userns disable` would restart it:".into()
         }
         _ => "Already disabled: daemon.json has no \"userns-remap\"; nothing to change.".into(),
     };
@@ -265,7 +283,11 @@ pub fn disable_text(root: &str, o: &Outcome<DisablePlan>) -> String {
         let _ = writeln!(
             s,
             "  restart    {}",
-            restart_word(true, o.restarted, o.downtime_ms, true)
+            if applied {
+                restart_word(true, o.restarted, o.downtime_ms, true)
+            } else {
+                "needed: `disable` restarts docker and checks it comes back not remapped".into()
+            }
         );
     }
     if let Some(st) = &o.setup {

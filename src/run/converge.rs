@@ -500,6 +500,7 @@ pub fn plan(
 ) -> Result<Outcome<Plan>> {
     let inputs = preflight::gather(root, &want.user)?;
     let mut out = Outcome::new(planned(root, &inputs, want)?);
+    out.plan.files = Some(plan::enable_files(&inputs, &out.plan));
     if let Some(r) = &out.plan.repair {
         out.notes.push(repair_preview(root, r)?);
     }
@@ -537,6 +538,32 @@ pub fn plan(
             }
         }
         // What enable would refuse (docker listens on no unix socket), plan refuses too.
+        Err(e) if e.is::<Conflict>() => return Err(e),
+        Err(e) => out.notes.push(format!(
+            "docker's running state is unknown ({e:#}); the plan covers the files only"
+        )),
+    }
+    Ok(out)
+}
+
+/// What `disable` would do (`plan --disable`), changing nothing: the files, and on the live
+/// host whether docker restarts and what the switch back does to what it holds.
+pub fn plan_disable(root: &Root) -> Result<Outcome<DisablePlan>> {
+    let inputs = preflight::gather(root, Disable.user())?;
+    let mut out = Outcome::new(Disable.plan(root, &inputs)?);
+    out.plan.files = Some(plan::disable_files(&inputs, &out.plan));
+    if !root.is_host() {
+        return Ok(out);
+    }
+    match Docker::connect(root, Duration::from_secs(30), restart::DEFAULT_SETTLE)
+        .and_then(|d| d.observe().map(|seen| (d, seen)))
+    {
+        Ok((mut docker, seen)) => {
+            decide_restart(root, &mut docker, &seen, &mut out, false)?;
+            if !seen.active() {
+                out.notes.push(left_stopped_note(docker.setup()));
+            }
+        }
         Err(e) if e.is::<Conflict>() => return Err(e),
         Err(e) => out.notes.push(format!(
             "docker's running state is unknown ({e:#}); the plan covers the files only"

@@ -10,7 +10,7 @@ use crate::formats::remap_value::{self, Resolved, SpecError};
 use crate::formats::subid::{self, Decision, How, Reserved, Which};
 use crate::host::account;
 use crate::host::setup::Found;
-use crate::run::preflight::{DAEMON_JSON, Inputs, RemapSetting};
+use crate::run::preflight::{DAEMON_JSON, DAEMON_JSON_BACKUP, Inputs, RemapSetting};
 
 /// The remap user in a plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -122,6 +122,138 @@ pub struct Plan {
     /// The bytes to write to daemon.json (when it changes).
     #[serde(skip)]
     pub daemon_bytes: Option<Vec<u8>>,
+    /// `plan` only: every file the run writes, with its bytes now and the exact bytes it
+    /// writes ([`enable_files`]); absent from `enable`'s output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<FileWrite>>,
+}
+
+/// One file a run writes, as `plan --json` shows it: the path, the bytes now and the exact
+/// bytes the run writes, rendered by the same functions `apply` writes with. Both contents
+/// are UTF-8 text, or base64 (`encoding`) when either is not valid UTF-8.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileWrite {
+    /// The file, as a path inside the root.
+    pub path: String,
+    /// `create` or `update`.
+    pub change: FileChange,
+    /// Where the run keeps the old content before it writes (null: the file is created).
+    pub backup: Option<String>,
+    /// `utf-8` or `base64`: how `before` and `after` are given.
+    pub encoding: &'static str,
+    /// The content now (null: the file does not exist).
+    pub before: Option<String>,
+    /// The content the run writes, byte for byte.
+    pub after: String,
+}
+
+impl FileWrite {
+    /// A file changing from `before` (None: missing) to `after`.
+    pub fn new(path: &str, backup: &str, before: Option<&[u8]>, after: &[u8]) -> FileWrite {
+        let text = |b: &[u8]| std::str::from_utf8(b).map(str::to_string).ok();
+        let (encoding, before, after) = match (before.map(text), text(after)) {
+            (None, Some(a)) => ("utf-8", None, a),
+            (Some(Some(b)), Some(a)) => ("utf-8", Some(b), a),
+            _ => ("base64", before.map(base64), base64(after)),
+        };
+        FileWrite {
+            path: path.to_string(),
+            change: if before.is_some() {
+                FileChange::Update
+            } else {
+                FileChange::Create
+            },
+            backup: before.is_some().then(|| backup.to_string()),
+            encoding,
+            before,
+            after,
+        }
+    }
+}
+
+/// Standard base64 (RFC 4648, with padding).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The content a range plan gives a subordinate-id file that holds `old`: None when the
+/// file is not written. The one writer of these files: `plan` shows its result and `apply`
+/// writes it (on the content read again under shadow's lock). A moved or renamed range
+/// replaces the user's line (the first of `replaces`; the others are dropped), every other
+/// byte kept; otherwise the line `user:start:count` is appended (after a newline when the
+/// file does not end with one).
+pub fn subid_after(old: &[u8], user: &str, r: &RangePlan) -> Option<Vec<u8>> {
+    if !r.add {
+        return None;
+    }
+    if let Some((first, rest)) = r.replaces.split_first() {
+        return Some(subid::with_moved(old, *first, rest, user, r.start, r.count));
+    }
+    let mut bytes = Vec::with_capacity(old.len() + 32);
+    bytes.extend_from_slice(old);
+    subid::append_line(&mut bytes, user, r.start, r.count);
+    Some(bytes)
+}
+
+/// The backup a subordinate-id file gets before it is written (shadow's own convention).
+pub fn subid_backup(abs: &str) -> String {
+    format!("{abs}-")
+}
+
+/// Every file `enable` writes for plan `p`, in the order it writes them: /etc/subuid,
+/// /etc/subgid, then daemon.json. (The user's creation is `useradd`'s, shown as
+/// `user.create`; the run's own record in /var/lib/docker-userns is not listed.)
+pub fn enable_files(inputs: &Inputs, p: &Plan) -> Vec<FileWrite> {
+    let mut out = Vec::new();
+    for (f, r) in [(&inputs.subuid, &p.subuid), (&inputs.subgid, &p.subgid)] {
+        if let Some(after) = subid_after(&f.file.raw, &inputs.user, r) {
+            let before = f.exists.then_some(&f.file.raw[..]);
+            out.push(FileWrite::new(
+                r.file,
+                &subid_backup(r.file),
+                before,
+                &after,
+            ));
+        }
+    }
+    if p.daemon_json_change != FileChange::None
+        && let Some(after) = &p.daemon_bytes
+    {
+        out.push(daemon_write(inputs, after));
+    }
+    out
+}
+
+/// Every file `disable` writes for plan `p`: daemon.json, when it changes.
+pub fn disable_files(inputs: &Inputs, p: &DisablePlan) -> Vec<FileWrite> {
+    p.daemon_bytes
+        .iter()
+        .map(|after| daemon_write(inputs, after))
+        .collect()
+}
+
+fn daemon_write(inputs: &Inputs, after: &[u8]) -> FileWrite {
+    FileWrite::new(
+        DAEMON_JSON,
+        DAEMON_JSON_BACKUP,
+        inputs.daemon.raw.as_deref(),
+        after,
+    )
 }
 
 /// Moving the remapped data root with the range: with docker stopped, `from` is renamed to
@@ -170,6 +302,9 @@ pub struct DisablePlan {
     /// The bytes to write to daemon.json (when it changes).
     #[serde(skip)]
     pub daemon_bytes: Option<Vec<u8>>,
+    /// `plan --disable` only: every file the run writes ([`disable_files`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<FileWrite>>,
 }
 
 fn docker_facts(inputs: &Inputs, notes: &mut Vec<String>) -> DockerFacts {
@@ -488,6 +623,7 @@ pub fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Result<Plan,
         docker,
         repair,
         notes,
+        files: None,
     })
 }
 
@@ -699,6 +835,7 @@ pub fn disable(inputs: &Inputs) -> Result<DisablePlan, Conflict> {
         },
         docker,
         notes,
+        files: None,
     })
 }
 

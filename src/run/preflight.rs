@@ -17,6 +17,8 @@ use crate::host::setup::{self, Found};
 
 /// Where daemon.json lives.
 pub const DAEMON_JSON: &str = crate::formats::daemon_config::PATH;
+/// Where the previous daemon.json is kept before each rewrite.
+pub const DAEMON_JSON_BACKUP: &str = "/etc/docker/daemon.json.docker-userns-backup";
 /// Where login.defs lives.
 pub const LOGIN_DEFS: &str = "/etc/login.defs";
 
