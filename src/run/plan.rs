@@ -934,6 +934,49 @@ mod tests {
     }
 
     #[test]
+    fn base64_is_rfc_4648() {
+        for (raw, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(raw.as_bytes()), enc);
+        }
+        assert_eq!(base64(&[0xff, 0xfe, 0x00]), "//4A");
+    }
+
+    #[test]
+    fn files_show_what_the_writers_make_of_the_content_now() {
+        // No final newline: the appended line starts on a line of its own.
+        let i = inputs("1000:100000:65536", Some("{\"a\": 1e3}"), None);
+        let p = enable(&i, None).unwrap();
+        let files = enable_files(&i, &p);
+        assert_eq!(files.len(), 3);
+        assert_eq!(files[0].before.as_deref(), Some("1000:100000:65536"));
+        assert_eq!(
+            files[0].after,
+            "1000:100000:65536\ndockremap:165536:65536\n"
+        );
+        assert_eq!(files[0].backup.as_deref(), Some("/etc/subuid-"));
+        assert_eq!(
+            files[2].after.as_bytes(),
+            p.daemon_bytes.as_deref().unwrap()
+        );
+        assert_eq!(files[2].change, FileChange::Update);
+        // A range kept writes nothing.
+        let i = inputs(
+            "dockremap:100000:65536\n",
+            Some("{\"userns-remap\": \"default\"}\n"),
+            dockremap(),
+        );
+        assert!(enable_files(&i, &enable(&i, None).unwrap()).is_empty());
+    }
+
+    #[test]
     fn a_fresh_host_gets_user_ranges_and_the_key() {
         let p = enable(&inputs("alice:100000:65536\n", None, None), None).unwrap();
         assert!(p.changed && p.restart && p.user.create);
