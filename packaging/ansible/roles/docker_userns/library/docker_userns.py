@@ -265,21 +265,21 @@ def main():
             result["diff"] = diff_list(before, snapshot(user, "/etc/subuid", "/etc/subgid"))
 
     if rc != 0:
-        if error is None:
-            failed = (doc.get("carry") or {}).get("failed")
-            if failed:
-                error = {"kind": "carry-incomplete", "message": "not carried: " + "; ".join(failed)}
-            else:
-                error = {"kind": "failure", "message": stderr.strip()}
-        kind = error.get("kind", "failure")
-        if error.get("refusal"):
-            result["refusal"] = error["refusal"]
-        result["msg"] = "docker-userns failed (exit %d, %s): %s. %s" % (
-            rc,
-            kind,
-            kind.upper().replace("-", " "),
-            error.get("message", ""),
-        )
+        # What happened comes from the document: its error kind (rolled-back, conflict, ...),
+        # or an outcome whose carry did not complete (the switch itself was made).
+        failed = (doc.get("carry") or {}).get("failed")
+        if error is None and failed:
+            kind = "carry-incomplete"
+            what = "SWITCHED, CARRY INCOMPLETE: remapping changed, but not everything was carried; the next run carries the rest"
+            message = "not carried: " + "; ".join(failed)
+        else:
+            error = error or {"kind": "failure", "message": stderr.strip()}
+            kind = error.get("kind", "failure")
+            what = kind.upper().replace("-", " ")
+            message = error.get("message", "")
+            if error.get("refusal"):
+                result["refusal"] = error["refusal"]
+        result["msg"] = "docker-userns failed (exit %d, %s); %s. %s" % (rc, kind, what, message)
         result["stderr"] = stderr
         module.fail_json(**result)
     module.exit_json(**result)
