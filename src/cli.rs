@@ -252,7 +252,10 @@ pub enum CarryWhat {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show what `enable` would change, and change nothing.
+    /// Show what `enable` (with --disable: `disable`) would change, and change nothing.
+    ///
+    /// With --json, "files" lists every file the run would write, with its content now and
+    /// the exact bytes the run would write (rendered by the same writers).
     #[command(after_help = "Example: docker-userns plan --json")]
     Plan {
         #[command(flatten)]
