@@ -232,7 +232,14 @@ fn bytes_that_are_not_utf8_are_shown_in_base64() {
 
 #[test]
 fn refusals_are_typed_in_json() {
-    let cases: [(&str, &str, &str, &str, Option<u64>); 3] = [
+    let cases: [(&str, &str, &str, &str, Option<u64>); 4] = [
+        (
+            "/etc/login.defs",
+            "UID_MIN 1000\nSUB_UID_MIN many\n",
+            "login-defs-invalid",
+            "/etc/login.defs",
+            Some(2),
+        ),
         (
             "/etc/subuid",
             "alice:100000:65536\nbob:x:1\n",

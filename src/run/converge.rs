@@ -225,6 +225,7 @@ fn guard_running(docker: &Docker, restart: bool, yes: bool) -> Result<(), Confli
         Conflict::new(format!(
             "cannot tell whether containers run, which the docker restart would stop ({e}); pass --yes to restart anyway"
         ))
+        .kind("containers-running")
     })?;
     if running.is_empty() {
         return Ok(());
@@ -234,7 +235,8 @@ fn guard_running(docker: &Docker, restart: bool, yes: bool) -> Result<(), Confli
         "{} running container(s) would be stopped by the docker restart: {}; stop them first, or pass --yes to restart anyway",
         names.len(),
         names.join(", ")
-    )))
+    ))
+    .kind("containers-running"))
 }
 
 fn not_restarted_note(root: &Root) -> String {
@@ -271,7 +273,8 @@ pub fn refuse_swarm(setup: &Setup) -> Result<(), Conflict> {
         } else {
             ""
         },
-    )))
+    ))
+    .kind("swarm-active"))
 }
 
 /// `--no-restart` on the live host, for a change that takes effect at docker's next start:
@@ -294,6 +297,7 @@ fn refuse_for_next_restart(root: &Root) -> Result<()> {
             Conflict::new(format!(
                 "live-restore is on and whether containers run cannot be told ({e}): at docker's next restart they would keep running out of sight of the daemon that comes back; run without --no-restart (with --yes to stop them through the engine API)"
             ))
+            .kind("live-restore-containers")
         })?;
         if !running.is_empty() {
             let names: Vec<&str> = running.iter().map(|c| c.name()).collect();
@@ -302,6 +306,7 @@ fn refuse_for_next_restart(root: &Root) -> Result<()> {
                 names.len(),
                 names.join(", ")
             ))
+            .kind("live-restore-containers")
             .into());
         }
     }
@@ -933,6 +938,7 @@ fn repair_check(
             from.display(),
             root.path(&r.to).display()
         ))
+        .kind("repair-target-exists")
         .into());
     }
     let why = match docker_active {
@@ -948,6 +954,7 @@ fn repair_check(
             "--repair renames {} and shifts its owners with docker stopped, then starts docker and health-gates it: {why}; nothing was changed",
             from.display(),
         ))
+        .kind("repair-not-possible")
         .into());
     }
     let map = repair_shift(r)?.mapping()?;
@@ -956,6 +963,7 @@ fn repair_check(
             "--repair must walk the whole tree below {} before it stops docker, and cannot: {e:#}; nothing was changed and docker still runs. Remove or move away what cannot be walked (a container can make it in a volume, e.g. a directory nested too deep), then run --repair again",
             from.display()
         ))
+        .kind("repair-tree-unwalkable")
     })?;
     if survey.already_done > 0 {
         let (u, g) = (map.uid(), map.gid());
@@ -979,6 +987,7 @@ fn repair_check(
             u.to - 1,
             g.to - 1,
         ))
+        .kind("repair-ids-in-use")
         .into());
     }
     Ok(Some(survey.inodes))
