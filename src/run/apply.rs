@@ -1,7 +1,9 @@
 //! Applying a plan: the only module that writes the host's files, each write through the
 //! [`Journal`] (recorded before it happens, undone by the journal). Order: user, ranges (under
 //! shadow's locks, re-decided on the locked content), daemon.json last, since that is what
-//! turns remapping on.
+//! turns remapping on. It renders no content itself: the bytes come from the plan's writers
+//! ([`plan::subid_after`], the plan's daemon.json bytes), the ones `plan --json` shows in
+//! `files`, so what `plan` shows is what is written unless a file changed in between.
 
 use anyhow::Result;
 

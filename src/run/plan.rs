@@ -1,4 +1,7 @@
 //! Planning: pure functions from [`Inputs`] to a [`Plan`]. Nothing here reads or writes files.
+//! The new content of every file a run writes is rendered here ([`subid_after`], the
+//! daemon.json bytes), once for `plan --json`'s `files` ([`enable_files`], [`disable_files`])
+//! and again by `apply` for the write.
 
 use serde::Serialize;
 use serde_json::Value;
