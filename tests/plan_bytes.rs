@@ -284,3 +284,35 @@ fn refusals_are_typed_in_json() {
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.json()["error"].get("refusal").is_none());
 }
+
+#[test]
+fn the_line_repair_renames_is_shown_as_written() {
+    // dockerd needs remapu's line in /etc/subgid (value remapu:remapg); the range sits under
+    // the group's name, on a last line without a final newline: --repair renames its owner.
+    let t = Tree::fixture("debian12");
+    let passwd = t.read("/etc/passwd") + "remapu:x:998:998::/nonexistent:/usr/sbin/nologin\n";
+    t.write("/etc/passwd", &passwd);
+    let group = t.read("/etc/group") + "remapu:x:998:\nremapg:x:997:\n";
+    t.write("/etc/group", &group);
+    t.write("/etc/subuid", "alice:100000:65536\nremapu:200000:65536\n");
+    t.write("/etc/subgid", "alice:100000:65536\nremapg:200000:65536");
+    t.write(
+        "/etc/docker/daemon.json",
+        "{\n  \"log-level\": \"info\",\n  \"userns-remap\": \"remapu:remapg\"\n}\n",
+    );
+    // Without --repair: refused, typed, naming the line in the way.
+    let r = t.run(&["--json", "plan", "--user", "remapu"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    let refusal = r.json()["error"]["refusal"].clone();
+    assert_eq!(refusal["kind"], "subid-stand-in-owner", "{refusal}");
+    assert_eq!(refusal["path"], "/etc/subgid", "{refusal}");
+    assert_eq!(refusal["line"], 2, "{refusal}");
+    let files = plan_then_run(
+        &t,
+        &["--repair", "--user", "remapu"],
+        &["enable", "--repair", "--user", "remapu"],
+    );
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(files[0]["path"], "/etc/subgid");
+    assert_eq!(files[0]["after"], "alice:100000:65536\nremapu:200000:65536");
+}
