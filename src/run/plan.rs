@@ -578,6 +578,11 @@ pub fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Result<Plan,
     }
 
     let create = inputs.account.is_none();
+    if create && let Some((path, line, uid)) = orphan_system_uid_line(inputs) {
+        notes.push(format!(
+            "{path}:{line} is owned by uid {uid}, which no account has and which useradd may give the new user {user}: then that range is {user}'s, `enable` keeps it instead of adding the planned line, and the files differ from this plan (`enable` reports what it wrote)"
+        ));
+    }
     let mut subuid = RangePlan::new(Which::SubUid, &du);
     let mut subgid = RangePlan::new(Which::SubGid, &dg);
     for (r, rename) in [(&mut subuid, &renamed.0), (&mut subgid, &renamed.1)] {
@@ -627,6 +632,26 @@ pub fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Result<Plan,
         repair,
         notes,
         files: None,
+    })
+}
+
+/// The first range line owned by a numeric uid that no account has, within the system uids
+/// `useradd --system` allocates from: creating the user may give it that uid, and its range
+/// with it (which the plan, made before the uid is known, cannot tell).
+fn orphan_system_uid_line(inputs: &Inputs) -> Option<(&'static str, usize, u32)> {
+    let defs = &inputs.defs;
+    let system = defs.sys_uid_min.max(1)..=defs.sys_uid_max;
+    [
+        (&inputs.subuid, Which::SubUid),
+        (&inputs.subgid, Which::SubGid),
+    ]
+    .into_iter()
+    .find_map(|(f, which)| {
+        f.file.entries.iter().find_map(|e| {
+            let uid: u32 = f.file.owner(e).parse().ok()?;
+            (system.contains(&u64::from(uid)) && !inputs.ids.uids.iter().any(|u| u.id == uid))
+                .then_some((which.path(), e.line, uid))
+        })
     })
 }
 
@@ -977,6 +1002,28 @@ mod tests {
             dockremap(),
         );
         assert!(enable_files(&i, &enable(&i, None).unwrap()).is_empty());
+    }
+
+    #[test]
+    fn a_range_of_a_free_system_uid_is_noted_when_the_user_is_created() {
+        let orphan = |subid: &str| {
+            enable(&inputs(subid, None, None), None)
+                .unwrap()
+                .notes
+                .iter()
+                .any(|n| n.contains("useradd may give the new user dockremap"))
+        };
+        assert!(orphan("alice:100000:65536\n999:300000:65536\n"));
+        // alice's uid, a uid outside the system uids, or an existing user: nothing to note.
+        assert!(!orphan("1000:100000:65536\n5000:300000:65536\n"));
+        let i = inputs("999:300000:65536\n", None, dockremap());
+        assert!(
+            enable(&i, None)
+                .unwrap()
+                .notes
+                .iter()
+                .all(|n| !n.contains("useradd may"))
+        );
     }
 
     #[test]
