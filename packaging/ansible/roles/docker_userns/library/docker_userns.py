@@ -259,6 +259,12 @@ def main():
     result = dict(changed=changed, rc=rc, result=doc, cmd=cmd)
     if module._diff and done:
         if check:
+            if "files" not in doc:
+                module.warn(
+                    "%s is older than this module: its plan does not carry the bytes it would write "
+                    "(no files in plan --json), so the diff cannot show them; install the package "
+                    "that comes with this role" % p["binary"]
+                )
             result["diff"] = planned_diff(doc, user)
         else:
             # The ranges' files as the tool names them (paths inside the root: always /etc here).
