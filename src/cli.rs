@@ -252,7 +252,10 @@ pub enum CarryWhat {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show what `enable` would change, and change nothing.
+    /// Show what `enable` (with --disable: `disable`) would change, and change nothing.
+    ///
+    /// With --json, "files" lists every file the run would write, with its content now and
+    /// the exact bytes the run would write (rendered by the same writers).
     #[command(after_help = "Example: docker-userns plan --json")]
     Plan {
         #[command(flatten)]
@@ -262,6 +265,9 @@ pub enum Command {
         /// spool needs, and the containers that cannot be carried.
         #[arg(long, value_enum, value_name = "images,volumes", value_delimiter = ',')]
         carry: Vec<CarryWhat>,
+        /// Show what `disable` would change instead (daemon.json without "userns-remap").
+        #[arg(long, conflicts_with_all = ["user", "count", "start", "repair", "carry"])]
+        disable: bool,
     },
 
     /// Create the remap user, allocate its ranges, set "userns-remap" in daemon.json, restart

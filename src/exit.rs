@@ -75,15 +75,56 @@ pub const LONG_HELP: &str = concat!(
 );
 
 /// The host's files conflict with the change or cannot be trusted; nothing was changed.
+///
+/// Besides the message it carries what a program needs to act on it: a `kind` (a stable
+/// kebab-case name, [`Conflict::OTHER`] when not classified) and, when the refusal is about
+/// one file or one line, the path (inside the root, e.g. `/etc/subuid`) and the 1-based line.
+/// `--json` error documents show them as `error.refusal`.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Conflict(pub String);
+#[error("{message}")]
+pub struct Conflict {
+    /// The explanation, with what to do.
+    pub message: String,
+    /// What kind of refusal this is (e.g. `subid-malformed`, `remap-value-conflict`).
+    pub kind: &'static str,
+    /// The file it is about, as a path inside the root.
+    pub path: Option<String>,
+    /// The line of that file (1-based).
+    pub line: Option<usize>,
+}
 
 impl Conflict {
-    /// A conflict with the given explanation.
+    /// The kind of a refusal not classified further.
+    pub const OTHER: &'static str = "other";
+
+    /// A conflict with the given explanation (kind [`Conflict::OTHER`], no path).
     pub fn new(msg: impl fmt::Display) -> Conflict {
-        Conflict(msg.to_string())
+        Conflict {
+            message: msg.to_string(),
+            kind: Conflict::OTHER,
+            path: None,
+            line: None,
+        }
     }
+
+    /// The same conflict, of kind `kind`.
+    pub fn kind(mut self, kind: &'static str) -> Conflict {
+        self.kind = kind;
+        self
+    }
+
+    /// The same conflict, about `path` (inside the root) and, if given, its line.
+    pub fn at(mut self, path: impl Into<String>, line: Option<usize>) -> Conflict {
+        self.path = Some(path.into());
+        self.line = line;
+        self
+    }
+}
+
+/// The refusal in an error, when it is one (exit 3): the [`Conflict`] itself, a cause, or a
+/// context layer.
+pub fn refusal_of(err: &anyhow::Error) -> Option<&Conflict> {
+    err.downcast_ref::<Conflict>()
 }
 
 /// The command needs root on the live host.

@@ -101,7 +101,15 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
     let root_text = root.base().display().to_string();
     let name = cli.command.name();
     match &cli.command {
-        Command::Plan { user, carry } => {
+        Command::Plan { disable: true, .. } => {
+            let p = converge::plan_disable(&root)?;
+            Ok(Output {
+                code: Code::Ok,
+                text: report::disable_plan_text(&root_text, &p),
+                json: report::json_doc(name, &p),
+            })
+        }
+        Command::Plan { user, carry, .. } => {
             let p = converge::plan(
                 &root,
                 &user.into(),

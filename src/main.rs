@@ -160,7 +160,12 @@ fn main() -> ExitCode {
             let code = exit::code_of(&err);
             let message = format!("{err:#}");
             if cli.json {
-                print_json(&report::json_error(name, code, &message));
+                print_json(&report::json_error(
+                    name,
+                    code,
+                    &message,
+                    exit::refusal_of(&err),
+                ));
             }
             // In the journal each line is its own entry: mark them all priority 3 (err).
             let prefix = if stderr_is_journal() { "<3>" } else { "" };

@@ -54,17 +54,32 @@ pub fn clap_json(kind: clap::error::ErrorKind, text: &str) -> Value {
             } else {
                 msg.to_string()
             };
-            json_error("", crate::exit::Code::Usage, &msg)
+            json_error("", crate::exit::Code::Usage, &msg, None)
         }
     }
 }
 
-/// The `--json` document for an error.
-pub fn json_error(command: &str, code: crate::exit::Code, message: &str) -> Value {
+/// The `--json` document for an error. A refusal (exit 3) adds `error.refusal`:
+/// `{kind, path, line, message}`, path and line null when it is not about one file or line.
+pub fn json_error(
+    command: &str,
+    code: crate::exit::Code,
+    message: &str,
+    refusal: Option<&crate::exit::Conflict>,
+) -> Value {
+    let mut error = json!({ "code": code as i32, "kind": code.name(), "message": message });
+    if code == crate::exit::Code::Conflict
+        && let (Some(r), Some(e)) = (refusal, error.as_object_mut())
+    {
+        e.insert(
+            "refusal".into(),
+            json!({ "kind": r.kind, "path": r.path, "line": r.line, "message": r.message }),
+        );
+    }
     json!({
         "schema_version": SCHEMA_VERSION,
         "command": command,
-        "error": { "code": code as i32, "kind": code.name(), "message": message },
+        "error": error,
     })
 }
 
@@ -228,17 +243,35 @@ fn carry_text(c: &Carry, applied: bool) -> String {
 
 /// Text for `disable`.
 pub fn disable_text(root: &str, o: &Outcome<DisablePlan>) -> String {
+    disable_text_as(root, o, true)
+}
+
+/// Text for `plan --disable`.
+pub fn disable_plan_text(root: &str, o: &Outcome<DisablePlan>) -> String {
+    disable_text_as(root, o, false)
+}
+
+fn disable_text_as(root: &str, o: &Outcome<DisablePlan>, applied: bool) -> String {
     let p = &o.plan;
     let mut s = String::new();
     let head = match (&p.removed, &p.daemon_json_change, o.changed) {
-        (Some(v), FileChange::Update, _) => {
+        (Some(v), FileChange::Update, _) if applied => {
             format!("Removed \"userns-remap\": {v:?} from /etc/docker/daemon.json.")
         }
-        (None, FileChange::Update, _) => {
+        (Some(v), FileChange::Update, _) => format!(
+            "Plan: `docker-userns disable` would remove \"userns-remap\": {v:?} from /etc/docker/daemon.json."
+        ),
+        (None, FileChange::Update, _) if applied => {
             "Removed an empty \"userns-remap\" from /etc/docker/daemon.json.".into()
         }
-        (_, _, true) => {
+        (None, FileChange::Update, _) => {
+            "Plan: `docker-userns disable` would remove an empty \"userns-remap\" from /etc/docker/daemon.json.".into()
+        }
+        (_, _, true) if applied => {
             "daemon.json has no \"userns-remap\", but docker still ran remapped:".into()
+        }
+        (_, _, true) => {
+            "daemon.json has no \"userns-remap\", but docker still runs remapped: `docker-userns disable` would restart it:".into()
         }
         _ => "Already disabled: daemon.json has no \"userns-remap\"; nothing to change.".into(),
     };
@@ -250,7 +283,11 @@ pub fn disable_text(root: &str, o: &Outcome<DisablePlan>) -> String {
         let _ = writeln!(
             s,
             "  restart    {}",
-            restart_word(true, o.restarted, o.downtime_ms, true)
+            if applied {
+                restart_word(true, o.restarted, o.downtime_ms, true)
+            } else {
+                "needed: `disable` restarts docker and checks it comes back not remapped".into()
+            }
         );
     }
     if let Some(st) = &o.setup {

@@ -5,7 +5,8 @@
 //! and remaps, with --diff showing daemon.json, /etc/subuid, /etc/subgid and the user; the
 //! second run is unchanged without a restart; check mode with --diff shows the planned change
 //! and changes nothing; a forced failure is reported with the rollback stated while docker keeps
-//! running. Needs root; never skips.
+//! running; check mode's diff on a numeric-uid owner line and a `1e3` number is byte for byte
+//! what the real run then writes. Needs root; never skips.
 
 #[path = "testhost/mod.rs"]
 mod testhost;
@@ -32,10 +33,15 @@ fn recap(stdout: &str) -> Value {
 
 /// Runs the example playbook (ansible-core's default output); returns (exit code, recap, output).
 fn playbook(host: &Host, extra: &str) -> (i32, Value, String) {
+    play(host, "playbook.yml", extra)
+}
+
+/// Runs a playbook in /root/ansible; returns (exit code, recap, output).
+fn play(host: &Host, file: &str, extra: &str) -> (i32, Value, String) {
     let out = host.sh(&format!(
         "cd /root/ansible && ANSIBLE_ROLES_PATH=/root/ansible/roles ANSIBLE_NOCOLOR=1 \
          ANSIBLE_LOCALHOST_WARNING=false ANSIBLE_INVENTORY_UNPARSED_WARNING=false \
-         ansible-playbook -i localhost, -c local playbook.yml -e ansible_become=false {extra}"
+         ansible-playbook -i localhost, -c local {file} -e ansible_become=false {extra}"
     ));
     (
         out.code,
@@ -243,5 +249,62 @@ fn the_role_installs_converges_diffs_is_idempotent_and_reports_rollbacks() {
     );
     assert!(!userns(&host));
     lap("refused config, rollback");
+
+    // Check mode's diff is the bytes enable writes (issue 21 item 5): a numeric-uid owner line
+    // (no final newline), a daemon.json with `1e3`, `1.50`, a unicode escape, tabs and no
+    // final newline; a new user remap2, files only (restart: false, so docker never reads
+    // them). The module's diff (the registered result, saved by a test-only play) is compared
+    // with what the real run then wrote, byte for byte.
+    const DIFF_PLAY: &str = "---\n- name: The role, its diff saved\n  hosts: all\n  gather_facts: false\n  roles:\n    - role: docker_userns\n  post_tasks:\n    - name: Save the diff\n      ansible.builtin.copy:\n        content: \"{{ docker_userns_result.diff | default([]) | to_json }}\"\n        dest: /root/diff.json\n        mode: \"0600\"\n      check_mode: false\n";
+    host.write("/root/ansible/diff.yml", DIFF_PLAY);
+    let subuid = host.read_string("/etc/subuid").unwrap() + "4242:165536:65536";
+    let subgid = host.read_string("/etc/subgid").unwrap() + "# numeric owner\n4242:165536:65536\n";
+    host.write("/etc/subuid", &subuid);
+    host.write("/etc/subgid", &subgid);
+    host.write(
+        "/etc/docker/daemon.json",
+        "{\n\t\"debug\": false,\n\t\"x-count\": 1e3,\n\t\"x-ratio\": 1.50,\n\t\"x-label\": \"caf\\u00e9\"\n}",
+    );
+    let vars = "-e docker_userns_user=remap2 -e docker_userns_restart=false";
+    let paths = ["/etc/subuid", "/etc/subgid", "/etc/docker/daemon.json"];
+    let read_all = || paths.map(|p| host.read(p).unwrap());
+    let before = read_all();
+    let (code, _, msgs) = play(&host, "diff.yml", &format!("--check --diff {vars}"));
+    assert_eq!(code, 0, "{msgs}");
+    assert_eq!(read_all(), before, "check mode changed the files");
+    let planned: Vec<Value> =
+        serde_json::from_slice(&host.read("/root/diff.json").expect("the diff was saved"))
+            .expect("the saved diff is JSON");
+    eprintln!("ansible: --check --diff, odd inputs: {planned:#?}");
+    let (code, _, msgs) = playbook(&host, vars);
+    assert_eq!(code, 0, "{msgs}");
+    let written = read_all();
+    for (path, (was, now)) in paths.iter().zip(before.iter().zip(&written)) {
+        let entry = planned
+            .iter()
+            .find(|d| d["after_header"] == format!("{path} (planned)"))
+            .unwrap_or_else(|| panic!("no planned diff for {path}: {planned:#?}"));
+        assert_eq!(
+            entry["before"].as_str().unwrap().as_bytes(),
+            &was[..],
+            "{path}: the diff's before is not the file as it was"
+        );
+        assert_eq!(
+            entry["after"].as_str().unwrap().as_bytes(),
+            &now[..],
+            "{path}: check mode's diff is not what enable wrote:\n{}",
+            String::from_utf8_lossy(now)
+        );
+    }
+    // The odd spellings are the tool's writer's, not a re-rendering: 1.50 stays 1.50.
+    let daemon = String::from_utf8_lossy(&written[2]).into_owned();
+    assert!(daemon.contains("\t\"x-ratio\": 1.50,"), "{daemon}");
+    assert!(daemon.contains("\"userns-remap\": \"remap2\""), "{daemon}");
+    assert!(
+        String::from_utf8_lossy(&written[0]).ends_with("4242:165536:65536\nremap2:231072:65536\n"),
+        "{}",
+        String::from_utf8_lossy(&written[0])
+    );
+    lap("check --diff bytes = enable's bytes");
     eprintln!("ansible: whole test {} ms", t_all.elapsed().as_millis());
 }

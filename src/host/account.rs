@@ -40,7 +40,8 @@ pub fn validate_name(name: &str) -> Result<(), Conflict> {
     if name.is_empty() || name.len() > 32 || !ok_first || !ok_rest {
         return Err(Conflict::new(format!(
             "{name:?} is not a valid user name: use a lower-case letter or '_' first, then lower-case letters, digits, '_' or '-', at most 32 characters"
-        )));
+        ))
+            .kind("invalid-user-name"));
     }
     if name == "default" || name == "root" {
         return Err(Conflict::new(format!(
@@ -50,7 +51,8 @@ pub fn validate_name(name: &str) -> Result<(), Conflict> {
             } else {
                 "dockerd reads \"default\" as dockremap; pass --user dockremap"
             }
-        )));
+        ))
+        .kind("invalid-user-name"));
     }
     Ok(())
 }
@@ -95,14 +97,18 @@ pub fn validate_existing(acct: &Account, defs: &LoginDefs) -> Result<(), Conflic
         return Err(Conflict::new(format!(
             "user {} has uid 0; choose another remap user",
             acct.name
-        )));
+        ))
+        .kind("remap-user-unfit")
+        .at("/etc/passwd", None));
     }
     let uid = u64::from(acct.uid);
     if !(defs.sys_uid_min..=defs.sys_uid_max).contains(&uid) && uid >= defs.uid_min {
         return Err(Conflict::new(format!(
             "user {} exists with uid {}, which is not a system uid (below UID_MIN {}, or in SYS_UID_MIN..SYS_UID_MAX {}..={}, /etc/login.defs); a person's account must not own containers' ids: pass --user with another name",
             acct.name, acct.uid, defs.uid_min, defs.sys_uid_min, defs.sys_uid_max
-        )));
+        ))
+            .kind("remap-user-unfit")
+            .at("/etc/passwd", None));
     }
     let nologin = ["/nologin", "/false"]
         .iter()
@@ -111,7 +117,9 @@ pub fn validate_existing(acct: &Account, defs: &LoginDefs) -> Result<(), Conflic
         return Err(Conflict::new(format!(
             "user {} exists with login shell {:?}; give it /usr/sbin/nologin (usermod -s /usr/sbin/nologin {}) or pass --user with another name",
             acct.name, acct.shell, acct.name
-        )));
+        ))
+            .kind("remap-user-unfit")
+            .at("/etc/passwd", None));
     }
     Ok(())
 }
@@ -124,7 +132,9 @@ pub fn check_can_create(defs: &LoginDefs, ids: &AccountIds) -> Result<(), Confli
         return Err(Conflict::new(format!(
             "SYS_UID_MIN {} is above SYS_UID_MAX {} in /etc/login.defs: useradd --system has no uid to give the remap user; fix the two values (SYS_UID_MAX defaults to UID_MIN - 1)",
             defs.sys_uid_min, defs.sys_uid_max
-        )));
+        ))
+            .kind("login-defs-no-system-uid")
+            .at("/etc/login.defs", None));
     }
     let mut taken: Vec<u32> = ids
         .uids
@@ -136,7 +146,9 @@ pub fn check_can_create(defs: &LoginDefs, ids: &AccountIds) -> Result<(), Confli
     if taken.len() as u64 > max - min {
         return Err(Conflict::new(format!(
             "every system uid from {min} to SYS_UID_MAX {max} (/etc/login.defs) is taken in /etc/passwd: useradd --system cannot create the remap user; free one, widen the range, or pass --user with an existing system user"
-        )));
+        ))
+            .kind("no-system-uid-free")
+            .at("/etc/passwd", None));
     }
     Ok(())
 }
@@ -187,7 +199,8 @@ pub fn check_useradd_confined(root: &Root) -> Result<(), Conflict> {
             return Err(Conflict::new(format!(
                 "{} is, or lies behind, a symbolic link that leads out of the tree for a program that opens it by path, as useradd --prefix does: it would change the host's accounts instead; replace the link with the file it points to inside the tree, or create user accounts there yourself",
                 root.path(abs).display()
-            )));
+            ))
+            .kind("useradd-escapes"));
         }
     }
     Ok(())

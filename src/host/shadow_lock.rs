@@ -161,6 +161,7 @@ fn create_pid_file(tmp: &Path) -> Result<File> {
             tmp.display(),
             kind_of(&meta)
         ))
+        .kind("lock-file-invalid")
         .into());
     }
     tracing::info!("removing {}, left by a dead process", tmp.display());
@@ -194,6 +195,7 @@ fn read_lock(lock: &Path) -> Result<Option<String>> {
             lock.display(),
             kind_of(&meta)
         ))
+        .kind("lock-file-invalid")
         .into());
     }
     let mut f = match OpenOptions::new()
@@ -269,6 +271,7 @@ fn link_lock(tmp: &Path, lock: &Path, deadline: Instant, write: WritePid) -> Res
                                     lock.display(),
                                     text.unwrap_or_default().trim()
                                 ))
+                                .kind("lock-file-invalid")
                                 .into(),
                             ));
                         }

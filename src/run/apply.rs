@@ -1,13 +1,15 @@
 //! Applying a plan: the only module that writes the host's files, each write through the
 //! [`Journal`] (recorded before it happens, undone by the journal). Order: user, ranges (under
 //! shadow's locks, re-decided on the locked content), daemon.json last, since that is what
-//! turns remapping on.
+//! turns remapping on. It renders no content itself: the bytes come from the plan's writers
+//! ([`plan::subid_after`], the plan's daemon.json bytes), the ones `plan --json` shows in
+//! `files`, so what `plan` shows is what is written unless a file changed in between.
 
 use anyhow::Result;
 
 use crate::exit::Conflict;
 use crate::failpoint;
-use crate::formats::subid::{self, How};
+use crate::formats::subid::How;
 use crate::host::account;
 use crate::host::root::{Perms, Root};
 use crate::host::shadow_lock;
@@ -15,8 +17,7 @@ use crate::run::journal::Journal;
 use crate::run::plan::{self, DisablePlan, FileChange, Plan, RangePlan};
 use crate::run::preflight::{self, DAEMON_JSON, DaemonFile, IdFile, Inputs};
 
-/// Where the previous daemon.json is kept before each rewrite.
-pub const DAEMON_JSON_BACKUP: &str = "/etc/docker/daemon.json.docker-userns-backup";
+pub use crate::run::preflight::DAEMON_JSON_BACKUP;
 
 /// Reads /etc/subuid or /etc/subgid again under the lock. When it still holds exactly the
 /// bytes read before (the usual case), the earlier parse is kept: the file is compared, not
@@ -42,41 +43,34 @@ fn write_id_file(
     root: &Root,
     journal: &mut Journal,
     abs: &str,
-    found: &mut IdFile,
+    found: &IdFile,
     user: &str,
     r: &RangePlan,
 ) -> Result<()> {
-    if !r.add {
+    // The bytes `plan` shows for this content: the one renderer of the file.
+    let Some(bytes) = plan::subid_after(&found.file.raw, user, r) else {
         return Ok(());
-    }
+    };
     if found.exists {
-        root.backup(abs, &format!("{abs}-"), &found.file.raw, found.perms)?;
+        root.backup(abs, &plan::subid_backup(abs), &found.file.raw, found.perms)?;
     }
-    if let Some((first, rest)) = r.replaces.split_first() {
-        // A moved range (--repair, --start): the user's line replaced, every other byte kept.
-        let bytes = subid::with_moved(&found.file.raw, *first, rest, user, r.start, r.count);
-        journal.write_file(root, abs, Some(&found.file.raw), &bytes, found.perms)?;
-        tracing::info!(
+    let before = found.exists.then_some(&found.file.raw[..]);
+    journal.write_file(root, abs, before, &bytes, found.perms)?;
+    match r.replaces.is_empty() {
+        // A moved range (--repair, --start) or a renamed line: the user's line replaced.
+        false => tracing::info!(
             "moved {user}'s range to {}:{} in {}",
             r.start,
             r.count,
             root.path(abs).display()
-        );
-        return Ok(());
+        ),
+        true => tracing::info!(
+            "added {user}:{}:{} to {}",
+            r.start,
+            r.count,
+            root.path(abs).display()
+        ),
     }
-    // The new content is the old one plus a line, appended in place: no second copy of a file
-    // that may have a million lines.
-    let mut bytes = std::mem::take(&mut found.file.raw);
-    let len = bytes.len();
-    subid::append_line(&mut bytes, user, r.start, r.count);
-    let before = found.exists.then_some(&bytes[..len]);
-    journal.write_file(root, abs, before, &bytes, found.perms)?;
-    tracing::info!(
-        "added {user}:{}:{} to {}",
-        r.start,
-        r.count,
-        root.path(abs).display()
-    );
     Ok(())
 }
 
@@ -93,6 +87,8 @@ fn write_daemon_json(
             "{} changed while docker-userns was running; nothing was written to it: run the command again",
             root.path(DAEMON_JSON).display()
         ))
+        .kind("changed-meanwhile")
+        .at(DAEMON_JSON, None)
         .into());
     }
     root.ensure_dir("/etc/docker", 0o755)?;
@@ -148,7 +144,7 @@ pub fn enable(
             root,
             journal,
             "/etc/subuid",
-            &mut inputs.subuid,
+            &inputs.subuid,
             &user,
             &replanned.subuid,
         )?;
@@ -157,7 +153,7 @@ pub fn enable(
             root,
             journal,
             "/etc/subgid",
-            &mut inputs.subgid,
+            &inputs.subgid,
             &user,
             &replanned.subgid,
         )?;

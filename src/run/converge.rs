@@ -226,6 +226,7 @@ fn guard_running(docker: &Docker, restart: bool, yes: bool) -> Result<(), Confli
         Conflict::new(format!(
             "cannot tell whether containers run, which the docker restart would stop ({e}); pass --yes to restart anyway"
         ))
+        .kind("containers-running")
     })?;
     if running.is_empty() {
         return Ok(());
@@ -235,7 +236,8 @@ fn guard_running(docker: &Docker, restart: bool, yes: bool) -> Result<(), Confli
         "{} running container(s) would be stopped by the docker restart: {}; stop them first, or pass --yes to restart anyway",
         names.len(),
         names.join(", ")
-    )))
+    ))
+    .kind("containers-running"))
 }
 
 fn not_restarted_note(root: &Root) -> String {
@@ -272,7 +274,8 @@ pub fn refuse_swarm(setup: &Setup) -> Result<(), Conflict> {
         } else {
             ""
         },
-    )))
+    ))
+    .kind("swarm-active"))
 }
 
 /// `--no-restart` on the live host, for a change that takes effect at docker's next start:
@@ -295,6 +298,7 @@ fn refuse_for_next_restart(root: &Root) -> Result<()> {
             Conflict::new(format!(
                 "live-restore is on and whether containers run cannot be told ({e}): at docker's next restart they would keep running out of sight of the daemon that comes back; run without --no-restart (with --yes to stop them through the engine API)"
             ))
+            .kind("live-restore-containers")
         })?;
         if !running.is_empty() {
             let names: Vec<&str> = running.iter().map(|c| c.name()).collect();
@@ -303,6 +307,7 @@ fn refuse_for_next_restart(root: &Root) -> Result<()> {
                 names.len(),
                 names.join(", ")
             ))
+            .kind("live-restore-containers")
             .into());
         }
     }
@@ -403,6 +408,7 @@ pub fn plan(
 ) -> Result<Outcome<Plan>> {
     let inputs = preflight::gather(root, &want.user)?;
     let mut out = Outcome::new(planned(root, &inputs, want)?);
+    out.plan.files = Some(plan::enable_files(&inputs, &out.plan));
     if let Some(r) = &out.plan.repair {
         out.notes.push(repair_preview(root, r)?);
     }
@@ -448,6 +454,32 @@ pub fn plan(
     Ok(out)
 }
 
+/// What `disable` would do (`plan --disable`), changing nothing: the files, and on the live
+/// host whether docker restarts and what the switch back does to what it holds.
+pub fn plan_disable(root: &Root) -> Result<Outcome<DisablePlan>> {
+    let inputs = preflight::gather(root, Disable.user())?;
+    let mut out = Outcome::new(Disable.plan(root, &inputs)?);
+    out.plan.files = Some(plan::disable_files(&inputs, &out.plan));
+    if !root.is_host() {
+        return Ok(out);
+    }
+    match Docker::connect(root, Duration::from_secs(30), restart::DEFAULT_SETTLE)
+        .and_then(|d| d.observe().map(|seen| (d, seen)))
+    {
+        Ok((mut docker, seen)) => {
+            decide_restart(root, &mut docker, &seen, &mut out, false)?;
+            if !seen.active() {
+                out.notes.push(left_stopped_note(docker.setup()));
+            }
+        }
+        Err(e) if e.is::<Conflict>() => return Err(e),
+        Err(e) => out.notes.push(format!(
+            "docker's running state is unknown ({e:#}); the plan covers the files only"
+        )),
+    }
+    Ok(out)
+}
+
 /// The enable plan; a refusal that `--repair` would resolve says what the repair would do.
 fn planned(root: &Root, inputs: &Inputs, want: &Want) -> Result<Plan> {
     match plan::enable_how(inputs, want.count, want.how()) {
@@ -460,12 +492,14 @@ fn planned(root: &Root, inputs: &Inputs, want: &Want) -> Result<Plan> {
             match plan::enable_how(inputs, want.count, how) {
                 Ok(Plan {
                     repair: Some(r), ..
-                }) => Err(Conflict::new(format!(
-                    "{}; here: {}",
-                    refused.0,
-                    repair_preview(root, &r)?
-                ))
-                .into()),
+                }) => {
+                    let preview = repair_preview(root, &r)?;
+                    Err(Conflict {
+                        message: format!("{}; here: {preview}", refused.message),
+                        ..refused
+                    }
+                    .into())
+                }
                 _ => Err(refused.into()),
             }
         }

@@ -1,4 +1,7 @@
 //! Planning: pure functions from [`Inputs`] to a [`Plan`]. Nothing here reads or writes files.
+//! The new content of every file a run writes is rendered here ([`subid_after`], the
+//! daemon.json bytes), once for `plan --json`'s `files` ([`enable_files`], [`disable_files`])
+//! and again by `apply` for the write.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -10,7 +13,7 @@ use crate::formats::remap_value::{self, Resolved, SpecError};
 use crate::formats::subid::{self, Decision, How, Reserved, Side, Which};
 use crate::host::account;
 use crate::host::setup::Found;
-use crate::run::preflight::{DAEMON_JSON, Inputs, RemapSetting};
+use crate::run::preflight::{DAEMON_JSON, DAEMON_JSON_BACKUP, Inputs, RemapSetting};
 use crate::run::range_refusal;
 
 /// The remap user in a plan.
@@ -123,6 +126,138 @@ pub struct Plan {
     /// The bytes to write to daemon.json (when it changes).
     #[serde(skip)]
     pub daemon_bytes: Option<Vec<u8>>,
+    /// `plan` only: every file the run writes, with its bytes now and the exact bytes it
+    /// writes ([`enable_files`]); absent from `enable`'s output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<FileWrite>>,
+}
+
+/// One file a run writes, as `plan --json` shows it: the path, the bytes now and the exact
+/// bytes the run writes, rendered by the same functions `apply` writes with. Both contents
+/// are UTF-8 text, or base64 (`encoding`) when either is not valid UTF-8.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileWrite {
+    /// The file, as a path inside the root.
+    pub path: String,
+    /// `create` or `update`.
+    pub change: FileChange,
+    /// Where the run keeps the old content before it writes (null: the file is created).
+    pub backup: Option<String>,
+    /// `utf-8` or `base64`: how `before` and `after` are given.
+    pub encoding: &'static str,
+    /// The content now (null: the file does not exist).
+    pub before: Option<String>,
+    /// The content the run writes, byte for byte.
+    pub after: String,
+}
+
+impl FileWrite {
+    /// A file changing from `before` (None: missing) to `after`.
+    pub fn new(path: &str, backup: &str, before: Option<&[u8]>, after: &[u8]) -> FileWrite {
+        let text = |b: &[u8]| std::str::from_utf8(b).map(str::to_string).ok();
+        let (encoding, before, after) = match (before.map(text), text(after)) {
+            (None, Some(a)) => ("utf-8", None, a),
+            (Some(Some(b)), Some(a)) => ("utf-8", Some(b), a),
+            _ => ("base64", before.map(base64), base64(after)),
+        };
+        FileWrite {
+            path: path.to_string(),
+            change: if before.is_some() {
+                FileChange::Update
+            } else {
+                FileChange::Create
+            },
+            backup: before.is_some().then(|| backup.to_string()),
+            encoding,
+            before,
+            after,
+        }
+    }
+}
+
+/// Standard base64 (RFC 4648, with padding).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The content a range plan gives a subordinate-id file that holds `old`: None when the
+/// file is not written. The one writer of these files: `plan` shows its result and `apply`
+/// writes it (on the content read again under shadow's lock). A moved or renamed range
+/// replaces the user's line (the first of `replaces`; the others are dropped), every other
+/// byte kept; otherwise the line `user:start:count` is appended (after a newline when the
+/// file does not end with one).
+pub fn subid_after(old: &[u8], user: &str, r: &RangePlan) -> Option<Vec<u8>> {
+    if !r.add {
+        return None;
+    }
+    if let Some((first, rest)) = r.replaces.split_first() {
+        return Some(subid::with_moved(old, *first, rest, user, r.start, r.count));
+    }
+    let mut bytes = Vec::with_capacity(old.len() + 32);
+    bytes.extend_from_slice(old);
+    subid::append_line(&mut bytes, user, r.start, r.count);
+    Some(bytes)
+}
+
+/// The backup a subordinate-id file gets before it is written (shadow's own convention).
+pub fn subid_backup(abs: &str) -> String {
+    format!("{abs}-")
+}
+
+/// Every file `enable` writes for plan `p`, in the order it writes them: /etc/subuid,
+/// /etc/subgid, then daemon.json. (The user's creation is `useradd`'s, shown as
+/// `user.create`; the run's own record in /var/lib/docker-userns is not listed.)
+pub fn enable_files(inputs: &Inputs, p: &Plan) -> Vec<FileWrite> {
+    let mut out = Vec::new();
+    for (f, r) in [(&inputs.subuid, &p.subuid), (&inputs.subgid, &p.subgid)] {
+        if let Some(after) = subid_after(&f.file.raw, &inputs.user, r) {
+            let before = f.exists.then_some(&f.file.raw[..]);
+            out.push(FileWrite::new(
+                r.file,
+                &subid_backup(r.file),
+                before,
+                &after,
+            ));
+        }
+    }
+    if p.daemon_json_change != FileChange::None
+        && let Some(after) = &p.daemon_bytes
+    {
+        out.push(daemon_write(inputs, after));
+    }
+    out
+}
+
+/// Every file `disable` writes for plan `p`: daemon.json, when it changes.
+pub fn disable_files(inputs: &Inputs, p: &DisablePlan) -> Vec<FileWrite> {
+    p.daemon_bytes
+        .iter()
+        .map(|after| daemon_write(inputs, after))
+        .collect()
+}
+
+fn daemon_write(inputs: &Inputs, after: &[u8]) -> FileWrite {
+    FileWrite::new(
+        DAEMON_JSON,
+        DAEMON_JSON_BACKUP,
+        inputs.daemon.raw.as_deref(),
+        after,
+    )
 }
 
 /// Moving the remapped data root with the range: with docker stopped, `from` is renamed to
@@ -171,6 +306,9 @@ pub struct DisablePlan {
     /// The bytes to write to daemon.json (when it changes).
     #[serde(skip)]
     pub daemon_bytes: Option<Vec<u8>>,
+    /// `plan --disable` only: every file the run writes ([`disable_files`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<FileWrite>>,
 }
 
 fn docker_facts(inputs: &Inputs, notes: &mut Vec<String>) -> DockerFacts {
@@ -214,6 +352,14 @@ fn with_user(user: &str) -> String {
 /// Whether the value dockerd gets now resolves (as dockerd resolves it) to `user`; otherwise
 /// the refusal, with advice that can be followed literally.
 pub fn matches_user(s: &RemapSetting, user: &str) -> Result<(), Conflict> {
+    let (file, line) = &s.at;
+    matches_user_inner(s, user).map_err(|c| {
+        c.kind("remap-value-conflict")
+            .at(file, (*line > 0).then_some(*line))
+    })
+}
+
+fn matches_user_inner(s: &RemapSetting, user: &str) -> Result<(), Conflict> {
     let v = &s.value;
     let from = &s.from;
     let undo = if s.flag {
@@ -256,10 +402,13 @@ fn flag_conflict(inputs: &Inputs, action: &str) -> Result<(), Conflict> {
         .iter()
         .map(|o| o.to_string())
         .collect();
+    let first = &inputs.unit.remap_flags[0];
     Err(Conflict::new(format!(
         "dockerd already gets --userns-remap as a command-line flag ({}); {action}: remove the flag there so daemon.json alone controls remapping (dockerd refuses to start when both set it)",
         places.join(", ")
-    )))
+    ))
+    .kind("remap-flag-conflict")
+    .at(&first.file, Some(first.line)))
 }
 
 /// dockerd told to read another configuration file: editing daemon.json would change nothing.
@@ -267,20 +416,24 @@ fn config_file_conflict(inputs: &Inputs) -> Result<(), Conflict> {
     match &inputs.unit.config_file {
         Some((f, origin)) if f != DAEMON_JSON => Err(Conflict::new(format!(
             "dockerd reads its configuration from {f} (--config-file, {origin}), not {DAEMON_JSON}: point it back at {DAEMON_JSON} or drop the flag, then run again"
-        ))),
+        ))
+        .kind("config-file-elsewhere")
+        .at(f, None)),
         _ => Ok(()),
     }
 }
 
-fn first_malformed(inputs: &Inputs) -> Option<String> {
+fn first_malformed(inputs: &Inputs) -> Option<Conflict> {
     [(&inputs.subuid, "/etc/subuid"), (&inputs.subgid, "/etc/subgid")]
         .into_iter()
         .find_map(|(f, path)| {
             f.file.malformed.first().map(|m| {
-                format!(
+                Conflict::new(format!(
                     "{path}:{}: {}; fix or remove that line first (with a line this tool cannot read, the free ranges cannot be known; `docker-userns check` lists every problem)",
                     m.line, m.reason
-                )
+                ))
+                .kind("subid-malformed")
+                .at(path, Some(m.line))
             })
         })
 }
@@ -298,13 +451,15 @@ pub fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Result<Plan,
     let docker = docker_facts(inputs, &mut notes);
     let by_flag = enable_flag(inputs)?;
     config_file_conflict(inputs)?;
-    if let Some(msg) = first_malformed(inputs) {
-        return Err(Conflict::new(msg));
+    if let Some(refused) = first_malformed(inputs) {
+        return Err(refused);
     }
     if inputs.max_user_namespaces == Some(0) {
         return Err(Conflict::new(
             "user namespaces are disabled in the kernel (/proc/sys/user/max_user_namespaces is 0): set user.max_user_namespaces to a positive value (sysctl) first",
-        ));
+        )
+        .kind("userns-disabled")
+        .at("/proc/sys/user/max_user_namespaces", None));
     }
     if let Some(dir) = inputs.blocked_dirs.first() {
         return Err(blocked_data_root(dir, &inputs.data_root));
@@ -324,16 +479,18 @@ pub fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Result<Plan,
     if inputs.account.is_none()
         && let Some(why) = &inputs.useradd_escapes
     {
-        return Err(Conflict::new(format!("cannot create user {user}: {why}")));
+        return Err(
+            Conflict::new(format!("cannot create user {user}: {why}")).kind("useradd-escapes")
+        );
     }
 
     // daemon.json first: a different remap user there is a conflict, not something to overwrite.
     let value = daemon_config::value_for(user);
-    let current = inputs
-        .daemon
-        .config
-        .remap()
-        .map_err(|e| Conflict::new(format!("{DAEMON_JSON}: {e}")))?;
+    let current = inputs.daemon.config.remap().map_err(|e| {
+        Conflict::new(format!("{DAEMON_JSON}: {e}"))
+            .kind("daemon-json-invalid")
+            .at(DAEMON_JSON, None)
+    })?;
     let new_config: DaemonConfig = match (current, &inputs.remap) {
         // A flag already names the user: daemon.json stays without the key.
         _ if by_flag => inputs.daemon.config.clone(),
@@ -346,7 +503,9 @@ pub fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Result<Plan,
             if !daemon_config::names_user(v, user, uid, gid) {
                 return Err(Conflict::new(format!(
                     "{DAEMON_JSON} already has \"userns-remap\": {v:?}, which is not user {user}; run `docker-userns disable` first, or pass --user to match it"
-                )));
+                ))
+                .kind("remap-value-conflict")
+                .at(DAEMON_JSON, None));
             }
             inputs.daemon.config.clone()
         }
@@ -420,6 +579,11 @@ pub fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Result<Plan,
     }
 
     let create = inputs.account.is_none();
+    if create && let Some((path, line, uid)) = orphan_system_uid_line(inputs) {
+        notes.push(format!(
+            "{path}:{line} is owned by uid {uid}, which no account has and which useradd may give the new user {user}: then that range is {user}'s, `enable` keeps it instead of adding the planned line, and the files differ from this plan (`enable` reports what it wrote)"
+        ));
+    }
     let mut subuid = RangePlan::new(Which::SubUid, &du);
     let mut subgid = RangePlan::new(Which::SubGid, &dg);
     for (r, rename) in [(&mut subuid, &renamed.0), (&mut subgid, &renamed.1)] {
@@ -468,6 +632,27 @@ pub fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Result<Plan,
         docker,
         repair,
         notes,
+        files: None,
+    })
+}
+
+/// The first range line owned by a numeric uid that no account has, within the system uids
+/// `useradd --system` allocates from: creating the user may give it that uid, and its range
+/// with it (which the plan, made before the uid is known, cannot tell).
+fn orphan_system_uid_line(inputs: &Inputs) -> Option<(&'static str, usize, u32)> {
+    let defs = &inputs.defs;
+    let system = defs.sys_uid_min.max(1)..=defs.sys_uid_max;
+    [
+        (&inputs.subuid, Which::SubUid),
+        (&inputs.subgid, Which::SubGid),
+    ]
+    .into_iter()
+    .find_map(|(f, which)| {
+        f.file.entries.iter().find_map(|e| {
+            let uid: u32 = f.file.owner(e).parse().ok()?;
+            (system.contains(&u64::from(uid)) && !inputs.ids.uids.iter().any(|u| u.id == uid))
+                .then_some((which.path(), e.line, uid))
+        })
     })
 }
 
@@ -508,7 +693,9 @@ fn stand_in_lines(
             return Err(Conflict::new(format!(
                 "{}; move one of them to the user's name by hand (one line `{user}:START:COUNT`); nothing was changed",
                 m.describe(user)
-            )));
+            ))
+            .kind("subid-stand-in-owner")
+            .at(which.path(), None));
         };
         if !how.repair {
             return Err(Conflict::new(format!(
@@ -516,7 +703,9 @@ fn stand_in_lines(
                 m.describe(user),
                 which.path(),
                 with_user(user)
-            )));
+            ))
+            .kind("subid-stand-in-owner")
+            .at(which.path(), Some(line)));
         }
         let a = adopted.get_or_insert_with(|| inputs.clone());
         let file = match which {
@@ -555,12 +744,16 @@ pub fn features_conflict(config: &DaemonConfig) -> Result<(), Conflict> {
     if on("containerd-snapshotter") {
         return Err(Conflict::new(format!(
             "{DAEMON_JSON} sets \"features\": {{\"containerd-snapshotter\": true}}; with remapping dockerd 29 refuses to start: \"containerd-snapshotter is explicitly enabled, but is not compatible with userns remapping. Please disable userns remapping or containerd-snapshotter\"; remove that feature (remapped docker uses the overlay2 graph driver, not the containerd image store) and run again; nothing was changed (this tool does not remove settings it does not own)"
-        )));
+        ))
+        .kind("docker29-feature-conflict")
+        .at(DAEMON_JSON, None));
     }
     if on("containerd-migration") {
         return Err(Conflict::new(format!(
             "{DAEMON_JSON} sets \"features\": {{\"containerd-migration\": true}}; with remapping dockerd 29 still starts, but turns the containerd image store back on in the remapped data root whenever that holds no images and no containers (\"Enabling containerd snapshotter because migration set\"), the combination it otherwise switches off because it breaks (moby issue 47377), and `dockerd --validate` does not object; remove that feature and run again; nothing was changed (this tool does not remove settings it does not own)"
-        )));
+        ))
+        .kind("docker29-feature-conflict")
+        .at(DAEMON_JSON, None));
     }
     Ok(())
 }
@@ -571,6 +764,8 @@ pub fn blocked_data_root(dir: &str, data_root: &Found) -> Conflict {
         "{dir} does not let other users traverse it (no o+x): the remapped root could not reach docker's data root {} (set by {}) below it (dockerd: \"a subdirectory in your graphroot path restricts access\"); run `chmod o+x {dir}` first",
         data_root.path, data_root.from
     ))
+    .kind("data-root-not-traversable")
+    .at(dir, None)
 }
 
 /// Decides both ranges, turning allocation failures into conflicts that name the file.
@@ -627,11 +822,11 @@ pub fn disable(inputs: &Inputs) -> Result<DisablePlan, Conflict> {
     let docker = docker_facts(inputs, &mut notes);
     flag_conflict(inputs, "disabling it in daemon.json would not turn it off")?;
     config_file_conflict(inputs)?;
-    let current = inputs
-        .daemon
-        .config
-        .remap()
-        .map_err(|e| Conflict::new(format!("{DAEMON_JSON}: {e}")))?;
+    let current = inputs.daemon.config.remap().map_err(|e| {
+        Conflict::new(format!("{DAEMON_JSON}: {e}"))
+            .kind("daemon-json-invalid")
+            .at(DAEMON_JSON, None)
+    })?;
     let has_key = inputs.daemon.config.map.contains_key(daemon_config::KEY);
     let new_config = inputs.daemon.config.without_remap();
     let changed = has_key;
@@ -652,6 +847,7 @@ pub fn disable(inputs: &Inputs) -> Result<DisablePlan, Conflict> {
         },
         docker,
         notes,
+        files: None,
     })
 }
 
@@ -747,6 +943,71 @@ mod tests {
             gid: 999,
             shell: "/usr/sbin/nologin".into(),
         })
+    }
+
+    #[test]
+    fn base64_is_rfc_4648() {
+        for (raw, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(raw.as_bytes()), enc);
+        }
+        assert_eq!(base64(&[0xff, 0xfe, 0x00]), "//4A");
+    }
+
+    #[test]
+    fn files_show_what_the_writers_make_of_the_content_now() {
+        // No final newline: the appended line starts on a line of its own.
+        let i = inputs("1000:100000:65536", Some("{\"a\": 1e3}"), None);
+        let p = enable(&i, None).unwrap();
+        let files = enable_files(&i, &p);
+        assert_eq!(files.len(), 3);
+        assert_eq!(files[0].before.as_deref(), Some("1000:100000:65536"));
+        assert_eq!(
+            files[0].after,
+            "1000:100000:65536\ndockremap:165536:65536\n"
+        );
+        assert_eq!(files[0].backup.as_deref(), Some("/etc/subuid-"));
+        assert_eq!(
+            files[2].after.as_bytes(),
+            p.daemon_bytes.as_deref().unwrap()
+        );
+        assert_eq!(files[2].change, FileChange::Update);
+        // A range kept writes nothing.
+        let i = inputs(
+            "dockremap:100000:65536\n",
+            Some("{\"userns-remap\": \"default\"}\n"),
+            dockremap(),
+        );
+        assert!(enable_files(&i, &enable(&i, None).unwrap()).is_empty());
+    }
+
+    #[test]
+    fn a_range_of_a_free_system_uid_is_noted_when_the_user_is_created() {
+        let orphan = |subid: &str| {
+            enable(&inputs(subid, None, None), None)
+                .unwrap()
+                .notes
+                .iter()
+                .any(|n| n.contains("useradd may give the new user dockremap"))
+        };
+        assert!(orphan("alice:100000:65536\n999:300000:65536\n"));
+        // alice's uid, a uid outside the system uids, or an existing user: nothing to note.
+        assert!(!orphan("1000:100000:65536\n5000:300000:65536\n"));
+        let i = inputs("999:300000:65536\n", None, dockremap());
+        assert!(
+            enable(&i, None)
+                .unwrap()
+                .notes
+                .iter()
+                .all(|n| !n.contains("useradd may"))
+        );
     }
 
     #[test]

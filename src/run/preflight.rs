@@ -17,6 +17,8 @@ use crate::host::setup::{self, Found};
 
 /// Where daemon.json lives.
 pub const DAEMON_JSON: &str = crate::formats::daemon_config::PATH;
+/// Where the previous daemon.json is kept before each rewrite.
+pub const DAEMON_JSON_BACKUP: &str = "/etc/docker/daemon.json.docker-userns-backup";
 /// Where login.defs lives.
 pub const LOGIN_DEFS: &str = "/etc/login.defs";
 
@@ -172,6 +174,8 @@ pub fn read_login_defs(root: &Root) -> Result<LoginDefs> {
             e.key,
             e.value
         ))
+        .kind("login-defs-invalid")
+        .at(LOGIN_DEFS, Some(e.line))
         .into()
     })
 }
@@ -195,6 +199,8 @@ pub fn read_id_file(root: &Root, abs: &str) -> Result<IdFile> {
             "{} is a symbolic link; shadow's tools replace it with a file on their next write, so this tool refuses to edit it: make it a regular file",
             root.path(abs).display()
         ))
+        .kind("symlink-refused")
+        .at(abs, None)
         .into());
     }
     let raw = root.read_optional(abs)?;
@@ -217,10 +223,17 @@ pub fn read_daemon_json(root: &Root) -> Result<DaemonFile> {
                 path.display(),
                 target.display()
             ))
+            .kind("symlink-refused")
+            .at(DAEMON_JSON, None)
             .into());
         }
         if !m.is_file() {
-            return Err(Conflict::new(format!("{} is not a regular file", path.display())).into());
+            return Err(
+                Conflict::new(format!("{} is not a regular file", path.display()))
+                    .kind("not-a-regular-file")
+                    .at(DAEMON_JSON, None)
+                    .into(),
+            );
         }
     }
     let raw = root.read_optional(DAEMON_JSON)?;
@@ -233,7 +246,13 @@ pub fn read_daemon_json(root: &Root) -> Result<DaemonFile> {
                 }
                 _ => "fix the file",
             };
+            let line = match &e {
+                ConfigError::Invalid { line, .. } => Some(*line),
+                _ => None,
+            };
             Conflict::new(format!("{}: {e}; {hint}", path.display()))
+                .kind("daemon-json-invalid")
+                .at(DAEMON_JSON, line)
         })?,
     };
     Ok(DaemonFile {
@@ -316,6 +335,8 @@ fn check_write_paths(root: &Root) -> Result<()> {
             "{} {what}: the run would write there; nothing was changed. Make it a directory (or remove the link) first",
             root.path(abs).display()
         ))
+        .kind("unwritable-path")
+        .at(abs, None)
         .into())
     };
     let link_to = |abs: &str| {
@@ -363,6 +384,8 @@ fn check_write_paths(root: &Root) -> Result<()> {
                 root.path(file).display(),
                 link_to(file)
             ))
+            .kind("unwritable-path")
+            .at(file, None)
             .into());
         }
     }

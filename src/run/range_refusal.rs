@@ -15,6 +15,8 @@ pub fn conflict(which: Which, e: &AllocError) -> Conflict {
         Some(line) => Conflict::new(format!("{}:{line}: {words}", which.path())),
         None => Conflict::new(format!("{}: {words}", which.path())),
     }
+    .kind(kind(e))
+    .at(which.path(), e.line())
 }
 
 /// What is wrong and what to do, in one sentence.
@@ -62,6 +64,24 @@ pub fn words(e: &AllocError) -> String {
             which.user_max_key()
         ),
         AllocError::NoRoom { .. } => format!("{e}; free a range or widen the bounds"),
+    }
+}
+
+/// The refusal kind of an allocation failure (`--json`'s `error.refusal.kind`).
+pub fn kind(e: &AllocError) -> &'static str {
+    use AllocError as A;
+    match e {
+        A::TooSmall { .. } => "subid-too-small",
+        A::KeptOverlaps { .. } => "subid-overlap",
+        A::EmptyLine { .. } => "subid-empty-range",
+        A::KeptCovers { .. } => "subid-covers-account",
+        A::StartTaken { .. } => "subid-start-taken",
+        A::StartOutside { .. } => "subid-start-outside",
+        A::StartMoves { .. } => "subid-start-moves",
+        A::BoundsInverted { .. } => "login-defs-bounds-inverted",
+        A::CountTooLarge { .. } => "subid-count-too-large",
+        A::InUserSpace { .. } => "login-defs-in-user-space",
+        A::NoRoom { .. } => "subid-no-room",
     }
 }
 

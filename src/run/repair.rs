@@ -68,6 +68,7 @@ pub fn repair_check(
             from.display(),
             root.path(&r.to).display()
         ))
+        .kind("repair-target-exists")
         .into());
     }
     let why = match docker_active {
@@ -83,6 +84,7 @@ pub fn repair_check(
             "--repair renames {} and shifts its owners with docker stopped, then starts docker and health-gates it: {why}; nothing was changed",
             from.display(),
         ))
+        .kind("repair-not-possible")
         .into());
     }
     let map = repair_shift(r)?.mapping()?;
@@ -91,6 +93,7 @@ pub fn repair_check(
             "--repair must walk the whole tree below {} before it stops docker, and cannot: {e:#}; nothing was changed and docker still runs. Remove or move away what cannot be walked (a container can make it in a volume, e.g. a directory nested too deep), then run --repair again",
             from.display()
         ))
+        .kind("repair-tree-unwalkable")
     })?;
     if survey.already_done > 0 {
         let (u, g) = (map.uid(), map.gid());
@@ -114,6 +117,7 @@ pub fn repair_check(
             u.to - 1,
             g.to - 1,
         ))
+        .kind("repair-ids-in-use")
         .into());
     }
     Ok(Some(survey.inodes))

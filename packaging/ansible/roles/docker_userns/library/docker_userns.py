@@ -15,11 +15,15 @@ short_description: Turn Docker user-namespace remapping on or off with docker-us
 description:
   - Runs C(docker-userns enable) or C(docker-userns disable) with C(--json) and reports
     C(changed) exactly when the tool changed something.
-  - In check mode runs C(docker-userns plan) (C(status) for I(state=disabled)) and changes nothing.
+  - In check mode runs C(docker-userns plan) (C(plan --disable) for I(state=disabled)) and
+    changes nothing.
   - With C(--diff) returns, in Ansible's diff format, the changes to /etc/docker/daemon.json,
-    /etc/subuid, /etc/subgid and the remap user (in check mode as C(plan) reports them; in a real
-    run as the files are before and after).
-  - A failure reports the tool's message, its exit code and whether the host was rolled back.
+    /etc/subuid, /etc/subgid and the remap user. In check mode these are the exact bytes the
+    tool will write, as C(plan --json) renders them with the writers C(enable) and C(disable)
+    use (its C(files)); this module renders no file itself. In a real run they are the files as
+    they were before and are after.
+  - A failure reports the tool's message, its exit code, its error kind (whether the host was
+    rolled back) and, for a refusal, the tool's typed reason (C(refusal)).
 options:
   state:
     description: C(enabled) runs C(enable), C(disabled) runs C(disable).
@@ -74,11 +78,18 @@ rc:
   type: int
   returned: when docker-userns ran
 result:
-  description: The JSON document docker-userns printed (see README "JSON output").
+  description: >-
+    The JSON document docker-userns printed (see README "JSON output"); in check mode its
+    C(files) list every file the run would write with its bytes now and after.
   type: dict
   returned: always
+refusal:
+  description: For a refusal (exit 3), the tool's typed reason (kind, path, line, message).
+  type: dict
+  returned: when docker-userns refused
 """
 
+import base64
 import json
 import os
 import pwd
@@ -86,15 +97,6 @@ import pwd
 from ansible.module_utils.basic import AnsibleModule
 
 DAEMON_JSON = "/etc/docker/daemon.json"
-KEY = "userns-remap"
-
-ROLLBACK = {
-    3: "nothing was changed",
-    5: "ROLLED BACK: the files were restored and docker runs with the previous settings",
-    6: "ROLLBACK INCOMPLETE: manual action needed; the next docker-userns run retries it",
-    8: "SWITCHED, CARRY INCOMPLETE: remapping changed, but not everything was carried; "
-    "the next run carries the rest",
-}
 
 
 def read_text(path):
@@ -116,7 +118,7 @@ def passwd_line(name):
 
 
 def snapshot(user, subuid, subgid):
-    """What the diff shows, as found now: {label: text or None}."""
+    """What the diff of a real run shows, as found now: {label: text or None}."""
     return {
         DAEMON_JSON: read_text(DAEMON_JSON),
         subuid: read_text(subuid),
@@ -125,71 +127,47 @@ def snapshot(user, subuid, subgid):
     }
 
 
-def detect_indent(text):
-    """The indentation of a daemon.json, as docker-userns keeps it (two spaces by default)."""
-    for line in (text or "").splitlines()[1:]:
-        ws = line[: len(line) - len(line.lstrip())]
-        if ws:
-            if set(ws) <= {" "} or set(ws) <= {"\t"}:
-                return ws
-            break
-    return "  "
+def file_text(entry, field):
+    """A content field of one of plan's `files` entries as text (None: the file is absent).
+
+    The tool gives text, or base64 when the bytes are not UTF-8; such bytes are shown with
+    U+FFFD (Ansible's diff is text)."""
+    value = entry.get(field)
+    if value is None or entry.get("encoding", "utf-8") == "utf-8":
+        return value
+    return base64.b64decode(value).decode("utf-8", "replace")
 
 
-def render_daemon_json(doc, indent):
-    """daemon.json as docker-userns writes it: pretty, keys in order, newline-ended."""
-    return json.dumps(doc, indent=indent, ensure_ascii=False) + "\n"
+def planned_diff(doc, user):
+    """Ansible's diff for check mode: the tool's own `files` (plan --json), as they are."""
+    out = []
+    for entry in doc.get("files") or []:
+        path = entry["path"]
+        before = file_text(entry, "before")
+        note = " (planned)" if entry.get("encoding", "utf-8") == "utf-8" else " (planned; not UTF-8)"
+        out.append(
+            {
+                "before_header": path if before is not None else "%s (absent)" % path,
+                "after_header": path + note,
+                "before": before or "",
+                "after": file_text(entry, "after"),
+            }
+        )
+    if (doc.get("user") or {}).get("create"):
+        # useradd writes the account files; it picks the uid, so only the name is known.
+        out.append(
+            {
+                "before_header": "user %s (absent)" % user,
+                "after_header": "user %s (planned)" % user,
+                "before": "",
+                "after": "%s (a new system user; useradd picks its uid)\n" % user,
+            }
+        )
+    return out
 
 
-def subid_after(text, user, rng):
-    """An /etc/subuid (subgid) after the change `plan` reports for it (`add`, `moved_from`)."""
-    text = text or ""
-    line = "%s:%d:%d\n" % (user, rng["start"], rng["count"])
-    if rng.get("moved_from") is None:
-        if text and not text.endswith("\n"):
-            text += "\n"
-        return text + line
-    # --repair/--start: the user's lines are replaced by one, where the first of them was.
-    out, placed = [], False
-    for old in text.splitlines(True):
-        if old.split(":", 1)[0] == user and not old.lstrip().startswith("#"):
-            if not placed:
-                out.append(line)
-                placed = True
-            continue
-        out.append(old)
-    if not placed:
-        out.append(line)
-    return "".join(out)
-
-
-def predicted(before, user, doc, state):
-    """What the files would look like after the change the plan (or status) reports."""
-    after = dict(before)
-    current = before[DAEMON_JSON]
-    if state == "enabled":
-        if doc.get("daemon_json_change", "none") != "none":
-            after[DAEMON_JSON] = render_daemon_json(doc["daemon_json"], detect_indent(current))
-        for which in ("subuid", "subgid"):
-            rng = doc.get(which) or {}
-            if rng.get("add"):
-                path = rng.get("file") or "/etc/" + which
-                after[path] = subid_after(before.get(path), user, rng)
-        if (doc.get("user") or {}).get("create"):
-            after["user " + user] = "%s (a new system user; useradd picks its uid)\n" % user
-    elif doc.get("remapping_configured") is not None and current is not None:
-        try:
-            parsed = json.loads(current)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, dict) and KEY in parsed:
-            del parsed[KEY]
-            after[DAEMON_JSON] = render_daemon_json(parsed, detect_indent(current))
-    return after
-
-
-def diff_list(before, after, note):
-    """Ansible's diff format, one entry per thing that differs."""
+def diff_list(before, after):
+    """Ansible's diff format for a real run, one entry per thing that differs."""
     out = []
     for label, old in before.items():
         new = after.get(label)
@@ -198,7 +176,7 @@ def diff_list(before, after, note):
         out.append(
             {
                 "before_header": label if old is not None else "%s (absent)" % label,
-                "after_header": label + note if new is not None else "%s (absent)" % label,
+                "after_header": label if new is not None else "%s (absent)" % label,
                 "before": old or "",
                 "after": new or "",
             }
@@ -217,7 +195,7 @@ def argv(p, check_mode):
         user_opts.append("--repair")
     cmd = [p["binary"], "--json"]
     if check_mode:
-        return cmd + (["plan"] + user_opts if p["state"] == "enabled" else ["status"])
+        return cmd + (["plan"] + user_opts if p["state"] == "enabled" else ["plan", "--disable"])
     cmd += ["enable"] + user_opts if p["state"] == "enabled" else ["disable"]
     cmd += ["--timeout", str(p["timeout"]), "--settle", str(p["settle"])]
     if p["carry"]:
@@ -263,7 +241,7 @@ def main():
         )
 
     user = p["user"]
-    before = snapshot(user, "/etc/subuid", "/etc/subgid")
+    before = None if check else snapshot(user, "/etc/subuid", "/etc/subgid")
     cmd = argv(p, check)
     rc, stdout, stderr = module.run_command(cmd)
     try:
@@ -272,34 +250,42 @@ def main():
         doc = {}
     if not isinstance(doc, dict):
         doc = {}
-
-    if check and p["state"] == "disabled":
-        changed = rc == 0 and (
-            doc.get("remapping_configured") is not None or doc.get("remapping_active") is True
-        )
-    else:
-        changed = rc in (0, 8) and bool(doc.get("changed"))
+    # The tool's document says what happened: an error document, or the outcome (also when
+    # the switch was made but --carry did not carry everything).
+    error = doc.get("error")
+    done = bool(doc) and error is None
+    changed = done and bool(doc.get("changed"))
 
     result = dict(changed=changed, rc=rc, result=doc, cmd=cmd)
-    if module._diff and rc in (0, 8):
+    if module._diff and done:
         if check:
-            result["diff"] = diff_list(before, predicted(before, user, doc, p["state"]), " (planned)")
+            if "files" not in doc:
+                module.warn(
+                    "%s is older than this module: its plan does not carry the bytes it would write "
+                    "(no files in plan --json), so the diff cannot show them; install the package "
+                    "that comes with this role" % p["binary"]
+                )
+            result["diff"] = planned_diff(doc, user)
         else:
             # The ranges' files as the tool names them (paths inside the root: always /etc here).
-            after = snapshot(user, "/etc/subuid", "/etc/subgid")
-            result["diff"] = diff_list(before, after, "")
+            result["diff"] = diff_list(before, snapshot(user, "/etc/subuid", "/etc/subgid"))
 
     if rc != 0:
-        err = doc.get("error") or {"kind": "failure", "message": stderr.strip()}
-        if rc == 8:
-            failed = (doc.get("carry") or {}).get("failed") or []
-            err = {"kind": "carry-incomplete", "message": "not carried: " + "; ".join(failed)}
-        result["msg"] = "docker-userns failed (exit %d, %s); %s. %s" % (
-            rc,
-            err.get("kind", "failure"),
-            ROLLBACK.get(rc, "see the message"),
-            err.get("message", ""),
-        )
+        # What happened comes from the document: its error kind (rolled-back, conflict, ...),
+        # or an outcome whose carry did not complete (the switch itself was made).
+        failed = (doc.get("carry") or {}).get("failed")
+        if error is None and failed:
+            kind = "carry-incomplete"
+            what = "SWITCHED, CARRY INCOMPLETE: remapping changed, but not everything was carried; the next run carries the rest"
+            message = "not carried: " + "; ".join(failed)
+        else:
+            error = error or {"kind": "failure", "message": stderr.strip()}
+            kind = error.get("kind", "failure")
+            what = kind.upper().replace("-", " ")
+            message = error.get("message", "")
+            if error.get("refusal"):
+                result["refusal"] = error["refusal"]
+        result["msg"] = "docker-userns failed (exit %d, %s); %s. %s" % (rc, kind, what, message)
         result["stderr"] = stderr
         module.fail_json(**result)
     module.exit_json(**result)
