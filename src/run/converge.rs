@@ -7,15 +7,13 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use serde::Serialize;
 
 use crate::exit::Conflict;
 use crate::failpoint;
-use crate::formats::daemon_config::{DEFAULT_USER, DaemonConfig, PATH as DAEMON_JSON};
+use crate::formats::daemon_config::DEFAULT_USER;
 use crate::formats::subid::How;
-use crate::host::inspect::{self, Impact};
+use crate::host::inspect::Impact;
 use crate::host::root::Root;
-use crate::host::setup::{self, Found, Setup};
 use crate::run::apply;
 use crate::run::carry::{self, Carry};
 use crate::run::carry::{carry_load, carry_preview, carry_volumes};
@@ -28,95 +26,11 @@ use crate::run::repair::{
 use crate::run::restart::{self, Docker, Expect, Observed, Validation};
 use crate::run::signals::{self, Critical};
 
-/// What `enable` (and `plan`) are asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Want {
-    /// The remap user.
-    pub user: String,
-    /// Ids per range (None: login.defs' SUB_*_COUNT, 65536 when unset or 0).
-    pub count: Option<u64>,
-    /// Move an overlapping range, or one not at `start`, with the data root (`--repair`).
-    pub repair: bool,
-    /// The range must start here (`--start`).
-    pub start: Option<u64>,
-}
-
-impl Want {
-    fn how(&self) -> How {
-        How {
-            repair: self.repair,
-            start: self.start,
-        }
-    }
-}
-
-/// How a changing run may treat docker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RestartPolicy {
-    /// Restart docker when the change needs it (false: files only, `--no-restart`).
-    pub restart: bool,
-    /// Restart even though containers run, which stops them (`--yes`).
-    pub stop_running_containers: bool,
-    /// Bound on each stop/start job and on the health gate.
-    pub timeout: Duration,
-    /// How long docker must stay up after its restart to pass the health gate.
-    pub settle: Duration,
-    /// Carry the images across the switch (`--carry images`).
-    pub carry_images: bool,
-    /// Carry the named volumes across the switch (`--carry volumes`).
-    pub carry_volumes: bool,
-}
-
-/// What a run did (or, for `plan`, would do): the plan, and what happened around it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Outcome<P> {
-    /// The decision.
-    #[serde(flatten)]
-    pub plan: P,
-    /// Anything changed (or would): a file, the user, or a docker restart.
-    pub changed: bool,
-    /// docker must restart for the change to take effect.
-    pub restart: bool,
-    /// docker was restarted and passed the health gate.
-    pub restarted: bool,
-    /// Engine downtime of that restart in milliseconds.
-    pub downtime_ms: Option<u64>,
-    /// What the switch does to what docker holds (None: the engine was not asked).
-    pub impact: Option<Impact>,
-    /// How docker is set up (None: services not looked at, as under `--root`).
-    pub setup: Option<Setup>,
-    /// What `--carry` carried (or, for `plan`, would carry); None: not asked.
-    pub carry: Option<Carry>,
-    /// Remarks for the operator.
-    pub notes: Vec<String>,
-}
-
-impl<P> Outcome<P> {
-    /// The exit code: 0, or 8 when the switch was made but `--carry` did not carry everything.
-    pub fn code(&self) -> crate::exit::Code {
-        match &self.carry {
-            Some(c) if !c.complete() => crate::exit::Code::CarryIncomplete,
-            _ => crate::exit::Code::Ok,
-        }
-    }
-}
-
-impl<P: Decided> Outcome<P> {
-    /// Before anything happens: as the files alone decide.
-    fn new(mut plan: P) -> Outcome<P> {
-        Outcome {
-            changed: plan.changes_files(),
-            restart: plan.restart_for_files(),
-            restarted: false,
-            downtime_ms: None,
-            impact: None,
-            setup: None,
-            carry: None,
-            notes: plan.take_notes(),
-            plan,
-        }
-    }
-}
+use crate::run::engine_checks::{
+    decide_restart, guard_running, left_stopped_note, not_restarted_note, refuse_for_next_restart,
+};
+pub use crate::run::engine_checks::{refuse_swarm, restart_needed};
+pub use crate::run::outcome::{Outcome, RestartPolicy, Want};
 
 /// A change a run converges the host to: `enable` or `disable`.
 pub trait Change {
@@ -209,193 +123,6 @@ impl Change for Disable {
             ranges: None,
         }
     }
-}
-
-/// docker must restart when it runs and either a file changes or the engine is known to
-/// remap otherwise than wanted. An engine that does not answer (e.g. `plan` without access to
-/// the socket) decides nothing by itself.
-pub fn restart_needed(seen: &Observed, files_changed: bool, want_userns: bool) -> bool {
-    seen.active() && (files_changed || seen.userns.is_some_and(|u| u != want_userns))
-}
-
-fn guard_running(docker: &Docker, restart: bool, yes: bool) -> Result<(), Conflict> {
-    if !restart || yes {
-        return Ok(());
-    }
-    let running = docker.running().map_err(|e| {
-        Conflict::new(format!(
-            "cannot tell whether containers run, which the docker restart would stop ({e}); pass --yes to restart anyway"
-        ))
-        .kind("containers-running")
-    })?;
-    if running.is_empty() {
-        return Ok(());
-    }
-    let names: Vec<&str> = running.iter().map(|c| c.name()).collect();
-    Err(Conflict::new(format!(
-        "{} running container(s) would be stopped by the docker restart: {}; stop them first, or pass --yes to restart anyway",
-        names.len(),
-        names.join(", ")
-    ))
-    .kind("containers-running"))
-}
-
-fn not_restarted_note(root: &Root) -> String {
-    if root.is_host() {
-        "docker was not restarted (--no-restart): the change applies at its next start".into()
-    } else {
-        "--root: services are never touched; docker there applies the change at its next start"
-            .into()
-    }
-}
-
-/// Refuses a switch on a swarm node: the swarm state lives in the data root the switch moves
-/// away from, so docker would come back outside the swarm (moby#39722). `--yes` does not
-/// override this.
-pub fn refuse_swarm(setup: &Setup) -> Result<(), Conflict> {
-    let Some(state) = setup
-        .swarm
-        .as_deref()
-        .filter(|s| !matches!(*s, "" | "inactive"))
-    else {
-        return Ok(());
-    };
-    let manager = setup.swarm_manager == Some(true);
-    Err(Conflict::new(format!(
-        "this node is in a swarm (Swarm.LocalNodeState {state}{}): switching remapping moves docker's data root, and the node's swarm state with it, so docker would come back outside the swarm{} (moby#39722). Drain the node first (`docker node update --availability drain NODE`), {}then leave the swarm (`docker swarm leave`), run this again, and join the swarm again afterwards; --yes does not override this",
-        if manager { ", a manager" } else { "" },
-        if manager {
-            " and the swarm would lose a raft member"
-        } else {
-            ""
-        },
-        if manager {
-            "demote it from another manager (`docker node demote NODE`), "
-        } else {
-            ""
-        },
-    ))
-    .kind("swarm-active"))
-}
-
-/// `--no-restart` on the live host, for a change that takes effect at docker's next start:
-/// refuses what that restart would break, as a restart now is refused. A swarm node would
-/// leave its swarm ([`refuse_swarm`]); with live-restore, running containers would survive
-/// the restart as they run now (root on the host when remapping is switched on), out of
-/// sight of the daemon that comes back. Without systemd or an answering engine nothing can be
-/// known, and nothing is refused (as a restart run decides too).
-fn refuse_for_next_restart(root: &Root) -> Result<()> {
-    let Ok(mut docker) = Docker::connect(root, Duration::from_secs(30), restart::DEFAULT_SETTLE)
-    else {
-        return Ok(());
-    };
-    if !docker.observe().is_ok_and(|seen| seen.active()) || docker.learn().is_err() {
-        return Ok(());
-    }
-    refuse_swarm(docker.setup())?;
-    if docker.setup().live_restore == Some(true) {
-        let running = docker.running().map_err(|e| {
-            Conflict::new(format!(
-                "live-restore is on and whether containers run cannot be told ({e}): at docker's next restart they would keep running out of sight of the daemon that comes back; run without --no-restart (with --yes to stop them through the engine API)"
-            ))
-            .kind("live-restore-containers")
-        })?;
-        if !running.is_empty() {
-            let names: Vec<&str> = running.iter().map(|c| c.name()).collect();
-            return Err(Conflict::new(format!(
-                "live-restore is on and {} container(s) run: {}. With --no-restart they would survive docker's next restart (an upgrade, an admin) as they run now, root on the host, out of sight of the daemon that comes back (`docker ps -a` and `status` would not show them). Stop them first, or run without --no-restart and with --yes (which stops them through the engine API and checks that none outlives the switch)",
-                names.len(),
-                names.join(", ")
-            ))
-            .kind("live-restore-containers")
-            .into());
-        }
-    }
-    Ok(())
-}
-
-/// Decides whether docker restarts for `out` and, if so, asks the engine for what only it
-/// knows, refuses a switch that would lose something (a swarm membership, a data root the
-/// remapped root cannot reach), and adds the impact report.
-fn decide_restart<P>(
-    root: &Root,
-    docker: &mut Docker,
-    seen: &Observed,
-    out: &mut Outcome<P>,
-    want_userns: bool,
-) -> Result<(), Conflict> {
-    let need = restart_needed(seen, out.changed, want_userns);
-    out.restart = need;
-    out.changed |= need;
-    if seen.active() && seen.userns.is_none() {
-        out.notes.push(format!("docker.service runs but its engine did not answer on {} (no access?): whether it remaps now is unknown, so only file changes decide the restart", docker.engine().socket().display()));
-    }
-    if need {
-        if let Err(e) = docker.learn() {
-            out.notes
-                .push(format!("the engine did not say how it runs: {e}"));
-        }
-        refuse_swarm(docker.setup())?;
-        for dir in docker.setup().data_roots() {
-            let blocked = preflight::blocked_dirs(root, dir).unwrap_or_default();
-            if let Some(b) = blocked.first() {
-                let found = Found {
-                    path: dir.to_string(),
-                    from: docker.setup().data_root_from.clone(),
-                };
-                return Err(plan::blocked_data_root(b, &found));
-            }
-        }
-        match inspect::impact(docker.engine(), want_userns) {
-            Ok(mut i) => {
-                i.image_store = store_switch(root, docker, want_userns);
-                out.impact = Some(i);
-            }
-            Err(e) => out.notes.push(format!("no impact report: {e:#}")),
-        }
-    }
-    out.setup = Some(docker.setup().clone());
-    Ok(())
-}
-
-/// The image store before the switch (the engine's) and after it (predicted: docker 29
-/// switches its containerd image store off while remapping is on, and back); None when the
-/// engine names no storage driver.
-fn store_switch(root: &Root, docker: &Docker, want_userns: bool) -> Option<setup::StoreSwitch> {
-    let info = docker.engine().info().ok()?;
-    let before = info.image_store()?;
-    let config = root
-        .read_optional(DAEMON_JSON)
-        .ok()
-        .flatten()
-        .and_then(|b| DaemonConfig::parse(&b).ok())
-        .unwrap_or_default();
-    // The data root remapping off leads to; with remapping on, a graph driver regardless.
-    let prior = (!want_userns)
-        .then(|| setup::prior_graph_driver(root, &docker.setup().data_root))
-        .flatten();
-    Some(setup::predict_store(
-        &before,
-        want_userns,
-        &info.server_version,
-        &config,
-        prior,
-    ))
-}
-
-/// What a run says about a docker.service it leaves stopped.
-fn left_stopped_note(setup: &Setup) -> String {
-    let mut s =
-        "docker.service is not running and is left stopped: the change applies at its next start"
-            .to_string();
-    if setup.socket_activation {
-        s.push_str(&format!(
-            "; {} listens on {}, so the first connection to it starts docker with the new configuration (no health gate runs then: check it with `docker-userns verify`)",
-            setup::SOCKET_UNIT,
-            setup.engine_socket.as_deref().unwrap_or("its socket")
-        ));
-    }
-    s
 }
 
 /// `plan`: what `enable` would do. On the live host it also asks systemd and the engine

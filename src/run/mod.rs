@@ -9,7 +9,9 @@
 pub mod apply;
 pub mod carry;
 pub mod converge;
+pub mod engine_checks;
 pub mod journal;
+pub mod outcome;
 pub mod plan;
 pub mod preflight;
 pub mod range_refusal;

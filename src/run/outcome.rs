@@ -1,0 +1,102 @@
+//! What a run is asked for (`Want`, `RestartPolicy`) and what it reports (`Outcome`: the plan
+//! decided, and what happened: restart, downtime, impact, carry, notes).
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::formats::subid::How;
+use crate::host::inspect::Impact;
+use crate::host::setup::Setup;
+use crate::run::carry::Carry;
+use crate::run::plan::Decided;
+
+/// What `enable` (and `plan`) are asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Want {
+    /// The remap user.
+    pub user: String,
+    /// Ids per range (None: login.defs' SUB_*_COUNT, 65536 when unset or 0).
+    pub count: Option<u64>,
+    /// Move an overlapping range, or one not at `start`, with the data root (`--repair`).
+    pub repair: bool,
+    /// The range must start here (`--start`).
+    pub start: Option<u64>,
+}
+
+impl Want {
+    pub(crate) fn how(&self) -> How {
+        How {
+            repair: self.repair,
+            start: self.start,
+        }
+    }
+}
+
+/// How a changing run may treat docker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartPolicy {
+    /// Restart docker when the change needs it (false: files only, `--no-restart`).
+    pub restart: bool,
+    /// Restart even though containers run, which stops them (`--yes`).
+    pub stop_running_containers: bool,
+    /// Bound on each stop/start job and on the health gate.
+    pub timeout: Duration,
+    /// How long docker must stay up after its restart to pass the health gate.
+    pub settle: Duration,
+    /// Carry the images across the switch (`--carry images`).
+    pub carry_images: bool,
+    /// Carry the named volumes across the switch (`--carry volumes`).
+    pub carry_volumes: bool,
+}
+
+/// What a run did (or, for `plan`, would do): the plan, and what happened around it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome<P> {
+    /// The decision.
+    #[serde(flatten)]
+    pub plan: P,
+    /// Anything changed (or would): a file, the user, or a docker restart.
+    pub changed: bool,
+    /// docker must restart for the change to take effect.
+    pub restart: bool,
+    /// docker was restarted and passed the health gate.
+    pub restarted: bool,
+    /// Engine downtime of that restart in milliseconds.
+    pub downtime_ms: Option<u64>,
+    /// What the switch does to what docker holds (None: the engine was not asked).
+    pub impact: Option<Impact>,
+    /// How docker is set up (None: services not looked at, as under `--root`).
+    pub setup: Option<Setup>,
+    /// What `--carry` carried (or, for `plan`, would carry); None: not asked.
+    pub carry: Option<Carry>,
+    /// Remarks for the operator.
+    pub notes: Vec<String>,
+}
+
+impl<P> Outcome<P> {
+    /// The exit code: 0, or 8 when the switch was made but `--carry` did not carry everything.
+    pub fn code(&self) -> crate::exit::Code {
+        match &self.carry {
+            Some(c) if !c.complete() => crate::exit::Code::CarryIncomplete,
+            _ => crate::exit::Code::Ok,
+        }
+    }
+}
+
+impl<P: Decided> Outcome<P> {
+    /// Before anything happens: as the files alone decide.
+    pub(crate) fn new(mut plan: P) -> Outcome<P> {
+        Outcome {
+            changed: plan.changes_files(),
+            restart: plan.restart_for_files(),
+            restarted: false,
+            downtime_ms: None,
+            impact: None,
+            setup: None,
+            carry: None,
+            notes: plan.take_notes(),
+            plan,
+        }
+    }
+}
