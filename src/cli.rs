@@ -40,7 +40,7 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// Parses `args` (argv[0] first) as `Cli::try_parse_from` does; `as_plugin`: run by the
+    /// Parses `args` (`argv[0]` first) as `Cli::try_parse_from` does; `as_plugin`: run by the
     /// docker CLI as `docker userns`, which usage lines and help then name.
     pub fn try_parse_argv(args: Vec<OsString>, as_plugin: bool) -> Result<Cli, clap::Error> {
         let mut cmd = Cli::command();

@@ -25,7 +25,7 @@ pub const RUN_BY_DOCKER_ENV: &str = "DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND";
 pub enum Invocation {
     /// `docker-userns docker-cli-plugin-metadata`: print [`metadata`].
     Metadata,
-    /// Parse `args` (argv[0] first) as usual; `as_plugin` when the docker CLI ran it as
+    /// Parse `args` (`argv[0]` first) as usual; `as_plugin` when the docker CLI ran it as
     /// `docker userns …` (the plugin name already taken out).
     Run {
         /// The command line to parse.
@@ -37,7 +37,7 @@ pub enum Invocation {
     DockerOptions(Vec<String>),
 }
 
-/// Sorts out the command line `args` (argv[0] first). `run_by_docker`: the docker CLI's
+/// Sorts out the command line `args` (`argv[0]` first). `run_by_docker`: the docker CLI's
 /// variable is set. Run directly, every command line parses as it always did: `userns` is
 /// not a command, so `docker-userns userns …` means the plugin either way.
 pub fn invocation(mut args: Vec<OsString>, run_by_docker: bool) -> Invocation {

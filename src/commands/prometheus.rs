@@ -3,7 +3,7 @@
 //!
 //! [`render`] is pure: the same [`Status`] that `status --json` prints, so every value in the
 //! file matches the JSON document of the same run. [`check_path`] refuses what cannot be
-//! written before any status is gathered; [`write`] replaces the file (temp file in the same
+//! written before any status is gathered; [`fn@write`] replaces the file (temp file in the same
 //! directory, fsync, rename, fsync of the directory), so node_exporter never reads half a file.
 
 use std::fmt::Write as _;

@@ -138,9 +138,9 @@ impl Mapping {
 
     /// Whether the target ids are the host's own (`for_range(.., false)`, or a target range
     /// holding id 0). Such a walk never leaves a setuid/setgid bit on a non-directory whose
-    /// owner or group it moved, nor writes a file capability for host ids: [`survey`] counts
-    /// and names those inodes ([`Report::privileged`]); [`shift_tree`] refuses them and
-    /// [`shift_tree_dropping`] drops the bits and the capability.
+    /// owner or group it moved, nor writes a file capability for host ids: the walk's survey
+    /// counts and names those inodes, its shift refuses them or (asked to) drops the bits and
+    /// the capability (`crate::host::shift`).
     pub fn into_host(&self) -> bool {
         self.to_host
     }

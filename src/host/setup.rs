@@ -309,7 +309,7 @@ impl Setup {
 }
 
 /// moby's graph drivers, in its order of priority: a non-empty `DATA_ROOT/NAME` directory is
-/// a "prior storage driver" dockerd keeps using ("[graphdriver] using prior storage driver").
+/// a "prior storage driver" dockerd keeps using (`[graphdriver] using prior storage driver`).
 pub const GRAPH_DRIVERS: [&str; 6] = [
     "overlay2",
     "fuse-overlayfs",
