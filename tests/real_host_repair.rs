@@ -392,6 +392,23 @@ fn repair_killed_at_each_step_then_docker_started_behind_its_back_is_whole() {
     assert_eq!(diff(&host.owners(OLD_ROOT), &planted_before), "");
     host.ok(&format!("rm {vol}/planted"));
     unchanged("target range", &inv0);
+    // The same for an inode whose uid would shift but whose group is in the target range
+    // already: the undo would move that gid back too.
+    host.ok(&format!(
+        "touch {vol}/mixed && chown 100001:170000 {vol}/mixed"
+    ));
+    let mixed_before = host.owners(OLD_ROOT);
+    let out = host.sh("docker-userns enable --repair --yes");
+    assert_eq!(out.code, 3, "{out}");
+    assert!(
+        out.stderr.contains(&format!(
+            "1 inode(s) below {OLD_ROOT} are owned already by ids of the range --repair moves to"
+        )) && out.stderr.contains(&format!("e.g. {vol}/mixed")),
+        "{out}"
+    );
+    assert_eq!(diff(&host.owners(OLD_ROOT), &mixed_before), "");
+    host.ok(&format!("rm {vol}/mixed"));
+    unchanged("a group in the target range", &inv0);
 
     // Item 7: a tree the walk cannot take (deeper than it walks, or than the open-file limit
     // lets it) is refused while docker still runs.

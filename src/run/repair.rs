@@ -95,7 +95,9 @@ pub fn repair_check(
         ))
         .kind("repair-tree-unwalkable")
     })?;
-    if survey.already_done > 0 {
+    // Any inode with an id in the target range, also one whose other id would shift: the undo
+    // would move that id back with the ones the repair shifted.
+    if survey.done_id_inodes > 0 {
         let (u, g) = (map.uid(), map.gid());
         let (ue, ge) = (
             u64::from(u.to) + u64::from(u.count),
@@ -107,7 +109,7 @@ pub fn repair_check(
             .map_or_else(String::new, |p| format!(", e.g. {}", p.display()));
         return Err(Conflict::new(format!(
             "{} inode(s) below {} are owned already by ids of the range --repair moves to (uids {}..{} / gids {}..{}){first}: the repair would leave them as they are, and its undo could not tell them from those it shifted; change their owners first (list them with `find {} -xdev \\( -uid +{} -uid -{ue} \\) -print -o \\( -gid +{} -gid -{ge} \\) -print`); nothing was changed",
-            survey.already_done,
+            survey.done_id_inodes,
             from.display(),
             u.to,
             ue - 1,

@@ -85,6 +85,12 @@ pub struct Report {
     /// not part of the JSON document).
     #[serde(skip)]
     pub first_done: Option<PathBuf>,
+    /// Inodes with at least one id (uid or gid) in the target range already, whatever the
+    /// other: `already_done` and those of `shifted` whose other id was done (not part of the
+    /// JSON document). A walk that must be undone exactly refuses them all: its undo would
+    /// move such an id back with the ones it shifted.
+    #[serde(skip)]
+    pub done_id_inodes: u64,
     /// Shifting into host ids ([`Mapping::into_host`]): inodes whose setuid/setgid bit or file
     /// capability would become valid for host ids (a setuid bit on a non-directory whose uid
     /// moves, setgid whose gid moves, a `security.capability` on an inode whose owner or
@@ -516,6 +522,22 @@ mod tests {
         let mut buf = [0u8; 256];
         let n = rfs::getxattr(&f, ACL_ACCESS, &mut buf).unwrap();
         assert_eq!(&buf[16..20], &300_003u32.to_le_bytes(), "{:?}", &buf[..n]);
+    }
+
+    #[test]
+    fn an_inode_with_one_id_already_in_the_target_range_is_counted_whatever_the_other() {
+        let t = tempdir();
+        let top = t.path().join("tree");
+        fs::create_dir(&top).unwrap();
+        std::os::unix::fs::chown(&top, Some(0), Some(0)).unwrap();
+        let f = top.join("mixed");
+        fs::write(&f, b"").unwrap();
+        // uid in the source range (it would shift), gid in the target range already.
+        std::os::unix::fs::chown(&f, Some(100_001), Some(400_001)).unwrap();
+        let r = survey(&dir(&top), &map()).unwrap();
+        assert_eq!((r.shifted, r.already_done), (1, 0), "{r:?}");
+        assert_eq!(r.done_id_inodes, 1, "{r:?}");
+        assert_eq!(r.first_done.as_deref(), Some(f.as_path()));
     }
 
     #[test]

@@ -466,8 +466,11 @@ impl<'p> Walk<'p> {
         if outside > 0 && self.report.first_outside.is_none() {
             self.report.first_outside = Some(self.here());
         }
-        if (cu == Class::Done || cg == Class::Done) && self.report.first_done.is_none() {
-            self.report.first_done = Some(self.here());
+        if cu == Class::Done || cg == Class::Done {
+            self.report.done_id_inodes += 1;
+            if self.report.first_done.is_none() {
+                self.report.first_done = Some(self.here());
+            }
         }
         self.report.outside_ids += outside;
         self.report.outside_id_inodes += u64::from(outside > 0);
