@@ -29,12 +29,6 @@ fn info(host: &Host, field: &str) -> String {
     host.ok(&format!("docker info --format '{{{{json .{field}}}}}'"))
 }
 
-fn invocation(host: &Host) -> String {
-    host.ok("systemctl show -p InvocationID --value docker.service")
-        .trim()
-        .to_string()
-}
-
 #[test]
 fn docker_28_on_forky_remaps_next_to_a_regular_users_range() {
     remaps_next_to_a_regular_users_range("forky", "28.");
@@ -115,10 +109,10 @@ fn remaps_next_to_a_regular_users_range(suite: &str, version: &str) {
     assert_eq!(v["effective"], true, "{v}");
 
     // Idempotent: nothing written, docker not restarted.
-    let inv = invocation(&host);
+    let inv = host.invocation();
     let again = ok_json(&host, "enable --json");
     assert_eq!(again["changed"], false, "{again}");
-    assert_eq!(invocation(&host), inv, "docker restarted again");
+    assert_eq!(host.invocation(), inv, "docker restarted again");
 
     // kill -9 with docker stopped mid-restart (disable): the next run (`status`) rolls the
     // interrupted run back and brings docker back, still remapped.

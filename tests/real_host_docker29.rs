@@ -34,12 +34,6 @@ fn engine_store(host: &Host) -> String {
         .to_string()
 }
 
-fn invocation(host: &Host) -> String {
-    host.ok("systemctl show -p InvocationID --value docker.service")
-        .trim()
-        .to_string()
-}
-
 /// Restarts docker behind the tool's back (the start limit reset first).
 fn restart_docker(host: &Host) {
     host.ok(
@@ -62,7 +56,7 @@ fn snapshot(
         host.read_string("/etc/subuid"),
         host.read_string("/etc/subgid"),
         host.read_string("/etc/passwd").unwrap(),
-        invocation(host),
+        host.invocation(),
     )
 }
 

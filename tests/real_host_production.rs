@@ -28,12 +28,6 @@ fn ok_json(host: &Host, args: &str) -> Value {
     json(&out)
 }
 
-fn invocation(host: &Host) -> String {
-    host.ok("systemctl show -p InvocationID --value docker.service")
-        .trim()
-        .to_string()
-}
-
 fn is_active(host: &Host, unit: &str) -> String {
     // `systemctl is-active` exits non-zero for anything but active: only its word counts.
     host.sh(&format!("systemctl is-active {unit}"))
@@ -48,7 +42,7 @@ fn snapshot(host: &Host) -> (Vec<Option<Vec<u8>>>, String) {
         .iter()
         .map(|p| host.read(p))
         .collect();
-    (files, invocation(host))
+    (files, host.invocation())
 }
 
 fn notes(doc: &Value) -> Vec<String> {

@@ -29,12 +29,6 @@ fn ok_json(host: &Host, args: &str) -> Value {
     json(&out)
 }
 
-fn invocation(host: &Host) -> String {
-    host.ok("systemctl show -p InvocationID --value docker.service")
-        .trim()
-        .to_string()
-}
-
 fn active(host: &Host) -> String {
     host.sh("systemctl is-active docker.service")
         .stdout
@@ -177,11 +171,11 @@ fn every_form(suite: &str) {
     assert_eq!(v["effective"], true, "{suite}: {v}");
     assert_eq!(v["remap_user"], "remapu");
     assert_eq!(v["remap_group"], "remapg");
-    let id = invocation(&host);
+    let id = host.invocation();
     let again = ok_json(&host, "enable --user remapu --yes --json");
     assert_eq!(again["changed"], false, "{again}");
     assert_eq!(
-        invocation(&host),
+        host.invocation(),
         id,
         "{suite}: a converged enable restarted docker"
     );
@@ -208,12 +202,12 @@ fn every_form(suite: &str) {
         assert_eq!(st["remap_user"], "remapu", "{suite} {form}: {st}");
         assert_eq!(st["remapping_active"], true, "{suite} {form}");
         assert_eq!(st["problems"], serde_json::json!([]), "{suite} {form}");
-        let id = invocation(&host);
+        let id = host.invocation();
         let e = ok_json(&host, "enable --user remapu --yes --json");
         assert_eq!(e["changed"], false, "{suite} {form}: {e}");
         assert_eq!(e["restarted"], false, "{suite} {form}");
         assert_eq!(
-            invocation(&host),
+            host.invocation(),
             id,
             "{suite} {form}: enable restarted docker"
         );
@@ -252,13 +246,13 @@ fn every_form(suite: &str) {
         "remapu:200000:65536\n"
     );
     assert_eq!(root_dir(&host), "/var/lib/docker/200000.200000");
-    let id = invocation(&host);
+    let id = host.invocation();
     assert_eq!(
         ok_json(&host, "enable --user remapu --yes --json")["changed"],
         false
     );
     assert_eq!(
-        invocation(&host),
+        host.invocation(),
         id,
         "{suite}: second enable restarted docker"
     );

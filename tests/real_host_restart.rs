@@ -35,12 +35,6 @@ fn files(host: &Host) -> String {
     ))
 }
 
-fn invocation(host: &Host) -> String {
-    host.ok("systemctl show -p InvocationID --value docker.service")
-        .trim()
-        .to_string()
-}
-
 fn assert_active(host: &Host) {
     assert_eq!(
         host.sh("systemctl is-active docker.service").stdout.trim(),
@@ -78,7 +72,7 @@ fn enable_remaps_is_idempotent_and_survives_the_start_limit() {
     assert!(!security_options(&host).contains("userns"));
 
     // A running container blocks the restart unless --yes; nothing changes.
-    let (files0, inv0) = (files(&host), invocation(&host));
+    let (files0, inv0) = (files(&host), host.invocation());
     let refused = run(&host, "enable --json");
     assert_eq!(refused.code, 3, "{refused}");
     assert!(
@@ -89,7 +83,7 @@ fn enable_remaps_is_idempotent_and_survives_the_start_limit() {
         "{refused}"
     );
     assert_eq!(
-        (files(&host), invocation(&host)),
+        (files(&host), host.invocation()),
         (files0, inv0),
         "refused enable changed something"
     );
@@ -142,12 +136,12 @@ fn enable_remaps_is_idempotent_and_survives_the_start_limit() {
     );
 
     // Idempotent: no change, no restart (same invocation).
-    let inv = invocation(&host);
+    let inv = host.invocation();
     let again = ok_json(&host, "enable --json");
     assert_eq!(again["changed"], false, "{again}");
     assert_eq!(again["restarted"], false);
     assert_eq!(
-        invocation(&host),
+        host.invocation(),
         inv,
         "a converged enable restarted docker"
     );
@@ -403,7 +397,7 @@ fn signals_wait_for_the_restart_and_rollbacks_undo_only_their_own_changes() {
          sleep 0.5; pkill -9 -x docker-userns; sleep 0.2
          test -e /var/lib/docker-userns/transaction.json",
     );
-    let inv = invocation(&host);
+    let inv = host.invocation();
     let done = ok_json(&host, "enable --json");
     assert!(
         done["notes"]
@@ -412,7 +406,7 @@ fn signals_wait_for_the_restart_and_rollbacks_undo_only_their_own_changes() {
         "{done}"
     );
     assert_eq!(done["restarted"], false, "{done}");
-    assert_eq!(invocation(&host), inv, "docker was restarted again");
+    assert_eq!(host.invocation(), inv, "docker was restarted again");
     assert!(
         host.read("/var/lib/docker-userns/transaction.json")
             .is_none()

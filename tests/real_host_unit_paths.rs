@@ -22,7 +22,7 @@ fn snapshot(host: &Host) -> [Option<String>; 5] {
         host.read_string("/etc/subuid"),
         host.read_string("/etc/subgid"),
         host.read_string("/etc/passwd"),
-        Some(host.ok("systemctl show -P InvocationID docker.service")),
+        Some(host.invocation()),
     ]
 }
 

@@ -523,6 +523,13 @@ impl Host {
         }
     }
 
+    /// docker.service's InvocationID: a new one after every start of docker.
+    pub fn invocation(&self) -> String {
+        self.ok("systemctl show -p InvocationID --value docker.service")
+            .trim()
+            .to_string()
+    }
+
     /// [`Host::read`] as text (lossy UTF-8).
     pub fn read_string(&self, path: &str) -> Option<String> {
         self.read(path)
