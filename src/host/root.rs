@@ -195,17 +195,26 @@ impl Root {
 
     /// The directory holding `abs`, opened beneath the root, and the last component's name.
     fn parent(&self, abs: &str) -> Result<(OwnedFd, String)> {
+        let (parent, name) = self.split(abs)?;
+        let fd = self
+            .open_in(&parent, OFlags::RDONLY | OFlags::DIRECTORY)
+            .with_context(|| format!("cannot open directory {}", self.path(&parent).display()))?;
+        Ok((fd, name))
+    }
+
+    /// `abs` as its directory and its last component, which must name a file (not `.`, `..`
+    /// or nothing).
+    fn split(&self, abs: &str) -> Result<(String, String)> {
         let p = Path::new(abs);
         let name = p
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .filter(|n| n != "." && n != "..")
             .with_context(|| format!("{} names no file", self.path(abs).display()))?;
-        let parent = p.parent().map_or("/".into(), |d| d.to_string_lossy());
-        let fd = self
-            .open_in(&parent, OFlags::RDONLY | OFlags::DIRECTORY)
-            .with_context(|| format!("cannot open directory {}", self.path(&parent).display()))?;
-        Ok((fd, name))
+        let parent = p
+            .parent()
+            .map_or_else(|| "/".to_string(), |d| d.to_string_lossy().into_owned());
+        Ok((parent, name))
     }
 
     /// Opens a file for reading; `Ok(None)` when it does not exist.
@@ -496,12 +505,7 @@ impl Root {
     /// when that leads outside), its last component appended (not followed: a file that
     /// does not exist yet is named too). The directory must exist.
     pub fn resolved(&self, abs: &str) -> Result<PathBuf> {
-        let p = Path::new(abs);
-        let name = p
-            .file_name()
-            .filter(|n| *n != "." && *n != "..")
-            .with_context(|| format!("{} names no file", self.path(abs).display()))?;
-        let parent = p.parent().map_or("/".into(), |d| d.to_string_lossy());
+        let (parent, name) = self.split(abs)?;
         Ok(self.real_dir(&parent)?.join(name))
     }
 

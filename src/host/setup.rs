@@ -501,7 +501,15 @@ pub fn predict_store(
 /// Listen addresses. daemon.json is read leniently (an unreadable one sets nothing here; the
 /// commands that rely on it refuse it with the reason).
 pub fn read(root: &Root, sd: Option<&Systemd>) -> Result<Setup> {
-    let unit = docker_unit::scan(root)?;
+    // The files systemd loaded docker.service from, over the connection at hand when there is
+    // one (`scan` would open its own).
+    let unit = match sd.filter(|_| root.is_host()) {
+        Some(sd) => {
+            let loaded = sd.unit_files(docker_unit::UNIT).ok();
+            docker_unit::scan_with(root, loaded.as_ref())?
+        }
+        None => docker_unit::scan(root)?,
+    };
     let config = root
         .read_optional(daemon_config::PATH)
         .ok()

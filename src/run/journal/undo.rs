@@ -18,9 +18,7 @@ pub(super) fn unshift(
     s: &OwnerShift,
     log: &str,
 ) -> Result<()> {
-    let here = [dir, old_dir]
-        .into_iter()
-        .find(|d| root.metadata(d).ok().flatten().is_some_and(|m| m.is_dir()));
+    let here = [dir, old_dir].into_iter().find(|d| root.is_dir(d));
     let Some(tree) = here.map(|d| root.open_dir(d)).transpose()? else {
         // The shift step was recorded, the rename it follows never undone: nothing exists to
         // shift back (the move itself failed).
