@@ -94,120 +94,6 @@ fn user_name(name: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// `verify --image`: an image reference as docker parses it (`[HOST[:PORT]/]PATH[:TAG][@DIGEST]`,
-/// path components lower-case) or an image id (`sha256:HEX` or hex). Anything else, the empty
-/// string included, is a usage error (exit 2) before the engine is asked: it would otherwise
-/// reach the Engine API as a URL path (`/images//json` answers 301).
-fn image_reference(s: &str) -> Result<String, String> {
-    let bad = |why: &str| Err(format!("{s:?} is not an image reference ({why})"));
-    if s.is_empty() {
-        return bad("empty");
-    }
-    if s.len() > 255 + 1 + 128 + 1 + 7 + 128 {
-        return bad("too long");
-    }
-    let (rest, digest) = match s.split_once('@') {
-        Some((r, d)) => (r, Some(d)),
-        None => (s, None),
-    };
-    let hex = |h: &str| {
-        !h.is_empty()
-            && h.bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-    };
-    if let Some(d) = digest {
-        let ok = d.split_once(':').is_some_and(|(algo, h)| {
-            !algo.is_empty()
-                && algo
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b))
-                && hex(h)
-                && h.len() >= 32
-        });
-        if !ok {
-            return bad("the digest after @ must be ALGORITHM:HEX, e.g. sha256:…");
-        }
-    }
-    if digest.is_none()
-        && rest
-            .strip_prefix("sha256:")
-            .is_some_and(|h| hex(h) && h.len() == 64)
-    {
-        return Ok(s.to_string());
-    }
-    let (name, tag) = match rest.rsplit_once(':') {
-        Some((n, t)) if !t.contains('/') => (n, Some(t)),
-        _ => (rest, None),
-    };
-    if let Some(t) = tag {
-        let ok = t.len() <= 128
-            && t.chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-            && t.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-        if !ok {
-            return bad(
-                "a tag is letters, digits, '_', '.' and '-', at most 128, not starting with '.' or '-'",
-            );
-        }
-    }
-    if name.is_empty() || name.len() > 255 {
-        return bad("the name is empty or longer than 255 characters");
-    }
-    let mut parts: Vec<&str> = name.split('/').collect();
-    if parts.len() > 1 {
-        let first = parts[0];
-        let domain = first.contains('.') || first.contains(':') || first == "localhost";
-        if domain {
-            let (host, port) = first.split_once(':').unwrap_or((first, ""));
-            let host_ok = !host.is_empty()
-                && host.split('.').all(|l| {
-                    !l.is_empty()
-                        && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                        && !l.starts_with('-')
-                        && !l.ends_with('-')
-                });
-            let port_ok = first.split_once(':').is_none()
-                || (!port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
-            if !host_ok || !port_ok {
-                return bad("the registry host is not HOST[:PORT]");
-            }
-            parts.remove(0);
-        }
-    }
-    // A path component: lower-case letters and digits, separated by '.', '_', '__' or '-'s.
-    let component_ok = |c: &str| {
-        let b = c.as_bytes();
-        if b.is_empty() || !b[0].is_ascii_alphanumeric() || !b[b.len() - 1].is_ascii_alphanumeric()
-        {
-            return false;
-        }
-        let mut i = 0;
-        while i < b.len() {
-            let c = b[i];
-            if c.is_ascii_lowercase() || c.is_ascii_digit() {
-                i += 1;
-            } else if c == b'.' || c == b'_' {
-                let run = b[i..].iter().take_while(|x| **x == c).count();
-                if (c == b'.' && run > 1) || run > 2 {
-                    return false;
-                }
-                i += run;
-            } else if c == b'-' {
-                i += b[i..].iter().take_while(|x| **x == b'-').count();
-            } else {
-                return false;
-            }
-        }
-        true
-    };
-    if parts.is_empty() || !parts.iter().all(|c| component_ok(c)) {
-        return bad("the name is lower-case letters and digits separated by '/', '.', '_' or '-'");
-    }
-    Ok(s.to_string())
-}
-
 /// Options of the commands that restart docker.
 #[derive(Debug, Clone, Args)]
 pub struct RestartArgs {
@@ -327,7 +213,7 @@ pub enum Command {
     Verify {
         /// A local image with `id`, `sleep` and `touch` [default: the first local busybox,
         /// alpine or debian image; without one only the engine's /info is checked].
-        #[arg(long, value_name = "IMAGE", value_parser = image_reference)]
+        #[arg(long, value_name = "IMAGE", value_parser = crate::formats::image_ref::parse)]
         image: Option<String>,
     },
 
@@ -393,45 +279,6 @@ mod tests {
 
     fn argv(s: &str) -> Vec<OsString> {
         s.split(' ').map(OsString::from).collect()
-    }
-
-    #[test]
-    fn image_references_are_checked() {
-        for ok in [
-            "busybox",
-            "busybox:local",
-            "library/alpine:3.20",
-            "my/app:1.0",
-            "registry.example.com:5000/team/app_x__y.z-w:v1.2-rc_3",
-            "localhost/app",
-            "alpine@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-            "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-            "0123456789ab",
-        ] {
-            assert_eq!(image_reference(ok), Ok(ok.to_string()), "{ok}");
-        }
-        for bad in [
-            "",
-            "a b",
-            "Alpine",
-            "app:",
-            ":tag",
-            "app:-x",
-            "/app",
-            "app/",
-            "a//b",
-            "a..b",
-            "a___b",
-            "-a",
-            "a@",
-            "a@sha256:xyz",
-            "host:port/app",
-            "../x",
-            "a?b",
-            "a%2fb",
-        ] {
-            assert!(image_reference(bad).is_err(), "{bad:?} accepted");
-        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod daemon_config;
 pub mod id_shift;
+pub mod image_ref;
 pub mod image_tar;
 pub mod login_defs;
 pub mod remap_value;

@@ -402,6 +402,55 @@ pub fn predict_store(
     config: &DaemonConfig,
     prior: Option<Prior>,
 ) -> StoreSwitch {
+    let storage_driver = config.string("storage-driver").map(str::trim);
+    let graph_setting = storage_driver.filter(|d| GRAPH_DRIVERS.contains(d));
+    let (after, why) = if remap {
+        store_remapped(before, graph_setting, version)
+    } else {
+        store_unremapped(version, config, prior, storage_driver, graph_setting)
+    };
+    StoreSwitch {
+        switches: after != before,
+        before: before.to_string(),
+        after,
+        why,
+    }
+}
+
+/// The store with remapping on: the graph driver (dockerd turns the containerd store off).
+fn store_remapped(before: &str, graph_setting: Option<&str>, version: &str) -> (String, String) {
+    let before_is_graph = !before.starts_with("containerd");
+    if before_is_graph {
+        (
+            before.to_string(),
+            "remapping keeps the graph driver, in the remapped data root DATA_ROOT/UID.GID"
+                .to_string(),
+        )
+    } else {
+        let d = graph_setting.unwrap_or("overlay2");
+        (
+            d.to_string(),
+            format!(
+                "dockerd {version} switches the containerd image store off while remapping is on (moby PR 51042, issue 47377) and uses the graph driver {d} in the remapped data root DATA_ROOT/UID.GID{}",
+                if graph_setting.is_some() {
+                    " (\"storage-driver\" in daemon.json)"
+                } else {
+                    ""
+                }
+            ),
+        )
+    }
+}
+
+/// The store with remapping off: what daemon.json's features, dockerd's version and a prior
+/// graph driver in the data root choose (moby daemon/image_store_choice.go).
+fn store_unremapped(
+    version: &str,
+    config: &DaemonConfig,
+    prior: Option<Prior>,
+    storage_driver: Option<&str>,
+    graph_setting: Option<&str>,
+) -> (String, String) {
     let feature = |k: &str| {
         config
             .map
@@ -409,91 +458,58 @@ pub fn predict_store(
             .and_then(|f| f.get(k))
             .and_then(serde_json::Value::as_bool)
     };
-    let storage_driver = config.string("storage-driver").map(str::trim);
-    let graph_setting = storage_driver.filter(|d| GRAPH_DRIVERS.contains(d));
-    let before_is_graph = !before.starts_with("containerd");
-    let (after, why) = if remap {
-        if before_is_graph {
-            (
-                before.to_string(),
-                "remapping keeps the graph driver, in the remapped data root DATA_ROOT/UID.GID"
-                    .to_string(),
-            )
-        } else {
-            let d = graph_setting.unwrap_or("overlay2");
-            (
-                d.to_string(),
-                format!(
-                    "dockerd {version} switches the containerd image store off while remapping is on (moby PR 51042, issue 47377) and uses the graph driver {d} in the remapped data root DATA_ROOT/UID.GID{}",
-                    if graph_setting.is_some() {
-                        " (\"storage-driver\" in daemon.json)"
-                    } else {
-                        ""
-                    }
+    let v29 = major_version(version).is_some_and(|m| m >= 29);
+    let snapshotter = storage_driver
+        .filter(|d| !d.is_empty() && !GRAPH_DRIVERS.contains(d))
+        .unwrap_or("overlayfs");
+    let graph = graph_setting
+        .or(prior.map(|p| p.driver))
+        .unwrap_or("overlay2");
+    match (
+        feature("containerd-snapshotter"),
+        feature("containerd-migration"),
+    ) {
+        (Some(true), _) => (
+            engine::containerd_store(snapshotter),
+            "\"containerd-snapshotter\": true in daemon.json".to_string(),
+        ),
+        (Some(false), _) => (
+            graph.to_string(),
+            "\"containerd-snapshotter\": false in daemon.json keeps the graph driver".to_string(),
+        ),
+        (None, Some(true)) if v29 && !prior.is_some_and(|p| p.in_use) => (
+            engine::containerd_store(snapshotter),
+            format!(
+                "\"containerd-migration\": true in daemon.json: dockerd {version} turns the containerd image store on when the graph driver holds no images and no containers"
+            ),
+        ),
+        (None, Some(true)) if v29 => (
+            graph.to_string(),
+            format!(
+                "\"containerd-migration\": true in daemon.json, but dockerd {version} does not migrate while the graph driver {graph} holds images or containers"
+            ),
+        ),
+        (None, _) if v29 && prior.is_none() && graph_setting.is_none() => (
+            engine::containerd_store(snapshotter),
+            format!(
+                "dockerd {version} uses the containerd image store by default when the data root holds no prior graph driver"
+            ),
+        ),
+        (None, _) if v29 => (
+            graph.to_string(),
+            match prior.map(|p| p.driver) {
+                Some(p) => format!(
+                    "dockerd {version} keeps the prior graph driver {p} (DATA_ROOT/{p} exists) instead of the containerd image store"
                 ),
-            )
-        }
-    } else {
-        let v29 = major_version(version).is_some_and(|m| m >= 29);
-        let snapshotter = storage_driver
-            .filter(|d| !d.is_empty() && !GRAPH_DRIVERS.contains(d))
-            .unwrap_or("overlayfs");
-        let graph = graph_setting
-            .or(prior.map(|p| p.driver))
-            .unwrap_or("overlay2");
-        match (
-            feature("containerd-snapshotter"),
-            feature("containerd-migration"),
-        ) {
-            (Some(true), _) => (
-                engine::containerd_store(snapshotter),
-                "\"containerd-snapshotter\": true in daemon.json".to_string(),
+                None => format!("\"storage-driver\": {graph:?} in daemon.json"),
+            },
+        ),
+        (None, _) => (
+            graph.to_string(),
+            format!(
+                "dockerd {version} uses a graph driver unless \"containerd-snapshotter\" is on"
             ),
-            (Some(false), _) => (
-                graph.to_string(),
-                "\"containerd-snapshotter\": false in daemon.json keeps the graph driver"
-                    .to_string(),
-            ),
-            (None, Some(true)) if v29 && !prior.is_some_and(|p| p.in_use) => (
-                engine::containerd_store(snapshotter),
-                format!(
-                    "\"containerd-migration\": true in daemon.json: dockerd {version} turns the containerd image store on when the graph driver holds no images and no containers"
-                ),
-            ),
-            (None, Some(true)) if v29 => (
-                graph.to_string(),
-                format!(
-                    "\"containerd-migration\": true in daemon.json, but dockerd {version} does not migrate while the graph driver {graph} holds images or containers"
-                ),
-            ),
-            (None, _) if v29 && prior.is_none() && graph_setting.is_none() => (
-                engine::containerd_store(snapshotter),
-                format!(
-                    "dockerd {version} uses the containerd image store by default when the data root holds no prior graph driver"
-                ),
-            ),
-            (None, _) if v29 => (
-                graph.to_string(),
-                match prior.map(|p| p.driver) {
-                    Some(p) => format!(
-                        "dockerd {version} keeps the prior graph driver {p} (DATA_ROOT/{p} exists) instead of the containerd image store"
-                    ),
-                    None => format!("\"storage-driver\": {graph:?} in daemon.json"),
-                },
-            ),
-            (None, _) => (
-                graph.to_string(),
-                format!(
-                    "dockerd {version} uses a graph driver unless \"containerd-snapshotter\" is on"
-                ),
-            ),
-        }
-    };
-    StoreSwitch {
-        switches: after != before,
-        before: before.to_string(),
-        after,
-        why,
+        ),
     }
 }
 

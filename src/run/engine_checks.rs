@@ -12,7 +12,7 @@ use crate::host::inspect;
 use crate::host::root::Root;
 use crate::host::setup::{self, Found, Setup};
 use crate::run::outcome::Outcome;
-use crate::run::plan::{self};
+use crate::run::plan_refusals;
 use crate::run::preflight;
 use crate::run::restart::{self, Docker, Observed};
 
@@ -150,7 +150,7 @@ pub fn decide_restart<P>(
                     path: dir.to_string(),
                     from: docker.setup().data_root_from.clone(),
                 };
-                return Err(plan::blocked_data_root(b, &found));
+                return Err(plan_refusals::blocked_data_root(b, &found));
             }
         }
         match inspect::impact(docker.engine(), want_userns) {

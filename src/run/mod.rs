@@ -13,6 +13,7 @@ pub mod engine_checks;
 pub mod journal;
 pub mod outcome;
 pub mod plan;
+pub mod plan_refusals;
 pub mod preflight;
 pub mod range_refusal;
 pub mod repair;

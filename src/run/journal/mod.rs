@@ -359,115 +359,8 @@ impl Journal {
         let mut first: Option<anyhow::Error> = None;
         let mut docker = docker;
         for inv in undo {
-            let r = match inv {
-                Inverse::RestoreFile(i) => {
-                    let Step::WriteFile(f) = &self.record.steps[*i] else {
-                        unreachable!("undo_plan restores file steps only")
-                    };
-                    restore(root, f).map(|()| done.restored.push(f.path.clone()))
-                }
-                Inverse::LeaveFile(i) => {
-                    if let Step::WriteFile(f) = &self.record.steps[*i] {
-                        tracing::warn!(
-                            "{} changed after this run wrote it: left as it is",
-                            root.path(&f.path).display()
-                        );
-                        done.left.push(f.path.clone());
-                    }
-                    Ok(())
-                }
-                Inverse::KeepUser(name) => {
-                    // Only said when useradd got as far as creating it.
-                    if account::lookup(root, name).is_ok_and(|a| a.is_some()) {
-                        done.kept_user = Some(name.clone());
-                    }
-                    Ok(())
-                }
-                Inverse::BringBackDocker(userns) => match docker.as_deref_mut() {
-                    // Never with files still wrong underneath: only after they were restored.
-                    Some(_) if first.is_some() => Err(anyhow::anyhow!(
-                        "docker was not brought back, since restoring the files failed"
-                    )),
-                    Some(d) => d.bring_back(*userns).map(|()| done.docker_back = true),
-                    None => Err(anyhow::anyhow!(
-                        "docker must be brought back, which this mode does not do"
-                    )),
-                },
-                Inverse::StopDocker => match docker.as_deref_mut() {
-                    Some(d) => d.stop(),
-                    None => Err(anyhow::anyhow!(
-                        "docker must be stopped to move its data root back, which this mode does not do"
-                    )),
-                },
-                Inverse::UnshiftOwners(i) => {
-                    let Step::ShiftOwners {
-                        dir,
-                        old_dir,
-                        shift,
-                        log,
-                        ..
-                    } = &self.record.steps[*i]
-                    else {
-                        unreachable!("undo_plan unshifts shift steps only")
-                    };
-                    if first.is_some() {
-                        Err(anyhow::anyhow!(
-                            "the owners below {} were not shifted back, since docker could not be stopped",
-                            root.path(dir).display()
-                        ))
-                    } else {
-                        unshift(root, dir, old_dir, shift, log)
-                    }
-                }
-                Inverse::MoveBack(i) => {
-                    let Step::MoveDataRoot { from, to, .. } = &self.record.steps[*i] else {
-                        unreachable!("undo_plan moves back move steps only")
-                    };
-                    if first.is_some() {
-                        Err(anyhow::anyhow!(
-                            "{} was not renamed back to {}, since an earlier undo step failed",
-                            root.path(to).display(),
-                            root.path(from).display()
-                        ))
-                    } else {
-                        move_back(root, from, to).map(|()| done.moved_back.push(from.clone()))
-                    }
-                }
-                Inverse::RemoveSpool => {
-                    let spool = root.path(SPOOL);
-                    match root.remove_dir_all(SPOOL) {
-                        Err(e) => Err(
-                            e.context(format!("cannot remove the image spool {}", spool.display()))
-                        ),
-                        _ => Ok(()),
-                    }
-                }
-                Inverse::StartContainers(i) => {
-                    let Step::StopContainers { containers } = &self.record.steps[*i] else {
-                        unreachable!("undo_plan starts containers of stop steps only")
-                    };
-                    let names = || {
-                        containers
-                            .iter()
-                            .map(|c| c.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    };
-                    match docker.as_deref_mut() {
-                        Some(_) if first.is_some() => Err(anyhow::anyhow!(
-                            "the containers it had stopped were not started again ({}), since docker is not back as before: start them with `docker start NAME`",
-                            names()
-                        )),
-                        Some(d) => d
-                            .start_containers(containers)
-                            .map(|started| done.started.extend(started)),
-                        None => Err(anyhow::anyhow!(
-                            "the containers it had stopped ({}) must be started again, which this mode does not do",
-                            names()
-                        )),
-                    }
-                }
-            };
+            let failed = first.is_some();
+            let r = self.undo_one(root, docker.as_deref_mut(), inv, failed, &mut done);
             if let Err(e) = r {
                 first.get_or_insert(e);
             }
@@ -475,6 +368,139 @@ impl Journal {
         match first {
             None => Ok(done),
             Some(e) => Err(e),
+        }
+    }
+
+    /// One inverse step. `failed`: an earlier step failed, so steps that would build on it
+    /// (docker back, containers started, data moved) are not taken and say why.
+    fn undo_one<'d>(
+        &self,
+        root: &Root,
+        docker: Option<&mut (dyn Docker + 'd)>,
+        inv: &Inverse,
+        failed: bool,
+        done: &mut Undone,
+    ) -> Result<()> {
+        match inv {
+            Inverse::RestoreFile(i) => {
+                let Step::WriteFile(f) = &self.record.steps[*i] else {
+                    unreachable!("undo_plan restores file steps only")
+                };
+                restore(root, f).map(|()| done.restored.push(f.path.clone()))
+            }
+            Inverse::LeaveFile(i) => {
+                if let Step::WriteFile(f) = &self.record.steps[*i] {
+                    tracing::warn!(
+                        "{} changed after this run wrote it: left as it is",
+                        root.path(&f.path).display()
+                    );
+                    done.left.push(f.path.clone());
+                }
+                Ok(())
+            }
+            Inverse::KeepUser(name) => {
+                // Only said when useradd got as far as creating it.
+                if account::lookup(root, name).is_ok_and(|a| a.is_some()) {
+                    done.kept_user = Some(name.clone());
+                }
+                Ok(())
+            }
+            Inverse::BringBackDocker(userns) => match docker {
+                // Never with files still wrong underneath: only after they were restored.
+                Some(_) if failed => Err(anyhow::anyhow!(
+                    "docker was not brought back, since restoring the files failed"
+                )),
+                Some(d) => d.bring_back(*userns).map(|()| done.docker_back = true),
+                None => Err(anyhow::anyhow!(
+                    "docker must be brought back, which this mode does not do"
+                )),
+            },
+            Inverse::StopDocker => match docker {
+                Some(d) => d.stop(),
+                None => Err(anyhow::anyhow!(
+                    "docker must be stopped to move its data root back, which this mode does not do"
+                )),
+            },
+            Inverse::UnshiftOwners(i) => self.unshift_step(root, *i, failed),
+            Inverse::MoveBack(i) => {
+                let Step::MoveDataRoot { from, to, .. } = &self.record.steps[*i] else {
+                    unreachable!("undo_plan moves back move steps only")
+                };
+                if failed {
+                    Err(anyhow::anyhow!(
+                        "{} was not renamed back to {}, since an earlier undo step failed",
+                        root.path(to).display(),
+                        root.path(from).display()
+                    ))
+                } else {
+                    move_back(root, from, to).map(|()| done.moved_back.push(from.clone()))
+                }
+            }
+            Inverse::RemoveSpool => {
+                let spool = root.path(SPOOL);
+                match root.remove_dir_all(SPOOL) {
+                    Err(e) => {
+                        Err(e.context(format!("cannot remove the image spool {}", spool.display())))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Inverse::StartContainers(i) => self.start_again(docker, *i, failed, done),
+        }
+    }
+
+    /// Starts again the containers step `i` stopped, unless an earlier step failed.
+    fn start_again<'d>(
+        &self,
+        docker: Option<&mut (dyn Docker + 'd)>,
+        i: usize,
+        failed: bool,
+        done: &mut Undone,
+    ) -> Result<()> {
+        let Step::StopContainers { containers } = &self.record.steps[i] else {
+            unreachable!("undo_plan starts containers of stop steps only")
+        };
+        let names = || {
+            containers
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match docker {
+            Some(_) if failed => Err(anyhow::anyhow!(
+                "the containers it had stopped were not started again ({}), since docker is not back as before: start them with `docker start NAME`",
+                names()
+            )),
+            Some(d) => d
+                .start_containers(containers)
+                .map(|started| done.started.extend(started)),
+            None => Err(anyhow::anyhow!(
+                "the containers it had stopped ({}) must be started again, which this mode does not do",
+                names()
+            )),
+        }
+    }
+
+    /// Shifts back the owners step `i` shifted, unless an earlier step failed.
+    fn unshift_step(&self, root: &Root, i: usize, failed: bool) -> Result<()> {
+        let Step::ShiftOwners {
+            dir,
+            old_dir,
+            shift,
+            log,
+            ..
+        } = &self.record.steps[i]
+        else {
+            unreachable!("undo_plan unshifts shift steps only")
+        };
+        if failed {
+            Err(anyhow::anyhow!(
+                "the owners below {} were not shifted back, since docker could not be stopped",
+                root.path(dir).display()
+            ))
+        } else {
+            unshift(root, dir, old_dir, shift, log)
         }
     }
 
