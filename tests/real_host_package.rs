@@ -29,6 +29,22 @@ const MAX_EXPOSURE: f64 = 1.2;
 
 use testhost::deb::run;
 
+/// Files shipped under /usr/share/docker-userns: (installed path, source in the repository).
+const SHARED_FILES: [(&str, &str); 3] = [
+    (
+        "/usr/share/docker-userns/prometheus/docker-userns.rules.yml",
+        "packaging/prometheus/docker-userns.rules.yml",
+    ),
+    (
+        "/usr/share/docker-userns/prometheus/docker-userns.rules.test.yml",
+        "packaging/prometheus/docker-userns.rules.test.yml",
+    ),
+    (
+        "/usr/share/docker-userns/grafana/docker-userns.json",
+        "packaging/grafana/docker-userns.json",
+    ),
+];
+
 fn field(deb: &Path, name: &str) -> String {
     let r = run(Command::new("dpkg-deb").arg("--field").arg(deb).arg(name));
     assert_eq!(r.code, 0, "dpkg-deb --field {name}: {}", r.stderr);
@@ -62,6 +78,9 @@ fn deb_has_the_expected_contents_and_is_lintian_clean() {
         "./usr/share/doc/docker-userns/copyright",
         "./usr/share/doc/docker-userns/changelog.Debian.gz",
         "./usr/share/lintian/overrides/docker-userns",
+        "./usr/share/docker-userns/prometheus/docker-userns.rules.yml",
+        "./usr/share/docker-userns/prometheus/docker-userns.rules.test.yml",
+        "./usr/share/docker-userns/grafana/docker-userns.json",
     ] {
         assert!(
             contents.stdout.lines().any(|l| l.ends_with(path)),
@@ -280,6 +299,17 @@ fn deb_installs_converges_and_removes(suite: &str) {
         "bash -c '. /usr/share/bash-completion/completions/docker-userns && complete -p docker-userns'",
     );
     assert!(complete.contains("docker-userns"), "{complete}");
+
+    // The alerting rules, their promtool tests and the Grafana dashboard, as in packaging/.
+    for (installed, source) in SHARED_FILES {
+        let want = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(source)).unwrap();
+        assert_eq!(
+            host.read(installed).as_deref(),
+            Some(&want[..]),
+            "{installed} is not {source}"
+        );
+        assert_eq!(host.ok(&format!("stat -c %a {installed}")).trim(), "644");
+    }
 
     // Hardening, measured by systemd itself.
     let security = host.ok("systemd-analyze security --no-pager docker-userns.service");
