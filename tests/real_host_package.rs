@@ -2,7 +2,8 @@
 //! Cargo.toml), checked with lintian, then installed, used (also as `docker userns`, the docker
 //! CLI plugin, through the package's link: tests/docker_plugin) and removed on a real systemd +
 //! D-Bus + dockerd host (tests/testhost): bookworm (docker.io 20.10) and docker-ce 29
-//! (`docker29`). Must run as root. What it needs on the host is
+//! (`docker29`); the Prometheus rules, their tests and the Grafana dashboard are installed
+//! under /usr/share/docker-userns with packaging/'s bytes. Must run as root. What it needs on the host is
 //! installed by the test itself when missing (`testhost.sh pkgdeps`, once per process:
 //! dpkg-dev, binutils, lintian and man-db with apt; cargo-deb 3.8.0 with `cargo install` into
 //! target/tools); it fails, never skips, when that fails.

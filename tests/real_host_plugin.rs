@@ -71,6 +71,53 @@ fn completes_through_docker(host: &Host) {
     );
     // A path: no candidates, the shell's own file completion.
     assert_eq!(complete("shift ''"), (vec![], ":0".into()));
+    completes_through_docker_bash_script(host);
+}
+
+/// The docker CLI's own bash completion (Debian's docker-cli ships docker/cli's
+/// contrib/completion/bash/docker): it finds the plugin with `docker info` and runs it as
+/// `docker-userns __completeNoDesc WORDS…` (without the plugin's name), falling back to file
+/// names when the answer is empty. The test tree has no bash-completion package, so the three
+/// helpers of it the script calls are stubbed: `_get_comp_words_by_ref` (the words as given),
+/// `_filedir` (answers `<files>`), `__ltrim_colon_completions`.
+fn completes_through_docker_bash_script(host: &Host) {
+    let name = host.name();
+    host.ok(
+        r#"cat >/tmp/complete-docker.sh <<'EOF'
+_get_comp_words_by_ref() { cur=${COMP_WORDS[COMP_CWORD]}; prev=${COMP_WORDS[COMP_CWORD-1]}; words=("${COMP_WORDS[@]}"); cword=$COMP_CWORD; }
+_filedir() { COMPREPLY=('<files>'); }
+__ltrim_colon_completions() { :; }
+. /usr/share/bash-completion/completions/docker
+COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1))
+_docker
+printf '%s
+' "${COMPREPLY[@]}"
+EOF"#,
+    );
+    let tab = |line: &str| -> Vec<String> {
+        let out = host.ok(&format!("bash /tmp/complete-docker.sh {line}"));
+        let mut v: Vec<String> = out.lines().map(String::from).collect();
+        v.sort();
+        v
+    };
+    let subs = tab("docker userns ''");
+    for sub in [
+        "check", "disable", "enable", "help", "plan", "shift", "status", "verify",
+    ] {
+        assert!(
+            subs.contains(&sub.to_string()),
+            "{name}: docker userns <TAB>: {subs:?}"
+        );
+    }
+    assert_eq!(tab("docker userns sta"), ["status"], "{name}");
+    assert_eq!(tab("docker userns enable --se"), ["--settle"], "{name}");
+    assert_eq!(
+        tab("docker userns plan --carry ''"),
+        ["images", "volumes"],
+        "{name}"
+    );
+    assert_eq!(tab("docker userns shift --to h"), ["host"], "{name}");
+    assert_eq!(tab("docker userns shift ''"), ["<files>"], "{name}");
 }
 
 /// The checks of `docker_plugin`, then a real run through the plugin: `enable` restarts
