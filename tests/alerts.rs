@@ -2,10 +2,14 @@
 //! dashboard (packaging/grafana/docker-userns.json) shipped in the .deb:
 //!
 //! - `promtool check rules` and `promtool test rules` (Debian's promtool 2.42, unpacked by
-//!   tests/prometheus/promtool.sh into target/tools when none is on PATH; the test fails,
+//!   tests/prometheus/tools.sh into target/tools when none is on PATH; the test fails,
 //!   never skips, when it cannot get one); every alert has a case that fires and one that
 //!   does not, and each alert's firing cases fail when its expr is replaced by one that never
 //!   fires (the cases check the alert, not just the file's syntax).
+//! - The stale-file alert against a real node_exporter (Debian's 1.5.0, the same way): its
+//!   textfile collector reads what `status --prometheus` writes without error, and the
+//!   `node_textfile_mtime_seconds` series it serves for docker_userns.prom, labels verbatim,
+//!   makes `DockerUsernsMetricsStale` fire in `promtool test rules`, another file's does not.
 //! - The dashboard's structure, checked here by hand (Grafana itself cannot be installed
 //!   offline): schemaVersion, uid, unique panel ids, grid positions, targets with refIds and
 //!   exprs, the data source variable; its queries parse as PromQL (`promtool check rules` on
@@ -30,25 +34,29 @@ use docker_userns::host::unit_log::LastFailure;
 use queries::{RULE_TESTS, RULES, packaging};
 use serde_json::Value;
 
-/// The promtool to run: tests/prometheus/promtool.sh's answer, once per process. Panics (the
-/// test fails) when there is none.
+/// `tests/prometheus/tools.sh TOOL`'s answer: the tool's path. Panics (the test fails) when
+/// there is none.
+fn tool(name: &str) -> PathBuf {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/prometheus/tools.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .arg(name)
+        .output()
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
+    assert!(
+        out.status.success(),
+        "{name} is missing and {script} could not get it (from Debian's package): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    assert!(path.is_file(), "{script} printed {path:?}, not a file");
+    path
+}
+
+/// The promtool to run, once per process.
 fn promtool() -> &'static Path {
     static TOOL: OnceLock<PathBuf> = OnceLock::new();
-    TOOL.get_or_init(|| {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/prometheus/promtool.sh");
-        let out = Command::new("bash")
-            .arg(script)
-            .output()
-            .unwrap_or_else(|e| panic!("run {script}: {e}"));
-        assert!(
-            out.status.success(),
-            "promtool is missing and {script} could not get it (Debian's `prometheus` package has it): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-        assert!(path.is_file(), "{script} printed {path:?}, not a file");
-        path
-    })
+    TOOL.get_or_init(|| tool("promtool"))
 }
 
 fn run_promtool(dir: &Path, args: &[&str]) -> Output {
@@ -402,4 +410,122 @@ fn dashboard_queries_parse_as_promql() {
         "{}",
         text(&out)
     );
+}
+
+/// GET http://127.0.0.1:PORT/metrics with HTTP/1.0; the body, or None when it does not answer.
+fn scrape(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .ok()?;
+    let mut response = String::new();
+    conn.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.0 200")
+        .then(|| body.to_string())
+        .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_string()))
+}
+
+#[test]
+fn stale_alert_matches_a_real_node_exporters_labels() {
+    let node_exporter = tool("node_exporter");
+    let textfiles = tempfile::tempdir().unwrap();
+    let ours = textfiles.path().join("docker_userns.prom");
+    let written = prometheus::render(&full_status());
+    std::fs::write(&ours, &written).unwrap();
+    std::fs::write(
+        textfiles.path().join("other.prom"),
+        "# TYPE other_metric gauge\nother_metric 1\n",
+    )
+    .unwrap();
+    // A free port: bound, then let go for node_exporter.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(&node_exporter)
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .args(["--collector.disable-defaults", "--collector.textfile"])
+        .arg(format!(
+            "--collector.textfile.directory={}",
+            textfiles.path().display()
+        ))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {node_exporter:?}: {e}"));
+    let t0 = std::time::Instant::now();
+    let body = loop {
+        if let Some(body) = scrape(port) {
+            break Some(body);
+        }
+        if t0.elapsed().as_secs() > 20 || child.try_wait().unwrap().is_some() {
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let body = body.unwrap_or_else(|| {
+        panic!(
+            "node_exporter on 127.0.0.1:{port} did not answer: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    // The collector read both files, and serves every family of ours.
+    assert!(
+        body.lines().any(|l| l == "node_textfile_scrape_error 0"),
+        "{body}"
+    );
+    let served = queries::written_metrics(&body);
+    for m in queries::written_metrics(&written) {
+        assert!(
+            served.contains(&m),
+            "node_exporter does not serve {m}:\n{body}"
+        );
+    }
+    let mtime_line = |file: &Path| -> String {
+        let prefix = "node_textfile_mtime_seconds{";
+        body.lines()
+            .find(|l| l.starts_with(prefix) && l.contains(&format!("\"{}\"", file.display())))
+            .unwrap_or_else(|| panic!("no mtime series for {file:?}:\n{body}"))
+            .to_string()
+    };
+    // `{file="..."}` as served, with the labels Prometheus adds to every scraped series.
+    let labels = |line: &str| -> String {
+        let inner = &line[line.find('{').unwrap() + 1..line.rfind('}').unwrap()];
+        format!("{inner},instance=\"h:9100\",job=\"node\"")
+    };
+    let ours_labels = labels(&mtime_line(&ours));
+    let other_labels = labels(&mtime_line(&textfiles.path().join("other.prom")));
+    let file = ours.display().to_string();
+    let test = format!(
+        r#"rule_files:
+  - docker-userns.rules.yml
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'node_textfile_mtime_seconds{{{ours_labels}}}'
+        values: '0x30'
+      - series: 'node_textfile_mtime_seconds{{{other_labels}}}'
+        values: '0x30'
+    alert_rule_test:
+      - eval_time: 21m
+        alertname: DockerUsernsMetricsStale
+        exp_alerts:
+          - exp_labels: {{severity: warning, instance: "h:9100", job: node, file: "{file}"}}
+            exp_annotations:
+              summary: "docker-userns metrics on h:9100 not refreshed"
+              description: "{file} on h:9100 is 21m 0s old: the docker-userns-metrics timer stopped, or `docker-userns status --prometheus` fails there (run it by hand)."
+"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(packaging(RULES), dir.path().join("docker-userns.rules.yml")).unwrap();
+    std::fs::write(dir.path().join("t.yml"), &test).unwrap();
+    let out = run_promtool(dir.path(), &["test", "rules", "t.yml"]);
+    assert!(out.status.success(), "{}\n{test}", text(&out));
 }
