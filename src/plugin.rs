@@ -16,7 +16,9 @@
 //! [`complete`] answers in cobra's protocol: one candidate a line (`NAME\tDESCRIPTION`), then
 //! `:DIRECTIVE` (a bit set: 4 no file completion, 16 directories only, 0 the shell's own file
 //! completion). The candidates come from the clap command, so a new subcommand or flag is
-//! completed with no list to keep.
+//! completed with no list to keep. docker/cli's own bash completion (contrib/completion/bash,
+//! what Debian's docker-cli ships) skips the docker CLI and runs the plugin directly as
+//! `docker-userns __completeNoDesc WORDS… CURRENT`, without the plugin's name.
 
 use std::ffi::OsString;
 
@@ -71,8 +73,8 @@ pub fn invocation(mut args: Vec<OsString>, run_by_docker: bool) -> Invocation {
                 .iter()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect();
-            // The docker CLI names the plugin first; the shell scripts of the binary's own
-            // completion do not (`userns` is no subcommand, so it never means one).
+            // The docker CLI names the plugin first; docker's bash completion, which runs
+            // the plugin itself, does not (`userns` is no subcommand: it never means one).
             if words.first().is_some_and(|w| w == NAME) {
                 words.remove(0);
             }
