@@ -135,6 +135,15 @@ fn parse(args: Vec<OsString>) -> Result<Cli, ExitCode> {
             print_json(&plugin::metadata());
             return Err(ExitCode::SUCCESS);
         }
+        Invocation::Complete {
+            words,
+            descriptions,
+        } => {
+            use clap::CommandFactory;
+            let answer = plugin::complete(Cli::command(), &words, descriptions);
+            let _ = std::io::stdout().lock().write_all(answer.as_bytes());
+            return Err(ExitCode::SUCCESS);
+        }
         Invocation::Run { args, as_plugin } => Cli::try_parse_argv(args, as_plugin),
         Invocation::DockerOptions(options) => Err(clap::Error::raw(
             clap::error::ErrorKind::UnknownArgument,
