@@ -1,5 +1,6 @@
-//! `ansible-lint --profile production` passes on packaging/ansible (the role and the example
-//! playbook). ansible-lint comes from PyPI, pinned, in a venv under target/tools
+//! `ansible-lint --profile production` passes on the Ansible collection
+//! (packaging/ansible_collections/docker_userns/docker_userns: galaxy.yml, the module, the role
+//! and the playbooks). ansible-lint comes from PyPI, pinned, in a venv under target/tools
 //! (`testhost.sh lintdeps`, which also installs python3-venv with apt when missing); the test
 //! fails, never skips, when that cannot be installed. Needs root (apt).
 
@@ -26,12 +27,12 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 #[test]
-fn the_ansible_role_passes_ansible_lint_production() {
+fn the_ansible_collection_passes_ansible_lint_production() {
     let lint = testhost::ansible_lint();
     // A copy: ansible-lint may leave caches in the project it checks.
     let dir = tempfile::tempdir().expect("tempdir");
     copy_tree(
-        &Path::new(MANIFEST_DIR).join("packaging/ansible"),
+        &Path::new(MANIFEST_DIR).join("packaging/ansible_collections/docker_userns/docker_userns"),
         dir.path(),
     );
     let bin = lint.parent().expect("venv bin");
