@@ -29,12 +29,18 @@ fn copy_tree(from: &Path, to: &Path) {
 #[test]
 fn the_ansible_collection_passes_ansible_lint_production() {
     let lint = testhost::ansible_lint();
-    // A copy: ansible-lint may leave caches in the project it checks.
-    let dir = tempfile::tempdir().expect("tempdir");
+    // A copy (ansible-lint may leave caches in the project it checks), in an
+    // ansible_collections/NS/NAME tree on ANSIBLE_COLLECTIONS_PATH, so its syntax check
+    // resolves the collection's own module and role by their FQCN without installing anything.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let collection = tmp
+        .path()
+        .join("ansible_collections/docker_userns/docker_userns");
     copy_tree(
         &Path::new(MANIFEST_DIR).join("packaging/ansible_collections/docker_userns/docker_userns"),
-        dir.path(),
+        &collection,
     );
+    let dir = collection.as_path();
     let bin = lint.parent().expect("venv bin");
     let t0 = Instant::now();
     let out = Command::new(&lint)
@@ -45,7 +51,7 @@ fn the_ansible_collection_passes_ansible_lint_production() {
             "--offline",
             "--nocolor",
         ])
-        .current_dir(dir.path())
+        .current_dir(dir)
         // Its own venv first, as an activated venv would have it (else it warns about PATH).
         .env(
             "PATH",
@@ -56,7 +62,8 @@ fn the_ansible_collection_passes_ansible_lint_production() {
             ),
         )
         .env("NO_COLOR", "1")
-        .env("HOME", dir.path().join(".home"))
+        .env("HOME", tmp.path().join(".home"))
+        .env("ANSIBLE_COLLECTIONS_PATH", tmp.path())
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", lint.display()));
