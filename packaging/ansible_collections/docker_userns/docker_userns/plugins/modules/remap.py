@@ -48,6 +48,7 @@ options:
     description: What to carry across the switch (C(--carry)).
     type: list
     elements: str
+    choices: [images, volumes]
     default: []
   settle:
     description: Seconds docker must stay up after its restart (C(--settle)).
@@ -75,7 +76,7 @@ notes:
   - Supports check mode and diff mode.
 requirements:
   - docker-userns on the target (the package of the same version as this collection)
-author: docker-userns maintainers
+author: docker-userns maintainers (!UNKNOWN)
 version_added: "0.1.0"
 """
 
