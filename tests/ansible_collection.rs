@@ -126,6 +126,38 @@ fn the_collection_builds_installs_documents_itself_and_passes_offline_sanity() {
     }
     assert_eq!(doc["doc"]["version_added"], "0.1.0");
 
+    // The role's argument spec names exactly the variables of its defaults/main.yml.
+    let out = fleet::ansible(
+        dir.path(),
+        "ansible-doc",
+        &[
+            "-t",
+            "role",
+            "--json",
+            "docker_userns.docker_userns.docker_userns",
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", fleet::text(&out));
+    let role: Value = serde_json::from_slice(&out.stdout).expect("ansible-doc -t role --json");
+    let spec = role["docker_userns.docker_userns.docker_userns"]["entry_points"]["main"]["options"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no argument spec: {role:#}"));
+    let mut documented: Vec<&str> = spec.keys().map(String::as_str).collect();
+    documented.sort_unstable();
+    let defaults = std::fs::read_to_string(root.join("roles/docker_userns/defaults/main.yml"))
+        .expect("defaults/main.yml");
+    let mut defined: Vec<&str> = defaults
+        .lines()
+        .filter(|l| l.starts_with("docker_userns_"))
+        .filter_map(|l| l.split_once(':').map(|(k, _)| k))
+        .collect();
+    defined.sort_unstable();
+    assert_eq!(
+        documented, defined,
+        "argument_specs.yml vs defaults/main.yml"
+    );
+
     // The playbooks by their FQCN, from the installed collection.
     std::fs::write(dir.path().join("inventory"), "localhost\n").unwrap();
     for pb in [

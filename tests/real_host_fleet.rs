@@ -1,19 +1,21 @@
-//! A rolling rollout across three real hosts of different docker generations, run from this
+//! A rolling rollout across four real hosts of different docker generations, run from this
 //! machine as the Ansible control node (Debian's ansible-core) with the collection built and
-//! installed from its tarball (tests/fleet/mod.rs): the bookworm (docker 20.10), forky (28)
-//! and docker29 (docker-ce 29) test hosts are booted at once and reached through a real
-//! connection plugin, tests/fleet/connection_plugins/nsenter_pid.py (`nsenter -t PID -a`, the
-//! way testhost.sh runs commands in them; the hosts have no network to the controller, and
+//! installed from its tarball (tests/fleet/mod.rs): the bookworm (docker 20.10), forky (28),
+//! trixie (26) and docker29 (docker-ce 29) test hosts are booted at once and reached through a
+//! real connection plugin, tests/fleet/connection_plugins/nsenter_pid.py (`nsenter -t PID -a`,
+//! the way testhost.sh runs commands in them; the hosts have no network to the controller, and
 //! community.docker's nsenter connection comes only with Debian's 259 MB `ansible` package).
 //!
-//! Check mode with --diff of `docker_userns.docker_userns.rolling` against all three shows each
+//! Check mode with --diff of `docker_userns.docker_userns.rolling` against all four shows each
 //! host's planned change exactly as `docker-userns plan --json` on that host lists it, and
-//! changes nothing. The real run (serial [1, "10%", "25%"]: batches of 1, 1, 1 here;
-//! max_fail_percentage 0), with the second host's docker refusing the remapped configuration:
-//! the canary is remapped and verified, the second host fails with the tool's exit 5 and is
-//! rolled back (files byte-identical, docker running unremapped), the third host is never
-//! contacted (files byte-identical, same docker InvocationID, no Ansible temp dir), and the play
-//! recap says so. Needs root; never skips.
+//! changes nothing. The real run (serial [1, "50%"]: batches of 1, 2, 1; max_fail_percentage
+//! 0), with forky's docker refusing the remapped configuration: the canary (bookworm) is
+//! remapped and verified; in the second batch forky fails with the tool's exit 5 and is rolled
+//! back (files byte-identical, docker running unremapped) while trixie beside it finishes; the
+//! last host (docker29) is never contacted (files byte-identical, same docker InvocationID, no
+//! Ansible temp dir), and the play recap says so. The batch of two makes max_fail_percentage
+//! matter: without it Ansible would go on to the last batch (it stops by itself only when every
+//! host of a batch failed). Needs root; never skips.
 
 #[path = "fleet/mod.rs"]
 mod fleet;
@@ -101,6 +103,10 @@ fn plan_text(entry: &Value, field: &str) -> Option<String> {
     Some(v.to_string())
 }
 
+/// The rollout's batches here: the canary, then half of the four hosts at a time (1, 2, 1).
+/// The playbook's default, [1, "10%", "25%"], makes batches of one on so few hosts.
+const SERIAL: &str = r#"{"docker_userns_rollout_serial": [1, "50%"]}"#;
+
 struct Fleet<'a> {
     dir: &'a Path,
     cols: String,
@@ -144,9 +150,9 @@ fn a_rolling_rollout_stops_at_the_first_failed_host_and_leaves_the_rest_untouche
     let dir = tempfile::tempdir().expect("tempdir");
     let (_, cols) = fleet::build_and_install(dir.path());
 
-    // Three hosts at once (the harness copies at most two trees at a time).
+    // Four hosts at once (the harness copies at most two trees at a time).
     let t = Instant::now();
-    let suites = ["bookworm", "forky", "docker29"];
+    let suites = ["bookworm", "forky", "trixie", "docker29"];
     let hosts: Vec<Host> = std::thread::scope(|s| {
         let handles: Vec<_> = suites
             .iter()
@@ -157,13 +163,11 @@ fn a_rolling_rollout_stops_at_the_first_failed_host_and_leaves_the_rest_untouche
             .map(|h| h.join().expect("boot"))
             .collect()
     });
-    eprintln!(
-        "fleet: three hosts booted in {} ms",
-        t.elapsed().as_millis()
-    );
-    // Inventory order is rollout order: the canary, the host that will fail, the one after.
-    let names = ["h1-bookworm", "h2-forky", "h3-docker29"];
-    let (canary, failing, after) = (&hosts[0], &hosts[1], &hosts[2]);
+    eprintln!("fleet: four hosts booted in {} ms", t.elapsed().as_millis());
+    // Inventory order is rollout order: the canary; the second batch, whose first host will
+    // fail while the other succeeds; the host after them.
+    let names = ["h1-bookworm", "h2-forky", "h3-trixie", "h4-docker29"];
+    let (canary, failing, mate, after) = (&hosts[0], &hosts[1], &hosts[2], &hosts[3]);
 
     // Each host's plan differs: forky has a daemon.json already; docker29 a user whose
     // subordinate range is where the others' remap range goes.
@@ -196,7 +200,7 @@ fn a_rolling_rollout_stops_at_the_first_failed_host_and_leaves_the_rest_untouche
         results: dir.path().join("results").to_string_lossy().into_owned(),
     };
 
-    // Check mode with --diff against all three: each host's diff is its own `plan --json`.
+    // Check mode with --diff against all four: each host's diff is its own `plan --json`.
     let plans: Vec<Value> = hosts
         .iter()
         .map(|h| {
@@ -207,7 +211,7 @@ fn a_rolling_rollout_stops_at_the_first_failed_host_and_leaves_the_rest_untouche
     let before: Vec<_> = hosts.iter().map(files).collect();
     let invocations: Vec<_> = hosts.iter().map(Host::invocation).collect();
     let t = Instant::now();
-    let (code, out) = f.rolling(&["--check", "--diff"]);
+    let (code, out) = f.rolling(&["--check", "--diff", "-e", SERIAL]);
     eprintln!(
         "fleet: --check --diff in {} ms:\n{out}",
         t.elapsed().as_millis()
@@ -277,7 +281,8 @@ fn a_rolling_rollout_stops_at_the_first_failed_host_and_leaves_the_rest_untouche
     }
     // The plans are each host's own: docker29's range avoids alice's.
     assert_eq!(starts[0], 100000, "{starts:?}");
-    assert_ne!(starts[2], 100000, "{starts:?}");
+    assert_eq!(starts[2], 100000, "{starts:?}");
+    assert_ne!(starts[3], 100000, "{starts:?}");
     assert!(
         plans[1]["files"]
             .as_array()
@@ -303,17 +308,29 @@ fn a_rolling_rollout_stops_at_the_first_failed_host_and_leaves_the_rest_untouche
     let invocations: Vec<_> = hosts.iter().map(Host::invocation).collect();
 
     let t = Instant::now();
-    let (code, out) = f.rolling(&["--diff"]);
+    let (code, out) = f.rolling(&["--diff", "-e", SERIAL]);
     let rollout_ms = t.elapsed().as_millis();
     eprintln!("fleet: rollout in {rollout_ms} ms:\n{out}");
     assert_ne!(code, 0, "the play must fail:\n{out}");
 
-    // The batches: one host each, in inventory order; the play stopped after the second.
+    // The batches, in inventory order: 1, 2, 1 hosts; the play stopped after the second.
     let batches: Vec<_> = out
-        .lines()
-        .filter(|l| l.starts_with("PLAY [Docker user-namespace remapping, rolling]"))
+        .split("PLAY [Docker user-namespace remapping, rolling]")
+        .skip(1)
         .collect();
     assert_eq!(batches.len(), 2, "two batches ran, the third not:\n{out}");
+    assert!(
+        batches[0].contains(&format!("[{}]", names[0]))
+            && !batches[0].contains(&format!("[{}]", names[1])),
+        "the canary's batch: {}",
+        batches[0]
+    );
+    assert!(
+        batches[1].contains(&format!("[{}]", names[1]))
+            && batches[1].contains(&format!("[{}]", names[2])),
+        "the second batch: {}",
+        batches[1]
+    );
     assert!(out.contains("NO MORE HOSTS LEFT"), "{out}");
 
     // The canary: remapped, verified by the role (docker-userns verify), docker restarted.
@@ -369,42 +386,57 @@ fn a_rolling_rollout_stops_at_the_first_failed_host_and_leaves_the_rest_untouche
     );
     assert!(!userns(failing));
 
-    // The third host: never contacted.
+    // Its batch mate ran the remap task at the same time: remapped. The play ended right after
+    // that task (the failure put the batch over max_fail_percentage), so the role's verify task
+    // did not run in this batch; the test's own verify shows remapping in effect.
     assert!(
-        f.result(names[2]).is_none(),
-        "the third host ran the module"
+        !batches[1].contains("Verify remapping is in effect]"),
+        "the second batch went on after the failure: {}",
+        batches[1]
     );
+    let r = f.result(names[2]).expect("the batch mate's result");
+    assert_eq!(r["_status"], "ok", "{r:#}");
+    assert_eq!(r["changed"], true, "{r:#}");
+    assert!(userns(mate), "the batch mate is not remapped");
+    let verified = mate.sh(&format!("{} --json verify", testhost::PRODUCT_INSIDE));
+    assert_eq!(verified.code, 0, "{verified}");
+
+    // The host after them: never contacted (max_fail_percentage 0: one failed host of two in
+    // a batch is enough; without it Ansible goes on while not every host of a batch failed).
+    assert!(f.result(names[3]).is_none(), "the last host ran the module");
     assert!(
-        !out.contains(&format!("[{}]", names[2])),
-        "the third host appears in a task:\n{out}"
+        !out.contains(&format!("[{}]", names[3])),
+        "the last host appears in a task:\n{out}"
     );
-    assert_same(after, &before[2], FILES.len(), "the third host");
+    assert_same(after, &before[3], FILES.len(), "the last host");
     assert_eq!(
         after.invocation(),
-        invocations[2],
-        "the third host's docker restarted"
+        invocations[3],
+        "the last host's docker restarted"
     );
     assert!(
         after.read("/root/.ansible").is_none(),
-        "Ansible connected to the third host"
+        "Ansible connected to the last host"
     );
     assert!(!userns(after));
 
-    // The recap: canary changed and not failed, second failed, third absent (or untouched).
+    // The recap: canary and batch mate changed, not failed; second failed; last absent.
     let stats = recap(&out);
     eprintln!("fleet: recap {stats:?}");
     assert_eq!(stats[names[0]]["failed"], 0, "{stats:?}");
     assert!(stats[names[0]]["changed"] >= 1, "{stats:?}");
     assert_eq!(stats[names[1]]["failed"], 1, "{stats:?}");
     assert_eq!(stats[names[1]]["changed"], 0, "{stats:?}");
-    if let Some(third) = stats.get(names[2]) {
-        assert!(third.values().all(|&n| n == 0), "{stats:?}");
+    assert_eq!(stats[names[2]]["failed"], 0, "{stats:?}");
+    assert!(stats[names[2]]["changed"] >= 1, "{stats:?}");
+    if let Some(last) = stats.get(names[3]) {
+        assert!(last.values().all(|&n| n == 0), "{stats:?}");
     }
     eprintln!(
         "fleet: whole test {} ms (rollout {rollout_ms} ms)",
         t_all.elapsed().as_millis()
     );
-    // Shut the three down at once (each removes its tree: ~20 s).
+    // Shut them down at once (each removes its tree: ~20 s).
     std::thread::scope(|s| {
         for h in hosts {
             s.spawn(move || drop(h));
