@@ -1,11 +1,74 @@
 //! The Ansible collection (packaging/ansible_collections/docker_userns/docker_userns) built and
 //! installed with the controller's ansible-galaxy, for tests/ansible_collection.rs and
-//! tests/real_host_fleet.rs. Needs Debian's ansible-core on this machine (.ci/run installs it
-//! with apt); fails, never skips, without it.
+//! tests/real_host_fleet.rs. Needs Debian's ansible-core (and python3-venv, for ansible-test's
+//! virtual environments) on this machine: .ci/run installs them with apt, and [`ensure`] does
+//! when they are missing (as root); fails, never skips, when that cannot be done.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+
+fn have_tools() -> bool {
+    let ok = |prog: &str, args: &[&str]| {
+        Command::new(prog)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    ok("ansible-galaxy", &["--version"])
+        && ok("ansible-test", &["--version"])
+        && ok("python3", &["-c", "import ensurepip, venv"])
+}
+
+/// Installs ansible-core and python3-venv with apt when missing, once per process (apt waits
+/// for the dpkg lock of a concurrent install up to 5 minutes). Panics when that fails.
+pub fn ensure() {
+    static DONE: Mutex<bool> = Mutex::new(false);
+    let mut done = DONE.lock().unwrap_or_else(|p| p.into_inner());
+    if *done || have_tools() {
+        *done = true;
+        return;
+    }
+    let t0 = std::time::Instant::now();
+    let install = || {
+        Command::new("apt-get")
+            .args([
+                "-o",
+                "DPkg::Lock::Timeout=300",
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                "ansible-core",
+                "python3-venv",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .output()
+    };
+    let mut out = install().expect("apt-get");
+    if !out.status.success() {
+        // A fresh machine's package lists may be missing or old.
+        let _ = Command::new("apt-get")
+            .args(["-o", "DPkg::Lock::Timeout=300", "update", "-qq"])
+            .stdin(Stdio::null())
+            .status();
+        out = install().expect("apt-get");
+    }
+    assert!(
+        out.status.success() && have_tools(),
+        "cannot install ansible-core and python3-venv with apt (root needed):\n{}",
+        text(&out)
+    );
+    eprintln!(
+        "fleet: installed ansible-core and python3-venv with apt in {} ms",
+        t0.elapsed().as_millis()
+    );
+    *done = true;
+}
 
 pub const SOURCE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -33,6 +96,7 @@ pub fn version() -> String {
 /// Runs an ansible CLI command in `dir` with a clean Ansible configuration (no ansible.cfg
 /// from elsewhere, HOME in `dir`); panics when the program is missing.
 pub fn ansible(dir: &Path, program: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    ensure();
     let mut cmd = Command::new(program);
     cmd.args(args)
         .current_dir(dir)
