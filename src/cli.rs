@@ -61,18 +61,18 @@ pub struct UserArgs {
     /// any form dockerd accepts (default, NAME, NAME:GROUP, UID, UID:GID) that resolves to this
     /// user is kept as it is; one naming another user is refused, naming that user.
     #[arg(long, value_name = "NAME", default_value = "dockremap", value_parser = user_name)]
-    pub user: String,
+    pub(crate) user: String,
 
     /// Size of the subordinate uid and gid ranges to allocate
     /// [default: SUB_UID_COUNT / SUB_GID_COUNT from /etc/login.defs, 65536 when unset or 0].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=4_294_967_296))]
-    pub count: Option<u64>,
+    pub(crate) count: Option<u64>,
 
     /// The range must start at uid/gid N in both files (fleets whose volumes on shared storage
     /// need the same ids on every host). Refused, naming the owner, when N..N+count is not
     /// free; a range the user owns elsewhere is moved there only with --repair.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=4_294_967_295))]
-    pub start: Option<u64>,
+    pub(crate) start: Option<u64>,
 
     /// Move the remap user's range when it overlaps another owner's or covers an account's ids
     /// (what dockerd 28 and later allocate next to a regular user), or to --start N: with
@@ -83,7 +83,7 @@ pub struct UserArgs {
     /// by the user's name or uid) and the range sits under the value's group (name or gid)
     /// instead, that line is given to the user, same range, in one journaled write.
     #[arg(long)]
-    pub repair: bool,
+    pub(crate) repair: bool,
 }
 
 /// `--user`: a name useradd accepts, and not one that cannot be the remap user (a usage
@@ -99,20 +99,20 @@ fn user_name(name: &str) -> Result<String, String> {
 pub struct RestartArgs {
     /// Change the files only; do not restart docker (the change applies at its next start).
     #[arg(long)]
-    pub no_restart: bool,
+    pub(crate) no_restart: bool,
 
     /// Restart docker even though containers are running (the restart stops them).
     #[arg(long, short = 'y')]
-    pub yes: bool,
+    pub(crate) yes: bool,
 
     /// Seconds to wait for each stop/start job and for docker to pass the health gate.
     #[arg(long, value_name = "SECS", default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub timeout: u64,
+    pub(crate) timeout: u64,
 
     /// Seconds docker must stay up after its restart, the same process with no restarts, to
     /// pass the health gate (a dockerd that dies a few seconds after starting is rolled back).
     #[arg(long, value_name = "SECS", default_value_t = crate::run::restart::DEFAULT_SETTLE.as_secs(), value_parser = clap::value_parser!(u64).range(0..=600))]
-    pub settle: u64,
+    pub(crate) settle: u64,
 
     /// Carry what docker holds across the switch (images, volumes or both, comma-separated):
     /// `images` are exported from the old engine before docker stops (into
@@ -123,7 +123,7 @@ pub struct RestartArgs {
     /// is never modified. If carrying fails the switch stands and the exit code is 8; running
     /// the same command again carries what is missing.
     #[arg(long, value_enum, value_name = "images,volumes", value_delimiter = ',')]
-    pub carry: Vec<CarryWhat>,
+    pub(crate) carry: Vec<CarryWhat>,
 }
 
 /// What `--carry` takes across the switch.

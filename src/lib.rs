@@ -14,11 +14,14 @@
 //! [`exit`] holds the error kinds and exit codes that every layer may return.
 
 #![deny(missing_docs)]
+// The crate's API is for its own binary, tests, benches, fuzz targets and xtask: most items are
+// `pub(crate)`, and the docs (`cargo doc --document-private-items`) link to them.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod cli;
 pub mod commands;
 pub mod exit;
-pub mod failpoint;
+pub(crate) mod failpoint;
 pub mod formats;
 pub mod host;
 pub mod plugin;

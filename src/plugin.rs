@@ -25,9 +25,9 @@ use std::ffi::OsString;
 use serde_json::{Value, json};
 
 /// The argument the docker CLI asks a plugin for its metadata with.
-pub const METADATA_COMMAND: &str = "docker-cli-plugin-metadata";
+pub(crate) const METADATA_COMMAND: &str = "docker-cli-plugin-metadata";
 /// The plugin's name: the binary is `docker-userns`, the command `docker userns`.
-pub const NAME: &str = "userns";
+pub(crate) const NAME: &str = "userns";
 /// Set by the docker CLI in a plugin's environment (to the command docker was started as).
 pub const RUN_BY_DOCKER_ENV: &str = "DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND";
 /// cobra's completion request (`cobra.ShellCompRequestCmd`): what the docker CLI runs a

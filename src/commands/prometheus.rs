@@ -17,10 +17,10 @@ use crate::host::root::{Perms, Root};
 use crate::host::unit_log;
 
 /// Every metric name starts with this.
-pub const PREFIX: &str = "docker_userns_";
+pub(crate) const PREFIX: &str = "docker_userns_";
 
 /// Escapes a label value (exposition format: backslash, double quote and line feed).
-pub fn escape_label(value: &str) -> String {
+pub(crate) fn escape_label(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         match c {
@@ -246,7 +246,7 @@ fn engine_gauges(out: &mut String, st: &Status) {
 /// followed or replaced: `status` changes nothing but its own metrics file. Refusals of the
 /// path's form are usage errors (exit 2); a name held by something other than a regular file
 /// is a conflict (exit 3).
-pub fn check_path(root: &Root, file: &Path) -> Result<String> {
+pub(crate) fn check_path(root: &Root, file: &Path) -> Result<String> {
     let shown = file.display();
     if !root.is_host() {
         return Err(Usage(format!(
@@ -327,7 +327,7 @@ fn existing_is_replaceable(file: &Path) -> Result<()> {
 
 /// Replaces `abs` with `content` atomically, mode 0644 (node_exporter runs as another user),
 /// owned by whoever runs this.
-pub fn write(root: &Root, abs: &str, content: &str) -> Result<()> {
+pub(crate) fn write(root: &Root, abs: &str, content: &str) -> Result<()> {
     // Again right before the rename: the status may have taken seconds.
     existing_is_replaceable(Path::new(abs))?;
     let perms = Perms {

@@ -32,38 +32,38 @@ use crate::run::converge;
 use crate::run::journal::{self, Journal};
 use crate::run::preflight::{self, Configured, configured};
 
-pub use crate::run::preflight::Range;
+pub(crate) use crate::run::preflight::Range;
 use crate::run::restart::SERVICE;
 
 /// docker.service as systemd sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Service {
     /// ActiveState.
-    pub active_state: String,
+    pub(crate) active_state: String,
     /// SubState.
-    pub sub_state: String,
+    pub(crate) sub_state: String,
     /// MainPID (0: none).
-    pub main_pid: u32,
+    pub(crate) main_pid: u32,
     /// The user dockerd's main process runs as (from /proc/MainPID/status).
-    pub main_pid_user: Option<String>,
+    pub(crate) main_pid_user: Option<String>,
     /// NRestarts: automatic restarts since the last start by hand (climbing: crash-looping).
-    pub n_restarts: u32,
+    pub(crate) n_restarts: u32,
     /// Result of the last run: success, exit-code, start-limit-hit, ...
-    pub result: String,
+    pub(crate) result: String,
     /// Why the last start failed, read from the journal, when the unit is failed or
     /// restarting (null otherwise, and when the journal could not be read: see the notes).
-    pub last_failure: Option<LastFailure>,
+    pub(crate) last_failure: Option<LastFailure>,
 }
 
 /// A running container whose processes are root on the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HostRoot {
     /// Container name.
-    pub name: String,
+    pub(crate) name: String,
     /// Why: `--privileged`, `--userns=host`, `--pid=host`, `--net=host`, `no --user`, ...
-    pub reasons: Vec<String>,
+    pub(crate) reasons: Vec<String>,
     /// What to do about it.
-    pub advice: String,
+    pub(crate) advice: String,
 }
 
 /// The kinds of [`StatusProblem`], in the order `--prometheus` lists them.
@@ -93,11 +93,11 @@ pub struct StatusProblem {
     /// accounts'), `journal` (the record of an interrupted run cannot be read) or
     /// `unknown-root-container` (a container process runs as host root out of the running
     /// engine's sight).
-    pub kind: &'static str,
+    pub(crate) kind: &'static str,
     /// What is wrong, naming the file, line and the other owner.
-    pub message: String,
+    pub(crate) message: String,
     /// The command that fixes it.
-    pub fix: String,
+    pub(crate) fix: String,
 }
 
 /// The result of `status`.
@@ -151,7 +151,7 @@ fn user_name(uid: u32) -> String {
 /// Gathers the status. As root on the live host an unfinished run is rolled back first (under
 /// the run lock, so a run in progress is waited for, not reported), and everything is read
 /// after that.
-pub fn status(root: &Root, is_root: bool) -> Result<Status> {
+pub(crate) fn status(root: &Root, is_root: bool) -> Result<Status> {
     // A record that cannot be read is a problem of its own (enable and disable refuse to run
     // until it is dealt with), never "no unfinished run".
     let mut journal_problem = None;
@@ -530,7 +530,7 @@ fn configured_differs(st: &Status, active: bool) -> bool {
 }
 
 /// A one-word answer for the human summary.
-pub fn headline(st: &Status) -> String {
+pub(crate) fn headline(st: &Status) -> String {
     let mut h = headline_state(st);
     if let Some(f) = st.service.as_ref().and_then(|s| s.last_failure.as_ref()) {
         h.push_str(&format!("; docker does not start: {}", f.summary));

@@ -4,7 +4,7 @@
 /// path components lower-case) or an image id (`sha256:HEX` or hex). Anything else, the empty
 /// string included, is an error naming the rule broken: it would otherwise reach the Engine
 /// API as a URL path (`/images//json` answers 301).
-pub fn parse(s: &str) -> Result<String, String> {
+pub(crate) fn parse(s: &str) -> Result<String, String> {
     let bad = |why: &str| Err(format!("{s:?} is not an image reference ({why})"));
     if s.is_empty() {
         return bad("empty");

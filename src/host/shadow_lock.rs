@@ -22,11 +22,11 @@ use crate::exit::Conflict;
 use crate::host::root::Root;
 
 /// How long shadow's tools wait for a lock (15 tries, one second apart).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Held locks; released (lock files unlinked, fcntl lock dropped) on drop.
 #[derive(Debug)]
-pub struct ShadowLock {
+pub(crate) struct ShadowLock {
     links: Vec<PathBuf>,
     _pwd: File,
 }
@@ -40,7 +40,7 @@ impl Drop for ShadowLock {
 }
 
 /// Takes the `lckpwdf` lock and the link lock of each of `files` (paths inside the root).
-pub fn lock(root: &Root, files: &[&str], timeout: Duration) -> Result<ShadowLock> {
+pub(crate) fn lock(root: &Root, files: &[&str], timeout: Duration) -> Result<ShadowLock> {
     lock_with(root, files, timeout, write_pid)
 }
 

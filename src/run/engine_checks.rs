@@ -19,12 +19,12 @@ use crate::run::restart::{self, Docker, Observed};
 /// docker must restart when it runs and either a file changes or the engine is known to
 /// remap otherwise than wanted. An engine that does not answer (e.g. `plan` without access to
 /// the socket) decides nothing by itself.
-pub fn restart_needed(seen: &Observed, files_changed: bool, want_userns: bool) -> bool {
+pub(crate) fn restart_needed(seen: &Observed, files_changed: bool, want_userns: bool) -> bool {
     seen.active() && (files_changed || seen.userns.is_some_and(|u| u != want_userns))
 }
 
 /// Refuses a restart that would stop running containers, unless `yes` consents to it.
-pub fn guard_running(docker: &Docker, restart: bool, yes: bool) -> Result<(), Conflict> {
+pub(crate) fn guard_running(docker: &Docker, restart: bool, yes: bool) -> Result<(), Conflict> {
     if !restart || yes {
         return Ok(());
     }
@@ -47,7 +47,7 @@ pub fn guard_running(docker: &Docker, restart: bool, yes: bool) -> Result<(), Co
 }
 
 /// What is said when the files changed and docker was not restarted (`--no-restart`, `--root`).
-pub fn not_restarted_note(root: &Root) -> String {
+pub(crate) fn not_restarted_note(root: &Root) -> String {
     if root.is_host() {
         "docker was not restarted (--no-restart): the change applies at its next start".into()
     } else {
@@ -59,7 +59,7 @@ pub fn not_restarted_note(root: &Root) -> String {
 /// Refuses a switch on a swarm node: the swarm state lives in the data root the switch moves
 /// away from, so docker would come back outside the swarm (moby#39722). `--yes` does not
 /// override this.
-pub fn refuse_swarm(setup: &Setup) -> Result<(), Conflict> {
+pub(crate) fn refuse_swarm(setup: &Setup) -> Result<(), Conflict> {
     let Some(state) = setup
         .swarm
         .as_deref()
@@ -91,7 +91,7 @@ pub fn refuse_swarm(setup: &Setup) -> Result<(), Conflict> {
 /// the restart as they run now (root on the host when remapping is switched on), out of
 /// sight of the daemon that comes back. Without systemd or an answering engine nothing can be
 /// known, and nothing is refused (as a restart run decides too).
-pub fn refuse_for_next_restart(root: &Root) -> Result<()> {
+pub(crate) fn refuse_for_next_restart(root: &Root) -> Result<()> {
     let Ok(mut docker) = Docker::connect(root, Duration::from_secs(30), restart::DEFAULT_SETTLE)
     else {
         return Ok(());
@@ -124,7 +124,7 @@ pub fn refuse_for_next_restart(root: &Root) -> Result<()> {
 /// Decides whether docker restarts for `out` and, if so, asks the engine for what only it
 /// knows, refuses a switch that would lose something (a swarm membership, a data root the
 /// remapped root cannot reach), and adds the impact report.
-pub fn decide_restart<P>(
+pub(crate) fn decide_restart<P>(
     root: &Root,
     docker: &mut Docker,
     seen: &Observed,
@@ -168,7 +168,11 @@ pub fn decide_restart<P>(
 /// The image store before the switch (the engine's) and after it (predicted: docker 29
 /// switches its containerd image store off while remapping is on, and back); None when the
 /// engine names no storage driver.
-pub fn store_switch(root: &Root, docker: &Docker, want_userns: bool) -> Option<setup::StoreSwitch> {
+pub(crate) fn store_switch(
+    root: &Root,
+    docker: &Docker,
+    want_userns: bool,
+) -> Option<setup::StoreSwitch> {
     let info = docker.engine().info().ok()?;
     let before = info.image_store()?;
     let config = root
@@ -191,7 +195,7 @@ pub fn store_switch(root: &Root, docker: &Docker, want_userns: bool) -> Option<s
 }
 
 /// What a run says about a docker.service it leaves stopped.
-pub fn left_stopped_note(setup: &Setup) -> String {
+pub(crate) fn left_stopped_note(setup: &Setup) -> String {
     let mut s =
         "docker.service is not running and is left stopped: the change applies at its next start"
             .to_string();

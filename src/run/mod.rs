@@ -6,16 +6,16 @@
 //! on any failure, or after a crash, the journal's undo puts the host back. [`carry`] takes the
 //! images across the switch (`--carry images`).
 
-pub mod apply;
-pub mod carry;
-pub mod converge;
-pub mod engine_checks;
-pub mod journal;
-pub mod outcome;
-pub mod plan;
-pub mod plan_refusals;
-pub mod preflight;
-pub mod range_refusal;
-pub mod repair;
+pub(crate) mod apply;
+pub(crate) mod carry;
+pub(crate) mod converge;
+pub(crate) mod engine_checks;
+pub(crate) mod journal;
+pub(crate) mod outcome;
+pub(crate) mod plan;
+pub(crate) mod plan_refusals;
+pub(crate) mod preflight;
+pub(crate) mod range_refusal;
+pub(crate) mod repair;
 pub mod restart;
 pub mod signals;

@@ -15,7 +15,7 @@ use crate::run::plan::Repair;
 use crate::run::restart::Docker;
 
 /// What a repair does, with the size of the tree it shifts.
-pub fn repair_preview(root: &Root, r: &Repair) -> Result<String> {
+pub(crate) fn repair_preview(root: &Root, r: &Repair) -> Result<String> {
     let from = root.path(&r.from);
     if !root.is_dir(&r.from) {
         return Ok(format!(
@@ -39,17 +39,17 @@ pub fn repair_preview(root: &Root, r: &Repair) -> Result<String> {
 }
 
 /// What `--carry` does beside a `--repair` that moves a data root.
-pub const REPAIR_KEEPS: &str = "--carry: nothing to carry, --repair keeps the images, containers and volumes: they stay in the remapped data root it moves to the new range";
+pub(crate) const REPAIR_KEEPS: &str = "--carry: nothing to carry, --repair keeps the images, containers and volumes: they stay in the remapped data root it moves to the new range";
 
 /// Where the shift of a repair keeps its log.
-pub const SHIFT_LOG: &str = "/var/lib/docker-userns/shift.log";
+pub(crate) const SHIFT_LOG: &str = "/var/lib/docker-userns/shift.log";
 
 /// Before a repair, docker still running: whether there is a data root to move (None: none,
 /// only the files change), and that it can be moved: docker running (`docker_active`; None:
 /// files only, under `--root` or `--no-restart`, where a move is refused), the new name free,
 /// and the whole tree walkable, with no owner in the target range already (the undo could not
 /// tell those from the ones it shifted). Returns the number of inodes to shift.
-pub fn repair_check(
+pub(crate) fn repair_check(
     root: &Root,
     r: &Repair,
     docker_active: Option<bool>,
@@ -126,7 +126,7 @@ pub fn repair_check(
 }
 
 /// The id shift of a repair.
-pub fn repair_shift(r: &Repair) -> Result<OwnerShift> {
+pub(crate) fn repair_shift(r: &Repair) -> Result<OwnerShift> {
     Ok(OwnerShift {
         uid: shift::IdShift::of(r.uid_from, r.uid_to, r.uid_count)?,
         gid: shift::IdShift::of(r.gid_from, r.gid_to, r.gid_count)?,
@@ -139,7 +139,12 @@ pub fn repair_shift(r: &Repair) -> Result<OwnerShift> {
 /// the old range are named (they become unwritable for the remapped containers), with what to
 /// do (`planning`: said before the repair, by `plan`). Asking the engine or surveying a
 /// directory that fails is said too.
-pub fn held_outside(root: &Root, docker: &Docker, r: &Repair, planning: bool) -> Vec<String> {
+pub(crate) fn held_outside(
+    root: &Root,
+    docker: &Docker,
+    r: &Repair,
+    planning: bool,
+) -> Vec<String> {
     let mut dirs: Vec<(String, String)> = Vec::new();
     match docker.engine().volumes() {
         Ok(vols) => {
@@ -241,7 +246,7 @@ pub fn held_outside(root: &Root, docker: &Docker, r: &Repair, planning: bool) ->
 
 /// With docker stopped: renames the remapped data root and shifts the owners below it, each
 /// step journaled first. Returns the note saying what was done.
-pub fn move_data_root(
+pub(crate) fn move_data_root(
     root: &Root,
     journal: &mut Journal,
     r: &Repair,
