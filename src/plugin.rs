@@ -32,9 +32,9 @@ pub(crate) const NAME: &str = "userns";
 pub const RUN_BY_DOCKER_ENV: &str = "DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND";
 /// cobra's completion request (`cobra.ShellCompRequestCmd`): what the docker CLI runs a
 /// plugin with to complete `docker NAME …`.
-pub const COMPLETE_COMMAND: &str = "__complete";
+pub(crate) const COMPLETE_COMMAND: &str = "__complete";
 /// cobra's completion request without descriptions (`cobra.ShellCompNoDescRequestCmd`).
-pub const COMPLETE_NO_DESC_COMMAND: &str = "__completeNoDesc";
+pub(crate) const COMPLETE_NO_DESC_COMMAND: &str = "__completeNoDesc";
 
 /// What a command line asks for, before clap sees it.
 #[derive(Debug, PartialEq, Eq)]
@@ -177,11 +177,11 @@ pub fn elsewhere_note(env: &dyn Fn(&str) -> Option<OsString>) -> Option<String> 
 }
 
 /// cobra's `ShellCompDirectiveNoFileComp`: no file names when nothing matches.
-pub const DIRECTIVE_NO_FILE: u32 = 4;
+pub(crate) const DIRECTIVE_NO_FILE: u32 = 4;
 /// cobra's `ShellCompDirectiveFilterDirs`: directory names only.
-pub const DIRECTIVE_DIRS: u32 = 16;
+pub(crate) const DIRECTIVE_DIRS: u32 = 16;
 /// cobra's `ShellCompDirectiveDefault`: the shell completes file names.
-pub const DIRECTIVE_FILES: u32 = 0;
+pub(crate) const DIRECTIVE_FILES: u32 = 0;
 
 /// The first line of an argument's or command's help, for a candidate's description.
 fn short_help(help: Option<&clap::builder::StyledStr>) -> String {

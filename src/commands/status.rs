@@ -32,38 +32,38 @@ use crate::run::converge;
 use crate::run::journal::{self, Journal};
 use crate::run::preflight::{self, Configured, configured};
 
-pub(crate) use crate::run::preflight::Range;
+pub use crate::run::preflight::Range;
 use crate::run::restart::SERVICE;
 
 /// docker.service as systemd sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Service {
     /// ActiveState.
-    pub(crate) active_state: String,
+    pub active_state: String,
     /// SubState.
-    pub(crate) sub_state: String,
+    pub sub_state: String,
     /// MainPID (0: none).
-    pub(crate) main_pid: u32,
+    pub main_pid: u32,
     /// The user dockerd's main process runs as (from /proc/MainPID/status).
-    pub(crate) main_pid_user: Option<String>,
+    pub main_pid_user: Option<String>,
     /// NRestarts: automatic restarts since the last start by hand (climbing: crash-looping).
-    pub(crate) n_restarts: u32,
+    pub n_restarts: u32,
     /// Result of the last run: success, exit-code, start-limit-hit, ...
-    pub(crate) result: String,
+    pub result: String,
     /// Why the last start failed, read from the journal, when the unit is failed or
     /// restarting (null otherwise, and when the journal could not be read: see the notes).
-    pub(crate) last_failure: Option<LastFailure>,
+    pub last_failure: Option<LastFailure>,
 }
 
 /// A running container whose processes are root on the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HostRoot {
     /// Container name.
-    pub(crate) name: String,
+    pub name: String,
     /// Why: `--privileged`, `--userns=host`, `--pid=host`, `--net=host`, `no --user`, ...
-    pub(crate) reasons: Vec<String>,
+    pub reasons: Vec<String>,
     /// What to do about it.
-    pub(crate) advice: String,
+    pub advice: String,
 }
 
 /// The kinds of [`StatusProblem`], in the order `--prometheus` lists them.
@@ -93,11 +93,11 @@ pub struct StatusProblem {
     /// accounts'), `journal` (the record of an interrupted run cannot be read) or
     /// `unknown-root-container` (a container process runs as host root out of the running
     /// engine's sight).
-    pub(crate) kind: &'static str,
+    pub kind: &'static str,
     /// What is wrong, naming the file, line and the other owner.
-    pub(crate) message: String,
+    pub message: String,
     /// The command that fixes it.
-    pub(crate) fix: String,
+    pub fix: String,
 }
 
 /// The result of `status`.

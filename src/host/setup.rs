@@ -323,14 +323,14 @@ pub(crate) const GRAPH_DRIVERS: [&str; 6] = [
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoreSwitch {
     /// The running engine's image store.
-    pub(crate) before: String,
+    pub before: String,
     /// The store docker uses after the switch (predicted from daemon.json, the engine's
     /// version and the data root).
-    pub(crate) after: String,
+    pub after: String,
     /// `before` and `after` differ: what `before` holds is out of sight after the switch.
-    pub(crate) switches: bool,
+    pub switches: bool,
     /// Why `after` (what dockerd decides, and from what).
-    pub(crate) why: String,
+    pub why: String,
 }
 
 /// A graph driver's state found in a data root.

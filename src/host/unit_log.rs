@@ -78,20 +78,20 @@ const NO_OUTPUT: &str = "no-output";
 
 /// docker.service's last failed start, explained.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct LastFailure {
+pub struct LastFailure {
     /// One of [`CAUSES`].
-    pub(crate) cause: &'static str,
+    pub cause: &'static str,
     /// The cause in one line.
-    pub(crate) summary: String,
+    pub summary: String,
     /// The unit.
-    pub(crate) unit: &'static str,
+    pub unit: &'static str,
     /// The invocation (systemd's InvocationID, hex) whose output this is.
-    pub(crate) invocation_id: String,
+    pub invocation_id: String,
     /// dockerd's line, as the journal has it (cut and without control characters); empty
     /// for `no-output`.
-    pub(crate) line: String,
+    pub line: String,
     /// What to do.
-    pub(crate) advice: String,
+    pub advice: String,
 }
 
 /// What status knows of the configuration, for the advice.

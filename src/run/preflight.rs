@@ -400,9 +400,9 @@ fn check_write_paths(root: &Root) -> Result<()> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Range {
     /// First id.
-    pub(crate) start: u64,
+    pub start: u64,
     /// Total ids owned.
-    pub(crate) count: u64,
+    pub count: u64,
 }
 
 fn range(file: &IdFile, name: &str, uid: Option<u32>) -> Option<Range> {
