@@ -122,6 +122,7 @@ pub fn carry_preview(root: &Root, docker: &Docker, switching: bool) -> Result<Ca
         return Ok(Carry {
             images: left.iter().map(Image::name).collect(),
             bytes: left.iter().map(|i| i.size).sum(),
+            spool_bytes: spooled_bytes(root, &left),
             spool: Some(root.path(SPOOL).display().to_string()),
             ..Carry::default()
         });
@@ -131,11 +132,13 @@ pub fn carry_preview(root: &Root, docker: &Docker, switching: bool) -> Result<Ca
     }
     let (images, containers) = survey(docker.engine())?;
     let bytes = images.iter().map(|i| i.size).sum();
-    check_space(root, bytes)?;
+    let spool_bytes = spool_bytes(docker.engine(), &images)?;
+    check_space(root, spool_bytes)?;
     Ok(Carry {
         images: images.iter().map(Image::name).collect(),
         skipped: images.iter().filter_map(dropped_note).collect(),
         bytes,
+        spool_bytes,
         containers_not_carried: containers,
         ..Carry::default()
     })
