@@ -3,21 +3,30 @@
 //! Boots one test host per suite (tests/testhost; bookworm's docker 20.10 unless `--suite`
 //! says otherwise) and measures, in the same run:
 //!
-//! - C1: carrying images. The tool's part of `enable --yes --settle 0 --carry images` (export
-//!   through `GET /images/get` before docker stops, load through `POST /images/load` after the
-//!   gate) is that command's wall time minus the wall time of a plain `enable --yes --settle 0`
-//!   on the same host state (remapped engine empty, same user and ranges), in the same cycle.
-//!   Baseline: the docker CLI doing the same move, `docker save -o FILE IMG...` from the old
-//!   engine and `docker load -i FILE` into the remapped one after a plain `enable`. Image sets of
-//!   about 100 MB, 300 MB and 1 GB (busybox:local and images of two committed layers of random
-//!   data each). Target ≤ 1.1x.
+//! - C1: carrying images. The tool's part of `enable --yes --settle 0 --carry images` (one
+//!   export of all images through `GET /images/get?names=…` before docker stops, one load
+//!   through `POST /images/load` after the gate) is that command's wall time minus the wall
+//!   time of a plain `enable --yes --settle 0` on the same host state (remapped engine empty,
+//!   same user and ranges), in the same cycle. Baseline: the docker CLI doing the same move,
+//!   `docker save -o FILE ID...` of all images from the old engine and `docker load -i FILE`
+//!   into the remapped one after a plain `enable`. The set: ten images of one 5 MB layer each on
+//!   one 200 MB base (`bench/base:1`, tagged too), so the base is shared by all; target ≤ 1.0x.
+//!   Also the spool's bytes (`carry.spool_bytes` of `--json`: the files in the spool) against
+//!   the bytes of that `docker save` tar: target ≤ 1.1x.
 //! - C2: carrying volumes. `enable --carry volumes` minus the plain `enable` the same way,
 //!   against `cp -a` of the same tree beside the new data root plus the floor of the owner
 //!   shift, `chown -R --no-dereference` of the copy. A volume of 10^5 files / 1 GB (owners
 //!   root, 1000 and others below 65536, 1% symlinks, 1% hard links, 0.1% setuid), and one of
 //!   10^3 files / 10 MB. Target ≤ 1.3x.
 //! - C3: peak RSS (VmHWM under ptrace, as in `perf`: the docker-userns process alone, not `cp`
-//!   or dockerd) of those `enable --carry` runs at each size: it must not grow with the size.
+//!   or dockerd) of those `enable --carry` runs: at the C1 set against one 100 MB image, and at
+//!   the big volume against the small one; it must not grow with the size.
+//!
+//! Everything measured is written to a filesystem made for the run ([`QuietFs`]: an ext4 with
+//! its journal in a sparse file on a loop device, bound over /var/lib/docker,
+//! /var/lib/containerd, /var/lib/docker-userns and /var/tmp inside the test host), so other
+//! work on the machine's root filesystem (its own ext4 has no journal) does not share its
+//! allocator and writeback with the data measured. The CPU and the disk below stay shared.
 //!
 //! Every timed step starts after a `sync`, and at least 40 s after the last deletion of a big
 //! tree (see [`settle_deletes`]). Each cycle ends with the remapped engine emptied and
@@ -26,9 +35,9 @@
 //! the remapped overlay2 store by its config), the volume's inode count and the owner
 //! START+1000 of a file owned by 1000.
 //!
-//! Options (after `--`): `--reps N` cycles at 100 and 300 MB of images and at the big volume (default
-//! 3), `--files N` and `--volume-mb N` (the big volume, default 100000 and 1024),
-//! `--max-image-mb N` (skip larger image sets), `--images-only`, `--volumes-only`, `--suite
+//! Options (after `--`): `--reps N` cycles of the C1 set and of the big volume (default 3),
+//! `--files N` and `--volume-mb N` (the big volume, default 100000 and 1024), `--base-mb N`
+//! and `--own-mb N` (the C1 set, default 200 and 5), `--images-only`, `--volumes-only`, `--suite
 //! NAME` (repeatable: `--suite bookworm --suite docker29` measures both, one after the other,
 //! in one run; the rows name the engine and its image store). Inside the
 //! test host this binary (copied to /root/carrybench) is the timer: `carry --measure ...`, the
@@ -211,7 +220,7 @@ fn image_cycle(host: &Host) -> [f64; 9] {
     assert!(remapped(host));
     let (load, _) = timed(host, false, "docker load -q -i /var/tmp/save.tar");
     assert_eq!(
-        host.ok("docker images -q --no-trunc | sort -u | wc -l")
+        host.ok("docker images -aq --no-trunc | sort -u | wc -l")
             .trim(),
         ids.len().to_string(),
         "docker load"
@@ -395,7 +404,7 @@ impl QuietFs {
         ));
         let mut binds = String::new();
         for d in Self::DIRS {
-            let under = format!("/mnt/quiet{}", d.replace('/', "_"));
+            let under = format!("/mnt/quiet/{}", d.trim_start_matches('/').replace('/', "_"));
             binds.push_str(&format!(
                 "mkdir -p {under} {d} && cp -a {d}/. {under}/ && mount --bind {under} {d} && "
             ));
@@ -403,6 +412,14 @@ impl QuietFs {
         host.ok(&format!(
             "{binds} systemctl start containerd.service docker.socket docker.service"
         ));
+        // Each directory is on the loop device now, not on the host's root filesystem.
+        for d in Self::DIRS {
+            let src = host.ok(&format!("findmnt -n -o SOURCE --target {d}"));
+            assert!(
+                src.contains("quiet.dev"),
+                "{d} is on {src}, not on the quiet filesystem"
+            );
+        }
         host.ok("for i in $(seq 100); do docker version >/dev/null 2>&1 && break; sleep 0.2; done");
         eprintln!(
             "quiet filesystem: ext4 with a journal, {gb} GB sparse file {} on {}, bound over {}",

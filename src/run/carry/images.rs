@@ -279,6 +279,8 @@ fn export_set(
             &mut Tee {
                 file: &mut out,
                 tar: &mut tar,
+                written: 0,
+                started: 0,
             },
             IDLE,
             show,
@@ -495,6 +497,9 @@ fn find(engine: &Engine, img: &Image) -> Result<Option<String>> {
     let mut names: Vec<&String> = img.config.iter().collect();
     names.extend(&img.manifests);
     names.push(&img.id);
+    // The graph driver stores' id is the config digest: each name asked once.
+    let mut seen = std::collections::BTreeSet::new();
+    names.retain(|n| seen.insert(*n));
     for n in names {
         if let Some(h) = held(engine, n)?
             && same(engine, img, &h)?
@@ -612,8 +617,9 @@ fn load_one(
     }
     let id = done.id.clone().expect("found or loaded");
     for t in free {
-        // A tag the load itself set (an older spool) is there already.
-        if held(engine, &t)?.map(|h| h.id).as_deref() != Some(id.as_str()) {
+        // A tag the load itself set (an older spool, exported under its tags) is there
+        // already; a tar exported by id sets none.
+        if img.by_id || held(engine, &t)?.map(|h| h.id).as_deref() != Some(id.as_str()) {
             let (repo, tag) = split_tag(&t);
             engine
                 .tag_image(&id, repo, tag)
@@ -746,16 +752,39 @@ fn report_one(c: &mut Carry, img: &Image, result: Result<Loaded>) {
     }
 }
 
-/// Writes to a file and reads the tar as it goes by.
+/// Writes to a file and reads the tar as it goes by. Every [`WRITEBACK`] bytes it starts the
+/// writeback of what it wrote (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, not waiting), so the
+/// `fsync` at the end finds little left to write: the disk writes while the engine exports,
+/// instead of after it.
 struct Tee<'a> {
     file: &'a mut std::fs::File,
     tar: &'a mut TarReader,
+    written: u64,
+    started: u64,
 }
+
+/// How much is written before its writeback is started.
+const WRITEBACK: u64 = 8 << 20;
 
 impl std::io::Write for Tee<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.file.write(buf)?;
         self.tar.feed(&buf[..n]);
+        self.written += n as u64;
+        if self.written - self.started >= WRITEBACK {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a plain syscall on an open descriptor and a range of it; it only
+            // starts writeback. Its failure is not acted on: the fsync at the end reports.
+            let _ = unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    self.started as libc::off64_t,
+                    (self.written - self.started) as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                )
+            };
+            self.started = self.written;
+        }
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
