@@ -301,7 +301,13 @@ fn export_set(
     }
     set.iter()
         .map(|img| {
-            let found = tar.identity_of(&img.id).ok_or_else(|| {
+            // Alone with `platform=` (an image of several platforms in the containerd store),
+            // the tar holds the platform's manifest, not the index that is the image's id:
+            // its one entry is the image.
+            let found = tar.identity_of(&img.id).or_else(|| {
+                Some(tar.identity()).filter(|i| set.len() == 1 && i.config.is_some())
+            });
+            let found = found.ok_or_else(|| {
                 other(anyhow::anyhow!(
                     "the export of image {} names no image config for it (no manifest.json entry): it cannot be carried by its identity",
                     img.name()
