@@ -467,6 +467,80 @@ fn main() {
     print_missed(&rows);
 }
 
+/// C1 and C3 of images on `host`: one 100 MB image (C3's reference), then ten images on one
+/// shared base; the rows of C1 into `rows`, of C3 into `rss`.
+fn image_rows(o: &Opts, host: &Host, on: &str, rows: &mut Vec<Row>, rss: &mut Vec<Row>) {
+    // The small set (one image of 100 MB) for C3's reference, then the C1 set: ten
+    // images sharing one 200 MB base.
+    make_image(host, 1, 100);
+    eprintln!("C3 reference: bench/img1:1 (100 MB) + busybox:local…");
+    let small: Vec<[f64; 9]> = (0..1).map(|_| image_cycle(host)).collect();
+    let first_rss = small[0][5] as u64;
+    host.ok("docker rmi bench/img1:1 >/dev/null");
+    make_shared(host, o.base_mb, 10, o.own_mb);
+    let bytes = host.ok("docker system df --format '{{.Type}} {{.Size}}' | grep ^Images || true");
+    let set = format!(
+        "10 images of {} MB each on one {} MB base",
+        o.own_mb, o.base_mb
+    );
+    eprintln!("C1 {set} ({})…", bytes.trim());
+    let runs: Vec<[f64; 9]> = (0..o.reps).map(|_| image_cycle(host)).collect();
+    let m = medians(&runs);
+    let base = m[1] + m[2];
+    let spread = |i: usize| {
+        let v: Vec<f64> = runs.iter().map(|r| r[i]).collect();
+        let min = v.iter().cloned().fold(f64::MAX, f64::min);
+        let max = v.iter().cloned().fold(0.0, f64::max);
+        format!("{min:.2}-{max:.2}")
+    };
+    let reps = o.reps;
+    rows.push(Row {
+        figure: format!(
+            "[{on}] C1 carry images, {set} (median of {reps}; carry {} s, baseline {} s)",
+            spread(0),
+            {
+                let v: Vec<f64> = runs.iter().map(|r| r[1] + r[2]).collect();
+                format!(
+                    "{:.2}-{:.2}",
+                    v.iter().cloned().fold(f64::MAX, f64::min),
+                    v.iter().cloned().fold(0.0, f64::max)
+                )
+            }
+        ),
+        value: format!("{:.2} s", m[0]),
+        baseline: format!(
+            "`docker save` {:.2} s + `docker load` {:.2} s = {base:.2} s",
+            m[1], m[2]
+        ),
+        ratio: m[0] / base,
+        target: "≤ 1.0".into(),
+        met: Some(m[0] / base <= 1.0),
+    });
+    rows.push(Row {
+        figure: format!("[{on}] C1 spool bytes, {set} (median of {reps})"),
+        value: format!("{:.1} MB", m[8] / 1e6),
+        baseline: format!("one `docker save` of all: {:.1} MB", m[7] / 1e6),
+        ratio: m[8] / m[7],
+        target: "≤ 1.1".into(),
+        met: Some(m[8] / m[7] <= 1.1),
+    });
+    println!(
+        "[{on}] C1 {set}: enable --carry images {:.2} s, plain enable {:.2} s; sync after `docker save` {:.2} s (not in the baseline)",
+        m[4], m[3], m[6]
+    );
+    let peak = runs.iter().map(|r| r[5] as u64).max().unwrap();
+    rss.push(Row {
+        figure: format!("[{on}] C3 peak RSS, `enable --carry images`, {set}"),
+        value: mb(peak),
+        baseline: format!("one 100 MB image {}", mb(first_rss)),
+        ratio: peak as f64 / first_rss as f64,
+        target: "≤ 1.1 (bounded)".into(),
+        met: Some(peak as f64 <= first_rss as f64 * 1.1),
+    });
+    // The old engine's images are not needed for the volumes.
+    empty_images(host);
+}
+
 /// Boots a host of `suite` and measures there: the rows (C1 and C2, then C3), each named for
 /// the suite, the engine and its image store. The details of each row are printed as they
 /// come.
@@ -490,76 +564,7 @@ fn run_suite(o: &Opts, suite: &str) -> Vec<Row> {
     let mut rss = Vec::new();
 
     if o.images {
-        // The small set (one image of 100 MB) for C3's reference, then the C1 set: ten
-        // images sharing one 200 MB base.
-        make_image(&host, 1, 100);
-        eprintln!("C3 reference: bench/img1:1 (100 MB) + busybox:local…");
-        let small: Vec<[f64; 9]> = (0..1).map(|_| image_cycle(&host)).collect();
-        let first_rss = small[0][5] as u64;
-        host.ok("docker rmi bench/img1:1 >/dev/null");
-        make_shared(&host, o.base_mb, 10, o.own_mb);
-        let bytes =
-            host.ok("docker system df --format '{{.Type}} {{.Size}}' | grep ^Images || true");
-        let set = format!(
-            "10 images of {} MB each on one {} MB base",
-            o.own_mb, o.base_mb
-        );
-        eprintln!("C1 {set} ({})…", bytes.trim());
-        let runs: Vec<[f64; 9]> = (0..o.reps).map(|_| image_cycle(&host)).collect();
-        let m = medians(&runs);
-        let base = m[1] + m[2];
-        let spread = |i: usize| {
-            let v: Vec<f64> = runs.iter().map(|r| r[i]).collect();
-            let min = v.iter().cloned().fold(f64::MAX, f64::min);
-            let max = v.iter().cloned().fold(0.0, f64::max);
-            format!("{min:.2}-{max:.2}")
-        };
-        let reps = o.reps;
-        rows.push(Row {
-            figure: format!(
-                "[{on}] C1 carry images, {set} (median of {reps}; carry {} s, baseline {} s)",
-                spread(0),
-                {
-                    let v: Vec<f64> = runs.iter().map(|r| r[1] + r[2]).collect();
-                    format!(
-                        "{:.2}-{:.2}",
-                        v.iter().cloned().fold(f64::MAX, f64::min),
-                        v.iter().cloned().fold(0.0, f64::max)
-                    )
-                }
-            ),
-            value: format!("{:.2} s", m[0]),
-            baseline: format!(
-                "`docker save` {:.2} s + `docker load` {:.2} s = {base:.2} s",
-                m[1], m[2]
-            ),
-            ratio: m[0] / base,
-            target: "≤ 1.0".into(),
-            met: Some(m[0] / base <= 1.0),
-        });
-        rows.push(Row {
-            figure: format!("[{on}] C1 spool bytes, {set} (median of {reps})"),
-            value: format!("{:.1} MB", m[8] / 1e6),
-            baseline: format!("one `docker save` of all: {:.1} MB", m[7] / 1e6),
-            ratio: m[8] / m[7],
-            target: "≤ 1.1".into(),
-            met: Some(m[8] / m[7] <= 1.1),
-        });
-        println!(
-            "[{on}] C1 {set}: enable --carry images {:.2} s, plain enable {:.2} s; sync after `docker save` {:.2} s (not in the baseline)",
-            m[4], m[3], m[6]
-        );
-        let peak = runs.iter().map(|r| r[5] as u64).max().unwrap();
-        rss.push(Row {
-            figure: format!("[{on}] C3 peak RSS, `enable --carry images`, {set}"),
-            value: mb(peak),
-            baseline: format!("one 100 MB image {}", mb(first_rss)),
-            ratio: peak as f64 / first_rss as f64,
-            target: "≤ 1.1 (bounded)".into(),
-            met: Some(peak as f64 <= first_rss as f64 * 1.1),
-        });
-        // The old engine's images are not needed for the volumes.
-        empty_images(&host);
+        image_rows(o, &host, &on, &mut rows, &mut rss);
     }
 
     if o.volumes {
