@@ -697,7 +697,7 @@ pub fn load(root: &Root, engine: &Engine, images: &[Image]) -> Carry {
         if let Some(e) = &img.export_error {
             // Not in the spool: no later run can load it (the old engine stopped).
             c.failed.push(format!(
-                "{}: not carried: its export from the old engine failed ({e}); it stays in that engine's store, the other images were carried",
+                "{}: not carried: its export from the old engine failed ({e}); it stays in that engine's store (the other images do not depend on it)",
                 img.name()
             ));
             continue;
