@@ -3,21 +3,30 @@
 //! Boots one test host per suite (tests/testhost; bookworm's docker 20.10 unless `--suite`
 //! says otherwise) and measures, in the same run:
 //!
-//! - C1: carrying images. The tool's part of `enable --yes --settle 0 --carry images` (export
-//!   through `GET /images/get` before docker stops, load through `POST /images/load` after the
-//!   gate) is that command's wall time minus the wall time of a plain `enable --yes --settle 0`
-//!   on the same host state (remapped engine empty, same user and ranges), in the same cycle.
-//!   Baseline: the docker CLI doing the same move, `docker save -o FILE IMG...` from the old
-//!   engine and `docker load -i FILE` into the remapped one after a plain `enable`. Image sets of
-//!   about 100 MB, 300 MB and 1 GB (busybox:local and images of two committed layers of random
-//!   data each). Target ≤ 1.1x.
+//! - C1: carrying images. The tool's part of `enable --yes --settle 0 --carry images` (one
+//!   export of all images through `GET /images/get?names=…` before docker stops, one load
+//!   through `POST /images/load` after the gate) is that command's wall time minus the wall
+//!   time of a plain `enable --yes --settle 0` on the same host state (remapped engine empty,
+//!   same user and ranges), in the same cycle. Baseline: the docker CLI doing the same move,
+//!   `docker save -o FILE ID...` of all images from the old engine and `docker load -i FILE`
+//!   into the remapped one after a plain `enable`. The set: ten images of one 5 MB layer each on
+//!   one 200 MB base (`bench/base:1`, tagged too), so the base is shared by all; target ≤ 1.0x.
+//!   Also the spool's bytes (`carry.spool_bytes` of `--json`: the files in the spool) against
+//!   the bytes of that `docker save` tar: target ≤ 1.1x.
 //! - C2: carrying volumes. `enable --carry volumes` minus the plain `enable` the same way,
 //!   against `cp -a` of the same tree beside the new data root plus the floor of the owner
 //!   shift, `chown -R --no-dereference` of the copy. A volume of 10^5 files / 1 GB (owners
 //!   root, 1000 and others below 65536, 1% symlinks, 1% hard links, 0.1% setuid), and one of
 //!   10^3 files / 10 MB. Target ≤ 1.3x.
 //! - C3: peak RSS (VmHWM under ptrace, as in `perf`: the docker-userns process alone, not `cp`
-//!   or dockerd) of those `enable --carry` runs at each size: it must not grow with the size.
+//!   or dockerd) of those `enable --carry` runs: at the C1 set against one 100 MB image, and at
+//!   the big volume against the small one; it must not grow with the size.
+//!
+//! Everything measured is written to a filesystem made for the run ([`QuietFs`]: an ext4 with
+//! its journal in a sparse file on a loop device, bound over /var/lib/docker,
+//! /var/lib/containerd, /var/lib/docker-userns and /var/tmp inside the test host), so other
+//! work on the machine's root filesystem (its own ext4 has no journal) does not share its
+//! allocator and writeback with the data measured. The CPU and the disk below stay shared.
 //!
 //! Every timed step starts after a `sync`, and at least 40 s after the last deletion of a big
 //! tree (see [`settle_deletes`]). Each cycle ends with the remapped engine emptied and
@@ -26,9 +35,9 @@
 //! the remapped overlay2 store by its config), the volume's inode count and the owner
 //! START+1000 of a file owned by 1000.
 //!
-//! Options (after `--`): `--reps N` cycles at 100 and 300 MB of images and at the big volume (default
-//! 3), `--files N` and `--volume-mb N` (the big volume, default 100000 and 1024),
-//! `--max-image-mb N` (skip larger image sets), `--images-only`, `--volumes-only`, `--suite
+//! Options (after `--`): `--reps N` cycles of the C1 set and of the big volume (default 3),
+//! `--files N` and `--volume-mb N` (the big volume, default 100000 and 1024), `--base-mb N`
+//! and `--own-mb N` (the C1 set, default 200 and 5), `--images-only`, `--volumes-only`, `--suite
 //! NAME` (repeatable: `--suite bookworm --suite docker29` measures both, one after the other,
 //! in one run; the rows name the engine and its image store). Inside the
 //! test host this binary (copied to /root/carrybench) is the timer: `carry --measure ...`, the
@@ -47,7 +56,8 @@ struct Opts {
     reps: usize,
     files: u64,
     volume_mb: u64,
-    max_image_mb: u64,
+    base_mb: u64,
+    own_mb: u64,
     images: bool,
     volumes: bool,
     suites: Vec<String>,
@@ -63,7 +73,8 @@ fn opts() -> Option<Opts> {
         reps: 3,
         files: 100_000,
         volume_mb: 1024,
-        max_image_mb: 1000,
+        base_mb: 200,
+        own_mb: 5,
         images: true,
         volumes: true,
         suites: Vec::new(),
@@ -80,7 +91,8 @@ fn opts() -> Option<Opts> {
             "--reps" => o.reps = num("--reps") as usize,
             "--files" => o.files = num("--files"),
             "--volume-mb" => o.volume_mb = num("--volume-mb"),
-            "--max-image-mb" => o.max_image_mb = num("--max-image-mb"),
+            "--base-mb" => o.base_mb = num("--base-mb"),
+            "--own-mb" => o.own_mb = num("--own-mb"),
             "--images-only" => o.volumes = false,
             "--volumes-only" => o.images = false,
             "--suite" => o.suites.push(
@@ -163,30 +175,68 @@ fn make_image(host: &Host, n: usize, mb: u64) {
     ));
 }
 
+/// Adds `bench/base:1` (busybox:local and a layer of `mb` MB of random data) and `n` images
+/// `bench/onbase{i}:1` of one more layer of `own` MB each on it: the layers of the base are
+/// shared by all of them.
+fn make_shared(host: &Host, mb: u64, n: usize, own: u64) {
+    let run = |from: &str, size: u64, to: &str| {
+        format!(
+            "docker run --pull=never --network none --name mk {from} sh -c 'head -c {} /dev/urandom > /own' && docker commit mk {to} >/dev/null && docker rm mk >/dev/null",
+            size << 20
+        )
+    };
+    let mut script = run("busybox:local", mb, "bench/base:1");
+    for i in 0..n {
+        script = format!(
+            "{script} && {}",
+            run("bench/base:1", own, &format!("bench/onbase{i}:1"))
+        );
+    }
+    host.ok(&script);
+}
+
 /// One image cycle from remapping off: the baseline (save, plain enable, load), then the tool.
 /// Returns (carry s, save s, load s, plain enable s, enable --carry s, RSS kB, sync after the
-/// save s).
-fn image_cycle(host: &Host) -> [f64; 7] {
+/// save s, bytes of `docker save`'s tar, bytes of the tool's spool).
+fn image_cycle(host: &Host) -> [f64; 9] {
     assert!(!remapped(host));
     let want = images(host);
-    let names = host.ok("docker images --format '{{.Repository}}:{{.Tag}}'");
-    let names: Vec<&str> = names.split_whitespace().collect();
+    // By id, as the tool exports (no tag inside the tar); each image once.
+    let ids = host.ok("docker images -q --no-trunc | sort -u");
+    let ids: Vec<&str> = ids.split_whitespace().collect();
     let (save, _) = timed(
         host,
         false,
-        &format!("docker save -o /var/tmp/save.tar {}", names.join(" ")),
+        &format!("docker save -o /var/tmp/save.tar {}", ids.join(" ")),
     );
     // Not in the baseline: what `docker save` left unwritten (the tool fsyncs its spool).
     let (flush, _) = timed_now(host, false, "sync");
+    let saved: f64 = host
+        .ok("stat -c %s /var/tmp/save.tar")
+        .trim()
+        .parse()
+        .unwrap();
     let (plain, _) = timed(host, false, ENABLE);
     assert!(remapped(host));
     let (load, _) = timed(host, false, "docker load -q -i /var/tmp/save.tar");
-    assert_eq!(images(host), want, "docker load");
+    assert_eq!(
+        host.ok("docker images -aq --no-trunc | sort -u | wc -l")
+            .trim(),
+        ids.len().to_string(),
+        "docker load"
+    );
     host.ok("rm -f /var/tmp/save.tar");
     empty_images(host);
     host.ok(DISABLE);
 
-    let (with, rss) = timed(host, true, &format!("{ENABLE} --carry images"));
+    let (with, rss) = timed(host, true, &format!("{ENABLE} --json --carry images"));
+    let out = host.read_string("/root/m.txt.log").unwrap_or_default();
+    let spool = out
+        .split("\"spool_bytes\":")
+        .nth(1)
+        .and_then(|r| r.trim_start().split([',', '\n', '}']).next())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no spool_bytes in the output:\n{out}"));
     assert!(remapped(host));
     assert_eq!(images(host), want, "enable --carry images");
     assert!(host.sh("test -e /var/lib/docker-userns/carry").code != 0);
@@ -194,10 +244,14 @@ fn image_cycle(host: &Host) -> [f64; 7] {
     host.ok(DISABLE);
     let carry = with - plain;
     eprintln!(
-        "  images: enable --carry {with:.2} s - enable {plain:.2} s = {carry:.2} s; docker save {save:.2} s + load {load:.2} s = {:.2} s (sync after save {flush:.2} s); RSS {rss} kB",
-        save + load
+        "  images: enable --carry {with:.2} s - enable {plain:.2} s = {carry:.2} s; docker save {save:.2} s + load {load:.2} s = {:.2} s (sync after save {flush:.2} s); RSS {rss} kB; spool {:.1} MB, docker save {:.1} MB",
+        save + load,
+        spool / 1e6,
+        saved / 1e6
     );
-    [carry, save, load, plain, with, rss as f64, flush]
+    [
+        carry, save, load, plain, with, rss as f64, flush, saved, spool,
+    ]
 }
 
 const GENVOL: &str = r#"
@@ -303,8 +357,95 @@ fn volume_cycle(host: &Host, name: &str) -> [f64; 7] {
     [carry, cp, chown, plain, with, rss as f64, 0.0]
 }
 
+/// A dedicated filesystem for one suite's run: an ext4 **with** its journal in a sparse file
+/// of the machine, on a loop device, mounted inside the test host and bound over the
+/// directories the benchmark writes (`/var/lib/docker`, `/var/lib/containerd`,
+/// `/var/lib/docker-userns`, `/var/tmp`), so the data measured is the only work on it.
+/// Made after boot with docker stopped, removed (loop device detached, file deleted) when
+/// dropped.
+struct QuietFs {
+    file: String,
+    dev: String,
+}
+
+impl QuietFs {
+    const DIRS: [&str; 4] = [
+        "/var/lib/docker",
+        "/var/lib/containerd",
+        "/var/lib/docker-userns",
+        "/var/tmp",
+    ];
+
+    fn make(host: &Host, gb: u64) -> QuietFs {
+        let file = format!(
+            "/var/tmp/carrybench-{}-{}.ext4",
+            std::process::id(),
+            host.name()
+        );
+        let dev = sh(&format!(
+            "truncate -s {gb}G {file} && mkfs.ext4 -q -F -O has_journal {file} && losetup -f --show {file}"
+        ));
+        let q = QuietFs {
+            file,
+            dev: dev.trim().to_string(),
+        };
+        assert!(q.dev.starts_with("/dev/loop"), "losetup: {dev}");
+        let minor = sh(&format!("stat -c %T {}", q.dev));
+        let minor = u32::from_str_radix(minor.trim(), 16).expect("loop minor");
+        // The device node inside the host; mounted by a process of the machine's cgroup
+        // entered into the host's mount namespace (the host's device cgroup would refuse it).
+        host.ok("systemctl stop docker.socket docker.service containerd.service");
+        host.ok(&format!(
+            "rm -f /root/quiet.dev && mknod /root/quiet.dev b 7 {minor} && mkdir -p /mnt/quiet"
+        ));
+        sh(&format!(
+            "nsenter -t {} -m -- mount /root/quiet.dev /mnt/quiet",
+            host.pid()
+        ));
+        let mut binds = String::new();
+        for d in Self::DIRS {
+            let under = format!("/mnt/quiet/{}", d.trim_start_matches('/').replace('/', "_"));
+            binds.push_str(&format!(
+                "mkdir -p {under} {d} && cp -a {d}/. {under}/ && mount --bind {under} {d} && "
+            ));
+        }
+        host.ok(&format!(
+            "{binds} systemctl start containerd.service docker.socket docker.service"
+        ));
+        // Each directory is on the loop device now, not on the host's root filesystem.
+        for d in Self::DIRS {
+            let src = host.ok(&format!("findmnt -n -o SOURCE --target {d}"));
+            assert!(
+                src.contains("quiet.dev"),
+                "{d} is on {src}, not on the quiet filesystem"
+            );
+        }
+        host.ok("for i in $(seq 100); do docker version >/dev/null 2>&1 && break; sleep 0.2; done");
+        eprintln!(
+            "quiet filesystem: ext4 with a journal, {gb} GB sparse file {} on {}, bound over {}",
+            q.file,
+            q.dev,
+            Self::DIRS.join(", ")
+        );
+        q
+    }
+}
+
+impl Drop for QuietFs {
+    fn drop(&mut self) {
+        // After the host is shut down (it is dropped first): its mounts went with it.
+        let _ = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "for i in 1 2 3 4 5; do losetup -d {0} 2>/dev/null && break; sleep 1; done; rm -f {1}",
+                self.dev, self.file
+            ))
+            .status();
+    }
+}
+
 /// Medians of each column.
-fn medians(runs: &[[f64; 7]]) -> [f64; 7] {
+fn medians<const N: usize>(runs: &[[f64; N]]) -> [f64; N] {
     std::array::from_fn(|i| median(runs.iter().map(|r| r[i]).collect()))
 }
 
@@ -326,11 +467,89 @@ fn main() {
     print_missed(&rows);
 }
 
+/// C1 and C3 of images on `host`: one 100 MB image (C3's reference), then ten images on one
+/// shared base; the rows of C1 into `rows`, of C3 into `rss`.
+fn image_rows(o: &Opts, host: &Host, on: &str, rows: &mut Vec<Row>, rss: &mut Vec<Row>) {
+    // The small set (one image of 100 MB) for C3's reference, then the C1 set: ten
+    // images sharing one 200 MB base.
+    make_image(host, 1, 100);
+    eprintln!("C3 reference: bench/img1:1 (100 MB) + busybox:local…");
+    let small: Vec<[f64; 9]> = (0..1).map(|_| image_cycle(host)).collect();
+    let first_rss = small[0][5] as u64;
+    host.ok("docker rmi bench/img1:1 >/dev/null");
+    make_shared(host, o.base_mb, 10, o.own_mb);
+    let bytes = host.ok("docker system df --format '{{.Type}} {{.Size}}' | grep ^Images || true");
+    let set = format!(
+        "10 images of {} MB each on one {} MB base",
+        o.own_mb, o.base_mb
+    );
+    eprintln!("C1 {set} ({})…", bytes.trim());
+    let runs: Vec<[f64; 9]> = (0..o.reps).map(|_| image_cycle(host)).collect();
+    let m = medians(&runs);
+    let base = m[1] + m[2];
+    let spread = |i: usize| {
+        let v: Vec<f64> = runs.iter().map(|r| r[i]).collect();
+        let min = v.iter().cloned().fold(f64::MAX, f64::min);
+        let max = v.iter().cloned().fold(0.0, f64::max);
+        format!("{min:.2}-{max:.2}")
+    };
+    let reps = o.reps;
+    rows.push(Row {
+        figure: format!(
+            "[{on}] C1 carry images, {set} (median of {reps}; carry {} s, baseline {} s)",
+            spread(0),
+            {
+                let v: Vec<f64> = runs.iter().map(|r| r[1] + r[2]).collect();
+                format!(
+                    "{:.2}-{:.2}",
+                    v.iter().cloned().fold(f64::MAX, f64::min),
+                    v.iter().cloned().fold(0.0, f64::max)
+                )
+            }
+        ),
+        value: format!("{:.2} s", m[0]),
+        baseline: format!(
+            "`docker save` {:.2} s + `docker load` {:.2} s = {base:.2} s",
+            m[1], m[2]
+        ),
+        ratio: m[0] / base,
+        target: "≤ 1.0".into(),
+        met: Some(m[0] / base <= 1.0),
+    });
+    rows.push(Row {
+        figure: format!("[{on}] C1 spool bytes, {set} (median of {reps})"),
+        value: format!("{:.1} MB", m[8] / 1e6),
+        baseline: format!("one `docker save` of all: {:.1} MB", m[7] / 1e6),
+        ratio: m[8] / m[7],
+        target: "≤ 1.1".into(),
+        met: Some(m[8] / m[7] <= 1.1),
+    });
+    println!(
+        "[{on}] C1 {set}: enable --carry images {:.2} s, plain enable {:.2} s; sync after `docker save` {:.2} s (not in the baseline)",
+        m[4], m[3], m[6]
+    );
+    let peak = runs.iter().map(|r| r[5] as u64).max().unwrap();
+    rss.push(Row {
+        figure: format!("[{on}] C3 peak RSS, `enable --carry images`, {set}"),
+        value: mb(peak),
+        baseline: format!("one 100 MB image {}", mb(first_rss)),
+        ratio: peak as f64 / first_rss as f64,
+        target: "≤ 1.1 (bounded)".into(),
+        met: Some(peak as f64 <= first_rss as f64 * 1.1),
+    });
+    // The old engine's images are not needed for the volumes.
+    empty_images(host);
+}
+
 /// Boots a host of `suite` and measures there: the rows (C1 and C2, then C3), each named for
 /// the suite, the engine and its image store. The details of each row are printed as they
 /// come.
 fn run_suite(o: &Opts, suite: &str) -> Vec<Row> {
     let host = Host::boot_suite("carrybench", suite);
+    // Room for the images (the old store, `docker save`'s tar, the spool, the new store) and
+    // three copies of the big volume (the old one, the carried one, `cp -a`'s).
+    let gb = 3 + (3 * o.volume_mb).div_ceil(1024);
+    let quiet = QuietFs::make(&host, gb);
     host.cp_in(std::env::current_exe().unwrap(), "/root/carrybench");
     host.write("/root/genvol.py", GENVOL);
     // The first switch creates the user and ranges: not measured, so every measured enable
@@ -345,64 +564,7 @@ fn run_suite(o: &Opts, suite: &str) -> Vec<Row> {
     let mut rss = Vec::new();
 
     if o.images {
-        // (total MB of the set, images added to reach it, reps)
-        let sets: [(u64, &[u64], usize); 3] = [
-            (100, &[100], o.reps),
-            (300, &[100, 100], o.reps),
-            (1000, &[350, 350], 1),
-        ];
-        let mut n = 0;
-        let mut first_rss = None;
-        for (total, add, reps) in sets {
-            if total > o.max_image_mb {
-                continue;
-            }
-            for mb in add {
-                n += 1;
-                make_image(&host, n, *mb);
-            }
-            let bytes =
-                host.ok("docker system df --format '{{.Type}} {{.Size}}' | grep ^Images || true");
-            eprintln!(
-                "C1 {total} MB: {n} images + busybox:local ({})…",
-                bytes.trim()
-            );
-            let runs: Vec<[f64; 7]> = (0..reps).map(|_| image_cycle(&host)).collect();
-            let m = medians(&runs);
-            let base = m[1] + m[2];
-            rows.push(Row {
-                figure: format!(
-                    "[{on}] C1 carry images, {total} MB ({} images; median of {reps})",
-                    n + 1
-                ),
-                value: format!("{:.2} s", m[0]),
-                baseline: format!(
-                    "`docker save` {:.2} s + `docker load` {:.2} s = {base:.2} s",
-                    m[1], m[2]
-                ),
-                ratio: m[0] / base,
-                target: "≤ 1.1".into(),
-                met: Some(m[0] / base <= 1.1),
-            });
-            println!(
-                "[{on}] C1 {total} MB: enable --carry images {:.2} s, plain enable {:.2} s; sync after `docker save` {:.2} s (not in the baseline)",
-                m[4], m[3], m[6]
-            );
-            let peak = runs.iter().map(|r| r[5] as u64).max().unwrap();
-            let first = *first_rss.get_or_insert(peak);
-            rss.push(Row {
-                figure: format!(
-                    "[{on}] C3 peak RSS, `enable --carry images`, {total} MB of images"
-                ),
-                value: mb(peak),
-                baseline: format!("at the smallest set {}", mb(first)),
-                ratio: peak as f64 / first as f64,
-                target: "≤ 1.1 (bounded)".into(),
-                met: Some(peak as f64 <= first as f64 * 1.1),
-            });
-        }
-        // The old engine's images are not needed for the volumes.
-        empty_images(&host);
+        image_rows(o, &host, &on, &mut rows, &mut rss);
     }
 
     if o.volumes {
@@ -456,5 +618,8 @@ fn run_suite(o: &Opts, suite: &str) -> Vec<Row> {
         }
     }
     rows.extend(rss);
+    // The host first: its mounts of the filesystem go with it.
+    drop(host);
+    drop(quiet);
     rows
 }

@@ -233,6 +233,9 @@ fn carry_text(c: &Carry, applied: bool) -> String {
     list(&mut s, "volumes", &c.volumes);
     list(&mut s, "skipped", &c.skipped);
     list(&mut s, "FAILED", &c.failed);
+    if let Some(why) = &c.export_fallback {
+        let _ = writeln!(s, "  exported one by one: {why}");
+    }
     list(
         &mut s,
         "containers cannot be carried (create them again)",

@@ -475,3 +475,204 @@ fn an_existing_volume_is_named_not_overwritten_and_a_repair_carries_nothing() {
         "new"
     );
 }
+
+/// Tags and layers of the images of the shared-base case, in whichever engine runs.
+fn layers_of(host: &Host, names: &str) -> String {
+    host.ok(&format!(
+        "docker image inspect -f '{{{{.RepoTags}}}} {{{{.RootFS.Layers}}}}' {names}"
+    ))
+}
+
+#[test]
+fn a_shared_base_is_spooled_once_and_a_broken_image_falls_back_to_one_export_each() {
+    let host = Host::boot("carryshare");
+    // base:1 = busybox + a 20 MB layer; a, b and c add a few bytes each on top of it.
+    host.ok(
+        "docker run --pull=never --network none --name mk busybox:local sh -c 'head -c 20000000 /dev/urandom > /big' \
+         && docker commit mk base:1 >/dev/null && docker rm mk >/dev/null \
+         && for x in a b c; do docker run --pull=never --network none --name mk base:1 sh -c \"echo $x > /$x\" \
+              && docker commit mk $x:1 >/dev/null && docker rm mk >/dev/null; done",
+    );
+    let names = "base:1 a:1 b:1 c:1";
+    let before = layers_of(&host, names);
+    // What `docker save` of all of them writes (by id, like the carry: no tags inside).
+    let save: u64 = host
+        .ok("docker save $(docker images -q --no-trunc | sort -u) | wc -c")
+        .trim()
+        .parse()
+        .unwrap();
+    let plan = json(&host.sh("docker-userns plan --carry images --json"));
+    let (bytes, spool_bytes) = (
+        plan["carry"]["bytes"].as_u64().unwrap(),
+        plan["carry"]["spool_bytes"].as_u64().unwrap(),
+    );
+    // The free-space check counts the base once: 4 images of >= 20 MB each as the engine
+    // counts them, about one base in the spool.
+    assert!(bytes > 80_000_000, "{plan}");
+    assert!(spool_bytes < 30_000_000, "{plan}");
+
+    // The load stopped (injected) to measure the spool: one tar, about what `docker save` of
+    // all of them writes, the 20 MB base once.
+    let out = host.sh(
+        "DOCKER_USERNS_FAILPOINTS=carry:before-load docker-userns enable --yes --carry images --json --settle 2",
+    );
+    assert_eq!(out.code, 8, "{out}");
+    let files = host.ok("ls /var/lib/docker-userns/carry");
+    assert_eq!(
+        files.split_whitespace().collect::<Vec<_>>(),
+        ["all.tar", "images.json"],
+        "{files}"
+    );
+    let spool: u64 = host
+        .ok("cat /var/lib/docker-userns/carry/*.tar | wc -c")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        spool * 10 <= save * 11 && spool < 30_000_000,
+        "spool {spool} bytes against docker save {save}"
+    );
+    let out = host.sh("docker-userns enable --carry images --json");
+    assert_eq!(out.code, 0, "{out}");
+    let done = json(&out);
+    assert_eq!(done["carry"]["export_fallback"], Value::Null, "{done}");
+    assert_eq!(layers_of(&host, names), before);
+
+    // Back without carrying, the remapped engine emptied; then one image is broken in the
+    // old engine (its top layer's files gone): its export fails, and so does the one export
+    // of all of them.
+    host.ok("docker image prune -a -f >/dev/null && test -z \"$(docker images -aq)\"");
+    let out = host.sh("docker-userns disable --yes --json --settle 2");
+    assert_eq!(out.code, 0, "{out}");
+    host.ok(
+        "docker run --pull=never --network none --name mk base:1 sh -c 'head -c 1000000 /dev/urandom > /own' \
+         && docker commit mk broken:1 >/dev/null && docker rm mk >/dev/null \
+         && rm -rf \"$(docker image inspect -f '{{.GraphDriver.Data.UpperDir}}' broken:1)\"",
+    );
+    assert!(
+        host.sh("docker save broken:1 >/dev/null").code != 0,
+        "the broken image still exports"
+    );
+    let out = host.sh("docker-userns enable --yes --carry images --json --settle 2");
+    assert_eq!(out.code, 8, "{out}");
+    let c = &json(&out)["carry"];
+    assert!(
+        c["export_fallback"]
+            .as_str()
+            .is_some_and(|s| s.contains("exported on its own")),
+        "{c}"
+    );
+    let failed = c["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{c}");
+    assert!(
+        failed[0]
+            .as_str()
+            .unwrap()
+            .starts_with("broken:1: not carried: its export from the old engine failed"),
+        "{c}"
+    );
+    for n in ["base:1", "a:1", "b:1", "c:1"] {
+        assert!(
+            c["images"].as_array().unwrap().iter().any(|i| i == n),
+            "{n} not carried: {c}"
+        );
+    }
+    assert_eq!(layers_of(&host, names), before);
+    assert!(host.sh("docker image inspect broken:1").code != 0);
+    // Nothing is left to load: the spool is gone, the same command is a no-op.
+    assert!(host.sh("test -e /var/lib/docker-userns/carry").code != 0);
+    let out = host.sh("docker-userns enable --yes --carry images --json");
+    assert_eq!(out.code, 0, "{out}");
+}
+
+/// The host's own files a volume's symlinks point at: owner, group, mode, inode, mtime and
+/// ctime (a chown or chmod through a link, even to the same values, moves the ctime).
+fn host_targets(host: &Host) -> String {
+    host.ok("stat -c '%n %u %g %a' /etc/shadow / /etc \
+         && find /srv/sentinel /srv/sdir -exec stat -c '%n %u %g %a %i %Y %Z' {} + | sort")
+}
+
+/// Links a container plants in volume `vol`: to /etc/shadow, to /, to a host file and to a
+/// host directory, and a relative one climbing out.
+fn plant_links(host: &Host, vol: &str) {
+    host.ok(&format!(
+        "docker run --rm -v {vol}:/d busybox:local sh -c \
+         'ln -s /etc/shadow /d/x && ln -s / /d/up && ln -s /srv/sentinel /d/s && ln -s /srv/sdir /d/dir \
+          && ln -s ../../../../../../srv/sdir /d/rel && mkdir /d/sub && ln -s /srv/sdir /d/sub/in && echo data > /d/f'"
+    ));
+}
+
+/// The links of a volume as a container sees them: type, target and owner.
+fn links_inside(host: &Host, vol: &str) -> String {
+    host.ok(&format!(
+        "docker run --rm -v {vol}:/d busybox:local sh -c \
+         'for l in x up s dir rel sub/in; do echo $l $(readlink /d/$l) $(stat -c \"%F %u %g\" /d/$l); done'"
+    ))
+}
+
+#[test]
+fn symlinks_planted_in_a_carried_volume_are_carried_as_links_and_touch_nothing_outside() {
+    let host = Host::boot("carrylink");
+    host.ok(
+        "mkdir -p /srv/sdir/deep && echo s > /srv/sentinel && echo t > /srv/sdir/deep/t \
+         && chmod 0600 /srv/sentinel && chmod 0700 /srv/sdir",
+    );
+    let targets = host_targets(&host);
+    plant_links(&host, "data");
+    let inside = links_inside(&host, "data");
+    assert!(
+        inside.contains("x /etc/shadow symbolic link 0 0"),
+        "{inside}"
+    );
+
+    let out = host.sh("docker-userns enable --yes --carry volumes --json --settle 2");
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(
+        json(&out)["carry"]["volumes"],
+        serde_json::json!(["data"]),
+        "{out}"
+    );
+    assert_eq!(
+        host_targets(&host),
+        targets,
+        "enable touched a link's target"
+    );
+    host.reimport_image();
+    // Carried as links (the same targets, owned by the container's root) ...
+    assert_eq!(links_inside(&host, "data"), inside);
+    // ... shifted themselves on the host (lchown), not what they point at.
+    let start = json(&host.sh("docker-userns status --json"))["subuid"]["start"]
+        .as_u64()
+        .unwrap();
+    let data = host.ok("docker volume inspect -f '{{.Mountpoint}}' data");
+    assert_eq!(
+        host.ok(&format!(
+            "stat -c '%u %g %F' {}/x {}/dir",
+            data.trim(),
+            data.trim()
+        )),
+        format!("{start} {start} symbolic link\n{start} {start} symbolic link\n")
+    );
+
+    // Back: links planted by a remapped container in a new volume, carried out of the ranges.
+    plant_links(&host, "back");
+    let inside = links_inside(&host, "back");
+    let out = host.sh("docker-userns disable --yes --carry volumes --json --settle 2");
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(
+        json(&out)["carry"]["volumes"],
+        serde_json::json!(["back"]),
+        "{out}"
+    );
+    assert_eq!(
+        host_targets(&host),
+        targets,
+        "disable touched a link's target"
+    );
+    assert_eq!(links_inside(&host, "back"), inside);
+    let back = host.ok("docker volume inspect -f '{{.Mountpoint}}' back");
+    assert_eq!(
+        host.ok(&format!("stat -c '%u %g %F' {}/up", back.trim())),
+        "0 0 symbolic link\n"
+    );
+}

@@ -42,12 +42,51 @@ pub(crate) struct TarReader {
     kept: usize,
     /// The end (two zero blocks) was seen, or the stream is not a tar.
     done: bool,
+    /// The end (two zero blocks) was seen.
+    ended: bool,
 }
 
 /// Files larger than this are not kept (manifests, indexes and configs are a few KiB).
 const KEEP_MAX: u64 = 4 << 20;
 /// Nor more than this in all.
 const KEEP_TOTAL: usize = 64 << 20;
+
+/// A NUL-terminated field of a tar header.
+fn field(h: &[u8], a: usize, b: usize) -> String {
+    let f = &h[a..b];
+    let end = f.iter().position(|&c| c == 0).unwrap_or(f.len());
+    String::from_utf8_lossy(&f[..end]).into_owned()
+}
+
+/// The size a tar header gives (octal, or base-256 for large entries); None when it is not a
+/// number (not a tar).
+fn entry_size(h: &[u8]) -> Option<u64> {
+    if h[124] & 0x80 != 0 {
+        return Some(
+            h[125..136]
+                .iter()
+                .fold(0u64, |s, &b| s.saturating_mul(256) | u64::from(b)),
+        );
+    }
+    let s = field(h, 124, 136);
+    match u64::from_str_radix(s.trim_matches(|c: char| c == ' ' || c == '\0'), 8) {
+        Ok(v) => Some(v),
+        Err(_) if s.trim().is_empty() => Some(0),
+        Err(_) => None,
+    }
+}
+
+/// The name a tar header gives (with its ustar prefix).
+fn entry_name(h: &[u8]) -> String {
+    let name = field(h, 0, 100);
+    if &h[257..262] == b"ustar" {
+        let prefix = field(h, 345, 500);
+        if !prefix.is_empty() {
+            return format!("{prefix}/{name}");
+        }
+    }
+    name
+}
 
 impl TarReader {
     /// Takes the next bytes of the stream.
@@ -91,37 +130,16 @@ impl TarReader {
             // End of archive (or padding between): a second zero block ends it.
             if self.kind == 0xff {
                 self.done = true;
+                self.ended = true;
             }
             self.kind = 0xff;
             return;
         }
-        let field = |a: usize, b: usize| {
-            let f = &h[a..b];
-            let end = f.iter().position(|&c| c == 0).unwrap_or(f.len());
-            String::from_utf8_lossy(&f[..end]).into_owned()
+        let Some(size) = entry_size(h) else {
+            self.done = true;
+            return;
         };
-        let size = if h[124] & 0x80 != 0 {
-            h[125..136]
-                .iter()
-                .fold(0u64, |s, &b| s.saturating_mul(256) | u64::from(b))
-        } else {
-            let s = field(124, 136);
-            match u64::from_str_radix(s.trim_matches(|c: char| c == ' ' || c == '\0'), 8) {
-                Ok(v) => v,
-                Err(_) if s.trim().is_empty() => 0,
-                Err(_) => {
-                    self.done = true;
-                    return;
-                }
-            }
-        };
-        let mut name = field(0, 100);
-        if &h[257..262] == b"ustar" {
-            let prefix = field(345, 500);
-            if !prefix.is_empty() {
-                name = format!("{prefix}/{name}");
-            }
-        }
+        let mut name = entry_name(h);
         self.kind = h[156];
         if let Some(long) = self.long_name.take()
             && !matches!(self.kind, b'L' | b'x')
@@ -184,10 +202,16 @@ impl TarReader {
         self.json(&format!("blobs/sha256/{hex}"))
     }
 
-    /// What the stream said about the image (the first one `manifest.json` names).
-    pub(crate) fn identity(&self) -> Identity {
-        let mut id = Identity::default();
+    /// The stream ended as a tar ends (two zero blocks): an export the engine cut short (an
+    /// error after its answer began) does not.
+    pub(crate) fn complete(&self) -> bool {
+        self.ended
+    }
+
+    /// `manifest.json`'s entries: each image's config digest and the config's path in the tar.
+    fn entries(&self) -> Vec<(String, String)> {
         let entries = self.json("manifest.json");
+        let mut out = Vec::new();
         for e in entries
             .as_ref()
             .and_then(Value::as_array)
@@ -203,37 +227,71 @@ impl TarReader {
                 .unwrap_or_default()
                 .trim_end_matches(".json");
             if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                id.configs.push(format!("sha256:{hex}"));
-            }
-            if id.config.is_none() {
-                id.config = id.configs.last().cloned();
-                let cfg = self.json(c.trim_start_matches("./"));
-                id.diff_ids = cfg
-                    .as_ref()
-                    .and_then(|v| v.pointer("/rootfs/diff_ids"))
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect();
+                out.push((
+                    format!("sha256:{hex}"),
+                    c.trim_start_matches("./").to_string(),
+                ));
             }
         }
-        if let Some(config) = &id.config {
-            let top = self.json("index.json");
-            for m in top
-                .as_ref()
-                .and_then(|v| v.get("manifests"))
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                if let Some(d) = m.get("digest").and_then(Value::as_str) {
-                    self.leads_to(d, config, 0, &mut id.manifests);
-                }
+        out
+    }
+
+    /// The identity of the image whose config is `entries()[n]`.
+    fn entry_identity(&self, entries: &[(String, String)], n: usize) -> Identity {
+        let (config, path) = &entries[n];
+        let diff_ids = self
+            .json(path)
+            .as_ref()
+            .and_then(|v| v.pointer("/rootfs/diff_ids"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect();
+        let mut manifests = Vec::new();
+        let top = self.json("index.json");
+        for m in top
+            .as_ref()
+            .and_then(|v| v.get("manifests"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(d) = m.get("digest").and_then(Value::as_str) {
+                self.leads_to(d, config, 0, &mut manifests);
             }
         }
-        id
+        Identity {
+            config: Some(config.clone()),
+            diff_ids,
+            manifests,
+            configs: entries.iter().map(|(c, _)| c.clone()).collect(),
+        }
+    }
+
+    /// What the stream said about the image (the first one `manifest.json` names).
+    pub(crate) fn identity(&self) -> Identity {
+        let entries = self.entries();
+        if entries.is_empty() {
+            return Identity::default();
+        }
+        self.entry_identity(&entries, 0)
+    }
+
+    /// What the stream said about the image exported as `id`, in an export of several: the
+    /// `manifest.json` entry whose config is `id` (the graph driver stores name an image by
+    /// its config), else the one the manifest or index `id` in the tar leads to (the
+    /// containerd store names it by that digest). None when the tar holds neither.
+    pub(crate) fn identity_of(&self, id: &str) -> Option<Identity> {
+        let entries = self.entries();
+        if let Some(n) = entries.iter().position(|(c, _)| c == id) {
+            return Some(self.entry_identity(&entries, n));
+        }
+        let n = entries
+            .iter()
+            .position(|(c, _)| self.leads_to(id, c, 0, &mut Vec::new()))?;
+        Some(self.entry_identity(&entries, n))
     }
 
     /// Whether manifest or index `digest` leads to `config`; those that do are added to `out`.
@@ -426,5 +484,90 @@ mod tests {
             br#"[{"Config":"../../etc/passwd"}]"#,
         ));
         assert_eq!(r.identity().config, None);
+    }
+
+    #[test]
+    fn an_export_of_several_gives_each_image_its_own_identity_by_config_or_by_manifest() {
+        let (c1, c2, m1, i2, m2) = (hex('1'), hex('2'), hex('3'), hex('4'), hex('5'));
+        let cfg = |d: &str| format!(r#"{{"rootfs":{{"diff_ids":["sha256:base","sha256:{d}"]}}}}"#);
+        let man = |c: &str| format!(r#"{{"config":{{"digest":"sha256:{c}"}}}}"#);
+        let mut tar = entry(&format!("blobs/sha256/{}", hex('a')), b'0', &[9u8; 3000]);
+        tar.extend(entry(
+            &format!("blobs/sha256/{c1}"),
+            b'0',
+            cfg("top1").as_bytes(),
+        ));
+        tar.extend(entry(
+            &format!("blobs/sha256/{c2}"),
+            b'0',
+            cfg("top2").as_bytes(),
+        ));
+        tar.extend(entry(
+            &format!("blobs/sha256/{m1}"),
+            b'0',
+            man(&c1).as_bytes(),
+        ));
+        tar.extend(entry(
+            &format!("blobs/sha256/{m2}"),
+            b'0',
+            man(&c2).as_bytes(),
+        ));
+        // Image 2 is an index (the containerd store's id) over its one manifest.
+        tar.extend(entry(
+            &format!("blobs/sha256/{i2}"),
+            b'0',
+            format!(r#"{{"manifests":[{{"digest":"sha256:{m2}"}}]}}"#).as_bytes(),
+        ));
+        tar.extend(entry(
+            "index.json",
+            b'0',
+            format!(r#"{{"manifests":[{{"digest":"sha256:{m1}"}},{{"digest":"sha256:{i2}"}}]}}"#)
+                .as_bytes(),
+        ));
+        tar.extend(entry(
+            "manifest.json",
+            b'0',
+            format!(r#"[{{"Config":"blobs/sha256/{c1}"}},{{"Config":"blobs/sha256/{c2}"}}]"#)
+                .as_bytes(),
+        ));
+        tar.extend([0u8; 1024]);
+        let mut r = TarReader::default();
+        r.feed(&tar);
+        assert!(r.complete());
+        // By config (the graph driver stores' id).
+        let one = r.identity_of(&format!("sha256:{c1}")).unwrap();
+        assert_eq!(one.config, Some(format!("sha256:{c1}")));
+        assert_eq!(one.diff_ids, ["sha256:base", "sha256:top1"]);
+        assert_eq!(one.manifests, [format!("sha256:{m1}")]);
+        // By index (the containerd store's id): the config it leads to, not the first one.
+        let two = r.identity_of(&format!("sha256:{i2}")).unwrap();
+        assert_eq!(two.config, Some(format!("sha256:{c2}")));
+        assert_eq!(two.diff_ids, ["sha256:base", "sha256:top2"]);
+        assert_eq!(
+            two.manifests,
+            [format!("sha256:{m2}"), format!("sha256:{i2}")]
+        );
+        // By its manifest.
+        let by_manifest = r.identity_of(&format!("sha256:{m1}")).unwrap();
+        assert_eq!(by_manifest.config, Some(format!("sha256:{c1}")));
+        // Not in the tar.
+        assert_eq!(r.identity_of(&format!("sha256:{}", hex('9'))), None);
+    }
+
+    #[test]
+    fn a_stream_cut_short_is_not_complete() {
+        let tar = oci(&hex('c'), &hex('e'), 5000);
+        let mut r = TarReader::default();
+        r.feed(&tar[..tar.len() - 1024]);
+        assert!(!r.complete());
+        // An error message the engine appends instead of the end is not the end either.
+        r.feed(br#"{"errorDetail":{"message":"layer does not exist"}}"#);
+        assert!(!r.complete());
+        let mut r = TarReader::default();
+        r.feed(&tar);
+        assert!(r.complete());
+        let mut r = TarReader::default();
+        r.feed(&[0xffu8; 2048]);
+        assert!(!r.complete());
     }
 }

@@ -361,7 +361,7 @@ fn surveyed<C: Change>(
     // before anything changes; exported before docker stops, loaded after the gate.
     let images = if policy.carry_images && carrying {
         let (images, containers) = carry::survey(docker.engine())?;
-        carry::check_space(root, images.iter().map(|i| i.size).sum())?;
+        carry::check_space(root, carry::spool_bytes(docker.engine(), &images)?)?;
         Some((images, containers))
     } else {
         None

@@ -193,7 +193,26 @@ impl Engine {
         idle: Duration,
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64, EngineError> {
-        let mut path = format!("/images/get?names={}", encode(name));
+        self.export_images(&[name], platform, out, idle, progress)
+    }
+
+    /// `GET /images/get?names=A&names=B…[&platform=P]`: one tar of all the images, each layer
+    /// in it once however many of them share it (docker 20.10's legacy export keeps each
+    /// layer once by its chain; the containerd store's OCI export each blob once by digest).
+    /// Streamed into `out` like [`Engine::export_image`].
+    pub(crate) fn export_images(
+        &self,
+        names: &[&str],
+        platform: Option<&Value>,
+        out: &mut dyn Write,
+        idle: Duration,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64, EngineError> {
+        let query: Vec<String> = names
+            .iter()
+            .map(|n| format!("names={}", encode(n)))
+            .collect();
+        let mut path = format!("/images/get?{}", query.join("&"));
         if let Some(p) = platform {
             path.push_str(&format!("&platform={}", encode(&p.to_string())));
         }

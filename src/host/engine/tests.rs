@@ -495,3 +495,27 @@ fn invalid_json_names_the_request_it_answered() {
     assert!(matches!(err, EngineError::Json { .. }), "{msg}");
     assert!(msg.contains(" for POST /containers/create: "), "{msg}");
 }
+
+#[test]
+fn one_export_names_every_image_each_encoded() {
+    let (_dir, engine, server) = serve(vec![close(
+        "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntar",
+    )]);
+    let mut out = Vec::new();
+    engine
+        .export_images(
+            &["sha256:aa", "reg:5000/x y"],
+            None,
+            &mut out,
+            Duration::from_secs(5),
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!(out, b"tar");
+    let requests = server.join().unwrap();
+    let first = requests[0].lines().next().unwrap().to_string();
+    assert!(
+        first.contains(" /images/get?names=sha256:aa&names=reg:5000/x%20y HTTP/1."),
+        "{first}"
+    );
+}

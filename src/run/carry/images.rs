@@ -51,6 +51,13 @@ pub(crate) struct Image {
     /// The other platforms it holds, not carried (`os/architecture[/variant]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) dropped: Vec<String>,
+    /// Why its export failed (it is not in the spool; the other images are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) export_error: Option<String>,
+    /// Why it was exported on its own, not in the one export of all the images (that export
+    /// failed): its layers are in its own tar, shared ones too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) alone: Option<String>,
 }
 
 impl Image {
@@ -83,6 +90,13 @@ pub(crate) struct Carry {
     pub(crate) containers_not_carried: Vec<String>,
     /// The spool kept for the next run when something failed (null: none).
     pub(crate) spool: Option<String>,
+    /// What the spool needs at most, in bytes: the images' sizes with a layer shared by
+    /// several counted once (where the engine shows which are shared: an image whose layers
+    /// begin with all of another's), not more than `bytes`.
+    pub(crate) spool_bytes: u64,
+    /// Why the images were exported one by one, each with its layers, instead of in one
+    /// export of all (null: they were exported together, each shared layer once).
+    pub(crate) export_fallback: Option<String>,
 }
 
 impl Carry {
@@ -107,6 +121,8 @@ pub(crate) fn survey(engine: &Engine) -> Result<(Vec<Image>, Vec<String>)> {
             manifests: Vec::new(),
             platform: None,
             dropped: Vec::new(),
+            export_error: None,
+            alone: None,
         })
         .collect();
     images.sort_by_key(Image::name);
@@ -182,8 +198,139 @@ pub(crate) fn dropped_note(img: &Image) -> Option<String> {
     ))
 }
 
-/// Exports every image of the old engine into the spool (one tar per image, with its tags), the
-/// index written last. The caller journals the spool first.
+/// The bytes the spool needs for `images` (sizes as the engine counts them, each image with
+/// the diff IDs of its layers): an image whose layers begin with all of another listed
+/// image's layers needs only its own past those (the longest such other image), since one
+/// export holds each layer once. An upper bound: layers shared in other ways are counted in
+/// each image, as the engine counts them.
+pub(crate) fn shared_once(images: &[(u64, Vec<String>)]) -> u64 {
+    images
+        .iter()
+        .map(|(size, layers)| {
+            let below = images
+                .iter()
+                .filter(|(_, l)| !l.is_empty() && l.len() < layers.len() && layers.starts_with(l))
+                .map(|(s, _)| *s)
+                .max()
+                .unwrap_or(0);
+            size.saturating_sub(below)
+        })
+        .sum()
+}
+
+/// What the spool needs for `images` of `engine` ([`shared_once`], the layers from `GET
+/// /images/{id}/json`).
+pub(crate) fn spool_bytes(engine: &Engine, images: &[Image]) -> Result<u64> {
+    let mut sized = Vec::new();
+    for i in images {
+        let layers = match engine.inspect_image(&i.id) {
+            Ok(v) => v.root_fs.layers,
+            Err(e) if e.not_found() => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        sized.push((i.size, layers));
+    }
+    Ok(shared_once(&sized))
+}
+
+/// An export that did not complete: the spool's filesystem full (which stops the carry, as
+/// every later export would fail the same way), or anything else (which the image or images
+/// of that export alone are failed for).
+struct ExportFailed {
+    full: bool,
+    error: anyhow::Error,
+}
+
+/// Exports `set` into one tar `file` of the spool (`total`: the bytes all exports need, for
+/// the message of a full spool), its identity read from the tar as it is written: the
+/// images spooled, or why not.
+fn export_set(
+    root: &Root,
+    engine: &Engine,
+    set: &[&Image],
+    file: &str,
+    total: u64,
+    show: &mut dyn FnMut(u64),
+) -> std::result::Result<Vec<Image>, ExportFailed> {
+    let other = |error: anyhow::Error| ExportFailed { full: false, error };
+    // The spool directory was made beneath the root by the caller.
+    let path = root.resolved(file).map_err(other)?;
+    let io_failed = |e: std::io::Error, what: &str| {
+        if is_full(&e) {
+            ExportFailed {
+                full: true,
+                error: spool_full(root, total, &path, &e),
+            }
+        } else {
+            other(anyhow::Error::new(e).context(format!("cannot {what} {}", path.display())))
+        }
+    };
+    let mut out = std::fs::File::create(&path).map_err(|e| io_failed(e, "create"))?;
+    // By id: the tar names no tag, so loading it moves no tag in the new engine; the tags
+    // are set afterwards, each only where it names nothing else. One platform of several:
+    // the host's (the others are named as not carried).
+    let mut tar = TarReader::default();
+    let ids: Vec<&str> = set.iter().map(|i| i.id.as_str()).collect();
+    let named = || set.iter().map(|i| i.name()).collect::<Vec<_>>().join(", ");
+    engine
+        .export_images(
+            &ids,
+            set[0].platform.as_ref(),
+            &mut Tee {
+                file: &mut out,
+                tar: &mut tar,
+                written: 0,
+                started: 0,
+            },
+            IDLE,
+            show,
+        )
+        .map_err(|e| match &e {
+            EngineError::Local { source, .. } if is_full(source) => ExportFailed {
+                full: true,
+                error: spool_full(root, total, &path, source),
+            },
+            _ => other(anyhow::Error::new(e).context(format!("cannot export {}", named()))),
+        })?;
+    out.sync_all().map_err(|e| io_failed(e, "write"))?;
+    if !tar.complete() {
+        return Err(other(anyhow::anyhow!(
+            "the export of {} was cut short: the engine's stream ended before the end of the tar (an error in the engine after the export began; its log says which)",
+            named()
+        )));
+    }
+    set.iter()
+        .map(|img| {
+            // Alone with `platform=` (an image of several platforms in the containerd store),
+            // the tar holds the platform's manifest, not the index that is the image's id:
+            // its one entry is the image.
+            let found = tar.identity_of(&img.id).or_else(|| {
+                Some(tar.identity()).filter(|i| set.len() == 1 && i.config.is_some())
+            });
+            let found = found.ok_or_else(|| {
+                other(anyhow::anyhow!(
+                    "the export of image {} names no image config for it (no manifest.json entry): it cannot be carried by its identity",
+                    img.name()
+                ))
+            })?;
+            Ok(Image {
+                file: Some(file.to_string()),
+                by_id: true,
+                config: found.config,
+                diff_ids: found.diff_ids,
+                manifests: found.manifests,
+                ..(*img).clone()
+            })
+        })
+        .collect()
+}
+
+/// Exports every image of the old engine into the spool, the index written last (the caller
+/// journals the spool first). One export of all of them (`GET /images/get?names=…`), so a
+/// layer several share is written and later loaded once; an image of several platforms (the
+/// containerd store) is exported on its own, for the host's platform. When the one export
+/// fails, each image is exported on its own (said in the result); an image whose own export
+/// fails is named as not carried and the rest are carried. A full spool stops the carry.
 pub(crate) fn export(root: &Root, engine: &Engine, images: &[Image]) -> Result<()> {
     root.ensure_dir(crate::run::journal::DIR, 0o700)?;
     root.ensure_dir(SPOOL, 0o700)?;
@@ -191,69 +338,70 @@ pub(crate) fn export(root: &Root, engine: &Engine, images: &[Image]) -> Result<(
     let total: u64 = images.iter().map(|i| i.size).sum();
     let mut show = progress_line("exporting images");
     let mut done = 0u64;
-    let mut spooled = Vec::new();
-    for (n, img) in images.iter().enumerate() {
-        let file = format!("{SPOOL}/{n}.tar");
-        // The spool directory was made beneath the root just above.
-        let path = root.resolved(&file)?;
-        let mut out = std::fs::File::create(&path).map_err(|e| {
-            if is_full(&e) {
-                spool_full(root, total, &path, &e)
-            } else {
-                anyhow::Error::new(e).context(format!("cannot create {}", path.display()))
+    let mut spooled: Vec<Image> = Vec::new();
+    let (together, mut alone): (Vec<&Image>, Vec<&Image>) =
+        images.iter().partition(|i| i.platform.is_none());
+    let mut fallback = None;
+    if together.len() > 1 {
+        let file = format!("{SPOOL}/all.tar");
+        match export_set(root, engine, &together, &file, total, &mut |b| {
+            show(b, total)
+        }) {
+            Ok(v) => spooled.extend(v),
+            Err(f) if f.full => return Err(f.error),
+            Err(f) => {
+                let _ = root.remove_file(&file);
+                fallback = Some(format!("{:#}", f.error));
+                alone.extend(together);
             }
-        })?;
-        // By id: the tar names no tag, so loading it moves no tag in the new engine; the tags
-        // are set afterwards, each only where it names nothing else. One platform of several:
-        // the host's (the others are named as not carried).
-        let base = done;
-        let mut tar = TarReader::default();
-        let written = engine
-            .export_image(
-                &img.id,
-                img.platform.as_ref(),
-                &mut Tee {
-                    file: &mut out,
-                    tar: &mut tar,
-                },
-                IDLE,
-                &mut |b| show(base + b, total),
-            )
-            .map_err(|e| match &e {
-                EngineError::Local { source, .. } if is_full(source) => {
-                    spool_full(root, total, &path, source)
-                }
-                _ => anyhow::Error::new(e).context(format!("cannot export image {}", img.name())),
-            })?;
-        out.sync_all().map_err(|e| {
-            if is_full(&e) {
-                spool_full(root, total, &path, &e)
-            } else {
-                anyhow::Error::new(e).context(format!("cannot write {}", path.display()))
-            }
-        })?;
-        done += written;
-        let found = tar.identity();
-        if found.config.is_none() {
-            bail!(
-                "the export of image {} names no image config (no manifest.json in it): it cannot be carried by its identity",
-                img.name()
-            );
         }
-        spooled.push(Image {
-            file: Some(file),
-            by_id: true,
-            config: found.config,
-            diff_ids: found.diff_ids,
-            manifests: found.manifests,
-            ..img.clone()
-        });
+        done = spooled_bytes(root, &spooled);
+    } else {
+        alone.extend(together);
+    }
+    for (n, img) in alone.into_iter().enumerate() {
+        let file = format!("{SPOOL}/{n}.tar");
+        let base = done;
+        match export_set(root, engine, &[img], &file, total, &mut |b| {
+            show(base + b, total)
+        }) {
+            Ok(v) => {
+                done += spooled_bytes(root, &v);
+                spooled.extend(v.into_iter().map(|i| Image {
+                    alone: fallback.clone(),
+                    ..i
+                }));
+            }
+            Err(f) if f.full => return Err(f.error),
+            Err(f) => {
+                let _ = root.remove_file(&file);
+                spooled.push(Image {
+                    export_error: Some(format!("{:#}", f.error)),
+                    alone: fallback.clone(),
+                    ..img.clone()
+                });
+            }
+        }
     }
     if std::io::stderr().is_terminal() && !images.is_empty() {
         eprintln!();
     }
+    // In the order surveyed.
+    spooled.sort_by_key(|s| images.iter().position(|i| i.id == s.id));
     let bytes = serde_json::to_vec_pretty(&spooled).expect("serializes");
     root.write_atomic(INDEX, &bytes, Perms::root_owned(0o600))
+}
+
+/// The bytes of the distinct files `images` are spooled in.
+pub(crate) fn spooled_bytes(root: &Root, images: &[Image]) -> u64 {
+    let mut files: Vec<&str> = images.iter().filter_map(|i| i.file.as_deref()).collect();
+    files.sort_unstable();
+    files.dedup();
+    files
+        .into_iter()
+        .filter_map(|f| root.metadata(f).ok().flatten())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// The spooled images waiting to be loaded, if a spool is there.
@@ -355,6 +503,9 @@ fn find(engine: &Engine, img: &Image) -> Result<Option<String>> {
     let mut names: Vec<&String> = img.config.iter().collect();
     names.extend(&img.manifests);
     names.push(&img.id);
+    // The graph driver stores' id is the config digest: each name asked once.
+    let mut seen = std::collections::BTreeSet::new();
+    names.retain(|n| seen.insert(*n));
     for n in names {
         if let Some(h) = held(engine, n)?
             && same(engine, img, &h)?
@@ -363,6 +514,43 @@ fn find(engine: &Engine, img: &Image) -> Result<Option<String>> {
         }
     }
     Ok(None)
+}
+
+/// The spool's files loaded so far in this run, and how (the error of a load that failed).
+type Loads = std::collections::BTreeMap<String, std::result::Result<(), String>>;
+
+/// Loads a spool file into the engine, once per run however many images it holds (a file
+/// loaded already, or whose load failed, is not sent again: the same answer is given).
+fn load_file(
+    root: &Root,
+    engine: &Engine,
+    file: &str,
+    loads: &mut Loads,
+    show: &mut dyn FnMut(u64),
+) -> Result<()> {
+    if let Some(r) = loads.get(file) {
+        return r.clone().map_err(|e| anyhow::anyhow!(e));
+    }
+    let r = (|| -> Result<()> {
+        let path = root.path(file);
+        let mut f = root
+            .open_read(file)?
+            .with_context(|| format!("{} is gone", path.display()))?;
+        let len = f.metadata()?.len();
+        let messages = engine
+            .load_images(&mut f, len, IDLE, show)
+            .context("the new engine refused the load")?;
+        // The answer is a stream of JSON messages; an error is one of them.
+        if let Some(m) = messages.iter().find(|m| !m.error.is_empty()) {
+            bail!("the new engine could not load it: {}", m.error);
+        }
+        Ok(())
+    })();
+    loads.insert(
+        file.to_string(),
+        r.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")),
+    );
+    r
 }
 
 /// What loading one spooled image did.
@@ -397,6 +585,7 @@ fn load_one(
     root: &Root,
     engine: &Engine,
     img: &Image,
+    loads: &mut Loads,
     show: &mut dyn FnMut(u64),
 ) -> Result<Loaded> {
     let img = &with_identity(root, img)?;
@@ -421,18 +610,7 @@ fn load_one(
             return Ok(done);
         }
         let file = img.file.as_deref().context("not exported")?;
-        let path = root.path(file);
-        let mut f = root
-            .open_read(file)?
-            .with_context(|| format!("{} is gone", path.display()))?;
-        let len = f.metadata()?.len();
-        let messages = engine
-            .load_images(&mut f, len, IDLE, show)
-            .context("the new engine refused the load")?;
-        // The answer is a stream of JSON messages; an error is one of them.
-        if let Some(m) = messages.iter().find(|m| !m.error.is_empty()) {
-            bail!("the new engine could not load it: {}", m.error);
-        }
+        load_file(root, engine, file, loads, show)?;
         done.id = find(engine, img)?;
         if done.id.is_none() {
             bail!(
@@ -445,8 +623,9 @@ fn load_one(
     }
     let id = done.id.clone().expect("found or loaded");
     for t in free {
-        // A tag the load itself set (an older spool) is there already.
-        if held(engine, &t)?.map(|h| h.id).as_deref() != Some(id.as_str()) {
+        // A tag the load itself set (an older spool, exported under its tags) is there
+        // already; a tar exported by id sets none.
+        if img.by_id || held(engine, &t)?.map(|h| h.id).as_deref() != Some(id.as_str()) {
             let (repo, tag) = split_tag(&t);
             engine
                 .tag_image(&id, repo, tag)
@@ -501,73 +680,117 @@ fn conflict_text(img: &Image, done: &Loaded) -> String {
 pub(crate) fn load(root: &Root, engine: &Engine, images: &[Image]) -> Carry {
     let mut c = Carry {
         bytes: images.iter().map(|i| i.size).sum(),
+        spool_bytes: spooled_bytes(root, images),
+        export_fallback: images.iter().find_map(|i| i.alone.clone()).map(|e| {
+            format!(
+                "the one export of all the images failed ({e}): each was exported on its own, its shared layers with it"
+            )
+        }),
         ..Carry::default()
     };
-    let total: u64 = images
-        .iter()
-        .filter_map(|i| i.file.as_deref())
-        .filter_map(|f| root.metadata(f).ok().flatten())
-        .map(|m| m.len())
-        .sum();
+    let total = c.spool_bytes;
     let mut show = progress_line("loading images");
+    let mut loads = Loads::new();
     let mut base = 0u64;
+    let mut load_failed = false;
     for img in images {
-        let size = img
-            .file
-            .as_deref()
-            .and_then(|f| root.metadata(f).ok().flatten())
-            .map_or(0, |m| m.len());
-        let result = load_one(root, engine, img, &mut |b| show(base + b, total));
-        if result.is_ok() {
-            c.skipped.extend(dropped_note(img));
+        if let Some(e) = &img.export_error {
+            // Not in the spool: no later run can load it (the old engine stopped).
+            c.failed.push(format!(
+                "{}: not carried: its export from the old engine failed ({e}); it stays in that engine's store (the other images do not depend on it)",
+                img.name()
+            ));
+            continue;
         }
-        match result {
-            Ok(done) if !done.conflicts.is_empty() => {
-                if done.loaded || !done.tagged.is_empty() {
-                    c.images.push(
-                        done.tagged
-                            .first()
-                            .cloned()
-                            .unwrap_or_else(|| inspect::short_id(&img.id)),
-                    );
-                }
-                c.failed.push(conflict_text(img, &done));
-            }
-            Ok(done) if done.loaded || !done.tagged.is_empty() => c.images.push(img.name()),
-            Ok(done) => c.skipped.push(format!(
-                "{}: already there: the new engine holds the same image (config {}, the same {} layer(s)) under its tags{}",
-                img.name(),
-                img.config.as_deref().map_or_else(|| "unknown".into(), inspect::short_id),
-                img.diff_ids.len(),
-                done.id
-                    .map(|i| format!(", as {}", inspect::short_id(&i)))
-                    .unwrap_or_default()
-            )),
-            Err(e) => c.failed.push(format!("{}: {e:#}", img.name())),
+        let counted = loads.len();
+        let result = load_one(root, engine, img, &mut loads, &mut |b| {
+            show(base + b, total)
+        });
+        if loads.len() > counted {
+            base += img
+                .file
+                .as_deref()
+                .and_then(|f| root.metadata(f).ok().flatten())
+                .map_or(0, |m| m.len());
         }
-        base += size;
+        load_failed |= !result.as_ref().is_ok_and(|d| d.conflicts.is_empty());
+        report_one(&mut c, img, result);
     }
     if std::io::stderr().is_terminal() && !images.is_empty() {
         eprintln!();
     }
-    if c.failed.is_empty() {
-        let _ = root.remove_dir_all(SPOOL);
-    } else {
+    if load_failed {
         c.spool = Some(root.path(SPOOL).display().to_string());
+    } else {
+        let _ = root.remove_dir_all(SPOOL);
     }
     c
 }
 
-/// Writes to a file and reads the tar as it goes by.
+/// Adds what loading `img` did to `c`.
+fn report_one(c: &mut Carry, img: &Image, result: Result<Loaded>) {
+    if result.is_ok() {
+        c.skipped.extend(dropped_note(img));
+    }
+    match result {
+        Ok(done) if !done.conflicts.is_empty() => {
+            if done.loaded || !done.tagged.is_empty() {
+                c.images.push(
+                    done.tagged
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| inspect::short_id(&img.id)),
+                );
+            }
+            c.failed.push(conflict_text(img, &done));
+        }
+        Ok(done) if done.loaded || !done.tagged.is_empty() => c.images.push(img.name()),
+        Ok(done) => c.skipped.push(format!(
+            "{}: already there: the new engine holds the same image (config {}, the same {} layer(s)) under its tags{}",
+            img.name(),
+            img.config.as_deref().map_or_else(|| "unknown".into(), inspect::short_id),
+            img.diff_ids.len(),
+            done.id
+                .map(|i| format!(", as {}", inspect::short_id(&i)))
+                .unwrap_or_default()
+        )),
+        Err(e) => c.failed.push(format!("{}: {e:#}", img.name())),
+    }
+}
+
+/// Writes to a file and reads the tar as it goes by. Every [`WRITEBACK`] bytes it starts the
+/// writeback of what it wrote (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, not waiting), so the
+/// `fsync` at the end finds little left to write: the disk writes while the engine exports,
+/// instead of after it.
 struct Tee<'a> {
     file: &'a mut std::fs::File,
     tar: &'a mut TarReader,
+    written: u64,
+    started: u64,
 }
+
+/// How much is written before its writeback is started.
+const WRITEBACK: u64 = 8 << 20;
 
 impl std::io::Write for Tee<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.file.write(buf)?;
         self.tar.feed(&buf[..n]);
+        self.written += n as u64;
+        if self.written - self.started >= WRITEBACK {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a plain syscall on an open descriptor and a range of it; it only
+            // starts writeback. Its failure is not acted on: the fsync at the end reports.
+            let _ = unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    self.started as libc::off64_t,
+                    (self.written - self.started) as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                )
+            };
+            self.started = self.written;
+        }
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -591,5 +814,42 @@ mod tests {
             ("registry:5000/my/app", "latest")
         );
         assert_eq!(split_tag("app"), ("app", "latest"));
+    }
+
+    fn layers(l: &[&str]) -> Vec<String> {
+        l.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_base_shared_by_ten_images_is_counted_once_in_the_spool() {
+        let mut set = vec![(200, layers(&["b"]))];
+        for n in 0..10 {
+            set.push((210, layers(&["b", &format!("x{n}")])));
+        }
+        assert_eq!(shared_once(&set), 200 + 10 * 10);
+        // Without the base listed, nothing says what is shared: each counted whole.
+        assert_eq!(shared_once(&set[1..]), 10 * 210);
+    }
+
+    #[test]
+    fn a_chain_counts_each_image_past_its_longest_listed_prefix_only() {
+        let set = [
+            (200, layers(&["b"])),
+            (250, layers(&["b", "c"])),
+            (260, layers(&["b", "c", "d"])),
+            // Shares "b" but not "c": past the base only.
+            (230, layers(&["b", "e"])),
+            // Same layers as the base (another tag's image, other config): not a prefix of
+            // itself or of the base, counted whole.
+            (200, layers(&["b"])),
+            // Unknown layers (gone since the listing): counted whole, no prefix of others.
+            (50, Vec::new()),
+        ];
+        assert_eq!(shared_once(&set), 200 + 50 + 10 + 30 + 200 + 50);
+        // A size the engine counts smaller than its base's does not go below zero.
+        assert_eq!(
+            shared_once(&[(200, layers(&["b"])), (100, layers(&["b", "c"]))]),
+            200
+        );
     }
 }

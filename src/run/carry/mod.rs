@@ -1,7 +1,11 @@
-//! Carrying what docker holds across the switch. `--carry images`: each image exported from the
-//! old engine through the Engine API (`GET /images/get`) into a spool under
-//! /var/lib/docker-userns before docker stops, and loaded into the new engine (`POST
-//! /images/load`) after its health gate. Exported by id, each image is loaded without a tag
+//! Carrying what docker holds across the switch. `--carry images`: the images exported from the
+//! old engine through the Engine API in one export (`GET /images/get?names=ID&names=ID…`: a
+//! layer several images share is in it once) into a spool under /var/lib/docker-userns before
+//! docker stops, and loaded into the new engine (`POST /images/load`, once) after its health
+//! gate. When that export fails, each image is exported on its own, and an image whose own
+//! export fails is named as not carried while the rest are (the result says so:
+//! `export_fallback`). The spool's free-space check counts a listed base once
+//! ([`shared_once`]). Exported by id, each image is loaded without a tag
 //! and tagged one tag at a time, so no image or tag the new engine holds is ever replaced: a
 //! conflicting tag is reported (the image carried under its other tags). A carry that does
 //! not complete keeps its spool, and the next run with `--carry images` loads what is missing.
@@ -122,6 +126,7 @@ pub(crate) fn carry_preview(root: &Root, docker: &Docker, switching: bool) -> Re
         return Ok(Carry {
             images: left.iter().map(Image::name).collect(),
             bytes: left.iter().map(|i| i.size).sum(),
+            spool_bytes: spooled_bytes(root, &left),
             spool: Some(root.path(SPOOL).display().to_string()),
             ..Carry::default()
         });
@@ -131,11 +136,13 @@ pub(crate) fn carry_preview(root: &Root, docker: &Docker, switching: bool) -> Re
     }
     let (images, containers) = survey(docker.engine())?;
     let bytes = images.iter().map(|i| i.size).sum();
-    check_space(root, bytes)?;
+    let spool_bytes = spool_bytes(docker.engine(), &images)?;
+    check_space(root, spool_bytes)?;
     Ok(Carry {
         images: images.iter().map(Image::name).collect(),
         skipped: images.iter().filter_map(dropped_note).collect(),
         bytes,
+        spool_bytes,
         containers_not_carried: containers,
         ..Carry::default()
     })

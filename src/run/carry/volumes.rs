@@ -134,7 +134,6 @@ pub(crate) fn carry_volume(
     vol: &Volume,
     map: &crate::host::shift::Mapping,
 ) -> Result<VolumeCarried> {
-    use crate::host::shift;
     let stage = staging(new_root, &vol.name);
     let existing = match engine.inspect_volume(&vol.name) {
         Ok(v) => Some(v),
@@ -155,7 +154,26 @@ pub(crate) fn carry_volume(
     if !src.is_dir() {
         bail!("its data {} is not there", src.display());
     }
-    let r = shift::survey(&root.open_dir(&vol.mountpoint)?, map)?;
+    check_source(root, vol, map)?;
+    copy_to_stage(src, &stage)?;
+    crate::failpoint::hit("carry:before-shift")?;
+    shift_stage(root, vol, &stage, map)?;
+    let created = engine
+        .create_volume(&vol.name, "local", &vol.labels)
+        .with_context(|| format!("cannot create volume {}", vol.name))?;
+    let mp = Some(created.mountpoint.as_str())
+        .filter(|m| !m.is_empty())
+        .context("the new volume has no Mountpoint")?;
+    crate::failpoint::hit("carry:before-exchange")?;
+    exchange(&stage, std::path::Path::new(mp))?;
+    Ok(VolumeCarried::Carried)
+}
+
+/// Refuses a volume whose owners the new mapping cannot express, or (into host ids) that holds
+/// setuid/setgid files or file capabilities made under the remapped ids; nothing is created.
+fn check_source(root: &Root, vol: &Volume, map: &crate::host::shift::Mapping) -> Result<()> {
+    let src = std::path::Path::new(&vol.mountpoint);
+    let r = crate::host::shift::survey(&root.open_dir(&vol.mountpoint)?, map)?;
     if r.outside_ids > 0 {
         bail!(
             "{} id(s) under {} (e.g. {}) lie outside what the new mapping expresses; nothing of it was created: change those owners, or create the volume again by hand",
@@ -186,9 +204,14 @@ pub(crate) fn carry_volume(
             }
         );
     }
-    // The copy, under the staging name (never visible as a volume).
+    Ok(())
+}
+
+/// Copies the volume's data to `stage` (`cp -a`: never visible as a volume), an older copy
+/// there removed first.
+fn copy_to_stage(src: &std::path::Path, stage: &std::path::Path) -> Result<()> {
     if stage.exists() {
-        std::fs::remove_dir_all(&stage)
+        std::fs::remove_dir_all(stage)
             .with_context(|| format!("cannot remove the old copy {}", stage.display()))?;
     }
     std::fs::create_dir_all(stage.parent().expect("has a parent"))?;
@@ -196,7 +219,7 @@ pub(crate) fn carry_volume(
     let out = std::process::Command::new(&cp)
         .args(["-a", "--no-target-directory"])
         .arg(src)
-        .arg(&stage)
+        .arg(stage)
         .output()
         .with_context(|| format!("cannot run {}", cp.display()))?;
     if !out.status.success() {
@@ -207,7 +230,18 @@ pub(crate) fn carry_volume(
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    crate::failpoint::hit("carry:before-shift")?;
+    Ok(())
+}
+
+/// Shifts the owners of the copy at `stage` by `map` (crash log in the journal directory),
+/// then marks the copy complete.
+fn shift_stage(
+    root: &Root,
+    vol: &Volume,
+    stage: &std::path::Path,
+    map: &crate::host::shift::Mapping,
+) -> Result<()> {
+    use crate::host::shift;
     let log = root.resolved(&format!(
         "{}/volume-{}.log",
         crate::run::journal::DIR,
@@ -222,17 +256,9 @@ pub(crate) fn carry_volume(
     })
     .with_context(|| format!("cannot shift the owners of the copy {}", stage.display()))?;
     // Marks the copy complete (outside the data: removed with the staging directory).
-    let ready = ready_mark(&stage);
+    let ready = ready_mark(stage);
     std::fs::write(&ready, b"").context("cannot mark the copy complete")?;
-    let created = engine
-        .create_volume(&vol.name, "local", &vol.labels)
-        .with_context(|| format!("cannot create volume {}", vol.name))?;
-    let mp = Some(created.mountpoint.as_str())
-        .filter(|m| !m.is_empty())
-        .context("the new volume has no Mountpoint")?;
-    crate::failpoint::hit("carry:before-exchange")?;
-    exchange(&stage, std::path::Path::new(mp))?;
-    Ok(VolumeCarried::Carried)
+    Ok(())
 }
 
 /// Puts the staged copy in place of the new volume's empty `_data` in one step, then removes
