@@ -22,6 +22,7 @@ pub mod failpoint;
 pub mod formats;
 pub mod host;
 pub mod plugin;
+pub mod progress;
 pub mod report;
 pub mod run;
 
@@ -34,6 +35,7 @@ use crate::commands::{check, prometheus, shift, status, verify};
 use crate::exit::{Code, NotRoot};
 use crate::host::kernel;
 use crate::host::root::Root;
+use crate::progress::Progress;
 use crate::run::converge::{self, RestartPolicy, Want};
 use crate::run::journal;
 use crate::run::preflight;
@@ -84,7 +86,16 @@ impl From<&RestartArgs> for RestartPolicy {
             settle: Duration::from_secs(a.settle),
             carry_images: a.carry.contains(&CarryWhat::Images),
             carry_volumes: a.carry.contains(&CarryWhat::Volumes),
+            progress: Progress::hidden(),
         }
+    }
+}
+
+/// The restart policy of `restart`, its progress drawn unless `json` (see [`progress`]).
+fn policy(restart: &RestartArgs, json: bool) -> RestartPolicy {
+    RestartPolicy {
+        progress: Progress::for_output(json),
+        ..restart.into()
     }
 }
 
@@ -124,7 +135,7 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
         }
         Command::Enable { user, restart } => {
             require_root(&root, name)?;
-            let done = converge::enable(&root, &user.into(), &restart.into())?;
+            let done = converge::enable(&root, &user.into(), &policy(restart, cli.json))?;
             Ok(Output {
                 code: done.code(),
                 text: report::enable_text(&root_text, &done, true),
@@ -133,7 +144,7 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
         }
         Command::Disable { restart } => {
             require_root(&root, name)?;
-            let done = converge::disable(&root, &restart.into())?;
+            let done = converge::disable(&root, &policy(restart, cli.json))?;
             Ok(Output {
                 code: done.code(),
                 text: report::disable_text(&root_text, &done),
@@ -203,7 +214,14 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
                 cli::ShiftTo::Remapped => shift::Direction::Remapped,
                 cli::ShiftTo::Host => shift::Direction::Host,
             };
-            let r = shift::shift(&root, paths, direction, *dry_run, *drop_setid_and_caps)?;
+            let r = shift::shift(
+                &root,
+                paths,
+                direction,
+                *dry_run,
+                *drop_setid_and_caps,
+                Progress::for_output(cli.json),
+            )?;
             Ok(Output {
                 code: Code::Ok,
                 text: report::shift_text(&r),

@@ -3,7 +3,6 @@
 //! back (`--to host`), exactly and resumably, refusing system trees and ids the mapping cannot
 //! express.
 
-use std::io::IsTerminal;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,6 +15,7 @@ use crate::host::engine::Engine;
 use crate::host::root::Root;
 use crate::host::setup;
 use crate::host::shift::{self, LeftLog, Mapping, Report};
+use crate::progress::Progress;
 use crate::run::journal;
 
 /// Where the owners go.
@@ -278,6 +278,7 @@ pub fn shift(
     to: Direction,
     dry_run: bool,
     drop_setid_and_caps: bool,
+    progress: Progress,
 ) -> Result<ShiftResult> {
     if !root.is_host() {
         return Err(Usage(
@@ -418,18 +419,13 @@ pub fn shift(
     }
     if !dry_run {
         root.ensure_dir(journal::DIR, 0o700)?;
-        let tty = std::io::stderr().is_terminal();
         for (s, dir) in roots.iter_mut().zip(&dirs) {
             let d = dir.shown();
             let log = root.resolved(&log_of(d))?;
             let total = s.report.inodes;
+            let bar = progress.inodes(&format!("shifting owners below {}", d.display()), total);
             let mut progress = |n| {
-                if tty {
-                    eprint!(
-                        "\rshifting owners below {}: {n}/{total} inodes",
-                        d.display()
-                    );
-                }
+                bar.set(n);
                 ControlFlow::Continue(())
             };
             let r = if drop_setid_and_caps {
@@ -451,9 +447,6 @@ pub fn shift(
                     }
                 )
             })?;
-            if tty {
-                eprintln!();
-            }
         }
     }
     let (uid, gid) = (map.uid(), map.gid());

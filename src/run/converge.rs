@@ -14,6 +14,7 @@ use crate::formats::daemon_config::DEFAULT_USER;
 use crate::formats::subid::How;
 use crate::host::inspect::Impact;
 use crate::host::root::Root;
+use crate::progress::Progress;
 use crate::run::apply;
 use crate::run::carry::{self, Carry};
 use crate::run::carry::{carry_load, carry_preview, carry_volumes};
@@ -272,7 +273,7 @@ fn converge<C: Change>(
         return Ok(run.out);
     }
     let switched = journaled_and_restarted(root, policy, change, &mut docker, &seen, &mut run)?;
-    carried::<C>(root, &docker, run, switched)
+    carried::<C>(root, &docker, run, switched, policy.progress)
 }
 
 /// `--root`, or `--no-restart` on the live host: the files only. Whoever restarts docker next
@@ -395,7 +396,7 @@ fn carry_left<C: Change>(
     out: &mut Outcome<C::Plan>,
 ) -> Result<()> {
     if policy.carry_images {
-        out.carry = Some(carry_load(root, docker, Vec::new()));
+        out.carry = Some(carry_load(root, docker, Vec::new(), policy.progress));
     }
     if policy.carry_volumes {
         let left = carry::pending_volumes(root)?;
@@ -536,7 +537,7 @@ fn switch_steps<C: Change>(
     validate(&exec_start, policy.timeout, &mut out.notes)?;
     if let Some((images, _)) = &run.images {
         journal.spool_images(root)?;
-        carry::export(root, docker.engine(), images)?;
+        carry::export(root, docker.engine(), images, policy.progress)?;
         failpoint::hit("carry:after-export")?;
     }
     // With live-restore, stopping docker leaves its containers running, out of sight of the
@@ -562,7 +563,7 @@ fn switch_steps<C: Change>(
     let downtime = docker
         .restart_with(&expect, &mut || {
             if let (Some(total), Some(r)) = (run.moving, &repair) {
-                moved = Some(move_data_root(root, journal, r, total)?);
+                moved = Some(move_data_root(root, journal, r, total, policy.progress)?);
             }
             Ok(())
         })
@@ -594,6 +595,7 @@ fn carried<C: Change>(
     docker: &Docker,
     run: Surveyed<C::Plan>,
     switched: Switched,
+    progress: Progress,
 ) -> Result<Outcome<C::Plan>> {
     let mut out = run.out;
     out.restarted = switched.downtime.is_some();
@@ -620,7 +622,7 @@ fn carried<C: Change>(
                 ..Carry::default()
             });
         } else {
-            out.carry = Some(carry_load(root, docker, containers));
+            out.carry = Some(carry_load(root, docker, containers, progress));
         }
     }
     if let Some((vols, skipped, ranges)) = volumes {

@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::formats::subid::How;
 use crate::host::inspect::Impact;
 use crate::host::setup::Setup;
+use crate::progress::Progress;
 use crate::run::carry::Carry;
 use crate::run::plan::Decided;
 
@@ -48,6 +49,8 @@ pub struct RestartPolicy {
     pub carry_images: bool,
     /// Carry the named volumes across the switch (`--carry volumes`).
     pub carry_volumes: bool,
+    /// How the long steps (repair's shift, the image export and load) show their progress.
+    pub progress: Progress,
 }
 
 /// What a run did (or, for `plan`, would do): the plan, and what happened around it.

@@ -1,8 +1,6 @@
 //! `--repair`: moving the remap range dockerd took (and the remapped data root with it): the
 //! checks before docker stops, the rename and the owner shift, what it leaves outside.
 
-use std::io::IsTerminal;
-
 use anyhow::{Context, Result};
 
 use crate::exit::Conflict;
@@ -10,6 +8,7 @@ use crate::failpoint;
 use crate::host::inspect::{self};
 use crate::host::root::Root;
 use crate::host::shift;
+use crate::progress::Progress;
 use crate::run::journal::{Journal, OwnerShift};
 use crate::run::plan::Repair;
 use crate::run::restart::Docker;
@@ -246,6 +245,7 @@ pub fn move_data_root(
     journal: &mut Journal,
     r: &Repair,
     total: u64,
+    progress: Progress,
 ) -> Result<String> {
     let owner_shift = repair_shift(r)?;
     let mapping = owner_shift.mapping()?;
@@ -256,24 +256,17 @@ pub fn move_data_root(
     journal.step_done(root)?;
     journal.shift_owners(root, &r.to, &r.from, owner_shift, SHIFT_LOG)?;
     failpoint::hit("repair:before-shift")?;
-    let tty = std::io::stderr().is_terminal();
+    let bar = progress.inodes(&format!("shifting owners below {}", to.display()), total);
     let to_dir = root.open_dir(&r.to)?;
     let report = shift::shift_tree(&to_dir, &mapping, &root.resolved(SHIFT_LOG)?, &mut |n| {
-        if tty {
-            eprint!(
-                "\rshifting owners below {}: {n}/{total} inodes",
-                to.display()
-            );
-        }
+        bar.set(n);
         if failpoint::hit("repair:during-shift").is_err() {
             return std::ops::ControlFlow::Break(());
         }
         std::ops::ControlFlow::Continue(())
     })
     .with_context(|| format!("cannot shift the owners below {}", to.display()))?;
-    if tty {
-        eprintln!();
-    }
+    drop(bar);
     journal.step_done(root)?;
     failpoint::hit("repair:after-shift")?;
     let mut note = format!(

@@ -2,8 +2,6 @@
 //! stops, loaded into the new engine after its gate, known by their config digest and diff
 //! IDs in every store.
 
-use std::io::IsTerminal;
-
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -184,12 +182,12 @@ pub fn dropped_note(img: &Image) -> Option<String> {
 
 /// Exports every image of the old engine into the spool (one tar per image, with its tags), the
 /// index written last. The caller journals the spool first.
-pub fn export(root: &Root, engine: &Engine, images: &[Image]) -> Result<()> {
+pub fn export(root: &Root, engine: &Engine, images: &[Image], progress: Progress) -> Result<()> {
     root.ensure_dir(crate::run::journal::DIR, 0o700)?;
     root.ensure_dir(SPOOL, 0o700)?;
     crate::failpoint::hit("carry:before-export")?;
     let total: u64 = images.iter().map(|i| i.size).sum();
-    let mut show = progress_line("exporting images");
+    let bar = progress.bytes("exporting images", total);
     let mut done = 0u64;
     let mut spooled = Vec::new();
     for (n, img) in images.iter().enumerate() {
@@ -217,7 +215,7 @@ pub fn export(root: &Root, engine: &Engine, images: &[Image]) -> Result<()> {
                     tar: &mut tar,
                 },
                 IDLE,
-                &mut |b| show(base + b, total),
+                &mut |b| bar.set(base + b),
             )
             .map_err(|e| match &e {
                 EngineError::Local { source, .. } if is_full(source) => {
@@ -248,9 +246,6 @@ pub fn export(root: &Root, engine: &Engine, images: &[Image]) -> Result<()> {
             manifests: found.manifests,
             ..img.clone()
         });
-    }
-    if std::io::stderr().is_terminal() && !images.is_empty() {
-        eprintln!();
     }
     let bytes = serde_json::to_vec_pretty(&spooled).expect("serializes");
     root.write_atomic(INDEX, &bytes, Perms::root_owned(0o600))
@@ -498,7 +493,7 @@ fn conflict_text(img: &Image, done: &Loaded) -> String {
 /// loaded or skipped, else kept for the next run. An image one of whose tags names another
 /// image in the new engine is carried under its other tags and reported as failed (exit 8),
 /// naming the tag; the same command carries that tag once it is free.
-pub fn load(root: &Root, engine: &Engine, images: &[Image]) -> Carry {
+pub fn load(root: &Root, engine: &Engine, images: &[Image], progress: Progress) -> Carry {
     let mut c = Carry {
         bytes: images.iter().map(|i| i.size).sum(),
         ..Carry::default()
@@ -509,7 +504,7 @@ pub fn load(root: &Root, engine: &Engine, images: &[Image]) -> Carry {
         .filter_map(|f| root.metadata(f).ok().flatten())
         .map(|m| m.len())
         .sum();
-    let mut show = progress_line("loading images");
+    let bar = progress.bytes("loading images", total);
     let mut base = 0u64;
     for img in images {
         let size = img
@@ -517,7 +512,7 @@ pub fn load(root: &Root, engine: &Engine, images: &[Image]) -> Carry {
             .as_deref()
             .and_then(|f| root.metadata(f).ok().flatten())
             .map_or(0, |m| m.len());
-        let result = load_one(root, engine, img, &mut |b| show(base + b, total));
+        let result = load_one(root, engine, img, &mut |b| bar.set(base + b));
         if result.is_ok() {
             c.skipped.extend(dropped_note(img));
         }
@@ -546,9 +541,6 @@ pub fn load(root: &Root, engine: &Engine, images: &[Image]) -> Carry {
             Err(e) => c.failed.push(format!("{}: {e:#}", img.name())),
         }
         base += size;
-    }
-    if std::io::stderr().is_terminal() && !images.is_empty() {
-        eprintln!();
     }
     if c.failed.is_empty() {
         let _ = root.remove_dir_all(SPOOL);

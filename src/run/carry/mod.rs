@@ -26,13 +26,13 @@
 mod images;
 mod volumes;
 
-use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
 use crate::exit::Conflict;
 use crate::host::root::Root;
+use crate::progress::Progress;
 
 use crate::host::shift;
 use crate::run::restart::Docker;
@@ -99,20 +99,6 @@ fn spool_full(
     )
 }
 
-fn progress_line(what: &str) -> impl FnMut(u64, u64) {
-    let tty = std::io::stderr().is_terminal();
-    let what = what.to_string();
-    move |done, total| {
-        if tty {
-            eprint!(
-                "\r{what}: {} / {} MiB   ",
-                done >> 20,
-                total.max(done) >> 20
-            );
-        }
-    }
-}
-
 // What converge runs: the carry around the switch.
 
 /// What `--carry images` would carry: the old engine's images when docker switches (the
@@ -143,10 +129,15 @@ pub fn carry_preview(root: &Root, docker: &Docker, switching: bool) -> Result<Ca
 
 /// Loads what the spool holds into the engine that runs now (after a switch, or left by an
 /// earlier run whose carry did not complete).
-pub fn carry_load(root: &Root, docker: &Docker, containers: Vec<String>) -> Carry {
+pub fn carry_load(
+    root: &Root,
+    docker: &Docker,
+    containers: Vec<String>,
+    progress: Progress,
+) -> Carry {
     match pending(root) {
         Ok(Some(images)) => {
-            let mut c = load(root, docker.engine(), &images);
+            let mut c = load(root, docker.engine(), &images, progress);
             c.containers_not_carried = containers;
             c
         }
