@@ -12,6 +12,7 @@ use crate::host::engine::{ContainerCreate, Engine, HostConfigCreate};
 use crate::host::root::Root;
 use crate::host::setup;
 use crate::host::systemd::{LoadState, Systemd};
+use crate::run::note::Note;
 use crate::run::restart::SERVICE;
 
 /// One check and its outcome.
@@ -35,7 +36,7 @@ pub struct Verification {
     /// The checks, in order.
     pub checks: Vec<Check>,
     /// Remarks.
-    pub notes: Vec<String>,
+    pub notes: Vec<Note>,
     /// The remap user the configured `userns-remap` value resolves to (as dockerd resolves
     /// it; null: not set).
     pub remap_user: Option<String>,
@@ -171,12 +172,14 @@ pub fn verify(
     let info = engine.info()?;
     let mut notes = Vec::new();
     if info.swarm.member() {
-        notes.push(format!(
-            "this node is in a swarm (Swarm.LocalNodeState {}): enable and disable refuse to switch remapping while it is (moby#39722)",
-            info.swarm.local_node_state
-        ));
+        notes.push(Note::VerifySwarmMember {
+            state: info.swarm.local_node_state.to_string(),
+        });
     }
-    notes.extend(crate::host::setup::swarm_left_behind(&info));
+    notes.extend(
+        crate::host::setup::swarm_left_behind(&info)
+            .map(|state_file| Note::SwarmLeftBehind { state_file }),
+    );
     let mut checks = vec![check(
         "the engine reports user namespaces",
         info.userns(),
@@ -203,10 +206,9 @@ pub fn verify(
     });
     let image = find_image(engine, image)?;
     let Some(img) = image.clone() else {
-        notes.push(format!(
-            "no local image to run checks with (looked for {}): pass --image IMG with a local image that has id, sleep and touch; only /info was checked",
-            DEFAULT_IMAGES.join(", ")
-        ));
+        notes.push(Note::VerifyNoImage {
+            looked_for: DEFAULT_IMAGES.iter().map(|i| i.to_string()).collect(),
+        });
         return Ok(Verification {
             remap_user: None,
             remap_group: None,

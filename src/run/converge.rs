@@ -19,10 +19,11 @@ use crate::run::apply;
 use crate::run::carry::{self, Carry};
 use crate::run::carry::{carry_load, carry_preview, carry_volumes};
 use crate::run::journal::{self, Action, Before, Journal};
+use crate::run::note::Note;
 use crate::run::plan::{self, Decided, DisablePlan, Plan, Repair};
 use crate::run::preflight::{self, Inputs};
 use crate::run::repair::{
-    REPAIR_KEEPS, held_outside, move_data_root, repair_check, repair_preview,
+    held_outside, move_data_root, repair_check, repair_preview, repair_preview_refusal,
 };
 use crate::run::restart::{self, Docker, Expect, Observed, Validation};
 use crate::run::signals::{self, Critical};
@@ -162,7 +163,7 @@ pub fn plan(
                 .as_ref()
                 .is_some_and(|r| root.is_dir(&r.from));
             if moves && (carry_images || carry_volumes) {
-                out.notes.push(REPAIR_KEEPS.into());
+                out.notes.push(Note::CarryRepairKeeps);
             } else if carry_images {
                 out.carry = Some(carry_preview(root, &docker, out.restart)?);
             }
@@ -175,9 +176,9 @@ pub fn plan(
         }
         // What enable would refuse (docker listens on no unix socket), plan refuses too.
         Err(e) if e.is::<Conflict>() => return Err(e),
-        Err(e) => out.notes.push(format!(
-            "docker's running state is unknown ({e:#}); the plan covers the files only"
-        )),
+        Err(e) => out.notes.push(Note::DockerStateUnknown {
+            error: format!("{e:#}"),
+        }),
     }
     Ok(out)
 }
@@ -201,9 +202,9 @@ pub fn plan_disable(root: &Root) -> Result<Outcome<DisablePlan>> {
             }
         }
         Err(e) if e.is::<Conflict>() => return Err(e),
-        Err(e) => out.notes.push(format!(
-            "docker's running state is unknown ({e:#}); the plan covers the files only"
-        )),
+        Err(e) => out.notes.push(Note::DockerStateUnknown {
+            error: format!("{e:#}"),
+        }),
     }
     Ok(out)
 }
@@ -221,7 +222,7 @@ fn planned(root: &Root, inputs: &Inputs, want: &Want) -> Result<Plan> {
                 Ok(Plan {
                     repair: Some(r), ..
                 }) => {
-                    let preview = repair_preview(root, &r)?;
+                    let preview = repair_preview_refusal(root, &r)?;
                     Err(Conflict {
                         message: format!("{}; here: {preview}", refused.message),
                         ..refused
@@ -293,7 +294,7 @@ fn converge_without_restart<C: Change>(
     };
     let mut out = converge_files(root, change, &guard)?;
     if policy.carry_images {
-        out.notes.push("--carry images needs docker switched on the live host (not --root or --no-restart): nothing was carried".into());
+        out.notes.push(Note::CarryImagesNotSwitched);
     }
     Ok(out)
 }
@@ -335,7 +336,8 @@ fn surveyed<C: Change>(
 ) -> Result<Surveyed<C::Plan>> {
     let inputs = preflight::gather(root, change.user())?;
     let mut out = Outcome::new(change.plan(root, &inputs)?);
-    out.notes.extend(recovered);
+    out.notes
+        .extend(recovered.map(|summary| Note::Recovered { summary }));
     decide_restart(root, docker, seen, &mut out, C::ACTION.wants_userns())?;
     let need = out.restart;
     guard_running(docker, need, policy.stop_running_containers)?;
@@ -357,7 +359,7 @@ fn surveyed<C: Change>(
     // --repair moves the data root with everything in it: nothing to carry.
     let carrying = moving.is_none() && need;
     if moving.is_some() && (policy.carry_images || policy.carry_volumes) {
-        out.notes.push(REPAIR_KEEPS.into());
+        out.notes.push(Note::CarryRepairKeeps);
     }
     // --carry images: what the old engine holds, surveyed (and the spool's room checked)
     // before anything changes; exported before docker stops, loaded after the gate.
@@ -431,10 +433,7 @@ fn carry_left<C: Change>(
     if out.carry.as_ref().is_some_and(|c| {
         c.images.is_empty() && c.volumes.is_empty() && c.failed.is_empty() && c.skipped.is_empty()
     }) {
-        out.notes.push(
-            "--carry: docker was not switched and no earlier carry is waiting: nothing to carry"
-                .into(),
-        );
+        out.notes.push(Note::CarryNothingWaiting);
     }
     Ok(())
 }
@@ -501,9 +500,9 @@ fn journaled_and_restarted<C: Change>(
     if let Some((vols, ..)) = &volumes
         && let Err(e) = carry::keep_pending(root, vols)
     {
-        out.notes.push(format!(
-            "cannot record the volumes to carry for a later run: {e:#}"
-        ));
+        out.notes.push(Note::CarryPendingNotRecorded {
+            error: format!("{e:#}"),
+        });
     }
     journal.finish(root)?;
     Ok(Switched {
@@ -577,12 +576,9 @@ fn switch_steps<C: Change>(
         );
     }
     if !stopped.is_empty() {
-        let names: Vec<&str> = stopped.iter().map(|c| c.name.as_str()).collect();
-        out.notes.push(format!(
-            "live-restore is on, so stopping docker would have left the running containers alive but out of sight of the daemon that came back: {} container(s) were stopped through the engine API first ({}), and none of their processes is alive after the switch",
-            names.len(),
-            names.join(", ")
-        ));
+        out.notes.push(Note::LiveRestoreStopped {
+            containers: stopped.iter().map(|c| c.name.clone()).collect(),
+        });
     }
     failpoint::hit("converge:before-finish")?;
     Ok(Some(downtime))
@@ -649,7 +645,8 @@ fn converge_files<C: Change>(
     let recovered = journal::recover(root, None)?;
     let inputs = preflight::gather(root, change.user())?;
     let mut out = Outcome::new(change.plan(root, &inputs)?);
-    out.notes.extend(recovered);
+    out.notes
+        .extend(recovered.map(|summary| Note::Recovered { summary }));
     // A data root to move needs docker (refused here); without one only the files change.
     if let Some(r) = change.repair(&out.plan) {
         repair_check(root, r, None, &mut out.notes)?;
@@ -696,15 +693,12 @@ fn containers_stopped(err: anyhow::Error, running: &[String]) -> anyhow::Error {
 }
 
 /// `dockerd --validate` on the written files, where this dockerd has it.
-fn validate(exec_start: &[String], timeout: Duration, notes: &mut Vec<String>) -> Result<()> {
-    match restart::validate(exec_start, timeout)? {
-        Validation::Ok => notes.push("dockerd --validate accepted the new configuration".into()),
-        Validation::Unsupported => notes.push(
-            "this dockerd has no --validate (before 23.0): the health gate after the restart decides"
-                .into(),
-        ),
-        Validation::Skipped(why) => notes.push(why),
-    }
+fn validate(exec_start: &[String], timeout: Duration, notes: &mut Vec<Note>) -> Result<()> {
+    notes.push(match restart::validate(exec_start, timeout)? {
+        Validation::Ok => Note::ValidateAccepted,
+        Validation::Unsupported => Note::ValidateUnsupported,
+        Validation::Skipped(why) => Note::ValidateSkipped { why },
+    });
     Ok(())
 }
 

@@ -11,6 +11,7 @@ pub mod carry;
 pub mod converge;
 pub mod engine_checks;
 pub mod journal;
+pub mod note;
 pub mod outcome;
 pub mod plan;
 pub mod preflight;

@@ -10,6 +10,7 @@ use crate::host::inspect::Impact;
 use crate::host::setup::Setup;
 use crate::progress::Progress;
 use crate::run::carry::Carry;
+use crate::run::note::Note;
 use crate::run::plan::Decided;
 
 /// What `enable` (and `plan`) are asked for.
@@ -73,8 +74,8 @@ pub struct Outcome<P> {
     pub setup: Option<Setup>,
     /// What `--carry` carried (or, for `plan`, would carry); None: not asked.
     pub carry: Option<Carry>,
-    /// Remarks for the operator.
-    pub notes: Vec<String>,
+    /// Remarks for the operator (`--json`: their sentences, and `facts` as they are).
+    pub notes: Vec<Note>,
 }
 
 impl<P> Outcome<P> {

@@ -13,6 +13,7 @@ use crate::formats::remap_value::{self, Resolved, SpecError};
 use crate::formats::subid::{self, Decision, How, Reserved, Side, Which};
 use crate::host::account;
 use crate::host::setup::Found;
+use crate::run::note::Note;
 use crate::run::preflight::{DAEMON_JSON, DAEMON_JSON_BACKUP, Inputs, RemapSetting};
 use crate::run::range_refusal;
 
@@ -122,7 +123,7 @@ pub struct Plan {
     pub repair: Option<Repair>,
     /// The planner's remarks (moved into the run's outcome).
     #[serde(skip)]
-    pub notes: Vec<String>,
+    pub notes: Vec<Note>,
     /// The bytes to write to daemon.json (when it changes).
     #[serde(skip)]
     pub daemon_bytes: Option<Vec<u8>>,
@@ -302,7 +303,7 @@ pub struct DisablePlan {
     pub docker: DockerFacts,
     /// The planner's remarks (moved into the run's outcome).
     #[serde(skip)]
-    pub notes: Vec<String>,
+    pub notes: Vec<Note>,
     /// The bytes to write to daemon.json (when it changes).
     #[serde(skip)]
     pub daemon_bytes: Option<Vec<u8>>,
@@ -311,12 +312,12 @@ pub struct DisablePlan {
     pub files: Option<Vec<FileWrite>>,
 }
 
-fn docker_facts(inputs: &Inputs, notes: &mut Vec<String>) -> DockerFacts {
+fn docker_facts(inputs: &Inputs, notes: &mut Vec<Note>) -> DockerFacts {
     let unit = &inputs.unit;
     if unit.unit_file.is_none() {
-        notes.push("docker.service was not found: docker does not seem to be installed; the files are prepared for when it is".into());
+        notes.push(Note::DockerNotInstalled);
     } else if unit.masked {
-        notes.push("docker.service is masked: docker will not start until it is unmasked".into());
+        notes.push(Note::DockerMasked);
     }
     DockerFacts {
         unit_file: unit.unit_file.clone(),
@@ -511,9 +512,10 @@ pub fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Result<Plan,
         }
         (None, _) => {
             if inputs.target.as_ref().is_some_and(|t| !t.own_group) {
-                notes.push(format!(
-                    "no group is named {user}: dockerd rejects \"userns-remap\": {value:?} without one (it looks the group of the user's name up: \"Error during gid lookup for {user:?}\"), so docker would not start with it; create it first: `groupadd --system {user}`"
-                ));
+                notes.push(Note::NoRemapGroup {
+                    user: user.to_string(),
+                    value: value.clone(),
+                });
             }
             inputs.daemon.config.with_remap(&value)
         }
@@ -570,19 +572,22 @@ pub fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Result<Plan,
         && renamed.0.is_none()
         && renamed.1.is_none()
     {
-        notes.push(format!(
-            "--repair: {user}'s ranges overlap no one's and cover no account's ids: nothing to repair"
-        ));
+        notes.push(Note::RepairNothing {
+            user: user.to_string(),
+        });
     }
     if want_u < 65536 || want_g < 65536 {
-        notes.push("fewer than 65536 ids: images with files owned by high ids (e.g. nobody, 65534) will fail to unpack".into());
+        notes.push(Note::FewIds);
     }
 
     let create = inputs.account.is_none();
     if create && let Some((path, line, uid)) = orphan_system_uid_line(inputs) {
-        notes.push(format!(
-            "{path}:{line} is owned by uid {uid}, which no account has and which useradd may give the new user {user}: then that range is {user}'s, `enable` keeps it instead of adding the planned line, and the files differ from this plan (`enable` reports what it wrote)"
-        ));
+        notes.push(Note::OrphanRangeLine {
+            path: path.to_string(),
+            line,
+            uid,
+            user: user.to_string(),
+        });
     }
     let mut subuid = RangePlan::new(Which::SubUid, &du);
     let mut subgid = RangePlan::new(Which::SubGid, &dg);
@@ -593,10 +598,12 @@ pub fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Result<Plan,
                 r.replaces = vec![*line];
             }
             r.renamed_from = Some(owner.clone());
-            notes.push(format!(
-                "--repair: line {line} of {} is {owner}'s; dockerd reads it by the user's name only: it becomes {user}'s, with the same range",
-                r.file
-            ));
+            notes.push(Note::RepairRenamesLine {
+                file: r.file.to_string(),
+                line: *line,
+                owner: owner.clone(),
+                user: user.to_string(),
+            });
         }
     }
     let changed = create || subuid.add || subgid.add || daemon_json_change != FileChange::None;
@@ -832,7 +839,7 @@ pub fn disable(inputs: &Inputs) -> Result<DisablePlan, Conflict> {
     let changed = has_key;
     let removed = current.map(str::to_string);
     if removed.is_some() {
-        notes.push("images, containers and volumes created while remapping was on stay in the remapped data root and are not visible after this; switching back and forth is best avoided".into());
+        notes.push(Note::DisableLeavesData);
     }
     Ok(DisablePlan {
         changed,
@@ -858,7 +865,7 @@ pub trait Decided {
     /// docker must restart, as the files alone decide (the live run also asks the engine).
     fn restart_for_files(&self) -> bool;
     /// The planner's remarks for the operator (taken once).
-    fn take_notes(&mut self) -> Vec<String>;
+    fn take_notes(&mut self) -> Vec<Note>;
 }
 
 impl Decided for Plan {
@@ -868,7 +875,7 @@ impl Decided for Plan {
     fn restart_for_files(&self) -> bool {
         self.restart
     }
-    fn take_notes(&mut self) -> Vec<String> {
+    fn take_notes(&mut self) -> Vec<Note> {
         std::mem::take(&mut self.notes)
     }
 }
@@ -880,7 +887,7 @@ impl Decided for DisablePlan {
     fn restart_for_files(&self) -> bool {
         self.restart
     }
-    fn take_notes(&mut self) -> Vec<String> {
+    fn take_notes(&mut self) -> Vec<Note> {
         std::mem::take(&mut self.notes)
     }
 }
@@ -995,7 +1002,7 @@ mod tests {
                 .unwrap()
                 .notes
                 .iter()
-                .any(|n| n.contains("useradd may give the new user dockremap"))
+                .any(|n| matches!(n, Note::OrphanRangeLine { user, .. } if user == "dockremap"))
         };
         assert!(orphan("alice:100000:65536\n999:300000:65536\n"));
         // alice's uid, a uid outside the system uids, or an existing user: nothing to note.
@@ -1006,7 +1013,7 @@ mod tests {
                 .unwrap()
                 .notes
                 .iter()
-                .all(|n| !n.contains("useradd may"))
+                .all(|n| !matches!(n, Note::OrphanRangeLine { .. }))
         );
     }
 
@@ -1123,10 +1130,6 @@ mod tests {
         i.unit = UnitScan::default();
         let p = enable(&i, None).unwrap();
         assert!(p.changed && !p.restart);
-        assert!(
-            p.notes.iter().any(|n| n.contains("not found")),
-            "{:?}",
-            p.notes
-        );
+        assert!(p.notes.contains(&Note::DockerNotInstalled), "{:?}", p.notes);
     }
 }
