@@ -297,7 +297,7 @@ pub fn shift(
         return Err(Conflict::new(format!(
             "the remap user {} has no range in /etc/subuid and /etc/subgid: there is nothing to shift into; run `docker-userns enable` first",
             conf.user.as_deref().unwrap_or("dockremap")
-        ))
+        )).kind("shift-no-range")
         .into());
     };
     let map = Mapping::for_range(
@@ -314,7 +314,11 @@ pub fn shift(
         let real =
             std::fs::canonicalize(p).with_context(|| format!("cannot resolve {}", p.display()))?;
         if !real.is_dir() {
-            return Err(Conflict::new(format!("{} is not a directory", real.display())).into());
+            return Err(
+                Conflict::new(format!("{} is not a directory", real.display()))
+                    .kind("shift-not-directory")
+                    .into(),
+            );
         }
         let abs = real.to_str().ok_or_else(|| {
             Usage(format!(
@@ -326,7 +330,9 @@ pub fn shift(
         // renamed or relinked meanwhile.
         let dir = root.open_dir(abs)?;
         if let Some(why) = refusal(dir.shown(), &protected) {
-            return Err(Conflict::new(format!("{why}; nothing was changed")).into());
+            return Err(Conflict::new(format!("{why}; nothing was changed"))
+                .kind("shift-protected-directory")
+                .into());
         }
         dirs.push(dir);
     }
@@ -364,7 +370,7 @@ pub fn shift(
                     d.display(),
                     log.display(),
                     command(d, other)
-                ))
+                )).kind("shift-interrupted-other-direction")
                 .into());
             }
             LeftLog::Other(first) => {
@@ -372,14 +378,16 @@ pub fn shift(
                     "{}: an interrupted shift with another mapping left {} ({first:?}), from before the remap user's ranges changed: finish it with the ranges it names, or move the log away (the setuid/setgid modes and capabilities it lists are then not put back: check them by hand); nothing was changed",
                     d.display(),
                     log.display(),
-                ))
+                )).kind("shift-interrupted-other-mapping")
                 .into());
             }
         }
         let r = match shift::survey(dir, &map) {
             Ok(r) => r,
             Err(e) if e.downcast_ref::<shift::TooDeep>().is_some() => {
-                return Err(Conflict::new(format!("{e:#}; nothing was changed")).into());
+                return Err(Conflict::new(format!("{e:#}; nothing was changed"))
+                    .kind("shift-tree-unwalkable")
+                    .into());
             }
             Err(e) => return Err(e.context(format!("cannot survey {}", d.display()))),
         };
@@ -399,7 +407,7 @@ pub fn shift(
                 r.first_outside
                     .as_deref()
                     .map_or_else(String::new, |p| p.display().to_string())
-            ))
+            )).kind("shift-ids-outside-mapping")
             .into());
         }
         if r.privileged > 0 && !drop_setid_and_caps && !dry_run {
@@ -409,7 +417,7 @@ pub fn shift(
                 r.privileged,
                 privileged_list(&r),
                 if r.privileged > r.privileged_paths.len() as u64 { ", ..." } else { "" }
-            ))
+            )).kind("shift-privileged-files")
             .into());
         }
         roots.push(Shifted {

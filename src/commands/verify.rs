@@ -56,12 +56,12 @@ pub fn engine(root: &Root) -> Result<Engine> {
         return Err(Conflict::new(format!(
             "docker.service is {}/{}: verify does not start it (a connection to its socket would): start docker (`systemctl start docker`) and run verify again",
             u.active_state, u.sub_state
-        ))
+        )).kind("docker-not-running")
         .into());
     }
-    let socket = found
-        .engine_socket
-        .ok_or_else(|| Conflict::new(found.engine_problem.unwrap_or_default()))?;
+    let socket = found.engine_socket.ok_or_else(|| {
+        Conflict::new(found.engine_problem.unwrap_or_default()).kind("engine-unreachable")
+    })?;
     Ok(Engine::new(socket, Duration::from_secs(30)))
 }
 

@@ -695,4 +695,31 @@ mod tests {
             assert_eq!(serde_json::from_value::<Note>(v).unwrap(), note);
         }
     }
+
+    #[test]
+    fn the_schema_names_every_kind() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schema/docker-userns.schema.json"
+        );
+        let schema: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let listed: std::collections::BTreeSet<String> =
+            schema["$defs"]["facts"]["items"]["properties"]["kind"]["enum"]
+                .as_array()
+                .expect("an enum of kinds")
+                .iter()
+                .map(|k| k.as_str().unwrap().to_string())
+                .collect();
+        let made: std::collections::BTreeSet<String> = table()
+            .iter()
+            .map(|(n, _)| {
+                serde_json::to_value(n).unwrap()["kind"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(listed, made);
+    }
 }
