@@ -307,7 +307,8 @@ fn existing_is_replaceable(file: &Path) -> Result<()> {
     };
     Err(Conflict::new(format!(
         "--prometheus {shown} is {what}: only a regular file (or a missing one) is replaced with the metrics, and links are not followed; nothing was written"
-    )).kind("prometheus-path-not-file")
+    ))
+    .kind("prometheus-path-not-file")
     .into())
 }
 
