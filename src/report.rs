@@ -520,6 +520,41 @@ pub fn impact_text(i: &Impact, enabling: bool, live_restore: bool) -> String {
     s
 }
 
+/// The status text's lines on docker.service: its state, and the cause of a failed start.
+fn service_text(s: &mut String, svc: &crate::commands::status::Service) {
+    let _ = writeln!(
+        s,
+        "  docker     docker.service {}/{}{}",
+        svc.active_state,
+        svc.sub_state,
+        match (&svc.main_pid_user, svc.main_pid) {
+            (Some(u), pid) => format!(", dockerd (pid {pid}) runs as {u}"),
+            _ if svc.n_restarts > 0 || !matches!(svc.result.as_str(), "" | "success") => {
+                format!(
+                    " (last result {}{})",
+                    svc.result,
+                    match svc.n_restarts {
+                        0 => String::new(),
+                        n => format!(", restarted {n} time(s) automatically"),
+                    }
+                )
+            }
+            _ => String::new(),
+        }
+    );
+    if let Some(f) = &svc.last_failure {
+        let _ = writeln!(s, "  FAILED     {} ({})", f.summary, f.cause);
+        if !f.line.is_empty() {
+            let _ = writeln!(
+                s,
+                "             {} said (invocation {}): {}",
+                f.unit, f.invocation_id, f.line
+            );
+        }
+        let _ = writeln!(s, "             do: {}", f.advice);
+    }
+}
+
 /// Text for `status`.
 pub fn status_text(root: &str, st: &Status) -> String {
     let mut s = String::new();
@@ -528,37 +563,7 @@ pub fn status_text(root: &str, st: &Status) -> String {
         let _ = writeln!(s, "  root       {root}");
     }
     if let Some(svc) = &st.service {
-        let _ = writeln!(
-            s,
-            "  docker     docker.service {}/{}{}",
-            svc.active_state,
-            svc.sub_state,
-            match (&svc.main_pid_user, svc.main_pid) {
-                (Some(u), pid) => format!(", dockerd (pid {pid}) runs as {u}"),
-                _ if svc.n_restarts > 0 || !matches!(svc.result.as_str(), "" | "success") => {
-                    format!(
-                        " (last result {}{})",
-                        svc.result,
-                        match svc.n_restarts {
-                            0 => String::new(),
-                            n => format!(", restarted {n} time(s) automatically"),
-                        }
-                    )
-                }
-                _ => String::new(),
-            }
-        );
-        if let Some(f) = &svc.last_failure {
-            let _ = writeln!(s, "  FAILED     {} ({})", f.summary, f.cause);
-            if !f.line.is_empty() {
-                let _ = writeln!(
-                    s,
-                    "             {} said (invocation {}): {}",
-                    f.unit, f.invocation_id, f.line
-                );
-            }
-            let _ = writeln!(s, "             do: {}", f.advice);
-        }
+        service_text(&mut s, svc);
     }
     if let Some(v) = &st.docker_version {
         let _ = writeln!(

@@ -153,41 +153,7 @@ fn user_name(uid: u32) -> String {
 /// the run lock, so a run in progress is waited for, not reported), and everything is read
 /// after that.
 pub fn status(root: &Root, is_root: bool) -> Result<Status> {
-    // A record that cannot be read is a problem of its own (enable and disable refuse to run
-    // until it is dealt with), never "no unfinished run".
-    let mut journal_problem = None;
-    let mut unfinished = |root: &Root| match Journal::load(root) {
-        Ok(found) => found.map(|j| {
-            let r = j.record();
-            format!("{} {} (phase {:?})", r.action.name(), r.id, r.phase())
-        }),
-        Err(e) => {
-            journal_problem = Some(StatusProblem {
-                kind: JOURNAL,
-                message: format!(
-                    "the record of an interrupted run, {}, cannot be read ({:#}): whatever that run changed is not known, and enable and disable refuse to run",
-                    root.path(journal::RECORD).display(),
-                    e.root_cause()
-                ),
-                fix: format!(
-                    "compare the files it protects (/etc/docker/daemon.json, /etc/subuid, /etc/subgid, /etc/passwd, /etc/group) with the copies saved in {}, restore what a run left half-changed, then remove {}",
-                    root.path(journal::DIR).display(),
-                    root.path(journal::RECORD).display()
-                ),
-            });
-            None
-        }
-    };
-    let mut recovered = Vec::new();
-    let mut found = unfinished(root);
-    if root.is_host() && is_root && found.is_some() {
-        // The record may belong to a run still in progress: recover_interrupted waits for
-        // its lock and finds nothing left to do when it finished. Read again afterwards.
-        if let Some(note) = converge::recover_interrupted(root, Duration::from_secs(90))? {
-            recovered.push(Note::Recovered { summary: note });
-        }
-        found = unfinished(root);
-    }
+    let (found, journal_problem, recovered) = journal_state(root, is_root)?;
     let conf = configured(root)?;
     let mut problems = problems(root, &lookup_name(&conf));
     problems.extend(remap_problems(root, &conf));
@@ -225,6 +191,57 @@ pub fn status(root: &Root, is_root: bool) -> Result<Status> {
     if st.unfinished.is_some() {
         notes.push(Note::Unfinished);
     }
+    ask_services(root, &mut st, &mut notes)?;
+    st.notes = notes;
+    Ok(st)
+}
+
+/// The run record: the unfinished run it names (after rolling it back first, as root on the
+/// live host), the problem when it cannot be read, and what the rollback said.
+fn journal_state(
+    root: &Root,
+    is_root: bool,
+) -> Result<(Option<String>, Option<StatusProblem>, Vec<Note>)> {
+    // A record that cannot be read is a problem of its own (enable and disable refuse to run
+    // until it is dealt with), never "no unfinished run".
+    let mut journal_problem = None;
+    let mut unfinished = |root: &Root| match Journal::load(root) {
+        Ok(found) => found.map(|j| {
+            let r = j.record();
+            format!("{} {} (phase {:?})", r.action.name(), r.id, r.phase())
+        }),
+        Err(e) => {
+            journal_problem = Some(StatusProblem {
+                kind: JOURNAL,
+                message: format!(
+                    "the record of an interrupted run, {}, cannot be read ({:#}): whatever that run changed is not known, and enable and disable refuse to run",
+                    root.path(journal::RECORD).display(),
+                    e.root_cause()
+                ),
+                fix: format!(
+                    "compare the files it protects (/etc/docker/daemon.json, /etc/subuid, /etc/subgid, /etc/passwd, /etc/group) with the copies saved in {}, restore what a run left half-changed, then remove {}",
+                    root.path(journal::DIR).display(),
+                    root.path(journal::RECORD).display()
+                ),
+            });
+            None
+        }
+    };
+    let mut recovered = Vec::new();
+    let mut found = unfinished(root);
+    if root.is_host() && is_root && found.is_some() {
+        // The record may belong to a run still in progress: recover_interrupted waits for
+        // its lock and finds nothing left to do when it finished. Read again afterwards.
+        if let Some(note) = converge::recover_interrupted(root, Duration::from_secs(90))? {
+            recovered.push(Note::Recovered { summary: note });
+        }
+        found = unfinished(root);
+    }
+    Ok((found, journal_problem, recovered))
+}
+
+/// docker.service as systemd sees it, the setup, and (when docker runs) the engine.
+fn ask_services(root: &Root, st: &mut Status, notes: &mut Vec<Note>) -> Result<()> {
     let sd = Systemd::connect();
     let mut service_down = None;
     let unit = match &sd {
@@ -236,7 +253,7 @@ pub fn status(root: &Root, is_root: bool) -> Result<Status> {
             if !u.is_running() {
                 service_down = Some(format!("{}/{}", u.active_state, u.sub_state));
             }
-            let last_failure = explain_failure(root, &st, &u, &mut notes);
+            let last_failure = explain_failure(root, st, &u, notes);
             st.service = Some(Service {
                 main_pid_user: (u.main_pid != 0)
                     .then(|| kernel::uid_of_pid(u.main_pid).map(user_name))
@@ -264,12 +281,11 @@ pub fn status(root: &Root, is_root: bool) -> Result<Status> {
             socket: st.setup.engine_socket.clone(),
         });
     } else if let Some(socket) = st.setup.engine_socket.clone() {
-        ask_engine(root, &mut st, &socket, &mut notes);
+        ask_engine(root, st, &socket, notes);
     } else if let Some(why) = &st.setup.engine_problem {
         notes.push(Note::EngineNotAsked { why: why.clone() });
     }
-    st.notes = notes;
-    Ok(st)
+    Ok(())
 }
 
 /// docker.service's last failed start from the journal, when the unit's state shows one; a

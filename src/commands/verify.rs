@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::exit::Conflict;
-use crate::host::engine::{ContainerCreate, Engine, HostConfigCreate};
+use crate::host::engine::{ContainerCreate, Engine, HostConfigCreate, Info};
 use crate::host::root::Root;
 use crate::host::setup;
 use crate::host::systemd::{LoadState, Systemd};
@@ -170,6 +170,34 @@ pub fn verify(
     scratch: &std::path::Path,
 ) -> Result<Verification> {
     let info = engine.info()?;
+    let (mut checks, mut notes) = info_checks(&info, ranges);
+    let image = find_image(engine, image)?;
+    let Some(img) = image.clone() else {
+        notes.push(Note::VerifyNoImage {
+            looked_for: DEFAULT_IMAGES.iter().map(|i| i.to_string()).collect(),
+        });
+        return Ok(Verification {
+            remap_user: None,
+            remap_group: None,
+            effective: false,
+            image: None,
+            checks,
+            notes,
+        });
+    };
+    checks.extend(container_checks(engine, &img, ranges, scratch)?);
+    Ok(Verification {
+        remap_user: None,
+        remap_group: None,
+        effective: checks.iter().all(|c| c.ok),
+        image,
+        checks,
+        notes,
+    })
+}
+
+/// What `/info` alone tells: user namespaces on, the remapped data root; and the swarm notes.
+fn info_checks(info: &Info, ranges: Option<(u64, u64)>) -> (Vec<Check>, Vec<Note>) {
     let mut notes = Vec::new();
     if info.swarm.member() {
         notes.push(Note::VerifySwarmMember {
@@ -177,7 +205,7 @@ pub fn verify(
         });
     }
     notes.extend(
-        crate::host::setup::swarm_left_behind(&info)
+        crate::host::setup::swarm_left_behind(info)
             .map(|state_file| Note::SwarmLeftBehind { state_file }),
     );
     let mut checks = vec![check(
@@ -204,23 +232,20 @@ pub fn verify(
             ),
         ),
     });
-    let image = find_image(engine, image)?;
-    let Some(img) = image.clone() else {
-        notes.push(Note::VerifyNoImage {
-            looked_for: DEFAULT_IMAGES.iter().map(|i| i.to_string()).collect(),
-        });
-        return Ok(Verification {
-            remap_user: None,
-            remap_group: None,
-            effective: false,
-            image: None,
-            checks,
-            notes,
-        });
-    };
+    (checks, notes)
+}
 
+/// The checks with containers of `img`: root inside and on the host, a root-owned bind mount,
+/// `--privileged`.
+fn container_checks(
+    engine: &Engine,
+    img: &str,
+    ranges: Option<(u64, u64)>,
+    scratch: &std::path::Path,
+) -> Result<Vec<Check>> {
+    let mut checks = Vec::new();
     // 1. Root inside is still uid 0.
-    let (code, out) = run(engine, &img, &["id", "-u"], HostConfigCreate::default())?;
+    let (code, out) = run(engine, img, &["id", "-u"], HostConfigCreate::default())?;
     checks.push(check(
         "root inside the container is uid 0",
         code == 0 && out.trim() == "0",
@@ -228,7 +253,7 @@ pub fn verify(
     ));
 
     // 2. On the host, that root is the range start.
-    let sleeper = create(engine, &img, &["sleep", "30"], HostConfigCreate::default())?;
+    let sleeper = create(engine, img, &["sleep", "30"], HostConfigCreate::default())?;
     engine.start_container(&sleeper.id)?;
     let pid = engine.inspect_container(&sleeper.id)?.state.pid;
     let host_uid = std::fs::metadata(format!("/proc/{pid}"))
@@ -255,7 +280,7 @@ pub fn verify(
     let bind = format!("{}:/probe", dir.path().display());
     let (code, out) = run(
         engine,
-        &img,
+        img,
         &["touch", "/probe/written"],
         HostConfigCreate {
             binds: vec![bind],
@@ -278,7 +303,7 @@ pub fn verify(
         privileged: true,
         ..HostConfigCreate::default()
     };
-    let refused = match create(engine, &img, &["true"], privileged) {
+    let refused = match create(engine, img, &["true"], privileged) {
         Ok(p) => match engine.start_container(&p.id) {
             Ok(_) => Err("a privileged container was created and started".to_string()),
             Err(e) => Ok(e.to_string()),
@@ -293,15 +318,7 @@ pub fn verify(
         ),
         Err(msg) => check("--privileged is refused", false, msg),
     });
-
-    Ok(Verification {
-        remap_user: None,
-        remap_group: None,
-        effective: checks.iter().all(|c| c.ok),
-        image,
-        checks,
-        notes,
-    })
+    Ok(checks)
 }
 
 #[cfg(test)]

@@ -131,36 +131,7 @@ fn repair_note_text(n: &Note) -> String {
             }
             s
         }
-        Note::RepairHeldOutside {
-            uid_from,
-            gid_from,
-            dirs,
-            planning,
-            uid_delta,
-            gid_delta,
-        } => {
-            let listed: Vec<String> = dirs
-                .iter()
-                .map(|d| {
-                    if d.inodes > 0 {
-                        format!("{} ({}; {} inode(s))", d.dir, d.by.join(", "), d.inodes)
-                    } else {
-                        format!("{} ({})", d.dir, d.by.join(", "))
-                    }
-                })
-                .collect();
-            let what = if *planning {
-                "Before --repair, run `docker-userns shift DIR --to host` for each (stop the containers using it first); after it, `docker-userns shift DIR --to remapped` gives them to the new range".to_string()
-            } else {
-                format!(
-                    "No `docker-userns shift` command moves owners from the old range to the new one once the range has moved (it shifts between host ids and the current range only): give each such owner its new id by hand (old id + {uid_delta} for uids, + {gid_delta} for gids). Next time, run `docker-userns shift DIR --to host` for each before --repair and `docker-userns shift DIR --to remapped` after it"
-                )
-            };
-            format!(
-                "--repair moves docker's data root only: these host directories, used by the engine from outside it, keep owners of the old range (uids {uid_from}.. / gids {gid_from}..), which the remapped containers can no longer write after the move: {}. {what}",
-                listed.join("; ")
-            )
-        }
+        Note::RepairHeldOutside { .. } => held_outside_text(n),
         Note::RepairVolumesUnlisted { error } => format!(
             "--repair: cannot list the volumes ({error}); volumes with bind options keep their owners"
         ),
@@ -169,6 +140,42 @@ fn repair_note_text(n: &Note) -> String {
         ),
         _ => carry_note_text(n),
     }
+}
+
+/// `repair-held-outside`: the directories, and what to do before or after the repair.
+fn held_outside_text(n: &Note) -> String {
+    let Note::RepairHeldOutside {
+        uid_from,
+        gid_from,
+        dirs,
+        planning,
+        uid_delta,
+        gid_delta,
+    } = n
+    else {
+        unreachable!("called for repair-held-outside only")
+    };
+    let listed: Vec<String> = dirs
+        .iter()
+        .map(|d| {
+            if d.inodes > 0 {
+                format!("{} ({}; {} inode(s))", d.dir, d.by.join(", "), d.inodes)
+            } else {
+                format!("{} ({})", d.dir, d.by.join(", "))
+            }
+        })
+        .collect();
+    let what = if *planning {
+        "Before --repair, run `docker-userns shift DIR --to host` for each (stop the containers using it first); after it, `docker-userns shift DIR --to remapped` gives them to the new range".to_string()
+    } else {
+        format!(
+            "No `docker-userns shift` command moves owners from the old range to the new one once the range has moved (it shifts between host ids and the current range only): give each such owner its new id by hand (old id + {uid_delta} for uids, + {gid_delta} for gids). Next time, run `docker-userns shift DIR --to host` for each before --repair and `docker-userns shift DIR --to remapped` after it"
+        )
+    };
+    format!(
+        "--repair moves docker's data root only: these host directories, used by the engine from outside it, keep owners of the old range (uids {uid_from}.. / gids {gid_from}..), which the remapped containers can no longer write after the move: {}. {what}",
+        listed.join("; ")
+    )
 }
 
 fn carry_note_text(n: &Note) -> String {
