@@ -297,7 +297,8 @@ pub fn shift(
         return Err(Conflict::new(format!(
             "the remap user {} has no range in /etc/subuid and /etc/subgid: there is nothing to shift into; run `docker-userns enable` first",
             conf.user.as_deref().unwrap_or("dockremap")
-        )).kind("shift-no-range")
+        ))
+        .kind("shift-no-range")
         .into());
     };
     let map = Mapping::for_range(
@@ -370,7 +371,8 @@ pub fn shift(
                     d.display(),
                     log.display(),
                     command(d, other)
-                )).kind("shift-interrupted-other-direction")
+                ))
+                .kind("shift-interrupted-other-direction")
                 .into());
             }
             LeftLog::Other(first) => {
@@ -378,7 +380,8 @@ pub fn shift(
                     "{}: an interrupted shift with another mapping left {} ({first:?}), from before the remap user's ranges changed: finish it with the ranges it names, or move the log away (the setuid/setgid modes and capabilities it lists are then not put back: check them by hand); nothing was changed",
                     d.display(),
                     log.display(),
-                )).kind("shift-interrupted-other-mapping")
+                ))
+                .kind("shift-interrupted-other-mapping")
                 .into());
             }
         }
@@ -407,7 +410,8 @@ pub fn shift(
                 r.first_outside
                     .as_deref()
                     .map_or_else(String::new, |p| p.display().to_string())
-            )).kind("shift-ids-outside-mapping")
+            ))
+            .kind("shift-ids-outside-mapping")
             .into());
         }
         if r.privileged > 0 && !drop_setid_and_caps && !dry_run {
@@ -417,7 +421,8 @@ pub fn shift(
                 r.privileged,
                 privileged_list(&r),
                 if r.privileged > r.privileged_paths.len() as u64 { ", ..." } else { "" }
-            )).kind("shift-privileged-files")
+            ))
+            .kind("shift-privileged-files")
             .into());
         }
         roots.push(Shifted {

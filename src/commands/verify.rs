@@ -56,7 +56,8 @@ pub fn engine(root: &Root) -> Result<Engine> {
         return Err(Conflict::new(format!(
             "docker.service is {}/{}: verify does not start it (a connection to its socket would): start docker (`systemctl start docker`) and run verify again",
             u.active_state, u.sub_state
-        )).kind("docker-not-running")
+        ))
+        .kind("docker-not-running")
         .into());
     }
     let socket = found.engine_socket.ok_or_else(|| {

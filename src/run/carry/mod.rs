@@ -67,7 +67,8 @@ pub fn check_space(root: &Root, needed: u64) -> Result<()> {
             needed.div_ceil(1 << 20),
             root.path(SPOOL).display(),
             free >> 20
-        )).kind("carry-spool-no-room")
+        ))
+        .kind("carry-spool-no-room")
         .into());
     }
     Ok(())

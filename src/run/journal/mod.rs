@@ -569,7 +569,8 @@ pub fn recover(root: &Root, docker: Option<&mut dyn Docker>) -> Result<Option<St
             "an interrupted run ({} {}) touched docker and must be rolled back on the live host first: run the command once without --no-restart (or without --root)",
             r.action.name(),
             r.id
-        )).kind("interrupted-run-needs-live-host")
+        ))
+        .kind("interrupted-run-needs-live-host")
         .into());
     }
     tracing::warn!(
