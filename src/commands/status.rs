@@ -233,7 +233,7 @@ fn journal_state(
         // The record may belong to a run still in progress: recover_interrupted waits for
         // its lock and finds nothing left to do when it finished. Read again afterwards.
         if let Some(note) = converge::recover_interrupted(root, Duration::from_secs(90))? {
-            recovered.push(Note::Recovered { summary: note });
+            recovered.push(note);
         }
         found = unfinished(root);
     }

@@ -1,6 +1,6 @@
 //! The words of the typed notes ([`Note`]): every sentence a run says beside its result.
 
-use crate::run::note::Note;
+use crate::run::note::{Note, StrayDataRoot};
 
 /// The sentence of a note (the `notes` strings of every document, and the text's notes).
 pub fn note_text(n: &Note) -> String {
@@ -70,7 +70,24 @@ fn engine_note_text(n: &Note) -> String {
             containers.len(),
             containers.join(", ")
         ),
-        Note::Recovered { summary } => summary.clone(),
+        Note::RecoveredFinished { action, id } => format!(
+            "an interrupted run ({action} {id}) had already restarted docker as intended; its record was cleared"
+        ),
+        Note::RecoveredRolledBack { action, id, doing, left, stray } => {
+            let mut s = format!("an interrupted run ({action} {id}, stopped while {doing}) was rolled back first");
+            if !left.is_empty() {
+                s.push_str(&format!(
+                    "; {} changed after this run wrote it and was left as found (compare it with its saved copy)",
+                    left.join(", ")
+                ));
+            }
+            if let Some(StrayDataRoot { made, not_moved }) = stray {
+                s.push_str(&format!(
+                    "; {made} was made by a docker started meanwhile with the interrupted repair's files (the data root {not_moved} was not moved): it was left as found; remove it (once you have checked it holds nothing you need) before running --repair again"
+                ));
+            }
+            s
+        }
         _ => repair_note_text(n),
     }
 }
@@ -277,7 +294,8 @@ mod tests {
             Note::ValidateUnsupported => 19,
             Note::ValidateSkipped { .. } => 20,
             Note::LiveRestoreStopped { .. } => 21,
-            Note::Recovered { .. } => 22,
+            Note::RecoveredFinished { .. } => 22,
+            Note::RecoveredRolledBack { .. } => 50,
             Note::RepairNoDataRoot { .. } => 23,
             Note::RepairWill { .. } => 24,
             Note::RepairDone { .. } => 25,
@@ -307,7 +325,7 @@ mod tests {
             Note::VerifyNoImage { .. } => 49,
         }
     }
-    const KINDS: usize = 50;
+    const KINDS: usize = 51;
 
     /// Each kind with sample facts, and the sentence the code said before the notes were typed
     /// (the old `format!` strings with these values filled in).
@@ -440,10 +458,34 @@ mod tests {
                 "live-restore is on, so stopping docker would have left the running containers alive but out of sight of the daemon that came back: 2 container(s) were stopped through the engine API first (a, b), and none of their processes is alive after the switch",
             ),
             (
-                Note::Recovered {
-                    summary: s("an interrupted enable was rolled back first"),
+                Note::RecoveredFinished {
+                    action: s("enable"),
+                    id: s("1-2"),
                 },
-                "an interrupted enable was rolled back first",
+                "an interrupted run (enable 1-2) had already restarted docker as intended; its record was cleared",
+            ),
+            (
+                Note::RecoveredRolledBack {
+                    action: s("disable"),
+                    id: s("1-2"),
+                    doing: s("writing files"),
+                    left: vec![],
+                    stray: None,
+                },
+                "an interrupted run (disable 1-2, stopped while writing files) was rolled back first",
+            ),
+            (
+                Note::RecoveredRolledBack {
+                    action: s("enable"),
+                    id: s("1-2"),
+                    doing: s("restarting docker"),
+                    left: vec![s("/etc/subuid"), s("/etc/subgid")],
+                    stray: Some(StrayDataRoot {
+                        made: s("/d/2.2"),
+                        not_moved: s("/d/1.1"),
+                    }),
+                },
+                "an interrupted run (enable 1-2, stopped while restarting docker) was rolled back first; /etc/subuid, /etc/subgid changed after this run wrote it and was left as found (compare it with its saved copy); /d/2.2 was made by a docker started meanwhile with the interrupted repair's files (the data root /d/1.1 was not moved): it was left as found; remove it (once you have checked it holds nothing you need) before running --repair again",
             ),
             (
                 Note::RepairNoDataRoot {

@@ -248,7 +248,7 @@ pub fn disable(root: &Root, policy: &RestartPolicy) -> Result<Outcome<DisablePla
 
 /// Rolls back (or finishes) an interrupted run on the live host, under the run lock; the
 /// note says what was found. For `status`.
-pub fn recover_interrupted(root: &Root, timeout: Duration) -> Result<Option<String>> {
+pub fn recover_interrupted(root: &Root, timeout: Duration) -> Result<Option<Note>> {
     let _lock = journal::lock(root, journal::LOCK_WAIT)?;
     let mut docker = Docker::connect(root, timeout, restart::DEFAULT_SETTLE)?;
     journal::recover(root, Some(&mut docker))
@@ -332,12 +332,11 @@ fn surveyed<C: Change>(
     change: &C,
     docker: &mut Docker,
     seen: &Observed,
-    recovered: Option<String>,
+    recovered: Option<Note>,
 ) -> Result<Surveyed<C::Plan>> {
     let inputs = preflight::gather(root, change.user())?;
     let mut out = Outcome::new(change.plan(root, &inputs)?);
-    out.notes
-        .extend(recovered.map(|summary| Note::Recovered { summary }));
+    out.notes.extend(recovered);
     decide_restart(root, docker, seen, &mut out, C::ACTION.wants_userns())?;
     let need = out.restart;
     guard_running(docker, need, policy.stop_running_containers)?;
@@ -645,8 +644,7 @@ fn converge_files<C: Change>(
     let recovered = journal::recover(root, None)?;
     let inputs = preflight::gather(root, change.user())?;
     let mut out = Outcome::new(change.plan(root, &inputs)?);
-    out.notes
-        .extend(recovered.map(|summary| Note::Recovered { summary }));
+    out.notes.extend(recovered);
     // A data root to move needs docker (refused here); without one only the files change.
     if let Some(r) = change.repair(&out.plan) {
         repair_check(root, r, None, &mut out.notes)?;

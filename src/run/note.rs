@@ -127,10 +127,25 @@ pub enum Note {
         /// Their names.
         containers: Vec<String>,
     },
-    /// An interrupted run was rolled back or finished first.
-    Recovered {
-        /// What the journal found and did.
-        summary: String,
+    /// An interrupted run had restarted docker as intended: its record was cleared.
+    RecoveredFinished {
+        /// `enable` or `disable`.
+        action: String,
+        /// The run's id.
+        id: String,
+    },
+    /// An interrupted run was rolled back first.
+    RecoveredRolledBack {
+        /// `enable` or `disable`.
+        action: String,
+        /// The run's id.
+        id: String,
+        /// What it was doing when it stopped.
+        doing: String,
+        /// Files changed after the run wrote them, left as found.
+        left: Vec<String>,
+        /// A data root a docker started meanwhile made under the repair's new name.
+        stray: Option<StrayDataRoot>,
     },
 
     // --repair (run/repair.rs).
@@ -326,6 +341,15 @@ pub enum Note {
         /// The images looked for.
         looked_for: Vec<String>,
     },
+}
+
+/// A data root made by a docker started during an interrupted repair, under the new name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StrayDataRoot {
+    /// The directory that docker made (left as found).
+    pub made: String,
+    /// The data root the repair had not moved yet.
+    pub not_moved: String,
 }
 
 /// A host directory the engine uses from outside its data root, with owners of the old range.
