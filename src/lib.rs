@@ -11,7 +11,8 @@
 //! - [`host`]: the root-relative file layer and the services (accounts, systemd, the engine).
 //! - [`formats`]: pure parsers and writers of the files (subuid, login.defs, daemon.json).
 //!
-//! [`exit`] holds the error kinds and exit codes that every layer may return.
+//! [`exit`] holds the error kinds and exit codes that every layer may return; [`progress`] the
+//! progress bars of the long steps, made in [`dispatch`] and handed down.
 
 #![deny(missing_docs)]
 
