@@ -771,4 +771,31 @@ mod tests {
             .collect();
         assert_eq!(listed, made);
     }
+
+    #[test]
+    fn a_refusal_that_names_the_repair_says_it_in_the_notes_words() {
+        use crate::host::root::Root;
+        use crate::run::plan::Repair;
+        use crate::run::repair::{repair_preview, repair_preview_refusal};
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        let r = Repair {
+            from: "/var/lib/docker/100000.100000".into(),
+            to: "/var/lib/docker/200000.200000".into(),
+            uid_from: 100000,
+            uid_to: 200000,
+            uid_count: 65536,
+            gid_from: 100000,
+            gid_to: 200000,
+            gid_count: 65536,
+        };
+        for made in [false, true] {
+            if made {
+                root.ensure_dir(&r.from, 0o700).unwrap();
+            }
+            let note = repair_preview(&root, &r).unwrap();
+            assert_eq!(made, matches!(note, Note::RepairWill { .. }), "{note:?}");
+            assert_eq!(note_text(&note), repair_preview_refusal(&root, &r).unwrap());
+        }
+    }
 }
