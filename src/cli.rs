@@ -63,18 +63,18 @@ pub struct UserArgs {
     /// any form dockerd accepts (default, NAME, NAME:GROUP, UID, UID:GID) that resolves to this
     /// user is kept as it is; one naming another user is refused, naming that user.
     #[arg(long, value_name = "NAME", default_value = "dockremap", value_parser = user_name)]
-    pub user: String,
+    pub(crate) user: String,
 
     /// Size of the subordinate uid and gid ranges to allocate
     /// [default: SUB_UID_COUNT / SUB_GID_COUNT from /etc/login.defs, 65536 when unset or 0].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=4_294_967_296))]
-    pub count: Option<u64>,
+    pub(crate) count: Option<u64>,
 
     /// The range must start at uid/gid N in both files (fleets whose volumes on shared storage
     /// need the same ids on every host). Refused, naming the owner, when N..N+count is not
     /// free; a range the user owns elsewhere is moved there only with --repair.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=4_294_967_295))]
-    pub start: Option<u64>,
+    pub(crate) start: Option<u64>,
 
     /// Move the remap user's range when it overlaps another owner's or covers an account's ids
     /// (what dockerd 28 and later allocate next to a regular user), or to --start N: with
@@ -85,7 +85,7 @@ pub struct UserArgs {
     /// by the user's name or uid) and the range sits under the value's group (name or gid)
     /// instead, that line is given to the user, same range, in one journaled write.
     #[arg(long)]
-    pub repair: bool,
+    pub(crate) repair: bool,
 }
 
 /// `--user`: a name useradd accepts, and not one that cannot be the remap user (a usage
@@ -96,139 +96,25 @@ fn user_name(name: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// `verify --image`: an image reference as docker parses it (`[HOST[:PORT]/]PATH[:TAG][@DIGEST]`,
-/// path components lower-case) or an image id (`sha256:HEX` or hex). Anything else, the empty
-/// string included, is a usage error (exit 2) before the engine is asked: it would otherwise
-/// reach the Engine API as a URL path (`/images//json` answers 301).
-fn image_reference(s: &str) -> Result<String, String> {
-    let bad = |why: &str| Err(format!("{s:?} is not an image reference ({why})"));
-    if s.is_empty() {
-        return bad("empty");
-    }
-    if s.len() > 255 + 1 + 128 + 1 + 7 + 128 {
-        return bad("too long");
-    }
-    let (rest, digest) = match s.split_once('@') {
-        Some((r, d)) => (r, Some(d)),
-        None => (s, None),
-    };
-    let hex = |h: &str| {
-        !h.is_empty()
-            && h.bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-    };
-    if let Some(d) = digest {
-        let ok = d.split_once(':').is_some_and(|(algo, h)| {
-            !algo.is_empty()
-                && algo
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b))
-                && hex(h)
-                && h.len() >= 32
-        });
-        if !ok {
-            return bad("the digest after @ must be ALGORITHM:HEX, e.g. sha256:…");
-        }
-    }
-    if digest.is_none()
-        && rest
-            .strip_prefix("sha256:")
-            .is_some_and(|h| hex(h) && h.len() == 64)
-    {
-        return Ok(s.to_string());
-    }
-    let (name, tag) = match rest.rsplit_once(':') {
-        Some((n, t)) if !t.contains('/') => (n, Some(t)),
-        _ => (rest, None),
-    };
-    if let Some(t) = tag {
-        let ok = t.len() <= 128
-            && t.chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-            && t.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-        if !ok {
-            return bad(
-                "a tag is letters, digits, '_', '.' and '-', at most 128, not starting with '.' or '-'",
-            );
-        }
-    }
-    if name.is_empty() || name.len() > 255 {
-        return bad("the name is empty or longer than 255 characters");
-    }
-    let mut parts: Vec<&str> = name.split('/').collect();
-    if parts.len() > 1 {
-        let first = parts[0];
-        let domain = first.contains('.') || first.contains(':') || first == "localhost";
-        if domain {
-            let (host, port) = first.split_once(':').unwrap_or((first, ""));
-            let host_ok = !host.is_empty()
-                && host.split('.').all(|l| {
-                    !l.is_empty()
-                        && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                        && !l.starts_with('-')
-                        && !l.ends_with('-')
-                });
-            let port_ok = first.split_once(':').is_none()
-                || (!port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
-            if !host_ok || !port_ok {
-                return bad("the registry host is not HOST[:PORT]");
-            }
-            parts.remove(0);
-        }
-    }
-    // A path component: lower-case letters and digits, separated by '.', '_', '__' or '-'s.
-    let component_ok = |c: &str| {
-        let b = c.as_bytes();
-        if b.is_empty() || !b[0].is_ascii_alphanumeric() || !b[b.len() - 1].is_ascii_alphanumeric()
-        {
-            return false;
-        }
-        let mut i = 0;
-        while i < b.len() {
-            let c = b[i];
-            if c.is_ascii_lowercase() || c.is_ascii_digit() {
-                i += 1;
-            } else if c == b'.' || c == b'_' {
-                let run = b[i..].iter().take_while(|x| **x == c).count();
-                if (c == b'.' && run > 1) || run > 2 {
-                    return false;
-                }
-                i += run;
-            } else if c == b'-' {
-                i += b[i..].iter().take_while(|x| **x == b'-').count();
-            } else {
-                return false;
-            }
-        }
-        true
-    };
-    if parts.is_empty() || !parts.iter().all(|c| component_ok(c)) {
-        return bad("the name is lower-case letters and digits separated by '/', '.', '_' or '-'");
-    }
-    Ok(s.to_string())
-}
-
 /// Options of the commands that restart docker.
 #[derive(Debug, Clone, Args)]
 pub struct RestartArgs {
     /// Change the files only; do not restart docker (the change applies at its next start).
     #[arg(long)]
-    pub no_restart: bool,
+    pub(crate) no_restart: bool,
 
     /// Restart docker even though containers are running (the restart stops them).
     #[arg(long, short = 'y')]
-    pub yes: bool,
+    pub(crate) yes: bool,
 
     /// Seconds to wait for each stop/start job and for docker to pass the health gate.
     #[arg(long, value_name = "SECS", default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub timeout: u64,
+    pub(crate) timeout: u64,
 
     /// Seconds docker must stay up after its restart, the same process with no restarts, to
     /// pass the health gate (a dockerd that dies a few seconds after starting is rolled back).
     #[arg(long, value_name = "SECS", default_value_t = crate::run::restart::DEFAULT_SETTLE.as_secs(), value_parser = clap::value_parser!(u64).range(0..=600))]
-    pub settle: u64,
+    pub(crate) settle: u64,
 
     /// Carry what docker holds across the switch (images, volumes or both, comma-separated):
     /// `images` are exported from the old engine before docker stops (into
@@ -239,7 +125,7 @@ pub struct RestartArgs {
     /// is never modified. If carrying fails the switch stands and the exit code is 8; running
     /// the same command again carries what is missing.
     #[arg(long, value_enum, value_name = "images,volumes", value_delimiter = ',')]
-    pub carry: Vec<CarryWhat>,
+    pub(crate) carry: Vec<CarryWhat>,
 }
 
 /// What `--carry` takes across the switch.
@@ -329,7 +215,7 @@ pub enum Command {
     Verify {
         /// A local image with `id`, `sleep` and `touch` [default: the first local busybox,
         /// alpine or debian image; without one only the engine's /info is checked].
-        #[arg(long, value_name = "IMAGE", value_parser = image_reference)]
+        #[arg(long, value_name = "IMAGE", value_parser = crate::formats::image_ref::parse)]
         image: Option<String>,
     },
 
@@ -395,45 +281,6 @@ mod tests {
 
     fn argv(s: &str) -> Vec<OsString> {
         s.split(' ').map(OsString::from).collect()
-    }
-
-    #[test]
-    fn image_references_are_checked() {
-        for ok in [
-            "busybox",
-            "busybox:local",
-            "library/alpine:3.20",
-            "my/app:1.0",
-            "registry.example.com:5000/team/app_x__y.z-w:v1.2-rc_3",
-            "localhost/app",
-            "alpine@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-            "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-            "0123456789ab",
-        ] {
-            assert_eq!(image_reference(ok), Ok(ok.to_string()), "{ok}");
-        }
-        for bad in [
-            "",
-            "a b",
-            "Alpine",
-            "app:",
-            ":tag",
-            "app:-x",
-            "/app",
-            "app/",
-            "a//b",
-            "a..b",
-            "a___b",
-            "-a",
-            "a@",
-            "a@sha256:xyz",
-            "host:port/app",
-            "../x",
-            "a?b",
-            "a%2fb",
-        ] {
-            assert!(image_reference(bad).is_err(), "{bad:?} accepted");
-        }
     }
 
     #[test]

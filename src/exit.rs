@@ -28,7 +28,7 @@ pub enum Code {
 
 impl Code {
     /// Short machine-readable name used in `--json` error documents.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Code::Ok => "ok",
             Code::Failure => "failure",
@@ -62,10 +62,10 @@ macro_rules! exit_codes_text {
 }
 
 /// The text for `--help`: exit codes.
-pub const EXIT_CODES_HELP: &str = exit_codes_text!();
+pub(crate) const EXIT_CODES_HELP: &str = exit_codes_text!();
 
 /// The text for `--help` (long): the contract for automation, then the exit codes.
-pub const LONG_HELP: &str = concat!(
+pub(crate) const LONG_HELP: &str = concat!(
     "For automation: no command prompts or needs a terminal; whatever would need consent\n",
     "fails (exit 3) unless its flag is given (--yes). With --json every command prints\n",
     "exactly one JSON document on stdout, errors included (schema_version 1; the schema is\n",
@@ -84,21 +84,21 @@ pub const LONG_HELP: &str = concat!(
 #[error("{message}")]
 pub struct Conflict {
     /// The explanation, with what to do.
-    pub message: String,
+    pub(crate) message: String,
     /// What kind of refusal this is (e.g. `subid-malformed`, `remap-value-conflict`).
-    pub kind: &'static str,
+    pub(crate) kind: &'static str,
     /// The file it is about, as a path inside the root.
-    pub path: Option<String>,
+    pub(crate) path: Option<String>,
     /// The line of that file (1-based).
-    pub line: Option<usize>,
+    pub(crate) line: Option<usize>,
 }
 
 impl Conflict {
     /// The kind of a refusal not classified further.
-    pub const OTHER: &'static str = "other";
+    pub(crate) const OTHER: &'static str = "other";
 
     /// A conflict with the given explanation (kind [`Conflict::OTHER`], no path).
-    pub fn new(msg: impl fmt::Display) -> Conflict {
+    pub(crate) fn new(msg: impl fmt::Display) -> Conflict {
         Conflict {
             message: msg.to_string(),
             kind: Conflict::OTHER,
@@ -108,13 +108,13 @@ impl Conflict {
     }
 
     /// The same conflict, of kind `kind`.
-    pub fn kind(mut self, kind: &'static str) -> Conflict {
+    pub(crate) fn kind(mut self, kind: &'static str) -> Conflict {
         self.kind = kind;
         self
     }
 
     /// The same conflict, about `path` (inside the root) and, if given, its line.
-    pub fn at(mut self, path: impl Into<String>, line: Option<usize>) -> Conflict {
+    pub(crate) fn at(mut self, path: impl Into<String>, line: Option<usize>) -> Conflict {
         self.path = Some(path.into());
         self.line = line;
         self
@@ -132,22 +132,22 @@ pub fn refusal_of(err: &anyhow::Error) -> Option<&Conflict> {
 #[error(
     "`docker-userns {0}` changes the live host and must run as root (try sudo), or use --root DIR to work on a copy"
 )]
-pub struct NotRoot(pub &'static str);
+pub(crate) struct NotRoot(pub &'static str);
 
 /// A problem with the command line detected after parsing.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct Usage(pub String);
+pub(crate) struct Usage(pub String);
 
 /// A change failed and every file it had written was restored.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct RolledBack(pub String);
+pub(crate) struct RolledBack(pub String);
 
 /// A change failed and restoring the previous state failed too.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct RollbackIncomplete(pub String);
+pub(crate) struct RollbackIncomplete(pub String);
 
 /// The exit code for an error: the most serious marker type anywhere in it (as the error
 /// itself, a cause, or a context layer) decides; plain errors are [`Code::Failure`].

@@ -5,10 +5,10 @@
 //! compile the check out, so the shipped binary has no such seam.
 
 /// The environment variable listing the points.
-pub const ENV: &str = "DOCKER_USERNS_FAILPOINTS";
+pub(crate) const ENV: &str = "DOCKER_USERNS_FAILPOINTS";
 
 /// Fails or stalls when `name` is listed in [`ENV`] (debug builds only).
-pub fn hit(name: &str) -> anyhow::Result<()> {
+pub(crate) fn hit(name: &str) -> anyhow::Result<()> {
     if !cfg!(debug_assertions) {
         return Ok(());
     }

@@ -15,11 +15,14 @@
 //! progress bars of the long steps, made in [`dispatch`] and handed down.
 
 #![deny(missing_docs)]
+// The crate's API is for its own binary, tests, benches, fuzz targets and xtask: most items are
+// `pub(crate)`, and the docs (`cargo doc --document-private-items`) link to them.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod cli;
 pub mod commands;
 pub mod exit;
-pub mod failpoint;
+pub(crate) mod failpoint;
 pub mod formats;
 pub mod host;
 pub mod plugin;
@@ -110,14 +113,13 @@ fn require_root(root: &Root, command: &'static str) -> Result<()> {
 /// Runs a parsed command line.
 pub fn dispatch(cli: &Cli) -> Result<Output> {
     let root = Root::new(&cli.root).map_err(|e| exit::Usage(format!("--root: {e:#}")))?;
-    let root_text = root.base().display().to_string();
     let name = cli.command.name();
     match &cli.command {
         Command::Plan { disable: true, .. } => {
             let p = converge::plan_disable(&root)?;
             Ok(Output {
                 code: Code::Ok,
-                text: report::disable_plan_text(&root_text, &p),
+                text: report::disable_plan_text(&root_text(&root), &p),
                 json: report::json_doc(name, &p),
             })
         }
@@ -130,7 +132,7 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
             )?;
             Ok(Output {
                 code: Code::Ok,
-                text: report::enable_text(&root_text, &p, false),
+                text: report::enable_text(&root_text(&root), &p, false),
                 json: report::json_doc(name, &p),
             })
         }
@@ -139,7 +141,7 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
             let done = converge::enable(&root, &user.into(), &policy(restart, cli.json))?;
             Ok(Output {
                 code: done.code(),
-                text: report::enable_text(&root_text, &done, true),
+                text: report::enable_text(&root_text(&root), &done, true),
                 json: report::json_doc(name, &done),
             })
         }
@@ -148,62 +150,12 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
             let done = converge::disable(&root, &policy(restart, cli.json))?;
             Ok(Output {
                 code: done.code(),
-                text: report::disable_text(&root_text, &done),
+                text: report::disable_text(&root_text(&root), &done),
                 json: report::json_doc(name, &done),
             })
         }
-        Command::Status { prometheus: file } => {
-            // FILE is checked before anything is gathered (or an unfinished run recovered).
-            let target = file
-                .as_deref()
-                .map(|f| prometheus::check_path(&root, f))
-                .transpose()?;
-            let st = status::status(&root, kernel::is_root())?;
-            let mut text = report::status_text(&root_text, &st);
-            if let Some(abs) = target {
-                prometheus::write(&root, &abs, &prometheus::render(&st))?;
-                text.push_str(&format!("\nMetrics written to {abs}.\n"));
-            }
-            Ok(Output {
-                code: Code::Ok,
-                text,
-                json: report::json_doc(name, &st),
-            })
-        }
-        Command::Verify { image } => {
-            if !root.is_host() {
-                return Err(exit::Usage(
-                    "verify runs containers on the live host: it cannot be used with --root".into(),
-                )
-                .into());
-            }
-            require_root(&root, name)?;
-            let conf = preflight::configured(&root).ok();
-            let ranges = conf
-                .as_ref()
-                .and_then(|c| Some((c.subuid.as_ref()?.start, c.subgid.as_ref()?.start)));
-            root.ensure_dir(journal::DIR, 0o700)?;
-            let engine = verify::engine(&root)?;
-            let mut v = verify::verify(
-                &engine,
-                image.as_deref(),
-                ranges,
-                &root.real_dir(journal::DIR)?,
-            )?;
-            if let Some(c) = conf {
-                v.remap_user = c.user;
-                v.remap_group = c.group;
-            }
-            Ok(Output {
-                code: if v.effective {
-                    Code::Ok
-                } else {
-                    Code::NotEffective
-                },
-                text: report::verify_text(&v),
-                json: report::json_doc(name, &v),
-            })
-        }
+        Command::Status { prometheus: file } => status_command(&root, name, file.as_deref()),
+        Command::Verify { image } => verify_command(&root, name, image.as_deref()),
         Command::Shift {
             paths,
             to,
@@ -233,9 +185,66 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
             let r = check::check(&root)?;
             Ok(Output {
                 code: if r.ok { Code::Ok } else { Code::Conflict },
-                text: report::check_text(&root_text, &r),
+                text: report::check_text(&root_text(&root), &r),
                 json: report::json_doc(name, &r),
             })
         }
     }
+}
+
+/// The root as the reports name it.
+fn root_text(root: &Root) -> String {
+    root.base().display().to_string()
+}
+
+/// `status`, and with `--prometheus FILE` the metrics written to FILE.
+fn status_command(
+    root: &Root,
+    name: &'static str,
+    file: Option<&std::path::Path>,
+) -> Result<Output> {
+    // FILE is checked before anything is gathered (or an unfinished run recovered).
+    let target = file.map(|f| prometheus::check_path(root, f)).transpose()?;
+    let st = status::status(root, kernel::is_root())?;
+    let mut text = report::status_text(&root_text(root), &st);
+    if let Some(abs) = target {
+        prometheus::write(root, &abs, &prometheus::render(&st))?;
+        text.push_str(&format!("\nMetrics written to {abs}.\n"));
+    }
+    Ok(Output {
+        code: Code::Ok,
+        text,
+        json: report::json_doc(name, &st),
+    })
+}
+
+/// `verify`: a container started on the live host shows whether remapping is in effect.
+fn verify_command(root: &Root, name: &'static str, image: Option<&str>) -> Result<Output> {
+    if !root.is_host() {
+        return Err(exit::Usage(
+            "verify runs containers on the live host: it cannot be used with --root".into(),
+        )
+        .into());
+    }
+    require_root(root, name)?;
+    let conf = preflight::configured(root).ok();
+    let ranges = conf
+        .as_ref()
+        .and_then(|c| Some((c.subuid.as_ref()?.start, c.subgid.as_ref()?.start)));
+    root.ensure_dir(journal::DIR, 0o700)?;
+    let engine = verify::engine(root)?;
+    let mut v = verify::verify(&engine, image, ranges, &root.real_dir(journal::DIR)?)?;
+    if let Some(c) = conf {
+        v.remap_user = c.user;
+        v.remap_group = c.group;
+    }
+    Ok(Output {
+        code: if v.effective {
+            Code::Ok
+        } else {
+            Code::NotEffective
+        },
+        text: report::verify_text(&v),
+        json: report::json_doc(name, &v),
+    })
 }

@@ -89,47 +89,11 @@ fn print_json(v: &serde_json::Value) {
 }
 
 fn main() -> ExitCode {
-    // The docker CLI plugin protocol comes before anything else: `docker --help` asks every
-    // plugin for its metadata.
     // As the OS gives them (a name need not be UTF-8): never std::env::args, which panics.
     let args: Vec<OsString> = std::env::args_os().collect();
-    let args_seen = args.clone();
-    let run_by_docker = std::env::var_os(plugin::RUN_BY_DOCKER_ENV).is_some();
-    let parsed = match plugin::invocation(args, run_by_docker) {
-        Invocation::Metadata => {
-            print_json(&plugin::metadata());
-            return ExitCode::SUCCESS;
-        }
-        Invocation::Run { args, as_plugin } => Cli::try_parse_argv(args, as_plugin),
-        Invocation::DockerOptions(options) => Err(clap::Error::raw(
-            clap::error::ErrorKind::UnknownArgument,
-            format!("{}\n", plugin::docker_options_message(&options)),
-        )),
-    };
-    // First, before any thread exists: every thread inherits the blocked signals.
-    docker_userns::run::signals::install();
-    let cli = match parsed {
+    let cli = match parse(args) {
         Ok(cli) => cli,
-        Err(e) => {
-            let usage = e.use_stderr();
-            let json = args_seen.iter().any(|a| a == "--json");
-            // Plain text (clap's rendering without ANSI styles).
-            let mut text = e.render().to_string();
-            if e.kind() == clap::error::ErrorKind::InvalidUtf8 {
-                text = format!("{}\n{text}", not_utf8(&args_seen));
-            }
-            if json {
-                print_json(&report::clap_json(e.kind(), &text));
-            }
-            // With --json, help and version are the document above; errors also go to stderr.
-            if usage || !json {
-                if e.kind() == clap::error::ErrorKind::InvalidUtf8 {
-                    eprintln!("docker-userns: error: {}", not_utf8(&args_seen));
-                }
-                let _ = e.print();
-            }
-            return ExitCode::from(if usage { Code::Usage as u8 } else { 0 });
-        }
+        Err(code) => return code,
     };
     init_logging(&cli);
     // The docker CLI's pointers to another engine do not apply here: say so (on stderr, so
@@ -140,7 +104,6 @@ fn main() -> ExitCode {
     {
         eprintln!("docker-userns: note: {note}");
     }
-    let name = cli.command.name();
     let result = docker_userns::dispatch(&cli);
     if let Some(sig) = docker_userns::run::signals::deferred() {
         tracing::warn!(
@@ -156,31 +119,87 @@ fn main() -> ExitCode {
             }
             ExitCode::from(output.code as u8)
         }
-        Err(err) => {
-            let code = exit::code_of(&err);
-            let message = format!("{err:#}");
-            if cli.json {
-                print_json(&report::json_error(
-                    name,
-                    code,
-                    &message,
-                    exit::refusal_of(&err),
-                ));
-            }
-            // In the journal each line is its own entry: mark them all priority 3 (err).
-            let prefix = if stderr_is_journal() { "<3>" } else { "" };
-            let mut stderr = std::io::stderr().lock();
-            let text = format!("docker-userns: error: {err}");
-            for line in text.lines() {
-                let _ = writeln!(stderr, "{prefix}{line}");
-            }
-            for cause in err.chain().skip(1) {
-                for (i, line) in cause.to_string().lines().enumerate() {
-                    let lead = if i == 0 { "  caused by: " } else { "    " };
-                    let _ = writeln!(stderr, "{prefix}{lead}{line}");
-                }
-            }
-            ExitCode::from(code as u8)
+        Err(err) => fail(&cli, &err),
+    }
+}
+
+/// The command line parsed, or the exit code after the plugin metadata, help, version or a
+/// usage error was printed. Installs the signal mask (before any thread exists).
+fn parse(args: Vec<OsString>) -> Result<Cli, ExitCode> {
+    // The docker CLI plugin protocol comes before anything else: `docker --help` asks every
+    // plugin for its metadata.
+    let args_seen = args.clone();
+    let run_by_docker = std::env::var_os(plugin::RUN_BY_DOCKER_ENV).is_some();
+    let parsed = match plugin::invocation(args, run_by_docker) {
+        Invocation::Metadata => {
+            print_json(&plugin::metadata());
+            return Err(ExitCode::SUCCESS);
+        }
+        Invocation::Complete {
+            words,
+            descriptions,
+        } => {
+            use clap::CommandFactory;
+            let answer = plugin::complete(Cli::command(), &words, descriptions);
+            let _ = std::io::stdout().lock().write_all(answer.as_bytes());
+            return Err(ExitCode::SUCCESS);
+        }
+        Invocation::Run { args, as_plugin } => Cli::try_parse_argv(args, as_plugin),
+        Invocation::DockerOptions(options) => Err(clap::Error::raw(
+            clap::error::ErrorKind::UnknownArgument,
+            format!("{}\n", plugin::docker_options_message(&options)),
+        )),
+    };
+    // First, before any thread exists: every thread inherits the blocked signals.
+    docker_userns::run::signals::install();
+    parsed.map_err(|e| usage_error(&e, &args_seen))
+}
+
+/// Prints a clap error (or help, or the version) as text, and as a document with `--json`.
+fn usage_error(e: &clap::Error, args_seen: &[OsString]) -> ExitCode {
+    let usage = e.use_stderr();
+    let json = args_seen.iter().any(|a| a == "--json");
+    // Plain text (clap's rendering without ANSI styles).
+    let mut text = e.render().to_string();
+    if e.kind() == clap::error::ErrorKind::InvalidUtf8 {
+        text = format!("{}\n{text}", not_utf8(args_seen));
+    }
+    if json {
+        print_json(&report::clap_json(e.kind(), &text));
+    }
+    // With --json, help and version are the document above; errors also go to stderr.
+    if usage || !json {
+        if e.kind() == clap::error::ErrorKind::InvalidUtf8 {
+            eprintln!("docker-userns: error: {}", not_utf8(args_seen));
+        }
+        let _ = e.print();
+    }
+    ExitCode::from(if usage { Code::Usage as u8 } else { 0 })
+}
+
+/// Prints a failed command's error: the `--json` document, and the message with its causes
+/// on stderr (each line priority 3 when stderr is the journal).
+fn fail(cli: &Cli, err: &anyhow::Error) -> ExitCode {
+    let code = exit::code_of(err);
+    if cli.json {
+        print_json(&report::json_error(
+            cli.command.name(),
+            code,
+            &format!("{err:#}"),
+            exit::refusal_of(err),
+        ));
+    }
+    let prefix = if stderr_is_journal() { "<3>" } else { "" };
+    let mut stderr = std::io::stderr().lock();
+    let text = format!("docker-userns: error: {err}");
+    for line in text.lines() {
+        let _ = writeln!(stderr, "{prefix}{line}");
+    }
+    for cause in err.chain().skip(1) {
+        for (i, line) in cause.to_string().lines().enumerate() {
+            let lead = if i == 0 { "  caused by: " } else { "    " };
+            let _ = writeln!(stderr, "{prefix}{lead}{line}");
         }
     }
+    ExitCode::from(code as u8)
 }

@@ -8,17 +8,33 @@
 //! first (after any global options given to docker), with
 //! `DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND` set. The plugin's exit code is docker's.
 //! `docker help NAME` runs the plugin with `help NAME`.
+//!
+//! Tab completion (docker CLI 23 and later, `cli-plugins/manager/cobra.go`,
+//! `AddPluginCommandStubs`): the shell's completion script runs `docker __complete userns
+//! WORDS… CURRENT`, and the docker CLI runs the plugin as `docker-userns __complete userns
+//! WORDS… CURRENT` (cobra's `ShellCompRequestCmd`), copies its stdout to the shell and exits 0.
+//! [`complete`] answers in cobra's protocol: one candidate a line (`NAME\tDESCRIPTION`), then
+//! `:DIRECTIVE` (a bit set: 4 no file completion, 16 directories only, 0 the shell's own file
+//! completion). The candidates come from the clap command, so a new subcommand or flag is
+//! completed with no list to keep. docker/cli's own bash completion (contrib/completion/bash,
+//! what Debian's docker-cli ships) skips the docker CLI and runs the plugin directly as
+//! `docker-userns __completeNoDesc WORDS… CURRENT`, without the plugin's name.
 
 use std::ffi::OsString;
 
 use serde_json::{Value, json};
 
 /// The argument the docker CLI asks a plugin for its metadata with.
-pub const METADATA_COMMAND: &str = "docker-cli-plugin-metadata";
+pub(crate) const METADATA_COMMAND: &str = "docker-cli-plugin-metadata";
 /// The plugin's name: the binary is `docker-userns`, the command `docker userns`.
-pub const NAME: &str = "userns";
+pub(crate) const NAME: &str = "userns";
 /// Set by the docker CLI in a plugin's environment (to the command docker was started as).
 pub const RUN_BY_DOCKER_ENV: &str = "DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND";
+/// cobra's completion request (`cobra.ShellCompRequestCmd`): what the docker CLI runs a
+/// plugin with to complete `docker NAME …`.
+pub(crate) const COMPLETE_COMMAND: &str = "__complete";
+/// cobra's completion request without descriptions (`cobra.ShellCompNoDescRequestCmd`).
+pub(crate) const COMPLETE_NO_DESC_COMMAND: &str = "__completeNoDesc";
 
 /// What a command line asks for, before clap sees it.
 #[derive(Debug, PartialEq, Eq)]
@@ -35,6 +51,13 @@ pub enum Invocation {
     },
     /// `docker OPTIONS userns …`: docker's global options (given here) do not apply.
     DockerOptions(Vec<String>),
+    /// `docker-userns __complete [userns] WORDS… CURRENT`: print [`complete`]'s answer.
+    Complete {
+        /// The words after the command name, the one being completed last (maybe "").
+        words: Vec<String>,
+        /// `__complete` (with descriptions), not `__completeNoDesc`.
+        descriptions: bool,
+    },
 }
 
 /// Sorts out the command line `args` (`argv[0]` first). `run_by_docker`: the docker CLI's
@@ -44,6 +67,25 @@ pub fn invocation(mut args: Vec<OsString>, run_by_docker: bool) -> Invocation {
     let first = args.get(1).and_then(|a| a.to_str());
     match first {
         Some(METADATA_COMMAND) => Invocation::Metadata,
+        Some(req @ (COMPLETE_COMMAND | COMPLETE_NO_DESC_COMMAND)) => {
+            let descriptions = req == COMPLETE_COMMAND;
+            let mut words: Vec<String> = args[2..]
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            // The docker CLI names the plugin first; docker's bash completion, which runs
+            // the plugin itself, does not (`userns` is no subcommand: it never means one).
+            if words.first().is_some_and(|w| w == NAME) {
+                words.remove(0);
+            }
+            if words.is_empty() {
+                words.push(String::new());
+            }
+            Invocation::Complete {
+                words,
+                descriptions,
+            }
+        }
         Some(NAME) => {
             args.remove(1);
             Invocation::Run {
@@ -132,6 +174,179 @@ pub fn elsewhere_note(env: &dyn Fn(&str) -> Option<OsString>) -> Option<String> 
         if named.len() == 1 { "is" } else { "are" },
         if named.len() == 1 { "that" } else { "they" }
     ))
+}
+
+/// cobra's `ShellCompDirectiveNoFileComp`: no file names when nothing matches.
+pub(crate) const DIRECTIVE_NO_FILE: u32 = 4;
+/// cobra's `ShellCompDirectiveFilterDirs`: directory names only.
+pub(crate) const DIRECTIVE_DIRS: u32 = 16;
+/// cobra's `ShellCompDirectiveDefault`: the shell completes file names.
+pub(crate) const DIRECTIVE_FILES: u32 = 0;
+
+/// The first line of an argument's or command's help, for a candidate's description.
+fn short_help(help: Option<&clap::builder::StyledStr>) -> String {
+    let text = help.map(|h| h.to_string()).unwrap_or_default();
+    let line = text.lines().next().unwrap_or("").trim();
+    // One sentence, no tab (the protocol's separator).
+    let line = line.split(". ").next().unwrap_or(line).replace('\t', " ");
+    line.trim_end_matches('.').to_string()
+}
+
+/// The completion of `words` (the command line after the program's name, the word being
+/// completed last, possibly "") against `cmd` (the program's clap command), in cobra's
+/// `__complete` protocol: candidates, one a line, `NAME\tDESCRIPTION` when `descriptions`,
+/// then `:DIRECTIVE`.
+///
+/// Subcommands are offered where one may follow, flags (long, and short ones too unless the
+/// word starts with `--`) when the word starts with `-`, a flag's possible values after it
+/// (or after `--flag=`), and for a path (`--root DIR`, `shift PATH`, `--prometheus FILE`) the
+/// shell's own file or directory completion. Flags already given are not offered again,
+/// unless they may repeat (`-v`).
+pub fn complete(mut cmd: clap::Command, words: &[String], descriptions: bool) -> String {
+    cmd.build();
+    let (current, before) = words
+        .split_last()
+        .map_or(("", &[][..]), |(c, b)| (c.as_str(), b));
+    let mut at = &cmd;
+    let mut given: Vec<clap::Id> = Vec::new();
+    let mut positionals = 0usize;
+    let mut pending: Option<&clap::Arg> = None;
+    let mut only_positionals = false;
+    let takes_value = |a: &clap::Arg| a.get_action().takes_values();
+    for w in before {
+        if let Some(arg) = pending.take() {
+            given.push(arg.get_id().clone());
+            continue;
+        }
+        if only_positionals {
+            positionals += 1;
+        } else if w == "--" {
+            only_positionals = true;
+        } else if let Some(long) = w.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((n, _)) => (n, true),
+                None => (long, false),
+            };
+            if let Some(arg) = at.get_arguments().find(|a| a.get_long() == Some(name)) {
+                if takes_value(arg) && !inline {
+                    pending = Some(arg);
+                } else {
+                    given.push(arg.get_id().clone());
+                }
+            }
+        } else if let Some(shorts) = w.strip_prefix('-').filter(|s| !s.is_empty()) {
+            for (i, c) in shorts.char_indices() {
+                let Some(arg) = at.get_arguments().find(|a| a.get_short() == Some(c)) else {
+                    break;
+                };
+                if takes_value(arg) {
+                    if i + c.len_utf8() == shorts.len() {
+                        pending = Some(arg);
+                    } else {
+                        given.push(arg.get_id().clone());
+                    }
+                    break;
+                }
+                given.push(arg.get_id().clone());
+            }
+        } else if let Some(sub) = at.find_subcommand(w) {
+            at = sub;
+            positionals = 0;
+        } else {
+            positionals += 1;
+        }
+    }
+
+    let mut out: Vec<(String, String)> = Vec::new();
+    let directive;
+    if let Some(arg) = pending {
+        directive = values(arg, "", current, &mut out);
+    } else if let Some((flag, value)) = current
+        .strip_prefix("--")
+        .and_then(|l| l.split_once('='))
+        .filter(|_| !only_positionals)
+    {
+        directive = match at.get_arguments().find(|a| a.get_long() == Some(flag)) {
+            Some(arg) if takes_value(arg) => values(arg, &format!("--{flag}="), value, &mut out),
+            _ => DIRECTIVE_NO_FILE,
+        };
+    } else if current.starts_with('-') && !only_positionals {
+        for arg in at.get_arguments().filter(|a| !a.is_hide_set()) {
+            let repeats = matches!(
+                arg.get_action(),
+                clap::ArgAction::Count | clap::ArgAction::Append
+            );
+            if !repeats && given.contains(arg.get_id()) {
+                continue;
+            }
+            let help = short_help(arg.get_help());
+            if let Some(long) = arg.get_long() {
+                out.push((format!("--{long}"), help.clone()));
+            }
+            if !current.starts_with("--")
+                && let Some(short) = arg.get_short()
+            {
+                out.push((format!("-{short}"), help));
+            }
+        }
+        directive = DIRECTIVE_NO_FILE;
+    } else if at.has_subcommands() {
+        for sub in at.get_subcommands().filter(|s| !s.is_hide_set()) {
+            out.push((sub.get_name().to_string(), short_help(sub.get_about())));
+        }
+        directive = DIRECTIVE_NO_FILE;
+    } else {
+        let mut pos: Vec<&clap::Arg> = at.get_positionals().collect();
+        pos.sort_by_key(|a| a.get_index());
+        let arg = pos.get(positionals).or_else(|| {
+            pos.last()
+                .filter(|a| a.get_num_args().is_some_and(|n| n.max_values() > 1))
+        });
+        directive = match arg {
+            Some(arg) => values(arg, "", current, &mut out),
+            None => DIRECTIVE_NO_FILE,
+        };
+    }
+    let mut text = String::new();
+    for (name, help) in out {
+        if !name.starts_with(current) {
+            continue;
+        }
+        text.push_str(&name);
+        if descriptions && !help.is_empty() {
+            text.push('\t');
+            text.push_str(&help);
+        }
+        text.push('\n');
+    }
+    text.push_str(&format!(":{directive}\n"));
+    text
+}
+
+/// The candidates for `arg`'s value (`current` typed so far, after `prefix` such as
+/// `--carry=`), pushed to `out` with `prefix`; returns the directive.
+fn values(arg: &clap::Arg, prefix: &str, current: &str, out: &mut Vec<(String, String)>) -> u32 {
+    use clap::ValueHint;
+    let possible = arg.get_possible_values();
+    if !possible.is_empty() {
+        // `--carry images,vo`: complete the last item of a delimited list.
+        let done = arg
+            .get_value_delimiter()
+            .and_then(|d| current.rfind(d).map(|i| &current[..=i]))
+            .unwrap_or("");
+        for v in possible.iter().filter(|v| !v.is_hide_set()) {
+            out.push((
+                format!("{prefix}{done}{}", v.get_name()),
+                short_help(v.get_help()),
+            ));
+        }
+        return DIRECTIVE_NO_FILE;
+    }
+    match arg.get_value_hint() {
+        ValueHint::DirPath => DIRECTIVE_DIRS,
+        ValueHint::AnyPath | ValueHint::FilePath | ValueHint::ExecutablePath => DIRECTIVE_FILES,
+        _ => DIRECTIVE_NO_FILE,
+    }
 }
 
 /// The plugin metadata (docker/cli `cli-plugins/metadata/metadata.go`, `Metadata`).
@@ -287,6 +502,143 @@ mod tests {
             invocation(argv("docker-userns --json status"), true),
             run("docker-userns --json status", false)
         );
+    }
+
+    fn complete_words(line: &str) -> (Vec<String>, String) {
+        use clap::CommandFactory;
+        let words: Vec<String> = line.split(' ').map(String::from).collect();
+        let text = complete(crate::cli::Cli::command(), &words, true);
+        let mut lines: Vec<&str> = text.lines().collect();
+        let directive = lines.pop().expect("a directive line").to_string();
+        let names = lines
+            .iter()
+            .map(|l| l.split('\t').next().unwrap().to_string())
+            .collect();
+        (names, directive)
+    }
+
+    #[test]
+    fn completion_is_asked_with_cobras_request() {
+        for env in [false, true] {
+            assert_eq!(
+                invocation(
+                    argv(
+                        "/usr/libexec/docker/cli-plugins/docker-userns __complete userns status --j"
+                    ),
+                    env
+                ),
+                Invocation::Complete {
+                    words: vec!["status".into(), "--j".into()],
+                    descriptions: true
+                }
+            );
+        }
+        // Run directly (no plugin name), without descriptions, and with nothing typed yet.
+        assert_eq!(
+            invocation(argv("docker-userns __completeNoDesc pl"), false),
+            Invocation::Complete {
+                words: vec!["pl".into()],
+                descriptions: false
+            }
+        );
+        assert_eq!(
+            invocation(argv("docker-userns __complete userns"), true),
+            Invocation::Complete {
+                words: vec![String::new()],
+                descriptions: true
+            }
+        );
+    }
+
+    #[test]
+    fn completion_lists_clap_subcommands_in_cobras_format() {
+        use clap::CommandFactory;
+        let text = complete(crate::cli::Cli::command(), &[String::new()], true);
+        assert!(text.ends_with("\n:4\n"), "{text}");
+        let mut cmd = crate::cli::Cli::command();
+        cmd.build();
+        let want: Vec<String> = cmd
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set())
+            .map(|s| s.get_name().to_string())
+            .collect();
+        assert!(
+            want.len() >= 8 && want.contains(&"help".to_string()),
+            "{want:?}"
+        );
+        let (names, directive) = complete_words("");
+        assert_eq!((names, directive.as_str()), (want, ":4"));
+        // NAME<TAB>DESCRIPTION, the description the subcommand's first help sentence.
+        assert!(
+            text.lines().any(|l| l
+                == "plan\tShow what `enable` (with --disable: `disable`) would change, and change nothing"),
+            "{text}"
+        );
+        assert!(text.lines().all(|l| l.matches('\t').count() <= 1), "{text}");
+        // Without descriptions: names only.
+        let bare = complete(crate::cli::Cli::command(), &["s".into()], false);
+        assert_eq!(bare, "status\nshift\n:4\n");
+        assert_eq!(complete_words("sta"), (vec!["status".into()], ":4".into()));
+        assert_eq!(complete_words("nothing"), (vec![], ":4".into()));
+    }
+
+    #[test]
+    fn completion_lists_flags_values_and_paths() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        // Flags: the subcommand's own and the global ones; short ones only after a lone `-`.
+        let (names, d) = complete_words("status --");
+        assert_eq!(d, ":4");
+        for f in [
+            "--prometheus",
+            "--root",
+            "--json",
+            "--verbose",
+            "--quiet",
+            "--help",
+        ] {
+            assert!(names.contains(&f.to_string()), "{f}: {names:?}");
+        }
+        assert!(!names.iter().any(|n| !n.starts_with("--")), "{names:?}");
+        let (names, _) = complete_words("enable -");
+        for f in ["--yes", "--settle", "--carry", "-v", "-q", "-h"] {
+            assert!(names.contains(&f.to_string()), "{f}: {names:?}");
+        }
+        assert_eq!(complete_words("status --pro").0, s(&["--prometheus"]));
+        // Given once, not again; -v counts, so it stays.
+        assert!(
+            !complete_words("--json status --")
+                .0
+                .contains(&"--json".to_string())
+        );
+        assert!(
+            complete_words("-v status --")
+                .0
+                .contains(&"--verbose".to_string())
+        );
+        // A flag's possible values, after it, after `=`, and in a comma list.
+        assert_eq!(complete_words("plan --carry ").0, s(&["images", "volumes"]));
+        assert_eq!(complete_words("plan --carry=vo").0, s(&["--carry=volumes"]));
+        assert_eq!(
+            complete_words("plan --carry images,").0,
+            s(&["images,images", "images,volumes"])
+        );
+        assert_eq!(complete_words("shift --to ").0, s(&["remapped", "host"]));
+        // Paths: the shell's own file completion (directive 0), nothing listed.
+        assert_eq!(
+            complete_words("status --prometheus "),
+            (vec![], ":0".into())
+        );
+        assert_eq!(complete_words("shift "), (vec![], ":0".into()));
+        assert_eq!(
+            complete_words("shift /srv/a --to host "),
+            (vec![], ":0".into())
+        );
+        assert_eq!(complete_words("--root "), (vec![], ":0".into()));
+        // A value that is neither: nothing, and no file names.
+        assert_eq!(complete_words("enable --count "), (vec![], ":4".into()));
+        assert_eq!(complete_words("check "), (vec![], ":4".into()));
+        // After `--` flags are not offered.
+        assert_eq!(complete_words("shift -- -"), (vec![], ":0".into()));
     }
 
     #[test]

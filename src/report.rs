@@ -20,11 +20,11 @@ use crate::run::plan::{DisablePlan, FileChange, Plan, RangePlan, Repair};
 pub use notes::note_text;
 
 /// Version of the `--json` documents; bumped on incompatible changes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 /// Wraps a command's result as the `--json` document. Its typed notes (a `notes` array of
 /// objects, each with its `kind`) become `facts`, and `notes` their sentences.
-pub fn json_doc<T: Serialize>(command: &str, body: &T) -> Value {
+pub(crate) fn json_doc<T: Serialize>(command: &str, body: &T) -> Value {
     let mut doc = json!({ "schema_version": SCHEMA_VERSION, "command": command });
     if let (Some(d), Value::Object(b)) = (
         doc.as_object_mut(),
@@ -158,7 +158,7 @@ fn restart_word(needed: bool, restarted: bool, downtime_ms: Option<u64>, applied
 }
 
 /// Text for `plan` (applied = false) and `enable` (applied = true).
-pub fn enable_text(root: &str, o: &Outcome<Plan>, applied: bool) -> String {
+pub(crate) fn enable_text(root: &str, o: &Outcome<Plan>, applied: bool) -> String {
     let p = &o.plan;
     let mut s = String::new();
     let head = match (applied, o.changed) {
@@ -261,12 +261,12 @@ fn carry_text(c: &Carry, applied: bool) -> String {
 }
 
 /// Text for `disable`.
-pub fn disable_text(root: &str, o: &Outcome<DisablePlan>) -> String {
+pub(crate) fn disable_text(root: &str, o: &Outcome<DisablePlan>) -> String {
     disable_text_as(root, o, true)
 }
 
 /// Text for `plan --disable`.
-pub fn disable_plan_text(root: &str, o: &Outcome<DisablePlan>) -> String {
+pub(crate) fn disable_plan_text(root: &str, o: &Outcome<DisablePlan>) -> String {
     disable_text_as(root, o, false)
 }
 
@@ -325,7 +325,7 @@ fn disable_text_as(root: &str, o: &Outcome<DisablePlan>, applied: bool) -> Strin
 }
 
 /// Text for `check`.
-pub fn check_text(root: &str, r: &CheckReport) -> String {
+pub(crate) fn check_text(root: &str, r: &CheckReport) -> String {
     let mut s = String::new();
     for p in &r.problems {
         let _ = writeln!(s, "{}:{}: {}: {}", p.file, p.line, p.kind, p.message);
@@ -370,7 +370,7 @@ fn live_restore(setup: Option<&Setup>) -> bool {
 
 /// How docker is set up, as text: where the engine listens, the data root, live-restore and
 /// swarm, each with where it comes from.
-pub fn setup_text(st: &Setup) -> String {
+pub(crate) fn setup_text(st: &Setup) -> String {
     let mut s = String::new();
     match (&st.engine_socket, &st.engine_problem) {
         (Some(sock), _) => {
@@ -472,7 +472,7 @@ fn store_text(st: &StoreSwitch) -> String {
 }
 
 /// The impact report as text.
-pub fn impact_text(i: &Impact, enabling: bool, live_restore: bool) -> String {
+pub(crate) fn impact_text(i: &Impact, enabling: bool, live_restore: bool) -> String {
     let mut s = String::new();
     // In the containerd image store (docker 29's default) the images are containerd's, not
     // the data root's: say where each kind of thing lives.
@@ -556,7 +556,7 @@ fn service_text(s: &mut String, svc: &crate::commands::status::Service) {
 }
 
 /// Text for `status`.
-pub fn status_text(root: &str, st: &Status) -> String {
+pub(crate) fn status_text(root: &str, st: &Status) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{}", crate::commands::status::headline(st));
     if root != "/" {
@@ -629,7 +629,7 @@ pub fn status_text(root: &str, st: &Status) -> String {
 }
 
 /// Text for `shift`.
-pub fn shift_text(r: &ShiftResult) -> String {
+pub(crate) fn shift_text(r: &ShiftResult) -> String {
     let mut s = String::new();
     let verb = if r.dry_run { "would shift" } else { "shifted" };
     let _ = writeln!(
@@ -683,7 +683,7 @@ pub fn shift_text(r: &ShiftResult) -> String {
 }
 
 /// Text for `verify`.
-pub fn verify_text(v: &Verification) -> String {
+pub(crate) fn verify_text(v: &Verification) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,

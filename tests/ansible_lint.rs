@@ -1,5 +1,6 @@
-//! `ansible-lint --profile production` passes on packaging/ansible (the role and the example
-//! playbook). ansible-lint comes from PyPI, pinned, in a venv under target/tools
+//! `ansible-lint --profile production` passes on the Ansible collection
+//! (packaging/ansible_collections/docker_userns/docker_userns: galaxy.yml, the module, the role
+//! and the playbooks). ansible-lint comes from PyPI, pinned, in a venv under target/tools
 //! (`testhost.sh lintdeps`, which also installs python3-venv with apt when missing); the test
 //! fails, never skips, when that cannot be installed. Needs root (apt).
 
@@ -26,14 +27,20 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 #[test]
-fn the_ansible_role_passes_ansible_lint_production() {
+fn the_ansible_collection_passes_ansible_lint_production() {
     let lint = testhost::ansible_lint();
-    // A copy: ansible-lint may leave caches in the project it checks.
-    let dir = tempfile::tempdir().expect("tempdir");
+    // A copy (ansible-lint may leave caches in the project it checks), in an
+    // ansible_collections/NS/NAME tree on ANSIBLE_COLLECTIONS_PATH, so its syntax check
+    // resolves the collection's own module and role by their FQCN without installing anything.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let collection = tmp
+        .path()
+        .join("ansible_collections/docker_userns/docker_userns");
     copy_tree(
-        &Path::new(MANIFEST_DIR).join("packaging/ansible"),
-        dir.path(),
+        &Path::new(MANIFEST_DIR).join("packaging/ansible_collections/docker_userns/docker_userns"),
+        &collection,
     );
+    let dir = collection.as_path();
     let bin = lint.parent().expect("venv bin");
     let t0 = Instant::now();
     let out = Command::new(&lint)
@@ -44,7 +51,7 @@ fn the_ansible_role_passes_ansible_lint_production() {
             "--offline",
             "--nocolor",
         ])
-        .current_dir(dir.path())
+        .current_dir(dir)
         // Its own venv first, as an activated venv would have it (else it warns about PATH).
         .env(
             "PATH",
@@ -55,7 +62,8 @@ fn the_ansible_role_passes_ansible_lint_production() {
             ),
         )
         .env("NO_COLOR", "1")
-        .env("HOME", dir.path().join(".home"))
+        .env("HOME", tmp.path().join(".home"))
+        .env("ANSIBLE_COLLECTIONS_PATH", tmp.path())
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", lint.display()));

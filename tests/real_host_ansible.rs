@@ -1,4 +1,6 @@
-//! The Ansible role in packaging/ansible run with real ansible-core (Debian's package, inside the
+//! The Ansible collection's role (packaging/ansible_collections/docker_userns/docker_userns,
+//! built with `ansible-galaxy collection build` and installed from that tarball inside the host)
+//! run through its `site` playbook with real ansible-core (Debian's package, inside the
 //! bookworm test host, local connection) against real systemd and dockerd, starting from a bare
 //! host (docker-userns not installed): check mode changes nothing; the first run installs the
 //! package from the .deb (built as tests/real_host_package.rs builds it: tests/testhost/deb.rs)
@@ -31,15 +33,17 @@ fn recap(stdout: &str) -> Value {
     Value::Object(m)
 }
 
-/// Runs the example playbook (ansible-core's default output); returns (exit code, recap, output).
+/// Runs the installed collection's example playbook (ansible-core's default output); returns
+/// (exit code, recap, output).
 fn playbook(host: &Host, extra: &str) -> (i32, Value, String) {
-    play(host, "playbook.yml", extra)
+    play(host, "docker_userns.docker_userns.site", extra)
 }
 
-/// Runs a playbook in /root/ansible; returns (exit code, recap, output).
+/// Runs a playbook (a file in /root/ansible, or a collection's by FQCN); returns (exit code,
+/// recap, output).
 fn play(host: &Host, file: &str, extra: &str) -> (i32, Value, String) {
     let out = host.sh(&format!(
-        "cd /root/ansible && ANSIBLE_ROLES_PATH=/root/ansible/roles ANSIBLE_NOCOLOR=1 \
+        "cd /root/ansible && ANSIBLE_NOCOLOR=1 \
          ANSIBLE_LOCALHOST_WARNING=false ANSIBLE_INVENTORY_UNPARSED_WARNING=false \
          ansible-playbook -i localhost, -c local {file} -e ansible_become=false {extra}"
     ));
@@ -89,11 +93,22 @@ fn the_role_installs_converges_diffs_is_idempotent_and_reports_rollbacks() {
     let deb = testhost::deb::build();
     let host = Host::boot("ansible");
     host.cp_in(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/ansible"),
-        "/root/ansible",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/packaging/ansible_collections/docker_userns/docker_userns"
+        ),
+        "/root/src/docker_userns",
     );
     host.cp_in(&deb, DEB_INSIDE);
     assert!(host.ok("ansible-playbook --version").contains("core"));
+    // The collection as a user gets it: built into a tarball, installed from it (offline).
+    host.ok("mkdir -p /root/ansible && cd /root/ansible && \
+         ansible-galaxy collection build /root/src/docker_userns && \
+         ansible-galaxy collection install --offline docker_userns-docker_userns-*.tar.gz");
+    assert!(
+        host.ok("ansible-galaxy collection list docker_userns.docker_userns")
+            .contains("docker_userns.docker_userns")
+    );
     // A bare host: the harness's binary removed, the package not installed.
     host.ok(&format!("rm -f {}", testhost::PRODUCT_INSIDE));
     assert!(!installed(&host));
@@ -255,7 +270,7 @@ fn the_role_installs_converges_diffs_is_idempotent_and_reports_rollbacks() {
     // final newline; a new user remap2, files only (restart: false, so docker never reads
     // them). The module's diff (the registered result, saved by a test-only play) is compared
     // with what the real run then wrote, byte for byte.
-    const DIFF_PLAY: &str = "---\n- name: The role, its diff saved\n  hosts: all\n  gather_facts: false\n  roles:\n    - role: docker_userns\n  post_tasks:\n    - name: Save the diff\n      ansible.builtin.copy:\n        content: \"{{ docker_userns_result.diff | default([]) | to_json }}\"\n        dest: /root/diff.json\n        mode: \"0600\"\n      check_mode: false\n";
+    const DIFF_PLAY: &str = "---\n- name: The role, its diff saved\n  hosts: all\n  gather_facts: false\n  roles:\n    - role: docker_userns.docker_userns.docker_userns\n  post_tasks:\n    - name: Save the diff\n      ansible.builtin.copy:\n        content: \"{{ docker_userns_result.diff | default([]) | to_json }}\"\n        dest: /root/diff.json\n        mode: \"0600\"\n      check_mode: false\n";
     host.write("/root/ansible/diff.yml", DIFF_PLAY);
     let subuid = host.read_string("/etc/subuid").unwrap() + "4242:165536:65536";
     let subgid = host.read_string("/etc/subgid").unwrap() + "# numeric owner\n4242:165536:65536\n";

@@ -2,7 +2,8 @@
 //! Cargo.toml), checked with lintian, then installed, used (also as `docker userns`, the docker
 //! CLI plugin, through the package's link: tests/docker_plugin) and removed on a real systemd +
 //! D-Bus + dockerd host (tests/testhost): bookworm (docker.io 20.10) and docker-ce 29
-//! (`docker29`). Must run as root. What it needs on the host is
+//! (`docker29`); the Prometheus rules, their tests and the Grafana dashboard are installed
+//! under /usr/share/docker-userns with packaging/'s bytes. Must run as root. What it needs on the host is
 //! installed by the test itself when missing (`testhost.sh pkgdeps`, once per process:
 //! dpkg-dev, binutils, lintian and man-db with apt; cargo-deb 3.8.0 with `cargo install` into
 //! target/tools); it fails, never skips, when that fails.
@@ -28,6 +29,22 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 const MAX_EXPOSURE: f64 = 1.2;
 
 use testhost::deb::run;
+
+/// Files shipped under /usr/share/docker-userns: (installed path, source in the repository).
+const SHARED_FILES: [(&str, &str); 3] = [
+    (
+        "/usr/share/docker-userns/prometheus/docker-userns.rules.yml",
+        "packaging/prometheus/docker-userns.rules.yml",
+    ),
+    (
+        "/usr/share/docker-userns/prometheus/docker-userns.rules.test.yml",
+        "packaging/prometheus/docker-userns.rules.test.yml",
+    ),
+    (
+        "/usr/share/docker-userns/grafana/docker-userns.json",
+        "packaging/grafana/docker-userns.json",
+    ),
+];
 
 fn field(deb: &Path, name: &str) -> String {
     let r = run(Command::new("dpkg-deb").arg("--field").arg(deb).arg(name));
@@ -62,6 +79,9 @@ fn deb_has_the_expected_contents_and_is_lintian_clean() {
         "./usr/share/doc/docker-userns/copyright",
         "./usr/share/doc/docker-userns/changelog.Debian.gz",
         "./usr/share/lintian/overrides/docker-userns",
+        "./usr/share/docker-userns/prometheus/docker-userns.rules.yml",
+        "./usr/share/docker-userns/prometheus/docker-userns.rules.test.yml",
+        "./usr/share/docker-userns/grafana/docker-userns.json",
     ] {
         assert!(
             contents.stdout.lines().any(|l| l.ends_with(path)),
@@ -280,6 +300,17 @@ fn deb_installs_converges_and_removes(suite: &str) {
         "bash -c '. /usr/share/bash-completion/completions/docker-userns && complete -p docker-userns'",
     );
     assert!(complete.contains("docker-userns"), "{complete}");
+
+    // The alerting rules, their promtool tests and the Grafana dashboard, as in packaging/.
+    for (installed, source) in SHARED_FILES {
+        let want = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(source)).unwrap();
+        assert_eq!(
+            host.read(installed).as_deref(),
+            Some(&want[..]),
+            "{installed} is not {source}"
+        );
+        assert_eq!(host.ok(&format!("stat -c %a {installed}")).trim(), "644");
+    }
 
     // Hardening, measured by systemd itself.
     let security = host.ok("systemd-analyze security --no-pager docker-userns.service");

@@ -2,9 +2,13 @@
 //! parses with a real parser (prometheus-client from PyPI, installed by the test through
 //! `testhost.sh promparser`) and every value matches `status --json` of the same run, before
 //! and after `enable`, with a range overlap, and with docker stopped; on bookworm (docker 20.10)
-//! and docker-ce 29 (`docker29`). Needs root; fails, never skips.
+//! and docker-ce 29 (`docker29`); after `enable` the file holds every metric that
+//! packaging/prometheus/ and packaging/grafana/ query (tests/prometheus/queries.rs). Needs root;
+//! fails, never skips.
 
 mod common;
+#[path = "prometheus/queries.rs"]
+mod queries;
 #[path = "testhost/mod.rs"]
 mod testhost;
 
@@ -229,6 +233,12 @@ fn prometheus_file_matches_status_json(suite: &str, version: &str) {
         Some(65536.0)
     );
     assert_eq!(value(&got, "host_root_containers", &[]), Some(0.0));
+    // Every metric packaging/'s alerts and dashboard query is in the real file.
+    let text = host.read_string(FILE).unwrap();
+    queries::assert_only_written_metrics(
+        &queries::written_metrics(&text),
+        &format!("{FILE} on {suite} after enable"),
+    );
     assert_eq!(
         value(
             &got,

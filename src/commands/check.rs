@@ -14,15 +14,15 @@ use crate::run::preflight;
 
 /// The result of `check`.
 #[derive(Debug, Serialize)]
-pub struct CheckReport {
+pub(crate) struct CheckReport {
     /// True when no problem was found.
-    pub ok: bool,
+    pub(crate) ok: bool,
     /// Every problem, by file and line.
-    pub problems: Vec<Problem>,
+    pub(crate) problems: Vec<Problem>,
 }
 
 /// Lints both subordinate-id files against login.defs.
-pub fn check(root: &Root) -> Result<CheckReport> {
+pub(crate) fn check(root: &Root) -> Result<CheckReport> {
     let mut problems = Vec::new();
     let defs = match preflight::read_login_defs(root) {
         Ok(d) => d,

@@ -1,8 +1,8 @@
 //! The commands that are not a change: `status`, `verify` and `check`. Each reads the host
 //! through the layers below and returns a value for the output layer; none calls another.
 
-pub mod check;
+pub(crate) mod check;
 pub mod prometheus;
-pub mod shift;
+pub(crate) mod shift;
 pub mod status;
-pub mod verify;
+pub(crate) mod verify;

@@ -17,10 +17,10 @@ use crate::host::root::{Perms, Root};
 use crate::host::unit_log;
 
 /// Every metric name starts with this.
-pub const PREFIX: &str = "docker_userns_";
+pub(crate) const PREFIX: &str = "docker_userns_";
 
 /// Escapes a label value (exposition format: backslash, double quote and line feed).
-pub fn escape_label(value: &str) -> String {
+pub(crate) fn escape_label(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         match c {
@@ -85,10 +85,18 @@ fn gauge(out: &mut String, name: &str, help: &str, samples: &[(Vec<(&str, &str)>
 ///   absent when the engine was not asked (`image_store_switch` null in the JSON).
 pub fn render(st: &Status) -> String {
     let mut out = String::new();
+    remap_gauges(&mut out, st);
+    problem_gauges(&mut out, st);
+    engine_gauges(&mut out, st);
+    out
+}
+
+/// The tool, the remap user's ranges, and whether remapping is configured and in effect.
+fn remap_gauges(out: &mut String, st: &Status) {
     let docker_version = st.docker_version.as_deref().unwrap_or("");
     let remap_user = st.remap_user.as_deref().unwrap_or("");
     gauge(
-        &mut out,
+        out,
         "info",
         "docker-userns and docker on this host; the value is always 1.",
         &[(
@@ -102,7 +110,7 @@ pub fn render(st: &Status) -> String {
         )],
     );
     gauge(
-        &mut out,
+        out,
         "remapping_configured",
         "1 when \"userns-remap\" is set in /etc/docker/daemon.json.",
         &[(vec![], u64::from(st.remapping_configured.is_some()))],
@@ -113,7 +121,7 @@ pub fn render(st: &Status) -> String {
         .into_iter()
         .collect();
     gauge(
-        &mut out,
+        out,
         "remapping_active",
         "1 when the running engine reports name=userns; absent when the engine was not asked.",
         &active,
@@ -124,7 +132,7 @@ pub fn render(st: &Status) -> String {
         .filter_map(|(ids, r)| r.as_ref().map(|r| (vec![("ids", *ids)], r.start)))
         .collect();
     gauge(
-        &mut out,
+        out,
         "remap_range_start",
         "First id of the remap user's range in /etc/subuid (ids=\"uid\") or /etc/subgid (ids=\"gid\"): container root on the host.",
         &starts,
@@ -134,11 +142,15 @@ pub fn render(st: &Status) -> String {
         .filter_map(|(ids, r)| r.as_ref().map(|r| (vec![("ids", *ids)], r.count)))
         .collect();
     gauge(
-        &mut out,
+        out,
         "remap_range_size",
         "Ids the remap user owns in /etc/subuid (ids=\"uid\") or /etc/subgid (ids=\"gid\").",
         &sizes,
     );
+}
+
+/// What needs an admin: problems by kind, docker's last failed start, an unfinished run.
+fn problem_gauges(out: &mut String, st: &Status) {
     let mut kinds: Vec<&str> = PROBLEM_KINDS.to_vec();
     for p in &st.problems {
         if !kinds.contains(&p.kind) {
@@ -153,7 +165,7 @@ pub fn render(st: &Status) -> String {
         })
         .collect();
     gauge(
-        &mut out,
+        out,
         "problems",
         "Problems status found, by kind (status --json \"problems\", each with its fix): the remap user's ranges, an unreadable run record (journal), a host-root container the engine does not know.",
         &problems,
@@ -169,24 +181,28 @@ pub fn render(st: &Status) -> String {
         })
         .collect();
     gauge(
-        &mut out,
+        out,
         "docker_failed",
         "1 for the cause of docker.service's last failed start (status --json service.last_failure.cause), read from the journal while the unit is failed or restarting; every cause 0 otherwise; absent when systemd was not asked.",
         &failed,
     );
     gauge(
-        &mut out,
+        out,
         "unfinished_run",
         "1 when an interrupted run left its record in /var/lib/docker-userns.",
         &[(vec![], u64::from(st.unfinished.is_some()))],
     );
+}
+
+/// What the engine and the kernel report: host-root containers, user namespaces, image store.
+fn engine_gauges(out: &mut String, st: &Status) {
     let host_root: Vec<_> = st
         .remapping_active
         .map(|_| (vec![], st.host_root_containers.len() as u64))
         .into_iter()
         .collect();
     gauge(
-        &mut out,
+        out,
         "host_root_containers",
         "Running containers that are root on the host; absent when the engine was not asked.",
         &host_root,
@@ -197,7 +213,7 @@ pub fn render(st: &Status) -> String {
         .into_iter()
         .collect();
     gauge(
-        &mut out,
+        out,
         "max_user_namespaces",
         "The kernel's user.max_user_namespaces (0: user namespaces are off).",
         &userns,
@@ -216,12 +232,11 @@ pub fn render(st: &Status) -> String {
         })
         .collect();
     gauge(
-        &mut out,
+        out,
         "image_store",
         "The engine's image store (when=\"now\") and the one enable or disable would switch it to (when=\"after_switch\"); the value is always 1; absent when the engine was not asked.",
         &stores,
     );
-    out
 }
 
 /// Checks FILE before anything is gathered: the live host only (not with `--root`), an
@@ -231,7 +246,7 @@ pub fn render(st: &Status) -> String {
 /// followed or replaced: `status` changes nothing but its own metrics file. Refusals of the
 /// path's form are usage errors (exit 2); a name held by something other than a regular file
 /// is a conflict (exit 3).
-pub fn check_path(root: &Root, file: &Path) -> Result<String> {
+pub(crate) fn check_path(root: &Root, file: &Path) -> Result<String> {
     let shown = file.display();
     if !root.is_host() {
         return Err(Usage(format!(
@@ -314,7 +329,7 @@ fn existing_is_replaceable(file: &Path) -> Result<()> {
 
 /// Replaces `abs` with `content` atomically, mode 0644 (node_exporter runs as another user),
 /// owned by whoever runs this.
-pub fn write(root: &Root, abs: &str, content: &str) -> Result<()> {
+pub(crate) fn write(root: &Root, abs: &str, content: &str) -> Result<()> {
     // Again right before the rename: the status may have taken seconds.
     existing_is_replaceable(Path::new(abs))?;
     let perms = Perms {

@@ -21,7 +21,7 @@ use crate::run::journal;
 /// Where the owners go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Direction {
+pub(crate) enum Direction {
     /// Into the remap user's range: what a remapped container's uid u is on the host.
     Remapped,
     /// Back to the host's own ids.
@@ -98,19 +98,19 @@ const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
 /// A directory `shift` refuses (and, with `below`, everything in it); every directory above
 /// it is refused too.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Protected {
+pub(crate) struct Protected {
     /// The directory, absolute (as written or as resolved: both are listed).
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// Everything below it is refused too.
-    pub below: bool,
+    pub(crate) below: bool,
     /// What it is, for the message.
-    pub what: String,
+    pub(crate) what: String,
 }
 
 /// The protected directories: `data_roots` first, then the system's (`SYSTEM`): `data_roots` (docker's and containerd's
 /// data, the tool's state: refused with everything below), each as given and, when it
 /// exists, as resolved.
-pub fn protected(data_roots: &[(String, String)]) -> Vec<Protected> {
+pub(crate) fn protected(data_roots: &[(String, String)]) -> Vec<Protected> {
     let mut v = Vec::new();
     let mut add = |path: &str, below: bool, what: String| {
         let p = PathBuf::from(path);
@@ -141,7 +141,7 @@ pub fn protected(data_roots: &[(String, String)]) -> Vec<Protected> {
 /// Why `path` (absolute, resolved) must not be shifted (None: it may be): it is, holds or is
 /// inside a protected directory, or it is a home directory or one of its dot-directories
 /// (a container owning them could plant what the user runs at login: .ssh, .bashrc, ...).
-pub fn refusal(path: &Path, protected: &[Protected]) -> Option<String> {
+pub(crate) fn refusal(path: &Path, protected: &[Protected]) -> Option<String> {
     for p in protected {
         if path == p.path || p.path.starts_with(path) || (p.below && path.starts_with(&p.path)) {
             return Some(format!(
@@ -190,35 +190,35 @@ fn containerd_roots(root: &Root) -> Vec<String> {
 
 /// One directory shifted (or surveyed).
 #[derive(Debug, Clone, Serialize)]
-pub struct Shifted {
+pub(crate) struct Shifted {
     /// The directory, as resolved.
-    pub path: String,
+    pub(crate) path: String,
     /// What the walk did (or, with `--dry-run`, would do: `shifted` counts those it would).
     #[serde(flatten)]
-    pub report: Report,
+    pub(crate) report: Report,
 }
 
 /// The result of `shift`.
 #[derive(Debug, Clone, Serialize)]
-pub struct ShiftResult {
+pub(crate) struct ShiftResult {
     /// Where the owners went.
-    pub to: Direction,
+    pub(crate) to: Direction,
     /// Nothing was changed.
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
     /// uids `uid_from..uid_from+count` become `uid_to..`.
-    pub uid_from: u32,
+    pub(crate) uid_from: u32,
     /// New first uid.
-    pub uid_to: u32,
+    pub(crate) uid_to: u32,
     /// uids in the mapping.
-    pub uid_count: u32,
+    pub(crate) uid_count: u32,
     /// gids `gid_from..` become `gid_to..`.
-    pub gid_from: u32,
+    pub(crate) gid_from: u32,
     /// New first gid.
-    pub gid_to: u32,
+    pub(crate) gid_to: u32,
     /// gids in the mapping.
-    pub gid_count: u32,
+    pub(crate) gid_count: u32,
     /// Each directory.
-    pub roots: Vec<Shifted>,
+    pub(crate) roots: Vec<Shifted>,
 }
 
 /// The data directories of docker and containerd this host has, with what they are: the
@@ -272,7 +272,7 @@ fn command(dir: &Path, to: Direction) -> String {
 /// (before anything changes) the setuid/setgid bits and file capabilities that would become
 /// valid for host ids, unless `drop_setid_and_caps`: then they are dropped and named.
 /// Takes the run lock (not for a dry run), so it never runs beside `enable --repair`.
-pub fn shift(
+pub(crate) fn shift(
     root: &Root,
     paths: &[PathBuf],
     to: Direction,
@@ -477,7 +477,7 @@ pub fn shift(
 }
 
 /// "PATH (setuid, file capability), ..." for the named inodes.
-pub fn privileged_list(r: &Report) -> String {
+pub(crate) fn privileged_list(r: &Report) -> String {
     r.privileged_paths
         .iter()
         .map(|p| format!("{} ({})", p.path.display(), p.what()))

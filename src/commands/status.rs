@@ -152,7 +152,7 @@ fn user_name(uid: u32) -> String {
 /// Gathers the status. As root on the live host an unfinished run is rolled back first (under
 /// the run lock, so a run in progress is waited for, not reported), and everything is read
 /// after that.
-pub fn status(root: &Root, is_root: bool) -> Result<Status> {
+pub(crate) fn status(root: &Root, is_root: bool) -> Result<Status> {
     let (found, journal_problem, recovered) = journal_state(root, is_root)?;
     let conf = configured(root)?;
     let mut problems = problems(root, &lookup_name(&conf));
@@ -540,7 +540,7 @@ fn configured_differs(st: &Status, active: bool) -> bool {
 }
 
 /// A one-word answer for the human summary.
-pub fn headline(st: &Status) -> String {
+pub(crate) fn headline(st: &Status) -> String {
     let mut h = headline_state(st);
     if let Some(f) = st.service.as_ref().and_then(|s| s.last_failure.as_ref()) {
         h.push_str(&format!("; docker does not start: {}", f.summary));

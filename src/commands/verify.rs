@@ -17,36 +17,36 @@ use crate::run::restart::SERVICE;
 
 /// One check and its outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Check {
+pub(crate) struct Check {
     /// What is checked.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// Passed.
-    pub ok: bool,
+    pub(crate) ok: bool,
     /// What was seen.
-    pub detail: String,
+    pub(crate) detail: String,
 }
 
 /// The result of `verify`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Verification {
+pub(crate) struct Verification {
     /// Every check passed: remapping is in effect.
-    pub effective: bool,
+    pub(crate) effective: bool,
     /// The image used for the container checks (null: none available; only /info checked).
-    pub image: Option<String>,
+    pub(crate) image: Option<String>,
     /// The checks, in order.
-    pub checks: Vec<Check>,
+    pub(crate) checks: Vec<Check>,
     /// Remarks.
-    pub notes: Vec<Note>,
+    pub(crate) notes: Vec<Note>,
     /// The remap user the configured `userns-remap` value resolves to (as dockerd resolves
     /// it; null: not set).
-    pub remap_user: Option<String>,
+    pub(crate) remap_user: Option<String>,
     /// The group it resolves to.
-    pub remap_group: Option<String>,
+    pub(crate) remap_group: Option<String>,
 }
 
 /// The engine to verify, where docker listens ([`setup`]). A docker.service that is not
 /// running is not started through its socket: verify says so and changes nothing.
-pub fn engine(root: &Root) -> Result<Engine> {
+pub(crate) fn engine(root: &Root) -> Result<Engine> {
     let sd = Systemd::connect().ok();
     let found = setup::read(root, sd.as_ref())?;
     if let Some(u) = sd.as_ref().and_then(|sd| sd.unit_state(SERVICE).ok())
@@ -67,10 +67,10 @@ pub fn engine(root: &Root) -> Result<Engine> {
 }
 
 /// Images tried, in order, when `--image` is not given.
-pub const DEFAULT_IMAGES: &[&str] = &["busybox", "alpine", "debian"];
+pub(crate) const DEFAULT_IMAGES: &[&str] = &["busybox", "alpine", "debian"];
 
 /// Splits docker's multiplexed log stream (8-byte frame headers) into its text.
-pub fn demux(raw: &[u8]) -> String {
+pub(crate) fn demux(raw: &[u8]) -> String {
     let mut out = Vec::new();
     let mut rest = raw;
     while rest.len() >= 8 && rest[0] <= 2 && rest[1..4] == [0, 0, 0] {
@@ -132,7 +132,7 @@ fn run(
 
 /// Finds a usable local image: `requested` if given (must exist), else the first of
 /// [`DEFAULT_IMAGES`] present under any tag.
-pub fn find_image(engine: &Engine, requested: Option<&str>) -> Result<Option<String>> {
+pub(crate) fn find_image(engine: &Engine, requested: Option<&str>) -> Result<Option<String>> {
     if let Some(img) = requested {
         return match engine.inspect_image(img) {
             Ok(_) => Ok(Some(img.to_string())),
@@ -164,7 +164,7 @@ fn check(name: &'static str, ok: bool, detail: impl Into<String>) -> Check {
 }
 
 /// Runs the checks. `ranges` are the remap user's subuid/subgid starts when known.
-pub fn verify(
+pub(crate) fn verify(
     engine: &Engine,
     image: Option<&str>,
     ranges: Option<(u64, u64)>,

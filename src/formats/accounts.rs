@@ -4,18 +4,18 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdUse {
     /// The uid or gid.
-    pub id: u32,
+    pub(crate) id: u32,
     /// Who uses it, in words: `user alice`, `group docker`, `user bob's primary group`.
-    pub who: String,
+    pub(crate) who: String,
 }
 
 /// The uids and gids accounts use, each list sorted by id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AccountIds {
+pub(crate) struct AccountIds {
     /// Every uid in /etc/passwd.
-    pub uids: Vec<IdUse>,
+    pub(crate) uids: Vec<IdUse>,
     /// Every gid in /etc/group, and every primary gid in /etc/passwd.
-    pub gids: Vec<IdUse>,
+    pub(crate) gids: Vec<IdUse>,
 }
 
 /// `(name, field 2, field 3)` of every line with at least four `:`-separated fields whose id
@@ -36,7 +36,7 @@ fn records(text: &str) -> impl Iterator<Item = (&str, u32, Option<u32>)> {
 impl AccountIds {
     /// Reads the ids out of passwd and group text. Never fails: a line without a numeric id
     /// names no id.
-    pub fn parse(passwd: &str, group: &str) -> AccountIds {
+    pub(crate) fn parse(passwd: &str, group: &str) -> AccountIds {
         let mut uids = Vec::new();
         let mut gids = Vec::new();
         for (name, gid, _) in records(group) {
@@ -66,7 +66,7 @@ impl AccountIds {
 }
 
 /// The first id of `list` (sorted by id) in `start..end`.
-pub fn first_in(list: &[IdUse], start: u64, end: u64) -> Option<&IdUse> {
+pub(crate) fn first_in(list: &[IdUse], start: u64, end: u64) -> Option<&IdUse> {
     let i = list.partition_point(|u| u64::from(u.id) < start);
     list.get(i).filter(|u| u64::from(u.id) < end)
 }

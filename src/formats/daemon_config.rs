@@ -3,13 +3,13 @@
 use serde_json::{Map, Value};
 
 /// Where daemon.json lives.
-pub const PATH: &str = "/etc/docker/daemon.json";
+pub(crate) const PATH: &str = "/etc/docker/daemon.json";
 
 /// The daemon.json key this tool owns.
-pub const KEY: &str = "userns-remap";
+pub(crate) const KEY: &str = "userns-remap";
 
 /// The user dockerd means by `"userns-remap": "default"`.
-pub const DEFAULT_USER: &str = "dockremap";
+pub(crate) const DEFAULT_USER: &str = "dockremap";
 
 /// Why a daemon.json cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,12 +110,12 @@ impl DaemonConfig {
     }
 
     /// A string setting (e.g. `data-root`); None when absent or not a string.
-    pub fn string(&self, key: &str) -> Option<&str> {
+    pub(crate) fn string(&self, key: &str) -> Option<&str> {
         self.map.get(key).and_then(Value::as_str)
     }
 
     /// `hosts`: the addresses dockerd listens on (empty when not set).
-    pub fn hosts(&self) -> Vec<String> {
+    pub(crate) fn hosts(&self) -> Vec<String> {
         self.map
             .get("hosts")
             .and_then(Value::as_array)
@@ -127,7 +127,7 @@ impl DaemonConfig {
     }
 
     /// `live-restore` (None: not set).
-    pub fn live_restore(&self) -> Option<bool> {
+    pub(crate) fn live_restore(&self) -> Option<bool> {
         self.map.get("live-restore").and_then(Value::as_bool)
     }
 
@@ -159,7 +159,7 @@ impl DaemonConfig {
 
 /// The value this tool writes for a remap user: `default` for dockremap (what the CIS Docker
 /// benchmark checks), the name otherwise.
-pub fn value_for(user: &str) -> String {
+pub(crate) fn value_for(user: &str) -> String {
     if user == DEFAULT_USER {
         "default".into()
     } else {
@@ -169,7 +169,7 @@ pub fn value_for(user: &str) -> String {
 
 /// True when a `userns-remap` value (`default`, `user`, `uid`, `user:group`, `uid:gid`) names
 /// the given user and its own group.
-pub fn names_user(value: &str, name: &str, uid: Option<u32>, gid: Option<u32>) -> bool {
+pub(crate) fn names_user(value: &str, name: &str, uid: Option<u32>, gid: Option<u32>) -> bool {
     let (u, g) = match value.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (value, None),

@@ -17,7 +17,7 @@ pub struct IdShift {
 
 /// Where an id stands relative to an [`IdShift`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
+pub(crate) enum Class {
     /// In the source range: becomes this id.
     Shift(u32),
     /// In the target range already.
@@ -28,7 +28,7 @@ pub enum Class {
 
 impl IdShift {
     /// From ids as /etc/subuid and /etc/subgid hold them (64-bit): refused above 4294967295.
-    pub fn of(from: u64, to: u64, count: u64) -> Result<IdShift> {
+    pub(crate) fn of(from: u64, to: u64, count: u64) -> Result<IdShift> {
         let id = |v: u64, what: &str| {
             u32::try_from(v).map_err(|_| anyhow!("{what} {v} is above 4294967295"))
         };
@@ -41,7 +41,7 @@ impl IdShift {
 
     /// Where `id` stands: in the source range (and what it becomes), the target range, or
     /// neither.
-    pub fn class(&self, id: u32) -> Class {
+    pub(crate) fn class(&self, id: u32) -> Class {
         if id.wrapping_sub(self.from) < self.count {
             Class::Shift(self.to + (id - self.from))
         } else if id.wrapping_sub(self.to) < self.count {
@@ -52,7 +52,7 @@ impl IdShift {
     }
 
     /// The new id when `id` is in the source range.
-    pub fn map(&self, id: u32) -> Option<u32> {
+    pub(crate) fn map(&self, id: u32) -> Option<u32> {
         match self.class(id) {
             Class::Shift(new) => Some(new),
             _ => None,
@@ -60,7 +60,7 @@ impl IdShift {
     }
 
     /// The shift back: target to source.
-    pub fn reverse(self) -> IdShift {
+    pub(crate) fn reverse(self) -> IdShift {
         IdShift {
             from: self.to,
             to: self.from,
@@ -70,7 +70,7 @@ impl IdShift {
 
     /// Refuses an empty range, one running into 4294967295 (chown's "unchanged"), and
     /// overlapping source and target (a shift is only resumable between disjoint ranges).
-    pub fn check(&self, kind: &str) -> Result<()> {
+    pub(crate) fn check(&self, kind: &str) -> Result<()> {
         let end = |start: u32| u64::from(start) + u64::from(self.count);
         if self.count == 0 {
             bail!("{kind} shift: the range is empty");
@@ -146,12 +146,12 @@ impl Mapping {
     }
 
     /// The uid shift.
-    pub fn uid(&self) -> IdShift {
+    pub(crate) fn uid(&self) -> IdShift {
         self.uid
     }
 
     /// The gid shift.
-    pub fn gid(&self) -> IdShift {
+    pub(crate) fn gid(&self) -> IdShift {
         self.gid
     }
 

@@ -9,22 +9,22 @@ use serde_json::Value;
 /// which `RootFS.Layers` shows), and the manifests and indexes in it that lead to that config
 /// (the ids the containerd store gives the image).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Identity {
+pub(crate) struct Identity {
     /// `sha256:…` of the config.
-    pub config: Option<String>,
+    pub(crate) config: Option<String>,
     /// Its layers' diff IDs.
-    pub diff_ids: Vec<String>,
+    pub(crate) diff_ids: Vec<String>,
     /// Manifest and index digests that lead to that config.
-    pub manifests: Vec<String>,
+    pub(crate) manifests: Vec<String>,
     /// Every config digest `manifest.json` names (an export of several platforms names several).
-    pub configs: Vec<String>,
+    pub(crate) configs: Vec<String>,
 }
 
 /// Reads an image tar as it streams by (`docker save` of either store: the legacy layout with
 /// `manifest.json` and `HEX.json` configs, or the OCI layout with `index.json` and
 /// `blobs/sha256/HEX`), keeping only the small files it needs; layers pass through unread.
 #[derive(Debug, Default)]
-pub struct TarReader {
+pub(crate) struct TarReader {
     /// Bytes of a header not complete yet.
     head: Vec<u8>,
     /// Bytes left of the current entry's data, and of its padding.
@@ -51,7 +51,7 @@ const KEEP_TOTAL: usize = 64 << 20;
 
 impl TarReader {
     /// Takes the next bytes of the stream.
-    pub fn feed(&mut self, mut buf: &[u8]) {
+    pub(crate) fn feed(&mut self, mut buf: &[u8]) {
         while !buf.is_empty() && !self.done {
             if self.left > 0 {
                 let n = (self.left.min(buf.len() as u64)) as usize;
@@ -185,7 +185,7 @@ impl TarReader {
     }
 
     /// What the stream said about the image (the first one `manifest.json` names).
-    pub fn identity(&self) -> Identity {
+    pub(crate) fn identity(&self) -> Identity {
         let mut id = Identity::default();
         let entries = self.json("manifest.json");
         for e in entries

@@ -7,11 +7,11 @@ use std::collections::HashMap;
 #[error("line {line}: {key} has value {value:?}, which is not a number")]
 pub struct BadNumber {
     /// 1-based line number.
-    pub line: usize,
+    pub(crate) line: usize,
     /// The key, e.g. `SUB_UID_MIN`.
-    pub key: String,
+    pub(crate) key: String,
     /// The raw value.
-    pub value: String,
+    pub(crate) value: String,
 }
 
 /// Bounds for one subordinate-id file, as shadow reads them.
@@ -29,34 +29,34 @@ pub struct SubIdBounds {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginDefs {
     /// Bounds for /etc/subuid.
-    pub subuid: SubIdBounds,
+    pub(crate) subuid: SubIdBounds,
     /// Bounds for /etc/subgid.
-    pub subgid: SubIdBounds,
+    pub(crate) subgid: SubIdBounds,
     /// Lowest uid of a regular (non-system) user (`UID_MIN`).
-    pub uid_min: u64,
+    pub(crate) uid_min: u64,
     /// Highest uid of a regular user (`UID_MAX`): ids at or below it belong to accounts, never
     /// to a subordinate range.
-    pub uid_max: u64,
+    pub(crate) uid_max: u64,
     /// Highest gid of a regular group (`GID_MAX`), the same for /etc/subgid.
-    pub gid_max: u64,
+    pub(crate) gid_max: u64,
     /// Lowest uid `useradd --system` gives (`SYS_UID_MIN`, default 101).
-    pub sys_uid_min: u64,
+    pub(crate) sys_uid_min: u64,
     /// Highest uid `useradd --system` gives (`SYS_UID_MAX`, default `UID_MIN` - 1).
-    pub sys_uid_max: u64,
+    pub(crate) sys_uid_max: u64,
 }
 
 /// Debian's compiled-in defaults (shadow 4.13), used for every key that is absent.
-pub const DEFAULT_SUB_MIN: u64 = 100_000;
+pub(crate) const DEFAULT_SUB_MIN: u64 = 100_000;
 /// See [`DEFAULT_SUB_MIN`].
-pub const DEFAULT_SUB_MAX: u64 = 600_100_000;
+pub(crate) const DEFAULT_SUB_MAX: u64 = 600_100_000;
 /// See [`DEFAULT_SUB_MIN`].
-pub const DEFAULT_SUB_COUNT: u64 = 65_536;
+pub(crate) const DEFAULT_SUB_COUNT: u64 = 65_536;
 /// See [`DEFAULT_SUB_MIN`].
-pub const DEFAULT_UID_MIN: u64 = 1000;
+pub(crate) const DEFAULT_UID_MIN: u64 = 1000;
 /// See [`DEFAULT_SUB_MIN`] (`UID_MAX` and `GID_MAX`).
-pub const DEFAULT_UID_MAX: u64 = 60_000;
+pub(crate) const DEFAULT_UID_MAX: u64 = 60_000;
 /// See [`DEFAULT_SUB_MIN`]; `SYS_UID_MAX` defaults to `UID_MIN` - 1.
-pub const DEFAULT_SYS_UID_MIN: u64 = 101;
+pub(crate) const DEFAULT_SYS_UID_MIN: u64 = 101;
 
 impl Default for LoginDefs {
     fn default() -> Self {

@@ -1,10 +1,11 @@
 //! File formats: pure parsers, linters and writers of the host's configuration files. No I/O.
 
-pub mod accounts;
+pub(crate) mod accounts;
 pub mod daemon_config;
-pub mod id_shift;
-pub mod image_tar;
+pub(crate) mod id_shift;
+pub(crate) mod image_ref;
+pub(crate) mod image_tar;
 pub mod login_defs;
-pub mod remap_value;
+pub(crate) mod remap_value;
 pub mod subid;
-pub mod xattr;
+pub(crate) mod xattr;

@@ -29,11 +29,11 @@
 use crate::formats::subid::{Entry, Problem, SubIdFile, Which};
 
 /// The user dockerd means by `default`.
-pub const DEFAULT_USER: &str = "dockremap";
+pub(crate) const DEFAULT_USER: &str = "dockremap";
 
 /// One part of the value: a number (as dockerd's `ParseInt(s, 10, 32)` reads it) or a name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Part {
+pub(crate) enum Part {
     /// A numeric id (negative numbers parse, and name no account).
     Id(i64),
     /// A name (`default` in the user part means dockremap).
@@ -51,16 +51,16 @@ impl std::fmt::Display for Part {
 
 /// A parsed `userns-remap` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemapSpec {
+pub(crate) struct RemapSpec {
     /// The user part.
-    pub user: Part,
+    pub(crate) user: Part,
     /// The group part, if given.
-    pub group: Option<Part>,
+    pub(crate) group: Option<Part>,
 }
 
 /// Go's `strconv.ParseInt(s, 10, 32)`: an optional `+`/`-`, at least one decimal digit (leading
 /// zeros allowed), the value within int32.
-pub fn go_int32(s: &str) -> Option<i64> {
+pub(crate) fn go_int32(s: &str) -> Option<i64> {
     let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -85,7 +85,7 @@ fn part(s: &str) -> Part {
 
 /// Why dockerd rejects a value, in dockerd's own terms.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SpecError {
+pub(crate) enum SpecError {
     /// More than one `:`.
     #[error("{0:?} has more than one ':' (dockerd: \"Invalid user/group specification\")")]
     TooManyParts(String),
@@ -115,7 +115,7 @@ pub enum SpecError {
 
 /// Parses a value; `Ok(None)` for the empty string (remapping off). Only the shape is checked
 /// here: whether the accounts exist is [`resolve`]'s business.
-pub fn parse(value: &str) -> Result<Option<RemapSpec>, SpecError> {
+pub(crate) fn parse(value: &str) -> Result<Option<RemapSpec>, SpecError> {
     if value.is_empty() {
         return Ok(None);
     }
@@ -135,26 +135,26 @@ pub fn parse(value: &str) -> Result<Option<RemapSpec>, SpecError> {
 
 /// An account as a lookup returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserEntry {
+pub(crate) struct UserEntry {
     /// Login name.
-    pub name: String,
+    pub(crate) name: String,
     /// uid.
-    pub uid: u32,
+    pub(crate) uid: u32,
     /// Primary gid.
-    pub gid: u32,
+    pub(crate) gid: u32,
 }
 
 /// A group as a lookup returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupEntry {
+pub(crate) struct GroupEntry {
     /// Group name.
-    pub name: String,
+    pub(crate) name: String,
     /// gid.
-    pub gid: u32,
+    pub(crate) gid: u32,
 }
 
 /// The account lookups dockerd makes (files, then NSS through `getent`).
-pub trait Lookup {
+pub(crate) trait Lookup {
     /// The user named `name`.
     fn user_by_name(&self, name: &str) -> Option<UserEntry>;
     /// The user with this uid.
@@ -167,22 +167,22 @@ pub trait Lookup {
 
 /// The user and group a value resolves to.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Remap {
+pub(crate) struct Remap {
     /// The user whose ranges dockerd maps (by name or uid, in both files).
-    pub user: String,
+    pub(crate) user: String,
     /// Its uid.
-    pub uid: u32,
+    pub(crate) uid: u32,
     /// Its primary gid.
-    pub primary_gid: u32,
+    pub(crate) primary_gid: u32,
     /// The group the value names (dockerd: in messages only).
-    pub group: String,
+    pub(crate) group: String,
     /// Its gid.
-    pub gid: u32,
+    pub(crate) gid: u32,
 }
 
 /// What dockerd makes of a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resolved {
+pub(crate) enum Resolved {
     /// It remaps to this user's ranges.
     User(Remap),
     /// `default` while no dockremap exists: dockerd creates dockremap (and its ranges) and
@@ -194,7 +194,8 @@ pub enum Resolved {
 
 impl Resolved {
     /// The user name it remaps to (dockremap for [`Resolved::CreatesDefault`]).
-    pub fn user(&self) -> Option<&str> {
+    #[cfg(test)]
+    pub(crate) fn user(&self) -> Option<&str> {
         match self {
             Resolved::User(r) => Some(&r.user),
             Resolved::CreatesDefault => Some(DEFAULT_USER),
@@ -212,7 +213,7 @@ fn by_gid(l: &dyn Lookup, n: i64) -> Option<GroupEntry> {
 }
 
 /// Resolves a parsed value as dockerd's `parseRemappedRoot` does (rules 3 to 7 above).
-pub fn resolve(spec: &RemapSpec, l: &dyn Lookup) -> Result<Resolved, SpecError> {
+pub(crate) fn resolve(spec: &RemapSpec, l: &dyn Lookup) -> Result<Resolved, SpecError> {
     let (user, implied_group) = match &spec.user {
         Part::Id(n) => {
             let u = by_uid(l, *n).ok_or(SpecError::NoUid(*n))?;
@@ -264,7 +265,7 @@ pub fn resolve(spec: &RemapSpec, l: &dyn Lookup) -> Result<Resolved, SpecError> 
 }
 
 /// Parses and resolves in one step.
-pub fn resolve_value(value: &str, l: &dyn Lookup) -> Result<Option<Resolved>, SpecError> {
+pub(crate) fn resolve_value(value: &str, l: &dyn Lookup) -> Result<Option<Resolved>, SpecError> {
     match parse(value)? {
         None => Ok(None),
         Some(spec) => resolve(&spec, l).map(Some),
@@ -273,44 +274,44 @@ pub fn resolve_value(value: &str, l: &dyn Lookup) -> Result<Option<Resolved>, Sp
 
 /// `check`/`status` kind: the user has no line in a file, but a line under another owner that
 /// looks meant for it (the group's name or gid, the user's primary group) holds a range.
-pub const UNDER_OTHER_NAME: &str = "remap-range-under-other-name";
+pub(crate) const UNDER_OTHER_NAME: &str = "remap-range-under-other-name";
 /// `check`/`status` kind: the user has no line in a file at all (dockerd fails to start).
-pub const MISSING: &str = "remap-range-missing";
+pub(crate) const MISSING: &str = "remap-range-missing";
 /// `check`/`status` kind: the group part's own /etc/subgid range differs from the user's,
 /// which is the one dockerd maps gids to.
-pub const GROUP_RANGE_IGNORED: &str = "remap-group-range-ignored";
+pub(crate) const GROUP_RANGE_IGNORED: &str = "remap-group-range-ignored";
 /// `check`/`status` kind: dockerd rejects the value itself (an id or name naming no account).
-pub const VALUE_REJECTED: &str = "remap-value-rejected";
+pub(crate) const VALUE_REJECTED: &str = "remap-value-rejected";
 
 /// The remap user as the ranges are looked up for it, and who else might hold its range.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     /// The user's name.
-    pub user: String,
+    pub(crate) user: String,
     /// Its uid (lines under it count as the user's, as for dockerd and shadow).
-    pub uid: Option<u32>,
+    pub(crate) uid: Option<u32>,
     /// The group the value names (`name:group`), when it differs from the user's name.
-    pub group: Option<(String, u32)>,
+    pub(crate) group: Option<(String, u32)>,
     /// Owners whose lines look meant for the user: the group part's name and gid, the user's
     /// primary group's name and gid — never the user's own name or uid, nor another user's
     /// name or uid (that line is that user's).
-    pub stand_ins: Vec<String>,
+    pub(crate) stand_ins: Vec<String>,
     /// A group named as the user exists (dockerd needs it for a value without a group part).
-    pub own_group: bool,
+    pub(crate) own_group: bool,
 }
 
 /// A file where the user has no line of its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Missing {
+pub(crate) struct Missing {
     /// The file.
-    pub which: Which,
+    pub(crate) which: Which,
     /// The lines under a stand-in owner (line, owner, start, count), in file order.
-    pub in_the_way: Vec<(usize, String, u64, u64)>,
+    pub(crate) in_the_way: Vec<(usize, String, u64, u64)>,
 }
 
 impl Missing {
     /// The one stand-in line a repair can move to the user's name (None: none, or several).
-    pub fn movable(&self) -> Option<&(usize, String, u64, u64)> {
+    pub(crate) fn movable(&self) -> Option<&(usize, String, u64, u64)> {
         match self.in_the_way.as_slice() {
             [one] => Some(one),
             _ => None,
@@ -318,7 +319,7 @@ impl Missing {
     }
 
     /// Where it stands and what dockerd needs, in words, for refusals and problems.
-    pub fn describe(&self, user: &str) -> String {
+    pub(crate) fn describe(&self, user: &str) -> String {
         let path = self.which.path();
         let word = self.which.id_word();
         match self.in_the_way.as_slice() {
@@ -344,7 +345,7 @@ impl Missing {
 }
 
 /// None when the user (by name or uid) has a line in `file`; else what stands in its place.
-pub fn missing(file: &SubIdFile, which: Which, t: &Target) -> Option<Missing> {
+pub(crate) fn missing(file: &SubIdFile, which: Which, t: &Target) -> Option<Missing> {
     if file.owned_by(&t.user, t.uid).next().is_some() {
         return None;
     }
@@ -368,7 +369,7 @@ fn span(entries: &[&Entry]) -> Option<(u64, u64)> {
 /// the stand-in line in the way, kind [`UNDER_OTHER_NAME`], else [`MISSING`]), and the group
 /// part's own /etc/subgid range differing from the user's, which dockerd uses
 /// ([`GROUP_RANGE_IGNORED`]).
-pub fn misuse(subuid: &SubIdFile, subgid: &SubIdFile, t: &Target) -> Vec<Problem> {
+pub(crate) fn misuse(subuid: &SubIdFile, subgid: &SubIdFile, t: &Target) -> Vec<Problem> {
     let mut out = Vec::new();
     for (file, which) in [(subuid, Which::SubUid), (subgid, Which::SubGid)] {
         if let Some(m) = missing(file, which, t) {

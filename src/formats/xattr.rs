@@ -9,16 +9,16 @@ use anyhow::{Result, bail};
 use crate::formats::id_shift::{IdShift, Mapping};
 
 /// The file capability xattr.
-pub const CAPS: &CStr = c"security.capability";
+pub(crate) const CAPS: &CStr = c"security.capability";
 /// The access ACL xattr.
-pub const ACL_ACCESS: &CStr = c"system.posix_acl_access";
+pub(crate) const ACL_ACCESS: &CStr = c"system.posix_acl_access";
 /// The default ACL xattr (directories).
-pub const ACL_DEFAULT: &CStr = c"system.posix_acl_default";
+pub(crate) const ACL_DEFAULT: &CStr = c"system.posix_acl_default";
 
 /// Shifts the ids of ACL_USER and ACL_GROUP entries of a POSIX ACL xattr (the kernel's
 /// format: version 2 header, then 8-byte entries `tag u16, perm u16, id u32`, little endian)
 /// that are in the source range; returns how many.
-pub fn shift_acl(acl: &mut [u8], map: &Mapping) -> Result<u64> {
+pub(crate) fn shift_acl(acl: &mut [u8], map: &Mapping) -> Result<u64> {
     const ACL_USER: u16 = 0x02;
     const ACL_GROUP: u16 = 0x08;
     if acl.len() < 4 || !(acl.len() - 4).is_multiple_of(8) {
@@ -47,7 +47,7 @@ pub fn shift_acl(acl: &mut [u8], map: &Mapping) -> Result<u64> {
 
 /// The root id of a `VFS_CAP_REVISION_3` capability xattr (`None`: another revision, which
 /// holds none and is valid in every user namespace).
-pub fn caps_rootid(caps: &[u8]) -> Option<u32> {
+pub(crate) fn caps_rootid(caps: &[u8]) -> Option<u32> {
     const REVISION_MASK: u32 = 0xFF00_0000;
     const REVISION_3: u32 = 0x0300_0000;
     let magic = u32::from_le_bytes(caps.get(..4)?.try_into().ok()?);
@@ -59,7 +59,7 @@ pub fn caps_rootid(caps: &[u8]) -> Option<u32> {
 
 /// Shifts the root id of a `VFS_CAP_REVISION_3` capability xattr when it is in the uid source
 /// range; returns whether it did. Other revisions have no id and stay as they are.
-pub fn shift_caps(caps: &mut [u8], uid: &IdShift) -> bool {
+pub(crate) fn shift_caps(caps: &mut [u8], uid: &IdShift) -> bool {
     const REVISION_MASK: u32 = 0xFF00_0000;
     const REVISION_3: u32 = 0x0300_0000;
     if caps.len() != 24 {

@@ -16,20 +16,20 @@ use crate::host::root::Root;
 
 /// A user account as far as this tool cares.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Account {
+pub(crate) struct Account {
     /// Login name.
-    pub name: String,
+    pub(crate) name: String,
     /// Numeric uid.
-    pub uid: u32,
+    pub(crate) uid: u32,
     /// Primary gid.
-    pub gid: u32,
+    pub(crate) gid: u32,
     /// Login shell.
-    pub shell: String,
+    pub(crate) shell: String,
 }
 
 /// Checks a user name against the portable POSIX rule shadow's useradd also accepts:
 /// a lower-case letter or `_` first, then lower-case letters, digits, `_` and `-`, at most 32.
-pub fn validate_name(name: &str) -> Result<(), Conflict> {
+pub(crate) fn validate_name(name: &str) -> Result<(), Conflict> {
     let ok_first = name
         .chars()
         .next()
@@ -58,7 +58,7 @@ pub fn validate_name(name: &str) -> Result<(), Conflict> {
 }
 
 /// Finds `name` in a passwd file's text.
-pub fn find_in_passwd(text: &str, name: &str) -> Option<Account> {
+pub(crate) fn find_in_passwd(text: &str, name: &str) -> Option<Account> {
     text.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
         if f.len() < 7 || f[0] != name {
@@ -75,7 +75,7 @@ pub fn find_in_passwd(text: &str, name: &str) -> Option<Account> {
 
 /// Looks the user up: through NSS on the live host (so LDAP/SSSD users count), in the tree's
 /// /etc/passwd under `--root`.
-pub fn lookup(root: &Root, name: &str) -> Result<Option<Account>> {
+pub(crate) fn lookup(root: &Root, name: &str) -> Result<Option<Account>> {
     if root.is_host() {
         use uzers::os::unix::UserExt;
         return Ok(uzers::get_user_by_name(name).map(|u| Account {
@@ -92,7 +92,7 @@ pub fn lookup(root: &Root, name: &str) -> Result<Option<Account>> {
 /// An existing remap user must be a system account (not root) with no login shell. A system
 /// account is what useradd makes one (uid in `SYS_UID_MIN..=SYS_UID_MAX`), or any uid below
 /// `UID_MIN`, where people's accounts start (Debian's adduser gives system users uid 100).
-pub fn validate_existing(acct: &Account, defs: &LoginDefs) -> Result<(), Conflict> {
+pub(crate) fn validate_existing(acct: &Account, defs: &LoginDefs) -> Result<(), Conflict> {
     if acct.uid == 0 {
         return Err(Conflict::new(format!(
             "user {} has uid 0; choose another remap user",
@@ -126,7 +126,7 @@ pub fn validate_existing(acct: &Account, defs: &LoginDefs) -> Result<(), Conflic
 
 /// Before `useradd --system` runs: a system uid (`SYS_UID_MIN..=SYS_UID_MAX`, as useradd
 /// allocates it) must be possible at all and still free in /etc/passwd.
-pub fn check_can_create(defs: &LoginDefs, ids: &AccountIds) -> Result<(), Conflict> {
+pub(crate) fn check_can_create(defs: &LoginDefs, ids: &AccountIds) -> Result<(), Conflict> {
     let (min, max) = (defs.sys_uid_min.max(1), defs.sys_uid_max);
     if min > max {
         return Err(Conflict::new(format!(
@@ -155,7 +155,7 @@ pub fn check_can_create(defs: &LoginDefs, ids: &AccountIds) -> Result<(), Confli
 
 /// The `useradd` invocation that creates the remap user; `useradd` is found on the fixed
 /// system PATH ([`programs::SECURE_PATH`]), never through the caller's `PATH`.
-pub fn useradd_command(root: &Root, name: &str) -> Result<Command> {
+pub(crate) fn useradd_command(root: &Root, name: &str) -> Result<Command> {
     let mut cmd = programs::command("useradd")
         .context("cannot create the remap user (useradd is in package passwd)")?;
     if !root.is_host() {
@@ -190,7 +190,7 @@ const USERADD_FILES: [&str; 8] = [
 
 /// Under `--root`, refuses when `useradd --prefix` would reach a file outside the tree: it
 /// follows links the way the host sees them, while this tool resolves them inside the tree.
-pub fn check_useradd_confined(root: &Root) -> Result<(), Conflict> {
+pub(crate) fn check_useradd_confined(root: &Root) -> Result<(), Conflict> {
     if root.is_host() {
         return Ok(());
     }
@@ -207,7 +207,7 @@ pub fn check_useradd_confined(root: &Root) -> Result<(), Conflict> {
 }
 
 /// Creates the remap user with `useradd` and returns it as created.
-pub fn create(root: &Root, name: &str) -> Result<Account> {
+pub(crate) fn create(root: &Root, name: &str) -> Result<Account> {
     // Checked when planning too; checked again here, just before useradd runs.
     check_useradd_confined(root)?;
     let mut cmd = useradd_command(root, name)?;
@@ -228,7 +228,7 @@ pub fn create(root: &Root, name: &str) -> Result<Account> {
 /// The accounts as dockerd looks them up for a `userns-remap` value: NSS on the live host
 /// (dockerd falls back to `getent`, so LDAP/SSSD accounts count), the tree's /etc/passwd and
 /// /etc/group under `--root`.
-pub struct Accounts {
+pub(crate) struct Accounts {
     host: bool,
     passwd: String,
     group: String,
@@ -259,7 +259,7 @@ fn group_entry(line: &str) -> Option<GroupEntry> {
 
 impl Accounts {
     /// Reads the account files of a tree (nothing is read on the live host: NSS answers).
-    pub fn read(root: &Root) -> Result<Accounts> {
+    pub(crate) fn read(root: &Root) -> Result<Accounts> {
         if root.is_host() {
             return Ok(Accounts {
                 host: true,
@@ -279,7 +279,7 @@ impl Accounts {
 
     /// [`Accounts::read`] for reading commands (`status`, `check`): account files that cannot
     /// be read name no account, as dockerd would find none in them.
-    pub fn read_lenient(root: &Root) -> Accounts {
+    pub(crate) fn read_lenient(root: &Root) -> Accounts {
         Accounts::read(root).unwrap_or(Accounts {
             host: root.is_host(),
             passwd: String::new(),
@@ -346,7 +346,7 @@ impl Lookup for Accounts {
 /// uid, the group the value names, and the owners whose lines look meant for it — the group
 /// part's name and gid and the user's primary group's, leaving out the user's own name and
 /// uid and any owner that is another user's name or uid (such a line is that user's).
-pub fn remap_target(l: &dyn Lookup, r: &Remap) -> Target {
+pub(crate) fn remap_target(l: &dyn Lookup, r: &Remap) -> Target {
     let primary = l.group_by_gid(r.primary_gid);
     let mut stand_ins: Vec<String> = Vec::new();
     let mut add = |s: String| {

@@ -7,14 +7,14 @@ use crate::host::root::Root;
 use crate::host::systemd::UnitFiles;
 
 /// The unit this tool manages.
-pub const UNIT: &str = "docker.service";
+pub(crate) const UNIT: &str = "docker.service";
 
 /// Unit directories by priority, highest first: systemd's system unit search path
 /// (systemd.unit(5), "System Unit Search Path"; `systemd-analyze unit-paths`), with
 /// `/lib/systemd/system` for hosts without a merged /usr. `system.control` is where
 /// `systemctl set-property` writes, `transient` holds `systemd-run` units, the `generator`
 /// directories what generators make at boot.
-pub const UNIT_DIRS: &[&str] = &[
+pub(crate) const UNIT_DIRS: &[&str] = &[
     "/etc/systemd/system.control",
     "/run/systemd/system.control",
     "/run/systemd/transient",
@@ -31,15 +31,15 @@ pub const UNIT_DIRS: &[&str] = &[
 ];
 
 /// Debian's environment file for dockerd flags.
-pub const DEFAULT_FILE: &str = "/etc/default/docker";
+pub(crate) const DEFAULT_FILE: &str = "/etc/default/docker";
 
 /// A place in a file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Origin {
+pub(crate) struct Origin {
     /// Path inside the root.
-    pub file: String,
+    pub(crate) file: String,
     /// 1-based line (of the first line of a continued setting).
-    pub line: usize,
+    pub(crate) line: usize,
 }
 
 impl std::fmt::Display for Origin {
@@ -50,28 +50,28 @@ impl std::fmt::Display for Origin {
 
 /// What was learnt about docker.service.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UnitScan {
+pub(crate) struct UnitScan {
     /// The unit file in use, if any (None: docker is not installed, as far as files tell).
-    pub unit_file: Option<String>,
+    pub(crate) unit_file: Option<String>,
     /// The unit is linked to /dev/null.
-    pub masked: bool,
+    pub(crate) masked: bool,
     /// Drop-ins applied, in order.
-    pub dropins: Vec<String>,
+    pub(crate) dropins: Vec<String>,
     /// Every place that passes `--userns-remap` to dockerd.
-    pub remap_flags: Vec<Origin>,
+    pub(crate) remap_flags: Vec<Origin>,
     /// The effective ExecStart as words, variables expanded (empty when unknown).
-    pub exec_start: Vec<String>,
+    pub(crate) exec_start: Vec<String>,
     /// A `--config-file` given to dockerd there, and where the ExecStart line is.
-    pub config_file: Option<(String, Origin)>,
+    pub(crate) config_file: Option<(String, Origin)>,
     /// Where each word of `exec_start` comes from: the ExecStart line, or the line that sets
     /// the variable it was expanded from (e.g. `DOCKER_OPTS` in /etc/default/docker).
-    pub word_origins: Vec<Origin>,
+    pub(crate) word_origins: Vec<Origin>,
 }
 
 impl UnitScan {
     /// Every value dockerd gets for the flag named `names` (long `--x`, short `-x`, or an
     /// alias), in order, with where it was set: `--x v`, `--x=v`, `-x v`, `-x=v`, `-xv`.
-    pub fn flag_values(&self, names: &[&str]) -> Vec<(String, Origin)> {
+    pub(crate) fn flag_values(&self, names: &[&str]) -> Vec<(String, Origin)> {
         let words = &self.exec_start;
         let mut out = Vec::new();
         let mut i = 1;
@@ -106,7 +106,7 @@ impl UnitScan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Setting {
     /// The section it is in, without brackets (empty before the first section).
-    pub section: String,
+    pub(crate) section: String,
     /// The key, trimmed.
     pub key: String,
     /// The value, trimmed, continuation lines joined with a space.
@@ -318,7 +318,7 @@ pub fn parse_env_file(text: &str) -> Vec<(String, String, usize)> {
 /// systemd is also asked which files it loaded (`FragmentPath`, `DropInPaths`): the next
 /// restart uses those, wherever they are; both are read, so a conflict in either is found.
 /// Under `--root` (an image, no systemd of its own) the disk alone tells.
-pub fn scan(root: &Root) -> Result<UnitScan> {
+pub(crate) fn scan(root: &Root) -> Result<UnitScan> {
     let loaded = if root.is_host() {
         crate::host::systemd::Systemd::connect()
             .ok()
@@ -330,7 +330,7 @@ pub fn scan(root: &Root) -> Result<UnitScan> {
 }
 
 /// [`scan`] with the files systemd loaded the unit from (None: not known).
-pub fn scan_with(root: &Root, loaded: Option<&UnitFiles>) -> Result<UnitScan> {
+pub(crate) fn scan_with(root: &Root, loaded: Option<&UnitFiles>) -> Result<UnitScan> {
     let mut scan = UnitScan::default();
     let mut settings = read_unit_file(root, loaded, &mut scan)?;
     // Drop-ins apply whenever the unit is not masked, also when no unit file exists yet: a

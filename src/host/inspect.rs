@@ -11,33 +11,33 @@ use serde::Serialize;
 
 /// A container as far as the impact report and `status` care.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ContainerInfo {
+pub(crate) struct ContainerInfo {
     /// Its full id.
-    pub id: String,
+    pub(crate) id: String,
     /// Name without the leading `/`.
-    pub name: String,
+    pub(crate) name: String,
     /// Image it was created from.
-    pub image: String,
+    pub(crate) image: String,
     /// Running now.
-    pub running: bool,
+    pub(crate) running: bool,
     /// `Config.User` (empty: the image's default, usually root).
-    pub user: String,
+    pub(crate) user: String,
     /// `--privileged`.
-    pub privileged: bool,
+    pub(crate) privileged: bool,
     /// `--userns` mode (`host` or empty).
-    pub userns_mode: String,
+    pub(crate) userns_mode: String,
     /// `--pid` mode.
-    pub pid_mode: String,
+    pub(crate) pid_mode: String,
     /// `--network` mode.
-    pub network_mode: String,
+    pub(crate) network_mode: String,
     /// Host paths bind-mounted read-write, with their mount point.
-    pub rw_binds: Vec<(String, String)>,
+    pub(crate) rw_binds: Vec<(String, String)>,
 }
 
 impl ContainerInfo {
     /// Why this container needs the host's namespaces (and so `--userns=host` once remapping
     /// is on): privileged, or sharing the host's user, pid or network namespace.
-    pub fn host_namespaces(&self) -> Vec<&'static str> {
+    pub(crate) fn host_namespaces(&self) -> Vec<&'static str> {
         let mut why = Vec::new();
         if self.privileged {
             why.push("--privileged");
@@ -55,14 +55,14 @@ impl ContainerInfo {
     }
 
     /// The container's processes run as uid 0 inside (no `--user`, or root named).
-    pub fn root_inside(&self) -> bool {
+    pub(crate) fn root_inside(&self) -> bool {
         let u = self.user.split(':').next().unwrap_or("");
         u.is_empty() || u == "0" || u == "root"
     }
 }
 
 /// Every container (running or not), inspected.
-pub fn containers(engine: &Engine) -> Result<Vec<ContainerInfo>> {
+pub(crate) fn containers(engine: &Engine) -> Result<Vec<ContainerInfo>> {
     let mut out = Vec::new();
     for c in engine.all_containers()? {
         let v = engine.inspect_container(&c.id)?;
@@ -91,22 +91,22 @@ pub fn containers(engine: &Engine) -> Result<Vec<ContainerInfo>> {
 
 /// An image as `GET /images/json` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListedImage {
+pub(crate) struct ListedImage {
     /// Its id (`sha256:…`).
-    pub id: String,
+    pub(crate) id: String,
     /// Its tags (without `<none>:<none>`; empty: untagged).
-    pub tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
     /// Its size as the engine reports it (shared layers counted in each image).
-    pub size: u64,
+    pub(crate) size: u64,
 }
 
 /// An image id as docker shows it: 12 hex digits, without `sha256:`.
-pub fn short_id(id: &str) -> String {
+pub(crate) fn short_id(id: &str) -> String {
     id.trim_start_matches("sha256:").chars().take(12).collect()
 }
 
 /// Every image with its id, tags and size.
-pub fn image_list(engine: &Engine) -> Result<Vec<ListedImage>> {
+pub(crate) fn image_list(engine: &Engine) -> Result<Vec<ListedImage>> {
     Ok(engine
         .images()?
         .into_iter()
@@ -123,7 +123,7 @@ pub fn image_list(engine: &Engine) -> Result<Vec<ListedImage>> {
 }
 
 /// Every image, by its tags (or short id when untagged).
-pub fn images(engine: &Engine) -> Result<Vec<String>> {
+pub(crate) fn images(engine: &Engine) -> Result<Vec<String>> {
     let mut out: Vec<String> = Vec::new();
     for i in image_list(engine)? {
         if i.tags.is_empty() {
@@ -137,7 +137,7 @@ pub fn images(engine: &Engine) -> Result<Vec<String>> {
 }
 
 /// Every volume, by name.
-pub fn volumes(engine: &Engine) -> Result<Vec<String>> {
+pub(crate) fn volumes(engine: &Engine) -> Result<Vec<String>> {
     let mut out: Vec<String> = engine.volumes()?.into_iter().map(|v| v.name).collect();
     out.sort();
     Ok(out)
@@ -145,31 +145,31 @@ pub fn volumes(engine: &Engine) -> Result<Vec<String>> {
 
 /// What a switch (remapping on, or off with `enabling` false) will do to what docker holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Impact {
+pub(crate) struct Impact {
     /// The current data root (DockerRootDir), whose content will not be visible afterwards.
-    pub data_root: String,
+    pub(crate) data_root: String,
     /// Images that will not be visible after the switch.
-    pub images: Vec<String>,
+    pub(crate) images: Vec<String>,
     /// Containers (all states) that will not be visible after the switch.
-    pub containers: Vec<String>,
+    pub(crate) containers: Vec<String>,
     /// Volumes that will not be visible after the switch.
-    pub volumes: Vec<String>,
+    pub(crate) volumes: Vec<String>,
     /// Running containers the restart will stop.
-    pub stopped_by_restart: Vec<String>,
+    pub(crate) stopped_by_restart: Vec<String>,
     /// Running containers with read-write bind mounts of root-owned host paths that the
     /// remapped root will not be able to write (`name: /host/path -> /mount`).
-    pub unwritable_binds: Vec<String>,
+    pub(crate) unwritable_binds: Vec<String>,
     /// Containers that use host namespaces and will need `--userns=host` (`name (flags)`).
-    pub need_userns_host: Vec<String>,
+    pub(crate) need_userns_host: Vec<String>,
     /// The image store before and after the switch (null: the engine named no driver).
     /// docker 29 keeps images in the containerd image store, and switches it off while
     /// remapping is on: what the old store holds is reachable only with `--carry images` or
     /// after switching back.
-    pub image_store: Option<crate::host::setup::StoreSwitch>,
+    pub(crate) image_store: Option<crate::host::setup::StoreSwitch>,
 }
 
 /// Builds the impact report from the engine as it runs now.
-pub fn impact(engine: &Engine, enabling: bool) -> Result<Impact> {
+pub(crate) fn impact(engine: &Engine, enabling: bool) -> Result<Impact> {
     let info = engine.info()?;
     let all = containers(engine)?;
     let mut r = Impact {
@@ -208,7 +208,7 @@ pub fn impact(engine: &Engine, enabling: bool) -> Result<Impact> {
 
 /// Running containers whose processes are root on the host: privileged or host-namespace
 /// ones always, and any running as root inside while remapping is off.
-pub fn host_root(all: &[ContainerInfo], remapping: bool) -> Vec<(String, Vec<String>)> {
+pub(crate) fn host_root(all: &[ContainerInfo], remapping: bool) -> Vec<(String, Vec<String>)> {
     all.iter()
         .filter(|c| c.running)
         .filter_map(|c| {
@@ -231,15 +231,15 @@ pub fn host_root(all: &[ContainerInfo], remapping: bool) -> Vec<(String, Vec<Str
 /// (remapping switched by hand, or at a restart nobody checked) leaves its containers running
 /// so, out of sight of `docker ps -a`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct UnknownRoot {
+pub(crate) struct UnknownRoot {
     /// The process id.
-    pub pid: u32,
+    pub(crate) pid: u32,
     /// Its command line (arguments joined by spaces).
-    pub command: String,
+    pub(crate) command: String,
     /// The container id its shim names.
-    pub container_id: String,
+    pub(crate) container_id: String,
     /// The shim's process id.
-    pub shim_pid: u32,
+    pub(crate) shim_pid: u32,
 }
 
 /// A process as /proc shows it: parent, real uid, command name and line.
@@ -312,7 +312,7 @@ fn shim_container(p: &Proc) -> Option<String> {
 
 /// The processes under `proc_dir` (/proc) that run as uid 0 under a docker shim whose
 /// container is not in `known` (full ids).
-pub fn unknown_root_in(proc_dir: &std::path::Path, known: &[String]) -> Vec<UnknownRoot> {
+pub(crate) fn unknown_root_in(proc_dir: &std::path::Path, known: &[String]) -> Vec<UnknownRoot> {
     let Ok(entries) = std::fs::read_dir(proc_dir) else {
         return Vec::new();
     };
@@ -348,7 +348,7 @@ pub fn unknown_root_in(proc_dir: &std::path::Path, known: &[String]) -> Vec<Unkn
 }
 
 /// [`unknown_root_in`] for the live host's /proc.
-pub fn unknown_root(known: &[String]) -> Vec<UnknownRoot> {
+pub(crate) fn unknown_root(known: &[String]) -> Vec<UnknownRoot> {
     unknown_root_in(std::path::Path::new("/proc"), known)
 }
 

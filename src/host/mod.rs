@@ -2,15 +2,15 @@
 //! the helper programs it runs, shadow's lock, docker's unit files, systemd over D-Bus and docker.service's journal, the Docker Engine API, the kernel),
 //! and the walk that shifts the owners of a tree from one id range to another.
 
-pub mod account;
+pub(crate) mod account;
 pub mod docker_unit;
 pub mod engine;
-pub mod inspect;
-pub mod kernel;
-pub mod programs;
+pub(crate) mod inspect;
+pub(crate) mod kernel;
+pub(crate) mod programs;
 pub mod root;
 pub mod setup;
-pub mod shadow_lock;
+pub(crate) mod shadow_lock;
 pub mod shift;
-pub mod systemd;
+pub(crate) mod systemd;
 pub mod unit_log;

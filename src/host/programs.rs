@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// The directories searched, in order: sudo's `secure_path` on Debian.
-pub const SECURE_PATH: &[&str] = &[
+pub(crate) const SECURE_PATH: &[&str] = &[
     "/usr/local/sbin",
     "/usr/local/bin",
     "/usr/sbin",
@@ -17,7 +17,7 @@ pub const SECURE_PATH: &[&str] = &[
 
 /// A helper program that cannot be run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProgramError {
+pub(crate) enum ProgramError {
     /// No executable file of that name in any [`SECURE_PATH`] directory.
     #[error(
         "{name} not found: looked for an executable file in {} (the caller's PATH is not used)",
@@ -49,12 +49,12 @@ fn is_executable_file(p: &Path) -> bool {
 /// Resolves `name` to an absolute path: a name without `/` is looked up in [`SECURE_PATH`]
 /// (first executable file wins), an absolute path must be an executable file, anything else
 /// is an error. The environment's `PATH` plays no part.
-pub fn find(name: &str) -> Result<PathBuf, ProgramError> {
+pub(crate) fn find(name: &str) -> Result<PathBuf, ProgramError> {
     find_in(name, SECURE_PATH)
 }
 
 /// [`find`] over the given directories (for tests).
-pub fn find_in(name: &str, dirs: &[&str]) -> Result<PathBuf, ProgramError> {
+pub(crate) fn find_in(name: &str, dirs: &[&str]) -> Result<PathBuf, ProgramError> {
     if name.starts_with('/') {
         let p = PathBuf::from(name);
         return if is_executable_file(&p) {
@@ -73,7 +73,7 @@ pub fn find_in(name: &str, dirs: &[&str]) -> Result<PathBuf, ProgramError> {
 }
 
 /// A [`std::process::Command`] for `name` resolved with [`find`].
-pub fn command(name: &str) -> Result<std::process::Command, ProgramError> {
+pub(crate) fn command(name: &str) -> Result<std::process::Command, ProgramError> {
     find(name).map(std::process::Command::new)
 }
 

@@ -27,13 +27,13 @@ pub struct Root {
 
 /// Mode and ownership a file is written with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Perms {
+pub(crate) struct Perms {
     /// Permission bits (e.g. 0o644).
-    pub mode: u32,
+    pub(crate) mode: u32,
     /// Owner uid.
-    pub uid: u32,
+    pub(crate) uid: u32,
     /// Owner gid.
-    pub gid: u32,
+    pub(crate) gid: u32,
 }
 
 impl Default for Perms {
@@ -44,7 +44,7 @@ impl Default for Perms {
 
 impl Perms {
     /// Root-owned file with the given mode.
-    pub fn root_owned(mode: u32) -> Perms {
+    pub(crate) fn root_owned(mode: u32) -> Perms {
         Perms {
             mode,
             uid: 0,
@@ -53,7 +53,7 @@ impl Perms {
     }
 
     /// The mode and owner of an existing file.
-    pub fn of(meta: &fs::Metadata) -> Perms {
+    pub(crate) fn of(meta: &fs::Metadata) -> Perms {
         Perms {
             mode: meta.mode() & 0o7777,
             uid: meta.uid(),
@@ -65,11 +65,11 @@ impl Perms {
 /// A path inside a root as the host names it, for messages ([`Root::path`]): it displays, and
 /// nothing else, so every file access has to go through [`Root`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Shown(PathBuf);
+pub(crate) struct Shown(PathBuf);
 
 impl Shown {
     /// For `{}` in messages.
-    pub fn display(&self) -> std::path::Display<'_> {
+    pub(crate) fn display(&self) -> std::path::Display<'_> {
         self.0.display()
     }
 }
@@ -90,7 +90,7 @@ pub struct OpenDir {
 
 impl OpenDir {
     /// The directory's fd.
-    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
         use std::os::fd::AsFd;
         self.fd.as_fd()
     }
@@ -132,19 +132,19 @@ impl Root {
     }
 
     /// True when this root is the running host (`--root /`): services and NSS may be used.
-    pub fn is_host(&self) -> bool {
+    pub(crate) fn is_host(&self) -> bool {
         self.host
     }
 
     /// The directory this root stands for.
-    pub fn base(&self) -> &Path {
+    pub(crate) fn base(&self) -> &Path {
         &self.base
     }
 
     /// How `abs`, an absolute path as seen inside the root, is named on the host, for
     /// messages only: a [`Shown`] cannot be opened (it is no `AsRef<Path>`). Files of a tree are
     /// reached through the methods below, which resolve every link beneath the root.
-    pub fn path(&self, abs: &str) -> Shown {
+    pub(crate) fn path(&self, abs: &str) -> Shown {
         debug_assert!(
             abs.starts_with('/'),
             "root-relative paths are absolute: {abs}"
@@ -218,7 +218,7 @@ impl Root {
     }
 
     /// Opens a file for reading; `Ok(None)` when it does not exist.
-    pub fn open_read(&self, abs: &str) -> Result<Option<fs::File>> {
+    pub(crate) fn open_read(&self, abs: &str) -> Result<Option<fs::File>> {
         match self.open_in(abs, OFlags::RDONLY) {
             Ok(fd) => Ok(Some(fs::File::from(fd))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -227,7 +227,7 @@ impl Root {
     }
 
     /// Reads a file; `Ok(None)` when it does not exist.
-    pub fn read_optional(&self, abs: &str) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn read_optional(&self, abs: &str) -> Result<Option<Vec<u8>>> {
         let Some(mut f) = self.open_read(abs)? else {
             return Ok(None);
         };
@@ -239,7 +239,7 @@ impl Root {
 
     /// True when the file at `abs` holds exactly `bytes` (read in chunks, nothing kept: a
     /// million-line /etc/subuid is compared, not loaded twice).
-    pub fn holds(&self, abs: &str, bytes: &[u8]) -> Result<bool> {
+    pub(crate) fn holds(&self, abs: &str, bytes: &[u8]) -> Result<bool> {
         let ctx = || format!("cannot read {}", self.path(abs).display());
         let Some(mut f) = self.open_read(abs)? else {
             return Ok(false);
@@ -263,12 +263,12 @@ impl Root {
     }
 
     /// `lstat` of a path (the last component not followed); `Ok(None)` when it does not exist.
-    pub fn symlink_metadata(&self, abs: &str) -> Result<Option<fs::Metadata>> {
+    pub(crate) fn symlink_metadata(&self, abs: &str) -> Result<Option<fs::Metadata>> {
         self.stat(abs, OFlags::PATH | OFlags::NOFOLLOW)
     }
 
     /// `stat` of a path, links followed beneath the root; `Ok(None)` when it does not exist.
-    pub fn metadata(&self, abs: &str) -> Result<Option<fs::Metadata>> {
+    pub(crate) fn metadata(&self, abs: &str) -> Result<Option<fs::Metadata>> {
         self.stat(abs, OFlags::PATH)
     }
 
@@ -282,7 +282,7 @@ impl Root {
     }
 
     /// The target of symlink `abs` (its parent resolved beneath the root).
-    pub fn read_link(&self, abs: &str) -> Result<PathBuf> {
+    pub(crate) fn read_link(&self, abs: &str) -> Result<PathBuf> {
         let (dir, name) = self.parent(abs)?;
         let target = rfs::readlinkat(&dir, name.as_str(), Vec::new())
             .with_context(|| format!("cannot read the link {}", self.path(abs).display()))?;
@@ -292,7 +292,7 @@ impl Root {
     }
 
     /// The names in directory `abs` (none when it does not exist).
-    pub fn read_dir_names(&self, abs: &str) -> Result<Vec<String>> {
+    pub(crate) fn read_dir_names(&self, abs: &str) -> Result<Vec<String>> {
         let ctx = || format!("cannot list {}", self.path(abs).display());
         let fd = match self.open_in(abs, OFlags::RDONLY | OFlags::DIRECTORY) {
             Ok(fd) => fd,
@@ -314,7 +314,7 @@ impl Root {
     }
 
     /// Creates directory `abs` (and missing parents) with `mode`, owned by root, if it is missing.
-    pub fn ensure_dir(&self, abs: &str, mode: u32) -> Result<()> {
+    pub(crate) fn ensure_dir(&self, abs: &str, mode: u32) -> Result<()> {
         if self.open_in(abs, OFlags::PATH | OFlags::DIRECTORY).is_ok() {
             return Ok(());
         }
@@ -354,7 +354,7 @@ impl Root {
     /// fsync, rename over the target, fsync the directory. Readers see the old or the new
     /// content, never a mix. The directory is resolved beneath the root; the last component
     /// is replaced, never followed.
-    pub fn write_atomic(&self, abs: &str, bytes: &[u8], perms: Perms) -> Result<()> {
+    pub(crate) fn write_atomic(&self, abs: &str, bytes: &[u8], perms: Perms) -> Result<()> {
         let (dir, name) = self.parent(abs)?;
         let path = self.path(abs);
         static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -397,7 +397,7 @@ impl Root {
     }
 
     /// Removes file `abs` (not following a link there); a missing file is fine.
-    pub fn remove_file(&self, abs: &str) -> Result<()> {
+    pub(crate) fn remove_file(&self, abs: &str) -> Result<()> {
         let (dir, name) = self.parent(abs)?;
         match rfs::unlinkat(&dir, name.as_str(), AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
@@ -408,7 +408,7 @@ impl Root {
 
     /// Renames `from` to `to` (neither last component followed; both parents resolved beneath
     /// the root), then fsyncs both directories so that the rename is durable.
-    pub fn rename(&self, from: &str, to: &str) -> Result<()> {
+    pub(crate) fn rename(&self, from: &str, to: &str) -> Result<()> {
         let (fdir, fname) = self.parent(from)?;
         let (tdir, tname) = self.parent(to)?;
         let ctx = || {
@@ -425,7 +425,7 @@ impl Root {
 
     /// Makes `dst` a second name (hard link) of the file at `src`, neither last component
     /// followed; fails across file systems (EXDEV) and wherever links are not allowed.
-    pub fn hard_link(&self, src: &str, dst: &str) -> Result<()> {
+    pub(crate) fn hard_link(&self, src: &str, dst: &str) -> Result<()> {
         let (sdir, sname) = self.parent(src)?;
         let (ddir, dname) = self.parent(dst)?;
         rfs::linkat(
@@ -446,7 +446,7 @@ impl Root {
     }
 
     /// fsync directory `abs`, so that a rename or unlink in it is durable.
-    pub fn sync_dir(&self, abs: &str) -> Result<()> {
+    pub(crate) fn sync_dir(&self, abs: &str) -> Result<()> {
         let ctx = || format!("cannot sync directory {}", self.path(abs).display());
         let fd = self
             .open_in(abs, OFlags::RDONLY | OFlags::DIRECTORY)
@@ -457,7 +457,7 @@ impl Root {
     /// The host path of directory `abs`, resolved beneath the root (through
     /// /proc/self/fd): for the few operations that need a plain path in that directory, such
     /// as shadow's `link()` lock protocol.
-    pub fn real_dir(&self, abs: &str) -> Result<PathBuf> {
+    pub(crate) fn real_dir(&self, abs: &str) -> Result<PathBuf> {
         let ctx = || format!("cannot open directory {}", self.path(abs).display());
         let fd = self
             .open_in(abs, OFlags::PATH | OFlags::DIRECTORY)
@@ -491,12 +491,12 @@ impl Root {
     }
 
     /// Whether `abs` exists beneath the root (links followed there).
-    pub fn exists(&self, abs: &str) -> bool {
+    pub(crate) fn exists(&self, abs: &str) -> bool {
         self.open_in(abs, OFlags::PATH).is_ok()
     }
 
     /// Whether `abs` is a directory beneath the root (links followed there).
-    pub fn is_dir(&self, abs: &str) -> bool {
+    pub(crate) fn is_dir(&self, abs: &str) -> bool {
         self.open_in(abs, OFlags::PATH | OFlags::DIRECTORY).is_ok()
     }
 
@@ -504,14 +504,14 @@ impl Root {
     /// program it runs): its directory resolved beneath the root ([`Root::real_dir`], refused
     /// when that leads outside), its last component appended (not followed: a file that
     /// does not exist yet is named too). The directory must exist.
-    pub fn resolved(&self, abs: &str) -> Result<PathBuf> {
+    pub(crate) fn resolved(&self, abs: &str) -> Result<PathBuf> {
         let (parent, name) = self.split(abs)?;
         Ok(self.real_dir(&parent)?.join(name))
     }
 
     /// Removes the directory `abs` and what is below it (resolved beneath the root first;
     /// std's removal does not follow links below it). A missing one is fine.
-    pub fn remove_dir_all(&self, abs: &str) -> Result<()> {
+    pub(crate) fn remove_dir_all(&self, abs: &str) -> Result<()> {
         if !self.exists(abs) {
             return Ok(());
         }
@@ -524,7 +524,7 @@ impl Root {
     }
 
     /// `statvfs` of the filesystem holding `abs` (resolved beneath the root).
-    pub fn statvfs(&self, abs: &str) -> Result<rfs::StatVfs> {
+    pub(crate) fn statvfs(&self, abs: &str) -> Result<rfs::StatVfs> {
         let fd = self
             .open_in(abs, OFlags::RDONLY | OFlags::DIRECTORY)
             .with_context(|| format!("cannot open {}", self.path(abs).display()))?;
@@ -533,7 +533,7 @@ impl Root {
 
     /// Opens (creating it 0600 if missing, never truncating, never following a link there) a
     /// file used only to hold a lock on.
-    pub fn open_lock_file(&self, abs: &str) -> Result<fs::File> {
+    pub(crate) fn open_lock_file(&self, abs: &str) -> Result<fs::File> {
         let (dir, name) = self.parent(abs)?;
         let fd = rfs::openat(
             &dir,
@@ -548,7 +548,7 @@ impl Root {
     /// True when `abs` names the same file resolved beneath the root and resolved the way any
     /// other program would (following links out of the tree): what `useradd --prefix` needs,
     /// since it opens the tree's files by plain path.
-    pub fn resolves_inside(&self, abs: &str) -> Result<bool> {
+    pub(crate) fn resolves_inside(&self, abs: &str) -> Result<bool> {
         let inside = self.metadata(abs)?;
         // Deliberately the host's own resolution: what another program would open.
         let plain = match fs::metadata(self.joined(abs)) {
@@ -573,7 +573,13 @@ impl Root {
     }
 
     /// Copies `abs` to `backup_abs` durably, keeping its mode and owner (shadow's `file-`).
-    pub fn backup(&self, abs: &str, backup_abs: &str, content: &[u8], perms: Perms) -> Result<()> {
+    pub(crate) fn backup(
+        &self,
+        abs: &str,
+        backup_abs: &str,
+        content: &[u8],
+        perms: Perms,
+    ) -> Result<()> {
         self.write_atomic(backup_abs, content, perms)
             .with_context(|| {
                 format!(

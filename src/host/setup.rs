@@ -14,15 +14,15 @@ use crate::host::root::Root;
 use crate::host::systemd::Systemd;
 
 /// Where dockerd listens without `-H` or `hosts` (/var/run is a link to /run).
-pub const DEFAULT_SOCKET: &str = "/run/docker.sock";
+pub(crate) const DEFAULT_SOCKET: &str = "/run/docker.sock";
 /// docker's data root without `--data-root` or `data-root`.
-pub const DEFAULT_DATA_ROOT: &str = "/var/lib/docker";
+pub(crate) const DEFAULT_DATA_ROOT: &str = "/var/lib/docker";
 /// The socket unit that starts docker.service on first connection.
-pub const SOCKET_UNIT: &str = "docker.socket";
+pub(crate) const SOCKET_UNIT: &str = "docker.socket";
 
 /// An address dockerd listens on (`-H`/`--host`, or daemon.json `hosts`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Listen {
+pub(crate) enum Listen {
     /// A unix socket at this path.
     Unix(String),
     /// `fd://`: the sockets systemd passes (docker.socket's).
@@ -33,7 +33,7 @@ pub enum Listen {
 
 /// Reads one address as dockerd does: `unix://` with an empty path is the default socket, an
 /// empty address too; without a scheme it is a TCP address.
-pub fn parse_listen(addr: &str) -> Listen {
+pub(crate) fn parse_listen(addr: &str) -> Listen {
     let a = addr.trim();
     if a.is_empty() {
         return Listen::Unix(DEFAULT_SOCKET.into());
@@ -53,18 +53,18 @@ pub fn parse_listen(addr: &str) -> Listen {
 
 /// A path and where it was set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Found {
+pub(crate) struct Found {
     /// The path.
-    pub path: String,
+    pub(crate) path: String,
     /// Where it was set, for messages (`"data-root" in /etc/docker/daemon.json`, ...).
-    pub from: String,
+    pub(crate) from: String,
 }
 
 /// The unix socket to reach the engine on: dockerd's `-H` flags, else daemon.json's `hosts`,
 /// else the default; `fd://` means docker.socket's first unix `ListenStream` (`listen`: its
 /// Listen addresses, None when not known). Err: dockerd listens on no unix socket this tool can
 /// use, with what to do.
-pub fn engine_socket(
+pub(crate) fn engine_socket(
     unit: &UnitScan,
     config: Option<&DaemonConfig>,
     listen: Option<&[(String, String)]>,
@@ -146,7 +146,7 @@ pub fn engine_socket(
 /// docker's data root as the files set it: daemon.json's `data-root` (or the old `graph`),
 /// else `--data-root` (or `--graph`/`-g`) in dockerd's effective ExecStart (its last one, as
 /// dockerd reads flags), else the default.
-pub fn files_data_root(unit: &UnitScan, config: Option<&DaemonConfig>) -> Found {
+pub(crate) fn files_data_root(unit: &UnitScan, config: Option<&DaemonConfig>) -> Found {
     let clean = |p: &str| {
         let t = p.trim_end_matches('/');
         if t.is_empty() { "/" } else { t }.to_string()
@@ -179,7 +179,7 @@ pub fn files_data_root(unit: &UnitScan, config: Option<&DaemonConfig>) -> Found 
 }
 
 /// The data root a running engine uses, without the `/<uid>.<gid>` directory remapping adds.
-pub fn engine_data_root(info: &Info) -> Option<String> {
+pub(crate) fn engine_data_root(info: &Info) -> Option<String> {
     let dir = info.docker_root_dir.trim_end_matches('/');
     if dir.is_empty() {
         return None;
@@ -198,7 +198,7 @@ pub fn engine_data_root(info: &Info) -> Option<String> {
 
 /// On the live host: with remapping on and no swarm, swarm state in the data root above the remapped one is what
 /// the node left behind when remapping was turned on (moby#39722): that state file.
-pub fn swarm_left_behind(info: &Info) -> Option<String> {
+pub(crate) fn swarm_left_behind(info: &Info) -> Option<String> {
     if !info.userns() || info.swarm.member() {
         return None;
     }
@@ -240,7 +240,7 @@ pub struct Setup {
 
 impl Setup {
     /// From the files and docker.socket's Listen addresses (None: not known).
-    pub fn from_files(
+    pub(crate) fn from_files(
         unit: &UnitScan,
         config: Option<&DaemonConfig>,
         listen: Option<&[(String, String)]>,
@@ -278,7 +278,7 @@ impl Setup {
     }
 
     /// Adds what the running engine says: its live-restore, swarm state and data root.
-    pub fn learn(&mut self, info: &Info) {
+    pub(crate) fn learn(&mut self, info: &Info) {
         self.live_restore = Some(info.live_restore_enabled);
         self.image_store = info.image_store();
         if !info.swarm.local_node_state.is_empty() {
@@ -299,7 +299,7 @@ impl Setup {
     }
 
     /// Every data root a switch must be able to reach: the running engine's and the files'.
-    pub fn data_roots(&self) -> Vec<&str> {
+    pub(crate) fn data_roots(&self) -> Vec<&str> {
         let mut v = vec![self.data_root.as_str()];
         v.extend(self.data_root_files.as_deref());
         v
@@ -308,7 +308,7 @@ impl Setup {
 
 /// moby's graph drivers, in its order of priority: a non-empty `DATA_ROOT/NAME` directory is
 /// a "prior storage driver" dockerd keeps using (`[graphdriver] using prior storage driver`).
-pub const GRAPH_DRIVERS: [&str; 6] = [
+pub(crate) const GRAPH_DRIVERS: [&str; 6] = [
     "overlay2",
     "fuse-overlayfs",
     "btrfs",
@@ -333,27 +333,27 @@ pub struct StoreSwitch {
 
 /// A graph driver's state found in a data root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Prior {
+pub(crate) struct Prior {
     /// The driver (`DATA_ROOT/NAME` is not empty).
-    pub driver: &'static str,
+    pub(crate) driver: &'static str,
     /// It holds an image (`DATA_ROOT/image/NAME/imagedb/content/sha256`) or the data root a
     /// container: `"containerd-migration"` then keeps the graph driver ("Not migrating to
     /// containerd snapshotter because still have 1 images in graph driver").
-    pub in_use: bool,
+    pub(crate) in_use: bool,
 }
 
 /// The graph drivers dockerd 29 looks for as prior state, in its order of priority: moby's
 /// Linux priority list ("overlay2,fuse-overlayfs,btrfs,zfs,vfs", daemon/graphdriver/
 /// driver_linux.go) without `vfs`, which `scanPriorDrivers` ignores (daemon/graphdriver/
 /// driver.go); devicemapper is no longer registered.
-pub const PRIOR_DRIVERS: [&str; 4] = ["overlay2", "fuse-overlayfs", "btrfs", "zfs"];
+pub(crate) const PRIOR_DRIVERS: [&str; 4] = ["overlay2", "fuse-overlayfs", "btrfs", "zfs"];
 
 /// The first graph driver whose directory in `data_root` is prior state to dockerd 29 (what it
 /// keeps using instead of the containerd image store, as a host upgraded from docker 28 does).
 /// moby's rule (daemon/graphdriver/driver.go `scanPriorDrivers`, `isEmptyDir`; chosen in
 /// daemon/image_store_choice.go `determineImageStoreChoice`): `DATA_ROOT/NAME` exists and is
 /// not an empty directory — one it cannot list counts as not empty.
-pub fn prior_graph_driver(root: &Root, data_root: &str) -> Option<Prior> {
+pub(crate) fn prior_graph_driver(root: &Root, data_root: &str) -> Option<Prior> {
     let base = data_root.trim_end_matches('/');
     let holds = |dir: String| root.read_dir_names(&dir).is_ok_and(|n| !n.is_empty());
     let prior = |dir: String| {
@@ -393,99 +393,19 @@ fn major_version(version: &str) -> Option<u32> {
 ///   directory (then that driver; `"containerd-migration": true` turns the containerd store
 ///   on all the same). Before docker 29 the graph driver stays unless
 ///   `"containerd-snapshotter": true`.
-pub fn predict_store(
+pub(crate) fn predict_store(
     before: &str,
     remap: bool,
     version: &str,
     config: &DaemonConfig,
     prior: Option<Prior>,
 ) -> StoreSwitch {
-    let feature = |k: &str| {
-        config
-            .map
-            .get("features")
-            .and_then(|f| f.get(k))
-            .and_then(serde_json::Value::as_bool)
-    };
     let storage_driver = config.string("storage-driver").map(str::trim);
     let graph_setting = storage_driver.filter(|d| GRAPH_DRIVERS.contains(d));
-    let before_is_graph = !before.starts_with("containerd");
     let (after, why) = if remap {
-        if before_is_graph {
-            (
-                before.to_string(),
-                "remapping keeps the graph driver, in the remapped data root DATA_ROOT/UID.GID"
-                    .to_string(),
-            )
-        } else {
-            let d = graph_setting.unwrap_or("overlay2");
-            (
-                d.to_string(),
-                format!(
-                    "dockerd {version} switches the containerd image store off while remapping is on (moby PR 51042, issue 47377) and uses the graph driver {d} in the remapped data root DATA_ROOT/UID.GID{}",
-                    if graph_setting.is_some() {
-                        " (\"storage-driver\" in daemon.json)"
-                    } else {
-                        ""
-                    }
-                ),
-            )
-        }
+        store_remapped(before, graph_setting, version)
     } else {
-        let v29 = major_version(version).is_some_and(|m| m >= 29);
-        let snapshotter = storage_driver
-            .filter(|d| !d.is_empty() && !GRAPH_DRIVERS.contains(d))
-            .unwrap_or("overlayfs");
-        let graph = graph_setting
-            .or(prior.map(|p| p.driver))
-            .unwrap_or("overlay2");
-        match (
-            feature("containerd-snapshotter"),
-            feature("containerd-migration"),
-        ) {
-            (Some(true), _) => (
-                engine::containerd_store(snapshotter),
-                "\"containerd-snapshotter\": true in daemon.json".to_string(),
-            ),
-            (Some(false), _) => (
-                graph.to_string(),
-                "\"containerd-snapshotter\": false in daemon.json keeps the graph driver"
-                    .to_string(),
-            ),
-            (None, Some(true)) if v29 && !prior.is_some_and(|p| p.in_use) => (
-                engine::containerd_store(snapshotter),
-                format!(
-                    "\"containerd-migration\": true in daemon.json: dockerd {version} turns the containerd image store on when the graph driver holds no images and no containers"
-                ),
-            ),
-            (None, Some(true)) if v29 => (
-                graph.to_string(),
-                format!(
-                    "\"containerd-migration\": true in daemon.json, but dockerd {version} does not migrate while the graph driver {graph} holds images or containers"
-                ),
-            ),
-            (None, _) if v29 && prior.is_none() && graph_setting.is_none() => (
-                engine::containerd_store(snapshotter),
-                format!(
-                    "dockerd {version} uses the containerd image store by default when the data root holds no prior graph driver"
-                ),
-            ),
-            (None, _) if v29 => (
-                graph.to_string(),
-                match prior.map(|p| p.driver) {
-                    Some(p) => format!(
-                        "dockerd {version} keeps the prior graph driver {p} (DATA_ROOT/{p} exists) instead of the containerd image store"
-                    ),
-                    None => format!("\"storage-driver\": {graph:?} in daemon.json"),
-                },
-            ),
-            (None, _) => (
-                graph.to_string(),
-                format!(
-                    "dockerd {version} uses a graph driver unless \"containerd-snapshotter\" is on"
-                ),
-            ),
-        }
+        store_unremapped(version, config, prior, storage_driver, graph_setting)
     };
     StoreSwitch {
         switches: after != before,
@@ -495,10 +415,106 @@ pub fn predict_store(
     }
 }
 
+/// The store with remapping on: the graph driver (dockerd turns the containerd store off).
+fn store_remapped(before: &str, graph_setting: Option<&str>, version: &str) -> (String, String) {
+    let before_is_graph = !before.starts_with("containerd");
+    if before_is_graph {
+        (
+            before.to_string(),
+            "remapping keeps the graph driver, in the remapped data root DATA_ROOT/UID.GID"
+                .to_string(),
+        )
+    } else {
+        let d = graph_setting.unwrap_or("overlay2");
+        (
+            d.to_string(),
+            format!(
+                "dockerd {version} switches the containerd image store off while remapping is on (moby PR 51042, issue 47377) and uses the graph driver {d} in the remapped data root DATA_ROOT/UID.GID{}",
+                if graph_setting.is_some() {
+                    " (\"storage-driver\" in daemon.json)"
+                } else {
+                    ""
+                }
+            ),
+        )
+    }
+}
+
+/// The store with remapping off: what daemon.json's features, dockerd's version and a prior
+/// graph driver in the data root choose (moby daemon/image_store_choice.go).
+fn store_unremapped(
+    version: &str,
+    config: &DaemonConfig,
+    prior: Option<Prior>,
+    storage_driver: Option<&str>,
+    graph_setting: Option<&str>,
+) -> (String, String) {
+    let feature = |k: &str| {
+        config
+            .map
+            .get("features")
+            .and_then(|f| f.get(k))
+            .and_then(serde_json::Value::as_bool)
+    };
+    let v29 = major_version(version).is_some_and(|m| m >= 29);
+    let snapshotter = storage_driver
+        .filter(|d| !d.is_empty() && !GRAPH_DRIVERS.contains(d))
+        .unwrap_or("overlayfs");
+    let graph = graph_setting
+        .or(prior.map(|p| p.driver))
+        .unwrap_or("overlay2");
+    match (
+        feature("containerd-snapshotter"),
+        feature("containerd-migration"),
+    ) {
+        (Some(true), _) => (
+            engine::containerd_store(snapshotter),
+            "\"containerd-snapshotter\": true in daemon.json".to_string(),
+        ),
+        (Some(false), _) => (
+            graph.to_string(),
+            "\"containerd-snapshotter\": false in daemon.json keeps the graph driver".to_string(),
+        ),
+        (None, Some(true)) if v29 && !prior.is_some_and(|p| p.in_use) => (
+            engine::containerd_store(snapshotter),
+            format!(
+                "\"containerd-migration\": true in daemon.json: dockerd {version} turns the containerd image store on when the graph driver holds no images and no containers"
+            ),
+        ),
+        (None, Some(true)) if v29 => (
+            graph.to_string(),
+            format!(
+                "\"containerd-migration\": true in daemon.json, but dockerd {version} does not migrate while the graph driver {graph} holds images or containers"
+            ),
+        ),
+        (None, _) if v29 && prior.is_none() && graph_setting.is_none() => (
+            engine::containerd_store(snapshotter),
+            format!(
+                "dockerd {version} uses the containerd image store by default when the data root holds no prior graph driver"
+            ),
+        ),
+        (None, _) if v29 => (
+            graph.to_string(),
+            match prior.map(|p| p.driver) {
+                Some(p) => format!(
+                    "dockerd {version} keeps the prior graph driver {p} (DATA_ROOT/{p} exists) instead of the containerd image store"
+                ),
+                None => format!("\"storage-driver\": {graph:?} in daemon.json"),
+            },
+        ),
+        (None, _) => (
+            graph.to_string(),
+            format!(
+                "dockerd {version} uses a graph driver unless \"containerd-snapshotter\" is on"
+            ),
+        ),
+    }
+}
+
 /// Reads the setup from the root's files and, given a systemd connection, docker.socket's
 /// Listen addresses. daemon.json is read leniently (an unreadable one sets nothing here; the
 /// commands that rely on it refuse it with the reason).
-pub fn read(root: &Root, sd: Option<&Systemd>) -> Result<Setup> {
+pub(crate) fn read(root: &Root, sd: Option<&Systemd>) -> Result<Setup> {
     // The files systemd loaded docker.service from, over the connection at hand when there is
     // one (`scan` would open its own).
     let unit = match sd.filter(|_| root.is_host()) {

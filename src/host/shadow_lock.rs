@@ -22,11 +22,11 @@ use crate::exit::Conflict;
 use crate::host::root::Root;
 
 /// How long shadow's tools wait for a lock (15 tries, one second apart).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Held locks; released (lock files unlinked, fcntl lock dropped) on drop.
 #[derive(Debug)]
-pub struct ShadowLock {
+pub(crate) struct ShadowLock {
     links: Vec<PathBuf>,
     _pwd: File,
 }
@@ -40,7 +40,7 @@ impl Drop for ShadowLock {
 }
 
 /// Takes the `lckpwdf` lock and the link lock of each of `files` (paths inside the root).
-pub fn lock(root: &Root, files: &[&str], timeout: Duration) -> Result<ShadowLock> {
+pub(crate) fn lock(root: &Root, files: &[&str], timeout: Duration) -> Result<ShadowLock> {
     lock_with(root, files, timeout, write_pid)
 }
 
@@ -225,56 +225,10 @@ fn link_lock(tmp: &Path, lock: &Path, deadline: Instant, write: WritePid) -> Res
             .with_context(|| format!("cannot stat {}", tmp.display()))?;
         loop {
             match fs::hard_link(tmp, lock) {
-                Ok(()) => {
-                    // Linked: the lock must be our file (the inode we wrote), with two links.
-                    let now = file
-                        .metadata()
-                        .with_context(|| format!("cannot stat {}", tmp.display()))?;
-                    let lock_meta = fs::symlink_metadata(lock)
-                        .with_context(|| format!("cannot stat {}", lock.display()))?;
-                    if now.nlink() == 2
-                        && lock_meta.file_type().is_file()
-                        && lock_meta.ino() == ours.ino()
-                        && lock_meta.dev() == ours.dev()
-                    {
-                        return Ok(());
-                    }
-                    if lock_meta.ino() == ours.ino() && lock_meta.dev() == ours.dev() {
-                        let _ = fs::remove_file(lock);
-                    }
-                    return Err(LinkError::Other(anyhow::anyhow!(
-                        "{} has an unexpected link count {} after linking it to {}",
-                        tmp.display(),
-                        now.nlink(),
-                        lock.display()
-                    )));
-                }
+                Ok(()) => return check_linked(&file, &ours, tmp, lock),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    let text = read_lock(lock)?;
-                    match text.as_deref().map(|t| t.trim().parse::<i32>()) {
-                        // Gone between the link and the read: try again at once.
-                        None => continue,
-                        Some(Ok(other)) if other > 0 && !pid_alive(other) => {
-                            tracing::info!(
-                                "removing stale lock {} of dead process {other}",
-                                lock.display()
-                            );
-                            let _ = fs::remove_file(lock);
-                            continue;
-                        }
-                        Some(Ok(_)) => {}
-                        Some(Err(_)) if text.as_deref().is_some_and(str::is_empty) => {}
-                        Some(Err(_)) => {
-                            return Err(LinkError::Other(
-                                Conflict::new(format!(
-                                    "{} does not hold a process id ({:?}); remove it if no useradd/usermod is running",
-                                    lock.display(),
-                                    text.unwrap_or_default().trim()
-                                ))
-                                .kind("lock-file-invalid")
-                                .into(),
-                            ));
-                        }
+                    if stale_or_gone(lock)? {
+                        continue;
                     }
                     if Instant::now() >= deadline {
                         return Err(LinkError::Busy);
@@ -294,6 +248,64 @@ fn link_lock(tmp: &Path, lock: &Path, deadline: Instant, write: WritePid) -> Res
     drop(file);
     let _ = fs::remove_file(tmp);
     result
+}
+
+/// After the link: the lock must be our file (the inode we wrote), with two links; a lock
+/// that is our inode but wrong is removed.
+fn check_linked(
+    file: &File,
+    ours: &fs::Metadata,
+    tmp: &Path,
+    lock: &Path,
+) -> Result<(), LinkError> {
+    let now = file
+        .metadata()
+        .with_context(|| format!("cannot stat {}", tmp.display()))?;
+    let lock_meta =
+        fs::symlink_metadata(lock).with_context(|| format!("cannot stat {}", lock.display()))?;
+    let same = lock_meta.ino() == ours.ino() && lock_meta.dev() == ours.dev();
+    if now.nlink() == 2 && lock_meta.file_type().is_file() && same {
+        return Ok(());
+    }
+    if same {
+        let _ = fs::remove_file(lock);
+    }
+    Err(LinkError::Other(anyhow::anyhow!(
+        "{} has an unexpected link count {} after linking it to {}",
+        tmp.display(),
+        now.nlink(),
+        lock.display()
+    )))
+}
+
+/// The lock exists: true when it went away or belonged to a dead process (removed now), so
+/// linking can be tried again at once; false when a live process (or an empty file, being
+/// written) holds it; an error when it holds no process id.
+fn stale_or_gone(lock: &Path) -> Result<bool, LinkError> {
+    let text = read_lock(lock)?;
+    match text.as_deref().map(|t| t.trim().parse::<i32>()) {
+        // Gone between the link and the read.
+        None => Ok(true),
+        Some(Ok(other)) if other > 0 && !pid_alive(other) => {
+            tracing::info!(
+                "removing stale lock {} of dead process {other}",
+                lock.display()
+            );
+            let _ = fs::remove_file(lock);
+            Ok(true)
+        }
+        Some(Ok(_)) => Ok(false),
+        Some(Err(_)) if text.as_deref().is_some_and(str::is_empty) => Ok(false),
+        Some(Err(_)) => Err(LinkError::Other(
+            Conflict::new(format!(
+                "{} does not hold a process id ({:?}); remove it if no useradd/usermod is running",
+                lock.display(),
+                text.unwrap_or_default().trim()
+            ))
+            .kind("lock-file-invalid")
+            .into(),
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -57,13 +57,13 @@ trait Unit {
 
 /// The files systemd loaded a unit from: what its next start uses (until a daemon-reload).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UnitFiles {
+pub(crate) struct UnitFiles {
     /// `FragmentPath` (empty: none, e.g. a unit that does not exist).
-    pub fragment: String,
+    pub(crate) fragment: String,
     /// `DropInPaths`, in the order systemd applies them.
-    pub dropins: Vec<String>,
+    pub(crate) dropins: Vec<String>,
     /// `NeedDaemonReload`: the files changed on disk since they were loaded.
-    pub need_reload: bool,
+    pub(crate) need_reload: bool,
 }
 
 #[zbus::proxy(
@@ -96,7 +96,7 @@ trait Socket {
 
 /// Failures talking to systemd, with what to do about them.
 #[derive(Debug, thiserror::Error)]
-pub enum SystemdError {
+pub(crate) enum SystemdError {
     /// The system bus cannot be reached.
     #[error(
         "cannot connect to the system D-Bus ({0}): is systemd running? (use --root DIR to work on files only)"
@@ -157,7 +157,7 @@ macro_rules! unit_state_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $word:literal,)* }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Default)]
-        pub enum $name {
+        pub(crate) enum $name {
             $($(#[$vdoc])* $variant,)*
             /// A word this tool does not know (kept as systemd said it).
             Other(String),
@@ -229,37 +229,37 @@ unit_state_enum! {
 
 /// A snapshot of a unit's state.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
-pub struct UnitState {
+pub(crate) struct UnitState {
     /// The unit name.
-    pub name: String,
+    pub(crate) name: String,
     /// LoadState.
-    pub load_state: LoadState,
+    pub(crate) load_state: LoadState,
     /// ActiveState.
-    pub active_state: ActiveState,
+    pub(crate) active_state: ActiveState,
     /// SubState: running, dead, exited, auto-restart, ... (type-specific, so kept as a word).
-    pub sub_state: String,
+    pub(crate) sub_state: String,
     /// The current invocation, hex (empty when never started).
-    pub invocation_id: String,
+    pub(crate) invocation_id: String,
     /// NRestarts (services only).
-    pub n_restarts: u32,
+    pub(crate) n_restarts: u32,
     /// Result of the last run (services only): success, exit-code, ...
-    pub result: String,
+    pub(crate) result: String,
     /// ExecMainStatus (services only).
-    pub exec_main_status: i32,
+    pub(crate) exec_main_status: i32,
     /// MainPID (services only; 0 when none).
-    pub main_pid: u32,
+    pub(crate) main_pid: u32,
 }
 
 impl UnitState {
     /// active/running.
-    pub fn is_running(&self) -> bool {
+    pub(crate) fn is_running(&self) -> bool {
         self.active_state == ActiveState::Active && self.sub_state == "running"
     }
 }
 
 /// What to do to a unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
+pub(crate) enum Op {
     /// StopUnit.
     Stop,
     /// StartUnit.
@@ -278,7 +278,7 @@ impl Op {
 type JobEvent = (String, String, String);
 
 /// A connection to systemd with a `JobRemoved` listener running from the start.
-pub struct Systemd {
+pub(crate) struct Systemd {
     conn: Connection,
     manager: ManagerProxyBlocking<'static>,
     jobs: Option<Receiver<JobEvent>>,
@@ -287,7 +287,7 @@ pub struct Systemd {
 
 impl Systemd {
     /// Connects to the system bus, subscribes to job signals, and starts listening for them.
-    pub fn connect() -> Result<Systemd, SystemdError> {
+    pub(crate) fn connect() -> Result<Systemd, SystemdError> {
         let conn = Connection::system().map_err(|e| SystemdError::NoBus(e.to_string()))?;
         let manager = ManagerProxyBlocking::builder(&conn)
             .cache_properties(CacheProperties::No)
@@ -331,7 +331,7 @@ impl Systemd {
     }
 
     /// A unit's LoadState only.
-    pub fn load_state(&self, name: &str) -> Result<LoadState, SystemdError> {
+    pub(crate) fn load_state(&self, name: &str) -> Result<LoadState, SystemdError> {
         let path = self.manager.load_unit(name).map_err(|e| map_err(name, e))?;
         UnitProxyBlocking::builder(&self.conn)
             .path(path)
@@ -342,7 +342,7 @@ impl Systemd {
     }
 
     /// The files systemd loaded `name` from ([`UnitFiles`]).
-    pub fn unit_files(&self, name: &str) -> Result<UnitFiles, SystemdError> {
+    pub(crate) fn unit_files(&self, name: &str) -> Result<UnitFiles, SystemdError> {
         let path = self.manager.load_unit(name).map_err(|e| map_err(name, e))?;
         let unit = UnitProxyBlocking::builder(&self.conn)
             .path(path)
@@ -356,7 +356,7 @@ impl Systemd {
     }
 
     /// Loads a unit and reads its state.
-    pub fn unit_state(&self, name: &str) -> Result<UnitState, SystemdError> {
+    pub(crate) fn unit_state(&self, name: &str) -> Result<UnitState, SystemdError> {
         let path = self.manager.load_unit(name).map_err(|e| map_err(name, e))?;
         let unit = UnitProxyBlocking::builder(&self.conn)
             .path(path.clone())
@@ -392,7 +392,7 @@ impl Systemd {
 
     /// A socket unit's `Listen` addresses as (type, address), e.g. `("Stream", "/run/docker.sock")`;
     /// empty when the unit is not loaded.
-    pub fn socket_listen(&self, name: &str) -> Result<Vec<(String, String)>, SystemdError> {
+    pub(crate) fn socket_listen(&self, name: &str) -> Result<Vec<(String, String)>, SystemdError> {
         if self.load_state(name)? != LoadState::Loaded {
             return Ok(Vec::new());
         }
@@ -405,7 +405,7 @@ impl Systemd {
     }
 
     /// Checks that a unit exists and is not masked.
-    pub fn require_loaded(&self, name: &str) -> Result<UnitState, SystemdError> {
+    pub(crate) fn require_loaded(&self, name: &str) -> Result<UnitState, SystemdError> {
         let st = self.unit_state(name)?;
         match &st.load_state {
             LoadState::Loaded => Ok(st),
@@ -419,7 +419,7 @@ impl Systemd {
     }
 
     /// `ResetFailedUnit`: clears the failed state and the start-rate counter.
-    pub fn reset_failed(&self, name: &str) -> Result<(), SystemdError> {
+    pub(crate) fn reset_failed(&self, name: &str) -> Result<(), SystemdError> {
         self.manager
             .reset_failed_unit(name)
             .map_err(|e| map_err(name, e))
@@ -427,7 +427,12 @@ impl Systemd {
 
     /// Queues `op` for each unit (mode "replace") and waits until every job is removed.
     /// Only the result "done" counts as success; the first failure is returned.
-    pub fn run(&mut self, op: Op, units: &[&str], timeout: Duration) -> Result<(), SystemdError> {
+    pub(crate) fn run(
+        &mut self,
+        op: Op,
+        units: &[&str],
+        timeout: Duration,
+    ) -> Result<(), SystemdError> {
         self.listen()?;
         let mut pending: Vec<(String, String)> = Vec::new();
         for u in units {

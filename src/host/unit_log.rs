@@ -46,17 +46,17 @@ use crate::host::programs;
 use crate::host::systemd::{ActiveState, UnitState};
 
 /// The unit read.
-pub const UNIT: &str = "docker.service";
+pub(crate) const UNIT: &str = "docker.service";
 /// Journal entries read (the newest ones of this boot).
-pub const ENTRIES: usize = 400;
+pub(crate) const ENTRIES: usize = 400;
 /// Output of journalctl read at most; the rest is not read.
-pub const MAX_BYTES: usize = 4 << 20;
+pub(crate) const MAX_BYTES: usize = 4 << 20;
 /// journalctl is killed after this.
-pub const TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(5);
 /// How long an attempt without lines in the journal is read again (journald's lag).
-pub const JOURNAL_LAG: Duration = Duration::from_millis(1500);
+pub(crate) const JOURNAL_LAG: Duration = Duration::from_millis(1500);
 /// A quoted line is cut to this many characters.
-pub const MAX_LINE: usize = 1000;
+pub(crate) const MAX_LINE: usize = 1000;
 
 /// Every cause, in the order `--prometheus` lists them.
 pub const CAUSES: [&str; 7] = [
@@ -96,25 +96,25 @@ pub struct LastFailure {
 
 /// What status knows of the configuration, for the advice.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Context {
+pub(crate) struct Context {
     /// The `userns-remap` value in daemon.json.
-    pub value: Option<String>,
+    pub(crate) value: Option<String>,
     /// The user it names.
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     /// That user has a line in /etc/subuid; in /etc/subgid.
-    pub has_subuid: bool,
+    pub(crate) has_subuid: bool,
     /// See `has_subuid`.
-    pub has_subgid: bool,
+    pub(crate) has_subgid: bool,
     /// A line of /etc/subgid owned by the group part of the value (`user:group`), as
     /// `/etc/subgid:N: group:start:count`: dockerd does not read it for the user.
-    pub group_subgid_line: Option<String>,
+    pub(crate) group_subgid_line: Option<String>,
     /// Where a `--userns-remap` flag is passed to dockerd (`file:line`).
-    pub flag_origins: Vec<String>,
+    pub(crate) flag_origins: Vec<String>,
 }
 
 /// Whether the unit's state shows a failed start, and if so whether the current invocation
 /// is still starting (then the one before it is the failed one): `Some(in_progress)`.
-pub fn wants_reading(u: &UnitState) -> Option<bool> {
+pub(crate) fn wants_reading(u: &UnitState) -> Option<bool> {
     match u.active_state {
         ActiveState::Failed => Some(false),
         ActiveState::Activating if u.sub_state.starts_with("auto-restart") => Some(false),
@@ -128,9 +128,9 @@ pub fn wants_reading(u: &UnitState) -> Option<bool> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// `_SYSTEMD_INVOCATION_ID`.
-    pub invocation: String,
+    pub(crate) invocation: String,
     /// `MESSAGE`.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 /// A journal field as text: a string, or an array of bytes (how `-o json` writes a value that
@@ -151,7 +151,7 @@ fn field(e: &Value, name: &str) -> Option<String> {
 
 /// The unit's own processes' lines (transport `stdout`) from `journalctl -o json` output,
 /// in its order; anything else (systemd's messages, lines that are not JSON) is skipped.
-pub fn parse_entries(json_lines: &[u8]) -> Vec<Entry> {
+pub(crate) fn parse_entries(json_lines: &[u8]) -> Vec<Entry> {
     json_lines
         .split(|b| *b == b'\n')
         .filter_map(|l| serde_json::from_slice::<Value>(l).ok())
@@ -168,7 +168,7 @@ pub fn parse_entries(json_lines: &[u8]) -> Vec<Entry> {
 /// The failed attempt: the current invocation's lines, or, while the current one is still
 /// starting (`in_progress`), the lines of the invocation before it. `(invocation, lines)`;
 /// the lines are empty when that invocation wrote nothing (or is not in the entries read).
-pub fn last_attempt<'a>(
+pub(crate) fn last_attempt<'a>(
     entries: &'a [Entry],
     current: &str,
     in_progress: bool,
@@ -203,7 +203,7 @@ fn logrus_level(line: &str) -> Option<&str> {
 /// The line dockerd stopped with: one naming a known cause (searched from the end), else a
 /// Go panic, else the last line that is not a logrus line (dockerd prints the error that ends
 /// it to stderr as is), else the last logrus error, else the last line.
-pub fn error_line<'a>(lines: &[&'a str]) -> Option<&'a str> {
+pub(crate) fn error_line<'a>(lines: &[&'a str]) -> Option<&'a str> {
     let lines: Vec<&str> = lines
         .iter()
         .copied()
@@ -232,7 +232,7 @@ pub fn error_line<'a>(lines: &[&'a str]) -> Option<&'a str> {
 /// The cause a line names (one of [`CAUSES`], never `no-output`). dockerd prints the errors
 /// that stop it as they are; a logrus line (`time=… level=… msg=…`) is never one of them,
 /// and may carry text a container chose (its name), so it is always `other`.
-pub fn cause_of(line: &str) -> &'static str {
+pub(crate) fn cause_of(line: &str) -> &'static str {
     if logrus_level(line).is_some() {
         return OTHER;
     }
@@ -310,7 +310,7 @@ fn path_after<'a>(line: &'a str, after: &str) -> Option<&'a str> {
 }
 
 /// The line made safe to print: control characters replaced, cut to [`MAX_LINE`] characters.
-pub fn clean(line: &str) -> String {
+pub(crate) fn clean(line: &str) -> String {
     let mut s: String = line
         .chars()
         .take(MAX_LINE)
@@ -323,7 +323,7 @@ pub fn clean(line: &str) -> String {
 }
 
 /// Names the cause of `line` with what to do about it.
-pub fn classify(line: &str, invocation: &str, ctx: &Context) -> LastFailure {
+pub(crate) fn classify(line: &str, invocation: &str, ctx: &Context) -> LastFailure {
     let cause = cause_of(line);
     let user = ctx.user.as_deref().unwrap_or("?");
     let value = ctx.value.as_deref().unwrap_or("?");
@@ -478,7 +478,11 @@ fn data_root(line: &str, user: &str) -> (String, String) {
 /// that much is read, or its stdout ends, the program is killed if it still runs (so a
 /// program with more to say is cut off, not waited for). An error when it cannot be started
 /// or gives no such answer within `timeout` (then it is killed).
-pub fn run_bounded(mut cmd: Command, max: usize, timeout: Duration) -> Result<Vec<u8>, String> {
+pub(crate) fn run_bounded(
+    mut cmd: Command,
+    max: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, String> {
     let shown = cmd.get_program().to_string_lossy().into_owned();
     let mut child = cmd
         .stdin(Stdio::null())
@@ -514,7 +518,7 @@ pub fn run_bounded(mut cmd: Command, max: usize, timeout: Duration) -> Result<Ve
 /// The unit's lines among its newest journal entries of this boot, oldest first:
 /// `journalctl -r` (newest first, so that the [`MAX_BYTES`] bound drops the oldest), at most
 /// [`ENTRIES`] entries, within [`TIMEOUT`].
-pub fn read_entries() -> Result<Vec<Entry>, String> {
+pub(crate) fn read_entries() -> Result<Vec<Entry>, String> {
     let journalctl = programs::find("journalctl").map_err(|e| e.to_string())?;
     let mut cmd = Command::new(&journalctl);
     cmd.args([
@@ -536,7 +540,7 @@ pub fn read_entries() -> Result<Vec<Entry>, String> {
 
 /// docker.service's last failed start, explained, when its state shows one (`Ok(None)`:
 /// nothing to explain). An error says why the journal could not be read.
-pub fn last_failure(u: &UnitState, ctx: &Context) -> Result<Option<LastFailure>, String> {
+pub(crate) fn last_failure(u: &UnitState, ctx: &Context) -> Result<Option<LastFailure>, String> {
     let Some(in_progress) = wants_reading(u) else {
         return Ok(None);
     };

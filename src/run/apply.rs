@@ -17,7 +17,7 @@ use crate::run::journal::Journal;
 use crate::run::plan::{self, DisablePlan, FileChange, Plan, RangePlan};
 use crate::run::preflight::{self, DAEMON_JSON, DaemonFile, IdFile, Inputs};
 
-pub use crate::run::preflight::DAEMON_JSON_BACKUP;
+pub(crate) use crate::run::preflight::DAEMON_JSON_BACKUP;
 
 /// Reads /etc/subuid or /etc/subgid again under the lock. When it still holds exactly the
 /// bytes read before (the usual case), the earlier parse is kept: the file is compared, not
@@ -103,7 +103,7 @@ fn write_daemon_json(
 /// Applies an `enable` plan and updates it to what was done (ranges may differ from the
 /// preview when another program changed the files in between, or the new user's uid already
 /// owned ranges). On failure the journal holds what to undo.
-pub fn enable(
+pub(crate) fn enable(
     root: &Root,
     journal: &mut Journal,
     mut inputs: Inputs,
@@ -171,7 +171,7 @@ pub fn enable(
 }
 
 /// Applies a `disable` plan.
-pub fn disable(
+pub(crate) fn disable(
     root: &Root,
     journal: &mut Journal,
     inputs: &Inputs,

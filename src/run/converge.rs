@@ -31,11 +31,10 @@ use crate::run::signals::{self, Critical};
 use crate::run::engine_checks::{
     decide_restart, guard_running, left_stopped_note, not_restarted_note, refuse_for_next_restart,
 };
-pub use crate::run::engine_checks::{refuse_swarm, restart_needed};
-pub use crate::run::outcome::{Outcome, RestartPolicy, Want};
+pub(crate) use crate::run::outcome::{Outcome, RestartPolicy, Want};
 
 /// A change a run converges the host to: `enable` or `disable`.
-pub trait Change {
+pub(crate) trait Change {
     /// Its plan.
     type Plan: Decided;
     /// What the journal records.
@@ -67,7 +66,7 @@ pub trait Change {
 }
 
 /// `enable`.
-pub struct Enable<'a>(pub &'a Want);
+pub(crate) struct Enable<'a>(pub &'a Want);
 
 impl Change for Enable<'_> {
     type Plan = Plan;
@@ -99,7 +98,7 @@ impl Change for Enable<'_> {
 }
 
 /// `disable`.
-pub struct Disable;
+pub(crate) struct Disable;
 
 impl Change for Disable {
     type Plan = DisablePlan;
@@ -129,7 +128,7 @@ impl Change for Disable {
 
 /// `plan`: what `enable` would do. On the live host it also asks systemd and the engine
 /// (read-only) whether docker would restart and what the switch would hide.
-pub fn plan(
+pub(crate) fn plan(
     root: &Root,
     want: &Want,
     carry_images: bool,
@@ -185,7 +184,7 @@ pub fn plan(
 
 /// What `disable` would do (`plan --disable`), changing nothing: the files, and on the live
 /// host whether docker restarts and what the switch back does to what it holds.
-pub fn plan_disable(root: &Root) -> Result<Outcome<DisablePlan>> {
+pub(crate) fn plan_disable(root: &Root) -> Result<Outcome<DisablePlan>> {
     let inputs = preflight::gather(root, Disable.user())?;
     let mut out = Outcome::new(Disable.plan(root, &inputs)?);
     out.plan.files = Some(plan::disable_files(&inputs, &out.plan));
@@ -237,18 +236,18 @@ fn planned(root: &Root, inputs: &Inputs, want: &Want) -> Result<Plan> {
 }
 
 /// `enable`.
-pub fn enable(root: &Root, want: &Want, policy: &RestartPolicy) -> Result<Outcome<Plan>> {
+pub(crate) fn enable(root: &Root, want: &Want, policy: &RestartPolicy) -> Result<Outcome<Plan>> {
     converge(root, policy, &Enable(want))
 }
 
 /// `disable`.
-pub fn disable(root: &Root, policy: &RestartPolicy) -> Result<Outcome<DisablePlan>> {
+pub(crate) fn disable(root: &Root, policy: &RestartPolicy) -> Result<Outcome<DisablePlan>> {
     converge(root, policy, &Disable)
 }
 
 /// Rolls back (or finishes) an interrupted run on the live host, under the run lock; the
 /// note says what was found. For `status`.
-pub fn recover_interrupted(root: &Root, timeout: Duration) -> Result<Option<Note>> {
+pub(crate) fn recover_interrupted(root: &Root, timeout: Duration) -> Result<Option<Note>> {
     let _lock = journal::lock(root, journal::LOCK_WAIT)?;
     let mut docker = Docker::connect(root, timeout, restart::DEFAULT_SETTLE)?;
     journal::recover(root, Some(&mut docker))
@@ -704,6 +703,7 @@ fn validate(exec_start: &[String], timeout: Duration, notes: &mut Vec<Note>) -> 
 mod tests {
     use super::*;
     use crate::host::systemd::UnitState;
+    use crate::run::engine_checks::restart_needed;
 
     fn seen(active: bool, userns: Option<bool>) -> Observed {
         Observed {

@@ -13,19 +13,19 @@ use crate::host::inspect;
 use crate::host::root::Root;
 use crate::host::setup::{self, Found, Setup};
 use crate::run::outcome::Outcome;
-use crate::run::plan::{self};
+use crate::run::plan_refusals;
 use crate::run::preflight;
 use crate::run::restart::{self, Docker, Observed};
 
 /// docker must restart when it runs and either a file changes or the engine is known to
 /// remap otherwise than wanted. An engine that does not answer (e.g. `plan` without access to
 /// the socket) decides nothing by itself.
-pub fn restart_needed(seen: &Observed, files_changed: bool, want_userns: bool) -> bool {
+pub(crate) fn restart_needed(seen: &Observed, files_changed: bool, want_userns: bool) -> bool {
     seen.active() && (files_changed || seen.userns.is_some_and(|u| u != want_userns))
 }
 
 /// Refuses a restart that would stop running containers, unless `yes` consents to it.
-pub fn guard_running(docker: &Docker, restart: bool, yes: bool) -> Result<(), Conflict> {
+pub(crate) fn guard_running(docker: &Docker, restart: bool, yes: bool) -> Result<(), Conflict> {
     if !restart || yes {
         return Ok(());
     }
@@ -48,7 +48,7 @@ pub fn guard_running(docker: &Docker, restart: bool, yes: bool) -> Result<(), Co
 }
 
 /// What is said when the files changed and docker was not restarted (`--no-restart`, `--root`).
-pub fn not_restarted_note(root: &Root) -> Note {
+pub(crate) fn not_restarted_note(root: &Root) -> Note {
     Note::NotRestarted {
         live_host: root.is_host(),
     }
@@ -57,7 +57,7 @@ pub fn not_restarted_note(root: &Root) -> Note {
 /// Refuses a switch on a swarm node: the swarm state lives in the data root the switch moves
 /// away from, so docker would come back outside the swarm (moby#39722). `--yes` does not
 /// override this.
-pub fn refuse_swarm(setup: &Setup) -> Result<(), Conflict> {
+pub(crate) fn refuse_swarm(setup: &Setup) -> Result<(), Conflict> {
     let Some(state) = setup
         .swarm
         .as_deref()
@@ -89,7 +89,7 @@ pub fn refuse_swarm(setup: &Setup) -> Result<(), Conflict> {
 /// the restart as they run now (root on the host when remapping is switched on), out of
 /// sight of the daemon that comes back. Without systemd or an answering engine nothing can be
 /// known, and nothing is refused (as a restart run decides too).
-pub fn refuse_for_next_restart(root: &Root) -> Result<()> {
+pub(crate) fn refuse_for_next_restart(root: &Root) -> Result<()> {
     let Ok(mut docker) = Docker::connect(root, Duration::from_secs(30), restart::DEFAULT_SETTLE)
     else {
         return Ok(());
@@ -122,7 +122,7 @@ pub fn refuse_for_next_restart(root: &Root) -> Result<()> {
 /// Decides whether docker restarts for `out` and, if so, asks the engine for what only it
 /// knows, refuses a switch that would lose something (a swarm membership, a data root the
 /// remapped root cannot reach), and adds the impact report.
-pub fn decide_restart<P>(
+pub(crate) fn decide_restart<P>(
     root: &Root,
     docker: &mut Docker,
     seen: &Observed,
@@ -151,7 +151,7 @@ pub fn decide_restart<P>(
                     path: dir.to_string(),
                     from: docker.setup().data_root_from.clone(),
                 };
-                return Err(plan::blocked_data_root(b, &found));
+                return Err(plan_refusals::blocked_data_root(b, &found));
             }
         }
         match inspect::impact(docker.engine(), want_userns) {
@@ -171,7 +171,11 @@ pub fn decide_restart<P>(
 /// The image store before the switch (the engine's) and after it (predicted: docker 29
 /// switches its containerd image store off while remapping is on, and back); None when the
 /// engine names no storage driver.
-pub fn store_switch(root: &Root, docker: &Docker, want_userns: bool) -> Option<setup::StoreSwitch> {
+pub(crate) fn store_switch(
+    root: &Root,
+    docker: &Docker,
+    want_userns: bool,
+) -> Option<setup::StoreSwitch> {
     let info = docker.engine().info().ok()?;
     let before = info.image_store()?;
     let config = root
@@ -194,7 +198,7 @@ pub fn store_switch(root: &Root, docker: &Docker, want_userns: bool) -> Option<s
 }
 
 /// What a run says about a docker.service it leaves stopped.
-pub fn left_stopped_note(setup: &Setup) -> Note {
+pub(crate) fn left_stopped_note(setup: &Setup) -> Note {
     Note::DockerLeftStopped {
         socket_activation: setup.socket_activation,
         socket: setup.engine_socket.clone(),

@@ -7,16 +7,17 @@
 //! images across the switch (`--carry images`). What a run has to say beside its result is a
 //! typed [`note::Note`], worded by `report.rs`.
 
-pub mod apply;
-pub mod carry;
-pub mod converge;
-pub mod engine_checks;
-pub mod journal;
-pub mod note;
-pub mod outcome;
-pub mod plan;
-pub mod preflight;
-pub mod range_refusal;
-pub mod repair;
+pub(crate) mod apply;
+pub(crate) mod carry;
+pub(crate) mod converge;
+pub(crate) mod engine_checks;
+pub(crate) mod journal;
+pub(crate) mod note;
+pub(crate) mod outcome;
+pub(crate) mod plan;
+pub(crate) mod plan_refusals;
+pub(crate) mod preflight;
+pub(crate) mod range_refusal;
+pub(crate) mod repair;
 pub mod restart;
 pub mod signals;

@@ -15,15 +15,15 @@ use crate::run::plan::Decided;
 
 /// What `enable` (and `plan`) are asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Want {
+pub(crate) struct Want {
     /// The remap user.
-    pub user: String,
+    pub(crate) user: String,
     /// Ids per range (None: login.defs' SUB_*_COUNT, 65536 when unset or 0).
-    pub count: Option<u64>,
+    pub(crate) count: Option<u64>,
     /// Move an overlapping range, or one not at `start`, with the data root (`--repair`).
-    pub repair: bool,
+    pub(crate) repair: bool,
     /// The range must start here (`--start`).
-    pub start: Option<u64>,
+    pub(crate) start: Option<u64>,
 }
 
 impl Want {
@@ -37,50 +37,50 @@ impl Want {
 
 /// How a changing run may treat docker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RestartPolicy {
+pub(crate) struct RestartPolicy {
     /// Restart docker when the change needs it (false: files only, `--no-restart`).
-    pub restart: bool,
+    pub(crate) restart: bool,
     /// Restart even though containers run, which stops them (`--yes`).
-    pub stop_running_containers: bool,
+    pub(crate) stop_running_containers: bool,
     /// Bound on each stop/start job and on the health gate.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// How long docker must stay up after its restart to pass the health gate.
-    pub settle: Duration,
+    pub(crate) settle: Duration,
     /// Carry the images across the switch (`--carry images`).
-    pub carry_images: bool,
+    pub(crate) carry_images: bool,
     /// Carry the named volumes across the switch (`--carry volumes`).
-    pub carry_volumes: bool,
+    pub(crate) carry_volumes: bool,
     /// How the long steps (repair's shift, the image export and load) show their progress.
-    pub progress: Progress,
+    pub(crate) progress: Progress,
 }
 
 /// What a run did (or, for `plan`, would do): the plan, and what happened around it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Outcome<P> {
+pub(crate) struct Outcome<P> {
     /// The decision.
     #[serde(flatten)]
-    pub plan: P,
+    pub(crate) plan: P,
     /// Anything changed (or would): a file, the user, or a docker restart.
-    pub changed: bool,
+    pub(crate) changed: bool,
     /// docker must restart for the change to take effect.
-    pub restart: bool,
+    pub(crate) restart: bool,
     /// docker was restarted and passed the health gate.
-    pub restarted: bool,
+    pub(crate) restarted: bool,
     /// Engine downtime of that restart in milliseconds.
-    pub downtime_ms: Option<u64>,
+    pub(crate) downtime_ms: Option<u64>,
     /// What the switch does to what docker holds (None: the engine was not asked).
-    pub impact: Option<Impact>,
+    pub(crate) impact: Option<Impact>,
     /// How docker is set up (None: services not looked at, as under `--root`).
-    pub setup: Option<Setup>,
+    pub(crate) setup: Option<Setup>,
     /// What `--carry` carried (or, for `plan`, would carry); None: not asked.
-    pub carry: Option<Carry>,
+    pub(crate) carry: Option<Carry>,
     /// Remarks for the operator (`--json`: their sentences, and `facts` as they are).
-    pub notes: Vec<Note>,
+    pub(crate) notes: Vec<Note>,
 }
 
 impl<P> Outcome<P> {
     /// The exit code: 0, or 8 when the switch was made but `--carry` did not carry everything.
-    pub fn code(&self) -> crate::exit::Code {
+    pub(crate) fn code(&self) -> crate::exit::Code {
         match &self.carry {
             Some(c) if !c.complete() => crate::exit::Code::CarryIncomplete,
             _ => crate::exit::Code::Ok,

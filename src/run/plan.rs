@@ -7,55 +7,58 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::exit::Conflict;
-use crate::formats::daemon_config::{self, DEFAULT_USER, DaemonConfig};
+use crate::formats::daemon_config::{self, DaemonConfig};
 use crate::formats::login_defs::SubIdBounds;
-use crate::formats::remap_value::{self, Resolved, SpecError};
+use crate::formats::remap_value::{self, Resolved};
 use crate::formats::subid::{self, Decision, How, Reserved, Side, Which};
 use crate::host::account;
-use crate::host::setup::Found;
 use crate::run::note::Note;
+use crate::run::plan_refusals::{
+    blocked_data_root, config_file_conflict, enable_flag, features_conflict, first_malformed,
+    flag_conflict, matches_user,
+};
 use crate::run::preflight::{DAEMON_JSON, DAEMON_JSON_BACKUP, Inputs, RemapSetting};
 use crate::run::range_refusal;
 
 /// The remap user in a plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct UserPlan {
+pub(crate) struct UserPlan {
     /// Login name.
-    pub name: String,
+    pub(crate) name: String,
     /// Its uid; null until it exists.
-    pub uid: Option<u32>,
+    pub(crate) uid: Option<u32>,
     /// True when `enable` creates it.
-    pub create: bool,
+    pub(crate) create: bool,
     /// The group the `userns-remap` value names, as dockerd resolves it (null: not known yet).
-    pub group: Option<String>,
+    pub(crate) group: Option<String>,
     /// Its gid.
-    pub gid: Option<u32>,
+    pub(crate) gid: Option<u32>,
     /// Where dockerd gets the value from once converged: daemon.json, or a `--userns-remap`
     /// flag already in its command line.
-    pub value_from: String,
+    pub(crate) value_from: String,
 }
 
 /// The user's range in one subordinate-id file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RangePlan {
+pub(crate) struct RangePlan {
     /// The file, as a path inside the root.
-    pub file: &'static str,
+    pub(crate) file: &'static str,
     /// First id (container root maps to it).
-    pub start: u64,
+    pub(crate) start: u64,
     /// Number of ids.
-    pub count: u64,
+    pub(crate) count: u64,
     /// True when the file is written: a line `user:start:count` appended, or (`moved_from`)
     /// the user's line replaced; false when existing ranges are kept.
-    pub add: bool,
+    pub(crate) add: bool,
     /// With `--repair`/`--start`: the start of the range it moves from (null: not moved).
-    pub moved_from: Option<u64>,
+    pub(crate) moved_from: Option<u64>,
     /// The user's lines the new one replaces (moved ranges only).
     #[serde(skip)]
-    pub replaces: Vec<usize>,
+    pub(crate) replaces: Vec<usize>,
     /// `--repair` of a range dockerd needs under the user's name that sits under another
     /// owner (the group's name or gid): that owner; the line keeps its range and gets the
     /// user's name (null: nothing renamed).
-    pub renamed_from: Option<String>,
+    pub(crate) renamed_from: Option<String>,
 }
 
 impl RangePlan {
@@ -78,7 +81,7 @@ impl RangePlan {
 /// What happens to daemon.json.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum FileChange {
+pub(crate) enum FileChange {
     /// Left as it is.
     None,
     /// Created.
@@ -89,72 +92,72 @@ pub enum FileChange {
 
 /// Facts about docker itself that shape the plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DockerFacts {
+pub(crate) struct DockerFacts {
     /// docker.service's unit file, if any.
-    pub unit_file: Option<String>,
+    pub(crate) unit_file: Option<String>,
     /// docker.service is masked.
-    pub masked: bool,
+    pub(crate) masked: bool,
 }
 
 /// What `enable` will do: the decision only (what happened is the run's
 /// `converge::Outcome`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// True when a file or the user changes.
     #[serde(skip)]
-    pub changed: bool,
+    pub(crate) changed: bool,
     /// The remap user.
-    pub user: UserPlan,
+    pub(crate) user: UserPlan,
     /// Its /etc/subuid range.
-    pub subuid: RangePlan,
+    pub(crate) subuid: RangePlan,
     /// Its /etc/subgid range.
-    pub subgid: RangePlan,
+    pub(crate) subgid: RangePlan,
     /// The complete resulting daemon.json.
-    pub daemon_json: Value,
+    pub(crate) daemon_json: Value,
     /// What happens to the daemon.json file.
-    pub daemon_json_change: FileChange,
+    pub(crate) daemon_json_change: FileChange,
     /// True when docker must restart, as the files alone decide (the run's
     /// `converge::Outcome` has the final word).
     #[serde(skip)]
-    pub restart: bool,
+    pub(crate) restart: bool,
     /// Docker facts.
-    pub docker: DockerFacts,
+    pub(crate) docker: DockerFacts,
     /// The remapped data root to move with a moved range (`--repair`, `--start`; null: none).
-    pub repair: Option<Repair>,
+    pub(crate) repair: Option<Repair>,
     /// The planner's remarks (moved into the run's outcome).
     #[serde(skip)]
-    pub notes: Vec<Note>,
+    pub(crate) notes: Vec<Note>,
     /// The bytes to write to daemon.json (when it changes).
     #[serde(skip)]
-    pub daemon_bytes: Option<Vec<u8>>,
+    pub(crate) daemon_bytes: Option<Vec<u8>>,
     /// `plan` only: every file the run writes, with its bytes now and the exact bytes it
     /// writes ([`enable_files`]); absent from `enable`'s output.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub files: Option<Vec<FileWrite>>,
+    pub(crate) files: Option<Vec<FileWrite>>,
 }
 
 /// One file a run writes, as `plan --json` shows it: the path, the bytes now and the exact
 /// bytes the run writes, rendered by the same functions `apply` writes with. Both contents
 /// are UTF-8 text, or base64 (`encoding`) when either is not valid UTF-8.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FileWrite {
+pub(crate) struct FileWrite {
     /// The file, as a path inside the root.
-    pub path: String,
+    pub(crate) path: String,
     /// `create` or `update`.
-    pub change: FileChange,
+    pub(crate) change: FileChange,
     /// Where the run keeps the old content before it writes (null: the file is created).
-    pub backup: Option<String>,
+    pub(crate) backup: Option<String>,
     /// `utf-8` or `base64`: how `before` and `after` are given.
-    pub encoding: &'static str,
+    pub(crate) encoding: &'static str,
     /// The content now (null: the file does not exist).
-    pub before: Option<String>,
+    pub(crate) before: Option<String>,
     /// The content the run writes, byte for byte.
-    pub after: String,
+    pub(crate) after: String,
 }
 
 impl FileWrite {
     /// A file changing from `before` (None: missing) to `after`.
-    pub fn new(path: &str, backup: &str, before: Option<&[u8]>, after: &[u8]) -> FileWrite {
+    pub(crate) fn new(path: &str, backup: &str, before: Option<&[u8]>, after: &[u8]) -> FileWrite {
         let text = |b: &[u8]| std::str::from_utf8(b).map(str::to_string).ok();
         let (encoding, before, after) = match (before.map(text), text(after)) {
             (None, Some(a)) => ("utf-8", None, a),
@@ -202,7 +205,7 @@ fn base64(bytes: &[u8]) -> String {
 /// replaces the user's line (the first of `replaces`; the others are dropped), every other
 /// byte kept; otherwise the line `user:start:count` is appended (after a newline when the
 /// file does not end with one).
-pub fn subid_after(old: &[u8], user: &str, r: &RangePlan) -> Option<Vec<u8>> {
+pub(crate) fn subid_after(old: &[u8], user: &str, r: &RangePlan) -> Option<Vec<u8>> {
     if !r.add {
         return None;
     }
@@ -216,14 +219,14 @@ pub fn subid_after(old: &[u8], user: &str, r: &RangePlan) -> Option<Vec<u8>> {
 }
 
 /// The backup a subordinate-id file gets before it is written (shadow's own convention).
-pub fn subid_backup(abs: &str) -> String {
+pub(crate) fn subid_backup(abs: &str) -> String {
     format!("{abs}-")
 }
 
 /// Every file `enable` writes for plan `p`, in the order it writes them: /etc/subuid,
 /// /etc/subgid, then daemon.json. (The user's creation is `useradd`'s, shown as
 /// `user.create`; the run's own record in /var/lib/docker-userns is not listed.)
-pub fn enable_files(inputs: &Inputs, p: &Plan) -> Vec<FileWrite> {
+pub(crate) fn enable_files(inputs: &Inputs, p: &Plan) -> Vec<FileWrite> {
     let mut out = Vec::new();
     for (f, r) in [(&inputs.subuid, &p.subuid), (&inputs.subgid, &p.subgid)] {
         if let Some(after) = subid_after(&f.file.raw, &inputs.user, r) {
@@ -245,7 +248,7 @@ pub fn enable_files(inputs: &Inputs, p: &Plan) -> Vec<FileWrite> {
 }
 
 /// Every file `disable` writes for plan `p`: daemon.json, when it changes.
-pub fn disable_files(inputs: &Inputs, p: &DisablePlan) -> Vec<FileWrite> {
+pub(crate) fn disable_files(inputs: &Inputs, p: &DisablePlan) -> Vec<FileWrite> {
     p.daemon_bytes
         .iter()
         .map(|after| daemon_write(inputs, after))
@@ -264,52 +267,52 @@ fn daemon_write(inputs: &Inputs, after: &[u8]) -> FileWrite {
 /// Moving the remapped data root with the range: with docker stopped, `from` is renamed to
 /// `to` and the owner of every inode below it is shifted from the old ranges to the new ones.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Repair {
+pub(crate) struct Repair {
     /// The remapped data root now (`DATA_ROOT/OLD_UID.OLD_GID`).
-    pub from: String,
+    pub(crate) from: String,
     /// Its new name (`DATA_ROOT/NEW_UID.NEW_GID`).
-    pub to: String,
+    pub(crate) to: String,
     /// uids `uid_from..uid_from+uid_count` become `uid_to..`.
-    pub uid_from: u64,
+    pub(crate) uid_from: u64,
     /// New first uid.
-    pub uid_to: u64,
+    pub(crate) uid_to: u64,
     /// uids shifted.
-    pub uid_count: u64,
+    pub(crate) uid_count: u64,
     /// gids `gid_from..gid_from+gid_count` become `gid_to..`.
-    pub gid_from: u64,
+    pub(crate) gid_from: u64,
     /// New first gid.
-    pub gid_to: u64,
+    pub(crate) gid_to: u64,
     /// gids shifted.
-    pub gid_count: u64,
+    pub(crate) gid_count: u64,
 }
 
 /// What `disable` will do.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DisablePlan {
+pub(crate) struct DisablePlan {
     /// True when daemon.json changes.
     #[serde(skip)]
-    pub changed: bool,
+    pub(crate) changed: bool,
     /// The `userns-remap` value being removed, if any.
-    pub removed: Option<String>,
+    pub(crate) removed: Option<String>,
     /// The complete resulting daemon.json.
-    pub daemon_json: Value,
+    pub(crate) daemon_json: Value,
     /// What happens to the daemon.json file.
-    pub daemon_json_change: FileChange,
+    pub(crate) daemon_json_change: FileChange,
     /// True when docker must restart, as the files alone decide (the run's
     /// `converge::Outcome` has the final word).
     #[serde(skip)]
-    pub restart: bool,
+    pub(crate) restart: bool,
     /// Docker facts.
-    pub docker: DockerFacts,
+    pub(crate) docker: DockerFacts,
     /// The planner's remarks (moved into the run's outcome).
     #[serde(skip)]
-    pub notes: Vec<Note>,
+    pub(crate) notes: Vec<Note>,
     /// The bytes to write to daemon.json (when it changes).
     #[serde(skip)]
-    pub daemon_bytes: Option<Vec<u8>>,
+    pub(crate) daemon_bytes: Option<Vec<u8>>,
     /// `plan --disable` only: every file the run writes ([`disable_files`]).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub files: Option<Vec<FileWrite>>,
+    pub(crate) files: Option<Vec<FileWrite>>,
 }
 
 fn docker_facts(inputs: &Inputs, notes: &mut Vec<Note>) -> DockerFacts {
@@ -325,129 +328,16 @@ fn docker_facts(inputs: &Inputs, notes: &mut Vec<Note>) -> DockerFacts {
     }
 }
 
-/// `enable` with a `--userns-remap` flag in dockerd's command line: fine when daemon.json
-/// does not set the key too and the flag's value resolves to `user` (the flag then keeps
-/// controlling remapping: Ok(true)); refused otherwise, naming the flag.
-fn enable_flag(inputs: &Inputs) -> Result<bool, Conflict> {
-    if inputs.unit.remap_flags.is_empty() {
-        return Ok(false);
-    }
-    let daemon_sets = inputs.daemon.config.remap().ok().flatten().is_some();
-    match &inputs.remap {
-        Some(s) if s.flag && !daemon_sets => {
-            matches_user(s, &inputs.user)?;
-            Ok(true)
-        }
-        _ => flag_conflict(inputs, "cannot set it in daemon.json as well").map(|()| false),
-    }
-}
-
-fn with_user(user: &str) -> String {
-    if user == daemon_config::DEFAULT_USER {
-        String::new()
-    } else {
-        format!(" --user {user}")
-    }
-}
-
-/// Whether the value dockerd gets now resolves (as dockerd resolves it) to `user`; otherwise
-/// the refusal, with advice that can be followed literally.
-pub fn matches_user(s: &RemapSetting, user: &str) -> Result<(), Conflict> {
-    let (file, line) = &s.at;
-    matches_user_inner(s, user).map_err(|c| {
-        c.kind("remap-value-conflict")
-            .at(file, (*line > 0).then_some(*line))
-    })
-}
-
-fn matches_user_inner(s: &RemapSetting, user: &str) -> Result<(), Conflict> {
-    let v = &s.value;
-    let from = &s.from;
-    let undo = if s.flag {
-        format!("remove the flag at {}:{}", s.at.0, s.at.1)
-    } else {
-        "run `docker-userns disable` first".to_string()
-    };
-    match &s.resolved {
-        Ok(Resolved::User(r)) if r.user == user => Ok(()),
-        Ok(Resolved::CreatesDefault) if user == DEFAULT_USER => Ok(()),
-        Ok(Resolved::User(r)) => Err(Conflict::new(format!(
-            "{from} already has \"userns-remap\": {v:?}, which dockerd resolves to user {} (uid {}) and group {} (gid {}), not user {user}; pass --user {} to keep it, or {undo} to switch to {user}",
-            r.user, r.uid, r.group, r.gid, r.user
-        ))),
-        Ok(Resolved::CreatesDefault) => Err(Conflict::new(format!(
-            "{from} already has \"userns-remap\": {v:?}, which means user {DEFAULT_USER} (dockerd creates it), not user {user}; pass --user {DEFAULT_USER} to keep it, or {undo} to switch to {user}"
-        ))),
-        Ok(Resolved::Root) => Err(Conflict::new(format!(
-            "{from} already has \"userns-remap\": {v:?}, which resolves to root: dockerd leaves remapping off; {undo}, then run this again"
-        ))),
-        // A name-only value (or name:name) for a user enable creates with its own group.
-        Err(SpecError::NoUser(n)) if n == user && v.split(':').all(|p| p == user) => Ok(()),
-        Err(SpecError::NoGroupForName(n)) if n == user => Err(Conflict::new(format!(
-            "{from} has \"userns-remap\": {v:?}, which dockerd rejects: {}; create that group (`groupadd --system {n}`) and run this again, or {undo}",
-            SpecError::NoGroupForName(n.clone())
-        ))),
-        Err(e) => Err(Conflict::new(format!(
-            "{from} has \"userns-remap\": {v:?}, which dockerd rejects: {e}; {undo} (or fix the value to name an existing user and group), then run this again"
-        ))),
-    }
-}
-
-fn flag_conflict(inputs: &Inputs, action: &str) -> Result<(), Conflict> {
-    if inputs.unit.remap_flags.is_empty() {
-        return Ok(());
-    }
-    let places: Vec<String> = inputs
-        .unit
-        .remap_flags
-        .iter()
-        .map(|o| o.to_string())
-        .collect();
-    let first = &inputs.unit.remap_flags[0];
-    Err(Conflict::new(format!(
-        "dockerd already gets --userns-remap as a command-line flag ({}); {action}: remove the flag there so daemon.json alone controls remapping (dockerd refuses to start when both set it)",
-        places.join(", ")
-    ))
-    .kind("remap-flag-conflict")
-    .at(&first.file, Some(first.line)))
-}
-
-/// dockerd told to read another configuration file: editing daemon.json would change nothing.
-fn config_file_conflict(inputs: &Inputs) -> Result<(), Conflict> {
-    match &inputs.unit.config_file {
-        Some((f, origin)) if f != DAEMON_JSON => Err(Conflict::new(format!(
-            "dockerd reads its configuration from {f} (--config-file, {origin}), not {DAEMON_JSON}: point it back at {DAEMON_JSON} or drop the flag, then run again"
-        ))
-        .kind("config-file-elsewhere")
-        .at(f, None)),
-        _ => Ok(()),
-    }
-}
-
-fn first_malformed(inputs: &Inputs) -> Option<Conflict> {
-    [(&inputs.subuid, "/etc/subuid"), (&inputs.subgid, "/etc/subgid")]
-        .into_iter()
-        .find_map(|(f, path)| {
-            f.file.malformed.first().map(|m| {
-                Conflict::new(format!(
-                    "{path}:{}: {}; fix or remove that line first (with a line this tool cannot read, the free ranges cannot be known; `docker-userns check` lists every problem)",
-                    m.line, m.reason
-                ))
-                .kind("subid-malformed")
-                .at(path, Some(m.line))
-            })
-        })
-}
-
 /// Plans `enable` for `count` ids (None: login.defs' SUB_UID_COUNT / SUB_GID_COUNT; 65536 when
 /// they are 0, shadow's way of turning useradd's own allocation off).
-pub fn enable(inputs: &Inputs, count: Option<u64>) -> Result<Plan, Conflict> {
+#[cfg(test)]
+pub(crate) fn enable(inputs: &Inputs, count: Option<u64>) -> Result<Plan, Conflict> {
     enable_how(inputs, count, How::default())
 }
 
-/// [`enable`], where `how` may move the user's range (`--repair`) or fix its start
+/// `enable`, where `how` may move the user's range (`--repair`) or fix its start
 /// (`--start`).
-pub fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Result<Plan, Conflict> {
+pub(crate) fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Result<Plan, Conflict> {
     let mut notes = Vec::new();
     let docker = docker_facts(inputs, &mut notes);
     let by_flag = enable_flag(inputs)?;
@@ -736,43 +626,12 @@ fn stand_in_lines(
     Ok((renamed, adopted))
 }
 
-/// docker 29's features that cannot go with remapping, as dockerd 29.7.2 does with each
-/// beside `userns-remap` (observed on the docker29 test host): with the containerd snapshotter
-/// explicitly on it refuses to start (`dockerd --validate` fails too), and with the containerd
-/// migration on it starts but turns the containerd image store on in the remapped data root
-/// while that holds no images and no containers ("Enabling containerd snapshotter because
-/// migration set"), the combination it otherwise switches off (moby PR 51042, issue 47377), and which `validate` accepts. Both are refused
-/// before any change (exit 3); `"containerd-snapshotter": false` is fine (no switch then).
-pub fn features_conflict(config: &DaemonConfig) -> Result<(), Conflict> {
-    let Some(features) = config.map.get("features").and_then(Value::as_object) else {
-        return Ok(());
-    };
-    let on = |k: &str| features.get(k).and_then(Value::as_bool) == Some(true);
-    if on("containerd-snapshotter") {
-        return Err(Conflict::new(format!(
-            "{DAEMON_JSON} sets \"features\": {{\"containerd-snapshotter\": true}}; with remapping dockerd 29 refuses to start: \"containerd-snapshotter is explicitly enabled, but is not compatible with userns remapping. Please disable userns remapping or containerd-snapshotter\"; remove that feature (remapped docker uses the overlay2 graph driver, not the containerd image store) and run again; nothing was changed (this tool does not remove settings it does not own)"
-        ))
-        .kind("docker29-feature-conflict")
-        .at(DAEMON_JSON, None));
+fn with_user(user: &str) -> String {
+    if user == daemon_config::DEFAULT_USER {
+        String::new()
+    } else {
+        format!(" --user {user}")
     }
-    if on("containerd-migration") {
-        return Err(Conflict::new(format!(
-            "{DAEMON_JSON} sets \"features\": {{\"containerd-migration\": true}}; with remapping dockerd 29 still starts, but turns the containerd image store back on in the remapped data root whenever that holds no images and no containers (\"Enabling containerd snapshotter because migration set\"), the combination it otherwise switches off because it breaks (moby issue 47377), and `dockerd --validate` does not object; remove that feature and run again; nothing was changed (this tool does not remove settings it does not own)"
-        ))
-        .kind("docker29-feature-conflict")
-        .at(DAEMON_JSON, None));
-    }
-    Ok(())
-}
-
-/// The refusal for a directory above docker's data root that other users cannot traverse.
-pub fn blocked_data_root(dir: &str, data_root: &Found) -> Conflict {
-    Conflict::new(format!(
-        "{dir} does not let other users traverse it (no o+x): the remapped root could not reach docker's data root {} (set by {}) below it (dockerd: \"a subdirectory in your graphroot path restricts access\"); run `chmod o+x {dir}` first",
-        data_root.path, data_root.from
-    ))
-    .kind("data-root-not-traversable")
-    .at(dir, None)
 }
 
 /// Decides both ranges, turning allocation failures into conflicts that name the file.
@@ -824,7 +683,7 @@ pub fn decide(
 }
 
 /// Plans `disable`: remove `userns-remap` from daemon.json; the user and its ranges stay.
-pub fn disable(inputs: &Inputs) -> Result<DisablePlan, Conflict> {
+pub(crate) fn disable(inputs: &Inputs) -> Result<DisablePlan, Conflict> {
     let mut notes = Vec::new();
     let docker = docker_facts(inputs, &mut notes);
     flag_conflict(inputs, "disabling it in daemon.json would not turn it off")?;
@@ -859,7 +718,7 @@ pub fn disable(inputs: &Inputs) -> Result<DisablePlan, Conflict> {
 }
 
 /// What a run needs to know of a plan, before anything happens.
-pub trait Decided {
+pub(crate) trait Decided {
     /// A file or the user changes.
     fn changes_files(&self) -> bool;
     /// docker must restart, as the files alone decide (the live run also asks the engine).
@@ -901,6 +760,7 @@ mod tests {
     use crate::host::account::Account;
     use crate::host::docker_unit::UnitScan;
     use crate::host::root::Perms;
+    use crate::host::setup::Found;
     use crate::run::preflight::{DaemonFile, IdFile};
 
     /// Inputs as preflight would read them, without a file system.

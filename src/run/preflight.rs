@@ -17,88 +17,88 @@ use crate::host::root::{Perms, Root};
 use crate::host::setup::{self, Found};
 
 /// Where daemon.json lives.
-pub const DAEMON_JSON: &str = crate::formats::daemon_config::PATH;
+pub(crate) const DAEMON_JSON: &str = crate::formats::daemon_config::PATH;
 /// Where the previous daemon.json is kept before each rewrite.
-pub const DAEMON_JSON_BACKUP: &str = "/etc/docker/daemon.json.docker-userns-backup";
+pub(crate) const DAEMON_JSON_BACKUP: &str = "/etc/docker/daemon.json.docker-userns-backup";
 /// Where login.defs lives.
-pub const LOGIN_DEFS: &str = "/etc/login.defs";
+pub(crate) const LOGIN_DEFS: &str = "/etc/login.defs";
 
 /// daemon.json as found.
 #[derive(Debug, Clone)]
-pub struct DaemonFile {
+pub(crate) struct DaemonFile {
     /// The exact bytes, or None when the file does not exist.
-    pub raw: Option<Vec<u8>>,
+    pub(crate) raw: Option<Vec<u8>>,
     /// The parsed document (empty when missing).
-    pub config: DaemonConfig,
+    pub(crate) config: DaemonConfig,
     /// Mode and owner to keep (0644 root when new).
-    pub perms: Perms,
+    pub(crate) perms: Perms,
 }
 
 /// A subordinate-id file as found.
 #[derive(Debug, Clone, Default)]
-pub struct IdFile {
+pub(crate) struct IdFile {
     /// Parsed content (empty when missing).
-    pub file: SubIdFile,
+    pub(crate) file: SubIdFile,
     /// True when the file exists.
-    pub exists: bool,
+    pub(crate) exists: bool,
     /// Mode and owner to keep (0644 root when new).
-    pub perms: Perms,
+    pub(crate) perms: Perms,
 }
 
 /// Everything planning needs, read from one root.
 #[derive(Debug, Clone)]
-pub struct Inputs {
+pub(crate) struct Inputs {
     /// The remap user asked for.
-    pub user: String,
+    pub(crate) user: String,
     /// That user, if it exists.
-    pub account: Option<Account>,
+    pub(crate) account: Option<Account>,
     /// login.defs settings.
-    pub defs: LoginDefs,
+    pub(crate) defs: LoginDefs,
     /// The uids in /etc/passwd and gids in /etc/group (no subordinate range may hold one).
-    pub ids: AccountIds,
+    pub(crate) ids: AccountIds,
     /// /etc/subuid.
-    pub subuid: IdFile,
+    pub(crate) subuid: IdFile,
     /// /etc/subgid.
-    pub subgid: IdFile,
+    pub(crate) subgid: IdFile,
     /// /etc/docker/daemon.json.
-    pub daemon: DaemonFile,
+    pub(crate) daemon: DaemonFile,
     /// docker.service as systemd would see it.
-    pub unit: UnitScan,
+    pub(crate) unit: UnitScan,
     /// docker's data root as the files set it, and where.
-    pub data_root: Found,
+    pub(crate) data_root: Found,
     /// Directories above docker's data root that other users cannot traverse.
-    pub blocked_dirs: Vec<String>,
+    pub(crate) blocked_dirs: Vec<String>,
     /// /proc/sys/user/max_user_namespaces on the live host (None under --root or unknown).
-    pub max_user_namespaces: Option<u64>,
+    pub(crate) max_user_namespaces: Option<u64>,
     /// Under `--root`: why `useradd --prefix` could not create the user inside the tree
     /// (None: it can).
-    pub useradd_escapes: Option<String>,
+    pub(crate) useradd_escapes: Option<String>,
     /// The `userns-remap` value dockerd gets now (daemon.json's, else a `--userns-remap`
     /// flag's), resolved as dockerd resolves it (None: not set).
-    pub remap: Option<RemapSetting>,
+    pub(crate) remap: Option<RemapSetting>,
     /// The remap user as dockerd looks its ranges up, and the owners whose lines look meant
     /// for it (None: the user does not exist yet).
-    pub target: Option<Target>,
+    pub(crate) target: Option<Target>,
 }
 
 /// A `userns-remap` value as dockerd gets it, and what it resolves to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemapSetting {
+pub(crate) struct RemapSetting {
     /// The value.
-    pub value: String,
+    pub(crate) value: String,
     /// Where it is set, for messages: daemon.json, or `--userns-remap at FILE:LINE`.
-    pub from: String,
+    pub(crate) from: String,
     /// Set by a dockerd flag (not daemon.json).
-    pub flag: bool,
+    pub(crate) flag: bool,
     /// The file that sets it (a path inside the root) and the line (0: not known).
-    pub at: (String, usize),
+    pub(crate) at: (String, usize),
     /// What dockerd makes of it.
-    pub resolved: Result<Resolved, SpecError>,
+    pub(crate) resolved: Result<Resolved, SpecError>,
 }
 
 /// The value dockerd gets: daemon.json's `userns-remap` (when it is a string), else the last
 /// `--userns-remap` flag of the effective ExecStart (Go's flag package keeps the last).
-pub fn remap_setting(
+pub(crate) fn remap_setting(
     config: Option<(&DaemonConfig, &[u8])>,
     unit: &UnitScan,
     l: &dyn Lookup,
@@ -137,7 +137,11 @@ pub fn remap_setting(
 
 /// The [`Target`] for `user`: from the setting when it resolves to that user (its group part
 /// counts), else from the account with its own group; None when the user does not exist.
-pub fn target_for(user: &str, setting: Option<&RemapSetting>, l: &dyn Lookup) -> Option<Target> {
+pub(crate) fn target_for(
+    user: &str,
+    setting: Option<&RemapSetting>,
+    l: &dyn Lookup,
+) -> Option<Target> {
     if let Some(RemapSetting {
         resolved: Ok(Resolved::User(r)),
         ..
@@ -163,7 +167,7 @@ pub fn target_for(user: &str, setting: Option<&RemapSetting>, l: &dyn Lookup) ->
 }
 
 /// Reads login.defs; a bad number is a conflict naming the file and line.
-pub fn read_login_defs(root: &Root) -> Result<LoginDefs> {
+pub(crate) fn read_login_defs(root: &Root) -> Result<LoginDefs> {
     let Some(bytes) = root.read_optional(LOGIN_DEFS)? else {
         return Ok(LoginDefs::default());
     };
@@ -183,7 +187,7 @@ pub fn read_login_defs(root: &Root) -> Result<LoginDefs> {
 
 /// Reads the ids of every account in the root's /etc/passwd and /etc/group (the files, also on
 /// the live host: they are what useradd allocates from; missing files name no id).
-pub fn read_account_ids(root: &Root) -> Result<AccountIds> {
+pub(crate) fn read_account_ids(root: &Root) -> Result<AccountIds> {
     let passwd = root.read_optional("/etc/passwd")?.unwrap_or_default();
     let group = root.read_optional("/etc/group")?.unwrap_or_default();
     Ok(AccountIds::parse(
@@ -193,7 +197,7 @@ pub fn read_account_ids(root: &Root) -> Result<AccountIds> {
 }
 
 /// Reads /etc/subuid or /etc/subgid (missing is empty).
-pub fn read_id_file(root: &Root, abs: &str) -> Result<IdFile> {
+pub(crate) fn read_id_file(root: &Root, abs: &str) -> Result<IdFile> {
     let meta = root.symlink_metadata(abs)?;
     if meta.as_ref().is_some_and(|m| m.file_type().is_symlink()) {
         return Err(Conflict::new(format!(
@@ -213,7 +217,7 @@ pub fn read_id_file(root: &Root, abs: &str) -> Result<IdFile> {
 }
 
 /// Reads daemon.json, refusing a symlink, invalid JSON or a non-object.
-pub fn read_daemon_json(root: &Root) -> Result<DaemonFile> {
+pub(crate) fn read_daemon_json(root: &Root) -> Result<DaemonFile> {
     let path = root.path(DAEMON_JSON);
     let meta = root.symlink_metadata(DAEMON_JSON)?;
     if let Some(m) = &meta {
@@ -265,7 +269,7 @@ pub fn read_daemon_json(root: &Root) -> Result<DaemonFile> {
 
 /// The existing directories above `data_root` without the search bit for others (dockerd
 /// refuses to remap then). Under `--root` the tree's own top directory is not checked.
-pub fn blocked_dirs(root: &Root, data_root: &str) -> Result<Vec<String>> {
+pub(crate) fn blocked_dirs(root: &Root, data_root: &str) -> Result<Vec<String>> {
     use std::os::unix::fs::MetadataExt;
     let mut out = Vec::new();
     let mut p = std::path::Path::new(data_root).parent();
@@ -285,7 +289,7 @@ pub fn blocked_dirs(root: &Root, data_root: &str) -> Result<Vec<String>> {
 }
 
 /// Reads every input for `user`.
-pub fn gather(root: &Root, user: &str) -> Result<Inputs> {
+pub(crate) fn gather(root: &Root, user: &str) -> Result<Inputs> {
     account::validate_name(user)?;
     check_write_paths(root)?;
     let defs = read_login_defs(root)?;
@@ -414,22 +418,22 @@ fn range(file: &IdFile, name: &str, uid: Option<u32>) -> Option<Range> {
 /// dockerd flag's), the user and group it resolves to (as dockerd resolves it), and that
 /// user's ranges. Reads files only.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Configured {
+pub(crate) struct Configured {
     /// `userns-remap` (None: not set).
-    pub value: Option<String>,
+    pub(crate) value: Option<String>,
     /// The user that value resolves to (None: not set, or naming no account dockerd accepts;
     /// dockremap for `default`).
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     /// The group it resolves to.
-    pub group: Option<String>,
+    pub(crate) group: Option<String>,
     /// Its /etc/subuid ranges (of dockremap when nothing is set).
-    pub subuid: Option<Range>,
+    pub(crate) subuid: Option<Range>,
     /// Its /etc/subgid ranges.
-    pub subgid: Option<Range>,
+    pub(crate) subgid: Option<Range>,
     /// Remarks on the files (a symlinked daemon.json).
-    pub notes: Vec<Note>,
+    pub(crate) notes: Vec<Note>,
     /// The value as dockerd gets it, resolved (None: not set).
-    pub setting: Option<RemapSetting>,
+    pub(crate) setting: Option<RemapSetting>,
 }
 
 /// `userns-remap` in daemon.json, for reading only. A symlinked daemon.json (which `enable`
@@ -486,7 +490,7 @@ fn daemon_remap(root: &Root) -> Result<(Option<String>, Vec<Note>)> {
 }
 
 /// Reads [`Configured`] from the root.
-pub fn configured(root: &Root) -> Result<Configured> {
+pub(crate) fn configured(root: &Root) -> Result<Configured> {
     let (value, notes) = daemon_remap(root)?;
     let accounts = account::Accounts::read_lenient(root);
     let setting = match &value {
@@ -550,7 +554,7 @@ pub fn configured(root: &Root) -> Result<Configured> {
 /// value naming no account or resolving to root (kind `remap-value-rejected`, at the file and
 /// line that set it), and the user's ranges as dockerd reads them
 /// ([`remap_value::misuse`]).
-pub fn remap_problems(root: &Root, conf: &Configured) -> Result<Vec<Problem>> {
+pub(crate) fn remap_problems(root: &Root, conf: &Configured) -> Result<Vec<Problem>> {
     let Some(s) = &conf.setting else {
         return Ok(Vec::new());
     };

@@ -9,7 +9,7 @@ const REPAIR_MOVES: &str = "(with docker stopped, the remapped data root is rena
 
 /// The refusal for `e` in `which`: the file (and line, when the error is about one), what is
 /// wrong and what to do.
-pub fn conflict(which: Which, e: &AllocError) -> Conflict {
+pub(crate) fn conflict(which: Which, e: &AllocError) -> Conflict {
     let words = words(e);
     match e.line() {
         Some(line) => Conflict::new(format!("{}:{line}: {words}", which.path())),
@@ -20,7 +20,7 @@ pub fn conflict(which: Which, e: &AllocError) -> Conflict {
 }
 
 /// What is wrong and what to do, in one sentence.
-pub fn words(e: &AllocError) -> String {
+pub(crate) fn words(e: &AllocError) -> String {
     match e {
         AllocError::TooSmall { owned, .. } => {
             format!("{e}; remove or enlarge that range, or pass --count {owned}")
@@ -68,7 +68,7 @@ pub fn words(e: &AllocError) -> String {
 }
 
 /// The refusal kind of an allocation failure (`--json`'s `error.refusal.kind`).
-pub fn kind(e: &AllocError) -> &'static str {
+pub(crate) fn kind(e: &AllocError) -> &'static str {
     use AllocError as A;
     match e {
         A::TooSmall { .. } => "subid-too-small",

@@ -15,7 +15,7 @@ use crate::run::plan::Repair;
 use crate::run::restart::Docker;
 
 /// What a repair does, with the size of the tree it shifts.
-pub fn repair_preview(root: &Root, r: &Repair) -> Result<Note> {
+pub(crate) fn repair_preview(root: &Root, r: &Repair) -> Result<Note> {
     let from = root.path(&r.from).display().to_string();
     if !root.is_dir(&r.from) {
         return Ok(Note::RepairNoDataRoot {
@@ -39,7 +39,7 @@ pub fn repair_preview(root: &Root, r: &Repair) -> Result<Note> {
 
 /// The refusal's words for what a repair would do (an error, not a note: [`repair_preview`]'s
 /// facts in the words `report.rs` gives them).
-pub fn repair_preview_refusal(root: &Root, r: &Repair) -> Result<String> {
+pub(crate) fn repair_preview_refusal(root: &Root, r: &Repair) -> Result<String> {
     Ok(match repair_preview(root, r)? {
         Note::RepairNoDataRoot {
             from,
@@ -64,14 +64,14 @@ pub fn repair_preview_refusal(root: &Root, r: &Repair) -> Result<String> {
 }
 
 /// Where the shift of a repair keeps its log.
-pub const SHIFT_LOG: &str = "/var/lib/docker-userns/shift.log";
+pub(crate) const SHIFT_LOG: &str = "/var/lib/docker-userns/shift.log";
 
 /// Before a repair, docker still running: whether there is a data root to move (None: none,
 /// only the files change), and that it can be moved: docker running (`docker_active`; None:
 /// files only, under `--root` or `--no-restart`, where a move is refused), the new name free,
 /// and the whole tree walkable, with no owner in the target range already (the undo could not
 /// tell those from the ones it shifted). Returns the number of inodes to shift.
-pub fn repair_check(
+pub(crate) fn repair_check(
     root: &Root,
     r: &Repair,
     docker_active: Option<bool>,
@@ -148,7 +148,7 @@ pub fn repair_check(
 }
 
 /// The id shift of a repair.
-pub fn repair_shift(r: &Repair) -> Result<OwnerShift> {
+pub(crate) fn repair_shift(r: &Repair) -> Result<OwnerShift> {
     Ok(OwnerShift {
         uid: shift::IdShift::of(r.uid_from, r.uid_to, r.uid_count)?,
         gid: shift::IdShift::of(r.gid_from, r.gid_to, r.gid_count)?,
@@ -161,7 +161,7 @@ pub fn repair_shift(r: &Repair) -> Result<OwnerShift> {
 /// the old range are named (they become unwritable for the remapped containers), with what to
 /// do (`planning`: said before the repair, by `plan`). Asking the engine or surveying a
 /// directory that fails is said too.
-pub fn held_outside(root: &Root, docker: &Docker, r: &Repair, planning: bool) -> Vec<Note> {
+pub(crate) fn held_outside(root: &Root, docker: &Docker, r: &Repair, planning: bool) -> Vec<Note> {
     let mut dirs: Vec<(String, String)> = Vec::new();
     match docker.engine().volumes() {
         Ok(vols) => {
@@ -249,7 +249,7 @@ pub fn held_outside(root: &Root, docker: &Docker, r: &Repair, planning: bool) ->
 
 /// With docker stopped: renames the remapped data root and shifts the owners below it, each
 /// step journaled first. Returns the note saying what was done.
-pub fn move_data_root(
+pub(crate) fn move_data_root(
     root: &Root,
     journal: &mut Journal,
     r: &Repair,

@@ -19,61 +19,61 @@ use crate::host::systemd::{ActiveState, LoadState, Op, Systemd, SystemdError, Un
 use crate::run::journal::{self, Journal, StoppedContainer};
 
 /// The service.
-pub const SERVICE: &str = "docker.service";
+pub(crate) const SERVICE: &str = "docker.service";
 /// The socket that activates it.
-pub const SOCKET: &str = "docker.socket";
+pub(crate) const SOCKET: &str = "docker.socket";
 /// How long the service must stay up, same invocation and no restarts, to count as healthy,
 /// unless `--settle` says otherwise: long enough to see a dockerd that dies a few seconds
 /// after it said it was ready (and systemd's `Restart=`/`RestartSec=` loop that follows).
-pub const DEFAULT_SETTLE: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_SETTLE: Duration = Duration::from_secs(10);
 /// How long a container gets between SIGTERM and SIGKILL when stopped through the API
 /// (docker's own default for `docker stop`).
-pub const STOP_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How often the unit is looked at during the settle window.
 const SETTLE_POLL: Duration = Duration::from_millis(250);
 
 /// What docker should look like after the restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Expect {
+pub(crate) struct Expect {
     /// `name=userns` in the engine's security options (None: not checked, the old state was
     /// not known).
-    pub userns: Option<bool>,
+    pub(crate) userns: Option<bool>,
     /// With remapping, the data root ends in `/<uid>.<gid>` of these range starts.
-    pub ranges: Option<(u64, u64)>,
+    pub(crate) ranges: Option<(u64, u64)>,
 }
 
 /// Docker as found before the change.
 #[derive(Debug, Clone, Serialize)]
-pub struct Observed {
+pub(crate) struct Observed {
     /// docker.service.
-    pub unit: UnitState,
+    pub(crate) unit: UnitState,
     /// Whether the running engine remaps (None: not running or not answering). Taken from
     /// `/info`, or from the record of the last verified state when docker.service is still the
     /// same invocation (same dockerd process, same configuration).
-    pub userns: Option<bool>,
+    pub(crate) userns: Option<bool>,
 }
 
 /// The engine state last verified, keyed by docker.service's InvocationID.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Verified {
+pub(crate) struct Verified {
     /// docker.service's InvocationID when it was verified.
-    pub invocation_id: String,
+    pub(crate) invocation_id: String,
     /// The engine remapped then.
-    pub userns: bool,
+    pub(crate) userns: bool,
 }
 
 /// Where [`Verified`] is kept.
-pub const VERIFIED: &str = "/var/lib/docker-userns/verified.json";
+pub(crate) const VERIFIED: &str = "/var/lib/docker-userns/verified.json";
 
 impl Observed {
     /// docker.service is active.
-    pub fn active(&self) -> bool {
+    pub(crate) fn active(&self) -> bool {
         self.unit.active_state == ActiveState::Active
     }
 }
 
 /// docker as systemd and the Engine API see it.
-pub struct Docker {
+pub(crate) struct Docker {
     /// The systemd connection.
     sd: Systemd,
     /// The Engine API client.
@@ -104,7 +104,7 @@ impl Docker {
     /// Connects to systemd and prepares the Engine API client for the socket docker listens
     /// on ([`setup`]); a docker that listens on no unix socket is a conflict, before anything
     /// is done.
-    pub fn connect(root: &Root, timeout: Duration, settle: Duration) -> Result<Docker> {
+    pub(crate) fn connect(root: &Root, timeout: Duration, settle: Duration) -> Result<Docker> {
         let sd = Systemd::connect()?;
         let setup = setup::read(root, Some(&sd))?;
         let Some(socket) = setup.engine_socket.clone() else {
@@ -127,7 +127,7 @@ impl Docker {
     }
 
     /// Checks docker.service is known and not masked, and learns whether the engine remaps.
-    pub fn observe(&self) -> Result<Observed> {
+    pub(crate) fn observe(&self) -> Result<Observed> {
         let unit = self.sd.require_loaded(SERVICE).map_err(|e| match e {
             SystemdError::NoSuchUnit(_) | SystemdError::Masked(_) => {
                 anyhow::Error::new(Conflict::new(e.to_string()).kind("docker-unit-unusable"))
@@ -160,18 +160,18 @@ impl Docker {
     }
 
     /// The Engine API client.
-    pub fn engine(&self) -> &Engine {
+    pub(crate) fn engine(&self) -> &Engine {
         &self.engine
     }
 
     /// How docker is set up (the engine's facts once [`Docker::learn`] asked it).
-    pub fn setup(&self) -> &Setup {
+    pub(crate) fn setup(&self) -> &Setup {
         &self.setup
     }
 
     /// Asks the running engine what only it knows (live-restore, swarm, its data root) and
     /// adds that to the setup.
-    pub fn learn(&mut self) -> Result<(), EngineError> {
+    pub(crate) fn learn(&mut self) -> Result<(), EngineError> {
         let info = self.engine.info()?;
         self.setup.learn(&info);
         Ok(())
@@ -180,7 +180,7 @@ impl Docker {
     /// Stops the running containers through the engine API (each with docker's default grace
     /// of 10 s, all at once), journaled first with their main processes; returns them. For
     /// live-restore, where stopping docker leaves them running.
-    pub fn stop_running(
+    pub(crate) fn stop_running(
         &self,
         root: &Root,
         journal: &mut Journal,
@@ -246,7 +246,7 @@ impl Docker {
     }
 
     /// The running containers (asked only when a restart would stop them).
-    pub fn running(&self) -> Result<Vec<Container>, EngineError> {
+    pub(crate) fn running(&self) -> Result<Vec<Container>, EngineError> {
         self.engine.running_containers()
     }
 
@@ -281,16 +281,11 @@ impl Docker {
             .is_ok_and(|s| s == LoadState::Loaded)
     }
 
-    /// Stops docker.socket and docker.service, clears any failed state, starts both, and
+    /// Stops docker.socket and docker.service, clears any failed state, runs `while_stopped`
+    /// (moving the data root with `--repair`; its failure fails the restart), starts both, and
     /// health-gates the result against `expect`. Returns the engine's downtime: from the stop
     /// request to the first `/_ping` answer after the start, in milliseconds.
-    pub fn restart(&mut self, expect: &Expect) -> Result<u64> {
-        self.restart_with(expect, &mut || Ok(()))
-    }
-
-    /// [`Docker::restart`], running `while_stopped` between the stop and the start (moving the
-    /// data root with `--repair`); its failure fails the restart.
-    pub fn restart_with(
+    pub(crate) fn restart_with(
         &mut self,
         expect: &Expect,
         while_stopped: &mut dyn FnMut() -> Result<()>,
@@ -320,7 +315,7 @@ impl Docker {
     /// The health gate: the service is active/running, `/_ping` answers, `/info` shows the
     /// expected remapping and data root, and the service stays the same invocation with no
     /// restarts for the settle window. Returns the time from `since` to the first ping.
-    pub fn gate(
+    pub(crate) fn gate(
         &self,
         expect: &Expect,
         deadline: Instant,
@@ -476,7 +471,7 @@ impl Docker {
 
 /// Result of `dockerd --validate`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Validation {
+pub(crate) enum Validation {
     /// The new configuration was accepted.
     Ok,
     /// This dockerd has no `--validate` (before 23.0).
@@ -546,7 +541,7 @@ pub fn validate_plan(exec_start: &[String]) -> ValidatePlan {
 /// (docker 23.0 and later), as [`validate_plan`] decides; an older dockerd without the flag is
 /// detected and skipped. dockerd is run by absolute path (a bare name is looked up on the
 /// fixed system PATH, see [`programs`]).
-pub fn validate(exec_start: &[String], timeout: Duration) -> Result<Validation> {
+pub(crate) fn validate(exec_start: &[String], timeout: Duration) -> Result<Validation> {
     let (program, args) = match validate_plan(exec_start) {
         ValidatePlan::Skip(why) => return Ok(Validation::Skipped(why)),
         ValidatePlan::Run { program, args } => (program, args),
@@ -595,7 +590,7 @@ pub fn validate(exec_start: &[String], timeout: Duration) -> Result<Validation> 
 }
 
 /// The processes of `stopped` containers still alive (same pid, same start time), by name.
-pub fn still_alive(stopped: &[StoppedContainer]) -> Vec<String> {
+pub(crate) fn still_alive(stopped: &[StoppedContainer]) -> Vec<String> {
     stopped
         .iter()
         .filter(|c| c.pid != 0 && c.started.is_some() && kernel::start_time(c.pid) == c.started)

@@ -50,11 +50,11 @@ pub fn install() {
 
 /// Holds signals back while alive.
 #[derive(Debug)]
-pub struct Critical(());
+pub(crate) struct Critical(());
 
 impl Critical {
     /// Starts holding signals back.
-    pub fn enter() -> Critical {
+    pub(crate) fn enter() -> Critical {
         CRITICAL.store(true, Ordering::SeqCst);
         Critical(())
     }

@@ -66,7 +66,7 @@ impl Decision {
     }
 
     /// The range it moves from, as (start, count), for a [`Decision::Move`].
-    pub fn moved_from(&self) -> Option<(u64, u64)> {
+    pub(crate) fn moved_from(&self) -> Option<(u64, u64)> {
         match self {
             Decision::Move {
                 from, from_count, ..
@@ -81,9 +81,9 @@ impl Decision {
 pub struct How {
     /// An existing range that overlaps another owner's or covers an account's id is moved to a
     /// free one (and with `start`, a range elsewhere is moved there) instead of refused.
-    pub repair: bool,
+    pub(crate) repair: bool,
     /// The range must start at this id in both files (`--start N`).
-    pub start: Option<u64>,
+    pub(crate) start: Option<u64>,
 }
 
 /// One file's part of a [`Request`]: the file, its bounds (`count`: the ids wanted) and the ids
@@ -91,11 +91,11 @@ pub struct How {
 #[derive(Debug, Clone, Copy)]
 pub struct Side<'a> {
     /// The file as read.
-    pub file: &'a SubIdFile,
+    pub(crate) file: &'a SubIdFile,
     /// `SUB_*_MIN`, `SUB_*_MAX`, and the size of the range wanted.
-    pub bounds: SubIdBounds,
+    pub(crate) bounds: SubIdBounds,
     /// The accounts' ids (its `which` names the file).
-    pub reserved: Reserved<'a>,
+    pub(crate) reserved: Reserved<'a>,
 }
 
 impl<'a> Side<'a> {
@@ -298,7 +298,7 @@ pub enum Outside {
 
 impl AllocError {
     /// The line of the file the error is about, when it is one line.
-    pub fn line(&self) -> Option<usize> {
+    pub(crate) fn line(&self) -> Option<usize> {
         match self {
             AllocError::EmptyLine { line, .. }
             | AllocError::KeptCovers { line, .. }

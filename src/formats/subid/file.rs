@@ -8,13 +8,13 @@ pub(super) const ID_SPACE: u64 = 1 << 32;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// 1-based line number.
-    pub line: usize,
+    pub(crate) line: usize,
     /// Byte offset of the line in [`SubIdFile::raw`]; the owner runs from there to the first `:`.
     offset: usize,
     /// First id of the range.
     pub start: u64,
     /// Number of ids.
-    pub count: u64,
+    pub(crate) count: u64,
 }
 
 impl Entry {
@@ -28,9 +28,9 @@ impl Entry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Malformed {
     /// 1-based line number.
-    pub line: usize,
+    pub(crate) line: usize,
     /// Why it cannot be used.
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 /// A subordinate-id file as read: the raw bytes (written back untouched) and what they mean.
@@ -41,7 +41,7 @@ pub struct SubIdFile {
     /// Every range line, in file order.
     pub entries: Vec<Entry>,
     /// Every line that could not be parsed (comments and blank lines are not listed).
-    pub malformed: Vec<Malformed>,
+    pub(crate) malformed: Vec<Malformed>,
 }
 
 fn parse_id(field: &[u8], what: &str) -> Result<u64, String> {
@@ -182,7 +182,7 @@ impl SubIdFile {
     }
 
     /// The owner of one of this file's entries: a login name or a numeric uid.
-    pub fn owner(&self, e: &Entry) -> &str {
+    pub(crate) fn owner(&self, e: &Entry) -> &str {
         let rest = &self.raw[e.offset..];
         let len = rest.iter().position(|b| *b == b':').unwrap_or(rest.len());
         // Checked to be UTF-8 when the line was parsed.
@@ -197,7 +197,7 @@ impl SubIdFile {
     }
 
     /// The ranges that belong to a user: lines whose owner is its name or its numeric uid.
-    pub fn owned_by<'a>(
+    pub(crate) fn owned_by<'a>(
         &'a self,
         name: &'a str,
         uid: Option<u32>,
@@ -263,7 +263,7 @@ pub enum Which {
 
 impl Which {
     /// The file's path inside the root.
-    pub fn path(self) -> &'static str {
+    pub(crate) fn path(self) -> &'static str {
         match self {
             Which::SubUid => "/etc/subuid",
             Which::SubGid => "/etc/subgid",
@@ -271,7 +271,7 @@ impl Which {
     }
 
     /// `SUB_UID` or `SUB_GID`: the login.defs key prefix of its bounds.
-    pub fn sub_key(self) -> &'static str {
+    pub(crate) fn sub_key(self) -> &'static str {
         match self {
             Which::SubUid => "SUB_UID",
             Which::SubGid => "SUB_GID",
@@ -279,7 +279,7 @@ impl Which {
     }
 
     /// `UID_MAX` or `GID_MAX`: the top of the ordinary accounts' ids.
-    pub fn user_max_key(self) -> &'static str {
+    pub(crate) fn user_max_key(self) -> &'static str {
         match self {
             Which::SubUid => "UID_MAX",
             Which::SubGid => "GID_MAX",
@@ -287,7 +287,7 @@ impl Which {
     }
 
     /// `uid` or `gid`.
-    pub fn id_word(self) -> &'static str {
+    pub(crate) fn id_word(self) -> &'static str {
         match self {
             Which::SubUid => "uid",
             Which::SubGid => "gid",
@@ -295,7 +295,7 @@ impl Which {
     }
 
     /// Where the accounts' ids are: /etc/passwd or /etc/group.
-    pub fn accounts_file(self) -> &'static str {
+    pub(crate) fn accounts_file(self) -> &'static str {
         match self {
             Which::SubUid => "/etc/passwd",
             Which::SubGid => "/etc/group",

@@ -8,18 +8,18 @@ use super::file::{Entry, SubIdFile, Which};
 /// Ids no range in one file may contain: the ordinary accounts' space (at or below
 /// `UID_MAX` / `GID_MAX`) and every id an account uses.
 #[derive(Debug, Clone, Copy)]
-pub struct Reserved<'a> {
+pub(crate) struct Reserved<'a> {
     /// Which file this is for (names the keys and files in messages).
-    pub which: Which,
+    pub(crate) which: Which,
     /// `UID_MAX` (`GID_MAX`) from login.defs; None: no such limit.
-    pub user_max: Option<u64>,
+    pub(crate) user_max: Option<u64>,
     /// The ids accounts use, sorted by id.
-    pub accounts: &'a [IdUse],
+    pub(crate) accounts: &'a [IdUse],
 }
 
 impl Reserved<'_> {
     /// Nothing reserved (every id in the bounds may be allocated).
-    pub fn none(which: Which) -> Reserved<'static> {
+    pub(crate) fn none(which: Which) -> Reserved<'static> {
         Reserved {
             which,
             user_max: None,
@@ -28,7 +28,7 @@ impl Reserved<'_> {
     }
 
     /// Why `start..end` must not be a subordinate range; None when it may be.
-    pub fn covered(&self, start: u64, end: u64) -> Option<Covered> {
+    pub(crate) fn covered(&self, start: u64, end: u64) -> Option<Covered> {
         let which = self.which;
         if let Some(a) = accounts::first_in(self.accounts, start, end) {
             return Some(Covered::Account {
@@ -74,13 +74,13 @@ pub enum Covered {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Problem {
     /// The file, as a path inside the root.
-    pub file: String,
+    pub(crate) file: String,
     /// 1-based line number.
-    pub line: usize,
+    pub(crate) line: usize,
     /// `malformed`, `overlap`, `out-of-bounds`, `empty` or `covers-account`.
-    pub kind: &'static str,
+    pub(crate) kind: &'static str,
     /// What is wrong, in words.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 /// The non-empty ranges in `file` that overlap `mine`, one of a user's ranges, and are not
@@ -100,7 +100,7 @@ pub(super) fn others_overlapping<'a>(
 
 /// The ranges of any owner in one file that cover an account's id or lie at or below
 /// `UID_MAX` / `GID_MAX` (kind `covers-account`).
-pub fn covers_accounts(file: &SubIdFile, path: &str, reserved: Reserved) -> Vec<Problem> {
+pub(crate) fn covers_accounts(file: &SubIdFile, path: &str, reserved: Reserved) -> Vec<Problem> {
     file.entries
         .iter()
         .filter(|e| e.count > 0)
@@ -118,7 +118,7 @@ pub fn covers_accounts(file: &SubIdFile, path: &str, reserved: Reserved) -> Vec<
 /// The problems of one user's ranges in one file: each overlap with another owner's range
 /// (kind `overlap`, naming the owner) and each range covering an account's id or lying at or
 /// below `UID_MAX`/`GID_MAX` (kind `covers-account`).
-pub fn user_problems(
+pub(crate) fn user_problems(
     file: &SubIdFile,
     path: &str,
     name: &str,

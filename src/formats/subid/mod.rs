@@ -7,4 +7,7 @@ mod lint;
 
 pub use alloc::{AllocError, Decision, How, Outside, Request, Side, decide};
 pub use file::{Entry, Malformed, SubIdFile, Which, append_line, with_moved};
-pub use lint::{Covered, Problem, Reserved, covers_accounts, lint, user_problems};
+#[cfg(test)]
+pub(crate) use lint::Covered;
+pub use lint::{Problem, lint};
+pub(crate) use lint::{Reserved, covers_accounts, user_problems};

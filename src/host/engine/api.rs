@@ -43,13 +43,13 @@ impl Engine {
     }
 
     /// `GET /_ping`: Ok when the engine answers 200 `OK`.
-    pub fn ping(&self) -> Result<(), EngineError> {
+    pub(crate) fn ping(&self) -> Result<(), EngineError> {
         self.ping_within(self.timeout)
     }
 
     /// Pings every 20 ms until the engine answers or `deadline` passes; returns how long it
     /// took, or the last error. Each ping's timeout is cut to the time left.
-    pub fn wait_ping(&self, deadline: Instant) -> Result<Duration, EngineError> {
+    pub(crate) fn wait_ping(&self, deadline: Instant) -> Result<Duration, EngineError> {
         let start = Instant::now();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -80,32 +80,32 @@ impl Engine {
     }
 
     /// `GET /info`.
-    pub fn info(&self) -> Result<Info, EngineError> {
+    pub(crate) fn info(&self) -> Result<Info, EngineError> {
         self.get("/info")
     }
 
     /// `GET /version`.
-    pub fn version(&self) -> Result<Version, EngineError> {
+    pub(crate) fn version(&self) -> Result<Version, EngineError> {
         self.get("/version")
     }
 
     /// `GET /containers/json`: the running containers.
-    pub fn running_containers(&self) -> Result<Vec<Container>, EngineError> {
+    pub(crate) fn running_containers(&self) -> Result<Vec<Container>, EngineError> {
         self.get("/containers/json")
     }
 
     /// `GET /containers/json?all=1`: every container, running or not.
-    pub fn all_containers(&self) -> Result<Vec<Container>, EngineError> {
+    pub(crate) fn all_containers(&self) -> Result<Vec<Container>, EngineError> {
         self.get("/containers/json?all=1")
     }
 
     /// `GET /containers/{id}/json`.
-    pub fn inspect_container(&self, id: &str) -> Result<ContainerInspect, EngineError> {
+    pub(crate) fn inspect_container(&self, id: &str) -> Result<ContainerInspect, EngineError> {
         self.get(&format!("/containers/{}/json", encode(id)))
     }
 
     /// `POST /containers/create`; returns the new container's id.
-    pub fn create_container(&self, config: &ContainerCreate) -> Result<String, EngineError> {
+    pub(crate) fn create_container(&self, config: &ContainerCreate) -> Result<String, EngineError> {
         let path = "/containers/create";
         let created: Created = self.json("POST", path, Some(config), self.timeout)?;
         if created.id.is_empty() {
@@ -115,7 +115,7 @@ impl Engine {
     }
 
     /// `POST /containers/{id}/start`; one that runs already (304) counts as started.
-    pub fn start_container(&self, id: &str) -> Result<(), EngineError> {
+    pub(crate) fn start_container(&self, id: &str) -> Result<(), EngineError> {
         let path = format!("/containers/{}/start", encode(id));
         let r = self.request("POST", &path, NO_BODY, self.timeout)?;
         match r.status {
@@ -126,7 +126,7 @@ impl Engine {
 
     /// `POST /containers/{id}/stop?t=GRACE`: SIGTERM, then SIGKILL after `grace`. A container
     /// that is already stopped (304) counts as stopped.
-    pub fn stop_container(&self, id: &str, grace: Duration) -> Result<(), EngineError> {
+    pub(crate) fn stop_container(&self, id: &str, grace: Duration) -> Result<(), EngineError> {
         let path = format!("/containers/{}/stop?t={}", encode(id), grace.as_secs());
         let r = self.request("POST", &path, NO_BODY, self.timeout + grace)?;
         match r.status {
@@ -137,7 +137,7 @@ impl Engine {
 
     /// `POST /containers/{id}/wait`, within `timeout`: the container's exit code (-1 when the
     /// engine names none).
-    pub fn wait_container(&self, id: &str, timeout: Duration) -> Result<i64, EngineError> {
+    pub(crate) fn wait_container(&self, id: &str, timeout: Duration) -> Result<i64, EngineError> {
         let path = format!("/containers/{}/wait", encode(id));
         let w: Waited = self.json("POST", &path, NO_BODY, timeout)?;
         Ok(w.status_code)
@@ -145,7 +145,11 @@ impl Engine {
 
     /// `GET /containers/{id}/logs?stdout=1&stderr=1`, within `timeout`: the raw stream
     /// (multiplexed unless the container has a tty).
-    pub fn container_logs(&self, id: &str, timeout: Duration) -> Result<Vec<u8>, EngineError> {
+    pub(crate) fn container_logs(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, EngineError> {
         let path = format!("/containers/{}/logs?stdout=1&stderr=1", encode(id));
         let r = self.request("GET", &path, NO_BODY, timeout)?;
         if !r.success() {
@@ -156,32 +160,32 @@ impl Engine {
 
     /// `DELETE /containers/{id}?force=1&v=1`: removes it, running or not, with its anonymous
     /// volumes.
-    pub fn remove_container(&self, id: &str) -> Result<(), EngineError> {
+    pub(crate) fn remove_container(&self, id: &str) -> Result<(), EngineError> {
         let path = format!("/containers/{}?force=1&v=1", encode(id));
         self.json::<IgnoredAny>("DELETE", &path, NO_BODY, self.timeout)
             .map(drop)
     }
 
     /// `GET /images/json`.
-    pub fn images(&self) -> Result<Vec<ImageSummary>, EngineError> {
+    pub(crate) fn images(&self) -> Result<Vec<ImageSummary>, EngineError> {
         self.get("/images/json")
     }
 
     /// `GET /images/json?manifests=1`: with each image's manifests (the containerd store of
     /// docker 28 and later; other engines list none).
-    pub fn images_with_manifests(&self) -> Result<Vec<ImageSummary>, EngineError> {
+    pub(crate) fn images_with_manifests(&self) -> Result<Vec<ImageSummary>, EngineError> {
         self.get("/images/json?manifests=1")
     }
 
     /// `GET /images/{name}/json` (a 404, [`EngineError::not_found`], when there is none).
-    pub fn inspect_image(&self, name: &str) -> Result<ImageInspect, EngineError> {
+    pub(crate) fn inspect_image(&self, name: &str) -> Result<ImageInspect, EngineError> {
         self.get(&format!("/images/{}/json", encode(name)))
     }
 
     /// `GET /images/get?names=NAME[&platform=P]`: the image's tar streamed into `out`
     /// (gigabytes, so `idle` bounds each read, not the whole transfer; `progress` gets the
     /// bytes written so far). Returns the bytes written.
-    pub fn export_image(
+    pub(crate) fn export_image(
         &self,
         name: &str,
         platform: Option<&Value>,
@@ -199,7 +203,7 @@ impl Engine {
     /// `POST /images/load?quiet=1` with `len` bytes of a tar streamed from `from` (`idle`
     /// bounds each write and read; `progress` gets the bytes sent so far). Returns the
     /// messages of its answer; one that reports an error has [`LoadMessage::error`] set.
-    pub fn load_images(
+    pub(crate) fn load_images(
         &self,
         from: &mut dyn Read,
         len: u64,
@@ -220,7 +224,7 @@ impl Engine {
     }
 
     /// `POST /images/{id}/tag?repo=REPO&tag=TAG`.
-    pub fn tag_image(&self, id: &str, repo: &str, tag: &str) -> Result<(), EngineError> {
+    pub(crate) fn tag_image(&self, id: &str, repo: &str, tag: &str) -> Result<(), EngineError> {
         let path = format!(
             "/images/{}/tag?repo={}&tag={}",
             encode(id),
@@ -232,17 +236,17 @@ impl Engine {
     }
 
     /// `GET /volumes`: every volume.
-    pub fn volumes(&self) -> Result<Vec<Volume>, EngineError> {
+    pub(crate) fn volumes(&self) -> Result<Vec<Volume>, EngineError> {
         Ok(self.get::<VolumeList>("/volumes")?.volumes)
     }
 
     /// `GET /volumes/{name}` (a 404, [`EngineError::not_found`], when there is none).
-    pub fn inspect_volume(&self, name: &str) -> Result<Volume, EngineError> {
+    pub(crate) fn inspect_volume(&self, name: &str) -> Result<Volume, EngineError> {
         self.get(&format!("/volumes/{}", encode(name)))
     }
 
     /// `POST /volumes/create`: a volume `name` of `driver` with `labels`.
-    pub fn create_volume(
+    pub(crate) fn create_volume(
         &self,
         name: &str,
         driver: &str,

@@ -10,7 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 /// The most a body read into memory may hold; more is treated as malformed.
-pub const MAX_BODY: usize = 64 << 20;
+pub(crate) const MAX_BODY: usize = 64 << 20;
 /// The most the status line and headers may hold.
 const MAX_HEAD: usize = 1 << 20;
 /// The most headers (or trailers) an answer may have.
@@ -22,7 +22,7 @@ const READ_SIZE: usize = 64 << 10;
 
 /// Why an exchange failed, before the engine client names the socket.
 #[derive(Debug)]
-pub enum HttpError {
+pub(crate) enum HttpError {
     /// Reading or writing the connection failed (a timeout: kind `TimedOut`, worded by
     /// [`Conn`]).
     Io(io::Error),
@@ -53,19 +53,20 @@ pub struct Response {
     /// The status code.
     pub status: u16,
     /// The headers in order, names as sent.
-    pub headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, String)>,
     /// The body (empty when it was streamed elsewhere).
     pub body: Vec<u8>,
 }
 
 impl Response {
     /// The first header called `name`, compared case-insensitively.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    #[cfg(test)]
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         header(&self.headers, name)
     }
 
     /// A 2xx status.
-    pub fn success(&self) -> bool {
+    pub(crate) fn success(&self) -> bool {
         (200..300).contains(&self.status)
     }
 }
@@ -77,7 +78,7 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 /// A request path must start with `/` and hold no whitespace or control characters (it goes
 /// into the request line verbatim).
-pub fn check_path(path: &str) -> Result<(), String> {
+pub(crate) fn check_path(path: &str) -> Result<(), String> {
     if !path.starts_with('/') {
         return Err("the path does not start with /".into());
     }
@@ -92,7 +93,7 @@ pub fn check_path(path: &str) -> Result<(), String> {
 /// The request line and headers: HTTP/1.0 (so the engine answers without chunks where it
 /// can and closes the connection after the answer). `body` is the content type and length of
 /// what follows; a request without one says `Content-Length: 0` unless it is a GET.
-pub fn write_head(method: &str, path: &str, body: Option<(&str, u64)>) -> Vec<u8> {
+pub(crate) fn write_head(method: &str, path: &str, body: Option<(&str, u64)>) -> Vec<u8> {
     let mut head =
         format!("{method} {path} HTTP/1.0\r\nHost: docker\r\nUser-Agent: docker-userns\r\n");
     match body {
@@ -108,7 +109,7 @@ pub fn write_head(method: &str, path: &str, body: Option<(&str, u64)>) -> Vec<u8
 /// How long the connection may take: the whole exchange from connect to the last byte
 /// (plain requests), or each read and write (streams of any length).
 #[derive(Debug, Clone, Copy)]
-pub enum Limit {
+pub(crate) enum Limit {
     /// The whole exchange; `deadline` None when the timeout is too large for the clock.
     Total {
         /// When the exchange must be done.
@@ -122,7 +123,7 @@ pub enum Limit {
 
 impl Limit {
     /// The whole exchange within `timeout` from now.
-    pub fn total(timeout: Duration) -> Self {
+    pub(crate) fn total(timeout: Duration) -> Self {
         Limit::Total {
             deadline: Instant::now().checked_add(timeout),
             timeout,
@@ -141,7 +142,7 @@ impl Limit {
 
     /// The one wording of an IO error of the connection: a timeout (or `WouldBlock`, what a
     /// socket timeout reads as) becomes `TimedOut` saying which limit passed.
-    pub fn io_error(&self, e: io::Error) -> io::Error {
+    pub(crate) fn io_error(&self, e: io::Error) -> io::Error {
         if !matches!(
             e.kind(),
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
@@ -158,14 +159,14 @@ impl Limit {
 
 /// A connection with its [`Limit`] applied before every read and write, and its IO errors
 /// worded by [`Limit::io_error`].
-pub struct Conn {
+pub(crate) struct Conn {
     stream: UnixStream,
     limit: Limit,
 }
 
 impl Conn {
     /// `stream` bounded by `limit`.
-    pub fn new(stream: UnixStream, limit: Limit) -> Self {
+    pub(crate) fn new(stream: UnixStream, limit: Limit) -> Self {
         Conn { stream, limit }
     }
 
@@ -203,7 +204,7 @@ impl Write for Conn {
 }
 
 /// What is sent after the request's head.
-pub enum Outgoing<'a> {
+pub(crate) enum Outgoing<'a> {
     /// Nothing.
     Empty,
     /// These bytes, of this content type.
@@ -223,7 +224,7 @@ pub enum Outgoing<'a> {
 }
 
 /// Where the body of the answer goes.
-pub enum Incoming<'a> {
+pub(crate) enum Incoming<'a> {
     /// Into [`Response::body`] (at most [`MAX_BODY`]).
     Memory,
     /// A 2xx answer's body into `to` (`progress` gets the bytes written so far); the body of
@@ -239,7 +240,7 @@ pub enum Incoming<'a> {
 /// Sends `method path` with `out` over `conn`, reads the answer and puts its body where `into`
 /// says. Returns the answer and how many body bytes were streamed into `into`. The path must
 /// have passed [`check_path`].
-pub fn exchange<S: Read + Write>(
+pub(crate) fn exchange<S: Read + Write>(
     conn: S,
     method: &str,
     path: &str,
@@ -319,11 +320,11 @@ fn send_body(
 
 /// The status line and headers of an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Head {
+pub(crate) struct Head {
     /// The status code.
-    pub status: u16,
+    pub(crate) status: u16,
     /// The headers in order, names as sent.
-    pub headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, String)>,
 }
 
 /// How the body of an answer ends.
@@ -342,7 +343,7 @@ enum Framing {
 /// The response reader: buffers what the connection gives, parses the head, then decodes
 /// the body piece by piece. A read of `WouldBlock` is passed up unchanged (the pure
 /// [`parse_response`] uses it for "need more").
-pub struct Reader<R> {
+pub(crate) struct Reader<R> {
     inner: R,
     buf: Vec<u8>,
     pos: usize,
@@ -351,7 +352,7 @@ pub struct Reader<R> {
 
 impl<R: Read> Reader<R> {
     /// A reader of what `inner` gives.
-    pub fn new(inner: R) -> Self {
+    pub(crate) fn new(inner: R) -> Self {
         Reader {
             inner,
             buf: Vec::new(),
@@ -389,7 +390,7 @@ impl<R: Read> Reader<R> {
     }
 
     /// Reads and parses the status line and headers.
-    pub fn head(&mut self) -> Result<Head, HttpError> {
+    pub(crate) fn head(&mut self) -> Result<Head, HttpError> {
         loop {
             let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut parsed = httparse::Response::new(&mut slots);
@@ -425,7 +426,7 @@ impl<R: Read> Reader<R> {
     /// The body that follows `head`: chunked when the last transfer coding is `chunked`,
     /// else `Content-Length` bytes, else up to the end of the connection (none for 204 and
     /// 304).
-    pub fn body(self, head: &Head) -> Result<Body<R>, HttpError> {
+    pub(crate) fn body(self, head: &Head) -> Result<Body<R>, HttpError> {
         let last_coding = header(&head.headers, "transfer-encoding")
             .map(|v| v.rsplit(',').next().unwrap_or("").trim());
         let framing = if last_coding.is_some_and(|c| c.eq_ignore_ascii_case("chunked")) {
@@ -448,14 +449,14 @@ impl<R: Read> Reader<R> {
 }
 
 /// The body of an answer, decoded as it is read.
-pub struct Body<R> {
+pub(crate) struct Body<R> {
     reader: Reader<R>,
     framing: Framing,
 }
 
 impl<R: Read> Body<R> {
     /// The next piece of the body (decoded), or None at its end.
-    pub fn next_piece(&mut self) -> Result<Option<&[u8]>, HttpError> {
+    pub(crate) fn next_piece(&mut self) -> Result<Option<&[u8]>, HttpError> {
         loop {
             match self.framing {
                 Framing::Done => return Ok(None),
@@ -581,7 +582,7 @@ impl<R: Read> Body<R> {
 
     /// The whole body, at most `max` bytes: more is malformed, unless `cut` (then the rest
     /// is left unread).
-    pub fn read_to_vec(&mut self, max: usize, cut: bool) -> Result<Vec<u8>, HttpError> {
+    pub(crate) fn read_to_vec(&mut self, max: usize, cut: bool) -> Result<Vec<u8>, HttpError> {
         let mut out = Vec::new();
         while let Some(piece) = self.next_piece()? {
             let room = max - out.len();
@@ -598,7 +599,7 @@ impl<R: Read> Body<R> {
     }
 
     /// Writes the whole body to `to`; `progress` gets the bytes written so far. Returns them.
-    pub fn copy_to(
+    pub(crate) fn copy_to(
         &mut self,
         to: &mut dyn Write,
         progress: &mut dyn FnMut(u64),

@@ -5,8 +5,8 @@
 //! timeout, and the one mapping of an exchange's failure to an [`EngineError`].
 
 mod api;
-pub mod http;
-pub mod models;
+pub(crate) mod http;
+pub(crate) mod models;
 
 use std::io;
 use std::os::unix::net::UnixStream;
@@ -20,16 +20,18 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub use http::{Response, parse_response};
-pub use models::{
+#[cfg(test)]
+pub(crate) use models::SwarmInfo;
+pub(crate) use models::{
     Container, ContainerCreate, ContainerInspect, HostConfigCreate, ImageInspect, ImageSummary,
-    Info, LoadMessage, SNAPSHOTTER_TYPE, SwarmInfo, Version, Volume, containerd_store,
+    Info, Version, Volume, containerd_store,
 };
 
 use http::{HttpError, Incoming, Limit, Outgoing};
 
 /// Why a request to the Docker engine failed.
 #[derive(Debug, thiserror::Error)]
-pub enum EngineError {
+pub(crate) enum EngineError {
     /// The socket could not be connected to (missing, refused, or not accepted in time).
     #[error("cannot connect to the docker engine at {}: {source} (is docker running?)", socket.display())]
     Connect {
@@ -101,21 +103,21 @@ pub enum EngineError {
 
 impl EngineError {
     /// The engine answered 404 (no such container, image or volume).
-    pub fn not_found(&self) -> bool {
+    pub(crate) fn not_found(&self) -> bool {
         matches!(self, EngineError::Status { status: 404, .. })
     }
 }
 
 /// A client for the engine's API socket. Each request uses a fresh connection.
 #[derive(Debug, Clone)]
-pub struct Engine {
+pub(crate) struct Engine {
     socket: PathBuf,
     timeout: Duration,
 }
 
 impl Engine {
     /// A client for `socket`; `timeout` bounds each request, from connect to the last byte.
-    pub fn new(socket: impl Into<PathBuf>, timeout: Duration) -> Self {
+    pub(crate) fn new(socket: impl Into<PathBuf>, timeout: Duration) -> Self {
         Engine {
             socket: socket.into(),
             timeout,
@@ -123,7 +125,7 @@ impl Engine {
     }
 
     /// The socket path.
-    pub fn socket(&self) -> &Path {
+    pub(crate) fn socket(&self) -> &Path {
         &self.socket
     }
 

@@ -21,49 +21,49 @@ fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 /// What `GET /info` says, as far as this tool cares; missing fields are defaults.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, rename_all(deserialize = "PascalCase"))]
-pub struct Info {
+pub(crate) struct Info {
     /// Security options, such as `name=seccomp,profile=default` or `name=userns`.
     #[serde(deserialize_with = "nullable")]
-    pub security_options: Vec<String>,
+    pub(crate) security_options: Vec<String>,
     /// The data root, e.g. `/var/lib/docker/100000.100000` with remapping on.
-    pub docker_root_dir: String,
+    pub(crate) docker_root_dir: String,
     /// The engine's version.
-    pub server_version: String,
+    pub(crate) server_version: String,
     /// How many containers run.
-    pub containers_running: u64,
+    pub(crate) containers_running: u64,
     /// `live-restore` is on: containers keep running while dockerd is stopped.
-    pub live_restore_enabled: bool,
+    pub(crate) live_restore_enabled: bool,
     /// The node's swarm membership.
     #[serde(deserialize_with = "nullable")]
-    pub swarm: SwarmInfo,
+    pub(crate) swarm: SwarmInfo,
     /// The storage driver: a graph driver (`overlay2`, `vfs`, ...) or, with the containerd
     /// image store, the snapshotter (`overlayfs`; see [`Info::image_store`]).
-    pub driver: String,
+    pub(crate) driver: String,
     /// The driver's facts as `[name, value]` pairs; the containerd image store says
     /// `["driver-type", "io.containerd.snapshotter.v1"]` there.
     #[serde(deserialize_with = "nullable")]
-    pub driver_status: Vec<Vec<String>>,
+    pub(crate) driver_status: Vec<Vec<String>>,
 }
 
 /// `DriverStatus`' `driver-type` of the containerd image store.
-pub const SNAPSHOTTER_TYPE: &str = "io.containerd.snapshotter.v1";
+pub(crate) const SNAPSHOTTER_TYPE: &str = "io.containerd.snapshotter.v1";
 
 /// `Swarm` in `GET /info`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, rename_all(deserialize = "PascalCase"))]
-pub struct SwarmInfo {
+pub(crate) struct SwarmInfo {
     /// `inactive`, `pending`, `active`, `error` or `locked` (empty: not reported).
-    pub local_node_state: String,
+    pub(crate) local_node_state: String,
     /// The node is a manager.
-    pub control_available: bool,
+    pub(crate) control_available: bool,
     /// The node's id in the swarm.
     #[serde(rename(deserialize = "NodeID"))]
-    pub node_id: String,
+    pub(crate) node_id: String,
 }
 
 impl SwarmInfo {
     /// The node is in a swarm or joining one (anything but `inactive` or unreported).
-    pub fn member(&self) -> bool {
+    pub(crate) fn member(&self) -> bool {
         !matches!(self.local_node_state.as_str(), "" | "inactive")
     }
 }
@@ -72,7 +72,7 @@ impl Info {
     /// The image store the engine uses, as this tool names it: `containerd (overlayfs
     /// snapshotter)` for the containerd image store (docker 29's default on fresh installs),
     /// else the graph driver (`overlay2`); None when the engine names no driver.
-    pub fn image_store(&self) -> Option<String> {
+    pub(crate) fn image_store(&self) -> Option<String> {
         let driver = self.driver.trim();
         if driver.is_empty() {
             return None;
@@ -89,7 +89,7 @@ impl Info {
     }
 
     /// Whether user-namespace remapping is on (`name=userns[,...]`, or legacy `userns`).
-    pub fn userns(&self) -> bool {
+    pub(crate) fn userns(&self) -> bool {
         self.security_options
             .iter()
             .any(|o| o == "userns" || o == "name=userns" || o.starts_with("name=userns,"))
@@ -97,41 +97,41 @@ impl Info {
 }
 
 /// The containerd image store with `snapshotter`, as [`Info::image_store`] names it.
-pub fn containerd_store(snapshotter: &str) -> String {
+pub(crate) fn containerd_store(snapshotter: &str) -> String {
     format!("containerd ({snapshotter} snapshotter)")
 }
 
 /// `GET /version`: the platform the engine runs on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
-pub struct Version {
+pub(crate) struct Version {
     /// `linux`.
-    pub os: String,
+    pub(crate) os: String,
     /// `amd64`, `arm64`, ...
-    pub arch: String,
+    pub(crate) arch: String,
 }
 
 /// A container as listed by `GET /containers/json`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, rename_all(deserialize = "PascalCase"))]
-pub struct Container {
+pub(crate) struct Container {
     /// The full id.
-    pub id: String,
+    pub(crate) id: String,
     /// Its names, each with a leading `/`.
     #[serde(deserialize_with = "nullable")]
-    pub names: Vec<String>,
+    pub(crate) names: Vec<String>,
     /// The image it runs.
-    pub image: String,
+    pub(crate) image: String,
     /// Its state, e.g. `running`.
-    pub state: String,
+    pub(crate) state: String,
     /// Its command line as docker shows it.
     #[serde(skip_serializing)]
-    pub command: String,
+    pub(crate) command: String,
 }
 
 impl Container {
     /// The first name without its leading `/`, else the short (12-character) id.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         self.names
             .first()
             .map(|n| n.strip_prefix('/').unwrap_or(n))
@@ -143,108 +143,108 @@ impl Container {
 /// `GET /containers/{id}/json`, the fields read.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
-pub struct ContainerInspect {
+pub(crate) struct ContainerInspect {
     /// The full id.
-    pub id: String,
+    pub(crate) id: String,
     /// Its name, with a leading `/`.
-    pub name: String,
+    pub(crate) name: String,
     /// How it was created.
     #[serde(deserialize_with = "nullable")]
-    pub config: ContainerConfig,
+    pub(crate) config: ContainerConfig,
     /// How it runs now.
     #[serde(deserialize_with = "nullable")]
-    pub state: ContainerState,
+    pub(crate) state: ContainerState,
     /// Its host settings.
     #[serde(deserialize_with = "nullable")]
-    pub host_config: HostConfig,
+    pub(crate) host_config: HostConfig,
     /// What is mounted into it.
     #[serde(deserialize_with = "nullable")]
-    pub mounts: Vec<MountPoint>,
+    pub(crate) mounts: Vec<MountPoint>,
 }
 
 /// `Config` of an inspected container.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
-pub struct ContainerConfig {
+pub(crate) struct ContainerConfig {
     /// The image it was created from, as named then.
-    pub image: String,
+    pub(crate) image: String,
     /// `--user` (empty: the image's default).
-    pub user: String,
+    pub(crate) user: String,
 }
 
 /// `State` of an inspected container.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
-pub struct ContainerState {
+pub(crate) struct ContainerState {
     /// It runs.
-    pub running: bool,
+    pub(crate) running: bool,
     /// Its main process on the host (0: none).
-    pub pid: u64,
+    pub(crate) pid: u64,
 }
 
 /// `HostConfig` of an inspected container.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
-pub struct HostConfig {
+pub(crate) struct HostConfig {
     /// `--privileged`.
-    pub privileged: bool,
+    pub(crate) privileged: bool,
     /// `--userns`.
-    pub userns_mode: String,
+    pub(crate) userns_mode: String,
     /// `--pid`.
-    pub pid_mode: String,
+    pub(crate) pid_mode: String,
     /// `--network`.
-    pub network_mode: String,
+    pub(crate) network_mode: String,
 }
 
 /// One of `Mounts` of an inspected container.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
-pub struct MountPoint {
+pub(crate) struct MountPoint {
     /// `bind`, `volume`, `tmpfs`, ...
     #[serde(rename = "Type")]
-    pub kind: String,
+    pub(crate) kind: String,
     /// Read-write.
     #[serde(rename = "RW")]
-    pub rw: bool,
+    pub(crate) rw: bool,
     /// The host path.
-    pub source: String,
+    pub(crate) source: String,
     /// Where it is mounted in the container.
-    pub destination: String,
+    pub(crate) destination: String,
 }
 
 /// What `POST /containers/create` is sent.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct ContainerCreate {
+pub(crate) struct ContainerCreate {
     /// The image.
-    pub image: String,
+    pub(crate) image: String,
     /// The command.
-    pub cmd: Vec<String>,
+    pub(crate) cmd: Vec<String>,
     /// No network.
-    pub network_disabled: bool,
+    pub(crate) network_disabled: bool,
     /// Its labels.
-    pub labels: Map<String, Value>,
+    pub(crate) labels: Map<String, Value>,
     /// Its host settings.
-    pub host_config: HostConfigCreate,
+    pub(crate) host_config: HostConfigCreate,
 }
 
 /// `HostConfig` of a container to create; what is unset is left out.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct HostConfigCreate {
+pub(crate) struct HostConfigCreate {
     /// `HOST:CONTAINER` bind mounts.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub binds: Vec<String>,
+    pub(crate) binds: Vec<String>,
     /// `--privileged`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub privileged: bool,
+    pub(crate) privileged: bool,
 }
 
 /// The answer of `POST /containers/create`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
 pub(crate) struct Created {
-    pub id: String,
+    pub(crate) id: String,
 }
 
 /// The answer of `POST /containers/{id}/wait`.
@@ -252,7 +252,7 @@ pub(crate) struct Created {
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct Waited {
     #[serde(default = "unknown_status")]
-    pub status_code: i64,
+    pub(crate) status_code: i64,
 }
 
 fn unknown_status() -> i64 {
@@ -262,44 +262,44 @@ fn unknown_status() -> i64 {
 /// An image as `GET /images/json` lists it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
-pub struct ImageSummary {
+pub(crate) struct ImageSummary {
     /// Its id (`sha256:…`).
-    pub id: String,
+    pub(crate) id: String,
     /// Its tags, `<none>:<none>` included as docker lists it.
     #[serde(deserialize_with = "nullable")]
-    pub repo_tags: Vec<String>,
+    pub(crate) repo_tags: Vec<String>,
     /// Its size as the engine counts it.
     #[serde(deserialize_with = "size")]
-    pub size: u64,
+    pub(crate) size: u64,
     /// With `manifests=1` in the containerd store: the manifests it holds.
     #[serde(deserialize_with = "nullable")]
-    pub manifests: Vec<ImageManifest>,
+    pub(crate) manifests: Vec<ImageManifest>,
 }
 
 /// One of `Manifests` of a listed image (docker 28 and later, containerd store).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
-pub struct ImageManifest {
+pub(crate) struct ImageManifest {
     /// `image`, `attestation`, ...
-    pub kind: String,
+    pub(crate) kind: String,
     /// Its content is in the store.
-    pub available: bool,
+    pub(crate) available: bool,
     /// For an image manifest: its platform.
     #[serde(deserialize_with = "nullable")]
-    pub image_data: ManifestImageData,
+    pub(crate) image_data: ManifestImageData,
 }
 
 /// `ImageData` of a manifest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
-pub struct ManifestImageData {
+pub(crate) struct ManifestImageData {
     /// The OCI platform object (`os`, `architecture`, `variant`), kept as sent.
-    pub platform: Option<Value>,
+    pub(crate) platform: Option<Value>,
 }
 
 impl ImageManifest {
     /// The platform of an image manifest whose content is there, else None.
-    pub fn available_platform(&self) -> Option<&Value> {
+    pub(crate) fn available_platform(&self) -> Option<&Value> {
         (self.kind == "image" && self.available)
             .then_some(self.image_data.platform.as_ref())
             .flatten()
@@ -310,19 +310,19 @@ impl ImageManifest {
 /// `GET /images/{name}/json`, the fields read.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
-pub struct ImageInspect {
+pub(crate) struct ImageInspect {
     /// Its id in this store.
-    pub id: String,
+    pub(crate) id: String,
     /// Its layers.
     #[serde(rename = "RootFS", deserialize_with = "nullable")]
-    pub root_fs: RootFs,
+    pub(crate) root_fs: RootFs,
     /// The containerd store's descriptor (null or missing in the graph driver stores).
-    pub descriptor: Option<Value>,
+    pub(crate) descriptor: Option<Value>,
 }
 
 impl ImageInspect {
     /// The id is the config digest: the graph driver stores, which show no `Descriptor`.
-    pub fn id_is_config(&self) -> bool {
+    pub(crate) fn id_is_config(&self) -> bool {
         self.descriptor.as_ref().is_none_or(Value::is_null)
     }
 }
@@ -330,19 +330,19 @@ impl ImageInspect {
 /// `RootFS` of an inspected image.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
-pub struct RootFs {
+pub(crate) struct RootFs {
     /// The layers' diff IDs.
     #[serde(deserialize_with = "nullable")]
-    pub layers: Vec<String>,
+    pub(crate) layers: Vec<String>,
 }
 
 /// One message of the JSON stream `POST /images/load` answers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
-pub struct LoadMessage {
+pub(crate) struct LoadMessage {
     /// What went wrong, in a message that reports an error.
     #[serde(deserialize_with = "nullable")]
-    pub error: String,
+    pub(crate) error: String,
 }
 
 /// `GET /volumes`.
@@ -350,30 +350,30 @@ pub struct LoadMessage {
 #[serde(default, rename_all = "PascalCase")]
 pub(crate) struct VolumeList {
     #[serde(deserialize_with = "nullable")]
-    pub volumes: Vec<Volume>,
+    pub(crate) volumes: Vec<Volume>,
 }
 
 /// A volume as listed, inspected or created.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
-pub struct Volume {
+pub(crate) struct Volume {
     /// Its name.
-    pub name: String,
+    pub(crate) name: String,
     /// Its driver (`local`, ...).
-    pub driver: String,
+    pub(crate) driver: String,
     /// Where its data is.
-    pub mountpoint: String,
+    pub(crate) mountpoint: String,
     /// Its labels.
     #[serde(deserialize_with = "nullable")]
-    pub labels: Map<String, Value>,
+    pub(crate) labels: Map<String, Value>,
     /// Its driver options (`type`, `o`, `device` for the local driver).
     #[serde(deserialize_with = "nullable")]
-    pub options: Map<String, Value>,
+    pub(crate) options: Map<String, Value>,
 }
 
 impl Volume {
     /// Driver option `key` (empty: not set).
-    pub fn option(&self, key: &str) -> &str {
+    pub(crate) fn option(&self, key: &str) -> &str {
         self.options
             .get(key)
             .and_then(Value::as_str)
@@ -385,9 +385,9 @@ impl Volume {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct VolumeCreate<'a> {
-    pub name: &'a str,
-    pub driver: &'a str,
-    pub labels: &'a Map<String, Value>,
+    pub(crate) name: &'a str,
+    pub(crate) driver: &'a str,
+    pub(crate) labels: &'a Map<String, Value>,
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use crate::formats::id_shift::Mapping;
 
 /// What an earlier, interrupted walk left in a log file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LeftLog {
+pub(crate) enum LeftLog {
     /// No log (or one cut short before its first entry): nothing to finish.
     None,
     /// A log of this same mapping: the walk resumes it.
@@ -25,7 +25,7 @@ pub enum LeftLog {
 }
 
 /// Reads what the log at `log` was written for, relative to `map`.
-pub fn left_log(log: &Path, map: &Mapping) -> Result<LeftLog> {
+pub(crate) fn left_log(log: &Path, map: &Mapping) -> Result<LeftLog> {
     let text = match fs::read(log) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LeftLog::None),

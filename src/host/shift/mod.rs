@@ -45,7 +45,7 @@ use serde::Serialize;
 pub use crate::formats::id_shift::{IdShift, Mapping};
 pub use crate::host::root::OpenDir;
 use log::Log;
-pub use log::{LeftLog, left_log};
+pub(crate) use log::{LeftLog, left_log};
 use walk::Walk;
 
 /// The progress callback of [`shift_tree`] is called every this many inodes.
@@ -76,21 +76,21 @@ pub struct Report {
     /// setuid/setgid bits put back after the chown that cleared them.
     pub setid_restored: u64,
     /// Entries of a previous, interrupted walk's log that were re-applied.
-    pub log_replayed: u64,
+    pub(crate) log_replayed: u64,
     /// Mount points below the top that were not entered (another filesystem or a bind mount).
     pub other_filesystems: Vec<PathBuf>,
     /// The first inode found with an id in neither range (for messages).
-    pub first_outside: Option<PathBuf>,
+    pub(crate) first_outside: Option<PathBuf>,
     /// The first inode found with a uid or gid in the target range already (for messages;
     /// not part of the JSON document).
     #[serde(skip)]
-    pub first_done: Option<PathBuf>,
+    pub(crate) first_done: Option<PathBuf>,
     /// Inodes with at least one id (uid or gid) in the target range already, whatever the
     /// other: `already_done` and those of `shifted` whose other id was done (not part of the
     /// JSON document). A walk that must be undone exactly refuses them all: its undo would
     /// move such an id back with the ones it shifted.
     #[serde(skip)]
-    pub done_id_inodes: u64,
+    pub(crate) done_id_inodes: u64,
     /// Shifting into host ids ([`Mapping::into_host`]): inodes whose setuid/setgid bit or file
     /// capability would become valid for host ids (a setuid bit on a non-directory whose uid
     /// moves, setgid whose gid moves, a `security.capability` on an inode whose owner or
@@ -103,7 +103,7 @@ pub struct Report {
 }
 
 /// How many [`Report::privileged_paths`] are named.
-pub const PRIVILEGED_NAMED: usize = 20;
+pub(crate) const PRIVILEGED_NAMED: usize = 20;
 
 /// An inode that would carry a container's privilege to host ids.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -111,11 +111,11 @@ pub struct Privileged {
     /// The inode.
     pub path: PathBuf,
     /// A setuid bit (the file's owner becomes a host id).
-    pub setuid: bool,
+    pub(crate) setuid: bool,
     /// A setgid bit (the file's group becomes a host id).
-    pub setgid: bool,
+    pub(crate) setgid: bool,
     /// A file capability (`security.capability`).
-    pub capability: bool,
+    pub(crate) capability: bool,
 }
 
 impl Privileged {
@@ -267,7 +267,7 @@ fn shift(
 
 /// Raises the soft open file limit to the hard one, once per process: a walk (and what runs
 /// beside it) then has every fd the admin allows.
-pub fn raise_nofile_limit() {
+pub(crate) fn raise_nofile_limit() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         use rustix::process::{Resource, getrlimit, setrlimit};

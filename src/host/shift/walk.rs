@@ -113,7 +113,7 @@ pub(super) struct Walk<'p> {
     pub(super) dirbuf: Vec<MaybeUninit<u8>>,
     pub(super) procbuf: Vec<u8>,
     pub(super) xbuf: Vec<u8>,
-    /// Classify only ([`survey`]).
+    /// Classify only ([`super::survey`]).
     pub(super) dry: bool,
     /// Into host ids: drop what [`Report::privileged`] counts instead of refusing it.
     pub(super) drop_privileged: bool,

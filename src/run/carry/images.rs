@@ -15,45 +15,45 @@ use crate::formats::image_tar::TarReader;
 
 /// An image of the old engine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Image {
+pub(crate) struct Image {
     /// Its id (`sha256:…`).
-    pub id: String,
+    pub(crate) id: String,
     /// Its tags (empty: untagged, carried by id).
-    pub tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
     /// Its size as the engine reports it (shared layers counted in each image).
-    pub size: u64,
+    pub(crate) size: u64,
     /// Its file in the spool, once exported.
     #[serde(default)]
-    pub file: Option<String>,
+    pub(crate) file: Option<String>,
     /// The file was exported by id (no tags inside): loading it changes no tag, and the tags
     /// are set one by one afterwards, never over a tag that names another image. False for a
     /// spool of an older version, exported under its tags (not loaded while a tag conflicts).
     #[serde(default)]
-    pub by_id: bool,
+    pub(crate) by_id: bool,
     /// Its config digest, read from the exported tar: the image's identity in every store (the
     /// overlay2 store's id; the containerd store's id is its manifest's or index's digest).
     /// Null for a spool of an older version (read from the tar at load).
     #[serde(default)]
-    pub config: Option<String>,
+    pub(crate) config: Option<String>,
     /// Its layers' diff IDs (`RootFS.Layers`), the same in every store.
     #[serde(default)]
-    pub diff_ids: Vec<String>,
+    pub(crate) diff_ids: Vec<String>,
     /// The manifests and indexes in the tar that lead to its config: the ids the containerd
     /// store gives it when it is loaded there.
     #[serde(default)]
-    pub manifests: Vec<String>,
+    pub(crate) manifests: Vec<String>,
     /// For an image of several platforms (an index in the containerd store): the platform
     /// exported, the one the host runs (an OCI platform object).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<Value>,
+    pub(crate) platform: Option<Value>,
     /// The other platforms it holds, not carried (`os/architecture[/variant]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub dropped: Vec<String>,
+    pub(crate) dropped: Vec<String>,
 }
 
 impl Image {
     /// How it is named in messages: its first tag, else its short id.
-    pub fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         self.tags
             .first()
             .cloned()
@@ -63,35 +63,35 @@ impl Image {
 
 /// What `--carry` will carry (`plan`), or carried.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Carry {
+pub(crate) struct Carry {
     /// Images carried (or to carry), by name.
-    pub images: Vec<String>,
+    pub(crate) images: Vec<String>,
     /// Volumes carried (or to carry), by name.
-    pub volumes: Vec<String>,
+    pub(crate) volumes: Vec<String>,
     /// Their total size as the engine reports it, in bytes: the spool needs at most this.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// Images and volumes not carried, with why (already there in the new engine, the other
     /// platforms of an image of several, a volume driver or options that cannot be copied,
     /// with what to do).
-    pub skipped: Vec<String>,
+    pub(crate) skipped: Vec<String>,
     /// Images and volumes whose carry failed, with why.
-    pub failed: Vec<String>,
+    pub(crate) failed: Vec<String>,
     /// Containers, which cannot be carried (they reference the old layers): `name (image:
     /// command)`, to be created again.
-    pub containers_not_carried: Vec<String>,
+    pub(crate) containers_not_carried: Vec<String>,
     /// The spool kept for the next run when something failed (null: none).
-    pub spool: Option<String>,
+    pub(crate) spool: Option<String>,
 }
 
 impl Carry {
     /// Everything asked for was carried or skipped.
-    pub fn complete(&self) -> bool {
+    pub(crate) fn complete(&self) -> bool {
         self.failed.is_empty()
     }
 }
 
 /// The images of `engine` and its containers (which cannot be carried).
-pub fn survey(engine: &Engine) -> Result<(Vec<Image>, Vec<String>)> {
+pub(crate) fn survey(engine: &Engine) -> Result<(Vec<Image>, Vec<String>)> {
     let mut images: Vec<Image> = inspect::image_list(engine)?
         .into_iter()
         .map(|i| Image {
@@ -167,7 +167,7 @@ fn platforms(engine: &Engine, images: &mut [Image]) -> Result<()> {
 }
 
 /// What is not carried of a multi-platform image, for `plan` and the carry's report.
-pub fn dropped_note(img: &Image) -> Option<String> {
+pub(crate) fn dropped_note(img: &Image) -> Option<String> {
     let p = img.platform.as_ref()?;
     if img.dropped.is_empty() {
         return None;
@@ -182,7 +182,12 @@ pub fn dropped_note(img: &Image) -> Option<String> {
 
 /// Exports every image of the old engine into the spool (one tar per image, with its tags), the
 /// index written last. The caller journals the spool first.
-pub fn export(root: &Root, engine: &Engine, images: &[Image], progress: Progress) -> Result<()> {
+pub(crate) fn export(
+    root: &Root,
+    engine: &Engine,
+    images: &[Image],
+    progress: Progress,
+) -> Result<()> {
     root.ensure_dir(crate::run::journal::DIR, 0o700)?;
     root.ensure_dir(SPOOL, 0o700)?;
     crate::failpoint::hit("carry:before-export")?;
@@ -252,7 +257,7 @@ pub fn export(root: &Root, engine: &Engine, images: &[Image], progress: Progress
 }
 
 /// The spooled images waiting to be loaded, if a spool is there.
-pub fn pending(root: &Root) -> Result<Option<Vec<Image>>> {
+pub(crate) fn pending(root: &Root) -> Result<Option<Vec<Image>>> {
     let Some(bytes) = root.read_optional(INDEX)? else {
         return Ok(None);
     };
@@ -493,7 +498,7 @@ fn conflict_text(img: &Image, done: &Loaded) -> String {
 /// loaded or skipped, else kept for the next run. An image one of whose tags names another
 /// image in the new engine is carried under its other tags and reported as failed (exit 8),
 /// naming the tag; the same command carries that tag once it is free.
-pub fn load(root: &Root, engine: &Engine, images: &[Image], progress: Progress) -> Carry {
+pub(crate) fn load(root: &Root, engine: &Engine, images: &[Image], progress: Progress) -> Carry {
     let mut c = Carry {
         bytes: images.iter().map(|i| i.size).sum(),
         ..Carry::default()

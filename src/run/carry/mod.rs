@@ -36,12 +36,12 @@ use crate::progress::Progress;
 
 use crate::host::shift;
 use crate::run::restart::Docker;
-pub use images::*;
-pub use volumes::*;
+pub(crate) use images::*;
+pub(crate) use volumes::*;
 
-pub use crate::run::journal::SPOOL;
+pub(crate) use crate::run::journal::SPOOL;
 /// Its index, written last: a spool without it was cut short and is not used.
-pub const INDEX: &str = "/var/lib/docker-userns/carry/images.json";
+pub(crate) const INDEX: &str = "/var/lib/docker-userns/carry/images.json";
 /// How long a transfer may stand still.
 const IDLE: Duration = Duration::from_secs(300);
 
@@ -59,7 +59,7 @@ fn free_bytes(root: &Root, abs: &str) -> Result<u64> {
 }
 
 /// Refuses when the spool's filesystem has less free space than `needed` bytes.
-pub fn check_space(root: &Root, needed: u64) -> Result<()> {
+pub(crate) fn check_space(root: &Root, needed: u64) -> Result<()> {
     let free = free_bytes(root, SPOOL)?;
     if free < needed {
         return Err(Conflict::new(format!(
@@ -104,7 +104,7 @@ fn spool_full(
 
 /// What `--carry images` would carry: the old engine's images when docker switches (the
 /// spool's free space checked), else what a kept spool still holds.
-pub fn carry_preview(root: &Root, docker: &Docker, switching: bool) -> Result<Carry> {
+pub(crate) fn carry_preview(root: &Root, docker: &Docker, switching: bool) -> Result<Carry> {
     if let Some(left) = pending(root)? {
         return Ok(Carry {
             images: left.iter().map(Image::name).collect(),
@@ -130,7 +130,7 @@ pub fn carry_preview(root: &Root, docker: &Docker, switching: bool) -> Result<Ca
 
 /// Loads what the spool holds into the engine that runs now (after a switch, or left by an
 /// earlier run whose carry did not complete).
-pub fn carry_load(
+pub(crate) fn carry_load(
     root: &Root,
     docker: &Docker,
     containers: Vec<String>,
@@ -154,7 +154,7 @@ pub fn carry_load(
 }
 
 /// Copies each volume into the engine that runs now, owners shifted into its mapping.
-pub fn carry_volumes(
+pub(crate) fn carry_volumes(
     docker: &Docker,
     vols: &[Volume],
     ranges: Option<((u64, u64), (u64, u64))>,

@@ -12,10 +12,10 @@ use crate::run::note::Note;
 use super::*;
 
 /// Volumes whose carry did not complete, for the next run (outside the image spool).
-pub const PENDING_VOLUMES: &str = "/var/lib/docker-userns/carry-volumes.json";
+pub(crate) const PENDING_VOLUMES: &str = "/var/lib/docker-userns/carry-volumes.json";
 
 /// Keeps `failed` volumes for the next run, or clears the record when none failed.
-pub fn keep_pending(root: &Root, failed: &[Volume]) -> Result<()> {
+pub(crate) fn keep_pending(root: &Root, failed: &[Volume]) -> Result<()> {
     if failed.is_empty() {
         return root.remove_file(PENDING_VOLUMES);
     }
@@ -25,7 +25,7 @@ pub fn keep_pending(root: &Root, failed: &[Volume]) -> Result<()> {
 }
 
 /// The volumes an earlier run could not carry, if any.
-pub fn pending_volumes(root: &Root) -> Result<Vec<Volume>> {
+pub(crate) fn pending_volumes(root: &Root) -> Result<Vec<Volume>> {
     match root.read_optional(PENDING_VOLUMES)? {
         None => Ok(Vec::new()),
         Some(b) => serde_json::from_slice(&b).with_context(|| {
@@ -39,7 +39,7 @@ pub fn pending_volumes(root: &Root) -> Result<Vec<Volume>> {
 
 /// What an earlier `--carry` left to carry (a kept spool, volumes recorded as pending), for
 /// `status`; None when nothing waits.
-pub fn waiting(root: &Root) -> Option<Note> {
+pub(crate) fn waiting(root: &Root) -> Option<Note> {
     let images = pending(root).ok().flatten().map_or(0, |i| i.len());
     let volumes = pending_volumes(root).map_or(0, |v| v.len());
     if images == 0 && volumes == 0 {
@@ -55,33 +55,33 @@ pub fn waiting(root: &Root) -> Option<Note> {
 
 /// A named volume of the old engine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Volume {
+pub(crate) struct Volume {
     /// Its name.
-    pub name: String,
+    pub(crate) name: String,
     /// Its labels.
-    pub labels: serde_json::Map<String, Value>,
+    pub(crate) labels: serde_json::Map<String, Value>,
     /// Where its data is (`…/volumes/NAME/_data` in the old data root).
-    pub mountpoint: String,
+    pub(crate) mountpoint: String,
     /// The mapping it is carried into, recorded with it for a later run (null: not recorded,
     /// the configured one is used).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub into: Option<Destination>,
+    pub(crate) into: Option<Destination>,
 }
 
 /// The mapping a volume is carried into: the remap user's ranges (start, count) and the
 /// direction (`enabling`: host ids into the ranges; else back).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Destination {
+pub(crate) struct Destination {
     /// Subordinate uids.
-    pub uids: (u64, u64),
+    pub(crate) uids: (u64, u64),
     /// Subordinate gids.
-    pub gids: (u64, u64),
+    pub(crate) gids: (u64, u64),
     /// Into the ranges (`enable`), or out of them (`disable`).
-    pub enabling: bool,
+    pub(crate) enabling: bool,
 }
 
 /// The old engine's volumes: those that can be copied, and the others with why and what to do.
-pub fn survey_volumes(engine: &Engine) -> Result<(Vec<Volume>, Vec<String>)> {
+pub(crate) fn survey_volumes(engine: &Engine) -> Result<(Vec<Volume>, Vec<String>)> {
     let (mut ok, mut skipped) = (Vec::new(), Vec::new());
     for x in engine.volumes()? {
         let name = x.name;
@@ -118,7 +118,7 @@ fn staging(new_root: &str, name: &str) -> std::path::PathBuf {
 
 /// What [`carry_volume`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VolumeCarried {
+pub(crate) enum VolumeCarried {
     /// Copied in (or the copy of an interrupted run put in place).
     Carried,
     /// The new engine has a volume of that name already, its data at this path: not compared,
@@ -129,7 +129,7 @@ pub enum VolumeCarried {
 /// Carries one volume into the (new) engine whose data root is `new_root`, owners shifted by
 /// `map`. [`VolumeCarried::Exists`]: the new engine has one of that name (skipped, unless an
 /// earlier run was cut short between creating it and putting its data in, which is finished).
-pub fn carry_volume(
+pub(crate) fn carry_volume(
     root: &Root,
     engine: &Engine,
     new_root: &str,

@@ -11,10 +11,10 @@ use super::record::*;
 
 /// The run lock: held (flock) for the life of the value.
 #[derive(Debug)]
-pub struct RunLock(#[allow(dead_code)] File);
+pub(crate) struct RunLock(#[allow(dead_code)] File);
 
 /// Takes the run lock, waiting up to `wait` for another run to finish.
-pub fn lock(root: &Root, wait: Duration) -> Result<RunLock> {
+pub(crate) fn lock(root: &Root, wait: Duration) -> Result<RunLock> {
     root.ensure_dir(DIR, 0o700)?;
     let path = root.path(LOCK);
     let file = root.open_lock_file(LOCK)?;

@@ -1,6 +1,6 @@
 //! The journal: every step of a run that changes the host, recorded durably before it happens,
 //! each with its inverse. Rollback after a failure and recovery after a crash are one code path:
-//! [`undo_plan`] (pure) decides from the record and the host as it is now what must be undone,
+//! [`undo_plan()`] (pure) decides from the record and the host as it is now what must be undone,
 //! and [`Journal::undo`] carries that out.
 //!
 //! The record lives in /var/lib/docker-userns (inside the root, in every mode: live host,
@@ -24,7 +24,7 @@
 //! restores the files and brings docker back.
 //!
 //! A new kind of step (moving a data root, copying volumes) adds a variant here, its inverse in
-//! [`undo_plan`] and its execution in [`Journal::undo`]; every failure path and crash recovery
+//! [`undo_plan()`] and its execution in [`Journal::undo`]; every failure path and crash recovery
 //! then undo it without further code.
 
 mod lock;
@@ -41,13 +41,15 @@ use crate::host::account;
 use crate::host::root::{Perms, Root};
 use crate::run::note::{Note, StrayDataRoot};
 
-pub use lock::{RunLock, lock};
-pub use record::*;
+pub(crate) use lock::lock;
+pub(crate) use record::*;
 use undo::*;
-pub use undo_plan::{FileNow, HostNow, Inverse, Verdict, Why, undo_plan};
+#[cfg(test)]
+use undo_plan::FileNow;
+pub(crate) use undo_plan::{HostNow, Inverse, Verdict, Why, undo_plan};
 
 /// docker, as undo needs it. Implemented by the restart layer; tests use a fake.
-pub trait Docker {
+pub(crate) trait Docker {
     /// docker.service is active/running, and whether its engine remaps (None: not asked or
     /// not answering).
     fn now(&self) -> (bool, Option<bool>);
@@ -64,19 +66,19 @@ pub trait Docker {
 
 /// What an undo did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Undone {
+pub(crate) struct Undone {
     /// Files put back (paths inside the root).
-    pub restored: Vec<String>,
+    pub(crate) restored: Vec<String>,
     /// Files left as found because someone changed them after the run wrote them.
-    pub left: Vec<String>,
+    pub(crate) left: Vec<String>,
     /// The user the run created, kept.
-    pub kept_user: Option<String>,
+    pub(crate) kept_user: Option<String>,
     /// docker was brought back.
-    pub docker_back: bool,
+    pub(crate) docker_back: bool,
     /// Containers the run had stopped, started again.
-    pub started: Vec<String>,
+    pub(crate) started: Vec<String>,
     /// Data roots renamed back and shifted back (old names).
-    pub moved_back: Vec<String>,
+    pub(crate) moved_back: Vec<String>,
 }
 
 impl Undone {
@@ -119,18 +121,18 @@ impl Undone {
 
 /// The host as a run found it, before its first step.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Before {
+pub(crate) struct Before {
     /// docker.service was active (false when services are not touched).
-    pub docker_active: bool,
+    pub(crate) docker_active: bool,
     /// The engine remapped (None: not running, not answering, or not asked).
-    pub userns: Option<bool>,
+    pub(crate) userns: Option<bool>,
     /// daemon.json set "userns-remap" (None: not known).
-    pub remap_configured: Option<bool>,
+    pub(crate) remap_configured: Option<bool>,
 }
 
 /// A run in progress: its record, as last written to disk.
 #[derive(Debug)]
-pub struct Journal {
+pub(crate) struct Journal {
     record: Record,
 }
 
@@ -144,7 +146,7 @@ fn write_record(root: &Root, record: &Record) -> Result<()> {
 impl Journal {
     /// Starts the journal of a run, durably, before any change. Refuses when an unfinished
     /// record is there (it must be recovered first).
-    pub fn begin(root: &Root, action: Action, before: Before) -> Result<Journal> {
+    pub(crate) fn begin(root: &Root, action: Action, before: Before) -> Result<Journal> {
         root.ensure_dir(DIR, 0o700)?;
         if root.symlink_metadata(RECORD)?.is_some() {
             bail!(
@@ -170,7 +172,7 @@ impl Journal {
     }
 
     /// The unfinished journal left by an earlier run, if any.
-    pub fn load(root: &Root) -> Result<Option<Journal>> {
+    pub(crate) fn load(root: &Root) -> Result<Option<Journal>> {
         let Some(bytes) = root.read_optional(RECORD)? else {
             return Ok(None);
         };
@@ -184,7 +186,7 @@ impl Journal {
     }
 
     /// The record.
-    pub fn record(&self) -> &Record {
+    pub(crate) fn record(&self) -> &Record {
         &self.record
     }
 
@@ -202,7 +204,7 @@ impl Journal {
     /// Writes `bytes` to `abs` (durably, with `perms`), journaled: the old content `before`
     /// (None: the file does not exist) is saved and recorded first, and what was written is
     /// recorded after.
-    pub fn write_file(
+    pub(crate) fn write_file(
         &mut self,
         root: &Root,
         abs: &str,
@@ -236,7 +238,7 @@ impl Journal {
     }
 
     /// Records that the remap user is about to be created.
-    pub fn create_user(&mut self, root: &Root, name: &str) -> Result<()> {
+    pub(crate) fn create_user(&mut self, root: &Root, name: &str) -> Result<()> {
         self.push(
             root,
             Step::CreateUser {
@@ -246,7 +248,7 @@ impl Journal {
     }
 
     /// Records that `containers` are about to be stopped through the engine API.
-    pub fn stop_containers(
+    pub(crate) fn stop_containers(
         &mut self,
         root: &Root,
         containers: Vec<StoppedContainer>,
@@ -257,7 +259,7 @@ impl Journal {
     /// Records, before any step, that this run moves the data root `from` to `to`: until that
     /// move and its shift are recorded complete, the run is not finished, whatever the host
     /// looks like.
-    pub fn intend_move(&mut self, root: &Root, from: &str, to: &str) -> Result<()> {
+    pub(crate) fn intend_move(&mut self, root: &Root, from: &str, to: &str) -> Result<()> {
         self.record.repair = Some(DataRootMove {
             from: from.to_string(),
             to: to.to_string(),
@@ -270,7 +272,7 @@ impl Journal {
     }
 
     /// Records that the remapped data root `from` is about to be renamed to `to`.
-    pub fn move_data_root(&mut self, root: &Root, from: &str, to: &str) -> Result<()> {
+    pub(crate) fn move_data_root(&mut self, root: &Root, from: &str, to: &str) -> Result<()> {
         self.push(
             root,
             Step::MoveDataRoot {
@@ -283,7 +285,7 @@ impl Journal {
 
     /// Records durably that the last move or shift step is complete (the rename happened, or
     /// every owner was shifted).
-    pub fn step_done(&mut self, root: &Root) -> Result<()> {
+    pub(crate) fn step_done(&mut self, root: &Root) -> Result<()> {
         match self.record.steps.last_mut() {
             Some(Step::MoveDataRoot { done, .. } | Step::ShiftOwners { done, .. }) => *done = true,
             _ => bail!("no move or shift step to complete"),
@@ -292,7 +294,7 @@ impl Journal {
     }
 
     /// Records that the owners below `dir` (renamed from `old_dir`) are about to be shifted.
-    pub fn shift_owners(
+    pub(crate) fn shift_owners(
         &mut self,
         root: &Root,
         dir: &str,
@@ -313,17 +315,17 @@ impl Journal {
     }
 
     /// Records that images are about to be exported into the spool.
-    pub fn spool_images(&mut self, root: &Root) -> Result<()> {
+    pub(crate) fn spool_images(&mut self, root: &Root) -> Result<()> {
         self.push(root, Step::SpoolImages)
     }
 
     /// Records that docker is about to be restarted.
-    pub fn restart_docker(&mut self, root: &Root) -> Result<()> {
+    pub(crate) fn restart_docker(&mut self, root: &Root) -> Result<()> {
         self.push(root, Step::RestartDocker)
     }
 
     /// Ends the run: removes the record, then the saved copies.
-    pub fn finish(self, root: &Root) -> Result<()> {
+    pub(crate) fn finish(self, root: &Root) -> Result<()> {
         root.remove_file(RECORD)
             .context("cannot remove the journal")?;
         root.sync_dir(DIR)?;
@@ -350,7 +352,7 @@ impl Journal {
 
     /// Carries out `undo`, going on past a failure (the first one is returned; what was done
     /// is in the logs and, for a rollback, the message of the next run's recovery).
-    pub fn undo(
+    pub(crate) fn undo(
         &self,
         root: &Root,
         docker: Option<&mut dyn Docker>,
@@ -360,115 +362,8 @@ impl Journal {
         let mut first: Option<anyhow::Error> = None;
         let mut docker = docker;
         for inv in undo {
-            let r = match inv {
-                Inverse::RestoreFile(i) => {
-                    let Step::WriteFile(f) = &self.record.steps[*i] else {
-                        unreachable!("undo_plan restores file steps only")
-                    };
-                    restore(root, f).map(|()| done.restored.push(f.path.clone()))
-                }
-                Inverse::LeaveFile(i) => {
-                    if let Step::WriteFile(f) = &self.record.steps[*i] {
-                        tracing::warn!(
-                            "{} changed after this run wrote it: left as it is",
-                            root.path(&f.path).display()
-                        );
-                        done.left.push(f.path.clone());
-                    }
-                    Ok(())
-                }
-                Inverse::KeepUser(name) => {
-                    // Only said when useradd got as far as creating it.
-                    if account::lookup(root, name).is_ok_and(|a| a.is_some()) {
-                        done.kept_user = Some(name.clone());
-                    }
-                    Ok(())
-                }
-                Inverse::BringBackDocker(userns) => match docker.as_deref_mut() {
-                    // Never with files still wrong underneath: only after they were restored.
-                    Some(_) if first.is_some() => Err(anyhow::anyhow!(
-                        "docker was not brought back, since restoring the files failed"
-                    )),
-                    Some(d) => d.bring_back(*userns).map(|()| done.docker_back = true),
-                    None => Err(anyhow::anyhow!(
-                        "docker must be brought back, which this mode does not do"
-                    )),
-                },
-                Inverse::StopDocker => match docker.as_deref_mut() {
-                    Some(d) => d.stop(),
-                    None => Err(anyhow::anyhow!(
-                        "docker must be stopped to move its data root back, which this mode does not do"
-                    )),
-                },
-                Inverse::UnshiftOwners(i) => {
-                    let Step::ShiftOwners {
-                        dir,
-                        old_dir,
-                        shift,
-                        log,
-                        ..
-                    } = &self.record.steps[*i]
-                    else {
-                        unreachable!("undo_plan unshifts shift steps only")
-                    };
-                    if first.is_some() {
-                        Err(anyhow::anyhow!(
-                            "the owners below {} were not shifted back, since docker could not be stopped",
-                            root.path(dir).display()
-                        ))
-                    } else {
-                        unshift(root, dir, old_dir, shift, log)
-                    }
-                }
-                Inverse::MoveBack(i) => {
-                    let Step::MoveDataRoot { from, to, .. } = &self.record.steps[*i] else {
-                        unreachable!("undo_plan moves back move steps only")
-                    };
-                    if first.is_some() {
-                        Err(anyhow::anyhow!(
-                            "{} was not renamed back to {}, since an earlier undo step failed",
-                            root.path(to).display(),
-                            root.path(from).display()
-                        ))
-                    } else {
-                        move_back(root, from, to).map(|()| done.moved_back.push(from.clone()))
-                    }
-                }
-                Inverse::RemoveSpool => {
-                    let spool = root.path(SPOOL);
-                    match root.remove_dir_all(SPOOL) {
-                        Err(e) => Err(
-                            e.context(format!("cannot remove the image spool {}", spool.display()))
-                        ),
-                        _ => Ok(()),
-                    }
-                }
-                Inverse::StartContainers(i) => {
-                    let Step::StopContainers { containers } = &self.record.steps[*i] else {
-                        unreachable!("undo_plan starts containers of stop steps only")
-                    };
-                    let names = || {
-                        containers
-                            .iter()
-                            .map(|c| c.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    };
-                    match docker.as_deref_mut() {
-                        Some(_) if first.is_some() => Err(anyhow::anyhow!(
-                            "the containers it had stopped were not started again ({}), since docker is not back as before: start them with `docker start NAME`",
-                            names()
-                        )),
-                        Some(d) => d
-                            .start_containers(containers)
-                            .map(|started| done.started.extend(started)),
-                        None => Err(anyhow::anyhow!(
-                            "the containers it had stopped ({}) must be started again, which this mode does not do",
-                            names()
-                        )),
-                    }
-                }
-            };
+            let failed = first.is_some();
+            let r = self.undo_one(root, docker.as_deref_mut(), inv, failed, &mut done);
             if let Err(e) = r {
                 first.get_or_insert(e);
             }
@@ -479,11 +374,144 @@ impl Journal {
         }
     }
 
+    /// One inverse step. `failed`: an earlier step failed, so steps that would build on it
+    /// (docker back, containers started, data moved) are not taken and say why.
+    fn undo_one<'d>(
+        &self,
+        root: &Root,
+        docker: Option<&mut (dyn Docker + 'd)>,
+        inv: &Inverse,
+        failed: bool,
+        done: &mut Undone,
+    ) -> Result<()> {
+        match inv {
+            Inverse::RestoreFile(i) => {
+                let Step::WriteFile(f) = &self.record.steps[*i] else {
+                    unreachable!("undo_plan restores file steps only")
+                };
+                restore(root, f).map(|()| done.restored.push(f.path.clone()))
+            }
+            Inverse::LeaveFile(i) => {
+                if let Step::WriteFile(f) = &self.record.steps[*i] {
+                    tracing::warn!(
+                        "{} changed after this run wrote it: left as it is",
+                        root.path(&f.path).display()
+                    );
+                    done.left.push(f.path.clone());
+                }
+                Ok(())
+            }
+            Inverse::KeepUser(name) => {
+                // Only said when useradd got as far as creating it.
+                if account::lookup(root, name).is_ok_and(|a| a.is_some()) {
+                    done.kept_user = Some(name.clone());
+                }
+                Ok(())
+            }
+            Inverse::BringBackDocker(userns) => match docker {
+                // Never with files still wrong underneath: only after they were restored.
+                Some(_) if failed => Err(anyhow::anyhow!(
+                    "docker was not brought back, since restoring the files failed"
+                )),
+                Some(d) => d.bring_back(*userns).map(|()| done.docker_back = true),
+                None => Err(anyhow::anyhow!(
+                    "docker must be brought back, which this mode does not do"
+                )),
+            },
+            Inverse::StopDocker => match docker {
+                Some(d) => d.stop(),
+                None => Err(anyhow::anyhow!(
+                    "docker must be stopped to move its data root back, which this mode does not do"
+                )),
+            },
+            Inverse::UnshiftOwners(i) => self.unshift_step(root, *i, failed),
+            Inverse::MoveBack(i) => {
+                let Step::MoveDataRoot { from, to, .. } = &self.record.steps[*i] else {
+                    unreachable!("undo_plan moves back move steps only")
+                };
+                if failed {
+                    Err(anyhow::anyhow!(
+                        "{} was not renamed back to {}, since an earlier undo step failed",
+                        root.path(to).display(),
+                        root.path(from).display()
+                    ))
+                } else {
+                    move_back(root, from, to).map(|()| done.moved_back.push(from.clone()))
+                }
+            }
+            Inverse::RemoveSpool => {
+                let spool = root.path(SPOOL);
+                match root.remove_dir_all(SPOOL) {
+                    Err(e) => {
+                        Err(e.context(format!("cannot remove the image spool {}", spool.display())))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Inverse::StartContainers(i) => self.start_again(docker, *i, failed, done),
+        }
+    }
+
+    /// Starts again the containers step `i` stopped, unless an earlier step failed.
+    fn start_again<'d>(
+        &self,
+        docker: Option<&mut (dyn Docker + 'd)>,
+        i: usize,
+        failed: bool,
+        done: &mut Undone,
+    ) -> Result<()> {
+        let Step::StopContainers { containers } = &self.record.steps[i] else {
+            unreachable!("undo_plan starts containers of stop steps only")
+        };
+        let names = || {
+            containers
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match docker {
+            Some(_) if failed => Err(anyhow::anyhow!(
+                "the containers it had stopped were not started again ({}), since docker is not back as before: start them with `docker start NAME`",
+                names()
+            )),
+            Some(d) => d
+                .start_containers(containers)
+                .map(|started| done.started.extend(started)),
+            None => Err(anyhow::anyhow!(
+                "the containers it had stopped ({}) must be started again, which this mode does not do",
+                names()
+            )),
+        }
+    }
+
+    /// Shifts back the owners step `i` shifted, unless an earlier step failed.
+    fn unshift_step(&self, root: &Root, i: usize, failed: bool) -> Result<()> {
+        let Step::ShiftOwners {
+            dir,
+            old_dir,
+            shift,
+            log,
+            ..
+        } = &self.record.steps[i]
+        else {
+            unreachable!("undo_plan unshifts shift steps only")
+        };
+        if failed {
+            Err(anyhow::anyhow!(
+                "the owners below {} were not shifted back, since docker could not be stopped",
+                root.path(dir).display()
+            ))
+        } else {
+            unshift(root, dir, old_dir, shift, log)
+        }
+    }
+
     /// Rolls this run back after `cause`: decides the undo from the journal, carries it out,
     /// and says whether that worked (exit 5, record cleared) or not (exit 6, record kept for
     /// the next run). `docker` is None when services are not touched (`--root`,
     /// `--no-restart`).
-    pub fn rollback(
+    pub(crate) fn rollback(
         self,
         root: &Root,
         docker: Option<&mut dyn Docker>,
@@ -539,7 +567,7 @@ impl Journal {
 /// Finishes or undoes a run that died with its journal on disk; returns a note when there
 /// was one. With `docker` None (services not touched), a journal that needs docker brought
 /// back is refused before anything is undone.
-pub fn recover(root: &Root, docker: Option<&mut dyn Docker>) -> Result<Option<Note>> {
+pub(crate) fn recover(root: &Root, docker: Option<&mut dyn Docker>) -> Result<Option<Note>> {
     let Some(journal) = Journal::load(root)? else {
         return Ok(None);
     };

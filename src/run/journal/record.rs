@@ -10,20 +10,20 @@ use crate::host::root::Perms;
 use crate::host::shift;
 
 /// The state directory.
-pub const DIR: &str = "/var/lib/docker-userns";
+pub(crate) const DIR: &str = "/var/lib/docker-userns";
 /// The journal of the run in progress.
-pub const RECORD: &str = "/var/lib/docker-userns/transaction.json";
+pub(crate) const RECORD: &str = "/var/lib/docker-userns/transaction.json";
 /// Where `--carry images` spools the exported images.
-pub const SPOOL: &str = "/var/lib/docker-userns/carry";
+pub(crate) const SPOOL: &str = "/var/lib/docker-userns/carry";
 /// The lock file held for a whole run.
-pub const LOCK: &str = "/var/lib/docker-userns/lock";
+pub(crate) const LOCK: &str = "/var/lib/docker-userns/lock";
 /// How long a run waits for another one to finish.
-pub const LOCK_WAIT: Duration = Duration::from_secs(120);
+pub(crate) const LOCK_WAIT: Duration = Duration::from_secs(120);
 
 /// What a run converges to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Action {
+pub(crate) enum Action {
     /// Remapping on.
     Enable,
     /// Remapping off.
@@ -32,7 +32,7 @@ pub enum Action {
 
 impl Action {
     /// The command's name.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Action::Enable => "enable",
             Action::Disable => "disable",
@@ -40,14 +40,14 @@ impl Action {
     }
 
     /// Whether the engine remaps once the action is done.
-    pub fn wants_userns(self) -> bool {
+    pub(crate) fn wants_userns(self) -> bool {
         self == Action::Enable
     }
 }
 
 /// How far a run got, as derived from its steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Files are being written; docker has not been touched.
     Writing,
     /// Running containers are being stopped through the engine API.
@@ -58,7 +58,7 @@ pub enum Phase {
 
 impl Phase {
     /// For messages: "stopped while ...".
-    pub fn doing(self) -> &'static str {
+    pub(crate) fn doing(self) -> &'static str {
         match self {
             Phase::Writing => "writing files",
             Phase::StoppingContainers => "stopping containers",
@@ -69,22 +69,22 @@ impl Phase {
 
 /// A file the run writes, and what it held before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileStep {
+pub(crate) struct FileStep {
     /// Path inside the root.
-    pub path: String,
+    pub(crate) path: String,
     /// False when the file did not exist (undo removes it).
-    pub existed: bool,
+    pub(crate) existed: bool,
     /// Mode bits before.
-    pub mode: u32,
+    pub(crate) mode: u32,
     /// Owner before.
-    pub uid: u32,
+    pub(crate) uid: u32,
     /// Group before.
-    pub gid: u32,
+    pub(crate) gid: u32,
     /// Where the old content is kept (inside the root).
-    pub backup: String,
+    pub(crate) backup: String,
     /// What the run left in the file, once written (None: the write may not have happened).
     #[serde(default)]
-    pub written: Option<Written>,
+    pub(crate) written: Option<Written>,
 }
 
 impl FileStep {
@@ -100,13 +100,13 @@ impl FileStep {
 /// What a run wrote, kept so that undo only reverts the run's own change: a file that no
 /// longer has this size and hash was changed by someone else since.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Written {
+pub(crate) struct Written {
     /// The run left the file in place (false: it did not exist afterwards).
-    pub exists: bool,
+    pub(crate) exists: bool,
     /// Its size in bytes.
-    pub size: u64,
+    pub(crate) size: u64,
     /// Its FNV-1a 64-bit hash, hex ([`fingerprint`]).
-    pub fnv1a: String,
+    pub(crate) fnv1a: String,
 }
 
 impl Written {
@@ -129,7 +129,7 @@ impl Written {
 /// FNV-1a, 64 bits, as hex: stable across versions and machines (a record may be read by the
 /// next version after an upgrade). It tells an edit by someone else from the run's own write;
 /// whoever could forge a collision can write /etc already.
-pub fn fingerprint(bytes: &[u8]) -> String {
+pub(crate) fn fingerprint(bytes: &[u8]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
         h ^= u64::from(*b);
@@ -140,30 +140,30 @@ pub fn fingerprint(bytes: &[u8]) -> String {
 
 /// A running container a run stops through the engine API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoppedContainer {
+pub(crate) struct StoppedContainer {
     /// Its id.
-    pub id: String,
+    pub(crate) id: String,
     /// Its name.
-    pub name: String,
+    pub(crate) name: String,
     /// Its main process on the host (0: not known).
-    pub pid: u32,
+    pub(crate) pid: u32,
     /// That process's start time ([`crate::host::kernel::start_time`]), telling it from a
     /// later process with the same pid.
-    pub started: Option<u64>,
+    pub(crate) started: Option<u64>,
 }
 
 /// The id shift of a moved data root: uids and gids, each `from..from+count` to `to..`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OwnerShift {
+pub(crate) struct OwnerShift {
     /// The uids.
-    pub uid: shift::IdShift,
+    pub(crate) uid: shift::IdShift,
     /// The gids.
-    pub gid: shift::IdShift,
+    pub(crate) gid: shift::IdShift,
 }
 
 impl OwnerShift {
     /// The shift as the tree walk takes it (checked: disjoint, not empty).
-    pub fn mapping(&self) -> Result<shift::Mapping> {
+    pub(crate) fn mapping(&self) -> Result<shift::Mapping> {
         shift::Mapping::new(self.uid, self.gid)
     }
 }
@@ -171,7 +171,7 @@ impl OwnerShift {
 /// One change to the host, recorded before it happens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "kebab-case")]
-pub enum Step {
+pub(crate) enum Step {
     /// A file is (about to be) replaced.
     WriteFile(FileStep),
     /// The remap user is (about to be) created with `useradd`.
@@ -216,17 +216,17 @@ pub enum Step {
 
 /// The data root a run means to move (`--repair`), recorded when the run begins.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DataRootMove {
+pub(crate) struct DataRootMove {
     /// Its name before (inside the root).
-    pub from: String,
+    pub(crate) from: String,
     /// Its name after.
-    pub to: String,
+    pub(crate) to: String,
 }
 
 /// The format of the records this version writes. Version 1 (no `version` field) is read as
 /// it is: every field added since has a default (`remap_configured_before` unknown, no
 /// `repair`), so an interrupted run of an older docker-userns is recovered by this one.
-pub const RECORD_VERSION: u32 = 2;
+pub(crate) const RECORD_VERSION: u32 = 2;
 
 fn version_1() -> u32 {
     1
@@ -234,32 +234,32 @@ fn version_1() -> u32 {
 
 /// The on-disk record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
+pub(crate) struct Record {
     /// Its format ([`RECORD_VERSION`]; 1 when the field is absent).
     #[serde(default = "version_1")]
-    pub version: u32,
+    pub(crate) version: u32,
     /// Unique id of the run (start time and pid).
-    pub id: String,
+    pub(crate) id: String,
     /// What the run converges to.
-    pub action: Action,
+    pub(crate) action: Action,
     /// Whether docker.service was active before (false when services are not touched).
-    pub docker_was_active: bool,
+    pub(crate) docker_was_active: bool,
     /// Whether the engine reported user namespaces before (None: not running or not asked).
-    pub userns_before: Option<bool>,
+    pub(crate) userns_before: Option<bool>,
     /// Whether daemon.json set "userns-remap" before (None: not known).
     #[serde(default)]
-    pub remap_configured_before: Option<bool>,
+    pub(crate) remap_configured_before: Option<bool>,
     /// The data root the run moves (`--repair`; None: none). A run that moves one is finished
     /// only once its move and shift steps are recorded complete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repair: Option<DataRootMove>,
+    pub(crate) repair: Option<DataRootMove>,
     /// The steps taken, in order; the last one may not have completed.
-    pub steps: Vec<Step>,
+    pub(crate) steps: Vec<Step>,
 }
 
 impl Record {
     /// How far the run got.
-    pub fn phase(&self) -> Phase {
+    pub(crate) fn phase(&self) -> Phase {
         if self.steps.contains(&Step::RestartDocker) {
             Phase::Restarting
         } else if self
@@ -275,7 +275,7 @@ impl Record {
 
     /// Every data root move the run intended is recorded complete: renamed, and every owner
     /// below it shifted (true when the run moves none).
-    pub fn moves_complete(&self) -> bool {
+    pub(crate) fn moves_complete(&self) -> bool {
         let moved = self
             .steps
             .iter()
@@ -294,7 +294,7 @@ impl Record {
     }
 
     /// The file steps, in order.
-    pub fn files(&self) -> impl Iterator<Item = &FileStep> {
+    pub(crate) fn files(&self) -> impl Iterator<Item = &FileStep> {
         self.steps.iter().filter_map(|s| match s {
             Step::WriteFile(f) => Some(f),
             _ => None,
@@ -305,7 +305,7 @@ impl Record {
 /// Reads a record of this format or an earlier one. A later format (a newer docker-userns
 /// was interrupted, then this one installed) is refused before its steps are read: its
 /// steps may mean what this version cannot undo.
-pub fn parse_record(bytes: &[u8]) -> Result<Record> {
+pub(crate) fn parse_record(bytes: &[u8]) -> Result<Record> {
     #[derive(Deserialize)]
     struct Version {
         #[serde(default = "version_1")]

@@ -4,7 +4,7 @@ use super::record::*;
 
 /// Why undo runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Why {
+pub(crate) enum Why {
     /// A step of this run failed: undo what it did.
     Failed,
     /// An earlier run died with its record on disk: finish or undo it.
@@ -13,7 +13,7 @@ pub enum Why {
 
 /// A file the run wrote, as undo finds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileNow {
+pub(crate) enum FileNow {
     /// It holds what the run wrote (or the write was not recorded as done and the file is not
     /// as before either).
     AsWritten,
@@ -26,18 +26,18 @@ pub enum FileNow {
 
 /// The host as it is now, as far as undo is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostNow {
+pub(crate) struct HostNow {
     /// Each file step's file, in order.
-    pub files: Vec<FileNow>,
+    pub(crate) files: Vec<FileNow>,
     /// docker.service is active/running.
-    pub docker_running: bool,
+    pub(crate) docker_running: bool,
     /// Whether the engine remaps now (None: not asked or not answering).
-    pub engine_userns: Option<bool>,
+    pub(crate) engine_userns: Option<bool>,
 }
 
 /// One undo action.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Inverse {
+pub(crate) enum Inverse {
     /// Put the file of this step back (by its index in the record's steps).
     RestoreFile(usize),
     /// The file of this step changed after the run wrote it: leave it as found.
@@ -60,7 +60,7 @@ pub enum Inverse {
 
 /// What to do with a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// The interrupted run had done everything it set out to do: clear the record.
     Finished,
     /// Carry out these, in order.
@@ -74,7 +74,7 @@ pub enum Verdict {
 /// before and does not now. An interrupted run whose restart had already succeeded (files as
 /// written, docker running, the engine in the wanted state, and every data root move it
 /// intended recorded complete) is finished, not undone.
-pub fn undo_plan(record: &Record, now: &HostNow, why: Why) -> Verdict {
+pub(crate) fn undo_plan(record: &Record, now: &HostNow, why: Why) -> Verdict {
     let restarted = record.phase() == Phase::Restarting;
     let all_written = record.files().all(|f| f.written.is_some());
     if why == Why::Interrupted

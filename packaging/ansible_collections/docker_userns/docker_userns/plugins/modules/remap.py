@@ -2,15 +2,15 @@
 # -*- coding: utf-8 -*-
 # Copyright: docker-userns maintainers
 # SPDX-License-Identifier: MIT
-"""Ansible module of the docker_userns role: runs docker-userns with --json on the target."""
+"""docker_userns.docker_userns.remap: runs docker-userns with --json on the target."""
 
 from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type  # pylint: disable=invalid-name
+__metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
-module: docker_userns
+module: remap
 short_description: Turn Docker user-namespace remapping on or off with docker-userns
 description:
   - Runs C(docker-userns enable) or C(docker-userns disable) with C(--json) and reports
@@ -48,6 +48,7 @@ options:
     description: What to carry across the switch (C(--carry)).
     type: list
     elements: str
+    choices: [images, volumes]
     default: []
   settle:
     description: Seconds docker must stay up after its restart (C(--settle)).
@@ -69,10 +70,46 @@ options:
     description: Path of docker-userns on the target.
     type: path
     default: /usr/sbin/docker-userns
-author: docker-userns maintainers
+notes:
+  - Needs the docker-userns package on the target (the role C(docker_userns.docker_userns.docker_userns)
+    installs it from a .deb); runs as root (C(become)).
+  - Supports check mode and diff mode.
+requirements:
+  - docker-userns on the target (the package of the same version as this collection)
+author: docker-userns maintainers (!UNKNOWN)
+version_added: "0.1.0"
+"""
+
+EXAMPLES = r"""
+- name: Turn user-namespace remapping on (restarts docker, verifies, rolls back on failure)
+  docker_userns.docker_userns.remap:
+    state: enabled
+  register: remap
+
+- name: Turn it on for another remap user, carrying images along, with a fixed range
+  docker_userns.docker_userns.remap:
+    state: enabled
+    user: remap2
+    start: 300000
+    count: 65536
+    carry: [images]
+
+- name: Converge the files only; docker applies them at its next start
+  docker_userns.docker_userns.remap:
+    restart: false
+
+- name: Turn it off again
+  docker_userns.docker_userns.remap:
+    state: disabled
 """
 
 RETURN = r"""
+cmd:
+  description: The docker-userns command line that ran.
+  type: list
+  elements: str
+  returned: when docker-userns ran
+  sample: [/usr/sbin/docker-userns, --json, enable, --user, dockremap, --timeout, "90", --settle, "10"]
 rc:
   description: Exit code of docker-userns.
   type: int
@@ -83,6 +120,11 @@ result:
     C(files) list every file the run would write with its bytes now and after.
   type: dict
   returned: always
+  sample: {"changed": true, "outcome": "enabled"}
+stderr:
+  description: What docker-userns wrote to stderr (its progress and, on failure, its message).
+  type: str
+  returned: on failure
 refusal:
   description: For a refusal (exit 3), the tool's typed reason (kind, path, line, message).
   type: dict
