@@ -22,7 +22,9 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
 
-    /// Print exactly one JSON document on stdout (also for errors) instead of text.
+    /// Print exactly one JSON document on stdout (also for errors) instead of text. Without it,
+    /// the long steps (an owner shift, the image export and load of --carry) show a progress bar
+    /// with the rate and the time left on stderr when stderr is a terminal; with it, none.
     #[arg(long, global = true)]
     pub json: bool,
 

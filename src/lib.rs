@@ -11,7 +11,8 @@
 //! - [`host`]: the root-relative file layer and the services (accounts, systemd, the engine).
 //! - [`formats`]: pure parsers and writers of the files (subuid, login.defs, daemon.json).
 //!
-//! [`exit`] holds the error kinds and exit codes that every layer may return.
+//! [`exit`] holds the error kinds and exit codes that every layer may return; [`progress`] the
+//! progress bars of the long steps, made in [`dispatch`] and handed down.
 
 #![deny(missing_docs)]
 // The crate's API is for its own binary, tests, benches, fuzz targets and xtask: most items are
@@ -25,6 +26,7 @@ pub(crate) mod failpoint;
 pub mod formats;
 pub mod host;
 pub mod plugin;
+pub mod progress;
 pub mod report;
 pub mod run;
 
@@ -37,6 +39,7 @@ use crate::commands::{check, prometheus, shift, status, verify};
 use crate::exit::{Code, NotRoot};
 use crate::host::kernel;
 use crate::host::root::Root;
+use crate::progress::Progress;
 use crate::run::converge::{self, RestartPolicy, Want};
 use crate::run::journal;
 use crate::run::preflight;
@@ -87,7 +90,16 @@ impl From<&RestartArgs> for RestartPolicy {
             settle: Duration::from_secs(a.settle),
             carry_images: a.carry.contains(&CarryWhat::Images),
             carry_volumes: a.carry.contains(&CarryWhat::Volumes),
+            progress: Progress::hidden(),
         }
+    }
+}
+
+/// The restart policy of `restart`, its progress drawn unless `json` (see [`progress`]).
+fn policy(restart: &RestartArgs, json: bool) -> RestartPolicy {
+    RestartPolicy {
+        progress: Progress::for_output(json),
+        ..restart.into()
     }
 }
 
@@ -126,7 +138,7 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
         }
         Command::Enable { user, restart } => {
             require_root(&root, name)?;
-            let done = converge::enable(&root, &user.into(), &restart.into())?;
+            let done = converge::enable(&root, &user.into(), &policy(restart, cli.json))?;
             Ok(Output {
                 code: done.code(),
                 text: report::enable_text(&root_text(&root), &done, true),
@@ -135,7 +147,7 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
         }
         Command::Disable { restart } => {
             require_root(&root, name)?;
-            let done = converge::disable(&root, &restart.into())?;
+            let done = converge::disable(&root, &policy(restart, cli.json))?;
             Ok(Output {
                 code: done.code(),
                 text: report::disable_text(&root_text(&root), &done),
@@ -155,7 +167,14 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
                 cli::ShiftTo::Remapped => shift::Direction::Remapped,
                 cli::ShiftTo::Host => shift::Direction::Host,
             };
-            let r = shift::shift(&root, paths, direction, *dry_run, *drop_setid_and_caps)?;
+            let r = shift::shift(
+                &root,
+                paths,
+                direction,
+                *dry_run,
+                *drop_setid_and_caps,
+                Progress::for_output(cli.json),
+            )?;
             Ok(Output {
                 code: Code::Ok,
                 text: report::shift_text(&r),

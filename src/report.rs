@@ -13,12 +13,17 @@ use crate::host::inspect::Impact;
 use crate::host::setup::{Setup, StoreSwitch};
 use crate::run::carry::Carry;
 use crate::run::converge::Outcome;
+use crate::run::note::Note;
+
+mod notes;
 use crate::run::plan::{DisablePlan, FileChange, Plan, RangePlan, Repair};
+pub use notes::note_text;
 
 /// Version of the `--json` documents; bumped on incompatible changes.
 pub(crate) const SCHEMA_VERSION: u32 = 1;
 
-/// Wraps a command's result as the `--json` document.
+/// Wraps a command's result as the `--json` document. Its typed notes (a `notes` array of
+/// objects, each with its `kind`) become `facts`, and `notes` their sentences.
 pub(crate) fn json_doc<T: Serialize>(command: &str, body: &T) -> Value {
     let mut doc = json!({ "schema_version": SCHEMA_VERSION, "command": command });
     if let (Some(d), Value::Object(b)) = (
@@ -26,6 +31,20 @@ pub(crate) fn json_doc<T: Serialize>(command: &str, body: &T) -> Value {
         serde_json::to_value(body).expect("serializable"),
     ) {
         d.extend(b);
+        if let Some(Value::Array(facts)) = d.get("notes")
+            && facts.iter().all(Value::is_object)
+        {
+            let facts = facts.clone();
+            let text: Vec<String> = facts
+                .iter()
+                .map(|f| {
+                    let n: Note = serde_json::from_value(f.clone()).expect("a note reads back");
+                    note_text(&n)
+                })
+                .collect();
+            d.insert("notes".into(), json!(text));
+            d.insert("facts".into(), Value::Array(facts));
+        }
     }
     doc
 }
@@ -209,7 +228,7 @@ pub(crate) fn enable_text(root: &str, o: &Outcome<Plan>, applied: bool) -> Strin
     if let Some(c) = &o.carry {
         s.push_str(&carry_text(c, applied));
     }
-    for n in &o.notes {
+    for n in o.notes.iter().map(note_text) {
         let _ = writeln!(s, "  note: {n}");
     }
     s
@@ -302,7 +321,7 @@ fn disable_text_as(root: &str, o: &Outcome<DisablePlan>, applied: bool) -> Strin
     if let Some(c) = &o.carry {
         s.push_str(&carry_text(c, true));
     }
-    for n in &o.notes {
+    for n in o.notes.iter().map(note_text) {
         let _ = writeln!(s, "  note: {n}");
     }
     s
@@ -504,6 +523,41 @@ pub(crate) fn impact_text(i: &Impact, enabling: bool, live_restore: bool) -> Str
     s
 }
 
+/// The status text's lines on docker.service: its state, and the cause of a failed start.
+fn service_text(s: &mut String, svc: &crate::commands::status::Service) {
+    let _ = writeln!(
+        s,
+        "  docker     docker.service {}/{}{}",
+        svc.active_state,
+        svc.sub_state,
+        match (&svc.main_pid_user, svc.main_pid) {
+            (Some(u), pid) => format!(", dockerd (pid {pid}) runs as {u}"),
+            _ if svc.n_restarts > 0 || !matches!(svc.result.as_str(), "" | "success") => {
+                format!(
+                    " (last result {}{})",
+                    svc.result,
+                    match svc.n_restarts {
+                        0 => String::new(),
+                        n => format!(", restarted {n} time(s) automatically"),
+                    }
+                )
+            }
+            _ => String::new(),
+        }
+    );
+    if let Some(f) = &svc.last_failure {
+        let _ = writeln!(s, "  FAILED     {} ({})", f.summary, f.cause);
+        if !f.line.is_empty() {
+            let _ = writeln!(
+                s,
+                "             {} said (invocation {}): {}",
+                f.unit, f.invocation_id, f.line
+            );
+        }
+        let _ = writeln!(s, "             do: {}", f.advice);
+    }
+}
+
 /// Text for `status`.
 pub(crate) fn status_text(root: &str, st: &Status) -> String {
     let mut s = String::new();
@@ -512,37 +566,7 @@ pub(crate) fn status_text(root: &str, st: &Status) -> String {
         let _ = writeln!(s, "  root       {root}");
     }
     if let Some(svc) = &st.service {
-        let _ = writeln!(
-            s,
-            "  docker     docker.service {}/{}{}",
-            svc.active_state,
-            svc.sub_state,
-            match (&svc.main_pid_user, svc.main_pid) {
-                (Some(u), pid) => format!(", dockerd (pid {pid}) runs as {u}"),
-                _ if svc.n_restarts > 0 || !matches!(svc.result.as_str(), "" | "success") => {
-                    format!(
-                        " (last result {}{})",
-                        svc.result,
-                        match svc.n_restarts {
-                            0 => String::new(),
-                            n => format!(", restarted {n} time(s) automatically"),
-                        }
-                    )
-                }
-                _ => String::new(),
-            }
-        );
-        if let Some(f) = &svc.last_failure {
-            let _ = writeln!(s, "  FAILED     {} ({})", f.summary, f.cause);
-            if !f.line.is_empty() {
-                let _ = writeln!(
-                    s,
-                    "             {} said (invocation {}): {}",
-                    f.unit, f.invocation_id, f.line
-                );
-            }
-            let _ = writeln!(s, "             do: {}", f.advice);
-        }
+        service_text(&mut s, svc);
     }
     if let Some(v) = &st.docker_version {
         let _ = writeln!(
@@ -601,7 +625,7 @@ pub(crate) fn status_text(root: &str, st: &Status) -> String {
             c.advice
         );
     }
-    for n in &st.notes {
+    for n in st.notes.iter().map(note_text) {
         let _ = writeln!(s, "  note: {n}");
     }
     s
@@ -692,7 +716,7 @@ pub(crate) fn verify_text(v: &Verification) -> String {
             c.detail
         );
     }
-    for n in &v.notes {
+    for n in v.notes.iter().map(note_text) {
         let _ = writeln!(s, "  note: {n}");
     }
     s
@@ -715,6 +739,45 @@ mod tests {
             }),
             ..Impact::default()
         }
+    }
+
+    #[test]
+    fn json_keeps_the_notes_as_sentences_and_adds_them_typed_as_facts() {
+        #[derive(Serialize)]
+        struct Body {
+            changed: bool,
+            notes: Vec<Note>,
+        }
+        let body = Body {
+            changed: true,
+            notes: vec![
+                Note::FewIds,
+                Note::EngineNotAsked {
+                    why: "no socket".into(),
+                },
+            ],
+        };
+        let doc = json_doc("status", &body);
+        assert_eq!(
+            doc["notes"],
+            json!([
+                note_text(&Note::FewIds),
+                "the engine was not asked: no socket"
+            ])
+        );
+        assert_eq!(
+            doc["facts"],
+            json!([{"kind": "few-ids"}, {"kind": "engine-not-asked", "why": "no socket"}])
+        );
+        // The keys keep their order: `notes` where it was, `facts` after it.
+        let keys: Vec<&String> = doc.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            ["schema_version", "command", "changed", "notes", "facts"]
+        );
+        // A document without notes gets no facts.
+        let doc = json_doc("check", &json!({"ok": true}));
+        assert!(doc.get("facts").is_none(), "{doc}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod common;
 
 use std::fs;
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
@@ -217,6 +218,28 @@ fn status_reads_a_symlinked_daemon_json_and_says_so() {
         r.json()["notes"].to_string().contains("does not exist"),
         "{r:?}"
     );
+}
+
+#[test]
+fn a_prometheus_file_that_is_not_a_regular_file_is_a_typed_refusal() {
+    // A fifo where the metrics go: refused (exit 3) before anything is gathered, with its kind.
+    let out = tempfile::tempdir().unwrap();
+    let fifo = out.path().join("docker_userns.prom");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let r = common::run_cmd(Command::new(common::bin()).args([
+        "--json",
+        "status",
+        "--prometheus",
+        fifo.to_str().unwrap(),
+    ]));
+    assert_eq!(r.code, 3, "{r:?}");
+    let doc = r.json();
+    assert_eq!(
+        doc["error"]["refusal"]["kind"], "prometheus-path-not-file",
+        "{doc:#}"
+    );
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
 }
 
 #[test]

@@ -293,6 +293,7 @@ fn existing_is_replaceable(file: &Path) -> Result<()> {
             return Err(Conflict::new(format!(
                 "--prometheus {shown}: cannot look at it ({e}); nothing was written"
             ))
+            .kind("prometheus-path-unreadable")
             .into());
         }
     };
@@ -322,6 +323,7 @@ fn existing_is_replaceable(file: &Path) -> Result<()> {
     Err(Conflict::new(format!(
         "--prometheus {shown} is {what}: only a regular file (or a missing one) is replaced with the metrics, and links are not followed; nothing was written"
     ))
+    .kind("prometheus-path-not-file")
     .into())
 }
 

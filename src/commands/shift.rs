@@ -3,7 +3,6 @@
 //! back (`--to host`), exactly and resumably, refusing system trees and ids the mapping cannot
 //! express.
 
-use std::io::IsTerminal;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,6 +15,7 @@ use crate::host::engine::Engine;
 use crate::host::root::Root;
 use crate::host::setup;
 use crate::host::shift::{self, LeftLog, Mapping, Report};
+use crate::progress::Progress;
 use crate::run::journal;
 
 /// Where the owners go.
@@ -278,6 +278,7 @@ pub(crate) fn shift(
     to: Direction,
     dry_run: bool,
     drop_setid_and_caps: bool,
+    progress: Progress,
 ) -> Result<ShiftResult> {
     if !root.is_host() {
         return Err(Usage(
@@ -297,6 +298,7 @@ pub(crate) fn shift(
             "the remap user {} has no range in /etc/subuid and /etc/subgid: there is nothing to shift into; run `docker-userns enable` first",
             conf.user.as_deref().unwrap_or("dockremap")
         ))
+        .kind("shift-no-range")
         .into());
     };
     let map = Mapping::for_range(
@@ -313,7 +315,11 @@ pub(crate) fn shift(
         let real =
             std::fs::canonicalize(p).with_context(|| format!("cannot resolve {}", p.display()))?;
         if !real.is_dir() {
-            return Err(Conflict::new(format!("{} is not a directory", real.display())).into());
+            return Err(
+                Conflict::new(format!("{} is not a directory", real.display()))
+                    .kind("shift-not-directory")
+                    .into(),
+            );
         }
         let abs = real.to_str().ok_or_else(|| {
             Usage(format!(
@@ -325,7 +331,9 @@ pub(crate) fn shift(
         // renamed or relinked meanwhile.
         let dir = root.open_dir(abs)?;
         if let Some(why) = refusal(dir.shown(), &protected) {
-            return Err(Conflict::new(format!("{why}; nothing was changed")).into());
+            return Err(Conflict::new(format!("{why}; nothing was changed"))
+                .kind("shift-protected-directory")
+                .into());
         }
         dirs.push(dir);
     }
@@ -364,6 +372,7 @@ pub(crate) fn shift(
                     log.display(),
                     command(d, other)
                 ))
+                .kind("shift-interrupted-other-direction")
                 .into());
             }
             LeftLog::Other(first) => {
@@ -372,13 +381,16 @@ pub(crate) fn shift(
                     d.display(),
                     log.display(),
                 ))
+                .kind("shift-interrupted-other-mapping")
                 .into());
             }
         }
         let r = match shift::survey(dir, &map) {
             Ok(r) => r,
             Err(e) if e.downcast_ref::<shift::TooDeep>().is_some() => {
-                return Err(Conflict::new(format!("{e:#}; nothing was changed")).into());
+                return Err(Conflict::new(format!("{e:#}; nothing was changed"))
+                    .kind("shift-tree-unwalkable")
+                    .into());
             }
             Err(e) => return Err(e.context(format!("cannot survey {}", d.display()))),
         };
@@ -399,6 +411,7 @@ pub(crate) fn shift(
                     .as_deref()
                     .map_or_else(String::new, |p| p.display().to_string())
             ))
+            .kind("shift-ids-outside-mapping")
             .into());
         }
         if r.privileged > 0 && !drop_setid_and_caps && !dry_run {
@@ -409,6 +422,7 @@ pub(crate) fn shift(
                 privileged_list(&r),
                 if r.privileged > r.privileged_paths.len() as u64 { ", ..." } else { "" }
             ))
+            .kind("shift-privileged-files")
             .into());
         }
         roots.push(Shifted {
@@ -418,18 +432,13 @@ pub(crate) fn shift(
     }
     if !dry_run {
         root.ensure_dir(journal::DIR, 0o700)?;
-        let tty = std::io::stderr().is_terminal();
         for (s, dir) in roots.iter_mut().zip(&dirs) {
             let d = dir.shown();
             let log = root.resolved(&log_of(d))?;
             let total = s.report.inodes;
+            let bar = progress.inodes(&format!("shifting owners below {}", d.display()), total);
             let mut progress = |n| {
-                if tty {
-                    eprint!(
-                        "\rshifting owners below {}: {n}/{total} inodes",
-                        d.display()
-                    );
-                }
+                bar.set(n);
                 ControlFlow::Continue(())
             };
             let r = if drop_setid_and_caps {
@@ -451,9 +460,6 @@ pub(crate) fn shift(
                     }
                 )
             })?;
-            if tty {
-                eprintln!();
-            }
         }
     }
     let (uid, gid) = (map.uid(), map.gid());

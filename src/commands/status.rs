@@ -30,6 +30,7 @@ use crate::host::systemd::{LoadState, Systemd, UnitState};
 use crate::host::unit_log::{self, LastFailure};
 use crate::run::converge;
 use crate::run::journal::{self, Journal};
+use crate::run::note::Note;
 use crate::run::preflight::{self, Configured, configured};
 
 pub use crate::run::preflight::Range;
@@ -138,7 +139,7 @@ pub struct Status {
     /// when the engine was not asked or named no storage driver.
     pub image_store_switch: Option<StoreSwitch>,
     /// Remarks.
-    pub notes: Vec<String>,
+    pub notes: Vec<Note>,
 }
 
 fn user_name(uid: u32) -> String {
@@ -152,6 +153,55 @@ fn user_name(uid: u32) -> String {
 /// the run lock, so a run in progress is waited for, not reported), and everything is read
 /// after that.
 pub(crate) fn status(root: &Root, is_root: bool) -> Result<Status> {
+    let (found, journal_problem, recovered) = journal_state(root, is_root)?;
+    let conf = configured(root)?;
+    let mut problems = problems(root, &lookup_name(&conf));
+    problems.extend(remap_problems(root, &conf));
+    problems.extend(journal_problem);
+    let mut notes = recovered;
+    notes.extend(conf.notes);
+    let mut st = Status {
+        service: None,
+        remapping_active: None,
+        remap_user: conf.user,
+        remap_group: conf.group,
+        remapping_configured: conf.value,
+        subuid: conf.subuid,
+        subgid: conf.subgid,
+        docker_root_dir: None,
+        docker_version: None,
+        max_user_namespaces: kernel::max_user_namespaces(root),
+        unfinished: found,
+        host_root_containers: Vec::new(),
+        problems,
+        setup: Setup::default(),
+        image_store_switch: None,
+        notes: Vec::new(),
+    };
+    if st.max_user_namespaces == Some(0) {
+        notes.push(Note::UsernsDisabled);
+    }
+    if !root.is_host() {
+        st.setup = setup::read(root, None)?;
+        notes.push(Note::RootNotInspected);
+        st.notes = notes;
+        return Ok(st);
+    }
+    notes.extend(crate::run::carry::waiting(root));
+    if st.unfinished.is_some() {
+        notes.push(Note::Unfinished);
+    }
+    ask_services(root, &mut st, &mut notes)?;
+    st.notes = notes;
+    Ok(st)
+}
+
+/// The run record: the unfinished run it names (after rolling it back first, as root on the
+/// live host), the problem when it cannot be read, and what the rollback said.
+fn journal_state(
+    root: &Root,
+    is_root: bool,
+) -> Result<(Option<String>, Option<StatusProblem>, Vec<Note>)> {
     // A record that cannot be read is a problem of its own (enable and disable refuse to run
     // until it is dealt with), never "no unfinished run".
     let mut journal_problem = None;
@@ -187,43 +237,11 @@ pub(crate) fn status(root: &Root, is_root: bool) -> Result<Status> {
         }
         found = unfinished(root);
     }
-    let conf = configured(root)?;
-    let mut problems = problems(root, &lookup_name(&conf));
-    problems.extend(remap_problems(root, &conf));
-    problems.extend(journal_problem);
-    let mut notes = recovered;
-    notes.extend(conf.notes);
-    let mut st = Status {
-        service: None,
-        remapping_active: None,
-        remap_user: conf.user,
-        remap_group: conf.group,
-        remapping_configured: conf.value,
-        subuid: conf.subuid,
-        subgid: conf.subgid,
-        docker_root_dir: None,
-        docker_version: None,
-        max_user_namespaces: kernel::max_user_namespaces(root),
-        unfinished: found,
-        host_root_containers: Vec::new(),
-        problems,
-        setup: Setup::default(),
-        image_store_switch: None,
-        notes: Vec::new(),
-    };
-    if st.max_user_namespaces == Some(0) {
-        notes.push("user namespaces are disabled in the kernel (user.max_user_namespaces = 0): remapping cannot work".into());
-    }
-    if !root.is_host() {
-        st.setup = setup::read(root, None)?;
-        notes.push("--root: services and the engine are not inspected".into());
-        st.notes = notes;
-        return Ok(st);
-    }
-    notes.extend(crate::run::carry::waiting(root));
-    if st.unfinished.is_some() {
-        notes.push("an interrupted run left its record in /var/lib/docker-userns: run `docker-userns enable` or `disable` as root to roll it back".into());
-    }
+    Ok((found, journal_problem, recovered))
+}
+
+/// docker.service as systemd sees it, the setup, and (when docker runs) the engine.
+fn ask_services(root: &Root, st: &mut Status, notes: &mut Vec<Note>) -> Result<()> {
     let sd = Systemd::connect();
     let mut service_down = None;
     let unit = match &sd {
@@ -235,7 +253,7 @@ pub(crate) fn status(root: &Root, is_root: bool) -> Result<Status> {
             if !u.is_running() {
                 service_down = Some(format!("{}/{}", u.active_state, u.sub_state));
             }
-            let last_failure = explain_failure(root, &st, &u, &mut notes);
+            let last_failure = explain_failure(root, st, &u, notes);
             st.service = Some(Service {
                 main_pid_user: (u.main_pid != 0)
                     .then(|| kernel::uid_of_pid(u.main_pid).map(user_name))
@@ -248,32 +266,26 @@ pub(crate) fn status(root: &Root, is_root: bool) -> Result<Status> {
                 last_failure,
             });
         }
-        Ok(u) => notes.push(format!("docker.service is {} to systemd", u.load_state)),
-        Err(e) => notes.push(format!("systemd: {e}")),
+        Ok(u) => notes.push(Note::ServiceNotLoaded {
+            load_state: u.load_state.to_string(),
+        }),
+        Err(error) => notes.push(Note::SystemdUnreachable { error }),
     }
     st.setup = setup::read(root, sd.as_ref().ok())?;
     // Read-only means services too: with docker.service down, a connection to the socket
     // would start it (socket activation), so the engine is not asked.
     if let Some(state) = service_down {
-        notes.push(format!(
-            "the engine was not asked: docker.service is {state}{}",
-            if st.setup.socket_activation {
-                format!(
-                    ", and a connection to {} would start it ({} listens there); status changes nothing, services included",
-                    st.setup.engine_socket.as_deref().unwrap_or("its socket"),
-                    setup::SOCKET_UNIT
-                )
-            } else {
-                String::new()
-            }
-        ));
+        notes.push(Note::EngineNotAskedDown {
+            state,
+            socket_activation: st.setup.socket_activation,
+            socket: st.setup.engine_socket.clone(),
+        });
     } else if let Some(socket) = st.setup.engine_socket.clone() {
-        ask_engine(root, &mut st, &socket, &mut notes);
+        ask_engine(root, st, &socket, notes);
     } else if let Some(why) = &st.setup.engine_problem {
-        notes.push(format!("the engine was not asked: {why}"));
+        notes.push(Note::EngineNotAsked { why: why.clone() });
     }
-    st.notes = notes;
-    Ok(st)
+    Ok(())
 }
 
 /// docker.service's last failed start from the journal, when the unit's state shows one; a
@@ -282,19 +294,19 @@ fn explain_failure(
     root: &Root,
     st: &Status,
     u: &UnitState,
-    notes: &mut Vec<String>,
+    notes: &mut Vec<Note>,
 ) -> Option<LastFailure> {
     unit_log::wants_reading(u)?;
     let ctx = failure_context(root, st);
     match unit_log::last_failure(u, &ctx) {
         Ok(found) => found,
         Err(why) => {
-            notes.push(format!(
-                "why {} is {}/{} was not read from the journal: {why}",
-                unit_log::UNIT,
-                u.active_state,
-                u.sub_state
-            ));
+            notes.push(Note::FailureUnread {
+                unit: unit_log::UNIT.to_string(),
+                active_state: u.active_state.to_string(),
+                sub_state: u.sub_state.to_string(),
+                why: why.to_string(),
+            });
             None
         }
     }
@@ -335,12 +347,14 @@ fn failure_context(root: &Root, st: &Status) -> unit_log::Context {
 
 /// Fills in what the engine says: remapping, data root, version, setup facts, and the
 /// containers that run as host root.
-fn ask_engine(root: &Root, st: &mut Status, socket: &str, notes: &mut Vec<String>) {
+fn ask_engine(root: &Root, st: &mut Status, socket: &str, notes: &mut Vec<Note>) {
     let engine = Engine::new(socket, Duration::from_secs(5));
     let info = match engine.info() {
         Ok(info) => info,
         Err(e) => {
-            notes.push(format!("{e}"));
+            notes.push(Note::EngineError {
+                error: e.to_string(),
+            });
             return;
         }
     };
@@ -361,16 +375,11 @@ fn ask_engine(root: &Root, st: &mut Status, socket: &str, notes: &mut Vec<String
             .flatten();
         let sw = setup::predict_store(&before, !on, &info.server_version, &config, prior);
         if sw.switches {
-            notes.push(if on {
-                format!(
-                    "the image store is {} while remapping is on; `disable` switches docker back to {} ({}): the images there are out of sight now, reachable after switching back, and what this store holds is carried there only with `--carry images`",
-                    sw.before, sw.after, sw.why
-                )
-            } else {
-                format!(
-                    "the image store is {}; `enable` switches docker to {} ({}): the images here are then reachable only with `--carry images` or after switching back",
-                    sw.before, sw.after, sw.why
-                )
+            notes.push(Note::ImageStoreSwitch {
+                remapping: on,
+                before: sw.before.clone(),
+                after: sw.after.clone(),
+                why: sw.why.clone(),
             });
         }
         st.image_store_switch = Some(sw);
@@ -399,20 +408,21 @@ fn ask_engine(root: &Root, st: &mut Status, socket: &str, notes: &mut Vec<String
                     .map(unknown_root_problem),
             );
         }
-        Err(e) => notes.push(format!("cannot list containers: {e:#}")),
+        Err(e) => notes.push(Note::ContainersUnlisted {
+            error: format!("{e:#}"),
+        }),
     }
     if configured_differs(st, on) {
-        notes.push("daemon.json and the running engine disagree: docker has not been restarted since daemon.json changed".into());
+        notes.push(Note::ConfigDisagrees);
     }
     if info.swarm.member() {
-        notes.push(format!(
-            "this node is in a swarm (Swarm.LocalNodeState {}{}): enable and disable refuse to switch remapping here, since the switch moves the swarm state with the data root (moby#39722); leave the swarm first",
-            info.swarm.local_node_state,
-            if info.swarm.control_available { ", a manager" } else { "" }
-        ));
+        notes.push(Note::SwarmMember {
+            state: info.swarm.local_node_state.to_string(),
+            manager: info.swarm.control_available,
+        });
     }
-    if let Some(note) = setup::swarm_left_behind(&info) {
-        notes.push(note);
+    if let Some(state_file) = setup::swarm_left_behind(&info) {
+        notes.push(Note::SwarmLeftBehind { state_file });
     }
 }
 

@@ -8,10 +8,11 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::exit::Conflict;
-use crate::host::engine::{ContainerCreate, Engine, HostConfigCreate};
+use crate::host::engine::{ContainerCreate, Engine, HostConfigCreate, Info};
 use crate::host::root::Root;
 use crate::host::setup;
 use crate::host::systemd::{LoadState, Systemd};
+use crate::run::note::Note;
 use crate::run::restart::SERVICE;
 
 /// One check and its outcome.
@@ -35,7 +36,7 @@ pub(crate) struct Verification {
     /// The checks, in order.
     pub(crate) checks: Vec<Check>,
     /// Remarks.
-    pub(crate) notes: Vec<String>,
+    pub(crate) notes: Vec<Note>,
     /// The remap user the configured `userns-remap` value resolves to (as dockerd resolves
     /// it; null: not set).
     pub(crate) remap_user: Option<String>,
@@ -56,11 +57,12 @@ pub(crate) fn engine(root: &Root) -> Result<Engine> {
             "docker.service is {}/{}: verify does not start it (a connection to its socket would): start docker (`systemctl start docker`) and run verify again",
             u.active_state, u.sub_state
         ))
+        .kind("docker-not-running")
         .into());
     }
-    let socket = found
-        .engine_socket
-        .ok_or_else(|| Conflict::new(found.engine_problem.unwrap_or_default()))?;
+    let socket = found.engine_socket.ok_or_else(|| {
+        Conflict::new(found.engine_problem.unwrap_or_default()).kind("engine-unreachable")
+    })?;
     Ok(Engine::new(socket, Duration::from_secs(30)))
 }
 
@@ -169,14 +171,44 @@ pub(crate) fn verify(
     scratch: &std::path::Path,
 ) -> Result<Verification> {
     let info = engine.info()?;
+    let (mut checks, mut notes) = info_checks(&info, ranges);
+    let image = find_image(engine, image)?;
+    let Some(img) = image.clone() else {
+        notes.push(Note::VerifyNoImage {
+            looked_for: DEFAULT_IMAGES.iter().map(|i| i.to_string()).collect(),
+        });
+        return Ok(Verification {
+            remap_user: None,
+            remap_group: None,
+            effective: false,
+            image: None,
+            checks,
+            notes,
+        });
+    };
+    checks.extend(container_checks(engine, &img, ranges, scratch)?);
+    Ok(Verification {
+        remap_user: None,
+        remap_group: None,
+        effective: checks.iter().all(|c| c.ok),
+        image,
+        checks,
+        notes,
+    })
+}
+
+/// What `/info` alone tells: user namespaces on, the remapped data root; and the swarm notes.
+fn info_checks(info: &Info, ranges: Option<(u64, u64)>) -> (Vec<Check>, Vec<Note>) {
     let mut notes = Vec::new();
     if info.swarm.member() {
-        notes.push(format!(
-            "this node is in a swarm (Swarm.LocalNodeState {}): enable and disable refuse to switch remapping while it is (moby#39722)",
-            info.swarm.local_node_state
-        ));
+        notes.push(Note::VerifySwarmMember {
+            state: info.swarm.local_node_state.to_string(),
+        });
     }
-    notes.extend(crate::host::setup::swarm_left_behind(&info));
+    notes.extend(
+        crate::host::setup::swarm_left_behind(info)
+            .map(|state_file| Note::SwarmLeftBehind { state_file }),
+    );
     let mut checks = vec![check(
         "the engine reports user namespaces",
         info.userns(),
@@ -201,24 +233,20 @@ pub(crate) fn verify(
             ),
         ),
     });
-    let image = find_image(engine, image)?;
-    let Some(img) = image.clone() else {
-        notes.push(format!(
-            "no local image to run checks with (looked for {}): pass --image IMG with a local image that has id, sleep and touch; only /info was checked",
-            DEFAULT_IMAGES.join(", ")
-        ));
-        return Ok(Verification {
-            remap_user: None,
-            remap_group: None,
-            effective: false,
-            image: None,
-            checks,
-            notes,
-        });
-    };
+    (checks, notes)
+}
 
+/// The checks with containers of `img`: root inside and on the host, a root-owned bind mount,
+/// `--privileged`.
+fn container_checks(
+    engine: &Engine,
+    img: &str,
+    ranges: Option<(u64, u64)>,
+    scratch: &std::path::Path,
+) -> Result<Vec<Check>> {
+    let mut checks = Vec::new();
     // 1. Root inside is still uid 0.
-    let (code, out) = run(engine, &img, &["id", "-u"], HostConfigCreate::default())?;
+    let (code, out) = run(engine, img, &["id", "-u"], HostConfigCreate::default())?;
     checks.push(check(
         "root inside the container is uid 0",
         code == 0 && out.trim() == "0",
@@ -226,7 +254,7 @@ pub(crate) fn verify(
     ));
 
     // 2. On the host, that root is the range start.
-    let sleeper = create(engine, &img, &["sleep", "30"], HostConfigCreate::default())?;
+    let sleeper = create(engine, img, &["sleep", "30"], HostConfigCreate::default())?;
     engine.start_container(&sleeper.id)?;
     let pid = engine.inspect_container(&sleeper.id)?.state.pid;
     let host_uid = std::fs::metadata(format!("/proc/{pid}"))
@@ -253,7 +281,7 @@ pub(crate) fn verify(
     let bind = format!("{}:/probe", dir.path().display());
     let (code, out) = run(
         engine,
-        &img,
+        img,
         &["touch", "/probe/written"],
         HostConfigCreate {
             binds: vec![bind],
@@ -276,7 +304,7 @@ pub(crate) fn verify(
         privileged: true,
         ..HostConfigCreate::default()
     };
-    let refused = match create(engine, &img, &["true"], privileged) {
+    let refused = match create(engine, img, &["true"], privileged) {
         Ok(p) => match engine.start_container(&p.id) {
             Ok(_) => Err("a privileged container was created and started".to_string()),
             Err(e) => Ok(e.to_string()),
@@ -291,15 +319,7 @@ pub(crate) fn verify(
         ),
         Err(msg) => check("--privileged is refused", false, msg),
     });
-
-    Ok(Verification {
-        remap_user: None,
-        remap_group: None,
-        effective: checks.iter().all(|c| c.ok),
-        image,
-        checks,
-        notes,
-    })
+    Ok(checks)
 }
 
 #[cfg(test)]

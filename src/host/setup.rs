@@ -197,16 +197,14 @@ pub(crate) fn engine_data_root(info: &Info) -> Option<String> {
 }
 
 /// On the live host: with remapping on and no swarm, swarm state in the data root above the remapped one is what
-/// the node left behind when remapping was turned on (moby#39722).
+/// the node left behind when remapping was turned on (moby#39722): that state file.
 pub(crate) fn swarm_left_behind(info: &Info) -> Option<String> {
     if !info.userns() || info.swarm.member() {
         return None;
     }
     let old = engine_data_root(info)?;
     let state = format!("{old}/swarm/docker-state.json");
-    std::path::Path::new(&state).exists().then(|| format!(
-        "{state} is swarm state from before remapping was turned on: this node left that swarm with the switch (moby#39722); join it again, or turn remapping off to get it back"
-    ))
+    std::path::Path::new(&state).exists().then_some(state)
 }
 
 /// The setup, as found.

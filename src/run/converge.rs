@@ -14,14 +14,16 @@ use crate::formats::daemon_config::DEFAULT_USER;
 use crate::formats::subid::How;
 use crate::host::inspect::Impact;
 use crate::host::root::Root;
+use crate::progress::Progress;
 use crate::run::apply;
 use crate::run::carry::{self, Carry};
 use crate::run::carry::{carry_load, carry_preview, carry_volumes};
 use crate::run::journal::{self, Action, Before, Journal};
+use crate::run::note::Note;
 use crate::run::plan::{self, Decided, DisablePlan, Plan, Repair};
 use crate::run::preflight::{self, Inputs};
 use crate::run::repair::{
-    REPAIR_KEEPS, held_outside, move_data_root, repair_check, repair_preview,
+    held_outside, move_data_root, repair_check, repair_preview, repair_preview_refusal,
 };
 use crate::run::restart::{self, Docker, Expect, Observed, Validation};
 use crate::run::signals::{self, Critical};
@@ -160,7 +162,7 @@ pub(crate) fn plan(
                 .as_ref()
                 .is_some_and(|r| root.is_dir(&r.from));
             if moves && (carry_images || carry_volumes) {
-                out.notes.push(REPAIR_KEEPS.into());
+                out.notes.push(Note::CarryRepairKeeps);
             } else if carry_images {
                 out.carry = Some(carry_preview(root, &docker, out.restart)?);
             }
@@ -173,9 +175,9 @@ pub(crate) fn plan(
         }
         // What enable would refuse (docker listens on no unix socket), plan refuses too.
         Err(e) if e.is::<Conflict>() => return Err(e),
-        Err(e) => out.notes.push(format!(
-            "docker's running state is unknown ({e:#}); the plan covers the files only"
-        )),
+        Err(e) => out.notes.push(Note::DockerStateUnknown {
+            error: format!("{e:#}"),
+        }),
     }
     Ok(out)
 }
@@ -199,9 +201,9 @@ pub(crate) fn plan_disable(root: &Root) -> Result<Outcome<DisablePlan>> {
             }
         }
         Err(e) if e.is::<Conflict>() => return Err(e),
-        Err(e) => out.notes.push(format!(
-            "docker's running state is unknown ({e:#}); the plan covers the files only"
-        )),
+        Err(e) => out.notes.push(Note::DockerStateUnknown {
+            error: format!("{e:#}"),
+        }),
     }
     Ok(out)
 }
@@ -219,7 +221,7 @@ fn planned(root: &Root, inputs: &Inputs, want: &Want) -> Result<Plan> {
                 Ok(Plan {
                     repair: Some(r), ..
                 }) => {
-                    let preview = repair_preview(root, &r)?;
+                    let preview = repair_preview_refusal(root, &r)?;
                     Err(Conflict {
                         message: format!("{}; here: {preview}", refused.message),
                         ..refused
@@ -245,7 +247,7 @@ pub(crate) fn disable(root: &Root, policy: &RestartPolicy) -> Result<Outcome<Dis
 
 /// Rolls back (or finishes) an interrupted run on the live host, under the run lock; the
 /// note says what was found. For `status`.
-pub(crate) fn recover_interrupted(root: &Root, timeout: Duration) -> Result<Option<String>> {
+pub(crate) fn recover_interrupted(root: &Root, timeout: Duration) -> Result<Option<Note>> {
     let _lock = journal::lock(root, journal::LOCK_WAIT)?;
     let mut docker = Docker::connect(root, timeout, restart::DEFAULT_SETTLE)?;
     journal::recover(root, Some(&mut docker))
@@ -271,7 +273,7 @@ fn converge<C: Change>(
         return Ok(run.out);
     }
     let switched = journaled_and_restarted(root, policy, change, &mut docker, &seen, &mut run)?;
-    carried::<C>(root, &docker, run, switched)
+    carried::<C>(root, &docker, run, switched, policy.progress)
 }
 
 /// `--root`, or `--no-restart` on the live host: the files only. Whoever restarts docker next
@@ -291,7 +293,7 @@ fn converge_without_restart<C: Change>(
     };
     let mut out = converge_files(root, change, &guard)?;
     if policy.carry_images {
-        out.notes.push("--carry images needs docker switched on the live host (not --root or --no-restart): nothing was carried".into());
+        out.notes.push(Note::CarryImagesNotSwitched);
     }
     Ok(out)
 }
@@ -329,7 +331,7 @@ fn surveyed<C: Change>(
     change: &C,
     docker: &mut Docker,
     seen: &Observed,
-    recovered: Option<String>,
+    recovered: Option<Note>,
 ) -> Result<Surveyed<C::Plan>> {
     let inputs = preflight::gather(root, change.user())?;
     let mut out = Outcome::new(change.plan(root, &inputs)?);
@@ -355,7 +357,7 @@ fn surveyed<C: Change>(
     // --repair moves the data root with everything in it: nothing to carry.
     let carrying = moving.is_none() && need;
     if moving.is_some() && (policy.carry_images || policy.carry_volumes) {
-        out.notes.push(REPAIR_KEEPS.into());
+        out.notes.push(Note::CarryRepairKeeps);
     }
     // --carry images: what the old engine holds, surveyed (and the spool's room checked)
     // before anything changes; exported before docker stops, loaded after the gate.
@@ -394,7 +396,7 @@ fn carry_left<C: Change>(
     out: &mut Outcome<C::Plan>,
 ) -> Result<()> {
     if policy.carry_images {
-        out.carry = Some(carry_load(root, docker, Vec::new()));
+        out.carry = Some(carry_load(root, docker, Vec::new(), policy.progress));
     }
     if policy.carry_volumes {
         let left = carry::pending_volumes(root)?;
@@ -429,10 +431,7 @@ fn carry_left<C: Change>(
     if out.carry.as_ref().is_some_and(|c| {
         c.images.is_empty() && c.volumes.is_empty() && c.failed.is_empty() && c.skipped.is_empty()
     }) {
-        out.notes.push(
-            "--carry: docker was not switched and no earlier carry is waiting: nothing to carry"
-                .into(),
-        );
+        out.notes.push(Note::CarryNothingWaiting);
     }
     Ok(())
 }
@@ -499,9 +498,9 @@ fn journaled_and_restarted<C: Change>(
     if let Some((vols, ..)) = &volumes
         && let Err(e) = carry::keep_pending(root, vols)
     {
-        out.notes.push(format!(
-            "cannot record the volumes to carry for a later run: {e:#}"
-        ));
+        out.notes.push(Note::CarryPendingNotRecorded {
+            error: format!("{e:#}"),
+        });
     }
     journal.finish(root)?;
     Ok(Switched {
@@ -535,7 +534,7 @@ fn switch_steps<C: Change>(
     validate(&exec_start, policy.timeout, &mut out.notes)?;
     if let Some((images, _)) = &run.images {
         journal.spool_images(root)?;
-        carry::export(root, docker.engine(), images)?;
+        carry::export(root, docker.engine(), images, policy.progress)?;
         failpoint::hit("carry:after-export")?;
     }
     // With live-restore, stopping docker leaves its containers running, out of sight of the
@@ -561,7 +560,7 @@ fn switch_steps<C: Change>(
     let downtime = docker
         .restart_with(&expect, &mut || {
             if let (Some(total), Some(r)) = (run.moving, &repair) {
-                moved = Some(move_data_root(root, journal, r, total)?);
+                moved = Some(move_data_root(root, journal, r, total, policy.progress)?);
             }
             Ok(())
         })
@@ -575,12 +574,9 @@ fn switch_steps<C: Change>(
         );
     }
     if !stopped.is_empty() {
-        let names: Vec<&str> = stopped.iter().map(|c| c.name.as_str()).collect();
-        out.notes.push(format!(
-            "live-restore is on, so stopping docker would have left the running containers alive but out of sight of the daemon that came back: {} container(s) were stopped through the engine API first ({}), and none of their processes is alive after the switch",
-            names.len(),
-            names.join(", ")
-        ));
+        out.notes.push(Note::LiveRestoreStopped {
+            containers: stopped.iter().map(|c| c.name.clone()).collect(),
+        });
     }
     failpoint::hit("converge:before-finish")?;
     Ok(Some(downtime))
@@ -593,6 +589,7 @@ fn carried<C: Change>(
     docker: &Docker,
     run: Surveyed<C::Plan>,
     switched: Switched,
+    progress: Progress,
 ) -> Result<Outcome<C::Plan>> {
     let mut out = run.out;
     out.restarted = switched.downtime.is_some();
@@ -619,7 +616,7 @@ fn carried<C: Change>(
                 ..Carry::default()
             });
         } else {
-            out.carry = Some(carry_load(root, docker, containers));
+            out.carry = Some(carry_load(root, docker, containers, progress));
         }
     }
     if let Some((vols, skipped, ranges)) = volumes {
@@ -693,15 +690,12 @@ fn containers_stopped(err: anyhow::Error, running: &[String]) -> anyhow::Error {
 }
 
 /// `dockerd --validate` on the written files, where this dockerd has it.
-fn validate(exec_start: &[String], timeout: Duration, notes: &mut Vec<String>) -> Result<()> {
-    match restart::validate(exec_start, timeout)? {
-        Validation::Ok => notes.push("dockerd --validate accepted the new configuration".into()),
-        Validation::Unsupported => notes.push(
-            "this dockerd has no --validate (before 23.0): the health gate after the restart decides"
-                .into(),
-        ),
-        Validation::Skipped(why) => notes.push(why),
-    }
+fn validate(exec_start: &[String], timeout: Duration, notes: &mut Vec<Note>) -> Result<()> {
+    notes.push(match restart::validate(exec_start, timeout)? {
+        Validation::Ok => Note::ValidateAccepted,
+        Validation::Unsupported => Note::ValidateUnsupported,
+        Validation::Skipped(why) => Note::ValidateSkipped { why },
+    });
     Ok(())
 }
 

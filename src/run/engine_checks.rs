@@ -2,6 +2,7 @@
 //! first (running containers, an active swarm, live-restore under `--no-restart`), the image
 //! store the switch leads to, and what is said of a docker left stopped.
 
+use crate::run::note::Note;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -47,12 +48,9 @@ pub(crate) fn guard_running(docker: &Docker, restart: bool, yes: bool) -> Result
 }
 
 /// What is said when the files changed and docker was not restarted (`--no-restart`, `--root`).
-pub(crate) fn not_restarted_note(root: &Root) -> String {
-    if root.is_host() {
-        "docker was not restarted (--no-restart): the change applies at its next start".into()
-    } else {
-        "--root: services are never touched; docker there applies the change at its next start"
-            .into()
+pub(crate) fn not_restarted_note(root: &Root) -> Note {
+    Note::NotRestarted {
+        live_host: root.is_host(),
     }
 }
 
@@ -135,12 +133,15 @@ pub(crate) fn decide_restart<P>(
     out.restart = need;
     out.changed |= need;
     if seen.active() && seen.userns.is_none() {
-        out.notes.push(format!("docker.service runs but its engine did not answer on {} (no access?): whether it remaps now is unknown, so only file changes decide the restart", docker.engine().socket().display()));
+        out.notes.push(Note::EngineSilent {
+            socket: docker.engine().socket().display().to_string(),
+        });
     }
     if need {
         if let Err(e) = docker.learn() {
-            out.notes
-                .push(format!("the engine did not say how it runs: {e}"));
+            out.notes.push(Note::EngineUnlearned {
+                error: e.to_string(),
+            });
         }
         refuse_swarm(docker.setup())?;
         for dir in docker.setup().data_roots() {
@@ -158,7 +159,9 @@ pub(crate) fn decide_restart<P>(
                 i.image_store = store_switch(root, docker, want_userns);
                 out.impact = Some(i);
             }
-            Err(e) => out.notes.push(format!("no impact report: {e:#}")),
+            Err(e) => out.notes.push(Note::NoImpactReport {
+                error: format!("{e:#}"),
+            }),
         }
     }
     out.setup = Some(docker.setup().clone());
@@ -195,16 +198,9 @@ pub(crate) fn store_switch(
 }
 
 /// What a run says about a docker.service it leaves stopped.
-pub(crate) fn left_stopped_note(setup: &Setup) -> String {
-    let mut s =
-        "docker.service is not running and is left stopped: the change applies at its next start"
-            .to_string();
-    if setup.socket_activation {
-        s.push_str(&format!(
-            "; {} listens on {}, so the first connection to it starts docker with the new configuration (no health gate runs then: check it with `docker-userns verify`)",
-            setup::SOCKET_UNIT,
-            setup.engine_socket.as_deref().unwrap_or("its socket")
-        ));
+pub(crate) fn left_stopped_note(setup: &Setup) -> Note {
+    Note::DockerLeftStopped {
+        socket_activation: setup.socket_activation,
+        socket: setup.engine_socket.clone(),
     }
-    s
 }

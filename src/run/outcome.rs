@@ -8,7 +8,9 @@ use serde::Serialize;
 use crate::formats::subid::How;
 use crate::host::inspect::Impact;
 use crate::host::setup::Setup;
+use crate::progress::Progress;
 use crate::run::carry::Carry;
+use crate::run::note::Note;
 use crate::run::plan::Decided;
 
 /// What `enable` (and `plan`) are asked for.
@@ -48,6 +50,8 @@ pub(crate) struct RestartPolicy {
     pub(crate) carry_images: bool,
     /// Carry the named volumes across the switch (`--carry volumes`).
     pub(crate) carry_volumes: bool,
+    /// How the long steps (repair's shift, the image export and load) show their progress.
+    pub(crate) progress: Progress,
 }
 
 /// What a run did (or, for `plan`, would do): the plan, and what happened around it.
@@ -70,8 +74,8 @@ pub(crate) struct Outcome<P> {
     pub(crate) setup: Option<Setup>,
     /// What `--carry` carried (or, for `plan`, would carry); None: not asked.
     pub(crate) carry: Option<Carry>,
-    /// Remarks for the operator.
-    pub(crate) notes: Vec<String>,
+    /// Remarks for the operator (`--json`: their sentences, and `facts` as they are).
+    pub(crate) notes: Vec<Note>,
 }
 
 impl<P> Outcome<P> {

@@ -12,6 +12,7 @@ use crate::formats::login_defs::SubIdBounds;
 use crate::formats::remap_value::{self, Resolved};
 use crate::formats::subid::{self, Decision, How, Reserved, Side, Which};
 use crate::host::account;
+use crate::run::note::Note;
 use crate::run::plan_refusals::{
     blocked_data_root, config_file_conflict, enable_flag, features_conflict, first_malformed,
     flag_conflict, matches_user,
@@ -125,7 +126,7 @@ pub(crate) struct Plan {
     pub(crate) repair: Option<Repair>,
     /// The planner's remarks (moved into the run's outcome).
     #[serde(skip)]
-    pub(crate) notes: Vec<String>,
+    pub(crate) notes: Vec<Note>,
     /// The bytes to write to daemon.json (when it changes).
     #[serde(skip)]
     pub(crate) daemon_bytes: Option<Vec<u8>>,
@@ -305,7 +306,7 @@ pub(crate) struct DisablePlan {
     pub(crate) docker: DockerFacts,
     /// The planner's remarks (moved into the run's outcome).
     #[serde(skip)]
-    pub(crate) notes: Vec<String>,
+    pub(crate) notes: Vec<Note>,
     /// The bytes to write to daemon.json (when it changes).
     #[serde(skip)]
     pub(crate) daemon_bytes: Option<Vec<u8>>,
@@ -314,12 +315,12 @@ pub(crate) struct DisablePlan {
     pub(crate) files: Option<Vec<FileWrite>>,
 }
 
-fn docker_facts(inputs: &Inputs, notes: &mut Vec<String>) -> DockerFacts {
+fn docker_facts(inputs: &Inputs, notes: &mut Vec<Note>) -> DockerFacts {
     let unit = &inputs.unit;
     if unit.unit_file.is_none() {
-        notes.push("docker.service was not found: docker does not seem to be installed; the files are prepared for when it is".into());
+        notes.push(Note::DockerNotInstalled);
     } else if unit.masked {
-        notes.push("docker.service is masked: docker will not start until it is unmasked".into());
+        notes.push(Note::DockerMasked);
     }
     DockerFacts {
         unit_file: unit.unit_file.clone(),
@@ -401,9 +402,10 @@ pub(crate) fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Resul
         }
         (None, _) => {
             if inputs.target.as_ref().is_some_and(|t| !t.own_group) {
-                notes.push(format!(
-                    "no group is named {user}: dockerd rejects \"userns-remap\": {value:?} without one (it looks the group of the user's name up: \"Error during gid lookup for {user:?}\"), so docker would not start with it; create it first: `groupadd --system {user}`"
-                ));
+                notes.push(Note::NoRemapGroup {
+                    user: user.to_string(),
+                    value: value.clone(),
+                });
             }
             inputs.daemon.config.with_remap(&value)
         }
@@ -460,19 +462,22 @@ pub(crate) fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Resul
         && renamed.0.is_none()
         && renamed.1.is_none()
     {
-        notes.push(format!(
-            "--repair: {user}'s ranges overlap no one's and cover no account's ids: nothing to repair"
-        ));
+        notes.push(Note::RepairNothing {
+            user: user.to_string(),
+        });
     }
     if want_u < 65536 || want_g < 65536 {
-        notes.push("fewer than 65536 ids: images with files owned by high ids (e.g. nobody, 65534) will fail to unpack".into());
+        notes.push(Note::FewIds);
     }
 
     let create = inputs.account.is_none();
     if create && let Some((path, line, uid)) = orphan_system_uid_line(inputs) {
-        notes.push(format!(
-            "{path}:{line} is owned by uid {uid}, which no account has and which useradd may give the new user {user}: then that range is {user}'s, `enable` keeps it instead of adding the planned line, and the files differ from this plan (`enable` reports what it wrote)"
-        ));
+        notes.push(Note::OrphanRangeLine {
+            path: path.to_string(),
+            line,
+            uid,
+            user: user.to_string(),
+        });
     }
     let mut subuid = RangePlan::new(Which::SubUid, &du);
     let mut subgid = RangePlan::new(Which::SubGid, &dg);
@@ -483,10 +488,12 @@ pub(crate) fn enable_how(inputs: &Inputs, count: Option<u64>, how: How) -> Resul
                 r.replaces = vec![*line];
             }
             r.renamed_from = Some(owner.clone());
-            notes.push(format!(
-                "--repair: line {line} of {} is {owner}'s; dockerd reads it by the user's name only: it becomes {user}'s, with the same range",
-                r.file
-            ));
+            notes.push(Note::RepairRenamesLine {
+                file: r.file.to_string(),
+                line: *line,
+                owner: owner.clone(),
+                user: user.to_string(),
+            });
         }
     }
     let changed = create || subuid.add || subgid.add || daemon_json_change != FileChange::None;
@@ -691,7 +698,7 @@ pub(crate) fn disable(inputs: &Inputs) -> Result<DisablePlan, Conflict> {
     let changed = has_key;
     let removed = current.map(str::to_string);
     if removed.is_some() {
-        notes.push("images, containers and volumes created while remapping was on stay in the remapped data root and are not visible after this; switching back and forth is best avoided".into());
+        notes.push(Note::DisableLeavesData);
     }
     Ok(DisablePlan {
         changed,
@@ -717,7 +724,7 @@ pub(crate) trait Decided {
     /// docker must restart, as the files alone decide (the live run also asks the engine).
     fn restart_for_files(&self) -> bool;
     /// The planner's remarks for the operator (taken once).
-    fn take_notes(&mut self) -> Vec<String>;
+    fn take_notes(&mut self) -> Vec<Note>;
 }
 
 impl Decided for Plan {
@@ -727,7 +734,7 @@ impl Decided for Plan {
     fn restart_for_files(&self) -> bool {
         self.restart
     }
-    fn take_notes(&mut self) -> Vec<String> {
+    fn take_notes(&mut self) -> Vec<Note> {
         std::mem::take(&mut self.notes)
     }
 }
@@ -739,7 +746,7 @@ impl Decided for DisablePlan {
     fn restart_for_files(&self) -> bool {
         self.restart
     }
-    fn take_notes(&mut self) -> Vec<String> {
+    fn take_notes(&mut self) -> Vec<Note> {
         std::mem::take(&mut self.notes)
     }
 }
@@ -855,7 +862,7 @@ mod tests {
                 .unwrap()
                 .notes
                 .iter()
-                .any(|n| n.contains("useradd may give the new user dockremap"))
+                .any(|n| matches!(n, Note::OrphanRangeLine { user, .. } if user == "dockremap"))
         };
         assert!(orphan("alice:100000:65536\n999:300000:65536\n"));
         // alice's uid, a uid outside the system uids, or an existing user: nothing to note.
@@ -866,7 +873,7 @@ mod tests {
                 .unwrap()
                 .notes
                 .iter()
-                .all(|n| !n.contains("useradd may"))
+                .all(|n| !matches!(n, Note::OrphanRangeLine { .. }))
         );
     }
 
@@ -983,10 +990,6 @@ mod tests {
         i.unit = UnitScan::default();
         let p = enable(&i, None).unwrap();
         assert!(p.changed && !p.restart);
-        assert!(
-            p.notes.iter().any(|n| n.contains("not found")),
-            "{:?}",
-            p.notes
-        );
+        assert!(p.notes.contains(&Note::DockerNotInstalled), "{:?}", p.notes);
     }
 }

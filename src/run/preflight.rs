@@ -1,6 +1,7 @@
 //! Preflight: read everything a plan depends on from the root, refusing inputs that cannot be
 //! trusted. Reads only; never writes.
 
+use crate::run::note::Note;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
@@ -430,7 +431,7 @@ pub(crate) struct Configured {
     /// Its /etc/subgid ranges.
     pub(crate) subgid: Option<Range>,
     /// Remarks on the files (a symlinked daemon.json).
-    pub(crate) notes: Vec<String>,
+    pub(crate) notes: Vec<Note>,
     /// The value as dockerd gets it, resolved (None: not set).
     pub(crate) setting: Option<RemapSetting>,
 }
@@ -438,7 +439,7 @@ pub(crate) struct Configured {
 /// `userns-remap` in daemon.json, for reading only. A symlinked daemon.json (which `enable`
 /// and `disable` refuse to rewrite) is read through the link, resolved inside the root, with
 /// a note saying so; other problems with the file are errors as for `enable`.
-fn daemon_remap(root: &Root) -> Result<(Option<String>, Vec<String>)> {
+fn daemon_remap(root: &Root) -> Result<(Option<String>, Vec<Note>)> {
     let is_link = root
         .symlink_metadata(DAEMON_JSON)?
         .is_some_and(|m| m.file_type().is_symlink());
@@ -457,27 +458,31 @@ fn daemon_remap(root: &Root) -> Result<(Option<String>, Vec<String>)> {
     } else {
         format!("/etc/docker/{target_text}")
     };
-    let mut notes = vec![format!(
-        "{} is a symbolic link (to {target_text}): read through the link; enable and disable refuse to edit it (an atomic rewrite would replace the link with a file): edit the target yourself or replace the link with a regular file",
-        path.display()
-    )];
+    let mut notes = vec![Note::DaemonJsonSymlink {
+        path: path.display().to_string(),
+        target: target_text.clone(),
+    }];
     let value = match root.read_optional(&resolved) {
         Ok(Some(bytes)) => match DaemonConfig::parse(&bytes) {
             Ok(c) => c.remap().ok().flatten().map(str::to_string),
             Err(e) => {
-                notes.push(format!("{}: {e}", root.path(&resolved).display()));
+                notes.push(Note::DaemonJsonTargetInvalid {
+                    path: root.path(&resolved).display().to_string(),
+                    error: e.to_string(),
+                });
                 None
             }
         },
         Ok(None) => {
-            notes.push(format!(
-                "the link's target {} does not exist: docker reads no daemon.json",
-                root.path(&resolved).display()
-            ));
+            notes.push(Note::DaemonJsonTargetMissing {
+                path: root.path(&resolved).display().to_string(),
+            });
             None
         }
         Err(e) => {
-            notes.push(format!("cannot read the link's target: {e:#}"));
+            notes.push(Note::DaemonJsonTargetUnreadable {
+                error: format!("{e:#}"),
+            });
             None
         }
     };

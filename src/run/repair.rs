@@ -1,8 +1,6 @@
 //! `--repair`: moving the remap range dockerd took (and the remapped data root with it): the
 //! checks before docker stops, the rename and the owner shift, what it leaves outside.
 
-use std::io::IsTerminal;
-
 use anyhow::{Context, Result};
 
 use crate::exit::Conflict;
@@ -10,36 +8,60 @@ use crate::failpoint;
 use crate::host::inspect::{self};
 use crate::host::root::Root;
 use crate::host::shift;
+use crate::progress::Progress;
 use crate::run::journal::{Journal, OwnerShift};
+use crate::run::note::{HeldDir, Note};
 use crate::run::plan::Repair;
 use crate::run::restart::Docker;
 
 /// What a repair does, with the size of the tree it shifts.
-pub(crate) fn repair_preview(root: &Root, r: &Repair) -> Result<String> {
-    let from = root.path(&r.from);
+pub(crate) fn repair_preview(root: &Root, r: &Repair) -> Result<Note> {
+    let from = root.path(&r.from).display().to_string();
     if !root.is_dir(&r.from) {
-        return Ok(format!(
-            "--repair moves the range to {}:{}; no remapped data root exists at {} (nothing to rename or shift)",
-            r.uid_to,
-            r.uid_count,
-            from.display()
-        ));
+        return Ok(Note::RepairNoDataRoot {
+            from,
+            uid_to: r.uid_to,
+            uid_count: r.uid_count,
+        });
     }
     let inodes = shift::count(&root.open_dir(&r.from)?)
-        .with_context(|| format!("cannot count the inodes below {}", from.display()))?;
-    Ok(format!(
-        "--repair stops docker, renames {} to {} and shifts the owners of its {inodes} inodes from uids {}.. / gids {}.. to {}.. / {}.., then starts docker and health-gates it",
-        from.display(),
-        root.path(&r.to).display(),
-        r.uid_from,
-        r.gid_from,
-        r.uid_to,
-        r.gid_to
-    ))
+        .with_context(|| format!("cannot count the inodes below {from}"))?;
+    Ok(Note::RepairWill {
+        from,
+        to: root.path(&r.to).display().to_string(),
+        inodes,
+        uid_from: r.uid_from,
+        gid_from: r.gid_from,
+        uid_to: r.uid_to,
+        gid_to: r.gid_to,
+    })
 }
 
-/// What `--carry` does beside a `--repair` that moves a data root.
-pub(crate) const REPAIR_KEEPS: &str = "--carry: nothing to carry, --repair keeps the images, containers and volumes: they stay in the remapped data root it moves to the new range";
+/// The refusal's words for what a repair would do (an error, not a note: [`repair_preview`]'s
+/// facts in the words `report.rs` gives them).
+pub(crate) fn repair_preview_refusal(root: &Root, r: &Repair) -> Result<String> {
+    Ok(match repair_preview(root, r)? {
+        Note::RepairNoDataRoot {
+            from,
+            uid_to,
+            uid_count,
+        } => format!(
+            "--repair moves the range to {uid_to}:{uid_count}; no remapped data root exists at {from} (nothing to rename or shift)"
+        ),
+        Note::RepairWill {
+            from,
+            to,
+            inodes,
+            uid_from,
+            gid_from,
+            uid_to,
+            gid_to,
+        } => format!(
+            "--repair stops docker, renames {from} to {to} and shifts the owners of its {inodes} inodes from uids {uid_from}.. / gids {gid_from}.. to {uid_to}.. / {gid_to}.., then starts docker and health-gates it"
+        ),
+        other => unreachable!("repair_preview made {other:?}"),
+    })
+}
 
 /// Where the shift of a repair keeps its log.
 pub(crate) const SHIFT_LOG: &str = "/var/lib/docker-userns/shift.log";
@@ -53,7 +75,7 @@ pub(crate) fn repair_check(
     root: &Root,
     r: &Repair,
     docker_active: Option<bool>,
-    notes: &mut Vec<String>,
+    notes: &mut Vec<Note>,
 ) -> Result<Option<u64>> {
     let is_dir =
         |abs: &str| -> Result<bool> { Ok(root.symlink_metadata(abs)?.is_some_and(|m| m.is_dir())) };
@@ -139,12 +161,7 @@ pub(crate) fn repair_shift(r: &Repair) -> Result<OwnerShift> {
 /// the old range are named (they become unwritable for the remapped containers), with what to
 /// do (`planning`: said before the repair, by `plan`). Asking the engine or surveying a
 /// directory that fails is said too.
-pub(crate) fn held_outside(
-    root: &Root,
-    docker: &Docker,
-    r: &Repair,
-    planning: bool,
-) -> Vec<String> {
+pub(crate) fn held_outside(root: &Root, docker: &Docker, r: &Repair, planning: bool) -> Vec<Note> {
     let mut dirs: Vec<(String, String)> = Vec::new();
     match docker.engine().volumes() {
         Ok(vols) => {
@@ -160,9 +177,9 @@ pub(crate) fn held_outside(
             }
         }
         Err(e) => {
-            return vec![format!(
-                "--repair: cannot list the volumes ({e}); volumes with bind options keep their owners"
-            )];
+            return vec![Note::RepairVolumesUnlisted {
+                error: e.to_string(),
+            }];
         }
     }
     match inspect::containers(docker.engine()) {
@@ -174,9 +191,9 @@ pub(crate) fn held_outside(
             }
         }
         Err(e) => {
-            return vec![format!(
-                "--repair: cannot list the containers ({e:#}); host directories bind-mounted into them keep their owners"
-            )];
+            return vec![Note::RepairContainersUnlisted {
+                error: format!("{e:#}"),
+            }];
         }
     }
     let Ok(map) = repair_shift(r).and_then(|s| s.mapping()) else {
@@ -216,32 +233,18 @@ pub(crate) fn held_outside(
     if found.is_empty() {
         return Vec::new();
     }
-    let listed: Vec<String> = found
-        .iter()
-        .map(|(d, by, n)| {
-            if *n > 0 {
-                format!("{d} ({}; {n} inode(s))", by.join(", "))
-            } else {
-                format!("{d} ({})", by.join(", "))
-            }
-        })
-        .collect();
-    let head = format!(
-        "--repair moves docker's data root only: these host directories, used by the engine from outside it, keep owners of the old range (uids {}.. / gids {}..), which the remapped containers can no longer write after the move: {}",
-        r.uid_from,
-        r.gid_from,
-        listed.join("; "),
-    );
-    let what = if planning {
-        "Before --repair, run `docker-userns shift DIR --to host` for each (stop the containers using it first); after it, `docker-userns shift DIR --to remapped` gives them to the new range".to_string()
-    } else {
-        format!(
-            "No `docker-userns shift` command moves owners from the old range to the new one once the range has moved (it shifts between host ids and the current range only): give each such owner its new id by hand (old id + {} for uids, + {} for gids). Next time, run `docker-userns shift DIR --to host` for each before --repair and `docker-userns shift DIR --to remapped` after it",
-            i128::from(r.uid_to) - i128::from(r.uid_from),
-            i128::from(r.gid_to) - i128::from(r.gid_from),
-        )
-    };
-    vec![format!("{head}. {what}")]
+    vec![Note::RepairHeldOutside {
+        uid_from: r.uid_from,
+        gid_from: r.gid_from,
+        dirs: found
+            .into_iter()
+            .map(|(dir, by, inodes)| HeldDir { dir, by, inodes })
+            .collect(),
+        planning,
+        // Ids are 32-bit: the difference fits.
+        uid_delta: r.uid_to as i64 - r.uid_from as i64,
+        gid_delta: r.gid_to as i64 - r.gid_from as i64,
+    }]
 }
 
 /// With docker stopped: renames the remapped data root and shifts the owners below it, each
@@ -251,7 +254,8 @@ pub(crate) fn move_data_root(
     journal: &mut Journal,
     r: &Repair,
     total: u64,
-) -> Result<String> {
+    progress: Progress,
+) -> Result<Note> {
     let owner_shift = repair_shift(r)?;
     let mapping = owner_shift.mapping()?;
     let (from, to) = (root.path(&r.from), root.path(&r.to));
@@ -261,59 +265,36 @@ pub(crate) fn move_data_root(
     journal.step_done(root)?;
     journal.shift_owners(root, &r.to, &r.from, owner_shift, SHIFT_LOG)?;
     failpoint::hit("repair:before-shift")?;
-    let tty = std::io::stderr().is_terminal();
+    let bar = progress.inodes(&format!("shifting owners below {}", to.display()), total);
     let to_dir = root.open_dir(&r.to)?;
     let report = shift::shift_tree(&to_dir, &mapping, &root.resolved(SHIFT_LOG)?, &mut |n| {
-        if tty {
-            eprint!(
-                "\rshifting owners below {}: {n}/{total} inodes",
-                to.display()
-            );
-        }
+        bar.set(n);
         if failpoint::hit("repair:during-shift").is_err() {
             return std::ops::ControlFlow::Break(());
         }
         std::ops::ControlFlow::Continue(())
     })
     .with_context(|| format!("cannot shift the owners below {}", to.display()))?;
-    if tty {
-        eprintln!();
-    }
+    drop(bar);
     journal.step_done(root)?;
     failpoint::hit("repair:after-shift")?;
-    let mut note = format!(
-        "--repair: renamed {} to {} and shifted the owners of {} of its {} inodes from uids {}.. / gids {}.. to {}.. / {}..",
-        from.display(),
-        to.display(),
-        report.shifted,
-        report.inodes,
-        r.uid_from,
-        r.gid_from,
-        r.uid_to,
-        r.gid_to
-    );
-    if report.outside > 0 {
-        note.push_str(&format!(
-            "; {} inodes owned outside the old range (root's, for one) were left as they were",
-            report.outside
-        ));
-    }
-    if report.caps_restored + report.setid_restored + report.acl_entries_shifted > 0 {
-        note.push_str(&format!(
-            "; kept {} setuid/setgid bits and {} file capabilities, shifted {} ACL entries",
-            report.setid_restored, report.caps_restored, report.acl_entries_shifted
-        ));
-    }
-    if !report.other_filesystems.is_empty() {
-        let shown: Vec<String> = report
+    Ok(Note::RepairDone {
+        from: from.display().to_string(),
+        to: to.display().to_string(),
+        shifted: report.shifted,
+        inodes: report.inodes,
+        uid_from: r.uid_from,
+        gid_from: r.gid_from,
+        uid_to: r.uid_to,
+        gid_to: r.gid_to,
+        outside: report.outside,
+        setid_restored: report.setid_restored,
+        caps_restored: report.caps_restored,
+        acl_entries_shifted: report.acl_entries_shifted,
+        other_filesystems: report
             .other_filesystems
             .iter()
             .map(|p| p.display().to_string())
-            .collect();
-        note.push_str(&format!(
-            "; other filesystems mounted below were not entered: {}",
-            shown.join(", ")
-        ));
-    }
-    Ok(note)
+            .collect(),
+    })
 }

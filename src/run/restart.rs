@@ -108,7 +108,11 @@ impl Docker {
         let sd = Systemd::connect()?;
         let setup = setup::read(root, Some(&sd))?;
         let Some(socket) = setup.engine_socket.clone() else {
-            return Err(Conflict::new(setup.engine_problem.clone().unwrap_or_default()).into());
+            return Err(
+                Conflict::new(setup.engine_problem.clone().unwrap_or_default())
+                    .kind("engine-unreachable")
+                    .into(),
+            );
         };
         Ok(Docker {
             sd,
@@ -126,7 +130,7 @@ impl Docker {
     pub(crate) fn observe(&self) -> Result<Observed> {
         let unit = self.sd.require_loaded(SERVICE).map_err(|e| match e {
             SystemdError::NoSuchUnit(_) | SystemdError::Masked(_) => {
-                anyhow::Error::new(Conflict::new(e.to_string()))
+                anyhow::Error::new(Conflict::new(e.to_string()).kind("docker-unit-unusable"))
             }
             e => e.into(),
         })?;

@@ -2,8 +2,6 @@
 //! stops, loaded into the new engine after its gate, known by their config digest and diff
 //! IDs in every store.
 
-use std::io::IsTerminal;
-
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -331,12 +329,17 @@ fn export_set(
 /// containerd store) is exported on its own, for the host's platform. When the one export
 /// fails, each image is exported on its own (said in the result); an image whose own export
 /// fails is named as not carried and the rest are carried. A full spool stops the carry.
-pub(crate) fn export(root: &Root, engine: &Engine, images: &[Image]) -> Result<()> {
+pub(crate) fn export(
+    root: &Root,
+    engine: &Engine,
+    images: &[Image],
+    progress: Progress,
+) -> Result<()> {
     root.ensure_dir(crate::run::journal::DIR, 0o700)?;
     root.ensure_dir(SPOOL, 0o700)?;
     crate::failpoint::hit("carry:before-export")?;
     let total: u64 = images.iter().map(|i| i.size).sum();
-    let mut show = progress_line("exporting images");
+    let bar = progress.bytes("exporting images", total);
     let mut done = 0u64;
     let mut spooled: Vec<Image> = Vec::new();
     let (together, mut alone): (Vec<&Image>, Vec<&Image>) =
@@ -344,9 +347,7 @@ pub(crate) fn export(root: &Root, engine: &Engine, images: &[Image]) -> Result<(
     let mut fallback = None;
     if together.len() > 1 {
         let file = format!("{SPOOL}/all.tar");
-        match export_set(root, engine, &together, &file, total, &mut |b| {
-            show(b, total)
-        }) {
+        match export_set(root, engine, &together, &file, total, &mut |b| bar.set(b)) {
             Ok(v) => spooled.extend(v),
             Err(f) if f.full => return Err(f.error),
             Err(f) => {
@@ -363,7 +364,7 @@ pub(crate) fn export(root: &Root, engine: &Engine, images: &[Image]) -> Result<(
         let file = format!("{SPOOL}/{n}.tar");
         let base = done;
         match export_set(root, engine, &[img], &file, total, &mut |b| {
-            show(base + b, total)
+            bar.set(base + b)
         }) {
             Ok(v) => {
                 done += spooled_bytes(root, &v);
@@ -382,9 +383,6 @@ pub(crate) fn export(root: &Root, engine: &Engine, images: &[Image]) -> Result<(
                 });
             }
         }
-    }
-    if std::io::stderr().is_terminal() && !images.is_empty() {
-        eprintln!();
     }
     // In the order surveyed.
     spooled.sort_by_key(|s| images.iter().position(|i| i.id == s.id));
@@ -677,7 +675,7 @@ fn conflict_text(img: &Image, done: &Loaded) -> String {
 /// loaded or skipped, else kept for the next run. An image one of whose tags names another
 /// image in the new engine is carried under its other tags and reported as failed (exit 8),
 /// naming the tag; the same command carries that tag once it is free.
-pub(crate) fn load(root: &Root, engine: &Engine, images: &[Image]) -> Carry {
+pub(crate) fn load(root: &Root, engine: &Engine, images: &[Image], progress: Progress) -> Carry {
     let mut c = Carry {
         bytes: images.iter().map(|i| i.size).sum(),
         spool_bytes: spooled_bytes(root, images),
@@ -689,7 +687,7 @@ pub(crate) fn load(root: &Root, engine: &Engine, images: &[Image]) -> Carry {
         ..Carry::default()
     };
     let total = c.spool_bytes;
-    let mut show = progress_line("loading images");
+    let bar = progress.bytes("loading images", total);
     let mut loads = Loads::new();
     let mut base = 0u64;
     let mut load_failed = false;
@@ -703,9 +701,7 @@ pub(crate) fn load(root: &Root, engine: &Engine, images: &[Image]) -> Carry {
             continue;
         }
         let counted = loads.len();
-        let result = load_one(root, engine, img, &mut loads, &mut |b| {
-            show(base + b, total)
-        });
+        let result = load_one(root, engine, img, &mut loads, &mut |b| bar.set(base + b));
         if loads.len() > counted {
             base += img
                 .file
@@ -715,9 +711,6 @@ pub(crate) fn load(root: &Root, engine: &Engine, images: &[Image]) -> Carry {
         }
         load_failed |= !result.as_ref().is_ok_and(|d| d.conflicts.is_empty());
         report_one(&mut c, img, result);
-    }
-    if std::io::stderr().is_terminal() && !images.is_empty() {
-        eprintln!();
     }
     if load_failed {
         c.spool = Some(root.path(SPOOL).display().to_string());

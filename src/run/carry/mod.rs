@@ -30,13 +30,13 @@
 mod images;
 mod volumes;
 
-use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
 use crate::exit::Conflict;
 use crate::host::root::Root;
+use crate::progress::Progress;
 
 use crate::host::shift;
 use crate::run::restart::Docker;
@@ -72,6 +72,7 @@ pub(crate) fn check_space(root: &Root, needed: u64) -> Result<()> {
             root.path(SPOOL).display(),
             free >> 20
         ))
+        .kind("carry-spool-no-room")
         .into());
     }
     Ok(())
@@ -101,20 +102,6 @@ fn spool_full(
         file.display(),
         needed.div_ceil(1 << 20)
     )
-}
-
-fn progress_line(what: &str) -> impl FnMut(u64, u64) {
-    let tty = std::io::stderr().is_terminal();
-    let what = what.to_string();
-    move |done, total| {
-        if tty {
-            eprint!(
-                "\r{what}: {} / {} MiB   ",
-                done >> 20,
-                total.max(done) >> 20
-            );
-        }
-    }
 }
 
 // What converge runs: the carry around the switch.
@@ -150,10 +137,15 @@ pub(crate) fn carry_preview(root: &Root, docker: &Docker, switching: bool) -> Re
 
 /// Loads what the spool holds into the engine that runs now (after a switch, or left by an
 /// earlier run whose carry did not complete).
-pub(crate) fn carry_load(root: &Root, docker: &Docker, containers: Vec<String>) -> Carry {
+pub(crate) fn carry_load(
+    root: &Root,
+    docker: &Docker,
+    containers: Vec<String>,
+    progress: Progress,
+) -> Carry {
     match pending(root) {
         Ok(Some(images)) => {
-            let mut c = load(root, docker.engine(), &images);
+            let mut c = load(root, docker.engine(), &images, progress);
             c.containers_not_carried = containers;
             c
         }

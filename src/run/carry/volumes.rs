@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::host::engine::Engine;
 use crate::host::root::{Perms, Root};
+use crate::run::note::Note;
 
 use super::*;
 
@@ -38,17 +39,18 @@ pub(crate) fn pending_volumes(root: &Root) -> Result<Vec<Volume>> {
 
 /// What an earlier `--carry` left to carry (a kept spool, volumes recorded as pending), for
 /// `status`; None when nothing waits.
-pub(crate) fn waiting(root: &Root) -> Option<String> {
+pub(crate) fn waiting(root: &Root) -> Option<Note> {
     let images = pending(root).ok().flatten().map_or(0, |i| i.len());
     let volumes = pending_volumes(root).map_or(0, |v| v.len());
     if images == 0 && volumes == 0 {
         return None;
     }
-    Some(format!(
-        "a --carry did not complete: {images} image(s) wait in {} and {volumes} volume(s) are recorded in {}; the switch itself stands: run the same `enable --carry …` (or `disable --carry …`) command again to carry them",
-        root.path(SPOOL).display(),
-        root.path(PENDING_VOLUMES).display()
-    ))
+    Some(Note::CarryWaiting {
+        images,
+        spool: root.path(SPOOL).display().to_string(),
+        volumes,
+        pending: root.path(PENDING_VOLUMES).display().to_string(),
+    })
 }
 
 /// A named volume of the old engine.

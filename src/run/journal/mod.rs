@@ -39,6 +39,7 @@ use anyhow::{Context, Result, bail};
 use crate::exit::{Conflict, RollbackIncomplete, RolledBack};
 use crate::host::account;
 use crate::host::root::{Perms, Root};
+use crate::run::note::{Note, StrayDataRoot};
 
 pub(crate) use lock::lock;
 pub(crate) use record::*;
@@ -566,7 +567,7 @@ impl Journal {
 /// Finishes or undoes a run that died with its journal on disk; returns a note when there
 /// was one. With `docker` None (services not touched), a journal that needs docker brought
 /// back is refused before anything is undone.
-pub(crate) fn recover(root: &Root, docker: Option<&mut dyn Docker>) -> Result<Option<String>> {
+pub(crate) fn recover(root: &Root, docker: Option<&mut dyn Docker>) -> Result<Option<Note>> {
     let Some(journal) = Journal::load(root)? else {
         return Ok(None);
     };
@@ -575,11 +576,10 @@ pub(crate) fn recover(root: &Root, docker: Option<&mut dyn Docker>) -> Result<Op
     let now = journal.host_now(root, docker.as_deref())?;
     let list = match undo_plan(r, &now, Why::Interrupted) {
         Verdict::Finished => {
-            let note = format!(
-                "an interrupted run ({} {}) had already restarted docker as intended; its record was cleared",
-                r.action.name(),
-                r.id
-            );
+            let note = Note::RecoveredFinished {
+                action: r.action.name().to_string(),
+                id: r.id.clone(),
+            };
             journal.finish(root)?;
             return Ok(Some(note));
         }
@@ -598,6 +598,7 @@ pub(crate) fn recover(root: &Root, docker: Option<&mut dyn Docker>) -> Result<Op
             r.action.name(),
             r.id
         ))
+        .kind("interrupted-run-needs-live-host")
         .into());
     }
     tracing::warn!(
@@ -612,25 +613,29 @@ pub(crate) fn recover(root: &Root, docker: Option<&mut dyn Docker>) -> Result<Op
             r.id
         )))
     })?;
-    let mut note = format!(
-        "an interrupted run ({} {}, stopped while {}) was rolled back first{}",
-        r.action.name(),
-        r.id,
-        r.phase().doing(),
-        left_note(root, &done.left)
-    );
+    let mut stray = None;
     // A docker started meanwhile with the run's files, before its rename, made an empty data
     // root under the new name; it is not the run's, so it is left, and said.
     if let Some(m) = &r.repair {
         let (from, to) = (root.path(&m.from), root.path(&m.to));
         if root.is_dir(&m.from) && root.exists(&m.to) {
-            note.push_str(&format!(
-                "; {} was made by a docker started meanwhile with the interrupted repair's files (the data root {} was not moved): it was left as found; remove it (once you have checked it holds nothing you need) before running --repair again",
-                to.display(),
-                from.display()
-            ));
+            stray = Some(StrayDataRoot {
+                made: to.display().to_string(),
+                not_moved: from.display().to_string(),
+            });
         }
     }
+    let note = Note::RecoveredRolledBack {
+        action: r.action.name().to_string(),
+        id: r.id.clone(),
+        doing: r.phase().doing().to_string(),
+        left: done
+            .left
+            .iter()
+            .map(|p| root.path(p).display().to_string())
+            .collect(),
+        stray,
+    };
     journal.finish(root)?;
     Ok(Some(note))
 }
@@ -944,7 +949,7 @@ mod tests {
                 ..FakeDocker::default()
             };
             let note = recover(&root, Some(&mut docker)).unwrap().unwrap();
-            assert!(note.contains("was rolled back first"), "{note}");
+            assert!(matches!(note, Note::RecoveredRolledBack { .. }), "{note:?}");
             assert_restored(&root);
             assert_eq!(docker.started, if stopped { vec!["web"] } else { vec![] });
             assert_eq!(
@@ -1202,8 +1207,8 @@ mod tests {
             ..FakeDocker::default()
         };
         let note = recover(&root, Some(&mut docker)).unwrap().unwrap();
-        assert!(note.contains("was rolled back first"), "{note}");
-        assert!(!note.contains("already restarted"), "{note}");
+        assert!(matches!(note, Note::RecoveredRolledBack { .. }), "{note:?}");
+        assert!(!matches!(note, Note::RecoveredFinished { .. }), "{note:?}");
         assert_moved_back(&root);
         assert_restored(&root);
         assert_eq!(docker.brought_back, vec![Some(false)]);
@@ -1224,7 +1229,7 @@ mod tests {
         write_record(&root, &j.record).unwrap();
         drop(j);
         let note = recover(&root, Some(&mut docker)).unwrap().unwrap();
-        assert!(note.contains("had already restarted docker"), "{note}");
+        assert!(matches!(note, Note::RecoveredFinished { .. }), "{note:?}");
         assert!(root.host_path("/var/lib/docker/165536.165536").is_dir());
         assert!(docker.brought_back.is_empty());
     }
@@ -1267,7 +1272,10 @@ mod tests {
         let mut docker = FakeDocker::default();
         let note = recover(&root, Some(&mut docker)).unwrap().unwrap();
         // The files the first attempt had restored are not "changed by someone else".
-        assert!(!note.contains("left as found"), "{note}");
+        assert!(
+            matches!(&note, Note::RecoveredRolledBack { left, .. } if left.is_empty()),
+            "{note:?}"
+        );
         assert_restored(&root);
     }
 
