@@ -46,7 +46,8 @@ pub use crate::formats::id_shift::{IdShift, Mapping};
 pub use crate::host::root::OpenDir;
 use log::Log;
 pub use log::{LeftLog, left_log};
-use walk::Walk;
+use walk::{Shared, Worker};
+pub use walk::{default_jobs, set_default_jobs};
 
 /// The progress callback of [`shift_tree`] is called every this many inodes.
 pub const PROGRESS_EVERY: u64 = 4096;
@@ -165,29 +166,55 @@ pub struct TooDeep {
 #[error("the shift of {0} was interrupted; running it again finishes it")]
 pub struct Interrupted(pub PathBuf);
 
+/// How a walk runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Workers (threads) walking at once; 0 counts as 1. [`default_jobs`] unless asked.
+    pub jobs: usize,
+    /// Into host ids: drop the setuid/setgid bits and file capabilities [`survey`] counts in
+    /// [`Report::privileged`] instead of refusing them (see [`shift_tree_dropping`]).
+    pub drop_privileged: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            jobs: default_jobs(),
+            drop_privileged: false,
+        }
+    }
+}
+
 /// Counts the inodes below `dir` (`dir` included) on its filesystem, hard links once: the
 /// total for progress and for "how many inodes" messages. Changes nothing.
 pub fn count(dir: &OpenDir) -> Result<u64> {
-    let mut progress = |_| ControlFlow::Continue(());
-    let mut walk = Walk::new(dir, None, &mut progress)?;
-    walk.run()?;
-    Ok(walk.report.inodes)
+    let sh = Shared::new(dir, None)?;
+    let mut first = Worker::new(&sh);
+    first.top()?;
+    let r = sh.walk(first, default_jobs(), &mut |_| ControlFlow::Continue(()))?;
+    Ok(r.inodes)
 }
 
 /// What [`shift_tree`] would do to the owners below `dir`, changing nothing: the same walk,
 /// each inode classified (`shifted` counts those it would shift).
 pub fn survey(dir: &OpenDir, map: &Mapping) -> Result<Report> {
-    let mut progress = |_| ControlFlow::Continue(());
-    let mut walk = Walk::new(dir, Some(map), &mut progress)?;
-    walk.dry = true;
-    walk.run()?;
-    Ok(walk.report)
+    survey_with(dir, map, default_jobs())
 }
 
-/// Shifts the owner of every inode below `dir` (`dir` included) by `map`; see the module
-/// documentation for the rules. `log` is the crash log: it must not be inside `dir`, and the
-/// same path must be given to the run that resumes an interrupted one. `progress` gets the
-/// number of inodes seen so far, every [`PROGRESS_EVERY`] inodes and at the end;
+/// [`survey`] with `jobs` workers.
+pub fn survey_with(dir: &OpenDir, map: &Mapping, jobs: usize) -> Result<Report> {
+    let mut sh = Shared::new(dir, Some(map))?;
+    sh.dry = true;
+    let mut first = Worker::new(&sh);
+    first.top()?;
+    sh.walk(first, jobs, &mut |_| ControlFlow::Continue(()))
+}
+
+/// Shifts the owner of every inode below `dir` (`dir` included) by `map`, with
+/// [`default_jobs`] workers; see the module documentation for the rules. `log` is the crash
+/// log: it must not be inside `dir`, and the same path must be given to the run that resumes
+/// an interrupted one. `progress` gets the number of inodes seen so far, about every
+/// [`PROGRESS_EVERY`] inodes and at the end, always on the calling thread;
 /// `ControlFlow::Break` stops the walk with [`Interrupted`].
 ///
 /// A walk into host ids ([`Mapping::into_host`]) refuses, with [`PrivilegedIntoHost`], the
@@ -199,7 +226,7 @@ pub fn shift_tree(
     log: &Path,
     progress: &mut dyn FnMut(u64) -> ControlFlow<()>,
 ) -> Result<Report> {
-    shift(dir, map, log, false, progress)
+    shift_tree_with(dir, map, log, Options::default(), progress)
 }
 
 /// [`shift_tree`], except that a walk into host ids drops the setuid/setgid bits and the file
@@ -211,14 +238,19 @@ pub fn shift_tree_dropping(
     log: &Path,
     progress: &mut dyn FnMut(u64) -> ControlFlow<()>,
 ) -> Result<Report> {
-    shift(dir, map, log, true, progress)
+    let opts = Options {
+        drop_privileged: true,
+        ..Options::default()
+    };
+    shift_tree_with(dir, map, log, opts, progress)
 }
 
-fn shift(
+/// [`shift_tree`] (or [`shift_tree_dropping`]) as `opts` says.
+pub fn shift_tree_with(
     dir: &OpenDir,
     map: &Mapping,
     log: &Path,
-    drop_privileged: bool,
+    opts: Options,
     progress: &mut dyn FnMut(u64) -> ControlFlow<()>,
 ) -> Result<Report> {
     let top = dir.shown();
@@ -236,33 +268,36 @@ fn shift(
         );
     }
     let mut log = Log::open(log, map)?;
-    let mut walk = Walk::new(dir, Some(map), progress)?;
-    walk.drop_privileged = drop_privileged;
+    let mut sh = Shared::new(dir, Some(map))?;
+    sh.drop_privileged = opts.drop_privileged;
     let entries = std::mem::take(&mut log.replay);
+    let log_path = log.path.clone();
+    sh.log = Some(std::sync::Mutex::new(log));
+    let mut first = Worker::new(&sh);
     for entry in &entries {
-        match walk.replay(entry) {
-            Ok(true) => walk.report.log_replayed += 1,
+        match first.replay(entry) {
+            Ok(true) => first.report.log_replayed += 1,
             Ok(false) => {}
             Err(e) => {
                 return Err(e.context(format!(
                     "the shift log {} does not fit {} (damaged, or written for another tree): move it away, then run the command again; the {} setuid/setgid modes and capabilities it recorded are then not put back, check them by hand (they are in the log)",
-                    log.path.display(),
-                    walk.top.display(),
+                    log_path.display(),
+                    sh.top.display(),
                     entries.len()
                 )));
             }
         }
     }
-    walk.log = Some(log);
-    walk.run()?;
-    let inodes = walk.report.inodes;
-    if let ControlFlow::Break(()) = (walk.progress)(inodes) {
-        return Err(Interrupted(walk.top.clone()).into());
+    first.top()?;
+    let report = sh.walk(first, opts.jobs, progress)?;
+    if let ControlFlow::Break(()) = progress(report.inodes) {
+        return Err(Interrupted(sh.top.clone()).into());
     }
-    if let Some(log) = walk.log.take() {
-        log.finish()?;
-    }
-    Ok(walk.report)
+    let log = sh.log.take().expect("set above");
+    log.into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .finish()?;
+    Ok(report)
 }
 
 /// Raises the soft open file limit to the hard one, once per process: a walk (and what runs
@@ -408,46 +443,47 @@ mod tests {
         }
     }
 
+    /// A crash (the failpoint) in the middle of a walk, serial or parallel, then the same
+    /// walk again: it finishes exactly.
     #[test]
     fn a_walk_resumed_after_a_crash_in_a_log_batch_finishes_exactly() {
-        for crash_after in [1, PENDING_MAX as u64 - 1, PENDING_MAX as u64 + 3] {
-            let t = tempdir();
-            let tree = t.path().join("tree");
-            fs::create_dir(&tree).unwrap();
-            let files = setid_tree(&tree);
-            let log = t.path().join("shift.log");
-            CRASH_AFTER_CHOWNS.set(Some(crash_after));
-            let err = shift_tree(
-                &dir(&tree),
-                &map(),
-                &log,
-                &mut |_| ControlFlow::Continue(()),
-            )
-            .unwrap_err();
-            assert!(format!("{err:#}").contains("failpoint"), "{err:#}");
-            assert!(log.exists());
-            let r = shift_tree(
-                &dir(&tree),
-                &map(),
-                &log,
-                &mut |_| ControlFlow::Continue(()),
-            )
-            .unwrap_or_else(|e| panic!("resume after {crash_after} chowns: {e:#}"));
-            // Every logged entry whose chown happened is put back (a batch stays in the log
-            // until the walk completes).
-            assert_eq!(r.log_replayed, crash_after, "{r:?}");
-            assert!(!log.exists());
-            check_shifted(&files);
-            // And a walk after that finds everything done.
-            let again = shift_tree(
-                &dir(&tree),
-                &map(),
-                &log,
-                &mut |_| ControlFlow::Continue(()),
-            )
-            .unwrap();
-            assert_eq!((again.shifted, again.log_replayed), (0, 0), "{again:?}");
+        for jobs in [1, 2, 4] {
+            for crash_after in [1, PENDING_MAX as u64 - 1, PENDING_MAX as u64 + 3] {
+                a_walk_resumed_after_a_crash(jobs, crash_after);
+            }
         }
+    }
+
+    fn a_walk_resumed_after_a_crash(jobs: usize, crash_after: u64) {
+        let t = tempdir();
+        let tree = t.path().join("tree");
+        fs::create_dir(&tree).unwrap();
+        let files = setid_tree(&tree);
+        let log = t.path().join("shift.log");
+        let opts = Options {
+            jobs,
+            drop_privileged: false,
+        };
+        let go = &mut |_| ControlFlow::Continue(());
+        CRASH_AFTER_CHOWNS.set(Some(crash_after));
+        let err = shift_tree_with(&dir(&tree), &map(), &log, opts, go).unwrap_err();
+        assert!(format!("{err:#}").contains("failpoint"), "{err:#}");
+        assert!(log.exists());
+        let r = shift_tree_with(&dir(&tree), &map(), &log, opts, go)
+            .unwrap_or_else(|e| panic!("{jobs} jobs, resume after {crash_after} chowns: {e:#}"));
+        // Every logged entry whose chown happened is put back (a batch stays in the log
+        // until the walk completes). After the Nth chown every other worker stops after its
+        // next chown at the latest (the failpoint fails them all from then on).
+        assert!(
+            (crash_after..crash_after + jobs as u64).contains(&r.log_replayed),
+            "{jobs} jobs, crash after {crash_after}: {r:?}"
+        );
+        assert!(!log.exists());
+        check_shifted(&files);
+        // And a walk after that finds everything done.
+        let again = shift_tree_with(&dir(&tree), &map(), &log, opts, go).unwrap();
+        assert_eq!((again.shifted, again.log_replayed), (0, 0), "{again:?}");
+        assert_eq!(again.inodes, r.inodes);
     }
 
     #[test]

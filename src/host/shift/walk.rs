@@ -1,5 +1,24 @@
-//! The walk itself: directory fds, `statx`, `fchownat`, the xattr calls, the setid and
-//! capability rules, the crash log's batches, one inode at a time.
+//! The walk itself: a pool of workers sharing a stack of directories, each worker taking one
+//! directory at a time (`statx`, `fchownat`, the xattr calls, the setid and capability rules on
+//! each of its entries) and pushing the subdirectories it finds for any worker to take.
+//!
+//! - **Work**: a LIFO stack under one mutex (depth first, so it stays small), a condvar for
+//!   idle workers; the walk ends when the stack is empty and no worker holds a directory. A
+//!   queued directory keeps the fd it was opened with while fewer than [`fd_budget`] queued ones
+//!   do, else it is queued by its path and opened again from the top (no symlink followed, the
+//!   same dev and inode checked), so the fds are bounded whatever the width or the depth.
+//! - **Hard links**: one set of the inode numbers of non-directories with more than one link,
+//!   shared under a mutex: the worker that inserts a number handles the inode, the others skip.
+//! - **Crash log**: each worker batches its own [`Pending`] inodes; a batch is appended (whole
+//!   lines, one `write` under the log's mutex) and fdatasynced before any inode of it is
+//!   chowned. An entry is about one inode, replay is per entry and idempotent (it only puts back
+//!   what the entry holds when the inode's owner is in the target range already), so entries of
+//!   several workers interleaved in any order replay correctly; only the last line can be torn by
+//!   a crash, and no chown relied on it (its batch was not synced).
+//! - **Progress**: workers add to one atomic counter and wake the calling thread each
+//!   [`PROGRESS_EVERY`] inodes; the caller's callback runs on the calling thread only, and its
+//!   `Break` stops the workers after the inode each is on.
+//! - **Errors**: the first error stops every worker (after its current inode) and is returned.
 
 use std::collections::HashSet;
 use std::ffi::{CStr, CString, OsStr};
@@ -8,13 +27,15 @@ use std::ops::ControlFlow;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use anyhow::{Context, Result, anyhow, bail};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, RawDir, Statx, StatxFlags};
 use rustix::io::Errno;
 
 use super::log::{Log, LogEntry, log_line};
-use super::node::{Node, proc_path};
+use super::node::Node;
 use super::{
     Interrupted, MAX_DEPTH, PRIVILEGED_NAMED, PROGRESS_EVERY, Privileged, PrivilegedIntoHost,
     Report, TooDeep, raise_nofile_limit,
@@ -36,21 +57,10 @@ pub(super) const XATTR_MAX: usize = 65536;
 
 #[cfg(test)]
 thread_local! {
-    /// Test failpoint: stop (as a crash would) right after the Nth chown, before the setid
-    /// bits and capability are put back.
+    /// Test failpoint: stop (as a crash would) right after the Nth chown of the walk started on
+    /// this thread (counted over all its workers), before the setid bits and capability are put
+    /// back; every worker's later chowns fail the same way.
     pub(super) static CRASH_AFTER_CHOWNS: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
-}
-
-pub(super) fn failpoint_after_chown() -> Result<()> {
-    #[cfg(test)]
-    if let Some(n) = CRASH_AFTER_CHOWNS.get() {
-        CRASH_AFTER_CHOWNS.set(Some(n.saturating_sub(1)));
-        if n <= 1 {
-            CRASH_AFTER_CHOWNS.set(None);
-            bail!("failpoint: crashed after a chown");
-        }
-    }
-    Ok(())
 }
 
 /// An inode whose setid bits or capability a chown will clear, waiting to be logged.
@@ -63,68 +73,98 @@ pub(super) struct Pending {
     pub(super) caps: Option<(Vec<u8>, Vec<u8>)>,
 }
 
-/// At most this many inodes wait in [`Walk::pending`].
+/// At most this many inodes wait in a worker's [`Worker::pending`].
 pub(super) const PENDING_MAX: usize = 1024;
 
-/// Directories at these depths stay open while what is below them is walked: the first
-/// [`KEEP_OPEN`] levels, then every [`KEEP_OPEN`]th. Any other directory is closed while one of
-/// its subdirectories is walked and opened again afterwards from the nearest open one (at most
-/// [`KEEP_OPEN`] names away), so the walk holds about `KEEP_OPEN + depth / KEEP_OPEN` fds
-/// whatever the depth, and its depth does not depend on the open file limit.
-pub(super) const KEEP_OPEN: usize = 64;
+/// Workers add their inode counts to [`Shared::inodes`] every this many inodes.
+const PUBLISH_EVERY: u64 = 256;
 
-pub(super) fn keep_open(depth: usize) -> bool {
-    depth < KEEP_OPEN || depth.is_multiple_of(KEEP_OPEN)
+/// How many queued directories may keep their fd open: a quarter of the open file limit
+/// (raised to the hard limit first), at least 16 and at most 4096.
+pub(super) fn fd_budget() -> usize {
+    let l = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let cur = l.current.unwrap_or(1 << 20);
+    usize::try_from(cur / 4).unwrap_or(4096).clamp(16, 4096)
 }
 
-/// A directory on the way down from the top to the entry being worked on.
+/// How many workers a walk uses by default: what [`set_default_jobs`] set, else the number of
+/// cores this process may run on.
+pub fn default_jobs() -> usize {
+    match DEFAULT_JOBS.load(Ordering::Relaxed) {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    }
+}
+
+/// Sets what [`default_jobs`] returns (0: the number of cores again); the CLI's `--jobs`.
+pub fn set_default_jobs(n: usize) {
+    DEFAULT_JOBS.store(n, Ordering::Relaxed);
+}
+
+static DEFAULT_JOBS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A directory waiting to be walked.
+struct Item {
+    /// Its fd, or `None`: open it again by `path` (see [`fd_budget`]).
+    fd: Option<OwnedFd>,
+    /// Its path relative to the top.
+    path: Vec<u8>,
+    ino: u64,
+    dev: (u32, u32),
+    /// Directories between it and the top (the top: 0).
+    depth: usize,
+}
+
 #[derive(Default)]
-pub(super) struct Level {
-    /// Its fd, `None` while it is closed (see [`KEEP_OPEN`]).
-    pub(super) fd: Option<OwnedFd>,
-    /// What it is, to check that it is the same directory when it is opened again.
-    pub(super) ino: u64,
-    pub(super) dev: (u32, u32),
-    /// The length of its path (relative to the top) in [`Walk::path`].
-    pub(super) path_len: usize,
-    /// Its entry names, NUL-terminated, and where the next one starts.
-    pub(super) names: Vec<u8>,
-    pub(super) next: usize,
+struct Queue {
+    items: Vec<Item>,
+    /// Queued items holding an fd.
+    fds: usize,
+    /// Workers holding a directory taken from `items`.
+    busy: usize,
+    /// Workers not finished.
+    running: usize,
+    /// A progress call is due ([`PROGRESS_EVERY`] more inodes).
+    progress_due: bool,
+    /// The first error of a worker.
+    error: Option<anyhow::Error>,
 }
 
-pub(super) struct Walk<'p> {
+/// What the workers of one walk share.
+pub(super) struct Shared {
     pub(super) top: PathBuf,
     pub(super) top_fd: OwnedFd,
     /// The mapping; `None` counts only.
     pub(super) map: Option<Mapping>,
     pub(super) dev: (u32, u32),
     pub(super) mnt_id: Option<u64>,
-    pub(super) log: Option<Log>,
-    /// Inodes to log before their chown (see [`Walk::flush`]).
-    pub(super) pending: Vec<Pending>,
-    pub(super) progress: &'p mut dyn FnMut(u64) -> ControlFlow<()>,
-    pub(super) report: Report,
-    /// Inode numbers of non-directories with more than one link, seen already.
-    pub(super) seen: HashSet<u64>,
-    /// Path of the current inode relative to the top (empty: the top).
-    pub(super) path: Vec<u8>,
-    /// The directories from the top (index 0) down to the one being walked.
-    pub(super) levels: Vec<Level>,
-    pub(super) dirbuf: Vec<MaybeUninit<u8>>,
-    pub(super) procbuf: Vec<u8>,
-    pub(super) xbuf: Vec<u8>,
-    /// Classify only ([`survey`]).
+    /// The crash log (when shifting).
+    pub(super) log: Option<Mutex<Log>>,
+    /// Classify only ([`survey`](super::survey)).
     pub(super) dry: bool,
     /// Into host ids: drop what [`Report::privileged`] counts instead of refusing it.
     pub(super) drop_privileged: bool,
+    /// Inode numbers of non-directories with more than one link, seen already.
+    seen: Mutex<HashSet<u64>>,
+    queue: Mutex<Queue>,
+    /// Idle workers wait here.
+    work: Condvar,
+    /// The calling thread waits here (progress, the end).
+    caller: Condvar,
+    /// Inodes seen by all workers (in steps of [`PUBLISH_EVERY`]).
+    inodes: AtomicU64,
+    /// Set by an error or by the progress callback's `Break`: workers stop.
+    stop: AtomicBool,
+    fd_budget: usize,
+    /// See [`CRASH_AFTER_CHOWNS`]: chowns left before the failpoint (0: off).
+    #[cfg(test)]
+    crash_after: AtomicU64,
+    #[cfg(test)]
+    force_proc: bool,
 }
 
-impl<'p> Walk<'p> {
-    pub(super) fn new(
-        dir: &OpenDir,
-        map: Option<&Mapping>,
-        progress: &'p mut dyn FnMut(u64) -> ControlFlow<()>,
-    ) -> Result<Walk<'p>> {
+impl Shared {
+    pub(super) fn new(dir: &OpenDir, map: Option<&Mapping>) -> Result<Shared> {
         raise_nofile_limit();
         let top = dir.shown().to_path_buf();
         // Opened again through its fd (not dup'ed): a walk of its own reads the directory
@@ -138,33 +178,263 @@ impl<'p> Walk<'p> {
         .with_context(|| format!("cannot open the directory {}", top.display()))?;
         let st = rfs::statx(&top_fd, c"", AtFlags::EMPTY_PATH, WANT)
             .with_context(|| format!("cannot stat {}", top.display()))?;
-        Ok(Walk {
+        Ok(Shared {
             top,
             top_fd,
             map: map.copied(),
             dev: (st.stx_dev_major, st.stx_dev_minor),
             mnt_id: mnt_id(&st),
             log: None,
-            pending: Vec::new(),
-            progress,
-            report: Report::default(),
-            seen: HashSet::new(),
-            path: Vec::new(),
-            levels: Vec::new(),
-            dirbuf: vec![MaybeUninit::uninit(); 64 * 1024],
-            procbuf: Vec::with_capacity(4096 + 64),
-            xbuf: vec![0; XATTR_MAX],
             dry: false,
             drop_privileged: false,
+            seen: Mutex::new(HashSet::new()),
+            queue: Mutex::new(Queue::default()),
+            work: Condvar::new(),
+            caller: Condvar::new(),
+            inodes: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            fd_budget: fd_budget(),
+            #[cfg(test)]
+            crash_after: AtomicU64::new(CRASH_AFTER_CHOWNS.take().unwrap_or(0)),
+            #[cfg(test)]
+            force_proc: super::node::FORCE_PROC_PATH.get(),
         })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Stops the workers (after the inode each is on), keeping the first error.
+    fn halt(&self, error: Option<anyhow::Error>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut q = self.lock();
+        if q.error.is_none() {
+            q.error = error;
+        }
+        self.work.notify_all();
+        self.caller.notify_all();
+    }
+
+    fn push(&self, mut item: Item) {
+        let mut q = self.lock();
+        if item.fd.is_some() {
+            if q.fds >= self.fd_budget {
+                item.fd = None;
+            } else {
+                q.fds += 1;
+            }
+        }
+        q.items.push(item);
+        drop(q);
+        self.work.notify_one();
+    }
+
+    /// The next directory to walk, waiting while other workers may still find some; `None`
+    /// when the walk is over or stopped.
+    fn take(&self) -> Option<Item> {
+        let mut q = self.lock();
+        loop {
+            if self.stopped() {
+                return None;
+            }
+            if let Some(item) = q.items.pop() {
+                q.fds -= usize::from(item.fd.is_some());
+                q.busy += 1;
+                return Some(item);
+            }
+            if q.busy == 0 {
+                self.work.notify_all();
+                return None;
+            }
+            q = self.work.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn done_with_one(&self) {
+        let mut q = self.lock();
+        q.busy -= 1;
+        if q.busy == 0 && q.items.is_empty() {
+            self.work.notify_all();
+        }
+    }
+
+    fn publish(&self, n: u64) {
+        let before = self.inodes.fetch_add(n, Ordering::Relaxed);
+        if before / PROGRESS_EVERY != (before + n) / PROGRESS_EVERY {
+            self.lock().progress_due = true;
+            self.caller.notify_all();
+        }
+    }
+
+    /// Test failpoint (see [`CRASH_AFTER_CHOWNS`]), after a chown.
+    pub(super) fn failpoint_after_chown(&self) -> Result<()> {
+        #[cfg(test)]
+        {
+            let left =
+                self.crash_after
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
+                        0 => None,
+                        1 => Some(u64::MAX),
+                        u64::MAX => Some(u64::MAX),
+                        n => Some(n - 1),
+                    });
+            if matches!(left, Ok(1 | u64::MAX)) {
+                bail!("failpoint: crashed after a chown");
+            }
+        }
+        Ok(())
+    }
+
+    /// Walks the tree below the top with `jobs` workers, `first` (which has worked on the top
+    /// itself) one of them on this thread's behalf: it is merged into the report. `progress` is
+    /// called on this thread only.
+    pub(super) fn walk(
+        &self,
+        mut first: Worker<'_>,
+        jobs: usize,
+        progress: &mut dyn FnMut(u64) -> ControlFlow<()>,
+    ) -> Result<Report> {
+        let top = self
+            .top_fd
+            .try_clone()
+            .context("cannot duplicate a file descriptor")?;
+        let st = rfs::statx(&top, c"", AtFlags::EMPTY_PATH, WANT)
+            .with_context(|| format!("cannot stat {}", self.top.display()))?;
+        self.push(Item {
+            fd: Some(top),
+            path: Vec::new(),
+            ino: st.stx_ino,
+            dev: (st.stx_dev_major, st.stx_dev_minor),
+            depth: 0,
+        });
+        let jobs = jobs.max(1);
+        self.lock().running = jobs;
+        let reports = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..jobs)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut w = Worker::new(self);
+                        w.work();
+                        let mut q = self.lock();
+                        q.running -= 1;
+                        drop(q);
+                        self.caller.notify_all();
+                        w.report
+                    })
+                })
+                .collect();
+            self.watch(progress);
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect::<Vec<_>>()
+        });
+        let error = self.lock().error.take();
+        if let Some(e) = error {
+            return Err(e);
+        }
+        if self.stopped() {
+            return Err(Interrupted(self.top.clone()).into());
+        }
+        first.flush_all()?;
+        let mut report = std::mem::take(&mut first.report);
+        for r in reports {
+            merge(&mut report, r);
+        }
+        Ok(report)
+    }
+
+    /// Calls `progress` each [`PROGRESS_EVERY`] inodes until the workers are done.
+    fn watch(&self, progress: &mut dyn FnMut(u64) -> ControlFlow<()>) {
+        let mut q = self.lock();
+        while q.running > 0 {
+            if q.progress_due && !self.stopped() {
+                q.progress_due = false;
+                drop(q);
+                if progress(self.inodes.load(Ordering::Relaxed)).is_break() {
+                    self.halt(None);
+                }
+                q = self.lock();
+                continue;
+            }
+            q = self.caller.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// Adds what one worker found to the report.
+fn merge(into: &mut Report, r: Report) {
+    into.inodes += r.inodes;
+    into.shifted += r.shifted;
+    into.already_done += r.already_done;
+    into.outside += r.outside;
+    into.outside_ids += r.outside_ids;
+    into.outside_id_inodes += r.outside_id_inodes;
+    into.acl_entries_shifted += r.acl_entries_shifted;
+    into.caps_restored += r.caps_restored;
+    into.caps_rootids_shifted += r.caps_rootids_shifted;
+    into.setid_restored += r.setid_restored;
+    into.log_replayed += r.log_replayed;
+    into.other_filesystems.extend(r.other_filesystems);
+    into.other_filesystems.sort();
+    // "The first": the first in path order, whichever worker met it.
+    into.first_outside = into
+        .first_outside
+        .take()
+        .into_iter()
+        .chain(r.first_outside)
+        .min();
+    into.first_done = into.first_done.take().into_iter().chain(r.first_done).min();
+    into.done_id_inodes += r.done_id_inodes;
+    into.privileged += r.privileged;
+    into.privileged_paths.extend(r.privileged_paths);
+    into.privileged_paths.sort_by(|a, b| a.path.cmp(&b.path));
+    into.privileged_paths.truncate(PRIVILEGED_NAMED);
+    into.privileged_dropped |= r.privileged_dropped;
+}
+
+/// One worker of a walk (or the calling thread's part: the top, the log's replay).
+pub(super) struct Worker<'s> {
+    pub(super) sh: &'s Shared,
+    pub(super) report: Report,
+    /// Inodes to log before their chown (see [`Worker::flush`]).
+    pub(super) pending: Vec<Pending>,
+    /// Path of the current inode relative to the top (empty: the top).
+    pub(super) path: Vec<u8>,
+    /// Inodes counted but not yet added to [`Shared::inodes`].
+    unpublished: u64,
+    names: Vec<u8>,
+    dirbuf: Vec<MaybeUninit<u8>>,
+    pub(super) xbuf: Vec<u8>,
+}
+
+impl<'s> Worker<'s> {
+    pub(super) fn new(sh: &'s Shared) -> Worker<'s> {
+        #[cfg(test)]
+        super::node::FORCE_PROC_PATH.set(sh.force_proc);
+        Worker {
+            sh,
+            report: Report::default(),
+            pending: Vec::new(),
+            path: Vec::new(),
+            unpublished: 0,
+            names: Vec::new(),
+            dirbuf: Vec::new(),
+            xbuf: Vec::new(),
+        }
     }
 
     /// The path being worked on, for messages.
     pub(super) fn here(&self) -> PathBuf {
         if self.path.is_empty() {
-            self.top.clone()
+            self.sh.top.clone()
         } else {
-            self.top.join(OsStr::from_bytes(&self.path))
+            self.sh.top.join(OsStr::from_bytes(&self.path))
         }
     }
 
@@ -174,97 +444,116 @@ impl<'p> Walk<'p> {
     }
 
     pub(super) fn same_mount(&self, st: &Statx) -> bool {
-        (st.stx_dev_major, st.stx_dev_minor) == self.dev
-            && (self.mnt_id.is_none() || mnt_id(st) == self.mnt_id)
+        (st.stx_dev_major, st.stx_dev_minor) == self.sh.dev
+            && (self.sh.mnt_id.is_none() || mnt_id(st) == self.sh.mnt_id)
     }
 
-    pub(super) fn run(&mut self) -> Result<()> {
-        let top = self
-            .top_fd
-            .try_clone()
-            .context("cannot duplicate a file descriptor")?;
-        let st = rfs::statx(&top, c"", AtFlags::EMPTY_PATH, WANT)
-            .map_err(|e| self.fail("cannot stat", e))?;
-        self.tick()?;
-        if self.map.is_some() {
-            self.inode(Node::Fd(top.as_fd()), &st)?;
+    fn xbuf(&mut self) -> &mut [u8] {
+        if self.xbuf.is_empty() {
+            self.xbuf = vec![0; XATTR_MAX];
         }
-        self.levels.clear();
-        self.levels.push(Level {
-            fd: Some(top),
-            ino: st.stx_ino,
-            dev: (st.stx_dev_major, st.stx_dev_minor),
-            ..Level::default()
-        });
-        self.walk_tree()?;
-        if self.map.is_some() {
+        &mut self.xbuf
+    }
+
+    /// Works on the top itself (before the workers start).
+    pub(super) fn top(&mut self) -> Result<()> {
+        let st = rfs::statx(&self.sh.top_fd, c"", AtFlags::EMPTY_PATH, WANT)
+            .map_err(|e| self.fail("cannot stat", e))?;
+        self.tick();
+        if self.sh.map.is_some() {
+            self.inode(Node::Fd(self.sh.top_fd.as_fd()), &st)?;
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self) {
+        self.report.inodes += 1;
+        self.unpublished += 1;
+        if self.unpublished >= PUBLISH_EVERY {
+            self.sh.publish(std::mem::take(&mut self.unpublished));
+        }
+    }
+
+    /// Takes directories and walks them until there are none or the walk is stopped; then
+    /// shifts what waits in its batch.
+    fn work(&mut self) {
+        while let Some(item) = self.sh.take() {
+            let r = self.dir(item);
+            self.sh.done_with_one();
+            if let Err(e) = r {
+                self.sh.halt(Some(e));
+                return;
+            }
+        }
+        self.sh.publish(std::mem::take(&mut self.unpublished));
+        if !self.sh.stopped()
+            && let Err(e) = self.flush_all()
+        {
+            self.sh.halt(Some(e));
+        }
+    }
+
+    /// Shifts what waits in the batch (nothing when shift only counts or surveys).
+    pub(super) fn flush_all(&mut self) -> Result<()> {
+        if self.sh.map.is_some() && !self.sh.dry {
             self.flush()?;
         }
         Ok(())
     }
 
-    pub(super) fn tick(&mut self) -> Result<()> {
-        self.report.inodes += 1;
-        if self.report.inodes.is_multiple_of(PROGRESS_EVERY)
-            && (self.progress)(self.report.inodes).is_break()
-        {
-            return Err(Interrupted(self.top.clone()).into());
-        }
-        Ok(())
-    }
-
-    /// Walks below the top (`levels[0]`, open), depth first, without recursion: each
-    /// directory's names are read whole, then its entries are worked on one by one.
-    pub(super) fn walk_tree(&mut self) -> Result<()> {
-        self.read_names(0)?;
-        let mut depth = 0;
-        loop {
-            let level = &mut self.levels[depth];
-            if level.next >= level.names.len() {
-                if depth == 0 {
-                    return Ok(());
-                }
-                level.fd = None;
-                depth -= 1;
-                continue;
+    /// Walks one directory: each of its entries, pushing its subdirectories.
+    fn dir(&mut self, item: Item) -> Result<()> {
+        self.path = item.path;
+        let fd = match item.fd {
+            Some(fd) => fd,
+            None => self.reopen(item.ino, item.dev)?,
+        };
+        self.read_names(&fd)?;
+        let names = std::mem::take(&mut self.names);
+        let base = self.path.len();
+        let mut r = Ok(());
+        for name in names.split_inclusive(|&b| b == 0) {
+            if self.sh.stopped() {
+                break;
             }
-            let names = std::mem::take(&mut level.names);
-            let start = level.next;
-            let path_len = level.path_len;
-            let name = CStr::from_bytes_until_nul(&names[start..]).expect("names end with NUL");
-            self.levels[depth].next = start + name.to_bytes_with_nul().len();
-            self.path.truncate(path_len);
-            if path_len > 0 {
+            let name = CStr::from_bytes_with_nul(name).expect("one NUL, at the end");
+            self.path.truncate(base);
+            if base > 0 {
                 self.path.push(b'/');
             }
             self.path.extend_from_slice(name.to_bytes());
-            let r = self.entry(name, depth);
-            self.levels[depth].names = names;
-            if let Some((fd, st)) = r? {
-                depth += 1;
-                if self.levels.len() <= depth {
-                    self.levels.push(Level::default());
+            match self.entry_in(&fd, name, item.depth) {
+                Ok(Some((sub, st))) => self.sh.push(Item {
+                    fd: Some(sub),
+                    path: self.path.clone(),
+                    ino: st.stx_ino,
+                    dev: (st.stx_dev_major, st.stx_dev_minor),
+                    depth: item.depth + 1,
+                }),
+                Ok(None) => {}
+                Err(e) => {
+                    r = Err(e);
+                    break;
                 }
-                let level = &mut self.levels[depth];
-                level.fd = Some(fd);
-                level.ino = st.stx_ino;
-                level.dev = (st.stx_dev_major, st.stx_dev_minor);
-                level.path_len = self.path.len();
-                self.read_names(depth)?;
             }
         }
+        self.names = names;
+        r
     }
 
-    /// Reads the entry names of the directory at `depth` (open) into its level.
-    pub(super) fn read_names(&mut self, depth: usize) -> Result<()> {
-        let fd = self.level_fd(depth)?;
-        let mut names = std::mem::take(&mut self.levels[depth].names);
+    /// Reads the entry names of the directory `fd` into `self.names`, NUL-terminated.
+    fn read_names(&mut self, fd: &OwnedFd) -> Result<()> {
+        if self.dirbuf.is_empty() {
+            self.dirbuf = vec![MaybeUninit::uninit(); 64 * 1024];
+        }
+        let mut names = std::mem::take(&mut self.names);
         names.clear();
-        let mut raw = RawDir::new(&fd, &mut self.dirbuf);
+        let mut raw = RawDir::new(fd, &mut self.dirbuf);
         while let Some(entry) = raw.next() {
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
+                    self.names = names;
                     return Err(self.fail("cannot read the directory", e));
                 }
             };
@@ -273,41 +562,23 @@ impl<'p> Walk<'p> {
                 names.extend_from_slice(name);
             }
         }
-        let level = &mut self.levels[depth];
-        level.names = names;
-        level.next = 0;
-        level.fd = Some(fd);
+        self.names = names;
         Ok(())
     }
 
-    /// Takes the fd of the directory at `depth` out of its level, opening it again (by its path
-    /// from the nearest open directory above it, no symlink followed) when it was closed; it
-    /// must be the same directory.
-    pub(super) fn level_fd(&mut self, depth: usize) -> Result<OwnedFd> {
-        if let Some(fd) = self.levels[depth].fd.take() {
-            return Ok(fd);
-        }
-        let above = (0..depth)
-            .rev()
-            .find(|&a| self.levels[a].fd.is_some())
-            .expect("the top stays open");
-        let (from, to) = (self.levels[above].path_len, self.levels[depth].path_len);
-        let rel = &self.path[from..to];
-        let rel = rel.strip_prefix(b"/").unwrap_or(rel);
-        let here = || self.top.join(OsStr::from_bytes(&self.path[..to]));
+    /// Opens the directory at `self.path` again from the top (no symlink followed); it must be
+    /// the directory `ino` on `dev` that was queued.
+    fn reopen(&self, ino: u64, dev: (u32, u32)) -> Result<OwnedFd> {
         let changed = || {
             anyhow!(
                 "{} changed while it was walked (the tree must hold still)",
-                here().display()
+                self.here().display()
             )
         };
         let mut fd: Option<OwnedFd> = None;
-        for part in rel.split(|&b| b == b'/') {
+        for part in self.path.split(|&b| b == b'/') {
             let c = CString::new(part).map_err(|_| changed())?;
-            let base = match &fd {
-                Some(f) => f.as_fd(),
-                None => self.levels[above].fd.as_ref().expect("found open").as_fd(),
-            };
+            let base = fd.as_ref().map_or(self.sh.top_fd.as_fd(), |f| f.as_fd());
             let next = rfs::openat(
                 base,
                 c.as_c_str(),
@@ -317,35 +588,20 @@ impl<'p> Walk<'p> {
             fd = Some(match next {
                 Ok(f) => f,
                 Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Err(changed()),
-                Err(e) => {
-                    return Err(anyhow::Error::new(std::io::Error::from(e)).context(format!(
-                        "cannot open the directory {} again",
-                        here().display()
-                    )));
-                }
+                Err(e) => return Err(self.fail("cannot open the directory again", e)),
             });
         }
         let fd = fd.ok_or_else(changed)?;
-        let st = rfs::fstat(&fd).with_context(|| format!("cannot stat {}", here().display()))?;
-        let level = &self.levels[depth];
-        if st.st_ino != level.ino || (rfs::major(st.st_dev), rfs::minor(st.st_dev)) != level.dev {
+        let st = rfs::fstat(&fd).map_err(|e| self.fail("cannot stat", e))?;
+        if st.st_ino != ino || (rfs::major(st.st_dev), rfs::minor(st.st_dev)) != dev {
             return Err(changed());
         }
         Ok(fd)
     }
 
-    /// Works on one entry of the directory at `depth` (`self.path` names it); a directory is
-    /// returned open, to be walked next.
-    pub(super) fn entry(&mut self, name: &CStr, depth: usize) -> Result<Option<(OwnedFd, Statx)>> {
-        let parent = self.level_fd(depth)?;
-        let r = self.entry_in(&parent, name, depth);
-        // Closed while its subdirectory is walked, unless it is one that stays open.
-        if keep_open(depth) || !matches!(r, Ok(Some(_))) {
-            self.levels[depth].fd = Some(parent);
-        }
-        r
-    }
-
+    /// Works on one entry of the directory `parent`, `depth` directories below the top
+    /// (`self.path` names the entry); a directory on the same mount is returned open, to be
+    /// walked.
     pub(super) fn entry_in(
         &mut self,
         parent: &OwnedFd,
@@ -369,7 +625,15 @@ impl<'p> Walk<'p> {
             return Ok(None);
         }
         let ftype = FileType::from_raw_mode(u32::from(st.stx_mode));
-        if ftype != FileType::Directory && st.stx_nlink > 1 && !self.seen.insert(st.stx_ino) {
+        if ftype != FileType::Directory
+            && st.stx_nlink > 1
+            && !self
+                .sh
+                .seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(st.stx_ino)
+        {
             return Ok(None);
         }
         if ftype == FileType::Directory && depth + 1 > MAX_DEPTH {
@@ -379,7 +643,7 @@ impl<'p> Walk<'p> {
             }
             .into());
         }
-        self.tick()?;
+        self.tick();
         if ftype == FileType::Directory {
             let fd = rfs::openat(
                 parent,
@@ -398,25 +662,21 @@ impl<'p> Walk<'p> {
                     self.here().display()
                 );
             }
-            if self.map.is_some() {
+            if self.sh.map.is_some() {
                 self.inode(Node::Fd(fd.as_fd()), &st)?;
             }
             Ok(Some((fd, st)))
-        } else if self.map.is_some() {
-            let mut procbuf = std::mem::take(&mut self.procbuf);
-            let proc = proc_path(&mut procbuf, parent.as_fd(), name);
+        } else if self.sh.map.is_some() {
             let node = Node::At {
                 parent: parent.as_fd(),
                 name,
-                proc,
             };
-            let r = self.inode(node, &st);
-            self.procbuf = procbuf;
-            r.map(|()| None)
+            self.inode(node, &st).map(|()| None)
         } else {
             Ok(None)
         }
     }
+
     /// What of the inode would carry a container's privilege to host ids (see
     /// [`Report::privileged`]), when the walk goes into host ids.
     pub(super) fn privilege(
@@ -508,7 +768,7 @@ impl<'p> Walk<'p> {
     /// Which of the xattrs that matter the inode has: (capability, access ACL, default ACL).
     fn xattrs_present(&mut self, node: Node<'_>) -> Result<(bool, bool, bool)> {
         let (mut has_caps, mut has_access, mut has_default) = (false, false, false);
-        let len = match node.list(&mut self.xbuf) {
+        let len = match node.list(self.xbuf()) {
             Ok(n) => n,
             Err(Errno::NOTSUP) => 0,
             Err(e) => return Err(self.fail("cannot list the xattrs of", e)),
@@ -541,7 +801,7 @@ impl<'p> Walk<'p> {
         is_dir: bool,
         mode: u32,
     ) -> Result<()> {
-        if !self.drop_privileged {
+        if !self.sh.drop_privileged {
             return Err(PrivilegedIntoHost(p.clone()).into());
         }
         self.note_privileged(p);
@@ -560,12 +820,12 @@ impl<'p> Walk<'p> {
     }
 
     pub(super) fn inode(&mut self, node: Node<'_>, st: &Statx) -> Result<()> {
-        let map = self.map.expect("only called when shifting");
+        let map = self.sh.map.expect("only called when shifting");
         let (cu, cg) = self.classify(&map, st);
         let ftype = FileType::from_raw_mode(u32::from(st.stx_mode));
         let is_dir = ftype == FileType::Directory;
         let mode = u32::from(st.stx_mode) & 0o7777;
-        if self.dry {
+        if self.sh.dry {
             return self.survey_inode(node, st, &map, (cu, cg));
         }
 
@@ -657,7 +917,7 @@ impl<'p> Walk<'p> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let map = self.map.expect("only called when shifting");
+        let map = self.sh.map.expect("only called when shifting");
         let pending = std::mem::take(&mut self.pending);
         let mut lines = String::new();
         for p in &pending {
@@ -667,9 +927,12 @@ impl<'p> Walk<'p> {
                 &p.path,
             ));
         }
-        self.log
-            .as_mut()
+        self.sh
+            .log
+            .as_ref()
             .expect("a log when shifting")
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
             .append(&lines)?;
         // Logged, nothing of the batch chowned yet: where a kill leaves the most to replay.
         crate::failpoint::hit("shift:after-log-batch")?;
@@ -679,9 +942,7 @@ impl<'p> Walk<'p> {
             let Some((parent, name)) = self.resolve()? else {
                 continue;
             };
-            let mut procbuf = Vec::new();
-            let Some(node) = self.found(&parent, name.as_deref(), &mut procbuf, Some(p.ino))?
-            else {
+            let Some(node) = self.found(&parent, name.as_deref(), Some(p.ino))? else {
                 continue;
             };
             let st = node.1;
@@ -694,7 +955,7 @@ impl<'p> Walk<'p> {
             node.chown(new_uid, new_gid)
                 .map_err(|e| self.fail("cannot change the owner of", e))?;
             self.report.shifted += 1;
-            failpoint_after_chown()?;
+            self.sh.failpoint_after_chown()?;
             if let Some((orig, shifted)) = &p.caps {
                 node.set(CAPS, shifted)
                     .map_err(|e| self.fail("cannot put back the capability of", e))?;
@@ -716,7 +977,7 @@ impl<'p> Walk<'p> {
     /// way is gone.
     pub(super) fn resolve(&self) -> Result<Option<(OwnedFd, Option<CString>)>> {
         let ctx = || format!("cannot find {} again", self.here().display());
-        let mut parent = self.top_fd.try_clone().with_context(ctx)?;
+        let mut parent = self.sh.top_fd.try_clone().with_context(ctx)?;
         if self.path.is_empty() {
             return Ok(Some((parent, None)));
         }
@@ -749,7 +1010,6 @@ impl<'p> Walk<'p> {
         &self,
         parent: &'a OwnedFd,
         name: Option<&'a CStr>,
-        procbuf: &'a mut Vec<u8>,
         ino: Option<u64>,
     ) -> Result<Option<(Node<'a>, Statx)>> {
         let st = match name {
@@ -780,14 +1040,13 @@ impl<'p> Walk<'p> {
             Some(n) => Node::At {
                 parent: parent.as_fd(),
                 name: n,
-                proc: proc_path(procbuf, parent.as_fd(), n),
             },
         };
         Ok(Some((node, st)))
     }
 
     pub(super) fn acl(&mut self, node: Node<'_>, name: &CStr, map: &Mapping) -> Result<()> {
-        let len = match node.get(name, &mut self.xbuf) {
+        let len = match node.get(name, self.xbuf()) {
             Ok(n) => n,
             Err(Errno::NODATA) => return Ok(()),
             Err(e) => return Err(self.fail(&format!("cannot read {name:?} of"), e)),
@@ -815,12 +1074,11 @@ impl<'p> Walk<'p> {
     }
 
     pub(super) fn replay_here(&mut self, entry: &LogEntry) -> Result<bool> {
-        let map = self.map.expect("only called when shifting");
+        let map = self.sh.map.expect("only called when shifting");
         let Some((parent, name)) = self.resolve()? else {
             return Ok(false);
         };
-        let mut procbuf = Vec::new();
-        let Some((node, st)) = self.found(&parent, name.as_deref(), &mut procbuf, None)? else {
+        let Some((node, st)) = self.found(&parent, name.as_deref(), None)? else {
             return Ok(false);
         };
         let (cu, cg) = (map.uid().class(st.stx_uid), map.gid().class(st.stx_gid));
