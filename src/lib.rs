@@ -197,8 +197,10 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
             to,
             dry_run,
             drop_setid_and_caps,
+            jobs,
         } => {
             require_root(&root, name)?;
+            crate::host::shift::set_default_jobs(jobs.map_or(0, usize::from));
             let direction = match to {
                 cli::ShiftTo::Remapped => shift::Direction::Remapped,
                 cli::ShiftTo::Host => shift::Direction::Host,
