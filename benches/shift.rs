@@ -30,7 +30,6 @@ use std::time::{Duration, Instant};
 use docker_userns::host::root::Root;
 use docker_userns::host::shift::{self, IdShift, Mapping, OpenDir, Options};
 
-#[allow(dead_code)]
 mod measure;
 
 const SOURCE: u32 = 100_000;
@@ -152,6 +151,8 @@ fn walk_child(args: &[String]) {
 }
 
 /// Wall time from spawn to exit and peak RSS (kB) of `cmd`, which must succeed; its stdout.
+/// (Reaped with `wait4`, for its rusage.)
+#[allow(clippy::zombie_processes)]
 fn run(cmd: &mut Command) -> (Duration, u64, String) {
     cmd.stdin(Stdio::null()).stdout(Stdio::piped());
     let t = Instant::now();
