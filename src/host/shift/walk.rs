@@ -382,14 +382,14 @@ fn merge(into: &mut Report, r: Report) {
     into.log_replayed += r.log_replayed;
     into.other_filesystems.extend(r.other_filesystems);
     into.other_filesystems.sort();
-    // "The first": the first in path order, whichever worker met it.
-    into.first_outside = into
-        .first_outside
-        .take()
-        .into_iter()
-        .chain(r.first_outside)
-        .min();
-    into.first_done = into.first_done.take().into_iter().chain(r.first_done).min();
+    // "The first": the first in byte order of the path, whichever worker met it.
+    let first = |a: Option<PathBuf>, b: Option<PathBuf>| {
+        a.into_iter()
+            .chain(b)
+            .min_by(|x, y| x.as_os_str().as_bytes().cmp(y.as_os_str().as_bytes()))
+    };
+    into.first_outside = first(into.first_outside.take(), r.first_outside);
+    into.first_done = first(into.first_done.take(), r.first_done);
     into.done_id_inodes += r.done_id_inodes;
     into.privileged += r.privileged;
     into.privileged_paths.extend(r.privileged_paths);
@@ -446,6 +446,16 @@ impl<'s> Worker<'s> {
     pub(super) fn same_mount(&self, st: &Statx) -> bool {
         (st.stx_dev_major, st.stx_dev_minor) == self.sh.dev
             && (self.sh.mnt_id.is_none() || mnt_id(st) == self.sh.mnt_id)
+    }
+
+    /// Whether the inode being worked on comes before `first` (a path below the top, or the
+    /// top) in byte order: "the first" of a kind is the same whatever the workers' order.
+    fn first_before(&self, first: Option<&std::path::Path>) -> bool {
+        first.is_none_or(|f| {
+            let top = self.sh.top.as_os_str().len();
+            let rel = f.as_os_str().as_bytes().get(top + 1..).unwrap_or(&[]);
+            self.path.as_slice() < rel
+        })
     }
 
     fn xbuf(&mut self) -> &mut [u8] {
@@ -723,12 +733,12 @@ impl<'s> Worker<'s> {
     fn classify(&mut self, map: &Mapping, st: &Statx) -> (Class, Class) {
         let (cu, cg) = (map.uid().class(st.stx_uid), map.gid().class(st.stx_gid));
         let outside = u64::from(cu == Class::Outside) + u64::from(cg == Class::Outside);
-        if outside > 0 && self.report.first_outside.is_none() {
+        if outside > 0 && self.first_before(self.report.first_outside.as_deref()) {
             self.report.first_outside = Some(self.here());
         }
         if cu == Class::Done || cg == Class::Done {
             self.report.done_id_inodes += 1;
-            if self.report.first_done.is_none() {
+            if self.first_before(self.report.first_done.as_deref()) {
                 self.report.first_done = Some(self.here());
             }
         }
