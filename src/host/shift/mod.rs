@@ -24,12 +24,24 @@
 //! before the chown. Into a remap range they are kept exactly.
 //!
 //! The tree must hold still while it is walked (docker stopped, no container using a bind
-//! mount): an entry that changes between `statx` and `chown` is not detected. The walk is a
-//! loop, not a recursion; it keeps the top 64 directory levels and every 64th below open and
-//! reopens the others by name (no symlink followed, the same
-//! dev and inode checked), so it needs about 64 + depth/64 fds whatever the open file limit
-//! (which it raises to the hard limit anyway). Trees deeper than [`MAX_DEPTH`] are refused
+//! mount): an entry that changes between `statx` and `chown` is not detected.
+//!
+//! The walk runs on [`Options::jobs`] threads ([`default_jobs`]: the cores), each taking one
+//! directory at a time from a shared stack and pushing the subdirectories it finds; the result
+//! is the same whatever the number (walk.rs explains the sharing: the hard-link set, the log's
+//! batches, progress, errors). A queued directory keeps its fd while fewer than a quarter of
+//! the open file limit do (which the walk raises to the hard limit) and is opened again by name
+//! otherwise (no symlink followed, the same dev and inode checked), so the fds needed do not
+//! grow with the width or the depth of the tree. Trees deeper than [`MAX_DEPTH`] are refused
 //! ([`TooDeep`]).
+//!
+//! Per inode that is not a directory the walk makes three syscalls: `statx` (the owner and the
+//! type), `listxattrat` (whether it holds a capability or an ACL: one call for all three names;
+//! on kernels before 6.13 `llistxattr` through `/proc/self/fd`) and `fchownat`; `chown -R` makes
+//! one (`fchownat`; its directory reader gives the type). None of the three can go without
+//! giving up exactness (the owner decides the new one; an ACL or capability can be on any
+//! inode), so the walk gets below `chown -R`'s time by running on several cores (BENCHMARKS.md,
+//! S1).
 
 mod log;
 mod node;
@@ -80,10 +92,10 @@ pub struct Report {
     pub log_replayed: u64,
     /// Mount points below the top that were not entered (another filesystem or a bind mount).
     pub other_filesystems: Vec<PathBuf>,
-    /// The first inode found with an id in neither range (for messages).
+    /// The first inode (in path order) with an id in neither range (for messages).
     pub first_outside: Option<PathBuf>,
-    /// The first inode found with a uid or gid in the target range already (for messages;
-    /// not part of the JSON document).
+    /// The first inode (in path order) with a uid or gid in the target range already (for
+    /// messages; not part of the JSON document).
     #[serde(skip)]
     pub first_done: Option<PathBuf>,
     /// Inodes with at least one id (uid or gid) in the target range already, whatever the
