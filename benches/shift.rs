@@ -143,9 +143,13 @@ fn walk_child(args: &[String]) {
         jobs: jobs.parse().expect("jobs"),
         drop_privileged: false,
     };
-    let r = shift::shift_tree_with(&open(Path::new(top)), &m, Path::new(log), opts, &mut |_| {
-        ControlFlow::Continue(())
-    })
+    let r = shift::shift_tree_with(
+        &open(Path::new(top)),
+        &m,
+        shift::LogAt::Path(Path::new(log)),
+        opts,
+        &mut |_| ControlFlow::Continue(()),
+    )
     .unwrap_or_else(|e| panic!("{e:#}"));
     println!("{} {} {}", r.inodes, r.shifted, r.setid_restored);
 }

@@ -463,10 +463,12 @@ fn a_parallel_walk_leaves_exactly_what_the_serial_one_leaves() {
     s4.first_outside.clone_from(&s1.first_outside);
     s4.first_done.clone_from(&s1.first_done);
     assert_eq!(s1, s4);
-    let r1 = shift::shift_tree_with(&dir(&serial), &map(), &log, opts(1), go).unwrap();
+    let r1 = shift::shift_tree_with(&dir(&serial), &map(), shift::LogAt::Path(&log), opts(1), go)
+        .unwrap();
     for jobs in [2, 4, 7] {
         let m = if jobs == 4 { map().reverse() } else { map() };
-        let r = shift::shift_tree_with(&dir(&par), &m, &log, opts(jobs), go).unwrap();
+        let r = shift::shift_tree_with(&dir(&par), &m, shift::LogAt::Path(&log), opts(jobs), go)
+            .unwrap();
         if jobs == 4 {
             assert_eq!(r.shifted, r1.shifted, "{r:?}");
         } else {

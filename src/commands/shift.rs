@@ -378,9 +378,13 @@ fn open_checked(root: &Root, paths: &[PathBuf], protected: &[Protected]) -> Resu
 /// The crash log of a shift of `d`: one per directory, so that running the same command again
 /// resumes it.
 fn log_of(d: &Path) -> String {
+    format!("{}/{}", journal::DIR, log_name(d))
+}
+
+/// The name of [`log_of`] in `journal::DIR`.
+fn log_name(d: &Path) -> String {
     format!(
-        "{}/shift-{}.log",
-        journal::DIR,
+        "shift-{}.log",
         journal::fingerprint(d.as_os_str().as_encoded_bytes())
     )
 }
@@ -475,7 +479,10 @@ fn shift_one(
 ) -> Result<Report> {
     let tty = std::io::stderr().is_terminal();
     let d = dir.shown();
-    let log = root.resolved(&log_of(d))?;
+    // Opened beneath the root, the log by name in it (no symlink followed).
+    let log_dir = root.open_dir(journal::DIR)?;
+    let log_name = log_name(d);
+    let log = shift::LogAt::In(&log_dir, &log_name);
     let mut progress = |n| {
         if tty {
             eprint!(
@@ -485,11 +492,11 @@ fn shift_one(
         }
         ControlFlow::Continue(())
     };
-    let r = if drop_setid_and_caps {
-        shift::shift_tree_dropping(dir, map, &log, &mut progress)
-    } else {
-        shift::shift_tree(dir, map, &log, &mut progress)
+    let opts = shift::Options {
+        drop_privileged: drop_setid_and_caps,
+        ..shift::Options::default()
     };
+    let r = shift::shift_tree_with(dir, map, log, opts, &mut progress);
     let r = r.with_context(|| {
         format!(
             "cannot shift the owners below {} (what is done stays done: `{}` finishes it{})",

@@ -47,17 +47,18 @@ mod log;
 mod node;
 mod walk;
 
-use std::fs;
+use std::ffi::OsStr;
 use std::ops::ControlFlow;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde::Serialize;
 
 pub use crate::formats::id_shift::{IdShift, Mapping};
 pub use crate::host::root::OpenDir;
 use log::Log;
-pub use log::{LeftLog, left_log};
+pub use log::{LeftLog, LogAt, left_log};
 use walk::{Shared, Worker};
 pub use walk::{default_jobs, set_default_jobs};
 
@@ -238,7 +239,7 @@ pub fn shift_tree(
     log: &Path,
     progress: &mut dyn FnMut(u64) -> ControlFlow<()>,
 ) -> Result<Report> {
-    shift_tree_with(dir, map, log, Options::default(), progress)
+    shift_tree_with(dir, map, LogAt::Path(log), Options::default(), progress)
 }
 
 /// [`shift_tree`], except that a walk into host ids drops the setuid/setgid bits and the file
@@ -254,32 +255,28 @@ pub fn shift_tree_dropping(
         drop_privileged: true,
         ..Options::default()
     };
-    shift_tree_with(dir, map, log, opts, progress)
+    shift_tree_with(dir, map, LogAt::Path(log), opts, progress)
 }
 
-/// [`shift_tree`] (or [`shift_tree_dropping`]) as `opts` says.
+/// [`shift_tree`] (or [`shift_tree_dropping`]) as `opts` says, with its crash log at `log`
+/// (a path, or a name in a directory opened beneath a root).
 pub fn shift_tree_with(
     dir: &OpenDir,
     map: &Mapping,
-    log: &Path,
+    log: LogAt<'_>,
     opts: Options,
     progress: &mut dyn FnMut(u64) -> ControlFlow<()>,
 ) -> Result<Report> {
     let top = dir.shown();
-    let log_dir = log
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let log_dir = fs::canonicalize(log_dir)
-        .with_context(|| format!("cannot use {} as the shift log", log.display()))?;
-    if log_dir.starts_with(top) {
+    let (log_dir, shown, name) = Log::place(log)?;
+    if shown.starts_with(top) {
         bail!(
             "the shift log {} must not be inside the tree it shifts ({})",
-            log.display(),
+            shown.join(OsStr::from_bytes(name.as_bytes())).display(),
             top.display()
         );
     }
-    let mut log = Log::open(log, map)?;
+    let mut log = Log::open(log_dir, &shown, name, map)?;
     let mut sh = Shared::new(dir, Some(map))?;
     sh.drop_privileged = opts.drop_privileged;
     let entries = std::mem::take(&mut log.replay);
@@ -346,6 +343,7 @@ mod tests {
     use crate::formats::xattr::tests::acl;
     use crate::formats::xattr::*;
     use rustix::fs as rfs;
+    use std::fs;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     /// A tree on the filesystem the tests run on (the target directory: ext4 here, with
@@ -472,16 +470,18 @@ mod tests {
         fs::create_dir(&tree).unwrap();
         let files = setid_tree(&tree);
         let log = t.path().join("shift.log");
+        let log_dir = dir(t.path());
+        let at = LogAt::In(&log_dir, "shift.log");
         let opts = Options {
             jobs,
             drop_privileged: false,
         };
         let go = &mut |_| ControlFlow::Continue(());
         CRASH_AFTER_CHOWNS.set(Some(crash_after));
-        let err = shift_tree_with(&dir(&tree), &map(), &log, opts, go).unwrap_err();
+        let err = shift_tree_with(&dir(&tree), &map(), at, opts, go).unwrap_err();
         assert!(format!("{err:#}").contains("failpoint"), "{err:#}");
         assert!(log.exists());
-        let r = shift_tree_with(&dir(&tree), &map(), &log, opts, go)
+        let r = shift_tree_with(&dir(&tree), &map(), at, opts, go)
             .unwrap_or_else(|e| panic!("{jobs} jobs, resume after {crash_after} chowns: {e:#}"));
         // Every logged entry whose chown happened is put back (a batch stays in the log
         // until the walk completes). After the Nth chown every other worker stops after its
@@ -493,9 +493,40 @@ mod tests {
         assert!(!log.exists());
         check_shifted(&files);
         // And a walk after that finds everything done.
-        let again = shift_tree_with(&dir(&tree), &map(), &log, opts, go).unwrap();
+        let again = shift_tree_with(&dir(&tree), &map(), at, opts, go).unwrap();
         assert_eq!((again.shifted, again.log_replayed), (0, 0), "{again:?}");
         assert_eq!(again.inodes, r.inodes);
+    }
+
+    /// A symlink planted where the log goes is not followed: the walk fails before any chown
+    /// whose log entry would have gone through it, and its target is untouched.
+    #[test]
+    fn a_symlink_in_place_of_the_log_is_not_followed() {
+        let t = tempdir();
+        let tree = t.path().join("tree");
+        fs::create_dir(&tree).unwrap();
+        let f = tree.join("setuid");
+        fs::write(&f, b"x").unwrap();
+        std::os::unix::fs::chown(&f, Some(100_001), Some(100_001)).unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o4755)).unwrap();
+        let victim = t.path().join("victim");
+        // Empty: read through the link it would look like no log at all, and be written.
+        fs::write(&victim, b"").unwrap();
+        std::os::unix::fs::symlink(&victim, t.path().join("shift.log")).unwrap();
+        let log_dir = dir(t.path());
+        for at in [
+            LogAt::In(&log_dir, "shift.log"),
+            LogAt::Path(&t.path().join("shift.log")),
+        ] {
+            let err = shift_tree_with(&dir(&tree), &map(), at, Options::default(), &mut |_| {
+                ControlFlow::Continue(())
+            })
+            .unwrap_err();
+            assert!(format!("{err:#}").contains("shift log"), "{err:#}");
+            assert_eq!(fs::read(&victim).unwrap(), b"");
+            let meta = fs::symlink_metadata(&f).unwrap();
+            assert_eq!((meta.uid(), meta.mode() & 0o7777), (100_001, 0o4755));
+        }
     }
 
     #[test]
