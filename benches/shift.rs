@@ -10,14 +10,16 @@
 //! up front, so no lazy init runs beside the figures), loop-mounted, unmounted and deleted at
 //! the end; so other work on the machine's root filesystem does not move the figures as much.
 //! Every walk and every `chown -R` is a child process (this binary re-run with `--walk`), timed
-//! from spawn to exit, its peak RSS from `wait4`. Rounds alternate the direction and the order
+//! from spawn to exit; a walk reports its own peak RSS (VmHWM: `wait4`'s would count this
+//! process's from before the exec). Rounds alternate the direction and the order
 //! of the two walk rows; `sync` and a cache-warming `count` before each run. Prints a Markdown
 //! table: median (min–max) wall time, inodes/s, ratios; targets: default jobs ≤ 1.0x
 //! `chown -R`, peak RSS at the largest size ≤ 1.1x at the smallest.
 //!
 //! Options (after `--`): `--sizes N,N` (default 100000,1000000), `--reps N` rounds per size
 //! (default 5, 2 at 10^6), `--dir D` where the filesystem images go (default
-//! target/shift-bench), `--jobs N` for the "default" row (default: the cores).
+//! target/shift-bench), `--jobs N` for the "default" row (default: the cores), `--rss-only`
+//! (one tree per size, one walk, the peak RSS row only).
 
 use std::fs;
 use std::ops::ControlFlow;
@@ -151,10 +153,19 @@ fn walk_child(args: &[String]) {
         &mut |_| ControlFlow::Continue(()),
     )
     .unwrap_or_else(|e| panic!("{e:#}"));
+    // Its own peak RSS: what `wait4` says includes the parent's, from before the exec.
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmHWM");
     println!("{} {} {}", r.inodes, r.shifted, r.setid_restored);
+    println!("{hwm}");
 }
 
-/// Wall time from spawn to exit and peak RSS (kB) of `cmd`, which must succeed; its stdout.
+/// Wall time from spawn to exit and `wait4`'s peak RSS (kB) of `cmd` (which counts the
+/// parent's from before the exec), which must succeed; its stdout.
 /// (Reaped with `wait4`, for its rusage.)
 #[allow(clippy::zombie_processes)]
 fn run(cmd: &mut Command) -> (Duration, u64, String) {
@@ -176,6 +187,17 @@ fn run(cmd: &mut Command) -> (Duration, u64, String) {
         "{cmd:?} failed"
     );
     (wall, ru.ru_maxrss as u64, out)
+}
+
+/// Runs the walk child (`me --walk`) on `top`: its wall time and stdout.
+fn walk(me: &Path, top: &Path, log: &Path, jobs: usize, forward: bool) -> (Duration, String) {
+    let (wall, _, out) = run(Command::new(me).arg("--walk").args([
+        top.to_str().unwrap(),
+        log.to_str().unwrap(),
+        &jobs.to_string(),
+        if forward { "fwd" } else { "rev" },
+    ]));
+    (wall, out)
 }
 
 /// A loop-mounted ext4 (with its journal) in a sparse file, gone when dropped.
@@ -245,6 +267,7 @@ fn main() {
         })
         .unwrap_or_else(|| vec![100_000, 1_000_000]);
     let reps_opt: Option<usize> = opt("--reps").map(|s| s.parse().expect("--reps N"));
+    let rss_only = args.iter().any(|a| a == "--rss-only");
     let jobs = opt("--jobs").map_or_else(shift::default_jobs, |s| s.parse().expect("--jobs N"));
     let base = opt("--dir").map_or_else(
         || Path::new(env!("CARGO_MANIFEST_DIR")).join("target/shift-bench"),
@@ -269,6 +292,18 @@ fn main() {
         let log = scratch.mnt.join("shift.log");
         let t = Instant::now();
         let made = generate(&ours, size, 42);
+        if rss_only {
+            sync();
+            let (_, out) = walk(&me, &ours, &log, jobs, true);
+            let kb: u64 = out
+                .lines()
+                .nth(1)
+                .and_then(|l| l.parse().ok())
+                .expect("VmHWM");
+            eprintln!("{size}: --jobs {jobs} peak RSS {kb} kB");
+            rss.push((made.inodes, kb));
+            continue;
+        }
         let made_floor = generate(&floor, size, 42);
         assert_eq!(made.inodes, made_floor.inodes);
         eprintln!(
@@ -286,15 +321,16 @@ fn main() {
             for j in order {
                 sync();
                 assert_eq!(shift::count(&open(&ours)).unwrap(), made.inodes);
-                let (wall, kb, out) = run(Command::new(&me).arg("--walk").args([
-                    ours.to_str().unwrap(),
-                    log.to_str().unwrap(),
-                    &j.to_string(),
-                    if forward { "fwd" } else { "rev" },
-                ]));
+                let (wall, out) = walk(&me, &ours, &log, j, forward);
                 forward = !forward;
                 let n = format!("{} {} {}", made.inodes, made.inodes, made.setid);
-                assert_eq!(out.trim(), n, "the walk did not shift every inode");
+                let mut lines = out.lines();
+                assert_eq!(
+                    lines.next(),
+                    Some(n.as_str()),
+                    "the walk did not shift every inode"
+                );
+                let kb: u64 = lines.next().and_then(|l| l.parse().ok()).expect("VmHWM");
                 if j == jobs {
                     t_par.push(wall);
                     peak = peak.max(kb);
