@@ -529,6 +529,62 @@ mod tests {
         }
     }
 
+    /// Directories queued beyond the fd budget are queued by path and opened again from the
+    /// top: the walk is the same.
+    #[test]
+    fn directories_queued_beyond_the_fd_budget_are_opened_again_by_path() {
+        let t = tempdir();
+        let tree = t.path().join("tree");
+        let mut files = Vec::new();
+        for a in 0..12 {
+            for b in 0..12 {
+                let d = tree.join(format!("a{a}/b{b}"));
+                fs::create_dir_all(&d).unwrap();
+                let f = d.join("f");
+                fs::write(&f, b"").unwrap();
+                std::os::unix::fs::chown(&f, Some(100_000 + b), Some(100_000 + a)).unwrap();
+                std::os::unix::fs::chown(&d, Some(100_001), Some(100_001)).unwrap();
+                files.push((f, a, b));
+            }
+        }
+        for jobs in [1, 3] {
+            FD_BUDGET.set(Some(1));
+            let m = if jobs == 1 { map() } else { map().reverse() };
+            let r = shift_tree_with(
+                &dir(&tree),
+                &m,
+                LogAt::Path(&t.path().join("log")),
+                Options {
+                    jobs,
+                    drop_privileged: false,
+                },
+                &mut |_| ControlFlow::Continue(()),
+            )
+            .unwrap();
+            // The top and the 12 `a` directories stay root's; 144 `b` directories and 144
+            // files shift.
+            assert_eq!(
+                (r.inodes, r.shifted, r.outside),
+                (301, 288, 13),
+                "{jobs} jobs: {r:?}"
+            );
+            let (du, dg) = if jobs == 1 {
+                (300_000, 400_000)
+            } else {
+                (100_000, 100_000)
+            };
+            for (f, a, b) in &files {
+                let meta = fs::symlink_metadata(f).unwrap();
+                assert_eq!(
+                    (meta.uid(), meta.gid()),
+                    (du + b, dg + a),
+                    "{}",
+                    f.display()
+                );
+            }
+        }
+    }
+
     #[test]
     fn a_log_whose_entries_do_not_fit_the_tree_is_a_clear_error() {
         let t = tempdir();

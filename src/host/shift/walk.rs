@@ -57,6 +57,8 @@ pub(super) const XATTR_MAX: usize = 65536;
 
 #[cfg(test)]
 thread_local! {
+    /// Test switch: the [`fd_budget`] of the next walk started on this thread.
+    pub(super) static FD_BUDGET: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
     /// Test failpoint: stop (as a crash would) right after the Nth chown of the walk started on
     /// this thread (counted over all its workers), before the setid bits and capability are put
     /// back; every worker's later chowns fail the same way.
@@ -193,7 +195,10 @@ impl Shared {
             caller: Condvar::new(),
             inodes: AtomicU64::new(0),
             stop: AtomicBool::new(false),
+            #[cfg(not(test))]
             fd_budget: fd_budget(),
+            #[cfg(test)]
+            fd_budget: FD_BUDGET.take().unwrap_or_else(fd_budget),
             #[cfg(test)]
             crash_after: AtomicU64::new(CRASH_AFTER_CHOWNS.take().unwrap_or(0)),
             #[cfg(test)]
@@ -318,12 +323,9 @@ impl Shared {
             let handles: Vec<_> = (0..jobs)
                 .map(|_| {
                     s.spawn(|| {
+                        let _done = Finished(self);
                         let mut w = Worker::new(self);
                         w.work();
-                        let mut q = self.lock();
-                        q.running -= 1;
-                        drop(q);
-                        self.caller.notify_all();
                         w.report
                     })
                 })
@@ -364,6 +366,20 @@ impl Shared {
             }
             q = self.caller.wait(q).unwrap_or_else(|p| p.into_inner());
         }
+    }
+}
+
+/// Counts a worker out when it ends, also by a panic (which stops the others, so that none
+/// waits for a directory the panicking one would have pushed; the panic is then re-raised).
+struct Finished<'s>(&'s Shared);
+
+impl Drop for Finished<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.halt(Some(anyhow!("a thread of the walk panicked")));
+        }
+        self.0.lock().running -= 1;
+        self.0.caller.notify_all();
     }
 }
 
