@@ -28,7 +28,7 @@
 //!
 //! The walk runs on [`Options::jobs`] threads ([`default_jobs`]: the cores), each taking one
 //! directory at a time from a shared stack and pushing the subdirectories it finds; the result
-//! is the same whatever the number (walk.rs explains the sharing: the hard-link set, the log's
+//! is the same whatever the number (pool.rs explains the sharing: the hard-link set, the log's
 //! batches, progress, errors). A queued directory keeps its fd while fewer than a quarter of
 //! the open file limit do (which the walk raises to the hard limit) and is opened again by name
 //! otherwise (no symlink followed, the same dev and inode checked), so the fds needed do not
@@ -45,6 +45,7 @@
 
 mod log;
 mod node;
+mod pool;
 mod walk;
 
 use std::ffi::OsStr;
@@ -59,8 +60,9 @@ pub use crate::formats::id_shift::{IdShift, Mapping};
 pub use crate::host::root::OpenDir;
 use log::Log;
 pub use log::{LeftLog, LogAt, left_log};
-use walk::{Shared, Worker};
-pub use walk::{default_jobs, set_default_jobs};
+use pool::Shared;
+pub use pool::{default_jobs, set_default_jobs};
+use walk::Worker;
 
 /// The progress callback of [`shift_tree`] is called every this many inodes.
 pub const PROGRESS_EVERY: u64 = 4096;
@@ -338,6 +340,7 @@ mod tests {
 
     use super::log::*;
     use super::node::FORCE_PROC_PATH;
+    use super::pool::*;
     use super::walk::*;
     use super::*;
     use crate::formats::xattr::tests::acl;
