@@ -232,8 +232,9 @@ pub enum Command {
     /// refused, and so are ids the mapping cannot express (>= the range size for --to remapped)
     /// and trees deeper than 4096 directories. --to host refuses setuid/setgid files and file
     /// capabilities made under the remapped ids (they would be valid on the host) unless
-    /// --drop-setid-and-caps. Takes the run lock. Idempotent; an interrupted run is finished by
-    /// running the same command again. Stop the containers that use PATH first.
+    /// --drop-setid-and-caps. Walks with one thread per core (--jobs). Takes the run lock.
+    /// Idempotent; an interrupted run is finished by running the same command again. Stop the
+    /// containers that use PATH first.
     #[command(after_help = "Example: docker-userns shift /srv/app/data --to remapped --dry-run")]
     Shift {
         /// The directories.
@@ -249,6 +250,11 @@ pub enum Command {
         /// valid for host ids (made under the remapped ids) instead of refusing; they are named.
         #[arg(long)]
         drop_setid_and_caps: bool,
+        /// Walk with N threads at once, each taking directories as they are found (the same
+        /// result whatever N; `enable --repair` and `--carry volumes` use the default)
+        /// [default: the number of cores].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+        jobs: Option<u16>,
     },
 
     /// Lint /etc/subuid and /etc/subgid for the whole host: malformed lines, overlapping

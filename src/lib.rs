@@ -161,19 +161,22 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
             to,
             dry_run,
             drop_setid_and_caps,
+            jobs,
         } => {
             require_root(&root, name)?;
+            crate::host::shift::set_default_jobs(jobs.map_or(0, usize::from));
             let direction = match to {
                 cli::ShiftTo::Remapped => shift::Direction::Remapped,
                 cli::ShiftTo::Host => shift::Direction::Host,
             };
+            let progress = Progress::for_output(cli.json);
             let r = shift::shift(
                 &root,
                 paths,
                 direction,
                 *dry_run,
                 *drop_setid_and_caps,
-                Progress::for_output(cli.json),
+                progress,
             )?;
             Ok(Output {
                 code: Code::Ok,

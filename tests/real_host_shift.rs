@@ -7,7 +7,8 @@
 //! nothing changed) or dropped when asked, never kept; `disable --carry volumes` fails such a
 //! volume. Docker's data root is refused by its real path too; a `shift` killed at a log batch
 //! is finished by the next run (the other direction is refused until then); `shift` waits for
-//! the run lock. The first case (a bind mount there and back) also runs on docker-ce 29
+//! the run lock; a parallel `shift --jobs 4` killed mid-batch is finished exactly by the next
+//! run. The first case (a bind mount there and back) also runs on docker-ce 29
 //! (`docker29`). Needs root; fails, never skips.
 
 mod common;
@@ -354,4 +355,64 @@ fn a_shift_killed_at_a_log_batch_is_finished_by_the_next_run_and_waits_for_the_l
         "shift did not wait for the lock ({ms} ms): {out}"
     );
     assert!(out.stderr.contains("another docker-userns run"), "{out}");
+}
+
+/// A parallel shift (`--jobs 4`) killed with `kill -9` while its workers are in the middle of
+/// their log batches (each stopped by the failpoint right after the first chown of its batch,
+/// that inode's setuid bit and capability cleared by the chown and not yet put back) is
+/// finished by the next run exactly as a clean serial shift leaves the same tree.
+#[test]
+fn a_parallel_shift_killed_mid_batch_is_finished_exactly_by_the_next_run() {
+    let host = Host::boot("parkill");
+    let out = host.sh("docker-userns enable --json --settle 2");
+    assert_eq!(out.code, 0, "{out}");
+    // 8 directories of 200 setuid files (every 50th with a capability), hard links, symlinks.
+    host.ok(
+        "set -e; for d in 1 2 3 4 5 6 7 8; do mkdir -p /srv/par/d$d/sub; \
+         for f in $(seq 1 200); do p=/srv/par/d$d/sub/f$f; echo x > $p; chown $f:$d $p; chmod 4755 $p; done; \
+         ln /srv/par/d$d/sub/f1 /srv/par/d$d/hard; ln -s sub/f2 /srv/par/d$d/link; chown -h 7:7 /srv/par/d$d/link; done",
+    );
+    for d in 1..=8 {
+        for f in (1..=200).step_by(50) {
+            set_caps_v3(&host, &format!("/srv/par/d{d}/sub/f{f}"), 0);
+        }
+    }
+    host.ok("cp -a /srv/par /srv/parclean");
+    let out = host.sh("docker-userns shift /srv/parclean --to remapped --jobs 1 --json");
+    assert_eq!(out.code, 0, "{out}");
+    let clean = host.listing("/srv/parclean");
+
+    let pid = host.ok(
+        "DOCKER_USERNS_FAILPOINTS=shift:after-batch-chown=sleep setsid docker-userns shift /srv/par --to remapped \
+         --jobs 4 >/tmp/p.log 2>&1 </dev/null & echo $!",
+    );
+    let pid = pid.trim();
+    // Wait until at least two workers sit right after a chown, then kill -9.
+    host.ok(&format!(
+        "for i in $(seq 1 300); do [ $(grep -c 'failpoint shift:after-batch-chown' /tmp/p.log) -ge 2 ] && break; sleep 0.1; done; \
+         [ $(grep -c 'failpoint shift:after-batch-chown' /tmp/p.log) -ge 2 ] && kill -9 {pid}; sleep 0.3; ! kill -0 {pid} 2>/dev/null"
+    ));
+    assert!(
+        host.ok("ls /var/lib/docker-userns").contains("shift-"),
+        "no log left"
+    );
+    // The window is real: setuid files whose bit the chown cleared.
+    let cleared = host.ok("find /srv/par -type f -name 'f*' ! -perm -4000 | wc -l");
+    assert!(
+        cleared.trim().parse::<u32>().unwrap() >= 2,
+        "no worker was caught between a chown and putting the bits back: {cleared}"
+    );
+    assert_ne!(host.listing("/srv/par"), clean);
+
+    let out = host.sh("docker-userns shift /srv/par --to remapped --json");
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        json(&out)["roots"][0]["log_replayed"].as_u64().unwrap() >= 2,
+        "{out}"
+    );
+    assert_eq!(host.listing("/srv/par"), clean);
+    assert!(
+        !host.ok("ls /var/lib/docker-userns").contains("shift-"),
+        "the log stays"
+    );
 }

@@ -411,6 +411,86 @@ fn an_interrupted_walk_resumed_ends_like_an_uninterrupted_one() {
     assert_eq!(snapshot(&a), snapshot(&b));
 }
 
+/// Every special case of `build`, many times over in a wide and deep tree (hard links across
+/// directories, setuid/setgid files, capabilities, ACLs), plus a chain 300 deep.
+fn many(top: &Path, outside: &Path) {
+    fs::create_dir(top).unwrap();
+    own(top, 100_000, 100_000);
+    for i in 0..24 {
+        build(&top.join(format!("b{i}")), outside);
+    }
+    // Hard links whose names are in directories different workers take.
+    for i in 0..23 {
+        fs::hard_link(
+            top.join(format!("b{i}/hard1")),
+            top.join(format!("b{}/cross{i}", i + 1)),
+        )
+        .unwrap();
+    }
+    big(&top.join("big"), 3_000);
+    chain(&top.join("chain"), 300);
+}
+
+/// The parallel walk leaves exactly what the serial one leaves, and reports the same counts,
+/// whatever the number of workers; survey and count agree too.
+#[test]
+fn a_parallel_walk_leaves_exactly_what_the_serial_one_leaves() {
+    let t = tempdir();
+    let outside = t.path().join("outside-target");
+    fs::write(&outside, b"not mine").unwrap();
+    own(&outside, 100_050, 100_050);
+    let (serial, par) = (t.path().join("serial"), t.path().join("par"));
+    many(&serial, &outside);
+    many(&par, &outside);
+    assert_eq!(snapshot(&serial), snapshot(&par));
+    let log = t.path().join("shift.log");
+    let opts = |jobs| shift::Options {
+        jobs,
+        drop_privileged: false,
+    };
+    let go = &mut |_| ControlFlow::Continue(());
+    let s1 = shift::survey_with(&dir(&serial), &map(), 1).unwrap();
+    let mut s4 = shift::survey_with(&dir(&par), &map(), 4).unwrap();
+    let rel = |p: &Option<PathBuf>, top: &Path| {
+        p.as_ref()
+            .map(|p| p.strip_prefix(top).unwrap().to_path_buf())
+    };
+    assert_eq!(
+        rel(&s1.first_outside, &serial),
+        rel(&s4.first_outside, &par)
+    );
+    assert_eq!(rel(&s1.first_done, &serial), rel(&s4.first_done, &par));
+    s4.first_outside.clone_from(&s1.first_outside);
+    s4.first_done.clone_from(&s1.first_done);
+    assert_eq!(s1, s4);
+    let r1 = shift::shift_tree_with(&dir(&serial), &map(), shift::LogAt::Path(&log), opts(1), go)
+        .unwrap();
+    for jobs in [2, 4, 7] {
+        let m = if jobs == 4 { map().reverse() } else { map() };
+        let r = shift::shift_tree_with(&dir(&par), &m, shift::LogAt::Path(&log), opts(jobs), go)
+            .unwrap();
+        if jobs == 4 {
+            assert_eq!(r.shifted, r1.shifted, "{r:?}");
+        } else {
+            let fix = |mut r: Report| {
+                r.first_outside = rel(&r.first_outside, &par);
+                r.first_done = rel(&r.first_done, &par);
+                r
+            };
+            let mut want = r1.clone();
+            want.first_outside = rel(&r1.first_outside, &serial);
+            want.first_done = rel(&r1.first_done, &serial);
+            assert_eq!(fix(r), want, "{jobs} jobs");
+        }
+    }
+    assert!(r1.setid_restored > 0 && r1.caps_restored > 0 && r1.acl_entries_shifted > 0);
+    assert_eq!(r1.inodes, s1.inodes);
+    assert_eq!(snapshot(&serial), snapshot(&par));
+    assert_eq!(shift::count(&dir(&par)).unwrap(), r1.inodes);
+    rm_rf(&serial);
+    rm_rf(&par);
+}
+
 struct Mounted(PathBuf);
 impl Drop for Mounted {
     fn drop(&mut self) {

@@ -14,7 +14,7 @@ use crate::exit::{Conflict, Usage};
 use crate::host::engine::Engine;
 use crate::host::root::Root;
 use crate::host::setup;
-use crate::host::shift::{self, LeftLog, Mapping, Report};
+use crate::host::shift::{self, LeftLog, Mapping, OpenDir, Report};
 use crate::progress::Progress;
 use crate::run::journal;
 
@@ -292,6 +292,55 @@ pub(crate) fn shift(
         )
         .into());
     }
+    let map = mapping(root, to)?;
+    let protected = protected(&data_roots(root)?);
+
+    // Check every path, then survey every one, before anything changes.
+    let dirs = open_checked(root, paths, &protected)?;
+    let _lock = if dry_run {
+        None
+    } else {
+        Some(journal::lock(root, journal::LOCK_WAIT)?)
+    };
+    let mut roots = Vec::new();
+    for dir in &dirs {
+        check_left_log(root, dir.shown(), &map, to)?;
+        let report = survey_checked(dir, &map, dry_run || drop_setid_and_caps)?;
+        roots.push(Shifted {
+            path: dir.shown().display().to_string(),
+            report,
+        });
+    }
+    if !dry_run {
+        root.ensure_dir(journal::DIR, 0o700)?;
+        for (s, dir) in roots.iter_mut().zip(&dirs) {
+            s.report = shift_one(
+                root,
+                dir,
+                &map,
+                to,
+                drop_setid_and_caps,
+                s.report.inodes,
+                progress,
+            )?;
+        }
+    }
+    let (uid, gid) = (map.uid(), map.gid());
+    Ok(ShiftResult {
+        to,
+        dry_run,
+        uid_from: uid.from,
+        uid_to: uid.to,
+        uid_count: uid.count,
+        gid_from: gid.from,
+        gid_to: gid.to,
+        gid_count: gid.count,
+        roots,
+    })
+}
+
+/// The mapping `shift --to to` uses: the remap user's ranges (refused when it has none).
+fn mapping(root: &Root, to: Direction) -> Result<Mapping> {
     let conf = crate::run::preflight::configured(root)?;
     let (Some(u), Some(g)) = (conf.subuid, conf.subgid) else {
         return Err(Conflict::new(format!(
@@ -299,7 +348,7 @@ pub(crate) fn shift(
             conf.user.as_deref().unwrap_or("dockremap")
         ))
         .kind("shift-no-range")
-        .into());
+.into());
     };
     let map = Mapping::for_range(
         (u.start, u.count),
@@ -307,9 +356,11 @@ pub(crate) fn shift(
         to == Direction::Remapped,
     )
     .context("the remap user's ranges cannot be a shift target")?;
-    let protected = protected(&data_roots(root)?);
+    Ok(map)
+}
 
-    // Check every path, then survey every one, before anything changes.
+/// Each of `paths`, resolved, a directory, opened once beneath the root and not refused.
+fn open_checked(root: &Root, paths: &[PathBuf], protected: &[Protected]) -> Result<Vec<OpenDir>> {
     let mut dirs = Vec::new();
     for p in paths {
         let real =
@@ -330,150 +381,155 @@ pub(crate) fn shift(
         // Opened once: the checks below and the walk are of what was opened, whatever is
         // renamed or relinked meanwhile.
         let dir = root.open_dir(abs)?;
-        if let Some(why) = refusal(dir.shown(), &protected) {
+        if let Some(why) = refusal(dir.shown(), protected) {
             return Err(Conflict::new(format!("{why}; nothing was changed"))
                 .kind("shift-protected-directory")
                 .into());
         }
         dirs.push(dir);
     }
-    let _lock = if dry_run {
-        None
-    } else {
-        Some(journal::lock(root, journal::LOCK_WAIT)?)
-    };
+    Ok(dirs)
+}
+
+/// The crash log of a shift of `d`: one per directory, so that running the same command again
+/// resumes it.
+fn log_of(d: &Path) -> String {
+    format!("{}/{}", journal::DIR, log_name(d))
+}
+
+/// The name of [`log_of`] in `journal::DIR`.
+fn log_name(d: &Path) -> String {
+    format!(
+        "shift-{}.log",
+        journal::fingerprint(d.as_os_str().as_encoded_bytes())
+    )
+}
+
+/// Refuses (changing nothing) when an interrupted shift of `d` in the other direction, or with
+/// another mapping, left its log.
+fn check_left_log(root: &Root, d: &Path, map: &Mapping, to: Direction) -> Result<()> {
     let other = match to {
         Direction::Remapped => Direction::Host,
         Direction::Host => Direction::Remapped,
     };
-    let log_of = |d: &Path| {
-        // One log per directory, so that running the same command again resumes it.
-        format!(
-            "{}/shift-{}.log",
-            journal::DIR,
-            journal::fingerprint(d.as_os_str().as_encoded_bytes())
-        )
+    let log = root.path(&log_of(d));
+    let left = if root.is_dir(journal::DIR) {
+        shift::left_log(&root.resolved(&log_of(d))?, map)?
+    } else {
+        LeftLog::None
     };
-    let mut roots = Vec::new();
-    for dir in &dirs {
-        let d = dir.shown();
-        let log = root.path(&log_of(d));
-        let left = if root.is_dir(journal::DIR) {
-            shift::left_log(&root.resolved(&log_of(d))?, &map)?
-        } else {
-            LeftLog::None
-        };
-        match left {
-            LeftLog::None | LeftLog::Same => {}
-            LeftLog::Reverse => {
-                return Err(Conflict::new(format!(
-                    "{}: a shift in the other direction was interrupted (its log {} names the mapping back); finish it first with `{}`, then run this command; nothing was changed",
-                    d.display(),
-                    log.display(),
-                    command(d, other)
-                ))
-                .kind("shift-interrupted-other-direction")
-                .into());
-            }
-            LeftLog::Other(first) => {
-                return Err(Conflict::new(format!(
-                    "{}: an interrupted shift with another mapping left {} ({first:?}), from before the remap user's ranges changed: finish it with the ranges it names, or move the log away (the setuid/setgid modes and capabilities it lists are then not put back: check them by hand); nothing was changed",
-                    d.display(),
-                    log.display(),
-                ))
-                .kind("shift-interrupted-other-mapping")
-                .into());
-            }
-        }
-        let r = match shift::survey(dir, &map) {
-            Ok(r) => r,
-            Err(e) if e.downcast_ref::<shift::TooDeep>().is_some() => {
-                return Err(Conflict::new(format!("{e:#}; nothing was changed"))
-                    .kind("shift-tree-unwalkable")
-                    .into());
-            }
-            Err(e) => return Err(e.context(format!("cannot survey {}", d.display()))),
-        };
-        if r.outside_ids > 0 {
-            let (uid, gid) = (map.uid(), map.gid());
+    match left {
+        LeftLog::None | LeftLog::Same => {}
+        LeftLog::Reverse => {
             return Err(Conflict::new(format!(
-                "{}: {} id(s) on {} inode(s) lie outside what the mapping expresses (uids {}..{} -> {}.., gids {}..{} -> {}..), e.g. {}; containers could not own them: change their owners first; nothing was changed",
+                "{}: a shift in the other direction was interrupted (its log {} names the mapping back); finish it first with `{}`, then run this command; nothing was changed",
                 d.display(),
-                r.outside_ids,
-                r.outside_id_inodes,
-                uid.from,
-                u64::from(uid.from) + u64::from(uid.count) - 1,
-                uid.to,
-                gid.from,
-                u64::from(gid.from) + u64::from(gid.count) - 1,
-                gid.to,
-                r.first_outside
-                    .as_deref()
-                    .map_or_else(String::new, |p| p.display().to_string())
+                log.display(),
+                command(d, other)
             ))
-            .kind("shift-ids-outside-mapping")
-            .into());
+            .kind("shift-interrupted-other-direction")
+.into());
         }
-        if r.privileged > 0 && !drop_setid_and_caps && !dry_run {
+        LeftLog::Other(first) => {
             return Err(Conflict::new(format!(
-                "{}: {} inode(s) hold a setuid/setgid bit or a file capability made under the remapped ids, which moved to host ids would be valid on the host (a container's setuid root shell would become the host's): {}{}; nothing was changed. Remove them, or pass --drop-setid-and-caps to shift them with those bits and capabilities dropped",
+                "{}: an interrupted shift with another mapping left {} ({first:?}), from before the remap user's ranges changed: finish it with the ranges it names, or move the log away (the setuid/setgid modes and capabilities it lists are then not put back: check them by hand); nothing was changed",
                 d.display(),
-                r.privileged,
-                privileged_list(&r),
-                if r.privileged > r.privileged_paths.len() as u64 { ", ..." } else { "" }
+                log.display(),
             ))
-            .kind("shift-privileged-files")
-            .into());
+            .kind("shift-interrupted-other-mapping")
+.into());
         }
-        roots.push(Shifted {
-            path: d.display().to_string(),
-            report: r,
-        });
     }
-    if !dry_run {
-        root.ensure_dir(journal::DIR, 0o700)?;
-        for (s, dir) in roots.iter_mut().zip(&dirs) {
-            let d = dir.shown();
-            let log = root.resolved(&log_of(d))?;
-            let total = s.report.inodes;
-            let bar = progress.inodes(&format!("shifting owners below {}", d.display()), total);
-            let mut progress = |n| {
-                bar.set(n);
-                ControlFlow::Continue(())
-            };
-            let r = if drop_setid_and_caps {
-                shift::shift_tree_dropping(dir, &map, &log, &mut progress)
+    Ok(())
+}
+
+/// Surveys `dir`, refusing (changing nothing) a tree too deep, ids the mapping cannot express,
+/// and, unless `privileged_ok`, what would carry a container's privilege to host ids.
+fn survey_checked(dir: &OpenDir, map: &Mapping, privileged_ok: bool) -> Result<Report> {
+    let d = dir.shown();
+    let r = match shift::survey(dir, map) {
+        Ok(r) => r,
+        Err(e) if e.downcast_ref::<shift::TooDeep>().is_some() => {
+            return Err(Conflict::new(format!("{e:#}; nothing was changed"))
+                .kind("shift-tree-unwalkable")
+                .into());
+        }
+        Err(e) => return Err(e.context(format!("cannot survey {}", d.display()))),
+    };
+    if r.outside_ids > 0 {
+        let (uid, gid) = (map.uid(), map.gid());
+        return Err(Conflict::new(format!(
+            "{}: {} id(s) on {} inode(s) lie outside what the mapping expresses (uids {}..{} -> {}.., gids {}..{} -> {}..), e.g. {}; containers could not own them: change their owners first; nothing was changed",
+            d.display(),
+            r.outside_ids,
+            r.outside_id_inodes,
+            uid.from,
+            u64::from(uid.from) + u64::from(uid.count) - 1,
+            uid.to,
+            gid.from,
+            u64::from(gid.from) + u64::from(gid.count) - 1,
+            gid.to,
+            r.first_outside
+                .as_deref()
+                .map_or_else(String::new, |p| p.display().to_string())
+        ))
+        .kind("shift-ids-outside-mapping")
+.into());
+    }
+    if r.privileged > 0 && !privileged_ok {
+        return Err(Conflict::new(format!(
+            "{}: {} inode(s) hold a setuid/setgid bit or a file capability made under the remapped ids, which moved to host ids would be valid on the host (a container's setuid root shell would become the host's): {}{}; nothing was changed. Remove them, or pass --drop-setid-and-caps to shift them with those bits and capabilities dropped",
+            d.display(),
+            r.privileged,
+            privileged_list(&r),
+            if r.privileged > r.privileged_paths.len() as u64 { ", ..." } else { "" }
+        ))
+        .kind("shift-privileged-files")
+.into());
+    }
+    Ok(r)
+}
+
+/// Shifts `dir` (surveyed: `total` inodes), with progress on a terminal.
+fn shift_one(
+    root: &Root,
+    dir: &OpenDir,
+    map: &Mapping,
+    to: Direction,
+    drop_setid_and_caps: bool,
+    total: u64,
+    progress: Progress,
+) -> Result<Report> {
+    let d = dir.shown();
+    // Opened beneath the root, the log by name in it (no symlink followed).
+    let log_dir = root.open_dir(journal::DIR)?;
+    let log_name = log_name(d);
+    let log = shift::LogAt::In(&log_dir, &log_name);
+    let bar = progress.inodes(&format!("shifting owners below {}", d.display()), total);
+    let mut progress = |n| {
+        bar.set(n);
+        ControlFlow::Continue(())
+    };
+    let opts = shift::Options {
+        drop_privileged: drop_setid_and_caps,
+        ..shift::Options::default()
+    };
+    let r = shift::shift_tree_with(dir, map, log, opts, &mut progress);
+    let r = r.with_context(|| {
+        format!(
+            "cannot shift the owners below {} (what is done stays done: `{}` finishes it{})",
+            d.display(),
+            command(d, to),
+            if drop_setid_and_caps {
+                ""
+            } else if to == Direction::Host {
+                ", with --drop-setid-and-caps if it names setuid/setgid files or capabilities"
             } else {
-                shift::shift_tree(dir, &map, &log, &mut progress)
-            };
-            s.report = r.with_context(|| {
-                format!(
-                    "cannot shift the owners below {} (what is done stays done: `{}` finishes it{})",
-                    d.display(),
-                    command(d, to),
-                    if drop_setid_and_caps {
-                        ""
-                    } else if to == Direction::Host {
-                        ", with --drop-setid-and-caps if it names setuid/setgid files or capabilities"
-                    } else {
-                        ""
-                    }
-                )
-            })?;
-        }
-    }
-    let (uid, gid) = (map.uid(), map.gid());
-    Ok(ShiftResult {
-        to,
-        dry_run,
-        uid_from: uid.from,
-        uid_to: uid.to,
-        uid_count: uid.count,
-        gid_from: gid.from,
-        gid_to: gid.to,
-        gid_count: gid.count,
-        roots,
-    })
+                ""
+            }
+        )
+    })?;
+    Ok(r)
 }
 
 /// "PATH (setuid, file capability), ..." for the named inodes.

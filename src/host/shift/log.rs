@@ -1,19 +1,23 @@
 //! The shift's crash log: the setid modes and capabilities a chown is about to clear, synced
 //! before it, replayed by the run that resumes an interrupted walk.
 
+use std::ffi::{CString, OsStr};
 use std::fs;
 use std::io::{Read, Write as _};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use rustix::fs as rfs;
+use rustix::fs::{self as rfs, Mode, OFlags};
+use rustix::io::Errno;
 
 use crate::formats::id_shift::Mapping;
+use crate::host::root::OpenDir;
 
 /// What an earlier, interrupted walk left in a log file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum LeftLog {
+pub enum LeftLog {
     /// No log (or one cut short before its first entry): nothing to finish.
     None,
     /// A log of this same mapping: the walk resumes it.
@@ -25,7 +29,7 @@ pub(crate) enum LeftLog {
 }
 
 /// Reads what the log at `log` was written for, relative to `map`.
-pub(crate) fn left_log(log: &Path, map: &Mapping) -> Result<LeftLog> {
+pub fn left_log(log: &Path, map: &Mapping) -> Result<LeftLog> {
     let text = match fs::read(log) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LeftLog::None),
@@ -46,11 +50,24 @@ pub(crate) fn left_log(log: &Path, map: &Mapping) -> Result<LeftLog> {
     })
 }
 
+/// Where a walk keeps its crash log.
+#[derive(Clone, Copy)]
+pub enum LogAt<'a> {
+    /// A path (its directory opened by name).
+    Path(&'a Path),
+    /// The name `.1` in the directory `.0` (opened beneath a root).
+    In(&'a OpenDir, &'a str),
+}
+
 /// The crash log: a header naming the mapping, then one line per inode whose setid bits or
 /// capability a chown is about to clear: `MODE CAPS_HEX PATH` (octal mode, `-` for no
 /// capability, the path relative to the top with bytes outside `!`..`~` and `%` written `%XX`).
+/// Every access is relative to its directory's fd (opened once), never following a symlink.
 pub(super) struct Log {
+    /// For messages.
     pub(super) path: PathBuf,
+    dir: OwnedFd,
+    name: CString,
     pub(super) header: String,
     pub(super) file: Option<fs::File>,
     /// Entries of an earlier, interrupted walk.
@@ -73,26 +90,67 @@ impl Log {
         )
     }
 
+    /// The directory of the log at `at` (opened), what it is shown as, and the log's name.
+    pub(super) fn place(at: LogAt<'_>) -> Result<(OwnedFd, PathBuf, CString)> {
+        let bad = |p: &Path| anyhow!("cannot use {} as the shift log", p.display());
+        let (dir, shown, name) = match at {
+            LogAt::Path(path) => {
+                let name = path.file_name().ok_or_else(|| bad(path))?;
+                let parent = path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                let shown = fs::canonicalize(parent)
+                    .with_context(|| format!("cannot use {} as the shift log", path.display()))?;
+                let fd = rfs::open(
+                    &shown,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .with_context(|| format!("cannot open {}", shown.display()))?;
+                (fd, shown, name.as_bytes().to_vec())
+            }
+            LogAt::In(dir, name) => {
+                let fd = rfs::openat(
+                    dir.fd(),
+                    ".",
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .with_context(|| format!("cannot open {}", dir.shown().display()))?;
+                (fd, dir.shown().to_path_buf(), name.as_bytes().to_vec())
+            }
+        };
+        if name.contains(&b'/') || name == b"." || name == b".." {
+            return Err(bad(&shown.join(OsStr::from_bytes(&name))));
+        }
+        let name = CString::new(name).map_err(|_| bad(&shown))?;
+        Ok((dir, shown, name))
+    }
+
     /// Reads what an interrupted walk left (refusing a log of another mapping); keeps the file
     /// to append to.
-    pub(super) fn open(path: &Path, map: &Mapping) -> Result<Log> {
+    pub(super) fn open(dir: OwnedFd, shown: &Path, name: CString, map: &Mapping) -> Result<Log> {
         let header = Log::header(map);
+        let path = shown.join(OsStr::from_bytes(name.as_bytes()));
         let mut log = Log {
-            path: path.to_path_buf(),
+            path,
+            dir,
+            name,
             header,
             file: None,
             replay: Vec::new(),
         };
         let mut text = Vec::new();
-        match fs::File::open(path) {
+        match log.openat(OFlags::RDONLY) {
             Ok(mut f) => {
                 f.read_to_end(&mut text)
-                    .with_context(|| format!("cannot read the shift log {}", path.display()))?;
+                    .with_context(|| format!("cannot read the shift log {}", log.path.display()))?;
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(log),
+            Err(Errno::NOENT) => return Ok(log),
             Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("cannot read the shift log {}", path.display()));
+                return Err(std::io::Error::from(e))
+                    .with_context(|| format!("cannot read the shift log {}", log.path.display()));
             }
         }
         // A header cut short: nothing was chowned relying on this log (the header is synced
@@ -100,18 +158,29 @@ impl Log {
         if let Some(entries) = parse_log(&text, &log.header).with_context(|| {
             format!(
                 "the shift log {} cannot be used (it is what an interrupted shift left: finish that shift, or if the log is damaged move it away and check the setuid/setgid bits and capabilities it lists by hand)",
-                path.display()
+                log.path.display()
             )
         })?
         {
             log.replay = entries;
-            let file = fs::OpenOptions::new()
-                .append(true)
-                .open(path)
-                .with_context(|| format!("cannot open the shift log {}", path.display()))?;
+            let file = log
+                .openat(OFlags::WRONLY | OFlags::APPEND)
+                .map_err(std::io::Error::from)
+                .with_context(|| format!("cannot open the shift log {}", log.path.display()))?;
             log.file = Some(file);
         }
         Ok(log)
+    }
+
+    /// Opens the log in its directory, never following a symlink there.
+    fn openat(&self, flags: OFlags) -> rustix::io::Result<fs::File> {
+        rfs::openat(
+            &self.dir,
+            self.name.as_c_str(),
+            flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map(fs::File::from)
     }
 
     /// Appends entries (whole lines) and syncs them; creates the file (header first, synced,
@@ -120,16 +189,15 @@ impl Log {
         let path = &self.path;
         let ctx = || format!("cannot write the shift log {}", path.display());
         if self.file.is_none() {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(path)
+            let mut f = self
+                .openat(OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC)
+                .map_err(std::io::Error::from)
                 .with_context(ctx)?;
             f.write_all(self.header.as_bytes()).with_context(ctx)?;
             f.sync_all().with_context(ctx)?;
-            sync_parent(path)?;
+            rfs::fsync(&self.dir)
+                .map_err(std::io::Error::from)
+                .with_context(ctx)?;
             self.file = Some(f);
         }
         let f = self.file.as_mut().expect("opened above");
@@ -141,23 +209,15 @@ impl Log {
     /// The walk is complete: the log goes.
     pub(super) fn finish(self) -> Result<()> {
         drop(self.file);
-        match fs::remove_file(&self.path) {
-            Ok(()) => sync_parent(&self.path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e)
-                .with_context(|| format!("cannot remove the shift log {}", self.path.display())),
+        let ctx = || format!("cannot remove the shift log {}", self.path.display());
+        match rfs::unlinkat(&self.dir, self.name.as_c_str(), rfs::AtFlags::empty()) {
+            Ok(()) => rfs::fsync(&self.dir)
+                .map_err(std::io::Error::from)
+                .with_context(ctx),
+            Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(std::io::Error::from(e)).with_context(ctx),
         }
     }
-}
-
-pub(super) fn sync_parent(path: &Path) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("cannot sync {}", dir.display()))
 }
 
 pub(super) fn log_line(mode: u32, caps: Option<&[u8]>, rel: &[u8]) -> String {

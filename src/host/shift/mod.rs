@@ -24,29 +24,45 @@
 //! before the chown. Into a remap range they are kept exactly.
 //!
 //! The tree must hold still while it is walked (docker stopped, no container using a bind
-//! mount): an entry that changes between `statx` and `chown` is not detected. The walk is a
-//! loop, not a recursion; it keeps the top 64 directory levels and every 64th below open and
-//! reopens the others by name (no symlink followed, the same
-//! dev and inode checked), so it needs about 64 + depth/64 fds whatever the open file limit
-//! (which it raises to the hard limit anyway). Trees deeper than [`MAX_DEPTH`] are refused
+//! mount): an entry that changes between `statx` and `chown` is not detected.
+//!
+//! The walk runs on [`Options::jobs`] threads ([`default_jobs`]: the cores), each taking one
+//! directory at a time from a shared stack and pushing the subdirectories it finds; the result
+//! is the same whatever the number (pool.rs explains the sharing: the hard-link set, the log's
+//! batches, progress, errors). A queued directory keeps its fd while fewer than a quarter of
+//! the open file limit do (which the walk raises to the hard limit) and is opened again by name
+//! otherwise (no symlink followed, the same dev and inode checked), so the fds needed do not
+//! grow with the width or the depth of the tree. Trees deeper than [`MAX_DEPTH`] are refused
 //! ([`TooDeep`]).
+//!
+//! Per inode that is not a directory the walk makes three syscalls: `statx` (the owner and the
+//! type), `listxattrat` (whether it holds a capability or an ACL: one call for all three names;
+//! on kernels before 6.13 `llistxattr` through `/proc/self/fd`) and `fchownat`; `chown -R` makes
+//! one (`fchownat`; its directory reader gives the type). None of the three can go without
+//! giving up exactness (the owner decides the new one; an ACL or capability can be on any
+//! inode), so the walk gets below `chown -R`'s time by running on several cores (BENCHMARKS.md,
+//! S1).
 
 mod log;
 mod node;
+mod pool;
 mod walk;
 
-use std::fs;
+use std::ffi::OsStr;
 use std::ops::ControlFlow;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde::Serialize;
 
 pub use crate::formats::id_shift::{IdShift, Mapping};
 pub use crate::host::root::OpenDir;
 use log::Log;
-pub(crate) use log::{LeftLog, left_log};
-use walk::Walk;
+pub use log::{LeftLog, LogAt, left_log};
+use pool::Shared;
+pub use pool::{default_jobs, set_default_jobs};
+use walk::Worker;
 
 /// The progress callback of [`shift_tree`] is called every this many inodes.
 pub const PROGRESS_EVERY: u64 = 4096;
@@ -79,12 +95,12 @@ pub struct Report {
     pub(crate) log_replayed: u64,
     /// Mount points below the top that were not entered (another filesystem or a bind mount).
     pub other_filesystems: Vec<PathBuf>,
-    /// The first inode found with an id in neither range (for messages).
-    pub(crate) first_outside: Option<PathBuf>,
-    /// The first inode found with a uid or gid in the target range already (for messages;
-    /// not part of the JSON document).
+    /// The first inode (in path order) with an id in neither range (for messages).
+    pub first_outside: Option<PathBuf>,
+    /// The first inode (in path order) with a uid or gid in the target range already (for
+    /// messages; not part of the JSON document).
     #[serde(skip)]
-    pub(crate) first_done: Option<PathBuf>,
+    pub first_done: Option<PathBuf>,
     /// Inodes with at least one id (uid or gid) in the target range already, whatever the
     /// other: `already_done` and those of `shifted` whose other id was done (not part of the
     /// JSON document). A walk that must be undone exactly refuses them all: its undo would
@@ -165,29 +181,55 @@ pub struct TooDeep {
 #[error("the shift of {0} was interrupted; running it again finishes it")]
 pub struct Interrupted(pub PathBuf);
 
+/// How a walk runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Workers (threads) walking at once; 0 counts as 1. [`default_jobs`] unless asked.
+    pub jobs: usize,
+    /// Into host ids: drop the setuid/setgid bits and file capabilities [`survey`] counts in
+    /// [`Report::privileged`] instead of refusing them (see [`shift_tree_dropping`]).
+    pub drop_privileged: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            jobs: default_jobs(),
+            drop_privileged: false,
+        }
+    }
+}
+
 /// Counts the inodes below `dir` (`dir` included) on its filesystem, hard links once: the
 /// total for progress and for "how many inodes" messages. Changes nothing.
 pub fn count(dir: &OpenDir) -> Result<u64> {
-    let mut progress = |_| ControlFlow::Continue(());
-    let mut walk = Walk::new(dir, None, &mut progress)?;
-    walk.run()?;
-    Ok(walk.report.inodes)
+    let sh = Shared::new(dir, None)?;
+    let mut first = Worker::new(&sh);
+    first.top()?;
+    let r = sh.walk(first, default_jobs(), &mut |_| ControlFlow::Continue(()))?;
+    Ok(r.inodes)
 }
 
 /// What [`shift_tree`] would do to the owners below `dir`, changing nothing: the same walk,
 /// each inode classified (`shifted` counts those it would shift).
 pub fn survey(dir: &OpenDir, map: &Mapping) -> Result<Report> {
-    let mut progress = |_| ControlFlow::Continue(());
-    let mut walk = Walk::new(dir, Some(map), &mut progress)?;
-    walk.dry = true;
-    walk.run()?;
-    Ok(walk.report)
+    survey_with(dir, map, default_jobs())
 }
 
-/// Shifts the owner of every inode below `dir` (`dir` included) by `map`; see the module
-/// documentation for the rules. `log` is the crash log: it must not be inside `dir`, and the
-/// same path must be given to the run that resumes an interrupted one. `progress` gets the
-/// number of inodes seen so far, every [`PROGRESS_EVERY`] inodes and at the end;
+/// [`survey`] with `jobs` workers.
+pub fn survey_with(dir: &OpenDir, map: &Mapping, jobs: usize) -> Result<Report> {
+    let mut sh = Shared::new(dir, Some(map))?;
+    sh.dry = true;
+    let mut first = Worker::new(&sh);
+    first.top()?;
+    sh.walk(first, jobs, &mut |_| ControlFlow::Continue(()))
+}
+
+/// Shifts the owner of every inode below `dir` (`dir` included) by `map`, with
+/// [`default_jobs`] workers; see the module documentation for the rules. `log` is the crash
+/// log: it must not be inside `dir`, and the same path must be given to the run that resumes
+/// an interrupted one. `progress` gets the number of inodes seen so far, about every
+/// [`PROGRESS_EVERY`] inodes and at the end, always on the calling thread;
 /// `ControlFlow::Break` stops the walk with [`Interrupted`].
 ///
 /// A walk into host ids ([`Mapping::into_host`]) refuses, with [`PrivilegedIntoHost`], the
@@ -199,7 +241,7 @@ pub fn shift_tree(
     log: &Path,
     progress: &mut dyn FnMut(u64) -> ControlFlow<()>,
 ) -> Result<Report> {
-    shift(dir, map, log, false, progress)
+    shift_tree_with(dir, map, LogAt::Path(log), Options::default(), progress)
 }
 
 /// [`shift_tree`], except that a walk into host ids drops the setuid/setgid bits and the file
@@ -211,58 +253,62 @@ pub fn shift_tree_dropping(
     log: &Path,
     progress: &mut dyn FnMut(u64) -> ControlFlow<()>,
 ) -> Result<Report> {
-    shift(dir, map, log, true, progress)
+    let opts = Options {
+        drop_privileged: true,
+        ..Options::default()
+    };
+    shift_tree_with(dir, map, LogAt::Path(log), opts, progress)
 }
 
-fn shift(
+/// [`shift_tree`] (or [`shift_tree_dropping`]) as `opts` says, with its crash log at `log`
+/// (a path, or a name in a directory opened beneath a root).
+pub fn shift_tree_with(
     dir: &OpenDir,
     map: &Mapping,
-    log: &Path,
-    drop_privileged: bool,
+    log: LogAt<'_>,
+    opts: Options,
     progress: &mut dyn FnMut(u64) -> ControlFlow<()>,
 ) -> Result<Report> {
     let top = dir.shown();
-    let log_dir = log
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let log_dir = fs::canonicalize(log_dir)
-        .with_context(|| format!("cannot use {} as the shift log", log.display()))?;
-    if log_dir.starts_with(top) {
+    let (log_dir, shown, name) = Log::place(log)?;
+    if shown.starts_with(top) {
         bail!(
             "the shift log {} must not be inside the tree it shifts ({})",
-            log.display(),
+            shown.join(OsStr::from_bytes(name.as_bytes())).display(),
             top.display()
         );
     }
-    let mut log = Log::open(log, map)?;
-    let mut walk = Walk::new(dir, Some(map), progress)?;
-    walk.drop_privileged = drop_privileged;
+    let mut log = Log::open(log_dir, &shown, name, map)?;
+    let mut sh = Shared::new(dir, Some(map))?;
+    sh.drop_privileged = opts.drop_privileged;
     let entries = std::mem::take(&mut log.replay);
+    let log_path = log.path.clone();
+    sh.log = Some(std::sync::Mutex::new(log));
+    let mut first = Worker::new(&sh);
     for entry in &entries {
-        match walk.replay(entry) {
-            Ok(true) => walk.report.log_replayed += 1,
+        match first.replay(entry) {
+            Ok(true) => first.report.log_replayed += 1,
             Ok(false) => {}
             Err(e) => {
                 return Err(e.context(format!(
                     "the shift log {} does not fit {} (damaged, or written for another tree): move it away, then run the command again; the {} setuid/setgid modes and capabilities it recorded are then not put back, check them by hand (they are in the log)",
-                    log.path.display(),
-                    walk.top.display(),
+                    log_path.display(),
+                    sh.top.display(),
                     entries.len()
                 )));
             }
         }
     }
-    walk.log = Some(log);
-    walk.run()?;
-    let inodes = walk.report.inodes;
-    if let ControlFlow::Break(()) = (walk.progress)(inodes) {
-        return Err(Interrupted(walk.top.clone()).into());
+    first.top()?;
+    let report = sh.walk(first, opts.jobs, progress)?;
+    if let ControlFlow::Break(()) = progress(report.inodes) {
+        return Err(Interrupted(sh.top.clone()).into());
     }
-    if let Some(log) = walk.log.take() {
-        log.finish()?;
-    }
-    Ok(walk.report)
+    let log = sh.log.take().expect("set above");
+    log.into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .finish()?;
+    Ok(report)
 }
 
 /// Raises the soft open file limit to the hard one, once per process: a walk (and what runs
@@ -294,11 +340,13 @@ mod tests {
 
     use super::log::*;
     use super::node::FORCE_PROC_PATH;
+    use super::pool::*;
     use super::walk::*;
     use super::*;
     use crate::formats::xattr::tests::acl;
     use crate::formats::xattr::*;
     use rustix::fs as rfs;
+    use std::fs;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     /// A tree on the filesystem the tests run on (the target directory: ext4 here, with
@@ -408,45 +456,135 @@ mod tests {
         }
     }
 
+    /// A crash (the failpoint) in the middle of a walk, serial or parallel, then the same
+    /// walk again: it finishes exactly.
     #[test]
     fn a_walk_resumed_after_a_crash_in_a_log_batch_finishes_exactly() {
-        for crash_after in [1, PENDING_MAX as u64 - 1, PENDING_MAX as u64 + 3] {
-            let t = tempdir();
-            let tree = t.path().join("tree");
-            fs::create_dir(&tree).unwrap();
-            let files = setid_tree(&tree);
-            let log = t.path().join("shift.log");
-            CRASH_AFTER_CHOWNS.set(Some(crash_after));
-            let err = shift_tree(
-                &dir(&tree),
-                &map(),
-                &log,
-                &mut |_| ControlFlow::Continue(()),
-            )
+        for jobs in [1, 2, 4] {
+            for crash_after in [1, PENDING_MAX as u64 - 1, PENDING_MAX as u64 + 3] {
+                a_walk_resumed_after_a_crash(jobs, crash_after);
+            }
+        }
+    }
+
+    fn a_walk_resumed_after_a_crash(jobs: usize, crash_after: u64) {
+        let t = tempdir();
+        let tree = t.path().join("tree");
+        fs::create_dir(&tree).unwrap();
+        let files = setid_tree(&tree);
+        let log = t.path().join("shift.log");
+        let log_dir = dir(t.path());
+        let at = LogAt::In(&log_dir, "shift.log");
+        let opts = Options {
+            jobs,
+            drop_privileged: false,
+        };
+        let go = &mut |_| ControlFlow::Continue(());
+        CRASH_AFTER_CHOWNS.set(Some(crash_after));
+        let err = shift_tree_with(&dir(&tree), &map(), at, opts, go).unwrap_err();
+        assert!(format!("{err:#}").contains("failpoint"), "{err:#}");
+        assert!(log.exists());
+        let r = shift_tree_with(&dir(&tree), &map(), at, opts, go)
+            .unwrap_or_else(|e| panic!("{jobs} jobs, resume after {crash_after} chowns: {e:#}"));
+        // Every logged entry whose chown happened is put back (a batch stays in the log
+        // until the walk completes). After the Nth chown every other worker stops after its
+        // next chown at the latest (the failpoint fails them all from then on).
+        assert!(
+            (crash_after..crash_after + jobs as u64).contains(&r.log_replayed),
+            "{jobs} jobs, crash after {crash_after}: {r:?}"
+        );
+        assert!(!log.exists());
+        check_shifted(&files);
+        // And a walk after that finds everything done.
+        let again = shift_tree_with(&dir(&tree), &map(), at, opts, go).unwrap();
+        assert_eq!((again.shifted, again.log_replayed), (0, 0), "{again:?}");
+        assert_eq!(again.inodes, r.inodes);
+    }
+
+    /// A symlink planted where the log goes is not followed: the walk fails before any chown
+    /// whose log entry would have gone through it, and its target is untouched.
+    #[test]
+    fn a_symlink_in_place_of_the_log_is_not_followed() {
+        let t = tempdir();
+        let tree = t.path().join("tree");
+        fs::create_dir(&tree).unwrap();
+        let f = tree.join("setuid");
+        fs::write(&f, b"x").unwrap();
+        std::os::unix::fs::chown(&f, Some(100_001), Some(100_001)).unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o4755)).unwrap();
+        let victim = t.path().join("victim");
+        // Empty: read through the link it would look like no log at all, and be written.
+        fs::write(&victim, b"").unwrap();
+        std::os::unix::fs::symlink(&victim, t.path().join("shift.log")).unwrap();
+        let log_dir = dir(t.path());
+        for at in [
+            LogAt::In(&log_dir, "shift.log"),
+            LogAt::Path(&t.path().join("shift.log")),
+        ] {
+            let err = shift_tree_with(&dir(&tree), &map(), at, Options::default(), &mut |_| {
+                ControlFlow::Continue(())
+            })
             .unwrap_err();
-            assert!(format!("{err:#}").contains("failpoint"), "{err:#}");
-            assert!(log.exists());
-            let r = shift_tree(
+            assert!(format!("{err:#}").contains("shift log"), "{err:#}");
+            assert_eq!(fs::read(&victim).unwrap(), b"");
+            let meta = fs::symlink_metadata(&f).unwrap();
+            assert_eq!((meta.uid(), meta.mode() & 0o7777), (100_001, 0o4755));
+        }
+    }
+
+    /// Directories queued beyond the fd budget are queued by path and opened again from the
+    /// top: the walk is the same.
+    #[test]
+    fn directories_queued_beyond_the_fd_budget_are_opened_again_by_path() {
+        let t = tempdir();
+        let tree = t.path().join("tree");
+        let mut files = Vec::new();
+        for a in 0..12 {
+            for b in 0..12 {
+                let d = tree.join(format!("a{a}/b{b}"));
+                fs::create_dir_all(&d).unwrap();
+                let f = d.join("f");
+                fs::write(&f, b"").unwrap();
+                std::os::unix::fs::chown(&f, Some(100_000 + b), Some(100_000 + a)).unwrap();
+                std::os::unix::fs::chown(&d, Some(100_001), Some(100_001)).unwrap();
+                files.push((f, a, b));
+            }
+        }
+        for jobs in [1, 3] {
+            FD_BUDGET.set(Some(1));
+            let m = if jobs == 1 { map() } else { map().reverse() };
+            let r = shift_tree_with(
                 &dir(&tree),
-                &map(),
-                &log,
-                &mut |_| ControlFlow::Continue(()),
-            )
-            .unwrap_or_else(|e| panic!("resume after {crash_after} chowns: {e:#}"));
-            // Every logged entry whose chown happened is put back (a batch stays in the log
-            // until the walk completes).
-            assert_eq!(r.log_replayed, crash_after, "{r:?}");
-            assert!(!log.exists());
-            check_shifted(&files);
-            // And a walk after that finds everything done.
-            let again = shift_tree(
-                &dir(&tree),
-                &map(),
-                &log,
+                &m,
+                LogAt::Path(&t.path().join("log")),
+                Options {
+                    jobs,
+                    drop_privileged: false,
+                },
                 &mut |_| ControlFlow::Continue(()),
             )
             .unwrap();
-            assert_eq!((again.shifted, again.log_replayed), (0, 0), "{again:?}");
+            // The top and the 12 `a` directories stay root's; 144 `b` directories and 144
+            // files shift.
+            assert_eq!(
+                (r.inodes, r.shifted, r.outside),
+                (301, 288, 13),
+                "{jobs} jobs: {r:?}"
+            );
+            let (du, dg) = if jobs == 1 {
+                (300_000, 400_000)
+            } else {
+                (100_000, 100_000)
+            };
+            for (f, a, b) in &files {
+                let meta = fs::symlink_metadata(f).unwrap();
+                assert_eq!(
+                    (meta.uid(), meta.gid()),
+                    (du + b, dg + a),
+                    "{}",
+                    f.display()
+                );
+            }
         }
     }
 

@@ -9,15 +9,15 @@ use rustix::fs::{self as rfs, AtFlags, Gid, Mode, Uid};
 use rustix::io::Errno;
 
 /// An inode being worked on: through its own fd (directories, opened to be walked) or by name
-/// in its parent, with `/proc/self/fd/PARENT/NAME` for the xattr calls (l*xattr: the name is not
-/// followed; f*xattr does not work on `O_PATH` fds).
+/// in its parent, with `/proc/self/fd/PARENT/NAME` for the xattr calls but the listing
+/// (l*xattr: the name is not followed; f*xattr does not work on `O_PATH` fds). That path is
+/// made only when one is called: most inodes have no xattr, so only their listing.
 #[derive(Clone, Copy)]
 pub(super) enum Node<'a> {
     Fd(BorrowedFd<'a>),
     At {
         parent: BorrowedFd<'a>,
         name: &'a CStr,
-        proc: &'a CStr,
     },
 }
 
@@ -25,8 +25,8 @@ impl Node<'_> {
     pub(super) fn list(self, buf: &mut [u8]) -> rustix::io::Result<usize> {
         match self {
             Node::Fd(fd) => rfs::flistxattr(fd, buf),
-            Node::At { parent, name, proc } => match listxattrat(parent, name, buf) {
-                Err(Errno::NOSYS) => rfs::llistxattr(proc, buf),
+            Node::At { parent, name } => match listxattrat(parent, name, buf) {
+                Err(Errno::NOSYS) => with_proc_path(parent, name, |p| rfs::llistxattr(p, buf)),
                 r => r,
             },
         }
@@ -35,21 +35,27 @@ impl Node<'_> {
     pub(super) fn get(self, name: &CStr, buf: &mut [u8]) -> rustix::io::Result<usize> {
         match self {
             Node::Fd(fd) => rfs::fgetxattr(fd, name, buf),
-            Node::At { proc, .. } => rfs::lgetxattr(proc, name, buf),
+            Node::At { parent, name: n } => {
+                with_proc_path(parent, n, |p| rfs::lgetxattr(p, name, buf))
+            }
         }
     }
 
     pub(super) fn set(self, name: &CStr, value: &[u8]) -> rustix::io::Result<()> {
         match self {
             Node::Fd(fd) => rfs::fsetxattr(fd, name, value, rfs::XattrFlags::empty()),
-            Node::At { proc, .. } => rfs::lsetxattr(proc, name, value, rfs::XattrFlags::empty()),
+            Node::At { parent, name: n } => with_proc_path(parent, n, |p| {
+                rfs::lsetxattr(p, name, value, rfs::XattrFlags::empty())
+            }),
         }
     }
 
     pub(super) fn remove(self, name: &CStr) -> rustix::io::Result<()> {
         match self {
             Node::Fd(fd) => rfs::fremovexattr(fd, name),
-            Node::At { proc, .. } => rfs::lremovexattr(proc, name),
+            Node::At { parent, name: n } => {
+                with_proc_path(parent, n, |p| rfs::lremovexattr(p, name))
+            }
         }
     }
 
@@ -121,12 +127,24 @@ pub(super) fn listxattrat(
     }
 }
 
-/// Writes `/proc/self/fd/PARENT/NAME\0` into `buf`.
-pub(super) fn proc_path<'b>(buf: &'b mut Vec<u8>, parent: BorrowedFd<'_>, name: &CStr) -> &'b CStr {
-    buf.clear();
-    let _ = write!(buf, "/proc/self/fd/{}/", parent.as_raw_fd());
-    buf.extend_from_slice(name.to_bytes_with_nul());
-    CStr::from_bytes_with_nul(buf).expect("one NUL, at the end")
+/// Calls `f` with `/proc/self/fd/PARENT/NAME` (made on the stack: a name has at most 255
+/// bytes).
+fn with_proc_path<R>(
+    parent: BorrowedFd<'_>,
+    name: &CStr,
+    f: impl FnOnce(&CStr) -> rustix::io::Result<R>,
+) -> rustix::io::Result<R> {
+    let mut buf = [0u8; 320];
+    let mut w = &mut buf[..];
+    let _ = write!(w, "/proc/self/fd/{}/", parent.as_raw_fd());
+    let prefix = 320 - w.len();
+    let name = name.to_bytes_with_nul();
+    let end = prefix + name.len();
+    if end > buf.len() {
+        return Err(Errno::NAMETOOLONG);
+    }
+    buf[prefix..end].copy_from_slice(name);
+    f(CStr::from_bytes_with_nul(&buf[..end]).map_err(|_| Errno::INVAL)?)
 }
 
 #[cfg(test)]

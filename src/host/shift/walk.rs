@@ -1,10 +1,9 @@
-//! The walk itself: directory fds, `statx`, `fchownat`, the xattr calls, the setid and
-//! capability rules, the crash log's batches, one inode at a time.
+//! One worker of the walk (pool.rs shares the work between several): directory fds, `statx`,
+//! `fchownat`, the xattr calls, the setid and capability rules, the crash log's batches, one
+//! inode at a time.
 
-use std::collections::HashSet;
 use std::ffi::{CStr, CString, OsStr};
 use std::mem::MaybeUninit;
-use std::ops::ControlFlow;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -13,15 +12,12 @@ use anyhow::{Context, Result, anyhow, bail};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, RawDir, Statx, StatxFlags};
 use rustix::io::Errno;
 
-use super::log::{Log, LogEntry, log_line};
-use super::node::{Node, proc_path};
-use super::{
-    Interrupted, MAX_DEPTH, PRIVILEGED_NAMED, PROGRESS_EVERY, Privileged, PrivilegedIntoHost,
-    Report, TooDeep, raise_nofile_limit,
-};
+use super::log::{LogEntry, log_line};
+use super::node::Node;
+use super::pool::{Item, PUBLISH_EVERY, Shared};
+use super::{MAX_DEPTH, PRIVILEGED_NAMED, Privileged, PrivilegedIntoHost, Report, TooDeep};
 use crate::formats::id_shift::{Class, Mapping};
 use crate::formats::xattr::{ACL_ACCESS, ACL_DEFAULT, CAPS, caps_rootid, shift_acl, shift_caps};
-use crate::host::root::OpenDir;
 
 /// `statx` fields the walk reads.
 pub(super) const WANT: StatxFlags = StatxFlags::TYPE
@@ -34,25 +30,6 @@ pub(super) const WANT: StatxFlags = StatxFlags::TYPE
 /// Largest xattr value and name list (`XATTR_SIZE_MAX`, `XATTR_LIST_MAX`).
 pub(super) const XATTR_MAX: usize = 65536;
 
-#[cfg(test)]
-thread_local! {
-    /// Test failpoint: stop (as a crash would) right after the Nth chown, before the setid
-    /// bits and capability are put back.
-    pub(super) static CRASH_AFTER_CHOWNS: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
-}
-
-pub(super) fn failpoint_after_chown() -> Result<()> {
-    #[cfg(test)]
-    if let Some(n) = CRASH_AFTER_CHOWNS.get() {
-        CRASH_AFTER_CHOWNS.set(Some(n.saturating_sub(1)));
-        if n <= 1 {
-            CRASH_AFTER_CHOWNS.set(None);
-            bail!("failpoint: crashed after a chown");
-        }
-    }
-    Ok(())
-}
-
 /// An inode whose setid bits or capability a chown will clear, waiting to be logged.
 pub(super) struct Pending {
     pub(super) path: Vec<u8>,
@@ -63,108 +40,46 @@ pub(super) struct Pending {
     pub(super) caps: Option<(Vec<u8>, Vec<u8>)>,
 }
 
-/// At most this many inodes wait in [`Walk::pending`].
+/// At most this many inodes wait in a worker's [`Worker::pending`].
 pub(super) const PENDING_MAX: usize = 1024;
 
-/// Directories at these depths stay open while what is below them is walked: the first
-/// [`KEEP_OPEN`] levels, then every [`KEEP_OPEN`]th. Any other directory is closed while one of
-/// its subdirectories is walked and opened again afterwards from the nearest open one (at most
-/// [`KEEP_OPEN`] names away), so the walk holds about `KEEP_OPEN + depth / KEEP_OPEN` fds
-/// whatever the depth, and its depth does not depend on the open file limit.
-pub(super) const KEEP_OPEN: usize = 64;
-
-pub(super) fn keep_open(depth: usize) -> bool {
-    depth < KEEP_OPEN || depth.is_multiple_of(KEEP_OPEN)
-}
-
-/// A directory on the way down from the top to the entry being worked on.
-#[derive(Default)]
-pub(super) struct Level {
-    /// Its fd, `None` while it is closed (see [`KEEP_OPEN`]).
-    pub(super) fd: Option<OwnedFd>,
-    /// What it is, to check that it is the same directory when it is opened again.
-    pub(super) ino: u64,
-    pub(super) dev: (u32, u32),
-    /// The length of its path (relative to the top) in [`Walk::path`].
-    pub(super) path_len: usize,
-    /// Its entry names, NUL-terminated, and where the next one starts.
-    pub(super) names: Vec<u8>,
-    pub(super) next: usize,
-}
-
-pub(super) struct Walk<'p> {
-    pub(super) top: PathBuf,
-    pub(super) top_fd: OwnedFd,
-    /// The mapping; `None` counts only.
-    pub(super) map: Option<Mapping>,
-    pub(super) dev: (u32, u32),
-    pub(super) mnt_id: Option<u64>,
-    pub(super) log: Option<Log>,
-    /// Inodes to log before their chown (see [`Walk::flush`]).
-    pub(super) pending: Vec<Pending>,
-    pub(super) progress: &'p mut dyn FnMut(u64) -> ControlFlow<()>,
+/// One worker of a walk (or the calling thread's part: the top, the log's replay).
+pub(super) struct Worker<'s> {
+    pub(super) sh: &'s Shared,
     pub(super) report: Report,
-    /// Inode numbers of non-directories with more than one link, seen already.
-    pub(super) seen: HashSet<u64>,
+    /// Inodes to log before their chown (see [`Worker::flush`]).
+    pub(super) pending: Vec<Pending>,
     /// Path of the current inode relative to the top (empty: the top).
     pub(super) path: Vec<u8>,
-    /// The directories from the top (index 0) down to the one being walked.
-    pub(super) levels: Vec<Level>,
-    pub(super) dirbuf: Vec<MaybeUninit<u8>>,
-    pub(super) procbuf: Vec<u8>,
+    /// Inodes counted but not yet added to [`Shared::inodes`].
+    unpublished: u64,
+    names: Vec<u8>,
+    dirbuf: Vec<MaybeUninit<u8>>,
     pub(super) xbuf: Vec<u8>,
-    /// Classify only ([`super::survey`]).
-    pub(super) dry: bool,
-    /// Into host ids: drop what [`Report::privileged`] counts instead of refusing it.
-    pub(super) drop_privileged: bool,
 }
 
-impl<'p> Walk<'p> {
-    pub(super) fn new(
-        dir: &OpenDir,
-        map: Option<&Mapping>,
-        progress: &'p mut dyn FnMut(u64) -> ControlFlow<()>,
-    ) -> Result<Walk<'p>> {
-        raise_nofile_limit();
-        let top = dir.shown().to_path_buf();
-        // Opened again through its fd (not dup'ed): a walk of its own reads the directory
-        // from its start, whatever another walk of the same `OpenDir` read before.
-        let top_fd = rfs::openat(
-            dir.fd(),
-            ".",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .with_context(|| format!("cannot open the directory {}", top.display()))?;
-        let st = rfs::statx(&top_fd, c"", AtFlags::EMPTY_PATH, WANT)
-            .with_context(|| format!("cannot stat {}", top.display()))?;
-        Ok(Walk {
-            top,
-            top_fd,
-            map: map.copied(),
-            dev: (st.stx_dev_major, st.stx_dev_minor),
-            mnt_id: mnt_id(&st),
-            log: None,
-            pending: Vec::new(),
-            progress,
+impl<'s> Worker<'s> {
+    pub(super) fn new(sh: &'s Shared) -> Worker<'s> {
+        #[cfg(test)]
+        super::node::FORCE_PROC_PATH.set(sh.force_proc);
+        Worker {
+            sh,
             report: Report::default(),
-            seen: HashSet::new(),
+            pending: Vec::new(),
             path: Vec::new(),
-            levels: Vec::new(),
-            dirbuf: vec![MaybeUninit::uninit(); 64 * 1024],
-            procbuf: Vec::with_capacity(4096 + 64),
-            xbuf: vec![0; XATTR_MAX],
-            dry: false,
-            drop_privileged: false,
-        })
+            unpublished: 0,
+            names: Vec::new(),
+            dirbuf: Vec::new(),
+            xbuf: Vec::new(),
+        }
     }
 
     /// The path being worked on, for messages.
     pub(super) fn here(&self) -> PathBuf {
         if self.path.is_empty() {
-            self.top.clone()
+            self.sh.top.clone()
         } else {
-            self.top.join(OsStr::from_bytes(&self.path))
+            self.sh.top.join(OsStr::from_bytes(&self.path))
         }
     }
 
@@ -174,97 +89,126 @@ impl<'p> Walk<'p> {
     }
 
     pub(super) fn same_mount(&self, st: &Statx) -> bool {
-        (st.stx_dev_major, st.stx_dev_minor) == self.dev
-            && (self.mnt_id.is_none() || mnt_id(st) == self.mnt_id)
+        (st.stx_dev_major, st.stx_dev_minor) == self.sh.dev
+            && (self.sh.mnt_id.is_none() || mnt_id(st) == self.sh.mnt_id)
     }
 
-    pub(super) fn run(&mut self) -> Result<()> {
-        let top = self
-            .top_fd
-            .try_clone()
-            .context("cannot duplicate a file descriptor")?;
-        let st = rfs::statx(&top, c"", AtFlags::EMPTY_PATH, WANT)
-            .map_err(|e| self.fail("cannot stat", e))?;
-        self.tick()?;
-        if self.map.is_some() {
-            self.inode(Node::Fd(top.as_fd()), &st)?;
+    /// Whether the inode being worked on comes before `first` (a path below the top, or the
+    /// top) in byte order: "the first" of a kind is the same whatever the workers' order.
+    fn first_before(&self, first: Option<&std::path::Path>) -> bool {
+        first.is_none_or(|f| {
+            let top = self.sh.top.as_os_str().len();
+            let rel = f.as_os_str().as_bytes().get(top + 1..).unwrap_or(&[]);
+            self.path.as_slice() < rel
+        })
+    }
+
+    fn xbuf(&mut self) -> &mut [u8] {
+        if self.xbuf.is_empty() {
+            self.xbuf = vec![0; XATTR_MAX];
         }
-        self.levels.clear();
-        self.levels.push(Level {
-            fd: Some(top),
-            ino: st.stx_ino,
-            dev: (st.stx_dev_major, st.stx_dev_minor),
-            ..Level::default()
-        });
-        self.walk_tree()?;
-        if self.map.is_some() {
+        &mut self.xbuf
+    }
+
+    /// Works on the top itself (before the workers start).
+    pub(super) fn top(&mut self) -> Result<()> {
+        let st = rfs::statx(&self.sh.top_fd, c"", AtFlags::EMPTY_PATH, WANT)
+            .map_err(|e| self.fail("cannot stat", e))?;
+        self.tick();
+        if self.sh.map.is_some() {
+            self.inode(Node::Fd(self.sh.top_fd.as_fd()), &st)?;
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self) {
+        self.report.inodes += 1;
+        self.unpublished += 1;
+        if self.unpublished >= PUBLISH_EVERY {
+            self.sh.publish(std::mem::take(&mut self.unpublished));
+        }
+    }
+
+    /// Takes directories and walks them until there are none or the walk is stopped; then
+    /// shifts what waits in its batch.
+    pub(super) fn work(&mut self) {
+        while let Some(item) = self.sh.take() {
+            let r = self.dir(item);
+            self.sh.done_with_one();
+            if let Err(e) = r {
+                self.sh.halt(Some(e));
+                return;
+            }
+        }
+        self.sh.publish(std::mem::take(&mut self.unpublished));
+        if !self.sh.stopped()
+            && let Err(e) = self.flush_all()
+        {
+            self.sh.halt(Some(e));
+        }
+    }
+
+    /// Shifts what waits in the batch (nothing when shift only counts or surveys).
+    pub(super) fn flush_all(&mut self) -> Result<()> {
+        if self.sh.map.is_some() && !self.sh.dry {
             self.flush()?;
         }
         Ok(())
     }
 
-    pub(super) fn tick(&mut self) -> Result<()> {
-        self.report.inodes += 1;
-        if self.report.inodes.is_multiple_of(PROGRESS_EVERY)
-            && (self.progress)(self.report.inodes).is_break()
-        {
-            return Err(Interrupted(self.top.clone()).into());
-        }
-        Ok(())
-    }
-
-    /// Walks below the top (`levels[0]`, open), depth first, without recursion: each
-    /// directory's names are read whole, then its entries are worked on one by one.
-    pub(super) fn walk_tree(&mut self) -> Result<()> {
-        self.read_names(0)?;
-        let mut depth = 0;
-        loop {
-            let level = &mut self.levels[depth];
-            if level.next >= level.names.len() {
-                if depth == 0 {
-                    return Ok(());
-                }
-                level.fd = None;
-                depth -= 1;
-                continue;
+    /// Walks one directory: each of its entries, pushing its subdirectories.
+    fn dir(&mut self, item: Item) -> Result<()> {
+        self.path = item.path;
+        let fd = match item.fd {
+            Some(fd) => fd,
+            None => self.reopen(item.ino, item.dev)?,
+        };
+        self.read_names(&fd)?;
+        let names = std::mem::take(&mut self.names);
+        let base = self.path.len();
+        let mut r = Ok(());
+        for name in names.split_inclusive(|&b| b == 0) {
+            if self.sh.stopped() {
+                break;
             }
-            let names = std::mem::take(&mut level.names);
-            let start = level.next;
-            let path_len = level.path_len;
-            let name = CStr::from_bytes_until_nul(&names[start..]).expect("names end with NUL");
-            self.levels[depth].next = start + name.to_bytes_with_nul().len();
-            self.path.truncate(path_len);
-            if path_len > 0 {
+            let name = CStr::from_bytes_with_nul(name).expect("one NUL, at the end");
+            self.path.truncate(base);
+            if base > 0 {
                 self.path.push(b'/');
             }
             self.path.extend_from_slice(name.to_bytes());
-            let r = self.entry(name, depth);
-            self.levels[depth].names = names;
-            if let Some((fd, st)) = r? {
-                depth += 1;
-                if self.levels.len() <= depth {
-                    self.levels.push(Level::default());
+            match self.entry_in(&fd, name, item.depth) {
+                Ok(Some((sub, st))) => self.sh.push(Item {
+                    fd: Some(sub),
+                    path: self.path.clone(),
+                    ino: st.stx_ino,
+                    dev: (st.stx_dev_major, st.stx_dev_minor),
+                    depth: item.depth + 1,
+                }),
+                Ok(None) => {}
+                Err(e) => {
+                    r = Err(e);
+                    break;
                 }
-                let level = &mut self.levels[depth];
-                level.fd = Some(fd);
-                level.ino = st.stx_ino;
-                level.dev = (st.stx_dev_major, st.stx_dev_minor);
-                level.path_len = self.path.len();
-                self.read_names(depth)?;
             }
         }
+        self.names = names;
+        r
     }
 
-    /// Reads the entry names of the directory at `depth` (open) into its level.
-    pub(super) fn read_names(&mut self, depth: usize) -> Result<()> {
-        let fd = self.level_fd(depth)?;
-        let mut names = std::mem::take(&mut self.levels[depth].names);
+    /// Reads the entry names of the directory `fd` into `self.names`, NUL-terminated.
+    fn read_names(&mut self, fd: &OwnedFd) -> Result<()> {
+        if self.dirbuf.is_empty() {
+            self.dirbuf = vec![MaybeUninit::uninit(); 64 * 1024];
+        }
+        let mut names = std::mem::take(&mut self.names);
         names.clear();
-        let mut raw = RawDir::new(&fd, &mut self.dirbuf);
+        let mut raw = RawDir::new(fd, &mut self.dirbuf);
         while let Some(entry) = raw.next() {
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
+                    self.names = names;
                     return Err(self.fail("cannot read the directory", e));
                 }
             };
@@ -273,41 +217,23 @@ impl<'p> Walk<'p> {
                 names.extend_from_slice(name);
             }
         }
-        let level = &mut self.levels[depth];
-        level.names = names;
-        level.next = 0;
-        level.fd = Some(fd);
+        self.names = names;
         Ok(())
     }
 
-    /// Takes the fd of the directory at `depth` out of its level, opening it again (by its path
-    /// from the nearest open directory above it, no symlink followed) when it was closed; it
-    /// must be the same directory.
-    pub(super) fn level_fd(&mut self, depth: usize) -> Result<OwnedFd> {
-        if let Some(fd) = self.levels[depth].fd.take() {
-            return Ok(fd);
-        }
-        let above = (0..depth)
-            .rev()
-            .find(|&a| self.levels[a].fd.is_some())
-            .expect("the top stays open");
-        let (from, to) = (self.levels[above].path_len, self.levels[depth].path_len);
-        let rel = &self.path[from..to];
-        let rel = rel.strip_prefix(b"/").unwrap_or(rel);
-        let here = || self.top.join(OsStr::from_bytes(&self.path[..to]));
+    /// Opens the directory at `self.path` again from the top (no symlink followed); it must be
+    /// the directory `ino` on `dev` that was queued.
+    fn reopen(&self, ino: u64, dev: (u32, u32)) -> Result<OwnedFd> {
         let changed = || {
             anyhow!(
                 "{} changed while it was walked (the tree must hold still)",
-                here().display()
+                self.here().display()
             )
         };
         let mut fd: Option<OwnedFd> = None;
-        for part in rel.split(|&b| b == b'/') {
+        for part in self.path.split(|&b| b == b'/') {
             let c = CString::new(part).map_err(|_| changed())?;
-            let base = match &fd {
-                Some(f) => f.as_fd(),
-                None => self.levels[above].fd.as_ref().expect("found open").as_fd(),
-            };
+            let base = fd.as_ref().map_or(self.sh.top_fd.as_fd(), |f| f.as_fd());
             let next = rfs::openat(
                 base,
                 c.as_c_str(),
@@ -317,35 +243,20 @@ impl<'p> Walk<'p> {
             fd = Some(match next {
                 Ok(f) => f,
                 Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Err(changed()),
-                Err(e) => {
-                    return Err(anyhow::Error::new(std::io::Error::from(e)).context(format!(
-                        "cannot open the directory {} again",
-                        here().display()
-                    )));
-                }
+                Err(e) => return Err(self.fail("cannot open the directory again", e)),
             });
         }
         let fd = fd.ok_or_else(changed)?;
-        let st = rfs::fstat(&fd).with_context(|| format!("cannot stat {}", here().display()))?;
-        let level = &self.levels[depth];
-        if st.st_ino != level.ino || (rfs::major(st.st_dev), rfs::minor(st.st_dev)) != level.dev {
+        let st = rfs::fstat(&fd).map_err(|e| self.fail("cannot stat", e))?;
+        if st.st_ino != ino || (rfs::major(st.st_dev), rfs::minor(st.st_dev)) != dev {
             return Err(changed());
         }
         Ok(fd)
     }
 
-    /// Works on one entry of the directory at `depth` (`self.path` names it); a directory is
-    /// returned open, to be walked next.
-    pub(super) fn entry(&mut self, name: &CStr, depth: usize) -> Result<Option<(OwnedFd, Statx)>> {
-        let parent = self.level_fd(depth)?;
-        let r = self.entry_in(&parent, name, depth);
-        // Closed while its subdirectory is walked, unless it is one that stays open.
-        if keep_open(depth) || !matches!(r, Ok(Some(_))) {
-            self.levels[depth].fd = Some(parent);
-        }
-        r
-    }
-
+    /// Works on one entry of the directory `parent`, `depth` directories below the top
+    /// (`self.path` names the entry); a directory on the same mount is returned open, to be
+    /// walked.
     pub(super) fn entry_in(
         &mut self,
         parent: &OwnedFd,
@@ -369,7 +280,15 @@ impl<'p> Walk<'p> {
             return Ok(None);
         }
         let ftype = FileType::from_raw_mode(u32::from(st.stx_mode));
-        if ftype != FileType::Directory && st.stx_nlink > 1 && !self.seen.insert(st.stx_ino) {
+        if ftype != FileType::Directory
+            && st.stx_nlink > 1
+            && !self
+                .sh
+                .seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(st.stx_ino)
+        {
             return Ok(None);
         }
         if ftype == FileType::Directory && depth + 1 > MAX_DEPTH {
@@ -379,7 +298,7 @@ impl<'p> Walk<'p> {
             }
             .into());
         }
-        self.tick()?;
+        self.tick();
         if ftype == FileType::Directory {
             let fd = rfs::openat(
                 parent,
@@ -398,25 +317,21 @@ impl<'p> Walk<'p> {
                     self.here().display()
                 );
             }
-            if self.map.is_some() {
+            if self.sh.map.is_some() {
                 self.inode(Node::Fd(fd.as_fd()), &st)?;
             }
             Ok(Some((fd, st)))
-        } else if self.map.is_some() {
-            let mut procbuf = std::mem::take(&mut self.procbuf);
-            let proc = proc_path(&mut procbuf, parent.as_fd(), name);
+        } else if self.sh.map.is_some() {
             let node = Node::At {
                 parent: parent.as_fd(),
                 name,
-                proc,
             };
-            let r = self.inode(node, &st);
-            self.procbuf = procbuf;
-            r.map(|()| None)
+            self.inode(node, &st).map(|()| None)
         } else {
             Ok(None)
         }
     }
+
     /// What of the inode would carry a container's privilege to host ids (see
     /// [`Report::privileged`]), when the walk goes into host ids.
     pub(super) fn privilege(
@@ -463,12 +378,12 @@ impl<'p> Walk<'p> {
     fn classify(&mut self, map: &Mapping, st: &Statx) -> (Class, Class) {
         let (cu, cg) = (map.uid().class(st.stx_uid), map.gid().class(st.stx_gid));
         let outside = u64::from(cu == Class::Outside) + u64::from(cg == Class::Outside);
-        if outside > 0 && self.report.first_outside.is_none() {
+        if outside > 0 && self.first_before(self.report.first_outside.as_deref()) {
             self.report.first_outside = Some(self.here());
         }
         if cu == Class::Done || cg == Class::Done {
             self.report.done_id_inodes += 1;
-            if self.report.first_done.is_none() {
+            if self.first_before(self.report.first_done.as_deref()) {
                 self.report.first_done = Some(self.here());
             }
         }
@@ -508,7 +423,7 @@ impl<'p> Walk<'p> {
     /// Which of the xattrs that matter the inode has: (capability, access ACL, default ACL).
     fn xattrs_present(&mut self, node: Node<'_>) -> Result<(bool, bool, bool)> {
         let (mut has_caps, mut has_access, mut has_default) = (false, false, false);
-        let len = match node.list(&mut self.xbuf) {
+        let len = match node.list(self.xbuf()) {
             Ok(n) => n,
             Err(Errno::NOTSUP) => 0,
             Err(e) => return Err(self.fail("cannot list the xattrs of", e)),
@@ -541,7 +456,7 @@ impl<'p> Walk<'p> {
         is_dir: bool,
         mode: u32,
     ) -> Result<()> {
-        if !self.drop_privileged {
+        if !self.sh.drop_privileged {
             return Err(PrivilegedIntoHost(p.clone()).into());
         }
         self.note_privileged(p);
@@ -560,12 +475,12 @@ impl<'p> Walk<'p> {
     }
 
     pub(super) fn inode(&mut self, node: Node<'_>, st: &Statx) -> Result<()> {
-        let map = self.map.expect("only called when shifting");
+        let map = self.sh.map.expect("only called when shifting");
         let (cu, cg) = self.classify(&map, st);
         let ftype = FileType::from_raw_mode(u32::from(st.stx_mode));
         let is_dir = ftype == FileType::Directory;
         let mode = u32::from(st.stx_mode) & 0o7777;
-        if self.dry {
+        if self.sh.dry {
             return self.survey_inode(node, st, &map, (cu, cg));
         }
 
@@ -657,7 +572,7 @@ impl<'p> Walk<'p> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let map = self.map.expect("only called when shifting");
+        let map = self.sh.map.expect("only called when shifting");
         let pending = std::mem::take(&mut self.pending);
         let mut lines = String::new();
         for p in &pending {
@@ -667,9 +582,12 @@ impl<'p> Walk<'p> {
                 &p.path,
             ));
         }
-        self.log
-            .as_mut()
+        self.sh
+            .log
+            .as_ref()
             .expect("a log when shifting")
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
             .append(&lines)?;
         // Logged, nothing of the batch chowned yet: where a kill leaves the most to replay.
         crate::failpoint::hit("shift:after-log-batch")?;
@@ -679,9 +597,7 @@ impl<'p> Walk<'p> {
             let Some((parent, name)) = self.resolve()? else {
                 continue;
             };
-            let mut procbuf = Vec::new();
-            let Some(node) = self.found(&parent, name.as_deref(), &mut procbuf, Some(p.ino))?
-            else {
+            let Some(node) = self.found(&parent, name.as_deref(), Some(p.ino))? else {
                 continue;
             };
             let st = node.1;
@@ -694,7 +610,12 @@ impl<'p> Walk<'p> {
             node.chown(new_uid, new_gid)
                 .map_err(|e| self.fail("cannot change the owner of", e))?;
             self.report.shifted += 1;
-            failpoint_after_chown()?;
+            self.sh.failpoint_after_chown()?;
+            if std::ptr::eq(p, &pending[0]) {
+                // The first of a batch chowned, its setid bits and capability not yet put
+                // back: where a kill leaves an inode that only the log can repair.
+                crate::failpoint::hit("shift:after-batch-chown")?;
+            }
             if let Some((orig, shifted)) = &p.caps {
                 node.set(CAPS, shifted)
                     .map_err(|e| self.fail("cannot put back the capability of", e))?;
@@ -716,7 +637,7 @@ impl<'p> Walk<'p> {
     /// way is gone.
     pub(super) fn resolve(&self) -> Result<Option<(OwnedFd, Option<CString>)>> {
         let ctx = || format!("cannot find {} again", self.here().display());
-        let mut parent = self.top_fd.try_clone().with_context(ctx)?;
+        let mut parent = self.sh.top_fd.try_clone().with_context(ctx)?;
         if self.path.is_empty() {
             return Ok(Some((parent, None)));
         }
@@ -749,7 +670,6 @@ impl<'p> Walk<'p> {
         &self,
         parent: &'a OwnedFd,
         name: Option<&'a CStr>,
-        procbuf: &'a mut Vec<u8>,
         ino: Option<u64>,
     ) -> Result<Option<(Node<'a>, Statx)>> {
         let st = match name {
@@ -780,14 +700,13 @@ impl<'p> Walk<'p> {
             Some(n) => Node::At {
                 parent: parent.as_fd(),
                 name: n,
-                proc: proc_path(procbuf, parent.as_fd(), n),
             },
         };
         Ok(Some((node, st)))
     }
 
     pub(super) fn acl(&mut self, node: Node<'_>, name: &CStr, map: &Mapping) -> Result<()> {
-        let len = match node.get(name, &mut self.xbuf) {
+        let len = match node.get(name, self.xbuf()) {
             Ok(n) => n,
             Err(Errno::NODATA) => return Ok(()),
             Err(e) => return Err(self.fail(&format!("cannot read {name:?} of"), e)),
@@ -815,12 +734,11 @@ impl<'p> Walk<'p> {
     }
 
     pub(super) fn replay_here(&mut self, entry: &LogEntry) -> Result<bool> {
-        let map = self.map.expect("only called when shifting");
+        let map = self.sh.map.expect("only called when shifting");
         let Some((parent, name)) = self.resolve()? else {
             return Ok(false);
         };
-        let mut procbuf = Vec::new();
-        let Some((node, st)) = self.found(&parent, name.as_deref(), &mut procbuf, None)? else {
+        let Some((node, st)) = self.found(&parent, name.as_deref(), None)? else {
             return Ok(false);
         };
         let (cu, cg) = (map.uid().class(st.stx_uid), map.gid().class(st.stx_gid));

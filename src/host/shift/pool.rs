@@ -1,0 +1,384 @@
+//! The walk itself: a pool of workers sharing a stack of directories, each worker taking one
+//! directory at a time (`statx`, `fchownat`, the xattr calls, the setid and capability rules on
+//! each of its entries) and pushing the subdirectories it finds for any worker to take.
+//!
+//! - **Work**: a LIFO stack under one mutex (depth first, so it stays small), a condvar for
+//!   idle workers; the walk ends when the stack is empty and no worker holds a directory. A
+//!   queued directory keeps the fd it was opened with while fewer than [`fd_budget`] queued ones
+//!   do, else it is queued by its path and opened again from the top (no symlink followed, the
+//!   same dev and inode checked), so the fds are bounded whatever the width or the depth.
+//! - **Hard links**: one set of the inode numbers of non-directories with more than one link,
+//!   shared under a mutex: the worker that inserts a number handles the inode, the others skip.
+//! - **Crash log**: each worker batches its own [`Pending`](super::walk::Pending) inodes; a batch is appended (whole
+//!   lines, one `write` under the log's mutex) and fdatasynced before any inode of it is
+//!   chowned. An entry is about one inode, replay is per entry and idempotent (it only puts back
+//!   what the entry holds when the inode's owner is in the target range already), so entries of
+//!   several workers interleaved in any order replay correctly; only the last line can be torn by
+//!   a crash, and no chown relied on it (its batch was not synced).
+//! - **Progress**: workers add to one atomic counter and wake the calling thread each
+//!   [`PROGRESS_EVERY`] inodes; the caller's callback runs on the calling thread only, and its
+//!   `Break` stops the workers after the inode each is on.
+//! - **Errors**: the first error stops every worker (after its current inode) and is returned.
+
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use anyhow::{Context, Result, anyhow};
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
+
+use super::log::Log;
+use super::walk::{WANT, Worker, mnt_id};
+use super::{Interrupted, PRIVILEGED_NAMED, PROGRESS_EVERY, Report, raise_nofile_limit};
+use crate::formats::id_shift::Mapping;
+use crate::host::root::OpenDir;
+
+#[cfg(test)]
+thread_local! {
+    /// Test switch: the [`fd_budget`] of the next walk started on this thread.
+    pub(super) static FD_BUDGET: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+    /// Test failpoint: stop (as a crash would) right after the Nth chown of the walk started on
+    /// this thread (counted over all its workers), before the setid bits and capability are put
+    /// back; every worker's later chowns fail the same way.
+    pub(super) static CRASH_AFTER_CHOWNS: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// Workers add their inode counts to [`Shared::inodes`] every this many inodes.
+pub(super) const PUBLISH_EVERY: u64 = 256;
+
+/// How many queued directories may keep their fd open: a quarter of the open file limit
+/// (raised to the hard limit first), at least 16 and at most 4096.
+pub(super) fn fd_budget() -> usize {
+    let l = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let cur = l.current.unwrap_or(1 << 20);
+    usize::try_from(cur / 4).unwrap_or(4096).clamp(16, 4096)
+}
+
+/// How many workers a walk uses by default: what [`set_default_jobs`] set, else the number of
+/// cores this process may run on.
+pub fn default_jobs() -> usize {
+    match DEFAULT_JOBS.load(Ordering::Relaxed) {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    }
+}
+
+/// Sets what [`default_jobs`] returns (0: the number of cores again); the CLI's `--jobs`.
+pub fn set_default_jobs(n: usize) {
+    DEFAULT_JOBS.store(n, Ordering::Relaxed);
+}
+
+static DEFAULT_JOBS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A directory waiting to be walked.
+pub(super) struct Item {
+    /// Its fd, or `None`: open it again by `path` (see [`fd_budget`]).
+    pub(super) fd: Option<OwnedFd>,
+    /// Its path relative to the top.
+    pub(super) path: Vec<u8>,
+    pub(super) ino: u64,
+    pub(super) dev: (u32, u32),
+    /// Directories between it and the top (the top: 0).
+    pub(super) depth: usize,
+}
+
+#[derive(Default)]
+struct Queue {
+    items: Vec<Item>,
+    /// Queued items holding an fd.
+    fds: usize,
+    /// Workers holding a directory taken from `items`.
+    busy: usize,
+    /// Workers not finished.
+    running: usize,
+    /// A progress call is due ([`PROGRESS_EVERY`] more inodes).
+    progress_due: bool,
+    /// The first error of a worker.
+    error: Option<anyhow::Error>,
+}
+
+/// What the workers of one walk share.
+pub(super) struct Shared {
+    pub(super) top: PathBuf,
+    pub(super) top_fd: OwnedFd,
+    /// The mapping; `None` counts only.
+    pub(super) map: Option<Mapping>,
+    pub(super) dev: (u32, u32),
+    pub(super) mnt_id: Option<u64>,
+    /// The crash log (when shifting).
+    pub(super) log: Option<Mutex<Log>>,
+    /// Classify only ([`survey`](super::survey)).
+    pub(super) dry: bool,
+    /// Into host ids: drop what [`Report::privileged`] counts instead of refusing it.
+    pub(super) drop_privileged: bool,
+    /// Inode numbers of non-directories with more than one link, seen already.
+    pub(super) seen: Mutex<HashSet<u64>>,
+    queue: Mutex<Queue>,
+    /// Idle workers wait here.
+    work: Condvar,
+    /// The calling thread waits here (progress, the end).
+    caller: Condvar,
+    /// Inodes seen by all workers (in steps of [`PUBLISH_EVERY`]).
+    inodes: AtomicU64,
+    /// Set by an error or by the progress callback's `Break`: workers stop.
+    stop: AtomicBool,
+    fd_budget: usize,
+    /// See [`CRASH_AFTER_CHOWNS`]: chowns left before the failpoint (0: off).
+    #[cfg(test)]
+    crash_after: AtomicU64,
+    #[cfg(test)]
+    pub(super) force_proc: bool,
+}
+
+impl Shared {
+    pub(super) fn new(dir: &OpenDir, map: Option<&Mapping>) -> Result<Shared> {
+        raise_nofile_limit();
+        let top = dir.shown().to_path_buf();
+        // Opened again through its fd (not dup'ed): a walk of its own reads the directory
+        // from its start, whatever another walk of the same `OpenDir` read before.
+        let top_fd = rfs::openat(
+            dir.fd(),
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("cannot open the directory {}", top.display()))?;
+        let st = rfs::statx(&top_fd, c"", AtFlags::EMPTY_PATH, WANT)
+            .with_context(|| format!("cannot stat {}", top.display()))?;
+        Ok(Shared {
+            top,
+            top_fd,
+            map: map.copied(),
+            dev: (st.stx_dev_major, st.stx_dev_minor),
+            mnt_id: mnt_id(&st),
+            log: None,
+            dry: false,
+            drop_privileged: false,
+            seen: Mutex::new(HashSet::new()),
+            queue: Mutex::new(Queue::default()),
+            work: Condvar::new(),
+            caller: Condvar::new(),
+            inodes: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            #[cfg(not(test))]
+            fd_budget: fd_budget(),
+            #[cfg(test)]
+            fd_budget: FD_BUDGET.take().unwrap_or_else(fd_budget),
+            #[cfg(test)]
+            crash_after: AtomicU64::new(CRASH_AFTER_CHOWNS.take().unwrap_or(0)),
+            #[cfg(test)]
+            force_proc: super::node::FORCE_PROC_PATH.get(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Stops the workers (after the inode each is on), keeping the first error.
+    pub(super) fn halt(&self, error: Option<anyhow::Error>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut q = self.lock();
+        if q.error.is_none() {
+            q.error = error;
+        }
+        self.work.notify_all();
+        self.caller.notify_all();
+    }
+
+    pub(super) fn push(&self, mut item: Item) {
+        let mut q = self.lock();
+        if item.fd.is_some() {
+            if q.fds >= self.fd_budget {
+                item.fd = None;
+            } else {
+                q.fds += 1;
+            }
+        }
+        q.items.push(item);
+        drop(q);
+        self.work.notify_one();
+    }
+
+    /// The next directory to walk, waiting while other workers may still find some; `None`
+    /// when the walk is over or stopped.
+    pub(super) fn take(&self) -> Option<Item> {
+        let mut q = self.lock();
+        loop {
+            if self.stopped() {
+                return None;
+            }
+            if let Some(item) = q.items.pop() {
+                q.fds -= usize::from(item.fd.is_some());
+                q.busy += 1;
+                return Some(item);
+            }
+            if q.busy == 0 {
+                self.work.notify_all();
+                return None;
+            }
+            q = self.work.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    pub(super) fn done_with_one(&self) {
+        let mut q = self.lock();
+        q.busy -= 1;
+        if q.busy == 0 && q.items.is_empty() {
+            self.work.notify_all();
+        }
+    }
+
+    pub(super) fn publish(&self, n: u64) {
+        let before = self.inodes.fetch_add(n, Ordering::Relaxed);
+        if before / PROGRESS_EVERY != (before + n) / PROGRESS_EVERY {
+            self.lock().progress_due = true;
+            self.caller.notify_all();
+        }
+    }
+
+    /// Test failpoint (see [`CRASH_AFTER_CHOWNS`]), after a chown.
+    pub(super) fn failpoint_after_chown(&self) -> Result<()> {
+        #[cfg(test)]
+        {
+            let left =
+                self.crash_after
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
+                        0 => None,
+                        1 => Some(u64::MAX),
+                        u64::MAX => Some(u64::MAX),
+                        n => Some(n - 1),
+                    });
+            if matches!(left, Ok(1 | u64::MAX)) {
+                anyhow::bail!("failpoint: crashed after a chown");
+            }
+        }
+        Ok(())
+    }
+
+    /// Walks the tree below the top with `jobs` workers, `first` (which has worked on the top
+    /// itself) one of them on this thread's behalf: it is merged into the report. `progress` is
+    /// called on this thread only.
+    pub(super) fn walk(
+        &self,
+        mut first: Worker<'_>,
+        jobs: usize,
+        progress: &mut dyn FnMut(u64) -> ControlFlow<()>,
+    ) -> Result<Report> {
+        let top = self
+            .top_fd
+            .try_clone()
+            .context("cannot duplicate a file descriptor")?;
+        let st = rfs::statx(&top, c"", AtFlags::EMPTY_PATH, WANT)
+            .with_context(|| format!("cannot stat {}", self.top.display()))?;
+        self.push(Item {
+            fd: Some(top),
+            path: Vec::new(),
+            ino: st.stx_ino,
+            dev: (st.stx_dev_major, st.stx_dev_minor),
+            depth: 0,
+        });
+        let jobs = jobs.max(1);
+        self.lock().running = jobs;
+        let reports = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..jobs)
+                .map(|_| {
+                    s.spawn(|| {
+                        let _done = Finished(self);
+                        let mut w = Worker::new(self);
+                        w.work();
+                        w.report
+                    })
+                })
+                .collect();
+            self.watch(progress);
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect::<Vec<_>>()
+        });
+        let error = self.lock().error.take();
+        if let Some(e) = error {
+            return Err(e);
+        }
+        if self.stopped() {
+            return Err(Interrupted(self.top.clone()).into());
+        }
+        first.flush_all()?;
+        let mut report = std::mem::take(&mut first.report);
+        for r in reports {
+            merge(&mut report, r);
+        }
+        Ok(report)
+    }
+
+    /// Calls `progress` each [`PROGRESS_EVERY`] inodes until the workers are done.
+    fn watch(&self, progress: &mut dyn FnMut(u64) -> ControlFlow<()>) {
+        let mut q = self.lock();
+        while q.running > 0 {
+            if q.progress_due && !self.stopped() {
+                q.progress_due = false;
+                drop(q);
+                if progress(self.inodes.load(Ordering::Relaxed)).is_break() {
+                    self.halt(None);
+                }
+                q = self.lock();
+                continue;
+            }
+            q = self.caller.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// Counts a worker out when it ends, also by a panic (which stops the others, so that none
+/// waits for a directory the panicking one would have pushed; the panic is then re-raised).
+struct Finished<'s>(&'s Shared);
+
+impl Drop for Finished<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.halt(Some(anyhow!("a thread of the walk panicked")));
+        }
+        self.0.lock().running -= 1;
+        self.0.caller.notify_all();
+    }
+}
+
+/// Adds what one worker found to the report.
+fn merge(into: &mut Report, r: Report) {
+    into.inodes += r.inodes;
+    into.shifted += r.shifted;
+    into.already_done += r.already_done;
+    into.outside += r.outside;
+    into.outside_ids += r.outside_ids;
+    into.outside_id_inodes += r.outside_id_inodes;
+    into.acl_entries_shifted += r.acl_entries_shifted;
+    into.caps_restored += r.caps_restored;
+    into.caps_rootids_shifted += r.caps_rootids_shifted;
+    into.setid_restored += r.setid_restored;
+    into.log_replayed += r.log_replayed;
+    into.other_filesystems.extend(r.other_filesystems);
+    into.other_filesystems.sort();
+    // "The first": the first in byte order of the path, whichever worker met it.
+    let first = |a: Option<PathBuf>, b: Option<PathBuf>| {
+        a.into_iter()
+            .chain(b)
+            .min_by(|x, y| x.as_os_str().as_bytes().cmp(y.as_os_str().as_bytes()))
+    };
+    into.first_outside = first(into.first_outside.take(), r.first_outside);
+    into.first_done = first(into.first_done.take(), r.first_done);
+    into.done_id_inodes += r.done_id_inodes;
+    into.privileged += r.privileged;
+    into.privileged_paths.extend(r.privileged_paths);
+    into.privileged_paths.sort_by(|a, b| a.path.cmp(&b.path));
+    into.privileged_paths.truncate(PRIVILEGED_NAMED);
+    into.privileged_dropped |= r.privileged_dropped;
+}
