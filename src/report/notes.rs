@@ -94,24 +94,9 @@ fn engine_note_text(n: &Note) -> String {
 
 fn repair_note_text(n: &Note) -> String {
     match n {
-        Note::RepairNoDataRoot {
-            from,
-            uid_to,
-            uid_count,
-        } => format!(
-            "--repair moves the range to {uid_to}:{uid_count}; no remapped data root exists at {from} (nothing to rename or shift)"
-        ),
-        Note::RepairWill {
-            from,
-            to,
-            inodes,
-            uid_from,
-            gid_from,
-            uid_to,
-            gid_to,
-        } => format!(
-            "--repair stops docker, renames {from} to {to} and shifts the owners of its {inodes} inodes from uids {uid_from}.. / gids {gid_from}.. to {uid_to}.. / {gid_to}.., then starts docker and health-gates it"
-        ),
+        Note::RepairNoDataRoot { .. } | Note::RepairWill { .. } => n
+            .repair_preview_words()
+            .expect("a repair preview note has its words"),
         Note::RepairDone {
             from,
             to,

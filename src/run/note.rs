@@ -1,5 +1,7 @@
 //! What a run tells the operator beside its result: typed [`Note`]s, made where the fact is
-//! found and rendered only in `report.rs` (the text, and the `notes` strings of `--json`);
+//! found and rendered only in `report.rs` (the text, and the `notes` strings of `--json`; the
+//! two repair-preview sentences are [`Note::repair_preview_words`], which the refusal that
+//! suggests `--repair` says too);
 //! `--json` carries them as they are too, in `facts`, each with its `kind`.
 //!
 //! Paths are kept as shown (inside the root, `--root`'s prefix included), numbers as numbers.
@@ -341,6 +343,35 @@ pub enum Note {
         /// The images looked for.
         looked_for: Vec<String>,
     },
+}
+
+impl Note {
+    /// The words of what a repair would do ([`Note::RepairNoDataRoot`], [`Note::RepairWill`]):
+    /// the report says them, and so does the refusal that suggests `--repair` (an error's
+    /// message, made in the run layer); None for every other kind.
+    pub(crate) fn repair_preview_words(&self) -> Option<String> {
+        Some(match self {
+            Note::RepairNoDataRoot {
+                from,
+                uid_to,
+                uid_count,
+            } => format!(
+                "--repair moves the range to {uid_to}:{uid_count}; no remapped data root exists at {from} (nothing to rename or shift)"
+            ),
+            Note::RepairWill {
+                from,
+                to,
+                inodes,
+                uid_from,
+                gid_from,
+                uid_to,
+                gid_to,
+            } => format!(
+                "--repair stops docker, renames {from} to {to} and shifts the owners of its {inodes} inodes from uids {uid_from}.. / gids {gid_from}.. to {uid_to}.. / {gid_to}.., then starts docker and health-gates it"
+            ),
+            _ => return None,
+        })
+    }
 }
 
 /// A data root made by a docker started during an interrupted repair, under the new name.

@@ -38,29 +38,12 @@ pub(crate) fn repair_preview(root: &Root, r: &Repair) -> Result<Note> {
 }
 
 /// The refusal's words for what a repair would do (an error, not a note: [`repair_preview`]'s
-/// facts in the words `report.rs` gives them).
+/// facts in the words the report gives that note, [`Note::repair_preview_words`]).
 pub(crate) fn repair_preview_refusal(root: &Root, r: &Repair) -> Result<String> {
-    Ok(match repair_preview(root, r)? {
-        Note::RepairNoDataRoot {
-            from,
-            uid_to,
-            uid_count,
-        } => format!(
-            "--repair moves the range to {uid_to}:{uid_count}; no remapped data root exists at {from} (nothing to rename or shift)"
-        ),
-        Note::RepairWill {
-            from,
-            to,
-            inodes,
-            uid_from,
-            gid_from,
-            uid_to,
-            gid_to,
-        } => format!(
-            "--repair stops docker, renames {from} to {to} and shifts the owners of its {inodes} inodes from uids {uid_from}.. / gids {gid_from}.. to {uid_to}.. / {gid_to}.., then starts docker and health-gates it"
-        ),
-        other => unreachable!("repair_preview made {other:?}"),
-    })
+    let note = repair_preview(root, r)?;
+    Ok(note
+        .repair_preview_words()
+        .unwrap_or_else(|| unreachable!("repair_preview made {note:?}")))
 }
 
 /// Where the shift of a repair keeps its log.
