@@ -207,69 +207,120 @@ pub fn complete(mut cmd: clap::Command, words: &[String], descriptions: bool) ->
     let (current, before) = words
         .split_last()
         .map_or(("", &[][..]), |(c, b)| (c.as_str(), b));
-    let mut at = &cmd;
-    let mut given: Vec<clap::Id> = Vec::new();
-    let mut positionals = 0usize;
-    let mut pending: Option<&clap::Arg> = None;
-    let mut only_positionals = false;
-    let takes_value = |a: &clap::Arg| a.get_action().takes_values();
-    for w in before {
-        if let Some(arg) = pending.take() {
-            given.push(arg.get_id().clone());
+    let seen = Seen::read(&cmd, before);
+    let mut out: Vec<(String, String)> = Vec::new();
+    let directive = candidates(&seen, current, &mut out);
+    let mut text = String::new();
+    for (name, help) in out {
+        if !name.starts_with(current) {
             continue;
         }
-        if only_positionals {
-            positionals += 1;
-        } else if w == "--" {
-            only_positionals = true;
-        } else if let Some(long) = w.strip_prefix("--") {
-            let (name, inline) = match long.split_once('=') {
-                Some((n, _)) => (n, true),
-                None => (long, false),
-            };
-            if let Some(arg) = at.get_arguments().find(|a| a.get_long() == Some(name)) {
-                if takes_value(arg) && !inline {
-                    pending = Some(arg);
-                } else {
-                    given.push(arg.get_id().clone());
-                }
+        text.push_str(&name);
+        if descriptions && !help.is_empty() {
+            text.push('\t');
+            text.push_str(&help);
+        }
+        text.push('\n');
+    }
+    text.push_str(&format!(":{directive}\n"));
+    text
+}
+
+/// What the words before the one being completed say: the (sub)command reached, the flags
+/// given, how many positionals, a flag waiting for its value, whether `--` ended the flags.
+struct Seen<'c> {
+    at: &'c clap::Command,
+    given: Vec<clap::Id>,
+    positionals: usize,
+    pending: Option<&'c clap::Arg>,
+    only_positionals: bool,
+}
+
+fn takes_value(a: &clap::Arg) -> bool {
+    a.get_action().takes_values()
+}
+
+impl<'c> Seen<'c> {
+    fn read(cmd: &'c clap::Command, before: &[String]) -> Seen<'c> {
+        let mut at = cmd;
+        let mut given: Vec<clap::Id> = Vec::new();
+        let mut positionals = 0usize;
+        let mut pending: Option<&clap::Arg> = None;
+        let mut only_positionals = false;
+        for w in before {
+            if let Some(arg) = pending.take() {
+                given.push(arg.get_id().clone());
+                continue;
             }
-        } else if let Some(shorts) = w.strip_prefix('-').filter(|s| !s.is_empty()) {
-            for (i, c) in shorts.char_indices() {
-                let Some(arg) = at.get_arguments().find(|a| a.get_short() == Some(c)) else {
-                    break;
+            if only_positionals {
+                positionals += 1;
+            } else if w == "--" {
+                only_positionals = true;
+            } else if let Some(long) = w.strip_prefix("--") {
+                let (name, inline) = match long.split_once('=') {
+                    Some((n, _)) => (n, true),
+                    None => (long, false),
                 };
-                if takes_value(arg) {
-                    if i + c.len_utf8() == shorts.len() {
+                if let Some(arg) = at.get_arguments().find(|a| a.get_long() == Some(name)) {
+                    if takes_value(arg) && !inline {
                         pending = Some(arg);
                     } else {
                         given.push(arg.get_id().clone());
                     }
-                    break;
                 }
-                given.push(arg.get_id().clone());
+            } else if let Some(shorts) = w.strip_prefix('-').filter(|s| !s.is_empty()) {
+                for (i, c) in shorts.char_indices() {
+                    let Some(arg) = at.get_arguments().find(|a| a.get_short() == Some(c)) else {
+                        break;
+                    };
+                    if takes_value(arg) {
+                        if i + c.len_utf8() == shorts.len() {
+                            pending = Some(arg);
+                        } else {
+                            given.push(arg.get_id().clone());
+                        }
+                        break;
+                    }
+                    given.push(arg.get_id().clone());
+                }
+            } else if let Some(sub) = at.find_subcommand(w) {
+                at = sub;
+                positionals = 0;
+            } else {
+                positionals += 1;
             }
-        } else if let Some(sub) = at.find_subcommand(w) {
-            at = sub;
-            positionals = 0;
-        } else {
-            positionals += 1;
+        }
+        Seen {
+            at,
+            given,
+            positionals,
+            pending,
+            only_positionals,
         }
     }
+}
 
-    let mut out: Vec<(String, String)> = Vec::new();
-    let directive;
-    if let Some(arg) = pending {
-        directive = values(arg, "", current, &mut out);
+/// The candidates for the word being completed, pushed to `out`; returns cobra's directive.
+fn candidates(seen: &Seen, current: &str, out: &mut Vec<(String, String)>) -> u32 {
+    let Seen {
+        at,
+        given,
+        positionals,
+        pending,
+        only_positionals,
+    } = seen;
+    let (at, positionals, only_positionals) = (*at, *positionals, *only_positionals);
+    if let Some(arg) = *pending {
+        values(arg, "", current, out)
     } else if let Some((flag, value)) = current
         .strip_prefix("--")
         .and_then(|l| l.split_once('='))
         .filter(|_| !only_positionals)
     {
-        directive = match at.get_arguments().find(|a| a.get_long() == Some(flag)) {
-            Some(arg) if takes_value(arg) => values(arg, &format!("--{flag}="), value, &mut out),
+        match at.get_arguments().find(|a| a.get_long() == Some(flag)) {
+            Some(arg) if takes_value(arg) => values(arg, &format!("--{flag}="), value, out),
             _ => DIRECTIVE_NO_FILE,
-        };
+        }
     } else if current.starts_with('-') && !only_positionals {
         for arg in at.get_arguments().filter(|a| !a.is_hide_set()) {
             let repeats = matches!(
@@ -289,12 +340,12 @@ pub fn complete(mut cmd: clap::Command, words: &[String], descriptions: bool) ->
                 out.push((format!("-{short}"), help));
             }
         }
-        directive = DIRECTIVE_NO_FILE;
+        DIRECTIVE_NO_FILE
     } else if at.has_subcommands() {
         for sub in at.get_subcommands().filter(|s| !s.is_hide_set()) {
             out.push((sub.get_name().to_string(), short_help(sub.get_about())));
         }
-        directive = DIRECTIVE_NO_FILE;
+        DIRECTIVE_NO_FILE
     } else {
         let mut pos: Vec<&clap::Arg> = at.get_positionals().collect();
         pos.sort_by_key(|a| a.get_index());
@@ -302,25 +353,11 @@ pub fn complete(mut cmd: clap::Command, words: &[String], descriptions: bool) ->
             pos.last()
                 .filter(|a| a.get_num_args().is_some_and(|n| n.max_values() > 1))
         });
-        directive = match arg {
-            Some(arg) => values(arg, "", current, &mut out),
+        match arg {
+            Some(arg) => values(arg, "", current, out),
             None => DIRECTIVE_NO_FILE,
-        };
-    }
-    let mut text = String::new();
-    for (name, help) in out {
-        if !name.starts_with(current) {
-            continue;
         }
-        text.push_str(&name);
-        if descriptions && !help.is_empty() {
-            text.push('\t');
-            text.push_str(&help);
-        }
-        text.push('\n');
     }
-    text.push_str(&format!(":{directive}\n"));
-    text
 }
 
 /// The candidates for `arg`'s value (`current` typed so far, after `prefix` such as
