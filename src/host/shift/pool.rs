@@ -7,10 +7,8 @@
 //!   queued directory keeps the fd it was opened with while fewer than [`fd_budget`] queued ones
 //!   do, else it is queued by its path and opened again from the top (no symlink followed, the
 //!   same dev and inode checked), so the fds are bounded whatever the width or the depth.
-//! - **Hard links**: one map of the inode numbers of non-directories with more than one link,
-//!   shared under a mutex: the worker that inserts a number handles the inode, the others skip;
-//!   each entry counts the links not seen yet and goes at the last, so memory follows the
-//!   hard-link groups open at a time, not every one the tree holds.
+//! - **Hard links**: one set of the inode numbers of non-directories with more than one link,
+//!   shared under a mutex: the worker that inserts a number handles the inode, the others skip.
 //! - **Crash log**: each worker batches its own [`Pending`](super::walk::Pending) inodes; a batch is appended (whole
 //!   lines, one `write` under the log's mutex) and fdatasynced before any inode of it is
 //!   chowned. An entry is about one inode, replay is per entry and idempotent (it only puts back
@@ -22,7 +20,7 @@
 //!   `Break` stops the workers after the inode each is on.
 //! - **Errors**: the first error stops every worker (after its current inode) and is returned.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::ops::ControlFlow;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
@@ -117,10 +115,8 @@ pub(super) struct Shared {
     pub(super) dry: bool,
     /// Into host ids: drop what [`Report::privileged`] counts instead of refusing it.
     pub(super) drop_privileged: bool,
-    /// Non-directories with more than one link, seen already: inode number → links not seen
-    /// yet. An entry goes when its last link is seen, so the map holds only the hard-link
-    /// groups the walk is inside of (links from outside the tree keep theirs to the end).
-    pub(super) seen: Mutex<HashMap<u64, u32>>,
+    /// Inode numbers of non-directories with more than one link, seen already.
+    pub(super) seen: Mutex<HashSet<u64>>,
     queue: Mutex<Queue>,
     /// Idle workers wait here.
     work: Condvar,
@@ -162,7 +158,7 @@ impl Shared {
             log: None,
             dry: false,
             drop_privileged: false,
-            seen: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashSet::new()),
             queue: Mutex::new(Queue::default()),
             work: Condvar::new(),
             caller: Condvar::new(),

@@ -93,26 +93,6 @@ impl<'s> Worker<'s> {
             && (self.sh.mnt_id.is_none() || mnt_id(st) == self.sh.mnt_id)
     }
 
-    /// True for the first link of a multiply-linked inode seen (it is handled), false for the
-    /// others (skipped); the entry is dropped at its last link.
-    fn first_link(&self, st: &Statx) -> bool {
-        use std::collections::hash_map::Entry;
-        let mut seen = self.sh.seen.lock().unwrap_or_else(|p| p.into_inner());
-        match seen.entry(st.stx_ino) {
-            Entry::Vacant(v) => {
-                v.insert(st.stx_nlink - 1);
-                true
-            }
-            Entry::Occupied(mut o) => {
-                *o.get_mut() -= 1;
-                if *o.get() == 0 {
-                    o.remove();
-                }
-                false
-            }
-        }
-    }
-
     /// Whether the inode being worked on comes before `first` (a path below the top, or the
     /// top) in byte order: "the first" of a kind is the same whatever the workers' order.
     fn first_before(&self, first: Option<&std::path::Path>) -> bool {
@@ -300,7 +280,15 @@ impl<'s> Worker<'s> {
             return Ok(None);
         }
         let ftype = FileType::from_raw_mode(u32::from(st.stx_mode));
-        if ftype != FileType::Directory && st.stx_nlink > 1 && !self.first_link(&st) {
+        if ftype != FileType::Directory
+            && st.stx_nlink > 1
+            && !self
+                .sh
+                .seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(st.stx_ino)
+        {
             return Ok(None);
         }
         if ftype == FileType::Directory && depth + 1 > MAX_DEPTH {
