@@ -164,18 +164,19 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
             jobs,
         } => {
             require_root(&root, name)?;
-            crate::host::shift::set_default_jobs(jobs.map_or(0, usize::from));
             let direction = match to {
                 cli::ShiftTo::Remapped => shift::Direction::Remapped,
                 cli::ShiftTo::Host => shift::Direction::Host,
             };
             let progress = Progress::for_output(cli.json);
+            let jobs = jobs.map_or_else(crate::host::shift::default_jobs, usize::from);
             let r = shift::shift(
                 &root,
                 paths,
                 direction,
                 *dry_run,
                 *drop_setid_and_caps,
+                jobs,
                 progress,
             )?;
             Ok(Output {

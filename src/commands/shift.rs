@@ -278,6 +278,7 @@ pub(crate) fn shift(
     to: Direction,
     dry_run: bool,
     drop_setid_and_caps: bool,
+    jobs: usize,
     progress: Progress,
 ) -> Result<ShiftResult> {
     if !root.is_host() {
@@ -305,7 +306,7 @@ pub(crate) fn shift(
     let mut roots = Vec::new();
     for dir in &dirs {
         check_left_log(root, dir.shown(), &map, to)?;
-        let report = survey_checked(dir, &map, dry_run || drop_setid_and_caps)?;
+        let report = survey_checked(dir, &map, jobs, dry_run || drop_setid_and_caps)?;
         roots.push(Shifted {
             path: dir.shown().display().to_string(),
             report,
@@ -319,7 +320,10 @@ pub(crate) fn shift(
                 dir,
                 &map,
                 to,
-                drop_setid_and_caps,
+                shift::Options {
+                    jobs,
+                    drop_privileged: drop_setid_and_caps,
+                },
                 s.report.inodes,
                 progress,
             )?;
@@ -445,9 +449,14 @@ fn check_left_log(root: &Root, d: &Path, map: &Mapping, to: Direction) -> Result
 
 /// Surveys `dir`, refusing (changing nothing) a tree too deep, ids the mapping cannot express,
 /// and, unless `privileged_ok`, what would carry a container's privilege to host ids.
-fn survey_checked(dir: &OpenDir, map: &Mapping, privileged_ok: bool) -> Result<Report> {
+fn survey_checked(
+    dir: &OpenDir,
+    map: &Mapping,
+    jobs: usize,
+    privileged_ok: bool,
+) -> Result<Report> {
     let d = dir.shown();
-    let r = match shift::survey(dir, map) {
+    let r = match shift::survey_with(dir, map, jobs) {
         Ok(r) => r,
         Err(e) if e.downcast_ref::<shift::TooDeep>().is_some() => {
             return Err(Conflict::new(format!("{e:#}; nothing was changed"))
@@ -496,10 +505,11 @@ fn shift_one(
     dir: &OpenDir,
     map: &Mapping,
     to: Direction,
-    drop_setid_and_caps: bool,
+    opts: shift::Options,
     total: u64,
     progress: Progress,
 ) -> Result<Report> {
+    let drop_setid_and_caps = opts.drop_privileged;
     let d = dir.shown();
     // Opened beneath the root, the log by name in it (no symlink followed).
     let log_dir = root.open_dir(journal::DIR)?;
@@ -509,10 +519,6 @@ fn shift_one(
     let mut progress = |n| {
         bar.set(n);
         ControlFlow::Continue(())
-    };
-    let opts = shift::Options {
-        drop_privileged: drop_setid_and_caps,
-        ..shift::Options::default()
     };
     let r = shift::shift_tree_with(dir, map, log, opts, &mut progress);
     let r = r.with_context(|| {

@@ -61,7 +61,7 @@ pub use crate::host::root::OpenDir;
 use log::Log;
 pub use log::{LeftLog, LogAt, left_log};
 use pool::Shared;
-pub use pool::{default_jobs, set_default_jobs};
+pub use pool::default_jobs;
 use walk::Worker;
 
 /// The progress callback of [`shift_tree`] is called every this many inodes.

@@ -58,21 +58,11 @@ pub(super) fn fd_budget() -> usize {
     usize::try_from(cur / 4).unwrap_or(4096).clamp(16, 4096)
 }
 
-/// How many workers a walk uses by default: what [`set_default_jobs`] set, else the number of
-/// cores this process may run on.
+/// How many workers a walk uses unless asked (`shift --jobs`): the number of cores this process
+/// may run on.
 pub fn default_jobs() -> usize {
-    match DEFAULT_JOBS.load(Ordering::Relaxed) {
-        0 => std::thread::available_parallelism().map_or(1, usize::from),
-        n => n,
-    }
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
-
-/// Sets what [`default_jobs`] returns (0: the number of cores again); the CLI's `--jobs`.
-pub fn set_default_jobs(n: usize) {
-    DEFAULT_JOBS.store(n, Ordering::Relaxed);
-}
-
-static DEFAULT_JOBS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// A directory waiting to be walked.
 pub(super) struct Item {
