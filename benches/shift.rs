@@ -19,7 +19,8 @@
 //! Options (after `--`): `--sizes N,N` (default 100000,1000000), `--reps N` rounds per size
 //! (default 5, 2 at 10^6), `--dir D` where the filesystem images go (default
 //! target/shift-bench), `--jobs N` for the "default" row (default: the cores), `--rss-only`
-//! (one tree per size, one walk, the peak RSS row only).
+//! (one tree per size, one walk, the peak RSS row only); for profiling by hand, `--generate DIR
+//! N` makes one tree and `--walk DIR LOG JOBS fwd` shifts it.
 
 use std::fs;
 use std::ops::ControlFlow;
@@ -253,6 +254,13 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(i) = args.iter().position(|a| a == "--walk") {
         return walk_child(&args[i + 1..]);
+    }
+    if let Some(i) = args.iter().position(|a| a == "--generate") {
+        // For profiling by hand (heaptrack, perf): `--generate DIR N`, then `--walk DIR LOG
+        // JOBS fwd`.
+        let n = args[i + 2].parse().expect("--generate DIR N");
+        let made = generate(Path::new(&args[i + 1]), n, n);
+        return println!("{made:?}");
     }
     let opt = |name: &str| {
         args.iter()

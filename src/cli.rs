@@ -126,6 +126,12 @@ pub struct RestartArgs {
     /// the same command again carries what is missing.
     #[arg(long, value_enum, value_name = "images,volumes", value_delimiter = ',')]
     pub(crate) carry: Vec<CarryWhat>,
+
+    /// Walk a tree whose owners are shifted (--repair's data root, each volume of --carry
+    /// volumes) with N threads at once; the result is the same whatever N
+    /// [default: the number of cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub(crate) jobs: Option<u16>,
 }
 
 /// What `--carry` takes across the switch.
@@ -251,7 +257,7 @@ pub enum Command {
         #[arg(long)]
         drop_setid_and_caps: bool,
         /// Walk with N threads at once, each taking directories as they are found (the same
-        /// result whatever N; `enable --repair` and `--carry volumes` use the default)
+        /// result whatever N; `enable --repair` and `--carry volumes` take --jobs too)
         /// [default: the number of cores].
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
         jobs: Option<u16>,
@@ -287,6 +293,22 @@ mod tests {
 
     fn argv(s: &str) -> Vec<OsString> {
         s.split(' ').map(OsString::from).collect()
+    }
+
+    #[test]
+    fn jobs_reaches_enable_and_disable_and_zero_is_refused() {
+        for cmd in ["enable", "disable"] {
+            let cli = Cli::try_parse_argv(argv(&format!("docker-userns {cmd} --jobs 3")), false)
+                .expect("parses");
+            let (Command::Enable { restart, .. } | Command::Disable { restart }) = &cli.command
+            else {
+                panic!("{cmd}: {:?}", cli.command)
+            };
+            assert_eq!(restart.jobs, Some(3));
+            let zero = Cli::try_parse_argv(argv(&format!("docker-userns {cmd} --jobs 0")), false)
+                .expect_err("--jobs 0 is refused");
+            assert_eq!(zero.kind(), clap::error::ErrorKind::ValueValidation);
+        }
     }
 
     #[test]

@@ -91,6 +91,9 @@ impl From<&RestartArgs> for RestartPolicy {
             carry_images: a.carry.contains(&CarryWhat::Images),
             carry_volumes: a.carry.contains(&CarryWhat::Volumes),
             progress: Progress::hidden(),
+            jobs: a
+                .jobs
+                .map_or_else(crate::host::shift::default_jobs, usize::from),
         }
     }
 }

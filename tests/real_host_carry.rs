@@ -214,7 +214,7 @@ fn volumes(suite: &str) {
     // Once odd's owner is one the mapping expresses, the same command carries it; then a
     // rerun changes nothing.
     host.ok("chown 1000 /var/lib/docker/volumes/odd/_data/x");
-    let out = host.sh("docker-userns enable --carry volumes --json");
+    let out = host.sh("docker-userns enable --carry volumes --json --jobs 1");
     assert_eq!(out.code, 0, "{out}");
     assert_eq!(
         json(&out)["carry"]["volumes"],
@@ -232,7 +232,7 @@ fn volumes(suite: &str) {
 
     // A volume made while remapped comes back with its owners through disable.
     host.ok("docker run --rm -v back:/d busybox:local sh -c 'touch /d/b && chown 1000:1000 /d/b'");
-    let out = host.sh("docker-userns disable --yes --carry volumes --json --settle 2");
+    let out = host.sh("docker-userns disable --yes --carry volumes --json --settle 2 --jobs 4");
     assert_eq!(out.code, 0, "{out}");
     let back = json(&out);
     assert!(

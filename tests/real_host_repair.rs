@@ -196,7 +196,7 @@ fn repair_moves_the_range(host: Host) {
     );
 
     // The repair.
-    let out = host.sh("docker-userns enable --repair --yes --json --settle 2");
+    let out = host.sh("docker-userns enable --repair --yes --json --settle 2 --jobs 3");
     assert_eq!(out.code, 0, "{out}");
     let done = json(&out);
     let notes = done["notes"].to_string();

@@ -14,10 +14,9 @@ use crate::formats::daemon_config::DEFAULT_USER;
 use crate::formats::subid::How;
 use crate::host::inspect::Impact;
 use crate::host::root::Root;
-use crate::progress::Progress;
 use crate::run::apply;
 use crate::run::carry::{self, Carry};
-use crate::run::carry::{carry_load, carry_preview, carry_volumes};
+use crate::run::carry::{Walking, carry_load, carry_preview, carry_volumes};
 use crate::run::journal::{self, Action, Before, Journal};
 use crate::run::note::Note;
 use crate::run::plan::{self, Decided, DisablePlan, Plan, Repair};
@@ -273,7 +272,7 @@ fn converge<C: Change>(
         return Ok(run.out);
     }
     let switched = journaled_and_restarted(root, policy, change, &mut docker, &seen, &mut run)?;
-    carried::<C>(root, &docker, run, switched, policy.progress)
+    carried::<C>(root, &docker, run, switched, *policy)
 }
 
 /// `--root`, or `--no-restart` on the live host: the files only. Whoever restarts docker next
@@ -424,7 +423,7 @@ fn carry_left<C: Change>(
                             .map(|(u, g)| ((u.start, u.count), (g.start, g.count)))
                     }
                 };
-                carry_volumes(docker, &left, ranges, want, root, c);
+                carry_volumes(docker, &left, ranges, want, root, c, walking(*policy));
             }
         }
     }
@@ -560,7 +559,13 @@ fn switch_steps<C: Change>(
     let downtime = docker
         .restart_with(&expect, &mut || {
             if let (Some(total), Some(r)) = (run.moving, &repair) {
-                moved = Some(move_data_root(root, journal, r, total, policy.progress)?);
+                moved = Some(move_data_root(
+                    root,
+                    journal,
+                    r,
+                    total,
+                    (policy.progress, policy.jobs),
+                )?);
             }
             Ok(())
         })
@@ -582,6 +587,14 @@ fn switch_steps<C: Change>(
     Ok(Some(downtime))
 }
 
+/// How carried volumes are walked under `policy`.
+fn walking(policy: RestartPolicy) -> Walking {
+    Walking {
+        jobs: policy.jobs,
+        progress: policy.progress,
+    }
+}
+
 /// Phase 4, carried: the switch stands; carrying can only add to it, and it is resumable (the
 /// spool and the pending volumes are recorded), so signals end the process again from here.
 fn carried<C: Change>(
@@ -589,7 +602,7 @@ fn carried<C: Change>(
     docker: &Docker,
     run: Surveyed<C::Plan>,
     switched: Switched,
-    progress: Progress,
+    policy: RestartPolicy,
 ) -> Result<Outcome<C::Plan>> {
     let mut out = run.out;
     out.restarted = switched.downtime.is_some();
@@ -616,13 +629,21 @@ fn carried<C: Change>(
                 ..Carry::default()
             });
         } else {
-            out.carry = Some(carry_load(root, docker, containers, progress));
+            out.carry = Some(carry_load(root, docker, containers, policy.progress));
         }
     }
     if let Some((vols, skipped, ranges)) = volumes {
         let c = out.carry.get_or_insert_with(Carry::default);
         c.skipped.extend(skipped);
-        carry_volumes(docker, &vols, ranges, C::ACTION.wants_userns(), root, c);
+        carry_volumes(
+            docker,
+            &vols,
+            ranges,
+            C::ACTION.wants_userns(),
+            root,
+            c,
+            walking(policy),
+        );
     }
     Ok(out)
 }

@@ -52,6 +52,8 @@ pub(crate) struct RestartPolicy {
     pub(crate) carry_volumes: bool,
     /// How the long steps (repair's shift, the image export and load) show their progress.
     pub(crate) progress: Progress,
+    /// Threads walking a tree whose owners are shifted (`--jobs`; repair, carried volumes).
+    pub(crate) jobs: usize,
 }
 
 /// What a run did (or, for `plan`, would do): the plan, and what happened around it.

@@ -237,7 +237,7 @@ pub(crate) fn move_data_root(
     journal: &mut Journal,
     r: &Repair,
     total: u64,
-    progress: Progress,
+    (progress, jobs): (Progress, usize),
 ) -> Result<Note> {
     let owner_shift = repair_shift(r)?;
     let mapping = owner_shift.mapping()?;
@@ -250,13 +250,24 @@ pub(crate) fn move_data_root(
     failpoint::hit("repair:before-shift")?;
     let bar = progress.inodes(&format!("shifting owners below {}", to.display()), total);
     let to_dir = root.open_dir(&r.to)?;
-    let report = shift::shift_tree(&to_dir, &mapping, &root.resolved(SHIFT_LOG)?, &mut |n| {
-        bar.set(n);
-        if failpoint::hit("repair:during-shift").is_err() {
-            return std::ops::ControlFlow::Break(());
-        }
-        std::ops::ControlFlow::Continue(())
-    })
+    let opts = shift::Options {
+        jobs,
+        ..shift::Options::default()
+    };
+    let log = root.resolved(SHIFT_LOG)?;
+    let report = shift::shift_tree_with(
+        &to_dir,
+        &mapping,
+        shift::LogAt::Path(&log),
+        opts,
+        &mut |n| {
+            bar.set(n);
+            if failpoint::hit("repair:during-shift").is_err() {
+                return std::ops::ControlFlow::Break(());
+            }
+            std::ops::ControlFlow::Continue(())
+        },
+    )
     .with_context(|| format!("cannot shift the owners below {}", to.display()))?;
     drop(bar);
     journal.step_done(root)?;

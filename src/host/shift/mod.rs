@@ -43,6 +43,7 @@
 //! inode), so the walk gets below `chown -R`'s time by running on several cores (BENCHMARKS.md,
 //! S1).
 
+mod links;
 mod log;
 mod node;
 mod pool;

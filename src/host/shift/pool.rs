@@ -7,8 +7,9 @@
 //!   queued directory keeps the fd it was opened with while fewer than [`fd_budget`] queued ones
 //!   do, else it is queued by its path and opened again from the top (no symlink followed, the
 //!   same dev and inode checked), so the fds are bounded whatever the width or the depth.
-//! - **Hard links**: one set of the inode numbers of non-directories with more than one link,
-//!   shared under a mutex: the worker that inserts a number handles the inode, the others skip.
+//! - **Hard links**: one set of the inode numbers of non-directories with more than one link
+//!   ([`InodeSet`], about two bytes each), shared under a mutex: the worker that inserts a
+//!   number handles the inode, the others skip.
 //! - **Crash log**: each worker batches its own [`Pending`](super::walk::Pending) inodes; a batch is appended (whole
 //!   lines, one `write` under the log's mutex) and fdatasynced before any inode of it is
 //!   chowned. An entry is about one inode, replay is per entry and idempotent (it only puts back
@@ -20,7 +21,6 @@
 //!   `Break` stops the workers after the inode each is on.
 //! - **Errors**: the first error stops every worker (after its current inode) and is returned.
 
-use std::collections::HashSet;
 use std::ops::ControlFlow;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
@@ -31,6 +31,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use anyhow::{Context, Result, anyhow};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
 
+use super::links::InodeSet;
 use super::log::Log;
 use super::walk::{WANT, Worker, mnt_id};
 use super::{Interrupted, PRIVILEGED_NAMED, PROGRESS_EVERY, Report, raise_nofile_limit};
@@ -106,7 +107,7 @@ pub(super) struct Shared {
     /// Into host ids: drop what [`Report::privileged`] counts instead of refusing it.
     pub(super) drop_privileged: bool,
     /// Inode numbers of non-directories with more than one link, seen already.
-    pub(super) seen: Mutex<HashSet<u64>>,
+    pub(super) seen: Mutex<InodeSet>,
     queue: Mutex<Queue>,
     /// Idle workers wait here.
     work: Condvar,
@@ -148,7 +149,7 @@ impl Shared {
             log: None,
             dry: false,
             drop_privileged: false,
-            seen: Mutex::new(HashSet::new()),
+            seen: Mutex::new(InodeSet::default()),
             queue: Mutex::new(Queue::default()),
             work: Condvar::new(),
             caller: Condvar::new(),

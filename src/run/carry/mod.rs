@@ -168,6 +168,7 @@ pub(crate) fn carry_volumes(
     enabling: bool,
     root: &Root,
     c: &mut Carry,
+    walking: Walking,
 ) {
     let prepared = ranges
         .context("the remap user's ranges are not known")
@@ -192,7 +193,7 @@ pub(crate) fn carry_volumes(
     }
     let mut left = Vec::new();
     for v in vols {
-        match carry_volume(root, docker.engine(), &new_root, v, &map) {
+        match carry_volume(root, docker.engine(), &new_root, v, &map, walking) {
             Ok(VolumeCarried::Carried) => c.volumes.push(v.name.clone()),
             Ok(VolumeCarried::Exists(there)) => c.skipped.push(format!(
                 "volume {0}: a volume of that name exists already in the engine that runs now (its data in {there}): it was not compared with the one being carried and not overwritten; the other engine's copy stays untouched in {1}",

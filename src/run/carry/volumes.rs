@@ -7,9 +7,19 @@ use serde_json::Value;
 
 use crate::host::engine::Engine;
 use crate::host::root::{Perms, Root};
+use crate::progress::Progress;
 use crate::run::note::Note;
 
 use super::*;
+
+/// How the owner shift of a volume's copy is walked: threads, and where its bar is drawn.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Walking {
+    /// Threads walking the copy (`--jobs`).
+    pub(crate) jobs: usize,
+    /// The bar of the owner shift.
+    pub(crate) progress: Progress,
+}
 
 /// Volumes whose carry did not complete, for the next run (outside the image spool).
 pub(crate) const PENDING_VOLUMES: &str = "/var/lib/docker-userns/carry-volumes.json";
@@ -135,6 +145,7 @@ pub(crate) fn carry_volume(
     new_root: &str,
     vol: &Volume,
     map: &crate::host::shift::Mapping,
+    walking: Walking,
 ) -> Result<VolumeCarried> {
     let stage = staging(new_root, &vol.name);
     let existing = match engine.inspect_volume(&vol.name) {
@@ -156,10 +167,10 @@ pub(crate) fn carry_volume(
     if !src.is_dir() {
         bail!("its data {} is not there", src.display());
     }
-    check_source(root, vol, map)?;
+    let inodes = check_source(root, vol, map, walking.jobs)?;
     copy_to_stage(src, &stage)?;
     crate::failpoint::hit("carry:before-shift")?;
-    shift_stage(root, vol, &stage, map)?;
+    shift_stage(root, vol, &stage, map, (inodes, walking))?;
     let created = engine
         .create_volume(&vol.name, "local", &vol.labels)
         .with_context(|| format!("cannot create volume {}", vol.name))?;
@@ -173,9 +184,15 @@ pub(crate) fn carry_volume(
 
 /// Refuses a volume whose owners the new mapping cannot express, or (into host ids) that holds
 /// setuid/setgid files or file capabilities made under the remapped ids; nothing is created.
-fn check_source(root: &Root, vol: &Volume, map: &crate::host::shift::Mapping) -> Result<()> {
+/// Returns the number of inodes (what the shift's bar counts to).
+fn check_source(
+    root: &Root,
+    vol: &Volume,
+    map: &crate::host::shift::Mapping,
+    jobs: usize,
+) -> Result<u64> {
     let src = std::path::Path::new(&vol.mountpoint);
-    let r = crate::host::shift::survey(&root.open_dir(&vol.mountpoint)?, map)?;
+    let r = crate::host::shift::survey_with(&root.open_dir(&vol.mountpoint)?, map, jobs)?;
     if r.outside_ids > 0 {
         bail!(
             "{} id(s) under {} (e.g. {}) lie outside what the new mapping expresses; nothing of it was created: change those owners, or create the volume again by hand",
@@ -206,7 +223,7 @@ fn check_source(root: &Root, vol: &Volume, map: &crate::host::shift::Mapping) ->
             }
         );
     }
-    Ok(())
+    Ok(r.inodes)
 }
 
 /// Copies the volume's data to `stage` (`cp -a`: never visible as a volume), an older copy
@@ -236,12 +253,13 @@ fn copy_to_stage(src: &std::path::Path, stage: &std::path::Path) -> Result<()> {
 }
 
 /// Shifts the owners of the copy at `stage` by `map` (crash log in the journal directory),
-/// then marks the copy complete.
+/// then marks the copy complete; the bar counts to `inodes`.
 fn shift_stage(
     root: &Root,
     vol: &Volume,
     stage: &std::path::Path,
     map: &crate::host::shift::Mapping,
+    (inodes, walking): (u64, Walking),
 ) -> Result<()> {
     use crate::host::shift;
     let log = root.resolved(&format!(
@@ -253,7 +271,15 @@ fn shift_stage(
         .to_str()
         .context("the staging path is not UTF-8")
         .and_then(|s| root.open_dir(s))?;
-    shift::shift_tree(&stage_dir, map, &log, &mut |_| {
+    let bar = walking
+        .progress
+        .inodes(&format!("shifting owners of volume {}", vol.name), inodes);
+    let opts = shift::Options {
+        jobs: walking.jobs,
+        ..shift::Options::default()
+    };
+    shift::shift_tree_with(&stage_dir, map, shift::LogAt::Path(&log), opts, &mut |n| {
+        bar.set(n);
         std::ops::ControlFlow::Continue(())
     })
     .with_context(|| format!("cannot shift the owners of the copy {}", stage.display()))?;
