@@ -28,7 +28,8 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
-    /// More log output on stderr (-v info, -vv debug, -vvv trace).
+    /// More log output on stderr (-v info, -vv debug: also every call to the docker engine
+    /// with its status and time, -vvv trace, each line with the seconds since the start).
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
 

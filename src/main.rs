@@ -35,13 +35,18 @@ fn init_logging(cli: &Cli) {
             return;
         }
     }
-    tracing_subscriber::fmt()
+    let text = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .without_time()
-        .init();
+        .with_target(false);
+    if level == tracing::Level::TRACE {
+        // -vvv: each line with the seconds since the start, to see where a slow run waits.
+        text.with_timer(tracing_subscriber::fmt::time::uptime())
+            .init();
+    } else {
+        text.without_time().init();
+    }
 }
 
 /// True when stderr is the journal stream systemd set up: `JOURNAL_STREAM` is `DEV:INODE` of

@@ -49,6 +49,29 @@ fn status_impact_preflight_and_verify(suite: &str) {
          docker create --name idle --pull=never busybox:local true >/dev/null",
     );
 
+    // -vv names every call to the engine with its status and time; -vvv stamps each line
+    // with the seconds since the start.
+    let out = host.sh("docker-userns -vv status");
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.contains("DEBUG engine: GET /info: 200 in ") && l.ends_with(" ms")),
+        "{out}"
+    );
+    let out = host.sh("docker-userns -vvv status");
+    assert_eq!(out.code, 0, "{out}");
+    let engine_line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("engine: GET /info"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let stamp = engine_line.split_whitespace().next().unwrap();
+    assert!(
+        stamp.ends_with('s') && stamp.trim_end_matches('s').parse::<f64>().is_ok(),
+        "{engine_line}"
+    );
+
     // Before: dockerd runs as root, remapping off, and the containers that are root on the host.
     let st = ok_json(&host, "status --json");
     assert_eq!(st["service"]["active_state"], "active", "{st}");

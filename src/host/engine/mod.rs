@@ -148,9 +148,18 @@ impl Engine {
             Limit::Total { timeout, .. } => timeout,
             Limit::Idle(_) => self.timeout,
         };
+        let started = std::time::Instant::now();
         let stream = self.connect(connect_within)?;
-        http::exchange(http::Conn::new(stream, limit), method, path, out, into)
-            .map_err(|e| self.http_error(e))
+        let r = http::exchange(http::Conn::new(stream, limit), method, path, out, into)
+            .map_err(|e| self.http_error(e));
+        // `-vv`: every call to the engine, with its status and how long it took.
+        tracing::debug!(
+            "engine: {method} {path}: {} in {:.1} ms",
+            r.as_ref()
+                .map_or_else(|_| "failed".to_string(), |(a, _)| a.status.to_string()),
+            started.elapsed().as_secs_f64() * 1e3
+        );
+        r
     }
 
     /// `method path` with an optional JSON body, the whole exchange within `timeout`; the

@@ -290,7 +290,14 @@ fn export_set(
             },
             _ => other(anyhow::Error::new(e).context(format!("cannot export {}", named()))),
         })?;
+    let syncing = std::time::Instant::now();
     out.sync_all().map_err(|e| io_failed(e, "write"))?;
+    tracing::debug!(
+        "spooled {} in {} ({:.1} ms of it in the closing fsync)",
+        named(),
+        path.display(),
+        syncing.elapsed().as_secs_f64() * 1e3
+    );
     if !tar.complete() {
         return Err(other(anyhow::anyhow!(
             "the export of {} was cut short: the engine's stream ended before the end of the tar (an error in the engine after the export began; its log says which)",
