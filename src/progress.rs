@@ -1,5 +1,5 @@
-//! Progress of the long operations (the owner-shift walk of `shift` and `--repair`, and
-//! `--carry`'s image export and load), drawn on standard error with `indicatif`: a bar with the
+//! Progress of the long operations (the owner-shift walk of `shift` and `--repair`,
+//! `--carry`'s image export and load, and each carried volume's copy and shift), drawn on standard error with `indicatif`: a bar with the
 //! count, the rate and the time left.
 //!
 //! A [`Progress`] is made once, at the top (`dispatch`), from `--json` and whether standard

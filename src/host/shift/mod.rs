@@ -108,6 +108,10 @@ pub struct Report {
     /// move such an id back with the ones it shifted.
     #[serde(skip)]
     pub(crate) done_id_inodes: u64,
+    /// 512-byte blocks the inodes below the top hold (each inode once; not part of the JSON
+    /// document): about what a copy of the tree allocates, for the bar of `--carry volumes`.
+    #[serde(skip)]
+    pub(crate) blocks: u64,
     /// Shifting into host ids ([`Mapping::into_host`]): inodes whose setuid/setgid bit or file
     /// capability would become valid for host ids (a setuid bit on a non-directory whose uid
     /// moves, setgid whose gid moves, a `security.capability` on an inode whose owner or
@@ -677,6 +681,19 @@ mod tests {
         assert_eq!((r.shifted, r.already_done), (1, 0), "{r:?}");
         assert_eq!(r.done_id_inodes, 1, "{r:?}");
         assert_eq!(r.first_done.as_deref(), Some(f.as_path()));
+    }
+
+    #[test]
+    fn the_blocks_of_a_tree_are_counted_once_per_inode() {
+        let t = tempdir();
+        let top = t.path().join("tree");
+        fs::create_dir_all(top.join("d")).unwrap();
+        fs::write(top.join("d/f"), vec![1u8; 1 << 20]).unwrap();
+        // A second name of the same megabyte: counted once.
+        fs::hard_link(top.join("d/f"), top.join("h")).unwrap();
+        let r = survey(&dir(&top), &map()).unwrap();
+        let bytes = r.blocks * 512;
+        assert!((1 << 20..(1 << 20) + (64 << 10)).contains(&bytes), "{r:?}");
     }
 
     #[test]

@@ -346,6 +346,7 @@ impl Drop for Finished<'_> {
 /// Adds what one worker found to the report.
 fn merge(into: &mut Report, r: Report) {
     into.inodes += r.inodes;
+    into.blocks += r.blocks;
     into.shifted += r.shifted;
     into.already_done += r.already_done;
     into.outside += r.outside;

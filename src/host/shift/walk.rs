@@ -26,6 +26,7 @@ pub(super) const WANT: StatxFlags = StatxFlags::TYPE
     .union(StatxFlags::UID)
     .union(StatxFlags::GID)
     .union(StatxFlags::INO)
+    .union(StatxFlags::BLOCKS)
     .union(StatxFlags::MNT_ID);
 /// Largest xattr value and name list (`XATTR_SIZE_MAX`, `XATTR_LIST_MAX`).
 pub(super) const XATTR_MAX: usize = 65536;
@@ -303,6 +304,7 @@ impl<'s> Worker<'s> {
             .into());
         }
         self.tick();
+        self.report.blocks += st.stx_blocks;
         if ftype == FileType::Directory {
             let fd = rfs::openat(
                 parent,

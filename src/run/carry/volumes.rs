@@ -167,8 +167,12 @@ pub(crate) fn carry_volume(
     if !src.is_dir() {
         bail!("its data {} is not there", src.display());
     }
-    let inodes = check_source(root, vol, map, walking.jobs)?;
-    copy_to_stage(src, &stage)?;
+    let (inodes, bytes) = check_source(root, vol, map, walking.jobs)?;
+    let bar = walking
+        .progress
+        .bytes(&format!("copying volume {}", vol.name), bytes);
+    copy_to_stage(src, &stage, &bar)?;
+    drop(bar);
     crate::failpoint::hit("carry:before-shift")?;
     shift_stage(root, vol, &stage, map, (inodes, walking))?;
     let created = engine
@@ -184,13 +188,13 @@ pub(crate) fn carry_volume(
 
 /// Refuses a volume whose owners the new mapping cannot express, or (into host ids) that holds
 /// setuid/setgid files or file capabilities made under the remapped ids; nothing is created.
-/// Returns the number of inodes (what the shift's bar counts to).
+/// Returns the number of inodes and the bytes they hold (what the bars count to).
 fn check_source(
     root: &Root,
     vol: &Volume,
     map: &crate::host::shift::Mapping,
     jobs: usize,
-) -> Result<u64> {
+) -> Result<(u64, u64)> {
     let src = std::path::Path::new(&vol.mountpoint);
     let r = crate::host::shift::survey_with(&root.open_dir(&vol.mountpoint)?, map, jobs)?;
     if r.outside_ids > 0 {
@@ -223,24 +227,71 @@ fn check_source(
             }
         );
     }
-    Ok(r.inodes)
+    Ok((r.inodes, r.blocks * 512))
 }
 
 /// Copies the volume's data to `stage` (`cp -a`: never visible as a volume), an older copy
-/// there removed first.
-fn copy_to_stage(src: &std::path::Path, stage: &std::path::Path) -> Result<()> {
+/// there removed first. `bar` follows the space the copy takes on the staging filesystem
+/// (its free blocks, read every quarter second while `cp` runs).
+fn copy_to_stage(
+    src: &std::path::Path,
+    stage: &std::path::Path,
+    bar: &crate::progress::Bar,
+) -> Result<()> {
     if stage.exists() {
         std::fs::remove_dir_all(stage)
             .with_context(|| format!("cannot remove the old copy {}", stage.display()))?;
     }
     std::fs::create_dir_all(stage.parent().expect("has a parent"))?;
     let cp = crate::host::programs::find("cp")?;
-    let out = std::process::Command::new(&cp)
+    let parent = stage.parent().expect("has a parent");
+    let free = || {
+        rustix::fs::statvfs(parent)
+            .map(|s| s.f_bfree.saturating_mul(s.f_frsize))
+            .unwrap_or(0)
+    };
+    let before = free();
+    let mut child = std::process::Command::new(&cp)
         .args(["-a", "--no-target-directory"])
         .arg(src)
         .arg(stage)
-        .output()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .with_context(|| format!("cannot run {}", cp.display()))?;
+    // Read as it comes, so that a `cp` with much to say never waits on a full pipe.
+    let mut errors = child.stderr.take().expect("piped");
+    let said = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut errors, &mut text);
+        text
+    });
+    // Waited for on a thread of its own, so its end is seen at once, not at the next look at
+    // the free space.
+    let (tx, ended) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = loop {
+        match ended.recv_timeout(std::time::Duration::from_millis(250)) {
+            Ok(status) => {
+                break status.with_context(|| format!("cannot wait for {}", cp.display()))?;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                bar.set(before.saturating_sub(free()));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                bail!("lost track of {}", cp.display())
+            }
+        }
+    };
+    let stderr = said.join().unwrap_or_default();
+    let out = std::process::Output {
+        status,
+        stdout: Vec::new(),
+        stderr,
+    };
     if !out.status.success() {
         bail!(
             "cp -a {} {} failed: {}",
@@ -338,5 +389,25 @@ mod tests {
         };
         let back: Volume = serde_json::from_str(&serde_json::to_string(&with).unwrap()).unwrap();
         assert_eq!(back, with);
+    }
+
+    #[test]
+    fn the_copy_is_whole_and_a_failing_cp_is_named_with_what_it_said() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        std::fs::create_dir_all(src.join("d")).unwrap();
+        std::fs::write(src.join("d/f"), vec![7u8; 300_000]).unwrap();
+        std::os::unix::fs::symlink("d/f", src.join("l")).unwrap();
+        let stage = t.path().join("stage/v");
+        let bar = Progress::hidden().bytes("copying", 300_000);
+        copy_to_stage(&src, &stage, &bar).unwrap();
+        assert_eq!(std::fs::read(stage.join("d/f")).unwrap(), vec![7u8; 300_000]);
+        assert_eq!(
+            std::fs::read_link(stage.join("l")).unwrap(),
+            std::path::Path::new("d/f")
+        );
+        let gone = t.path().join("no-such-dir");
+        let err = copy_to_stage(&gone, &t.path().join("stage/w"), &bar).unwrap_err();
+        assert!(format!("{err:#}").contains("No such file"), "{err:#}");
     }
 }
