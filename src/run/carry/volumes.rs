@@ -401,7 +401,10 @@ mod tests {
         let stage = t.path().join("stage/v");
         let bar = Progress::hidden().bytes("copying", 300_000);
         copy_to_stage(&src, &stage, &bar).unwrap();
-        assert_eq!(std::fs::read(stage.join("d/f")).unwrap(), vec![7u8; 300_000]);
+        assert_eq!(
+            std::fs::read(stage.join("d/f")).unwrap(),
+            vec![7u8; 300_000]
+        );
         assert_eq!(
             std::fs::read_link(stage.join("l")).unwrap(),
             std::path::Path::new("d/f")
