@@ -8,6 +8,7 @@
 //! It is a plain `Copy` value so that it rides along in the run's policy; the layers below
 //! `run/` never see it (the shift walk reports a count to a closure made at the call site).
 
+use std::fmt::Write as _;
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -65,13 +66,18 @@ impl Progress {
             return Bar(ProgressBar::hidden());
         }
         let template = match unit {
-            Unit::Inodes => {
-                "{msg}: [{bar:30}] {human_pos}/{human_len} inodes, {per_sec}, {eta} left"
-            }
+            Unit::Inodes => "{msg}: [{bar:30}] {human_pos}/{human_len} inodes, {rate}, {eta} left",
             Unit::Bytes => "{msg}: [{bar:30}] {bytes}/{total_bytes}, {bytes_per_sec}, {eta} left",
         };
         let style = ProgressStyle::with_template(template)
             .expect("a valid template")
+            // Inodes a second as a whole number (`{per_sec}` shows four decimals).
+            .with_key(
+                "rate",
+                |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0}/s", s.per_sec());
+                },
+            )
             .progress_chars("=> ");
         let bar = ProgressBar::with_draw_target(Some(total), target)
             .with_style(style)
@@ -185,7 +191,14 @@ mod tests {
         let text = drawn(p, Unit::Inodes);
         assert!(text.contains("shifting owners below /x"), "{text}");
         assert!(text.contains("500/1,000 inodes"), "{text}");
-        assert!(text.contains("/s"), "{text}");
+        let rate = text
+            .split("inodes, ")
+            .nth(1)
+            .and_then(|r| r.split("/s").next());
+        assert!(
+            rate.is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit())),
+            "a whole number of inodes a second: {text}"
+        );
         assert!(text.contains("left"), "{text}");
         let text = drawn(p, Unit::Bytes);
         assert!(text.contains("500 B/1000 B"), "{text}");
