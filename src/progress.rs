@@ -8,7 +8,6 @@
 //! It is a plain `Copy` value so that it rides along in the run's policy; the layers below
 //! `run/` never see it (the shift walk reports a count to a closure made at the call site).
 
-use std::fmt::Write as _;
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
