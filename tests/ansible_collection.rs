@@ -96,6 +96,7 @@ fn the_collection_builds_installs_documents_itself_and_passes_offline_sanity() {
         "carry",
         "settle",
         "timeout",
+        "jobs",
         "allow_restart_with_containers",
         "restart",
         "binary",
@@ -109,7 +110,7 @@ fn the_collection_builds_installs_documents_itself_and_passes_offline_sanity() {
     }
     assert_eq!(
         options.len(),
-        11,
+        12,
         "undocumented or extra options: {options:#?}"
     );
     let examples = doc["examples"].as_str().expect("EXAMPLES");
@@ -335,4 +336,54 @@ fn the_module_passes_the_venv_sanity_tests_validate_modules_included() {
         "{text}"
     );
     eprintln!("ansible-test venv sanity: {} ms", t0.elapsed().as_millis());
+}
+
+/// The command line the module builds from its options is one the tool takes: `jobs` becomes
+/// `--jobs N` on `enable` and `disable`, never on `plan` (check mode), and nothing when unset.
+/// Debian's python3, where .ci/run's ansible-core lives, imports the module file as it is.
+#[test]
+fn the_module_builds_command_lines_the_tool_takes() {
+    let module = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/ansible_collections/docker_userns/docker_userns/plugins/modules/remap.py"
+    );
+    let script = r#"
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("remap", sys.argv[1])
+m = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(m)
+p = dict(state="enabled", user="dockremap", count=None, start=None, repair=True,
+         carry=["volumes"], settle=10, timeout=90, jobs=3,
+         allow_restart_with_containers=True, restart=True, binary="docker-userns")
+print(json.dumps([m.argv(p, False), m.argv(dict(p, state="disabled"), False),
+                  m.argv(p, True), m.argv(dict(p, jobs=None), False)]))
+"#;
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", script, module])
+        .output()
+        .expect("/usr/bin/python3 (Debian's, with ansible-core)");
+    assert!(out.status.success(), "{}", fleet::text(&out));
+    let lines: Vec<Vec<String>> = serde_json::from_slice(&out.stdout).expect("JSON");
+    let words = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        lines[0],
+        words(&[
+            "docker-userns", "--json", "enable", "--user", "dockremap", "--repair", "--timeout",
+            "90", "--settle", "10", "--jobs", "3", "--carry", "volumes", "--yes"
+        ])
+    );
+    assert_eq!(
+        lines[1],
+        words(&[
+            "docker-userns", "--json", "disable", "--timeout", "90", "--settle", "10", "--jobs",
+            "3", "--carry", "volumes", "--yes"
+        ])
+    );
+    assert!(!lines[2].contains(&"--jobs".to_string()), "{:?}", lines[2]);
+    assert!(!lines[3].contains(&"--jobs".to_string()), "{:?}", lines[3]);
+    for l in &lines {
+        let argv = l.iter().map(std::ffi::OsString::from).collect();
+        docker_userns::cli::Cli::try_parse_argv(argv, false)
+            .unwrap_or_else(|e| panic!("{l:?}: {}", e.render()));
+    }
 }

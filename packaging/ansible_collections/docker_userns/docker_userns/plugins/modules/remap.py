@@ -58,6 +58,11 @@ options:
     description: Seconds for each systemd job and the health gate (C(--timeout)).
     type: int
     default: 90
+  jobs:
+    description:
+      - Threads walking a tree whose owners are shifted (C(--jobs)) - the data root of I(repair),
+        each volume of I(carry=volumes). Unset, the number of cores.
+    type: int
   allow_restart_with_containers:
     description: Restart docker even when containers run (C(--yes)).
     type: bool
@@ -240,6 +245,8 @@ def argv(p, check_mode):
         return cmd + (["plan"] + user_opts if p["state"] == "enabled" else ["plan", "--disable"])
     cmd += ["enable"] + user_opts if p["state"] == "enabled" else ["disable"]
     cmd += ["--timeout", str(p["timeout"]), "--settle", str(p["settle"])]
+    if p["jobs"]:
+        cmd += ["--jobs", str(p["jobs"])]
     if p["carry"]:
         cmd += ["--carry", ",".join(p["carry"])]
     if p["allow_restart_with_containers"]:
@@ -260,6 +267,7 @@ def main():
             carry=dict(type="list", elements="str", default=[], choices=["images", "volumes"]),
             settle=dict(type="int", default=10),
             timeout=dict(type="int", default=90),
+            jobs=dict(type="int"),
             allow_restart_with_containers=dict(type="bool", default=False),
             restart=dict(type="bool", default=True),
             binary=dict(type="path", default="/usr/sbin/docker-userns"),
