@@ -368,15 +368,38 @@ print(json.dumps([m.argv(p, False), m.argv(dict(p, state="disabled"), False),
     assert_eq!(
         lines[0],
         words(&[
-            "docker-userns", "--json", "enable", "--user", "dockremap", "--repair", "--timeout",
-            "90", "--settle", "10", "--jobs", "3", "--carry", "volumes", "--yes"
+            "docker-userns",
+            "--json",
+            "enable",
+            "--user",
+            "dockremap",
+            "--repair",
+            "--timeout",
+            "90",
+            "--settle",
+            "10",
+            "--jobs",
+            "3",
+            "--carry",
+            "volumes",
+            "--yes"
         ])
     );
     assert_eq!(
         lines[1],
         words(&[
-            "docker-userns", "--json", "disable", "--timeout", "90", "--settle", "10", "--jobs",
-            "3", "--carry", "volumes", "--yes"
+            "docker-userns",
+            "--json",
+            "disable",
+            "--timeout",
+            "90",
+            "--settle",
+            "10",
+            "--jobs",
+            "3",
+            "--carry",
+            "volumes",
+            "--yes"
         ])
     );
     assert!(!lines[2].contains(&"--jobs".to_string()), "{:?}", lines[2]);

@@ -48,6 +48,7 @@ mod log;
 mod node;
 mod pool;
 mod walk;
+mod workers;
 
 use std::ffi::OsStr;
 use std::ops::ControlFlow;
@@ -211,7 +212,9 @@ pub fn count(dir: &OpenDir) -> Result<u64> {
     let sh = Shared::new(dir, None)?;
     let mut first = Worker::new(&sh);
     first.top()?;
-    let r = sh.walk(first, default_jobs(), &mut |_| ControlFlow::Continue(()))?;
+    let r = workers::walk(&sh, first, default_jobs(), &mut |_| {
+        ControlFlow::Continue(())
+    })?;
     Ok(r.inodes)
 }
 
@@ -227,7 +230,7 @@ pub fn survey_with(dir: &OpenDir, map: &Mapping, jobs: usize) -> Result<Report> 
     sh.dry = true;
     let mut first = Worker::new(&sh);
     first.top()?;
-    sh.walk(first, jobs, &mut |_| ControlFlow::Continue(()))
+    workers::walk(&sh, first, jobs, &mut |_| ControlFlow::Continue(()))
 }
 
 /// Shifts the owner of every inode below `dir` (`dir` included) by `map`, with
@@ -305,7 +308,7 @@ pub fn shift_tree_with(
         }
     }
     first.top()?;
-    let report = sh.walk(first, opts.jobs, progress)?;
+    let report = workers::walk(&sh, first, opts.jobs, progress)?;
     if let ControlFlow::Break(()) = progress(report.inodes) {
         return Err(Interrupted(sh.top.clone()).into());
     }

@@ -1,4 +1,5 @@
-//! The walk itself: a pool of workers sharing a stack of directories, each worker taking one
+//! What the workers of a walk share: a stack of directories, each worker
+//! ([`Worker`](super::walk::Worker), started by [`workers`](super::workers)) taking one
 //! directory at a time (`statx`, `fchownat`, the xattr calls, the setid and capability rules on
 //! each of its entries) and pushing the subdirectories it finds for any worker to take.
 //!
@@ -23,18 +24,16 @@
 
 use std::ops::ControlFlow;
 use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use anyhow::{Context, Result, anyhow};
-use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Statx, StatxFlags};
 
 use super::links::InodeSet;
 use super::log::Log;
-use super::walk::{WANT, Worker, mnt_id};
-use super::{Interrupted, PRIVILEGED_NAMED, PROGRESS_EVERY, Report, raise_nofile_limit};
+use super::{PROGRESS_EVERY, raise_nofile_limit};
 use crate::formats::id_shift::Mapping;
 use crate::host::root::OpenDir;
 
@@ -50,6 +49,23 @@ thread_local! {
 
 /// Workers add their inode counts to [`Shared::inodes`] every this many inodes.
 pub(super) const PUBLISH_EVERY: u64 = 256;
+
+/// `statx` fields the walk reads.
+pub(super) const WANT: StatxFlags = StatxFlags::TYPE
+    .union(StatxFlags::MODE)
+    .union(StatxFlags::NLINK)
+    .union(StatxFlags::UID)
+    .union(StatxFlags::GID)
+    .union(StatxFlags::INO)
+    .union(StatxFlags::BLOCKS)
+    .union(StatxFlags::MNT_ID);
+
+/// The mount id of `st`, when the kernel gave one (`STATX_MNT_ID`, Linux 5.8).
+pub(super) fn mnt_id(st: &Statx) -> Option<u64> {
+    StatxFlags::from_bits_retain(st.stx_mask)
+        .contains(StatxFlags::MNT_ID)
+        .then_some(st.stx_mnt_id)
+}
 
 /// How many queued directories may keep their fd open: a quarter of the open file limit
 /// (raised to the hard limit first), at least 16 and at most 4096.
@@ -104,7 +120,7 @@ pub(super) struct Shared {
     pub(super) log: Option<Mutex<Log>>,
     /// Classify only ([`survey`](super::survey)).
     pub(super) dry: bool,
-    /// Into host ids: drop what [`Report::privileged`] counts instead of refusing it.
+    /// Into host ids: drop what [`Report::privileged`](super::Report::privileged) counts instead of refusing it.
     pub(super) drop_privileged: bool,
     /// Inode numbers of non-directories with more than one link, seen already.
     pub(super) seen: Mutex<InodeSet>,
@@ -228,6 +244,21 @@ impl Shared {
         }
     }
 
+    /// `jobs` workers are about to start ([`watch`](Self::watch) waits for each to end).
+    pub(super) fn start(&self, jobs: usize) {
+        self.lock().running = jobs;
+    }
+
+    /// The first error a worker met, if any.
+    pub(super) fn take_error(&self) -> Option<anyhow::Error> {
+        self.lock().error.take()
+    }
+
+    /// A guard that counts a worker out when it ends (see [`Finished`]).
+    pub(super) fn finished(&self) -> Finished<'_> {
+        Finished(self)
+    }
+
     pub(super) fn publish(&self, n: u64) {
         let before = self.inodes.fetch_add(n, Ordering::Relaxed);
         if before / PROGRESS_EVERY != (before + n) / PROGRESS_EVERY {
@@ -236,7 +267,7 @@ impl Shared {
         }
     }
 
-    /// Test failpoint (see [`CRASH_AFTER_CHOWNS`]), after a chown.
+    /// Test failpoint (see `CRASH_AFTER_CHOWNS`, test builds only), after a chown.
     pub(super) fn failpoint_after_chown(&self) -> Result<()> {
         #[cfg(test)]
         {
@@ -255,64 +286,8 @@ impl Shared {
         Ok(())
     }
 
-    /// Walks the tree below the top with `jobs` workers, `first` (which has worked on the top
-    /// itself) one of them on this thread's behalf: it is merged into the report. `progress` is
-    /// called on this thread only.
-    pub(super) fn walk(
-        &self,
-        mut first: Worker<'_>,
-        jobs: usize,
-        progress: &mut dyn FnMut(u64) -> ControlFlow<()>,
-    ) -> Result<Report> {
-        let top = self
-            .top_fd
-            .try_clone()
-            .context("cannot duplicate a file descriptor")?;
-        let st = rfs::statx(&top, c"", AtFlags::EMPTY_PATH, WANT)
-            .with_context(|| format!("cannot stat {}", self.top.display()))?;
-        self.push(Item {
-            fd: Some(top),
-            path: Vec::new(),
-            ino: st.stx_ino,
-            dev: (st.stx_dev_major, st.stx_dev_minor),
-            depth: 0,
-        });
-        let jobs = jobs.max(1);
-        self.lock().running = jobs;
-        let reports = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..jobs)
-                .map(|_| {
-                    s.spawn(|| {
-                        let _done = Finished(self);
-                        let mut w = Worker::new(self);
-                        w.work();
-                        w.report
-                    })
-                })
-                .collect();
-            self.watch(progress);
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect::<Vec<_>>()
-        });
-        let error = self.lock().error.take();
-        if let Some(e) = error {
-            return Err(e);
-        }
-        if self.stopped() {
-            return Err(Interrupted(self.top.clone()).into());
-        }
-        first.flush_all()?;
-        let mut report = std::mem::take(&mut first.report);
-        for r in reports {
-            merge(&mut report, r);
-        }
-        Ok(report)
-    }
-
     /// Calls `progress` each [`PROGRESS_EVERY`] inodes until the workers are done.
-    fn watch(&self, progress: &mut dyn FnMut(u64) -> ControlFlow<()>) {
+    pub(super) fn watch(&self, progress: &mut dyn FnMut(u64) -> ControlFlow<()>) {
         let mut q = self.lock();
         while q.running > 0 {
             if q.progress_due && !self.stopped() {
@@ -331,7 +306,7 @@ impl Shared {
 
 /// Counts a worker out when it ends, also by a panic (which stops the others, so that none
 /// waits for a directory the panicking one would have pushed; the panic is then re-raised).
-struct Finished<'s>(&'s Shared);
+pub(super) struct Finished<'s>(&'s Shared);
 
 impl Drop for Finished<'_> {
     fn drop(&mut self) {
@@ -341,36 +316,4 @@ impl Drop for Finished<'_> {
         self.0.lock().running -= 1;
         self.0.caller.notify_all();
     }
-}
-
-/// Adds what one worker found to the report.
-fn merge(into: &mut Report, r: Report) {
-    into.inodes += r.inodes;
-    into.blocks += r.blocks;
-    into.shifted += r.shifted;
-    into.already_done += r.already_done;
-    into.outside += r.outside;
-    into.outside_ids += r.outside_ids;
-    into.outside_id_inodes += r.outside_id_inodes;
-    into.acl_entries_shifted += r.acl_entries_shifted;
-    into.caps_restored += r.caps_restored;
-    into.caps_rootids_shifted += r.caps_rootids_shifted;
-    into.setid_restored += r.setid_restored;
-    into.log_replayed += r.log_replayed;
-    into.other_filesystems.extend(r.other_filesystems);
-    into.other_filesystems.sort();
-    // "The first": the first in byte order of the path, whichever worker met it.
-    let first = |a: Option<PathBuf>, b: Option<PathBuf>| {
-        a.into_iter()
-            .chain(b)
-            .min_by(|x, y| x.as_os_str().as_bytes().cmp(y.as_os_str().as_bytes()))
-    };
-    into.first_outside = first(into.first_outside.take(), r.first_outside);
-    into.first_done = first(into.first_done.take(), r.first_done);
-    into.done_id_inodes += r.done_id_inodes;
-    into.privileged += r.privileged;
-    into.privileged_paths.extend(r.privileged_paths);
-    into.privileged_paths.sort_by(|a, b| a.path.cmp(&b.path));
-    into.privileged_paths.truncate(PRIVILEGED_NAMED);
-    into.privileged_dropped |= r.privileged_dropped;
 }

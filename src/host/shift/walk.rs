@@ -9,25 +9,16 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
-use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, RawDir, Statx, StatxFlags};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, RawDir, Statx};
 use rustix::io::Errno;
 
 use super::log::{LogEntry, log_line};
 use super::node::Node;
-use super::pool::{Item, PUBLISH_EVERY, Shared};
+use super::pool::{Item, PUBLISH_EVERY, Shared, WANT, mnt_id};
 use super::{MAX_DEPTH, PRIVILEGED_NAMED, Privileged, PrivilegedIntoHost, Report, TooDeep};
 use crate::formats::id_shift::{Class, Mapping};
 use crate::formats::xattr::{ACL_ACCESS, ACL_DEFAULT, CAPS, caps_rootid, shift_acl, shift_caps};
 
-/// `statx` fields the walk reads.
-pub(super) const WANT: StatxFlags = StatxFlags::TYPE
-    .union(StatxFlags::MODE)
-    .union(StatxFlags::NLINK)
-    .union(StatxFlags::UID)
-    .union(StatxFlags::GID)
-    .union(StatxFlags::INO)
-    .union(StatxFlags::BLOCKS)
-    .union(StatxFlags::MNT_ID);
 /// Largest xattr value and name list (`XATTR_SIZE_MAX`, `XATTR_LIST_MAX`).
 pub(super) const XATTR_MAX: usize = 65536;
 
@@ -670,7 +661,7 @@ impl<'s> Worker<'s> {
         unreachable!("split yields at least one part")
     }
 
-    /// Stats what [`Walk::resolve`] found: `None` when it is gone or on another mount; an error
+    /// Stats what [`Worker::resolve`] found: `None` when it is gone or on another mount; an error
     /// when it is not the inode `ino` the walk saw.
     pub(super) fn found<'a>(
         &self,
@@ -792,10 +783,4 @@ impl<'s> Worker<'s> {
         }
         Ok(true)
     }
-}
-
-pub(super) fn mnt_id(st: &Statx) -> Option<u64> {
-    StatxFlags::from_bits_retain(st.stx_mask)
-        .contains(StatxFlags::MNT_ID)
-        .then_some(st.stx_mnt_id)
 }
