@@ -26,7 +26,6 @@ enum Chunk {
 #[derive(Debug, Default)]
 pub(crate) struct InodeSet {
     chunks: BTreeMap<u64, Chunk>,
-    len: usize,
 }
 
 impl InodeSet {
@@ -37,7 +36,7 @@ impl InodeSet {
             .chunks
             .entry(ino >> 16)
             .or_insert_with(|| Chunk::Sorted(Vec::new()));
-        let added = match chunk {
+        match chunk {
             Chunk::Sorted(v) => match v.binary_search(&low) {
                 Ok(_) => false,
                 Err(at) => {
@@ -63,15 +62,19 @@ impl InodeSet {
                 bits[word] |= bit;
                 added
             }
-        };
-        self.len += usize::from(added);
-        added
+        }
     }
 
     /// How many inode numbers are in the set.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.chunks
+            .values()
+            .map(|c| match c {
+                Chunk::Sorted(v) => v.len(),
+                Chunk::Bits(b) => b.iter().map(|w| w.count_ones() as usize).sum(),
+            })
+            .sum()
     }
 
     /// Bytes held by the chunks' contents (not the map's nodes): what the module doc counts.

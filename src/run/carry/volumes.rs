@@ -242,16 +242,16 @@ fn copy_to_stage(
         std::fs::remove_dir_all(stage)
             .with_context(|| format!("cannot remove the old copy {}", stage.display()))?;
     }
-    std::fs::create_dir_all(stage.parent().expect("has a parent"))?;
-    let cp = crate::host::programs::find("cp")?;
     let parent = stage.parent().expect("has a parent");
+    std::fs::create_dir_all(parent)?;
+    let cp = crate::host::programs::find("cp")?;
     let free = || {
         rustix::fs::statvfs(parent)
             .map(|s| s.f_bfree.saturating_mul(s.f_frsize))
             .unwrap_or(0)
     };
     let before = free();
-    let mut child = std::process::Command::new(&cp)
+    let child = std::process::Command::new(&cp)
         .args(["-a", "--no-target-directory"])
         .arg(src)
         .arg(stage)
@@ -260,23 +260,17 @@ fn copy_to_stage(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot run {}", cp.display()))?;
-    // Read as it comes, so that a `cp` with much to say never waits on a full pipe.
-    let mut errors = child.stderr.take().expect("piped");
-    let said = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut errors, &mut text);
-        text
-    });
-    // Waited for on a thread of its own, so its end is seen at once, not at the next look at
-    // the free space.
+    // Waited for on a thread of its own (which reads its stderr as it comes, so a `cp` with
+    // much to say never waits on a full pipe): its end is seen at once, not at the next look
+    // at the free space.
     let (tx, ended) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
+        let _ = tx.send(child.wait_with_output());
     });
-    let status = loop {
+    let out = loop {
         match ended.recv_timeout(std::time::Duration::from_millis(250)) {
-            Ok(status) => {
-                break status.with_context(|| format!("cannot wait for {}", cp.display()))?;
+            Ok(out) => {
+                break out.with_context(|| format!("cannot wait for {}", cp.display()))?;
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 bar.set(before.saturating_sub(free()));
@@ -285,12 +279,6 @@ fn copy_to_stage(
                 bail!("lost track of {}", cp.display())
             }
         }
-    };
-    let stderr = said.join().unwrap_or_default();
-    let out = std::process::Output {
-        status,
-        stdout: Vec::new(),
-        stderr,
     };
     if !out.status.success() {
         bail!(
