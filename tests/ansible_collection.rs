@@ -364,43 +364,19 @@ print(json.dumps([m.argv(p, False), m.argv(dict(p, state="disabled"), False),
         .expect("/usr/bin/python3 (Debian's, with ansible-core)");
     assert!(out.status.success(), "{}", fleet::text(&out));
     let lines: Vec<Vec<String>> = serde_json::from_slice(&out.stdout).expect("JSON");
-    let words = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let words = |l: &str| l.split(' ').map(String::from).collect::<Vec<_>>();
     assert_eq!(
         lines[0],
-        words(&[
-            "docker-userns",
-            "--json",
-            "enable",
-            "--user",
-            "dockremap",
-            "--repair",
-            "--timeout",
-            "90",
-            "--settle",
-            "10",
-            "--jobs",
-            "3",
-            "--carry",
-            "volumes",
-            "--yes"
-        ])
+        words(
+            "docker-userns --json enable --user dockremap --repair --timeout 90 --settle 10 \
+             --jobs 3 --carry volumes --yes"
+        )
     );
     assert_eq!(
         lines[1],
-        words(&[
-            "docker-userns",
-            "--json",
-            "disable",
-            "--timeout",
-            "90",
-            "--settle",
-            "10",
-            "--jobs",
-            "3",
-            "--carry",
-            "volumes",
-            "--yes"
-        ])
+        words(
+            "docker-userns --json disable --timeout 90 --settle 10 --jobs 3 --carry volumes --yes"
+        )
     );
     assert!(!lines[2].contains(&"--jobs".to_string()), "{:?}", lines[2]);
     assert!(!lines[3].contains(&"--jobs".to_string()), "{:?}", lines[3]);
